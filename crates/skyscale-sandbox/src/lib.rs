@@ -1,0 +1,111 @@
+//! Sandbox drivers: create and destroy isolated sandboxes and hand the control plane a byte
+//! channel to the agent inside. A driver knows nothing about functions beyond a
+//! [`SandboxSpec`].
+
+use std::fmt;
+use std::path::PathBuf;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// A sandbox id: `sky` followed by 32 hex digits. Fixed width and random, so that runsc's
+/// prefix matching of ids can never pick the wrong container, and an id is never reused.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SandboxId(String);
+
+impl SandboxId {
+    pub const PREFIX: &'static str = "sky";
+
+    pub fn generate() -> Self {
+        Self(format!("{}{}", Self::PREFIX, uuid::Uuid::new_v4().simple()))
+    }
+
+    /// Recognises ids this crate generated (used when cleaning up leftovers).
+    pub fn parse(s: &str) -> Option<Self> {
+        let hex = s.strip_prefix(Self::PREFIX)?;
+        (hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SandboxId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a sandbox needs: where the code is, how big it may get.
+#[derive(Debug, Clone)]
+pub struct SandboxSpec {
+    pub id: SandboxId,
+    /// Host directory bound read-only at `/var/task`.
+    pub code_dir: PathBuf,
+    /// Memory limit of the function in MiB.
+    pub memory_mb: u32,
+    /// Size of the `/tmp` tmpfs in MiB.
+    pub tmp_mb: u32,
+    /// Most processes/threads inside the sandbox.
+    pub pids_limit: i64,
+}
+
+/// A running sandbox: its id and the agent's stdin/stdout.
+pub struct Sandbox {
+    pub id: SandboxId,
+    pub to_agent: Box<dyn AsyncWrite + Send + Unpin>,
+    pub from_agent: Box<dyn AsyncRead + Send + Unpin>,
+}
+
+impl fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a driver operation failed. Each message names the sandbox and the step.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The runtime binary (runsc, runc) is missing.
+    #[error("{binary} is not installed: {hint}")]
+    NotInstalled { binary: String, hint: String },
+    /// Preparing the bundle on disk failed.
+    #[error("preparing bundle for sandbox {id}: {source}")]
+    Bundle {
+        id: SandboxId,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Building the OCI spec failed.
+    #[error("building OCI spec: {0}")]
+    Spec(String),
+    /// The runtime command failed.
+    #[error("{command} for sandbox {id} failed: {message}")]
+    Command {
+        id: SandboxId,
+        command: String,
+        message: String,
+    },
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The driver interface the scheduler uses.
+#[async_trait::async_trait]
+pub trait Driver: Send + Sync + 'static {
+    /// `gvisor`, `runc`, ...
+    fn name(&self) -> &'static str;
+
+    /// Creates and starts a sandbox whose PID 1 is the agent; returns once it runs.
+    async fn create(&self, spec: &SandboxSpec) -> Result<Sandbox, DriverError>;
+
+    /// Kills and removes a sandbox and everything it left on the host (state, bundle,
+    /// cgroups). Idempotent: destroying an unknown id is not an error.
+    async fn destroy(&self, id: &SandboxId) -> Result<(), DriverError>;
+
+    /// Removes every sandbox a previous run of this control plane left behind (same state
+    /// root). Returns how many were removed.
+    async fn cleanup_leftovers(&self) -> Result<usize, DriverError>;
+}

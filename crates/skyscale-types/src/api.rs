@@ -1,0 +1,115 @@
+//! The `/v1` JSON wire formats, shared by the HTTP layer and the client.
+//!
+//! Requests carry raw, unvalidated values (`i64`, `String`): the control plane validates
+//! them into domain types so that every rule lives in one place and every error message
+//! names the field.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Response header that marks an invocation whose handler failed (the body is the error).
+pub const FUNCTION_ERROR_HEADER: &str = "x-skyscale-function-error";
+/// Response header carrying the invocation's request id.
+pub const REQUEST_ID_HEADER: &str = "x-skyscale-request-id";
+/// Response header that says whether the invocation needed a cold start (`true`/`false`).
+pub const COLD_START_HEADER: &str = "x-skyscale-cold-start";
+
+/// `POST /v1/functions`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateFunction {
+    pub name: String,
+    pub runtime: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handler: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<i64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub environment: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Optional code package: a zip archive, base64-encoded. Code can also be deployed later
+    /// with `PUT /v1/functions/{name}/code`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_zip_base64: Option<String>,
+}
+
+/// `PATCH /v1/functions/{name}`: only the fields given change.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateFunction {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handler: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<i64>,
+    /// Replaces the whole environment when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// A function as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionInfo {
+    pub name: String,
+    pub runtime: String,
+    pub handler: String,
+    pub memory_mb: u32,
+    pub timeout_s: u32,
+    pub environment: BTreeMap<String, String>,
+    pub description: String,
+    /// Hex SHA-256 of the deployed zip, absent until code is deployed.
+    pub code_sha256: Option<String>,
+    pub code_size: Option<u64>,
+    /// Increases with every change of code or configuration.
+    pub revision: u64,
+    /// RFC 3339 timestamps.
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// `GET /v1/functions`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FunctionList {
+    pub functions: Vec<FunctionInfo>,
+}
+
+/// `GET /v1/health`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+    pub driver: String,
+}
+
+/// The body of a function error (handler exception, init failure, timeout, crash): the
+/// same shape Lambda uses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionError {
+    #[serde(rename = "errorMessage")]
+    pub error_message: String,
+    #[serde(rename = "errorType", default)]
+    pub error_type: String,
+    #[serde(rename = "stackTrace", default)]
+    pub stack_trace: Vec<String>,
+}
+
+/// Every non-2xx `/v1` answer: `{"error": {"code", "message"}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}

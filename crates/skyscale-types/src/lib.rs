@@ -1,0 +1,14 @@
+//! Domain types, validation rules and the `/v1` wire formats.
+//!
+//! Everything here is plain data: no I/O, no HTTP, no SQL. Validation happens once, when a
+//! value is parsed into one of these types; code that holds a [`FunctionName`] never checks
+//! it again.
+
+pub mod api;
+mod key;
+mod names;
+
+pub use names::{validate_env_name, RESERVED_ENV};
+
+pub use key::{ApiKey, KeyId, KeyParseError};
+pub use names::{FunctionName, Handler, MemoryMb, Runtime, TimeoutSecs, ValidationError};
