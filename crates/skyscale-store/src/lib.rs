@@ -1,1 +1,22 @@
-//! placeholder until written
+//! All persistent state of the control plane: the SQLite database (schema migrations and
+//! every SQL statement) and the content-addressed code packages on disk.
+//!
+//! The store knows nothing of HTTP or sandboxes. Its methods are blocking; async callers
+//! run them on a blocking thread.
+
+mod code;
+mod db;
+mod migrations;
+
+pub use code::{CodeError, CodeLimits, CodeRef, CodeStore};
+pub use db::{ApiKeyRecord, FunctionRecord, FunctionUpdate, NewFunction, Store, StoreError};
+
+/// Current time as RFC 3339 UTC with milliseconds, the format every stored timestamp uses.
+pub fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    now.format(&fmt)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string())
+}

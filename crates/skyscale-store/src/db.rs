@@ -1,0 +1,376 @@
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use skyscale_types::{FunctionName, Handler, KeyId, MemoryMb, Runtime, TimeoutSecs};
+
+use crate::code::CodeRef;
+use crate::migrations::MIGRATIONS;
+use crate::now_rfc3339;
+
+/// A failed store operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A function with that name exists already.
+    #[error("function {0} already exists")]
+    FunctionExists(String),
+    /// No function with that name.
+    #[error("function {0} not found")]
+    FunctionNotFound(String),
+    /// A row that this code did not write (or a corrupted one).
+    #[error("corrupt row in {table}: {message}")]
+    Corrupt {
+        table: &'static str,
+        message: String,
+    },
+    /// The database was written by a newer Skyscale.
+    #[error("database schema version {found} is newer than this build understands ({known})")]
+    TooNew { found: i64, known: i64 },
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+}
+
+/// A function as stored: validated domain values only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionRecord {
+    pub name: FunctionName,
+    pub runtime: Runtime,
+    pub handler: Handler,
+    pub memory: MemoryMb,
+    pub timeout: TimeoutSecs,
+    pub environment: BTreeMap<String, String>,
+    pub description: String,
+    pub code: Option<CodeRef>,
+    pub revision: u64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// Everything needed to create a function.
+#[derive(Debug, Clone)]
+pub struct NewFunction {
+    pub name: FunctionName,
+    pub runtime: Runtime,
+    pub handler: Handler,
+    pub memory: MemoryMb,
+    pub timeout: TimeoutSecs,
+    pub environment: BTreeMap<String, String>,
+    pub description: String,
+    pub code: Option<CodeRef>,
+}
+
+/// A partial update of a function's configuration; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct FunctionUpdate {
+    pub runtime: Option<Runtime>,
+    pub handler: Option<Handler>,
+    pub memory: Option<MemoryMb>,
+    pub timeout: Option<TimeoutSecs>,
+    pub environment: Option<BTreeMap<String, String>>,
+    pub description: Option<String>,
+}
+
+/// An API key as stored: the hash of its secret, never the secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKeyRecord {
+    pub id: KeyId,
+    pub secret_sha256: String,
+    pub role: String,
+    pub description: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+/// The SQLite database. One connection behind a mutex: SQLite serialises writers anyway,
+/// and every statement here takes microseconds, so a pool would add nothing but threads.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+const FUNCTION_COLUMNS: &str = "name, runtime, handler, memory_mb, timeout_s, environment, \
+     description, code_sha256, code_size, revision, created_at, updated_at";
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` in WAL mode and runs migrations.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate(&mut conn)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite half-written (each statement or
+        // transaction is atomic), so a poisoned lock is safe to keep using.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn create_function(&self, f: &NewFunction) -> Result<FunctionRecord, StoreError> {
+        let now = now_rfc3339();
+        let env = serde_json::to_string(&f.environment).map_err(|e| StoreError::Corrupt {
+            table: "functions",
+            message: e.to_string(),
+        })?;
+        let conn = self.conn();
+        let inserted = conn.execute(
+            "INSERT INTO functions (name, runtime, handler, memory_mb, timeout_s, environment, \
+             description, code_sha256, code_size, revision, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?10) \
+             ON CONFLICT(name) DO NOTHING",
+            params![
+                f.name.as_str(),
+                f.runtime.as_str(),
+                f.handler.as_str(),
+                f.memory.get(),
+                f.timeout.get(),
+                env,
+                f.description,
+                f.code.as_ref().map(|c| c.sha256.as_str()),
+                f.code.as_ref().map(|c| c.size as i64),
+                now,
+            ],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::FunctionExists(f.name.to_string()));
+        }
+        get_function(&conn, &f.name)?
+            .ok_or_else(|| StoreError::FunctionNotFound(f.name.to_string()))
+    }
+
+    pub fn get_function(&self, name: &FunctionName) -> Result<Option<FunctionRecord>, StoreError> {
+        get_function(&self.conn(), name)
+    }
+
+    pub fn list_functions(&self) -> Result<Vec<FunctionRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {FUNCTION_COLUMNS} FROM functions ORDER BY name"
+        ))?;
+        let rows = stmt.query_map([], |row| Ok(function_from_row(row)))?;
+        rows.map(|r| r?).collect()
+    }
+
+    /// Applies a partial configuration update and bumps the revision, atomically.
+    pub fn update_function(
+        &self,
+        name: &FunctionName,
+        u: &FunctionUpdate,
+    ) -> Result<FunctionRecord, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut f = get_function(&tx, name)?
+            .ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))?;
+        if let Some(v) = &u.runtime {
+            f.runtime = v.clone();
+        }
+        if let Some(v) = &u.handler {
+            f.handler = v.clone();
+        }
+        if let Some(v) = u.memory {
+            f.memory = v;
+        }
+        if let Some(v) = u.timeout {
+            f.timeout = v;
+        }
+        if let Some(v) = &u.environment {
+            f.environment = v.clone();
+        }
+        if let Some(v) = &u.description {
+            f.description = v.clone();
+        }
+        let env = serde_json::to_string(&f.environment).map_err(|e| StoreError::Corrupt {
+            table: "functions",
+            message: e.to_string(),
+        })?;
+        tx.execute(
+            "UPDATE functions SET runtime = ?2, handler = ?3, memory_mb = ?4, timeout_s = ?5, \
+             environment = ?6, description = ?7, revision = revision + 1, updated_at = ?8 \
+             WHERE name = ?1",
+            params![
+                name.as_str(),
+                f.runtime.as_str(),
+                f.handler.as_str(),
+                f.memory.get(),
+                f.timeout.get(),
+                env,
+                f.description,
+                now_rfc3339(),
+            ],
+        )?;
+        let out = get_function(&tx, name)?
+            .ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Points the function at new code (already stored) and bumps the revision.
+    pub fn set_function_code(
+        &self,
+        name: &FunctionName,
+        code: &CodeRef,
+    ) -> Result<FunctionRecord, StoreError> {
+        let conn = self.conn();
+        let changed = conn.execute(
+            "UPDATE functions SET code_sha256 = ?2, code_size = ?3, revision = revision + 1, \
+             updated_at = ?4 WHERE name = ?1",
+            params![name.as_str(), code.sha256, code.size as i64, now_rfc3339()],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::FunctionNotFound(name.to_string()));
+        }
+        get_function(&conn, name)?.ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))
+    }
+
+    /// Deletes a function. Returns the deleted record.
+    pub fn delete_function(&self, name: &FunctionName) -> Result<FunctionRecord, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let f = get_function(&tx, name)?
+            .ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))?;
+        tx.execute("DELETE FROM functions WHERE name = ?1", [name.as_str()])?;
+        tx.commit()?;
+        Ok(f)
+    }
+
+    /// Every code hash some function still points at (for garbage collection of packages).
+    pub fn referenced_code(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT DISTINCT code_sha256 FROM functions WHERE code_sha256 IS NOT NULL",
+        )?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn insert_api_key(
+        &self,
+        id: &KeyId,
+        secret_sha256: &str,
+        role: &str,
+        description: &str,
+    ) -> Result<ApiKeyRecord, StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO api_keys (id, secret_sha256, role, description, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id.as_str(), secret_sha256, role, description, now_rfc3339()],
+        )?;
+        get_api_key(&conn, id)?.ok_or_else(|| StoreError::Corrupt {
+            table: "api_keys",
+            message: format!("key {id} vanished after insert"),
+        })
+    }
+
+    pub fn get_api_key(&self, id: &KeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
+        get_api_key(&self.conn(), id)
+    }
+
+    /// Number of keys that are not revoked.
+    pub fn count_active_api_keys(&self) -> Result<u64, StoreError> {
+        let n: i64 = self.conn().query_row(
+            "SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let known = MIGRATIONS.len() as i64;
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > known {
+        return Err(StoreError::TooNew { found, known });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "applied database migration");
+    }
+    Ok(())
+}
+
+fn get_function(
+    conn: &Connection,
+    name: &FunctionName,
+) -> Result<Option<FunctionRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {FUNCTION_COLUMNS} FROM functions WHERE name = ?1"
+    ))?;
+    stmt.query_row([name.as_str()], |row| Ok(function_from_row(row)))
+        .optional()?
+        .transpose()
+}
+
+fn corrupt(message: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        table: "functions",
+        message: message.to_string(),
+    }
+}
+
+fn function_from_row(row: &Row<'_>) -> Result<FunctionRecord, StoreError> {
+    let name: String = row.get(0)?;
+    let env: String = row.get(5)?;
+    let sha: Option<String> = row.get(7)?;
+    let size: Option<i64> = row.get(8)?;
+    Ok(FunctionRecord {
+        name: FunctionName::parse(&name).map_err(corrupt)?,
+        runtime: Runtime::parse(&row.get::<_, String>(1)?).map_err(corrupt)?,
+        handler: Handler::parse(&row.get::<_, String>(2)?).map_err(corrupt)?,
+        memory: MemoryMb::new(row.get(3)?).map_err(corrupt)?,
+        timeout: TimeoutSecs::new(row.get(4)?).map_err(corrupt)?,
+        environment: serde_json::from_str(&env).map_err(corrupt)?,
+        description: row.get(6)?,
+        code: sha.map(|sha256| CodeRef {
+            sha256,
+            size: size.unwrap_or(0) as u64,
+        }),
+        revision: row.get::<_, i64>(9)? as u64,
+        created_at: row.get(10)?,
+        updated_at: row.get(11)?,
+    })
+}
+
+fn get_api_key(conn: &Connection, id: &KeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, secret_sha256, role, description, created_at, revoked_at \
+         FROM api_keys WHERE id = ?1",
+    )?;
+    let row = stmt
+        .query_row([id.as_str()], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, Option<String>>(5)?,
+            ))
+        })
+        .optional()?;
+    row.map(
+        |(id, secret_sha256, role, description, created_at, revoked_at)| {
+            Ok(ApiKeyRecord {
+                id: KeyId::parse(&id).map_err(|e| StoreError::Corrupt {
+                    table: "api_keys",
+                    message: e.to_string(),
+                })?,
+                secret_sha256,
+                role,
+                description,
+                created_at,
+                revoked_at,
+            })
+        },
+    )
+    .transpose()
+}

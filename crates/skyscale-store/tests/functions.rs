@@ -1,0 +1,95 @@
+use std::collections::BTreeMap;
+
+use skyscale_store::{CodeRef, FunctionUpdate, NewFunction, Store, StoreError};
+use skyscale_types::{ApiKey, FunctionName, Handler, MemoryMb, Runtime, TimeoutSecs};
+
+fn new_fn(name: &str) -> NewFunction {
+    NewFunction {
+        name: FunctionName::parse(name).unwrap(),
+        runtime: Runtime::parse("python3.11").unwrap(),
+        handler: Handler::parse("handler.handler").unwrap(),
+        memory: MemoryMb::DEFAULT,
+        timeout: TimeoutSecs::DEFAULT,
+        environment: BTreeMap::from([("A".into(), "1".into())]),
+        description: "d".into(),
+        code: None,
+    }
+}
+
+#[test]
+fn function_lifecycle_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.db");
+    let name = FunctionName::parse("f1").unwrap();
+    {
+        let s = Store::open(&db).unwrap();
+        let f = s.create_function(&new_fn("f1")).unwrap();
+        assert_eq!(f.revision, 1);
+        assert!(matches!(
+            s.create_function(&new_fn("f1")),
+            Err(StoreError::FunctionExists(_))
+        ));
+        let u = s
+            .update_function(
+                &name,
+                &FunctionUpdate {
+                    memory: Some(MemoryMb::new(256).unwrap()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(u.memory.get(), 256);
+        assert_eq!(
+            u.environment, f.environment,
+            "untouched fields keep their value"
+        );
+        assert_eq!(u.revision, 2);
+        let code = CodeRef {
+            sha256: "ab".repeat(32),
+            size: 10,
+        };
+        let c = s.set_function_code(&name, &code).unwrap();
+        assert_eq!(c.code, Some(code));
+        assert_eq!(c.revision, 3);
+    }
+    // Reopening runs no migration twice and keeps everything.
+    let s = Store::open(&db).unwrap();
+    let f = s.get_function(&name).unwrap().unwrap();
+    assert_eq!(f.memory.get(), 256);
+    assert_eq!(s.list_functions().unwrap().len(), 1);
+    assert_eq!(s.referenced_code().unwrap(), vec!["ab".repeat(32)]);
+    s.delete_function(&name).unwrap();
+    assert!(s.get_function(&name).unwrap().is_none());
+    assert!(matches!(
+        s.delete_function(&name),
+        Err(StoreError::FunctionNotFound(_))
+    ));
+    assert!(matches!(
+        s.update_function(&name, &FunctionUpdate::default()),
+        Err(StoreError::FunctionNotFound(_))
+    ));
+}
+
+#[test]
+fn api_keys_store_hashes_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.db");
+    let s = Store::open(&db).unwrap();
+    let key = ApiKey::generate();
+    s.insert_api_key(&key.id, &"0".repeat(64), "admin", "first")
+        .unwrap();
+    let rec = s.get_api_key(&key.id).unwrap().unwrap();
+    assert_eq!(rec.role, "admin");
+    assert_eq!(s.count_active_api_keys().unwrap(), 1);
+    drop(s);
+    let raw = std::fs::read(&db).unwrap();
+    let wal = std::fs::read(dir.path().join("s.db-wal")).unwrap_or_default();
+    for bytes in [raw, wal] {
+        assert!(
+            !bytes
+                .windows(key.secret().len())
+                .any(|w| w == key.secret().as_bytes()),
+            "secret found in the database file"
+        );
+    }
+}
