@@ -1,1 +1,130 @@
-fn main() {}
+//! `skyscale-control-plane`: parse configuration, start tracing, open state, start the
+//! sandbox driver, serve the API until SIGINT/SIGTERM, then destroy every sandbox.
+
+mod config;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use config::{Config, DriverKind};
+use sha2::{Digest, Sha256};
+use skyscale_core::{AdminKeySource, ControlPlane, Runtimes, Settings};
+use skyscale_sandbox::{Driver, OciConfig, OciDriver, Runtime as OciRuntime};
+use skyscale_store::Store;
+
+/// How long in-flight invocations may run on after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("skyscale-control-plane: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+#[tokio::main]
+async fn run() -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    tracing_subscriber::fmt()
+        .with_max_level(config.log_level)
+        .with_writer(std::io::stderr)
+        .init();
+
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let data_dir = config
+        .data_dir
+        .canonicalize()
+        .with_context(|| format!("resolving {}", config.data_dir.display()))?;
+    let store = Arc::new(
+        Store::open(&config.db_path)
+            .with_context(|| format!("opening database {}", config.db_path.display()))?,
+    );
+    match skyscale_core::ensure_admin_key(&store, &data_dir, config.admin_key.as_ref())? {
+        AdminKeySource::Generated { key, path } => {
+            println!(
+                "generated the first admin API key (shown once, also saved to {}):",
+                path.display()
+            );
+            println!("  SKYSCALE_API_KEY={}", key.token());
+        }
+        AdminKeySource::Environment => tracing::info!("admin key from SKYSCALE_ADMIN_KEY"),
+        AdminKeySource::Existing => {}
+    }
+
+    let runtime_dir =
+        skyscale_core::install_runtime_dir(&data_dir.join("runtime"), &config.agent_path)
+            .context("installing the agent and runtime into the data directory")?;
+    let driver = build_driver(&config, &data_dir, runtime_dir)?;
+    let removed = driver
+        .cleanup_leftovers()
+        .await
+        .context("removing sandboxes left by a previous run")?;
+    if removed > 0 {
+        tracing::warn!(removed, "removed sandboxes left behind by a previous run");
+    }
+    let runtimes = Runtimes::discover(std::path::Path::new("/usr/bin"));
+    tracing::info!(installed = ?runtimes.installed(), "runtimes");
+    let cp = Arc::new(ControlPlane::new(
+        store,
+        &data_dir.join("code"),
+        driver,
+        runtimes,
+        Settings::default(),
+    )?);
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {} (set PORT or SKYSCALE_HOST)", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, driver = cp.driver_name(), warm_pool_size = config.warm_pool_size, "control plane started");
+    // Scripts and tests read the address from this line.
+    println!("skyscale-control-plane listening on http://{addr}");
+
+    skyscale_http::serve(listener, cp.clone(), shutdown_signal()).await?;
+    tracing::info!("shutting down: waiting for in-flight invocations, then destroying sandboxes");
+    cp.shutdown(SHUTDOWN_GRACE).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn build_driver(
+    config: &Config,
+    data_dir: &std::path::Path,
+    runtime_dir: std::path::PathBuf,
+) -> anyhow::Result<Arc<dyn Driver>> {
+    let runtime = match config.driver {
+        DriverKind::Gvisor => OciRuntime::Runsc {
+            platform: config.runsc_platform.clone(),
+        },
+        DriverKind::Runc => OciRuntime::Runc,
+    };
+    // One cgroup parent per data directory: a restarted control plane finds exactly its
+    // own leftovers, and two instances never touch each other's sandboxes.
+    let instance = &hex::encode(Sha256::digest(data_dir.as_os_str().as_encoded_bytes()))[..12];
+    let sandboxes = data_dir.join("sandboxes");
+    let oci = OciConfig::new(
+        runtime,
+        sandboxes.join("state"),
+        sandboxes.join("bundles"),
+        runtime_dir,
+        format!("skyscale/{instance}"),
+    );
+    Ok(Arc::new(OciDriver::new(oci)?))
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,1 +1,148 @@
-//! placeholder until written
+//! The control plane's logic, independent of HTTP: the function service, authentication,
+//! and the invoke path (warm pool, cold starts, the agent conversation).
+//!
+//! `ControlPlane` is the one object the HTTP layer talks to. It owns the store, the code
+//! packages and the sandbox driver; nothing here knows about axum or SQL.
+
+mod auth;
+mod error;
+mod functions;
+mod invoke;
+mod pool;
+mod runtimes;
+mod session;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use skyscale_sandbox::Driver;
+use skyscale_store::{CodeLimits, CodeStore, Store};
+
+pub use auth::{authenticate, ensure_admin_key, AdminKeySource, Principal, Role};
+pub use error::CoreError;
+pub use invoke::{InvokeOutput, MAX_SYNC_PAYLOAD};
+pub use runtimes::{Runtimes, PYTHON_BOOTSTRAP};
+
+use pool::Pool;
+
+/// Settings the control plane's logic needs (the daemon builds them from the environment).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Region reported to functions (`AWS_REGION`) and used in ARNs.
+    pub region: String,
+    /// Account id used in ARNs.
+    pub account_id: String,
+    /// Size of each sandbox's `/tmp`, MiB.
+    pub tmp_mb: u32,
+    /// Most processes/threads per sandbox.
+    pub pids_limit: i64,
+    /// How long a runtime may take to initialise (import the handler).
+    pub init_timeout: Duration,
+    /// How long a new sandbox's agent may take to say hello.
+    pub boot_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            region: "us-east-1".into(),
+            account_id: "000000000000".into(),
+            tmp_mb: 512,
+            pids_limit: 1024,
+            init_timeout: Duration::from_secs(10),
+            boot_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The control plane: every API operation is a method here.
+pub struct ControlPlane {
+    store: Arc<Store>,
+    code: CodeStore,
+    pool: Pool,
+    runtimes: Runtimes,
+    settings: Settings,
+}
+
+impl ControlPlane {
+    /// Builds the control plane on an open store. `code_dir` holds the code packages.
+    pub fn new(
+        store: Arc<Store>,
+        code_dir: &Path,
+        driver: Arc<dyn Driver>,
+        runtimes: Runtimes,
+        settings: Settings,
+    ) -> Result<Self, CoreError> {
+        let code = CodeStore::open(code_dir, CodeLimits::default())
+            .map_err(|e| CoreError::Internal(format!("opening {}: {e}", code_dir.display())))?;
+        Ok(Self {
+            store,
+            code,
+            pool: Pool::new(driver),
+            runtimes,
+            settings,
+        })
+    }
+
+    pub fn driver_name(&self) -> &'static str {
+        self.pool.driver().name()
+    }
+
+    pub fn runtimes(&self) -> &Runtimes {
+        &self.runtimes
+    }
+
+    /// Checks a bearer token.
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, CoreError> {
+        let store = self.store.clone();
+        let token = token.to_owned();
+        blocking(move || authenticate(&store, &token)).await
+    }
+
+    /// Number of sandboxes alive (idle or busy).
+    pub fn live_sandboxes(&self) -> usize {
+        self.pool.live_count()
+    }
+
+    /// Stops handing out sandboxes, waits up to `grace` for in-flight invocations, then
+    /// destroys every sandbox.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.pool.shutdown(grace).await;
+    }
+}
+
+/// Runs blocking store or file work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, CoreError> + Send + 'static,
+) -> Result<T, CoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CoreError::Internal(format!("blocking task failed: {e}")))?
+}
+
+/// Writes the agent binary and the Python bootstrap into `dir`, which every sandbox binds
+/// read-only at `/var/runtime`. Files are replaced by rename, so a sandbox never sees a
+/// half-written one.
+pub fn install_runtime_dir(dir: &Path, agent_binary: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    let put = |name: &str, write: &dyn Fn(&Path) -> std::io::Result<()>, mode: u32| {
+        let tmp = dir.join(format!(".{name}.tmp"));
+        write(&tmp)?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+        std::fs::rename(&tmp, dir.join(name))
+    };
+    put(
+        "skyscale-agent",
+        &|p| std::fs::copy(agent_binary, p).map(drop),
+        0o755,
+    )?;
+    put(
+        "bootstrap.py",
+        &|p| std::fs::write(p, PYTHON_BOOTSTRAP),
+        0o644,
+    )?;
+    Ok(dir.to_path_buf())
+}

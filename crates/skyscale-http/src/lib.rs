@@ -1,1 +1,47 @@
-//! placeholder until written
+//! The control plane's HTTP API. This crate is the only one that knows axum: it turns
+//! requests into `ControlPlane` calls and `CoreError`s into responses, in one place.
+//!
+//! `serve` takes an already-bound listener and a shutdown future, so tests run the real
+//! server on `127.0.0.1:0`.
+
+mod error;
+mod v1;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use skyscale_core::ControlPlane;
+use tokio::net::TcpListener;
+
+pub use error::ApiError;
+
+/// Shared state of every handler.
+pub type AppState = Arc<ControlPlane>;
+
+/// The whole API as a router.
+pub fn router(cp: AppState) -> Router {
+    Router::new()
+        .merge(v1::routes(cp.clone()))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(cp)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then stops accepting and lets
+/// in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    cp: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    // Loopback HTTP with Nagle on stalls keep-alive clients by tens of milliseconds.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, router(cp))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

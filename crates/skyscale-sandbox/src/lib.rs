@@ -7,6 +7,17 @@ use std::path::PathBuf;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+mod bundle;
+mod cgroup;
+mod command;
+mod config;
+mod oci;
+pub mod reaper;
+
+pub use config::{OciConfig, Runtime, DEFAULT_INIT, DEFAULT_RUNSC_OVERHEAD_MB, DEFAULT_UID};
+pub use oci::OciDriver;
+pub use reaper::{install_reaper, reap_orphans};
+
 /// A sandbox id: `sky` followed by 32 hex digits. Fixed width and random, so that runsc's
 /// prefix matching of ids can never pick the wrong container, and an id is never reused.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

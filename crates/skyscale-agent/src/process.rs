@@ -1,0 +1,182 @@
+//! The runtime process: spawning it, reaping it (and every other orphan, as PID 1), killing it.
+//!
+//! Concurrency: exactly one thread calls `waitpid(-1)` — the reaper. It collects every child
+//! that exits, including grandchildren re-parented to the agent when it runs as PID 1, and
+//! reports only the runtime's own exit on the event channel. Nothing else waits for children
+//! (`std::process::Child::wait` is never called), so no exit status is ever stolen.
+
+use std::fmt;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::mpsc::Sender;
+
+use rustix::io::Errno;
+use rustix::process::{Pid, Signal, WaitOptions};
+use skyscale_protocol::Init;
+
+use crate::error::{spawn_thread, AgentError};
+use crate::Event;
+
+/// How the runtime process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// It exited with this code.
+    Code(i32),
+    /// A signal killed it (SIGKILL is what an OOM kill looks like).
+    Signal(i32),
+}
+
+impl fmt::Display for ExitStatus {
+    /// The wording of Go's `os.ProcessState`, which is what Lambda prints.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ExitStatus::Code(code) => write!(f, "exit status {code}"),
+            ExitStatus::Signal(sig) => match signal_name(sig) {
+                Some(name) => write!(f, "signal: {name}"),
+                None => write!(f, "signal: signal {sig}"),
+            },
+        }
+    }
+}
+
+/// Go's names for the common signals.
+fn signal_name(sig: i32) -> Option<&'static str> {
+    Some(match sig {
+        1 => "hangup",
+        2 => "interrupt",
+        3 => "quit",
+        4 => "illegal instruction",
+        5 => "trace/breakpoint trap",
+        6 => "aborted",
+        7 => "bus error",
+        8 => "floating point exception",
+        9 => "killed",
+        10 => "user defined signal 1",
+        11 => "segmentation fault",
+        12 => "user defined signal 2",
+        13 => "broken pipe",
+        14 => "alarm clock",
+        15 => "terminated",
+        _ => return None,
+    })
+}
+
+/// A started runtime: its pid (also its process-group id) and its output pipes.
+pub struct Runtime {
+    pub pid: Pid,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+/// Why the runtime could not be started.
+#[derive(Debug)]
+pub struct SpawnError(pub String);
+
+/// Starts `init.command` in `init.cwd` with exactly `init.env` plus `AWS_LAMBDA_RUNTIME_API`,
+/// stdin on /dev/null, stdout and stderr on pipes, in a process group of its own so that
+/// [`kill_group`] also reaches its children.
+///
+/// Call this before [`start_reaper`]: if `exec` fails, std reaps the child itself.
+pub fn spawn(init: &Init, runtime_api: &str) -> Result<Runtime, SpawnError> {
+    let (program, args) = init
+        .command
+        .split_first()
+        .ok_or_else(|| SpawnError("the runtime command is empty".to_string()))?;
+    let mut child = Command::new(program)
+        .args(args)
+        .current_dir(&init.cwd)
+        .env_clear()
+        .envs(init.env.iter().map(|(k, v)| (k, v)))
+        .env("AWS_LAMBDA_RUNTIME_API", runtime_api)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| SpawnError(format!("cannot start {program:?} in {:?}: {e}", init.cwd)))?;
+    let pid = Pid::from_child(&child);
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        kill_group(pid);
+        return Err(SpawnError("runtime output pipes missing".to_string()));
+    };
+    // Dropping `child` neither waits nor kills: the reaper owns the exit status.
+    Ok(Runtime {
+        pid,
+        stdout: stdout.into(),
+        stderr: stderr.into(),
+    })
+}
+
+/// Starts the reaper thread: `waitpid(-1)` in a loop. The runtime's exit is sent as
+/// [`Event::RuntimeExited`]; other children are reaped silently. The thread ends when the agent
+/// has no children left (`ECHILD`): at that point no descendant is alive, because any orphaned
+/// descendant would have been re-parented to the agent.
+pub fn start_reaper(runtime: Pid, events: Sender<Event>) -> Result<(), AgentError> {
+    spawn_thread("reaper", move || loop {
+        match rustix::process::wait(WaitOptions::empty()) {
+            Ok(Some((pid, status))) if pid == runtime => {
+                let status = match (status.exit_status(), status.terminating_signal()) {
+                    (Some(code), _) => ExitStatus::Code(code),
+                    (None, Some(sig)) => ExitStatus::Signal(sig),
+                    (None, None) => continue, // stopped or continued, not gone
+                };
+                // The main thread may already be gone; then nobody needs to know.
+                let _ = events.send(Event::RuntimeExited(status));
+            }
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(Errno::CHILD) => return,
+            Err(e) => {
+                eprintln!("skyscale-agent: waitpid: {e}");
+                return;
+            }
+        }
+    })
+}
+
+/// SIGKILLs the runtime's whole process group. Errors (already gone) are ignored.
+pub fn kill_group(pgid: Pid) {
+    let _ = rustix::process::kill_process_group(pgid, Signal::KILL);
+}
+
+/// Peak resident memory (VmHWM) of a live process in KiB, 0 when unreadable.
+pub fn max_rss_kb(pid: Pid) -> u64 {
+    std::fs::read_to_string(format!("/proc/{}/status", pid.as_raw_nonzero()))
+        .ok()
+        .and_then(|status| parse_vm_hwm(&status))
+        .unwrap_or(0)
+}
+
+/// The `VmHWM:` line of `/proc/<pid>/status`, in kB.
+fn parse_vm_hwm(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_status_reads_like_go() {
+        assert_eq!(ExitStatus::Code(1).to_string(), "exit status 1");
+        assert_eq!(ExitStatus::Code(3).to_string(), "exit status 3");
+        assert_eq!(ExitStatus::Signal(9).to_string(), "signal: killed");
+        assert_eq!(
+            ExitStatus::Signal(11).to_string(),
+            "signal: segmentation fault"
+        );
+        assert_eq!(ExitStatus::Signal(40).to_string(), "signal: signal 40");
+    }
+
+    #[test]
+    fn vm_hwm_is_parsed() {
+        let status = "Name:\tpython3\nVmPeak:\t  20000 kB\nVmHWM:\t   12345 kB\nVmRSS:\t 100 kB\n";
+        assert_eq!(parse_vm_hwm(status), Some(12345));
+        assert_eq!(parse_vm_hwm("Name:\tx\n"), None);
+        assert!(max_rss_kb(rustix::process::getpid()) > 0);
+    }
+}

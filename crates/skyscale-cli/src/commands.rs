@@ -1,0 +1,187 @@
+//! One function per command: call the API through `skyscale-client`, print the answer.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::bail;
+use base64::Engine as _;
+use skyscale_client::{package, Client};
+use skyscale_types::api::{CreateFunction, FunctionInfo, UpdateFunction};
+
+use crate::cli::{
+    Cli, Command, CreateArgs, DeployArgs, FunctionCommand, Global, InvokeArgs, NameArg,
+    OutputFormat, UpdateArgs,
+};
+use crate::input::{env_map, read_payload};
+use crate::output::{self, AlreadyReported, NO_KEY};
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let Cli { global, command } = cli;
+    match command {
+        Command::Health => health(&global),
+        Command::Function(FunctionCommand::Create(args)) => create(&global, &args),
+        Command::Function(FunctionCommand::Deploy(args)) => deploy(&global, &args),
+        Command::Function(FunctionCommand::Invoke(args)) => invoke(&global, &args),
+        Command::Function(FunctionCommand::List) => list(&global),
+        Command::Function(FunctionCommand::Get(args)) => get(&global, &args),
+        Command::Function(FunctionCommand::Update(args)) => update(&global, &args),
+        Command::Function(FunctionCommand::Delete(args)) => delete(&global, &args),
+    }
+}
+
+/// A client for the configured endpoint. Checks for a key first when the call needs one, so
+/// that the user hears about it before any work (like zipping) is done.
+fn connect(global: &Global, needs_key: bool) -> anyhow::Result<Client> {
+    let key = global.api_key.clone().filter(|k| !k.trim().is_empty());
+    if needs_key && key.is_none() {
+        bail!(NO_KEY);
+    }
+    let key = if needs_key { key } else { None };
+    Ok(Client::new(&global.endpoint, key)?)
+}
+
+fn health(global: &Global) -> anyhow::Result<()> {
+    let health = connect(global, false)?.health()?;
+    match global.output {
+        OutputFormat::Json => output::json(&health),
+        OutputFormat::Text => Ok(output::line(&format!(
+            "{}: skyscale {} at {}, driver {}",
+            health.status, health.version, global.endpoint, health.driver
+        ))?),
+    }
+}
+
+fn create(global: &Global, args: &CreateArgs) -> anyhow::Result<()> {
+    let client = connect(global, true)?;
+    let environment = env_map(&args.env)?;
+    let code_zip_base64 = match &args.path {
+        Some(path) => Some(base64::engine::general_purpose::STANDARD.encode(package_code(path)?)),
+        None => None,
+    };
+    let request = CreateFunction {
+        name: args.name.clone(),
+        runtime: args.runtime.clone(),
+        handler: args.handler.clone(),
+        memory_mb: args.memory,
+        timeout_s: args.timeout,
+        environment,
+        description: args.description.clone(),
+        code_zip_base64,
+    };
+    let info = client.create_function(&request)?;
+    print_info(global, &format!("created function {}", info.name), &info)
+}
+
+fn deploy(global: &Global, args: &DeployArgs) -> anyhow::Result<()> {
+    let client = connect(global, true)?;
+    let zip = package_code(&args.path)?;
+    let size = zip.len();
+    let info = client.deploy_code(&args.name, zip)?;
+    match global.output {
+        OutputFormat::Json => output::json(&info),
+        OutputFormat::Text => {
+            let sha = info.code_sha256.as_deref().unwrap_or("-");
+            Ok(output::line(&format!(
+                "deployed {} bytes to function {}: code_sha256 {}, revision {}",
+                info.code_size.unwrap_or(size as u64),
+                info.name,
+                sha.get(..12).unwrap_or(sha),
+                info.revision
+            ))?)
+        }
+    }
+}
+
+fn invoke(global: &Global, args: &InvokeArgs) -> anyhow::Result<()> {
+    let client = connect(global, true)?;
+    let payload = read_payload(args.payload.as_deref(), args.payload_file.as_deref())?;
+    let outcome = client.invoke(&args.name, payload)?;
+    let pretty = global.output == OutputFormat::Text;
+    if outcome.function_error.is_none() {
+        output::stdout(&output::invoke_result(&outcome.body, pretty))?;
+        return Ok(());
+    }
+    if !pretty {
+        // Scripts asked for JSON: they get the error document on stdout too.
+        output::stdout(&output::invoke_result(&outcome.body, false))?;
+    }
+    let mut stderr = std::io::stderr().lock();
+    for (i, line) in output::function_error_lines(&outcome).iter().enumerate() {
+        let prefix = if i == 0 { "error: " } else { "" };
+        // Nothing useful can be done if stderr itself is gone.
+        let _ = writeln!(stderr, "{prefix}{line}");
+    }
+    Err(AlreadyReported.into())
+}
+
+fn list(global: &Global) -> anyhow::Result<()> {
+    let list = connect(global, true)?.list_functions()?;
+    match global.output {
+        OutputFormat::Json => output::json(&list),
+        OutputFormat::Text => Ok(output::stdout(
+            output::function_table(&list.functions).as_bytes(),
+        )?),
+    }
+}
+
+fn get(global: &Global, args: &NameArg) -> anyhow::Result<()> {
+    let info = connect(global, true)?.get_function(&args.name)?;
+    match global.output {
+        OutputFormat::Json => output::json(&info),
+        OutputFormat::Text => Ok(output::stdout(output::function_details(&info).as_bytes())?),
+    }
+}
+
+fn update(global: &Global, args: &UpdateArgs) -> anyhow::Result<()> {
+    let environment = if args.clear_env {
+        Some(Default::default())
+    } else if args.env.is_empty() {
+        None
+    } else {
+        Some(env_map(&args.env)?)
+    };
+    let update = UpdateFunction {
+        runtime: args.runtime.clone(),
+        handler: args.handler.clone(),
+        memory_mb: args.memory,
+        timeout_s: args.timeout,
+        environment,
+        description: args.description.clone(),
+    };
+    let nothing = update.runtime.is_none()
+        && update.handler.is_none()
+        && update.memory_mb.is_none()
+        && update.timeout_s.is_none()
+        && update.environment.is_none()
+        && update.description.is_none();
+    if nothing {
+        bail!(
+            "nothing to update: give at least one of --runtime, --handler, --memory, --timeout, \
+             --env, --clear-env, --description"
+        );
+    }
+    let info = connect(global, true)?.update_function(&args.name, &update)?;
+    print_info(global, &format!("updated function {}", info.name), &info)
+}
+
+fn delete(global: &Global, args: &NameArg) -> anyhow::Result<()> {
+    connect(global, true)?.delete_function(&args.name)?;
+    match global.output {
+        // The API answers 204 with no body; JSON mode prints nothing rather than invent one.
+        OutputFormat::Json => Ok(()),
+        OutputFormat::Text => Ok(output::line(&format!("deleted function {}", args.name))?),
+    }
+}
+
+fn package_code(path: &Path) -> anyhow::Result<Vec<u8>> {
+    Ok(package::zip_path(path)?)
+}
+
+fn print_info(global: &Global, headline: &str, info: &FunctionInfo) -> anyhow::Result<()> {
+    match global.output {
+        OutputFormat::Json => output::json(info),
+        OutputFormat::Text => Ok(output::stdout(
+            format!("{headline}\n{}", output::function_details(info)).as_bytes(),
+        )?),
+    }
+}

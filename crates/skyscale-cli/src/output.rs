@@ -1,0 +1,407 @@
+//! Everything the tool prints: results on stdout, failures on stderr.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use skyscale_client::{ClientError, InvokeOutcome};
+use skyscale_types::api::FunctionInfo;
+
+/// What `error:` says when a call needs a key and none was given.
+pub const NO_KEY: &str = "no API key: set SKYSCALE_API_KEY or pass --api-key";
+
+/// A failure whose message is already on stderr: `main` only sets the exit status.
+#[derive(Debug)]
+pub struct AlreadyReported;
+
+impl std::fmt::Display for AlreadyReported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("already reported")
+    }
+}
+
+impl std::error::Error for AlreadyReported {}
+
+/// Writes `bytes` to stdout.
+pub fn stdout(bytes: &[u8]) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)?;
+    out.flush()
+}
+
+/// Writes `text` and a newline to stdout.
+pub fn line(text: &str) -> std::io::Result<()> {
+    stdout(format!("{text}\n").as_bytes())
+}
+
+/// Writes `value` as pretty JSON to stdout.
+pub fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    line(&serde_json::to_string_pretty(value)?)?;
+    Ok(())
+}
+
+/// Prints the failure as one `error: ...` line on stderr and picks the exit status.
+pub fn report_error(err: &anyhow::Error) -> ExitCode {
+    if err.downcast_ref::<AlreadyReported>().is_some() {
+        return ExitCode::FAILURE;
+    }
+    // The reader of our stdout went away (`skyscale function list | head -1`): not a failure.
+    let broken_pipe = err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    });
+    if broken_pipe {
+        return ExitCode::SUCCESS;
+    }
+    // Nothing useful can be done if stderr itself is gone.
+    let _ = writeln!(std::io::stderr(), "error: {}", error_line(err));
+    ExitCode::FAILURE
+}
+
+/// The error and its causes on one line, `outer: inner`, without repeating a cause whose
+/// text the line already holds (library errors often include their source's message).
+pub fn error_line(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = match cause.downcast_ref::<ClientError>() {
+            Some(ClientError::MissingKey) => NO_KEY.to_owned(),
+            _ => cause.to_string(),
+        };
+        if part.is_empty() || text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `get`'s text form: one `key: value` line per field, values aligned.
+pub fn function_details(f: &FunctionInfo) -> String {
+    let dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
+    let rows = [
+        ("name", f.name.clone()),
+        ("runtime", f.runtime.clone()),
+        ("handler", f.handler.clone()),
+        ("memory_mb", f.memory_mb.to_string()),
+        ("timeout_s", f.timeout_s.to_string()),
+        ("description", f.description.clone()),
+        ("code_sha256", dash(f.code_sha256.clone())),
+        ("code_size", dash(f.code_size.map(|n| n.to_string()))),
+        ("revision", f.revision.to_string()),
+        ("created_at", f.created_at.clone()),
+        ("updated_at", f.updated_at.clone()),
+        (
+            "environment",
+            if f.environment.is_empty() {
+                "-".to_owned()
+            } else {
+                String::new()
+            },
+        ),
+    ];
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 2;
+    let mut out = String::new();
+    for (key, value) in rows {
+        let row = format!("{:<width$}{value}", format!("{key}:"));
+        out.push_str(row.trim_end());
+        out.push('\n');
+    }
+    for (key, value) in &f.environment {
+        let _ = writeln!(out, "  {key}={value}");
+    }
+    out
+}
+
+/// `list`'s text form: an aligned table, or a note when there is nothing.
+pub fn function_table(functions: &[FunctionInfo]) -> String {
+    if functions.is_empty() {
+        return "no functions\n".to_owned();
+    }
+    let header = [
+        "NAME", "RUNTIME", "MEMORY", "TIMEOUT", "CODE_SHA", "UPDATED",
+    ]
+    .map(String::from);
+    let rows: Vec<[String; 6]> = functions
+        .iter()
+        .map(|f| {
+            [
+                f.name.clone(),
+                f.runtime.clone(),
+                format!("{}MB", f.memory_mb),
+                format!("{}s", f.timeout_s),
+                f.code_sha256
+                    .as_deref()
+                    .map(|s| s.chars().take(12).collect())
+                    .unwrap_or_else(|| "-".to_owned()),
+                f.updated_at.clone(),
+            ]
+        })
+        .collect();
+    let mut widths = header.each_ref().map(|h| h.chars().count());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let mut line = String::new();
+        for (cell, w) in row.iter().zip(widths) {
+            let _ = write!(line, "{cell:<w$}  ");
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// An invocation's result as printed: in text mode JSON is re-indented (keeping key order
+/// and number spelling), anything else is printed raw; in JSON mode the body is printed as
+/// it came. Either way the output ends with a newline.
+pub fn invoke_result(body: &[u8], pretty: bool) -> Vec<u8> {
+    let mut out = if pretty && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+        reindent_json(body)
+    } else {
+        body.to_vec()
+    };
+    if !out.ends_with(b"\n") {
+        out.push(b'\n');
+    }
+    out
+}
+
+/// The stderr lines for a failed invocation: `function error: <type>: <message>`, then the
+/// stack trace, one line per line.
+pub fn function_error_lines(outcome: &InvokeOutcome) -> Vec<String> {
+    let mut lines = Vec::new();
+    match outcome.error_body() {
+        Some(e) => {
+            let first = if e.error_type.is_empty() {
+                format!("function error: {}", e.error_message)
+            } else {
+                format!("function error: {}: {}", e.error_type, e.error_message)
+            };
+            lines.push(first.split_whitespace().collect::<Vec<_>>().join(" "));
+            for frame in &e.stack_trace {
+                lines.extend(
+                    frame
+                        .lines()
+                        .filter(|l| !l.trim().is_empty())
+                        .map(|l| l.trim_end().to_owned()),
+                );
+            }
+        }
+        None => {
+            let kind = outcome.function_error.as_deref().unwrap_or("Unhandled");
+            let body = String::from_utf8_lossy(&outcome.body);
+            let body = body.split_whitespace().collect::<Vec<_>>().join(" ");
+            lines.push(
+                format!("function error: {kind}: {body}")
+                    .trim_end()
+                    .to_owned(),
+            );
+        }
+    }
+    lines
+}
+
+/// Re-indents valid JSON with two spaces, byte for byte otherwise: keys keep their order and
+/// numbers their spelling (parsing into `serde_json::Value` would change both).
+fn reindent_json(json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(json.len() * 2);
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let newline = |out: &mut Vec<u8>, depth: usize| {
+        out.push(b'\n');
+        out.extend(std::iter::repeat_n(b' ', depth * 2));
+    };
+    let mut bytes = json.iter().copied().peekable();
+    while let Some(b) = bytes.next() {
+        if in_string {
+            out.push(b);
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b' ' | b'\t' | b'\n' | b'\r' => {}
+            b'"' => {
+                in_string = true;
+                out.push(b);
+            }
+            b'{' | b'[' => {
+                out.push(b);
+                while bytes.next_if(u8::is_ascii_whitespace).is_some() {}
+                match bytes.peek() {
+                    Some(b'}' | b']') => {
+                        if let Some(close) = bytes.next() {
+                            out.push(close);
+                        }
+                    }
+                    _ => {
+                        depth += 1;
+                        newline(&mut out, depth);
+                    }
+                }
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(b);
+            }
+            b',' => {
+                out.push(b);
+                newline(&mut out, depth);
+            }
+            b':' => out.extend_from_slice(b": "),
+            _ => out.push(b),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn info(name: &str, sha: Option<&str>) -> FunctionInfo {
+        FunctionInfo {
+            name: name.to_owned(),
+            runtime: "python3.11".into(),
+            handler: "handler.handler".into(),
+            memory_mb: 128,
+            timeout_s: 3,
+            environment: BTreeMap::new(),
+            description: String::new(),
+            code_sha256: sha.map(str::to_owned),
+            code_size: sha.map(|_| 321),
+            revision: 2,
+            created_at: "2025-01-01T00:00:00Z".into(),
+            updated_at: "2025-01-02T03:04:05Z".into(),
+        }
+    }
+
+    #[test]
+    fn details_are_aligned_key_value_lines() {
+        let mut f = info("hello", Some(&"ab".repeat(32)));
+        f.environment.insert("A".into(), "1".into());
+        f.environment.insert("B".into(), "x=y".into());
+        f.description = "says hello".into();
+        let expected = format!(
+            "\
+name:        hello
+runtime:     python3.11
+handler:     handler.handler
+memory_mb:   128
+timeout_s:   3
+description: says hello
+code_sha256: {}
+code_size:   321
+revision:    2
+created_at:  2025-01-01T00:00:00Z
+updated_at:  2025-01-02T03:04:05Z
+environment:
+  A=1
+  B=x=y
+",
+            "ab".repeat(32)
+        );
+        assert_eq!(function_details(&f), expected);
+    }
+
+    #[test]
+    fn details_without_code_or_env() {
+        let text = function_details(&info("f", None));
+        assert!(text.contains("\ncode_sha256: -\n"), "{text}");
+        assert!(text.contains("\ndescription:\n"), "{text}");
+        assert!(text.ends_with("\nenvironment: -\n"), "{text}");
+    }
+
+    #[test]
+    fn table_is_aligned() {
+        let table = function_table(&[
+            info("hello", Some("0123456789abcdef0123")),
+            info("a-much-longer-name", None),
+        ]);
+        assert_eq!(
+            table,
+            "\
+NAME                RUNTIME     MEMORY  TIMEOUT  CODE_SHA      UPDATED
+hello               python3.11  128MB   3s       0123456789ab  2025-01-02T03:04:05Z
+a-much-longer-name  python3.11  128MB   3s       -             2025-01-02T03:04:05Z
+"
+        );
+        assert_eq!(function_table(&[]), "no functions\n");
+    }
+
+    #[test]
+    fn invoke_result_pretty_keeps_order_and_numbers() {
+        let body = br#"{"z":1.50,"a":[1, {}, []],"s":"x:{,}\"y","n":null}"#;
+        let out = String::from_utf8(invoke_result(body, true)).unwrap();
+        assert_eq!(
+            out,
+            "{\n  \"z\": 1.50,\n  \"a\": [\n    1,\n    {},\n    []\n  ],\n  \"s\": \"x:{,}\\\"y\",\n  \"n\": null\n}\n"
+        );
+        // Still the same JSON.
+        let a: serde_json::Value = serde_json::from_slice(body).unwrap();
+        let b: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn invoke_result_raw_cases() {
+        assert_eq!(invoke_result(b"not json", true), b"not json\n");
+        assert_eq!(invoke_result(br#"{"a":1}"#, false), b"{\"a\":1}\n");
+        assert_eq!(invoke_result(b"\"hi\"", true), b"\"hi\"\n");
+        assert_eq!(invoke_result(b"", true), b"\n");
+    }
+
+    #[test]
+    fn function_error_lines_show_type_message_and_trace() {
+        let outcome = InvokeOutcome {
+            body: br#"{"errorMessage":"division by zero","errorType":"ZeroDivisionError","stackTrace":["  File \"/var/task/handler.py\", line 2, in handler\n    return 1 / 0\n"]}"#.to_vec(),
+            function_error: Some("Unhandled".into()),
+            request_id: Some("r".into()),
+            cold_start: Some(false),
+        };
+        assert_eq!(
+            function_error_lines(&outcome),
+            [
+                "function error: ZeroDivisionError: division by zero",
+                "  File \"/var/task/handler.py\", line 2, in handler",
+                "    return 1 / 0",
+            ]
+        );
+
+        let odd = InvokeOutcome {
+            body: b"sandbox\ncrashed".to_vec(),
+            ..outcome
+        };
+        assert_eq!(
+            function_error_lines(&odd),
+            ["function error: Unhandled: sandbox crashed"]
+        );
+    }
+
+    #[test]
+    fn error_line_joins_causes_without_repeats() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let err = anyhow::Error::new(io).context("cannot read x: gone");
+        assert_eq!(error_line(&err), "cannot read x: gone");
+        let err = anyhow::anyhow!("inner\nproblem").context("outer");
+        assert_eq!(error_line(&err), "outer: inner problem");
+        let err = anyhow::Error::new(ClientError::MissingKey);
+        assert_eq!(error_line(&err), NO_KEY);
+    }
+}

@@ -1,0 +1,410 @@
+use std::fmt;
+use std::time::Duration;
+
+use reqwest::blocking::{RequestBuilder, Response};
+use reqwest::header::{HeaderMap, CONTENT_TYPE};
+use reqwest::{Method, Url};
+use serde::de::DeserializeOwned;
+use skyscale_types::api::{
+    CreateFunction, ErrorResponse, FunctionError, FunctionInfo, FunctionList, Health,
+    UpdateFunction, COLD_START_HEADER, FUNCTION_ERROR_HEADER, REQUEST_ID_HEADER,
+};
+use skyscale_types::{ApiKey, FunctionName};
+
+use crate::ClientError;
+
+/// How long to wait for a TCP connection before saying the server cannot be reached.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Ordinary API calls answer from the database; a minute means something is wrong.
+const API_TIMEOUT: Duration = Duration::from_secs(60);
+/// Calls that carry a code package (create with code, deploy) may upload tens of MB.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(600);
+/// The longest function timeout (900 s) plus room for a cold start. The server enforces
+/// each function's own deadline; this only stops the client from hanging forever.
+const INVOKE_TIMEOUT: Duration = Duration::from_secs(960);
+/// How much of a non-JSON error body an error message quotes.
+const ERROR_BODY_QUOTE: usize = 200;
+
+/// A connection to one Skyscale control plane. Cheap to clone; clones share connections.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::blocking::Client,
+    /// The endpoint with its path normalised; `/v1/...` is appended to its path.
+    base: Url,
+    /// The endpoint as messages show it (no trailing `/`).
+    endpoint: String,
+    /// The bearer token `<id>.<secret>`, when a key was given.
+    token: Option<String>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoint", &self.endpoint)
+            .field("key", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// The answer to an invocation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvokeOutcome {
+    /// Exactly the handler's result JSON, or a [`FunctionError`] JSON when
+    /// `function_error` is set.
+    pub body: Vec<u8>,
+    /// The value of the function-error header: present when the handler (or its sandbox)
+    /// failed.
+    pub function_error: Option<String>,
+    pub request_id: Option<String>,
+    pub cold_start: Option<bool>,
+}
+
+impl InvokeOutcome {
+    /// The body decoded as a [`FunctionError`], when the invocation failed and the body has
+    /// that shape.
+    pub fn error_body(&self) -> Option<FunctionError> {
+        self.function_error.as_ref()?;
+        serde_json::from_slice(&self.body).ok()
+    }
+}
+
+impl Client {
+    /// A client for the control plane at `endpoint` (`http://host:port`, optionally with a
+    /// path prefix). `key` is the bearer token `<id>.<secret>`; calls other than
+    /// [`Client::health`] fail with [`ClientError::MissingKey`] without one.
+    pub fn new(endpoint: &str, key: Option<String>) -> Result<Client, ClientError> {
+        let invalid = |reason: &str| ClientError::InvalidEndpoint {
+            endpoint: endpoint.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let mut base = Url::parse(endpoint.trim()).map_err(|e| invalid(&e.to_string()))?;
+        match base.scheme() {
+            "http" => {}
+            "https" => {
+                return Err(invalid(
+                    "this build of the client has no TLS support; use an http:// endpoint",
+                ))
+            }
+            _ => {
+                return Err(invalid(
+                    "expected an http:// URL such as http://127.0.0.1:8080",
+                ))
+            }
+        }
+        if base.cannot_be_a_base() || base.host_str().is_none_or(str::is_empty) {
+            return Err(invalid(
+                "expected an http:// URL with a host, such as http://127.0.0.1:8080",
+            ));
+        }
+        if !base.username().is_empty() || base.password().is_some() {
+            return Err(invalid(
+                "credentials in the URL are not used; pass the API key instead",
+            ));
+        }
+        base.set_query(None);
+        base.set_fragment(None);
+        let endpoint = base.as_str().trim_end_matches('/').to_owned();
+
+        let token = match key {
+            Some(key) => Some(
+                ApiKey::parse(key.trim())
+                    .map_err(ClientError::InvalidKey)?
+                    .token(),
+            ),
+            None => None,
+        };
+
+        let http = reqwest::blocking::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(API_TIMEOUT)
+            .user_agent(concat!("skyscale-client/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientError::transport(&endpoint, &e))?;
+        Ok(Client {
+            http,
+            base,
+            endpoint,
+            token,
+        })
+    }
+
+    /// The endpoint this client talks to, as error messages show it.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Whether the client has an API key.
+    pub fn has_key(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// `GET /v1/health`. Needs no key.
+    pub fn health(&self) -> Result<Health, ClientError> {
+        let req = self.request(Method::GET, &["v1", "health"], false)?;
+        self.json(self.send(req)?, "GET /v1/health")
+    }
+
+    /// `POST /v1/functions`. With `code_zip_base64` set, the function and its code are
+    /// created together, or not at all.
+    pub fn create_function(&self, create: &CreateFunction) -> Result<FunctionInfo, ClientError> {
+        let req = self
+            .request(Method::POST, &["v1", "functions"], true)?
+            .timeout(UPLOAD_TIMEOUT)
+            .json(create);
+        self.json(self.send(req)?, "POST /v1/functions")
+    }
+
+    /// `GET /v1/functions`.
+    pub fn list_functions(&self) -> Result<FunctionList, ClientError> {
+        let req = self.request(Method::GET, &["v1", "functions"], true)?;
+        self.json(self.send(req)?, "GET /v1/functions")
+    }
+
+    /// `GET /v1/functions/{name}`.
+    pub fn get_function(&self, name: &str) -> Result<FunctionInfo, ClientError> {
+        let name = function_name(name)?;
+        let req = self.request(Method::GET, &["v1", "functions", name.as_str()], true)?;
+        self.json(self.send(req)?, "GET /v1/functions/{name}")
+    }
+
+    /// `PATCH /v1/functions/{name}`: only the fields set in `update` change.
+    pub fn update_function(
+        &self,
+        name: &str,
+        update: &UpdateFunction,
+    ) -> Result<FunctionInfo, ClientError> {
+        let name = function_name(name)?;
+        let req = self
+            .request(Method::PATCH, &["v1", "functions", name.as_str()], true)?
+            .json(update);
+        self.json(self.send(req)?, "PATCH /v1/functions/{name}")
+    }
+
+    /// `DELETE /v1/functions/{name}`.
+    pub fn delete_function(&self, name: &str) -> Result<(), ClientError> {
+        let name = function_name(name)?;
+        let req = self.request(Method::DELETE, &["v1", "functions", name.as_str()], true)?;
+        self.send(req)?;
+        Ok(())
+    }
+
+    /// `PUT /v1/functions/{name}/code` with the zip archive as the body.
+    pub fn deploy_code(&self, name: &str, zip: Vec<u8>) -> Result<FunctionInfo, ClientError> {
+        let name = function_name(name)?;
+        let req = self
+            .request(
+                Method::PUT,
+                &["v1", "functions", name.as_str(), "code"],
+                true,
+            )?
+            .timeout(UPLOAD_TIMEOUT)
+            .header(CONTENT_TYPE, "application/zip")
+            .body(zip);
+        self.json(self.send(req)?, "PUT /v1/functions/{name}/code")
+    }
+
+    /// `POST /v1/functions/{name}/invoke` with `payload` (event JSON) as the body. A handler
+    /// that fails is not an `Err`: it is an [`InvokeOutcome`] with `function_error` set.
+    pub fn invoke(&self, name: &str, payload: Vec<u8>) -> Result<InvokeOutcome, ClientError> {
+        let name = function_name(name)?;
+        let req = self
+            .request(
+                Method::POST,
+                &["v1", "functions", name.as_str(), "invoke"],
+                true,
+            )?
+            .timeout(INVOKE_TIMEOUT)
+            .header(CONTENT_TYPE, "application/json")
+            .body(payload);
+        let resp = self.send(req)?;
+        let headers = resp.headers().clone();
+        let body = self.bytes(resp)?;
+        Ok(InvokeOutcome {
+            body,
+            function_error: header(&headers, FUNCTION_ERROR_HEADER),
+            request_id: header(&headers, REQUEST_ID_HEADER),
+            cold_start: header(&headers, COLD_START_HEADER).and_then(|v| match v.as_str() {
+                "true" => Some(true),
+                "false" => Some(false),
+                _ => None,
+            }),
+        })
+    }
+
+    fn request(
+        &self,
+        method: Method,
+        segments: &[&str],
+        auth: bool,
+    ) -> Result<RequestBuilder, ClientError> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|()| ClientError::InvalidEndpoint {
+                endpoint: self.endpoint.clone(),
+                reason: "cannot append a path to this URL".to_owned(),
+            })?
+            .pop_if_empty()
+            .extend(segments);
+        let req = self.http.request(method, url);
+        if !auth {
+            return Ok(req);
+        }
+        let token = self.token.as_ref().ok_or(ClientError::MissingKey)?;
+        Ok(req.bearer_auth(token))
+    }
+
+    /// Sends the request; a non-2xx answer becomes an error.
+    fn send(&self, req: RequestBuilder) -> Result<Response, ClientError> {
+        let resp = req
+            .send()
+            .map_err(|e| ClientError::transport(&self.endpoint, &e))?;
+        if resp.status().is_success() {
+            Ok(resp)
+        } else {
+            Err(self.error_from(resp))
+        }
+    }
+
+    fn bytes(&self, resp: Response) -> Result<Vec<u8>, ClientError> {
+        resp.bytes()
+            .map(|b| b.to_vec())
+            .map_err(|e| ClientError::transport(&self.endpoint, &e))
+    }
+
+    fn json<T: DeserializeOwned>(&self, resp: Response, request: &str) -> Result<T, ClientError> {
+        let body = self.bytes(resp)?;
+        serde_json::from_slice(&body).map_err(|e| ClientError::Decode {
+            endpoint: self.endpoint.clone(),
+            request: request.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+
+    fn error_from(&self, resp: Response) -> ClientError {
+        let status = resp.status();
+        // A body that cannot be read still leaves the status to report.
+        let body = resp.bytes().map(|b| b.to_vec()).unwrap_or_default();
+        if let Ok(ErrorResponse { error }) = serde_json::from_slice::<ErrorResponse>(&body) {
+            return ClientError::Api {
+                status: status.as_u16(),
+                code: error.code,
+                message: error.message,
+            };
+        }
+        let text = String::from_utf8_lossy(&body);
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let body = if text.is_empty() {
+            status.canonical_reason().unwrap_or("empty body").to_owned()
+        } else if text.chars().count() > ERROR_BODY_QUOTE {
+            let quoted: String = text.chars().take(ERROR_BODY_QUOTE).collect();
+            format!("{quoted}…")
+        } else {
+            text
+        };
+        ClientError::UnexpectedStatus {
+            endpoint: self.endpoint.clone(),
+            status: status.as_u16(),
+            body,
+        }
+    }
+}
+
+fn function_name(name: &str) -> Result<FunctionName, ClientError> {
+    FunctionName::parse(name).map_err(ClientError::InvalidName)
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> String {
+        ApiKey::generate().token()
+    }
+
+    #[test]
+    fn endpoint_is_normalised() {
+        let c = Client::new("http://127.0.0.1:8080/", None).unwrap();
+        assert_eq!(c.endpoint(), "http://127.0.0.1:8080");
+        let url = c.request(Method::GET, &["v1", "health"], false).unwrap();
+        let url = url.build().unwrap().url().clone();
+        assert_eq!(url.as_str(), "http://127.0.0.1:8080/v1/health");
+    }
+
+    #[test]
+    fn endpoint_path_prefix_is_kept() {
+        let c = Client::new("http://example.test/skyscale/", Some(key())).unwrap();
+        let req = c
+            .request(Method::GET, &["v1", "functions", "f"], true)
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(
+            req.url().as_str(),
+            "http://example.test/skyscale/v1/functions/f"
+        );
+        assert!(req.headers()["authorization"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer SKY"));
+    }
+
+    #[test]
+    fn bad_endpoints_are_refused() {
+        for bad in [
+            "localhost:8080",
+            "127.0.0.1:8080",
+            "ftp://x",
+            "https://x",
+            "http://",
+        ] {
+            let err = Client::new(bad, None).unwrap_err();
+            assert!(
+                matches!(err, ClientError::InvalidEndpoint { .. }),
+                "{bad}: {err}"
+            );
+            assert!(err.to_string().contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn bad_key_is_refused_without_echoing_it() {
+        let err = Client::new("http://127.0.0.1:1", Some("not-a-key".into())).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid API key: api key must have the form <id>.<secret>"
+        );
+    }
+
+    #[test]
+    fn calls_without_key_fail_before_sending() {
+        let c = Client::new("http://127.0.0.1:1", None).unwrap();
+        assert!(matches!(c.list_functions(), Err(ClientError::MissingKey)));
+        assert!(!format!("{c:?}").contains("SKY"));
+    }
+
+    #[test]
+    fn debug_never_shows_the_key() {
+        let k = key();
+        let c = Client::new("http://127.0.0.1:1", Some(k.clone())).unwrap();
+        let (_, secret) = k.split_once('.').unwrap();
+        assert!(!format!("{c:?}").contains(secret));
+    }
+
+    #[test]
+    fn names_that_cannot_be_paths_are_refused() {
+        let c = Client::new("http://127.0.0.1:1", Some(key())).unwrap();
+        for bad in ["", "a/b", "../x", "a b"] {
+            assert!(
+                matches!(c.get_function(bad), Err(ClientError::InvalidName(_))),
+                "{bad}"
+            );
+        }
+    }
+}

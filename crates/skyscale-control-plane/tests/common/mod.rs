@@ -1,0 +1,349 @@
+//! Test harness: runs the real `skyscale-control-plane` binary on 127.0.0.1:0 with a
+//! temporary database and data directory, real sandboxes, and drives it over HTTP and
+//! through the real `skyscale` CLI binary.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const ADMIN_KEY: &str = "SKYTESTADMIN0001.test-secret-test-secret-test-secret-0001";
+
+/// The directory holding this build's binaries (`target/debug`).
+pub fn bin_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_skyscale-control-plane"))
+        .parent()
+        .expect("binary has a parent directory")
+        .to_path_buf()
+}
+
+/// Path of a workspace binary, with a clear message when it was not built.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the workspace first (`cargo build --workspace`, as scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+pub fn example(name: &str) -> PathBuf {
+    repo_root().join("examples").join(name)
+}
+
+/// A running control plane. Dropping it stops it with SIGTERM.
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    pub driver: String,
+    child: Option<Child>,
+    extra_env: Vec<(String, String)>,
+}
+
+impl Server {
+    pub fn start(driver: &str) -> Server {
+        Self::start_with(driver, &[])
+    }
+
+    pub fn start_with(driver: &str, env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Server {
+            dir,
+            url: String::new(),
+            driver: driver.to_owned(),
+            child: None,
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("control-plane.log"))
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_skyscale-control-plane"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PORT", "0")
+            .env("DB_PATH", self.dir.path().join("skyscale.db"))
+            .env("SKYSCALE_DATA_DIR", self.dir.path().join("data"))
+            .env("SKYSCALE_DRIVER", &self.driver)
+            .env("SKYSCALE_ADMIN_KEY", ADMIN_KEY)
+            .env("SKYSCALE_AGENT_PATH", workspace_bin("skyscale-agent"))
+            .env("LOG_LEVEL", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log);
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("starting skyscale-control-plane");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(url) = line.strip_prefix("skyscale-control-plane listening on ") {
+                        self.url = url.trim().to_owned();
+                        break;
+                    }
+                    seen.push(line);
+                }
+                Err(_) => panic!(
+                    "control plane did not start; stdout: {seen:?}\nlog:\n{}",
+                    self.log()
+                ),
+            }
+        }
+        self.child = Some(child);
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("control-plane.log")).unwrap_or_default()
+    }
+
+    /// Stops with SIGTERM and waits for a clean exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("server is running");
+        let pid = child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("control plane did not stop within 60 s\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn restart(&mut self) {
+        let status = self.stop();
+        assert!(
+            status.success(),
+            "control plane exited with {status}\n{}",
+            self.log()
+        );
+        self.spawn();
+    }
+
+    /// Runs the real `skyscale` CLI against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_in(args, None, None)
+    }
+
+    pub fn cli_in(&self, args: &[&str], cwd: Option<&Path>, stdin: Option<&[u8]>) -> Output {
+        let mut cmd = Command::new(workspace_bin("skyscale"));
+        cmd.args(args)
+            .env("SKYSCALE_ENDPOINT", &self.url)
+            .env("SKYSCALE_API_KEY", ADMIN_KEY)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(d) = cwd {
+            cmd.current_dir(d);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(stdin.unwrap_or_default()).unwrap();
+        drop(input);
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs the CLI and asserts success; returns stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "skyscale {args:?} failed: {}\nstdout: {}\nserver log tail:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout),
+            tail(&self.log(), 40)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn http(&self) -> Http {
+        Http {
+            base: self.url.clone(),
+            key: Some(ADMIN_KEY.to_owned()),
+            client: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(120))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// Processes whose command line mentions this server's data directory (sandboxes).
+    pub fn sandbox_processes(&self) -> Vec<String> {
+        let needle = self.dir.path().to_string_lossy().to_string();
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let mut cmdline = String::new();
+            if std::fs::File::open(entry.path().join("cmdline"))
+                .and_then(|mut f| f.read_to_string(&mut cmdline))
+                .is_ok()
+                && cmdline.contains(&needle)
+            {
+                found.push(cmdline.replace('\0', " "));
+            }
+        }
+        found
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.stop();
+        }
+    }
+}
+
+pub fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A small HTTP client with the admin key.
+pub struct Http {
+    pub base: String,
+    pub key: Option<String>,
+    pub client: reqwest::blocking::Client,
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The `error.code` of a `/v1` error response.
+    pub fn error_code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    pub fn error_message(&self) -> String {
+        self.json()["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+impl Http {
+    pub fn without_key(mut self) -> Self {
+        self.key = None;
+        self
+    }
+
+    pub fn with_key(mut self, key: &str) -> Self {
+        self.key = Some(key.to_owned());
+        self
+    }
+
+    pub fn send(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Resp {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
+        if let Some(k) = &self.key {
+            req = req.bearer_auth(k);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let resp = req.send().expect("request failed");
+        Resp {
+            status: resp.status().as_u16(),
+            headers: resp.headers().clone(),
+            body: resp.bytes().unwrap().to_vec(),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        self.send("GET", path, None)
+    }
+
+    pub fn post_json(&self, path: &str, v: &serde_json::Value) -> Resp {
+        self.send("POST", path, Some(serde_json::to_vec(v).unwrap()))
+    }
+
+    pub fn invoke(&self, name: &str, payload: &str) -> Resp {
+        self.send(
+            "POST",
+            &format!("/v1/functions/{name}/invoke"),
+            Some(payload.as_bytes().to_vec()),
+        )
+    }
+}
+
+/// Builds a zip in memory from (name, contents) pairs.
+pub fn zip_of(files: &[(&str, &str)]) -> Vec<u8> {
+    use zip::write::SimpleFileOptions;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, data) in files {
+        w.start_file(*name, SimpleFileOptions::default()).unwrap();
+        w.write_all(data.as_bytes()).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+/// Creates a function over HTTP with the given handler source.
+pub fn create_fn(http: &Http, name: &str, source: &str, extra: serde_json::Value) -> Resp {
+    use base64::Engine;
+    let zip = zip_of(&[("handler.py", source)]);
+    let mut body = serde_json::json!({
+        "name": name,
+        "runtime": "python3.11",
+        "code_zip_base64": base64::engine::general_purpose::STANDARD.encode(zip),
+    });
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    http.post_json("/v1/functions", &body)
+}

@@ -1,0 +1,166 @@
+//! API keys: the first admin key, and checking a bearer token on every request.
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+use skyscale_store::Store;
+use skyscale_types::{ApiKey, KeyId};
+
+use crate::CoreError;
+
+/// Who is calling. Roles beyond `admin` arrive with key management; the middleware and
+/// every service method already receive a `Principal`, so checks have one place to go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub key_id: KeyId,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+}
+
+impl Role {
+    fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// Where the first admin key came from, for the start-up message.
+#[derive(Debug)]
+pub enum AdminKeySource {
+    /// `SKYSCALE_ADMIN_KEY` was set; the key is registered if it was not already.
+    Environment,
+    /// Keys already existed; nothing was generated.
+    Existing,
+    /// A new key was generated and written to this file (mode 0600).
+    Generated {
+        key: ApiKey,
+        path: std::path::PathBuf,
+    },
+}
+
+pub(crate) fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Makes sure an admin key exists: registers `from_env` if given, otherwise generates one
+/// on the first start and writes it once, mode 0600, to `data_dir/admin-key`.
+pub fn ensure_admin_key(
+    store: &Store,
+    data_dir: &Path,
+    from_env: Option<&ApiKey>,
+) -> Result<AdminKeySource, CoreError> {
+    if let Some(key) = from_env {
+        match store.get_api_key(&key.id)? {
+            Some(rec) if rec.secret_sha256 == hash_secret(key.secret()) => {}
+            Some(_) => {
+                return Err(CoreError::InvalidParameter(format!(
+                    "SKYSCALE_ADMIN_KEY: key id {} is already registered with another secret",
+                    key.id
+                )))
+            }
+            None => {
+                store.insert_api_key(
+                    &key.id,
+                    &hash_secret(key.secret()),
+                    "admin",
+                    "from SKYSCALE_ADMIN_KEY",
+                )?;
+            }
+        }
+        return Ok(AdminKeySource::Environment);
+    }
+    if store.count_active_api_keys()? > 0 {
+        return Ok(AdminKeySource::Existing);
+    }
+    let key = ApiKey::generate();
+    let path = data_dir.join("admin-key");
+    write_secret_file(&path, &key.token())
+        .map_err(|e| CoreError::Internal(format!("writing {}: {e}", path.display())))?;
+    store.insert_api_key(
+        &key.id,
+        &hash_secret(key.secret()),
+        "admin",
+        "generated on first start",
+    )?;
+    Ok(AdminKeySource::Generated { key, path })
+}
+
+fn write_secret_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()
+}
+
+/// Checks a bearer token `<id>.<secret>`. Unknown ids and wrong secrets get the same answer
+/// and the same work (a hash and a constant-time compare), so a caller cannot probe ids.
+pub fn authenticate(store: &Store, token: &str) -> Result<Principal, CoreError> {
+    let denied = || CoreError::Unauthorized("invalid api key".into());
+    let key = ApiKey::parse(token)?;
+    let presented = hash_secret(key.secret());
+    let record = store.get_api_key(&key.id)?;
+    let stored = record
+        .as_ref()
+        .map(|r| r.secret_sha256.as_str())
+        .unwrap_or("0000000000000000000000000000000000000000000000000000000000000000");
+    let matches = constant_time_eq(presented.as_bytes(), stored.as_bytes());
+    match record {
+        Some(r) if matches && r.revoked_at.is_none() => Ok(Principal {
+            key_id: r.id,
+            role: Role::parse(&r.role).ok_or_else(denied)?,
+        }),
+        _ => Err(denied()),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_key_is_written_once_with_mode_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let AdminKeySource::Generated { key, path } =
+            ensure_admin_key(&store, dir.path(), None).unwrap()
+        else {
+            panic!("expected a generated key");
+        };
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), key.token());
+        assert!(matches!(
+            ensure_admin_key(&store, dir.path(), None).unwrap(),
+            AdminKeySource::Existing
+        ));
+        assert_eq!(authenticate(&store, &key.token()).unwrap().key_id, key.id);
+        let wrong = format!("{}.{}", key.id, "x".repeat(40));
+        assert!(matches!(
+            authenticate(&store, &wrong),
+            Err(CoreError::Unauthorized(_))
+        ));
+        let unknown = ApiKey::generate();
+        assert!(matches!(
+            authenticate(&store, &unknown.token()),
+            Err(CoreError::Unauthorized(_))
+        ));
+    }
+}

@@ -1,0 +1,79 @@
+use skyscale_sandbox::DriverError;
+use skyscale_store::{CodeError, StoreError};
+use skyscale_types::{KeyParseError, ValidationError};
+
+/// Every failure the control plane reports to a caller. The HTTP layer maps each variant to
+/// a status code in one place; messages are lowercase, name what was wrong, and never
+/// contain secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// A request value broke a rule (400).
+    #[error("{0}")]
+    InvalidParameter(String),
+    /// The request body is not what the route expects, e.g. malformed JSON (400).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// No or bad credentials (401). The message never says whether a key id exists.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The named function (or other resource) does not exist (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the current state, e.g. the name is taken (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request is larger than allowed (413).
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// A concurrency limit was reached (429).
+    #[error("{0}")]
+    TooManyRequests(String),
+    /// Something on our side failed (500). Details are logged, not returned.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// The sandbox could not be started (502).
+    #[error("sandbox failure: {0}")]
+    Sandbox(String),
+}
+
+impl From<ValidationError> for CoreError {
+    fn from(e: ValidationError) -> Self {
+        CoreError::InvalidParameter(e.to_string())
+    }
+}
+
+impl From<KeyParseError> for CoreError {
+    fn from(_: KeyParseError) -> Self {
+        CoreError::Unauthorized("invalid api key".into())
+    }
+}
+
+impl From<StoreError> for CoreError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::FunctionExists(name) => {
+                CoreError::Conflict(format!("function {name} already exists"))
+            }
+            StoreError::FunctionNotFound(name) => {
+                CoreError::NotFound(format!("function {name} not found"))
+            }
+            other => CoreError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<CodeError> for CoreError {
+    fn from(e: CodeError) -> Self {
+        match e {
+            CodeError::TooLarge { .. } => CoreError::PayloadTooLarge(e.to_string()),
+            CodeError::Io(_) => CoreError::Internal(e.to_string()),
+            _ => CoreError::InvalidParameter(e.to_string()),
+        }
+    }
+}
+
+impl From<DriverError> for CoreError {
+    fn from(e: DriverError) -> Self {
+        CoreError::Sandbox(e.to_string())
+    }
+}

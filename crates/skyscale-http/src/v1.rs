@@ -1,0 +1,180 @@
+//! The native `/v1` API used by the `skyscale` CLI.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Extension, Json, Router};
+use serde::de::DeserializeOwned;
+use skyscale_core::{CoreError, Principal, MAX_SYNC_PAYLOAD};
+use skyscale_types::api::{
+    CreateFunction, FunctionList, Health, UpdateFunction, COLD_START_HEADER, FUNCTION_ERROR_HEADER,
+    REQUEST_ID_HEADER,
+};
+
+use crate::{ApiError, AppState};
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// JSON requests (a create may carry a base64 zip) are at most this large.
+const MAX_JSON_BODY: usize = 70 * 1024 * 1024;
+
+pub(crate) fn routes(cp: AppState) -> Router<AppState> {
+    let authed = Router::new()
+        .route("/v1/functions", post(create).get(list))
+        .route(
+            "/v1/functions/{name}",
+            get(get_one).patch(update).delete(delete),
+        )
+        .route("/v1/functions/{name}/code", put(deploy))
+        .route("/v1/functions/{name}/invoke", post(invoke))
+        .route_layer(middleware::from_fn_with_state(cp, require_key));
+    Router::new()
+        .route("/v1/health", get(health))
+        .merge(authed)
+        // Each handler reads its body with its own limit (see `read_body`).
+        .layer(axum::extract::DefaultBodyLimit::disable())
+}
+
+/// Every `/v1` route but health needs `Authorization: Bearer <id>.<secret>`.
+async fn require_key(State(cp): State<AppState>, mut req: Request, next: Next) -> Response {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(token) = token else {
+        return ApiError(CoreError::Unauthorized(
+            "missing api key: send 'Authorization: Bearer <key-id>.<secret>'".into(),
+        ))
+        .into_response();
+    };
+    match cp.authenticate(token).await {
+        Ok(principal) => {
+            req.extensions_mut().insert(principal);
+            next.run(req).await
+        }
+        Err(e) => ApiError(e).into_response(),
+    }
+}
+
+/// Reads a request body, refusing more than `limit` bytes with a 413.
+async fn read_body(body: Body, limit: usize, what: &str) -> ApiResult<Bytes> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError(CoreError::PayloadTooLarge(format!(
+            "{what} is larger than the {limit}-byte limit"
+        )))
+    })
+}
+
+async fn read_json<T: DeserializeOwned>(body: Body) -> ApiResult<T> {
+    let bytes = read_body(body, MAX_JSON_BODY, "request body").await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError(CoreError::InvalidRequest(format!(
+            "request body is not valid JSON for this operation: {e}"
+        )))
+    })
+}
+
+async fn health(State(cp): State<AppState>) -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        driver: cp.driver_name().into(),
+    })
+}
+
+async fn create(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    body: Body,
+) -> ApiResult<Response> {
+    let req: CreateFunction = read_json(body).await?;
+    let f = cp.create_function(&by, req).await?;
+    Ok((StatusCode::CREATED, Json(f)).into_response())
+}
+
+async fn list(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+) -> ApiResult<Response> {
+    let functions = cp.list_functions(&by).await?;
+    Ok(Json(FunctionList { functions }).into_response())
+}
+
+async fn get_one(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    Ok(Json(cp.get_function(&by, &name).await?).into_response())
+}
+
+async fn update(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path(name): Path<String>,
+    body: Body,
+) -> ApiResult<Response> {
+    let req: UpdateFunction = read_json(body).await?;
+    Ok(Json(cp.update_function(&by, &name, req).await?).into_response())
+}
+
+async fn delete(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    cp.delete_function(&by, &name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn deploy(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path(name): Path<String>,
+    body: Body,
+) -> ApiResult<Response> {
+    let limit = usize::try_from(cp.max_code_bytes()).unwrap_or(usize::MAX);
+    let zip = read_body(body, limit, "code package").await?;
+    Ok(Json(cp.deploy_code(&by, &name, zip.to_vec()).await?).into_response())
+}
+
+async fn invoke(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path(name): Path<String>,
+    body: Body,
+) -> ApiResult<Response> {
+    let payload = read_body(body, MAX_SYNC_PAYLOAD, "invoke payload").await?;
+    let out = cp.invoke(&by, &name, payload.to_vec()).await?;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&out.request_id) {
+        headers.insert(REQUEST_ID_HEADER, v);
+    }
+    headers.insert(
+        COLD_START_HEADER,
+        HeaderValue::from_static(if out.cold_start { "true" } else { "false" }),
+    );
+    headers.insert(
+        "x-skyscale-duration-ms",
+        HeaderValue::from(out.duration.as_millis() as u64),
+    );
+    if let Some(init) = out.init_duration {
+        headers.insert(
+            "x-skyscale-init-duration-ms",
+            HeaderValue::from(init.as_millis() as u64),
+        );
+    }
+    if let Some(kind) = out.function_error {
+        headers.insert(FUNCTION_ERROR_HEADER, HeaderValue::from_static(kind));
+    }
+    Ok((StatusCode::OK, headers, out.body).into_response())
+}

@@ -1,0 +1,140 @@
+//! The cgroup directories of a sandbox: `/<cgroup_parent>/<id>` in every mounted hierarchy
+//! (each cgroup v1 controller, the named `systemd` one, and the unified one of a hybrid host;
+//! the single root on a cgroup v2 host). The runtimes create them from the spec's absolute
+//! `cgroupsPath`; after a sandbox is gone they are empty and only need `rmdir`.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::reaper::reap_orphans;
+use crate::SandboxId;
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// The roots of the mounted cgroup hierarchies.
+pub(crate) fn hierarchy_roots() -> Vec<PathBuf> {
+    let root = Path::new(CGROUP_ROOT);
+    if root.join("cgroup.procs").exists() {
+        return vec![root.to_path_buf()];
+    }
+    let mut seen = BTreeSet::new();
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        // `cpu` and `cpuacct` are often symlinks to `cpu,cpuacct`: visit each hierarchy once.
+        if path.join("cgroup.procs").exists() {
+            seen.insert(std::fs::canonicalize(&path).unwrap_or(path));
+        }
+    }
+    seen.into_iter().collect()
+}
+
+/// `<root>/<parent>/<id>` for every hierarchy root (whether it exists or not).
+pub(crate) fn sandbox_dirs(roots: &[PathBuf], parent: &str, id: &SandboxId) -> Vec<PathBuf> {
+    roots
+        .iter()
+        .map(|r| r.join(parent).join(id.as_str()))
+        .collect()
+}
+
+/// Ids of the sandbox cgroups under `<root>/<parent>` in any hierarchy.
+pub(crate) fn leftover_ids(roots: &[PathBuf], parent: &str) -> BTreeSet<SandboxId> {
+    let mut ids = BTreeSet::new();
+    for root in roots {
+        let Ok(entries) = std::fs::read_dir(root.join(parent)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if let Some(id) = entry.file_name().to_str().and_then(SandboxId::parse) {
+                ids.insert(id);
+            }
+        }
+    }
+    ids
+}
+
+/// Removes the given cgroup directories (and any child cgroups in them). A directory that is
+/// busy because its last processes are still exiting is retried (reaping orphans in between)
+/// until `wait`; after that its remaining processes are killed and it is tried once more.
+pub(crate) async fn remove_dirs(
+    dirs: &[PathBuf],
+    wait: Duration,
+) -> Result<(), (PathBuf, io::Error)> {
+    let deadline = Instant::now() + wait;
+    let mut killed = false;
+    loop {
+        let mut busy = None;
+        for dir in dirs {
+            if let Err(e) = remove_tree(dir) {
+                busy = Some((dir.clone(), e));
+            }
+        }
+        let Some((dir, err)) = busy else {
+            return Ok(());
+        };
+        if Instant::now() >= deadline {
+            if killed {
+                return Err((dir, err));
+            }
+            for dir in dirs {
+                kill_procs(dir);
+            }
+            killed = true;
+        }
+        reap_orphans();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Depth-first `rmdir`: a cgroup directory only holds control files and child cgroups.
+fn remove_tree(dir: &Path) -> io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            remove_tree(&entry.path())?;
+        }
+    }
+    match std::fs::remove_dir(dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// SIGKILLs every process left in a sandbox's cgroup (and its child cgroups).
+pub(crate) fn kill_procs(dir: &Path) {
+    if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        for pid in procs
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                kill_procs(&entry.path());
+            }
+        }
+    }
+}
+
+/// Removes `<root>/<parent>` in every hierarchy if it is empty (best effort: a busy or
+/// missing directory is left alone). Only the last component is removed, never its
+/// ancestors, which other control-plane instances may be creating children in.
+pub(crate) fn remove_parent(roots: &[PathBuf], parent: &str) {
+    for root in roots {
+        let _ = std::fs::remove_dir(root.join(parent));
+    }
+}
