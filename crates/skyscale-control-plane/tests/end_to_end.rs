@@ -214,3 +214,52 @@ fn state_env_errors_and_restart() {
         server.sandbox_processes()
     );
 }
+
+/// A crashed control plane leaves sandboxes behind; the next start removes them.
+#[test]
+fn start_removes_sandboxes_left_by_a_crash() {
+    let mut server = Server::start("gvisor");
+    let http = server.http();
+    assert_eq!(
+        create_fn(
+            &http,
+            "warm",
+            "def handler(e, c):\n    return 1\n",
+            json!({})
+        )
+        .status,
+        201
+    );
+    assert_eq!(http.invoke("warm", "{}").json(), json!(1));
+    server.crash();
+    assert!(
+        !server.sandbox_processes().is_empty(),
+        "expected the warm sandbox to outlive a SIGKILLed control plane"
+    );
+    server.start_again();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    // The leftovers are gone once the new instance is up; nothing of the old run remains
+    // except the new instance itself.
+    loop {
+        let left: Vec<String> = server
+            .sandbox_processes()
+            .into_iter()
+            .filter(|p| !p.contains("skyscale-control-plane"))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "leftover sandboxes: {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        server.log().contains("removed sandboxes left behind"),
+        "{}",
+        common::tail(&server.log(), 20)
+    );
+    // And the function still works.
+    assert_eq!(server.http().invoke("warm", "{}").json(), json!(1));
+}

@@ -146,6 +146,19 @@ impl Server {
         }
     }
 
+    /// Kills the control plane with SIGKILL, as a crash would: no cleanup runs.
+    pub fn crash(&mut self) {
+        let mut child = self.child.take().expect("server is running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Starts the control plane again on the same database and data directory.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "server is still running");
+        self.spawn();
+    }
+
     pub fn restart(&mut self) {
         let status = self.stop();
         assert!(
