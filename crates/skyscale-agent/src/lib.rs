@@ -6,7 +6,7 @@
 //! reports a `Result` per invocation.
 //!
 //! Threads (no async runtime, on purpose: the agent must stay small and start fast):
-//! - main: owns the state machine ([`agent`]) and is the only writer of stdout;
+//! - main: start-up ([`agent`]), then the state machine ([`machine`]); the only writer of stdout;
 //! - control-in: reads frames from stdin;
 //! - api-accept and one api-conn per connection: the Runtime API transport ([`http`]);
 //! - reaper: `waitpid(-1)`, reports the runtime's exit ([`process`]);

@@ -23,6 +23,8 @@ use crate::Event;
 
 /// Room kept free for the "bytes dropped" marker so a cut never exceeds [`MAX_LOG_BYTES`].
 const MARKER_ROOM: usize = 64;
+/// Most bytes read from one pipe per drain (an unprivileged process can grow a pipe to 1 MiB).
+const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
 
 /// Output collected since the last cut, keeping the newest `cap` bytes.
 #[derive(Debug)]
@@ -139,15 +141,21 @@ impl Logs {
     }
 
     /// Reads both pipes until `EAGAIN` or end of file. Returns whether anything was read.
+    ///
+    /// Each pipe gives at most [`DRAIN_LIMIT`] bytes per call: more than any pipe holds (so
+    /// everything written before the call is read) but bounded, so a writer that never pauses
+    /// cannot keep the lock forever.
     fn drain(&self, state: &mut State) -> bool {
         let mut chunk = [0u8; 16 * 1024];
         let mut got = false;
         for (i, fd) in self.pipes.iter().enumerate() {
-            while state.open[i] {
+            let mut budget = DRAIN_LIMIT;
+            while state.open[i] && budget > 0 {
                 match rustix::io::read(fd, &mut chunk) {
                     Ok(0) => state.open[i] = false,
                     Ok(n) => {
                         state.buf.push(&chunk[..n]);
+                        budget = budget.saturating_sub(n);
                         got = true;
                     }
                     Err(rustix::io::Errno::INTR) => {}

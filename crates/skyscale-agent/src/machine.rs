@@ -294,9 +294,7 @@ impl Machine {
         }
         Ok(Flow::Continue)
     }
-}
 
-impl Machine {
     fn on_exit(&mut self, status: ExitStatus) -> Result<Flow, AgentError> {
         match std::mem::replace(&mut self.state, State::Exited(status)) {
             State::Initializing { started, .. } => {

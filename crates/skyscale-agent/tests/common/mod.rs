@@ -3,6 +3,7 @@
 //! hanging it.
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the right failure
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -23,7 +24,10 @@ pub fn bootstrap_path() -> PathBuf {
 }
 
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 pub struct Agent {
@@ -83,7 +87,11 @@ impl Agent {
     }
 
     /// Starts an agent with `files` as the function code and sends Init.
-    pub fn init(files: &[(&str, &str)], handler: &str, env: &[(&str, &str)]) -> (Agent, InitDone, Vec<u8>) {
+    pub fn init(
+        files: &[(&str, &str)],
+        handler: &str,
+        env: &[(&str, &str)],
+    ) -> (Agent, InitDone, Vec<u8>) {
         let mut agent = Agent::start();
         for (name, text) in files {
             let path = agent.code.path().join(name);
@@ -101,11 +109,20 @@ impl Agent {
     /// Like [`Agent::init`] but insists that init succeeded.
     pub fn ready(files: &[(&str, &str)], handler: &str, env: &[(&str, &str)]) -> Agent {
         let (agent, done, body) = Agent::init(files, handler, env);
-        assert!(done.ok, "init failed: {done:?} {}", String::from_utf8_lossy(&body));
+        assert!(
+            done.ok,
+            "init failed: {done:?} {}",
+            String::from_utf8_lossy(&body)
+        );
         agent
     }
 
-    pub fn init_frame(&self, handler: &str, extra_env: &[(&str, &str)], init_timeout_ms: u64) -> Init {
+    pub fn init_frame(
+        &self,
+        handler: &str,
+        extra_env: &[(&str, &str)],
+        init_timeout_ms: u64,
+    ) -> Init {
         let root = self.code.path().to_str().unwrap().to_string();
         let mut env: Vec<(String, String)> = vec![
             ("_HANDLER".into(), handler.into()),
@@ -113,16 +130,29 @@ impl Agent {
             ("AWS_LAMBDA_FUNCTION_NAME".into(), "test-fn".into()),
             ("AWS_LAMBDA_FUNCTION_VERSION".into(), "$LATEST".into()),
             ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(), "256".into()),
-            ("AWS_LAMBDA_LOG_GROUP_NAME".into(), "/aws/lambda/test-fn".into()),
-            ("AWS_LAMBDA_LOG_STREAM_NAME".into(), "2025/01/01/[$LATEST]abc".into()),
+            (
+                "AWS_LAMBDA_LOG_GROUP_NAME".into(),
+                "/aws/lambda/test-fn".into(),
+            ),
+            (
+                "AWS_LAMBDA_LOG_STREAM_NAME".into(),
+                "2025/01/01/[$LATEST]abc".into(),
+            ),
             ("PATH".into(), "/usr/bin:/bin".into()),
         ];
-        env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         Init {
             function_name: "test-fn".into(),
             function_version: "$LATEST".into(),
             memory_mb: 256,
-            command: vec!["/usr/bin/python3".into(), bootstrap_path().to_str().unwrap().into()],
+            command: vec![
+                "/usr/bin/python3".into(),
+                bootstrap_path().to_str().unwrap().into(),
+            ],
             cwd: root,
             env,
             init_timeout_ms,
@@ -140,7 +170,8 @@ impl Agent {
 
     /// The next frame, within [`FRAME_TIMEOUT`].
     pub fn recv(&mut self) -> Frame {
-        self.try_recv(FRAME_TIMEOUT).expect("no frame from the agent in time")
+        self.try_recv(FRAME_TIMEOUT)
+            .expect("no frame from the agent in time")
     }
 
     pub fn try_recv(&mut self, timeout: Duration) -> Option<Frame> {
@@ -152,7 +183,11 @@ impl Agent {
     }
 
     /// Sends an Invoke and returns its Result, collecting any Log frames on the way.
-    pub fn invoke_raw(&mut self, meta: Invoke, payload: &[u8]) -> (InvokeResult, Vec<u8>, Vec<String>) {
+    pub fn invoke_raw(
+        &mut self,
+        meta: Invoke,
+        payload: &[u8],
+    ) -> (InvokeResult, Vec<u8>, Vec<String>) {
         let id = meta.request_id.clone();
         self.send(&Frame::Invoke(meta, payload.to_vec()));
         let mut logs = Vec::new();
@@ -181,7 +216,10 @@ impl Agent {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "agent did not exit within {timeout:?}");
+            assert!(
+                Instant::now() < deadline,
+                "agent did not exit within {timeout:?}"
+            );
             thread::sleep(Duration::from_millis(10));
         }
     }
@@ -205,5 +243,6 @@ pub fn meta(id: &str, deadline_ms: u64) -> Invoke {
 }
 
 pub fn json(body: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
 }
