@@ -1,4 +1,5 @@
 //! Bad input always gets a clear error and changes nothing.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! The whole product path against the real daemon, real sandboxes and the real CLI.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod common;
 

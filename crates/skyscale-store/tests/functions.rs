@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 use std::collections::BTreeMap;
 
 use skyscale_store::{CodeRef, FunctionUpdate, NewFunction, Store, StoreError};

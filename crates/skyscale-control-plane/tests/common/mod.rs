@@ -1,7 +1,7 @@
 //! Test harness: runs the real `skyscale-control-plane` binary on 127.0.0.1:0 with a
 //! temporary database and data directory, real sandboxes, and drives it over HTTP and
 //! through the real `skyscale` CLI binary.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
