@@ -83,9 +83,7 @@ pub(crate) async fn remove_dirs(
             if killed {
                 return Err((dir, err));
             }
-            for dir in dirs {
-                kill_procs(dir);
-            }
+            kill_procs(dirs);
             killed = true;
         }
         reap_orphans();
@@ -111,20 +109,35 @@ fn remove_tree(dir: &Path) -> io::Result<()> {
     }
 }
 
-/// SIGKILLs every process left in a sandbox's cgroup (and its child cgroups).
-pub(crate) fn kill_procs(dir: &Path) {
+/// SIGKILLs every process in the given cgroup directories (and their child cgroups); returns
+/// the pids signalled.
+///
+/// A pid read from `cgroup.procs` cannot be recycled before it is signalled: the sandbox's
+/// top processes are our children (or orphans re-parented to us, the subreaper), so they
+/// are not reaped before we reap them; their own children (ptrace stubs) die with them.
+pub(crate) fn kill_procs(dirs: &[PathBuf]) -> BTreeSet<i32> {
+    let mut pids = BTreeSet::new();
+    for dir in dirs {
+        collect_procs(dir, &mut pids);
+    }
+    for pid in &pids {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+    pids
+}
+
+fn collect_procs(dir: &Path, pids: &mut BTreeSet<i32>) {
     if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
-        for pid in procs
-            .split_whitespace()
-            .filter_map(|p| p.parse::<i32>().ok())
-        {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
+        pids.extend(
+            procs
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok()),
+        );
     }
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
             if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                kill_procs(&entry.path());
+                collect_procs(&entry.path(), pids);
             }
         }
     }

@@ -65,7 +65,9 @@ pub struct OciConfig {
     pub cgroup_parent: String,
     /// Extra environment of the init process (after `PATH`).
     pub env: Vec<(String, String)>,
-    /// Unprivileged user and group the init process runs as.
+    /// Unprivileged user and group the init process runs as. The contents of `runtime_dir` and
+    /// of every spec's `code_dir` must be readable by them (their parents need not be: the
+    /// runtime binds them as root).
     pub uid: u32,
     pub gid: u32,
     /// Added to a runsc sandbox's memory limit for the Sentry itself, which is charged to the

@@ -1,6 +1,14 @@
 //! Sandbox drivers: create and destroy isolated sandboxes and hand the control plane a byte
 //! channel to the agent inside. A driver knows nothing about functions beyond a
 //! [`SandboxSpec`].
+//!
+//! Codemap: [`OciDriver`] (`oci/`) runs one OCI bundle under runsc or runc ([`Runtime`],
+//! configured by [`OciConfig`]); `bundle` builds that bundle with `oci-spec`; `cgroup` finds
+//! and removes a sandbox's cgroups; `command` runs the runtime CLI with deadlines and forwards
+//! a sandbox's stderr to `tracing`; [`reaper`] reaps the orphaned sandbox processes.
+//!
+//! Invariant: every child process of the control plane is spawned by this crate (see
+//! [`reaper`]).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -16,7 +24,7 @@ pub mod reaper;
 
 pub use config::{OciConfig, Runtime, DEFAULT_INIT, DEFAULT_RUNSC_OVERHEAD_MB, DEFAULT_UID};
 pub use oci::OciDriver;
-pub use reaper::{install_reaper, reap_orphans};
+pub use reaper::{install_reaper, output_tracked, reap_orphans, spawn_tracked, TrackedChild};
 
 /// A sandbox id: `sky` followed by 32 hex digits. Fixed width and random, so that runsc's
 /// prefix matching of ids can never pick the wrong container, and an id is never reused.

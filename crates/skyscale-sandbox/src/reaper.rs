@@ -12,7 +12,7 @@
 //! The runtime CLIs this crate runs (`runsc run`, `state`, `kill`, `delete`, ...) are ordinary
 //! children that `tokio::process` waits for. A blind `waitpid(-1)` would steal their statuses.
 //! Every such child is spawned through [`spawn_tracked`], which inserts its pid into
-//! [`REGISTRY`] *while holding the registry lock across `spawn`*; the reaper only ever reaps a
+//! `REGISTRY` *while holding the registry lock across `spawn`*; the reaper only ever reaps a
 //! pid after checking, under the same lock, that it is not registered. A pid leaves the
 //! registry only after tokio has reaped it. Hence:
 //!
@@ -24,13 +24,15 @@
 //! # Invariant for the rest of the control plane
 //!
 //! Nothing else in the control-plane process spawns child processes: every child goes through
-//! this crate. A child spawned elsewhere would be unregistered and its exit status could be
-//! reaped here before its owner waits for it (the owner would then see `ECHILD`).
+//! this crate, and code that really must run a program (a test driving a CLI, say) uses
+//! [`spawn_tracked`] or [`output_tracked`]. A child spawned any other way is unregistered and
+//! its exit status may be reaped here before its owner waits for it (the owner then sees
+//! `ECHILD`).
 //!
 //! # When does it run
 //!
 //! On every `SIGCHLD` (through `tokio::signal` on the reaper thread's own small runtime, so it
-//! survives the runtimes of tests and callers), every [`PERIODIC`] as a backstop against
+//! survives the runtimes of tests and callers), every `PERIODIC` (500 ms) as a backstop against
 //! coalesced signals, and on demand through [`reap_orphans`] (the driver calls it while waiting
 //! for a killed sandbox to go away).
 
@@ -193,15 +195,18 @@ fn children() -> Vec<i32> {
     pids
 }
 
-/// A child process of this crate whose pid stays registered until tokio has reaped it.
-pub(crate) struct TrackedChild {
+/// A child process whose pid stays registered (never reaped by the reaper) until it has been
+/// waited for.
+#[derive(Debug)]
+pub struct TrackedChild {
     child: Child,
     pid: Option<i32>,
 }
 
 /// Spawns `cmd` with its pid registered (see the module docs for why the lock is held across
-/// the spawn).
-pub(crate) fn spawn_tracked(cmd: &mut Command) -> io::Result<TrackedChild> {
+/// the spawn). The way for any code in a process with the reaper installed to run a child
+/// whose exit status it needs.
+pub fn spawn_tracked(cmd: &mut Command) -> io::Result<TrackedChild> {
     let mut registered = registry();
     let child = cmd.spawn()?;
     let pid = child.id().and_then(|p| i32::try_from(p).ok());
@@ -211,20 +216,38 @@ pub(crate) fn spawn_tracked(cmd: &mut Command) -> io::Result<TrackedChild> {
     Ok(TrackedChild { child, pid })
 }
 
+/// Blocking counterpart of [`spawn_tracked`] for `std::process`: runs `cmd` to completion
+/// like [`std::process::Command::output`] (stdout and stderr are captured) with its pid
+/// registered meanwhile.
+pub fn output_tracked(cmd: &mut std::process::Command) -> io::Result<std::process::Output> {
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = {
+        let mut registered = registry();
+        let child = cmd.spawn()?;
+        registered.insert(child.id() as i32);
+        child
+    };
+    let pid = child.id() as i32;
+    let output = child.wait_with_output();
+    registry().remove(&pid);
+    output
+}
+
 impl TrackedChild {
-    pub(crate) fn child_mut(&mut self) -> &mut Child {
+    pub fn child_mut(&mut self) -> &mut Child {
         &mut self.child
     }
 
     /// Waits for the child to exit; cancel-safe (the child stays registered until reaped).
-    pub(crate) async fn wait(&mut self) -> io::Result<ExitStatus> {
+    pub async fn wait(&mut self) -> io::Result<ExitStatus> {
         let status = self.child.wait().await?;
         self.unregister();
         Ok(status)
     }
 
     /// Kills the child and waits for it.
-    pub(crate) async fn kill(&mut self) -> io::Result<()> {
+    pub async fn kill(&mut self) -> io::Result<()> {
         self.child.kill().await?;
         self.unregister();
         Ok(())
@@ -258,5 +281,84 @@ impl Drop for TrackedChild {
             }
         }
         tracing::warn!(pid = ?self.pid, "dropped runtime command did not exit; left registered");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use tokio::io::AsyncBufReadExt;
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn registered_children_keep_their_exit_status() {
+        install_reaper().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let hammer = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                while !stop.load(Ordering::Relaxed) {
+                    reap_orphans();
+                }
+            }
+        });
+        let tasks: Vec<_> = (0..100)
+            .map(|i| {
+                tokio::spawn(async move {
+                    let mut cmd = Command::new("/bin/sh");
+                    cmd.arg("-c").arg(format!("exit {}", i % 7));
+                    let mut child = spawn_tracked(&mut cmd).unwrap();
+                    child.wait().await.unwrap().code()
+                })
+            })
+            .collect();
+        for i in 0..20 {
+            let out = output_tracked(
+                std::process::Command::new("/bin/sh").args(["-c", &format!("echo {i}; exit 3")]),
+            )
+            .unwrap();
+            assert_eq!(out.status.code(), Some(3));
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), i.to_string());
+        }
+        for (i, task) in tasks.into_iter().enumerate() {
+            assert_eq!(task.await.unwrap(), Some((i % 7) as i32));
+        }
+        stop.store(true, Ordering::Relaxed);
+        hammer.join().unwrap();
+    }
+
+    #[tokio::test]
+    async fn orphans_are_reaped() {
+        install_reaper().unwrap();
+        // The shell exits at once; its background `sleep` is re-parented to us (subreaper).
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "sleep 0.2 >/dev/null & echo $!"])
+            .stdout(std::process::Stdio::piped());
+        let mut child = spawn_tracked(&mut cmd).unwrap();
+        let stdout = child.child_mut().stdout.take().unwrap();
+        let mut line = String::new();
+        tokio::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .await
+            .unwrap();
+        assert!(child.wait().await.unwrap().success());
+        let orphan: i32 = line.trim().parse().unwrap();
+        let stat = std::fs::read_to_string(format!("/proc/{orphan}/stat")).unwrap();
+        let ppid = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .nth(1)
+            .unwrap();
+        assert_eq!(ppid, std::process::id().to_string());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::path::Path::new(&format!("/proc/{orphan}")).exists() {
+            assert!(Instant::now() < deadline, "orphan {orphan} was not reaped");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }

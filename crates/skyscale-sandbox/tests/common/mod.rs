@@ -2,9 +2,8 @@
 //! parent, and a tiny Python "probe" as the sandbox's init that executes snippets sent over
 //! the agent channel and answers with one JSON line each.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -70,8 +69,6 @@ pub fn config(runtime: Runtime, tmp: &Path, cgroup_parent: &str) -> OciConfig {
 pub fn fixture(runtime: Runtime) -> Fixture {
     init_tracing();
     let tmp = tempfile::tempdir().expect("tempdir");
-    // The sandbox user (uid 993) must be able to reach the code and runtime directories.
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let code_dir = tmp.path().join("code");
     std::fs::create_dir(&code_dir).unwrap();
     std::fs::write(
@@ -79,6 +76,8 @@ pub fn fixture(runtime: Runtime) -> Fixture {
         "def handler(e, c):\n    return e\n",
     )
     .unwrap();
+    // Owned by the sandbox user, so that only the read-only mount can refuse a write.
+    std::os::unix::fs::chown(&code_dir, Some(993), Some(993)).unwrap();
     std::fs::create_dir(tmp.path().join("runtime")).unwrap();
     let cgroup_parent = format!("skyscale-test/{}", uuid::Uuid::new_v4().simple());
     let cfg = config(runtime, tmp.path(), &cgroup_parent);
@@ -109,6 +108,37 @@ impl Fixture {
         let spec = self.spec(memory_mb, pids_limit);
         let sandbox = self.driver.create(&spec).await.expect("create sandbox");
         Probe::new(sandbox)
+    }
+
+    /// Host pids of a running sandbox's processes (from its cgroup).
+    pub fn pids_of(&self, id: &SandboxId) -> Vec<u32> {
+        let mut pids = Vec::new();
+        for dir in self.driver.cgroup_dirs(id) {
+            if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+                pids.extend(
+                    procs
+                        .split_whitespace()
+                        .filter_map(|p| p.parse::<u32>().ok()),
+                );
+            }
+        }
+        pids.sort_unstable();
+        pids.dedup();
+        pids
+    }
+
+    /// Reads one cgroup file of a sandbox (e.g. `memory`, `memory.limit_in_bytes`).
+    pub fn cgroup_value(&self, id: &SandboxId, controller: &str, file: &str) -> String {
+        let dir = self
+            .driver
+            .cgroup_dirs(id)
+            .into_iter()
+            .find(|d| d.components().any(|c| c.as_os_str() == controller))
+            .unwrap_or_else(|| panic!("no {controller} hierarchy"));
+        std::fs::read_to_string(dir.join(file))
+            .unwrap()
+            .trim()
+            .to_owned()
     }
 
     /// Checks that nothing of a sandbox is left on the host.

@@ -1,0 +1,180 @@
+//! Creating a sandbox: write the bundle, `run --detach` with the agent channel as stdio.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::process::Command;
+use tokio::task::JoinHandle;
+
+use super::OciDriver;
+use crate::bundle::{write_bundle, BundleParams};
+use crate::command::{forward_stderr, Capture};
+use crate::reaper::spawn_tracked;
+use crate::{DriverError, Sandbox, SandboxId, SandboxSpec};
+
+/// Why a create failed, before cleaning up. `Run` still owns the stderr forwarder, whose
+/// capture completes only once the cleanup has closed every copy of the pipe.
+enum Failed {
+    Error(DriverError),
+    Run {
+        command: String,
+        message: String,
+        capture: Capture,
+        stderr: Option<JoinHandle<()>>,
+    },
+}
+
+impl Failed {
+    /// The error to report, once the cleanup has run: a failed `run` carries what the runtime
+    /// (or the sandbox) wrote on stderr.
+    async fn into_error(self, id: &SandboxId) -> DriverError {
+        match self {
+            Failed::Error(e) => e,
+            Failed::Run {
+                command,
+                message,
+                capture,
+                stderr,
+            } => {
+                if let Some(task) = stderr {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+                }
+                let captured = capture.take();
+                let captured = captured.trim();
+                DriverError::Command {
+                    id: id.clone(),
+                    command,
+                    message: if captured.is_empty() {
+                        message
+                    } else {
+                        format!("{message}: {captured}")
+                    },
+                }
+            }
+        }
+    }
+}
+
+impl OciDriver {
+    /// Registers the id, starts the sandbox and, if that fails, removes whatever it left.
+    ///
+    /// Not cancel-safe: if the caller drops this future, the `run` command is killed but a
+    /// half-created sandbox may remain; `destroy(id)` (idempotent) removes it.
+    pub(super) async fn create_inner(&self, spec: &SandboxSpec) -> Result<Sandbox, DriverError> {
+        let id = &spec.id;
+        let fresh = self.live().insert(id.clone());
+        if !fresh || self.has_state(id) {
+            if fresh {
+                self.live().remove(id);
+            }
+            return Err(DriverError::Command {
+                id: id.clone(),
+                command: self.step_name("run"),
+                message: "sandbox id already in use (ids are never reused)".to_owned(),
+            });
+        }
+        let started = Instant::now();
+        match self.start(spec).await {
+            Ok(sandbox) => {
+                tracing::debug!(elapsed = ?started.elapsed(), "created");
+                Ok(sandbox)
+            }
+            Err(failed) => {
+                if let Err(e) = self.destroy_inner(id).await {
+                    tracing::warn!(error = %e, "cleaning up after a failed create");
+                }
+                Err(failed.into_error(id).await)
+            }
+        }
+    }
+
+    async fn start(&self, spec: &SandboxSpec) -> Result<Sandbox, Failed> {
+        let id = &spec.id;
+        let dir = self.bundle_dir(id);
+        let mut env = vec!["PATH=/usr/local/bin:/usr/bin:/bin".to_owned()];
+        env.extend(self.cfg.env.iter().map(|(k, v)| format!("{k}={v}")));
+        let params = BundleParams {
+            code_dir: &spec.code_dir,
+            runtime_dir: &self.cfg.runtime_dir,
+            args: &self.cfg.init,
+            env,
+            uid: self.cfg.uid,
+            gid: self.cfg.gid,
+            memory_limit_bytes: self.memory_limit(spec),
+            tmp_mb: spec.tmp_mb,
+            pids_limit: self.pids_limit(spec),
+            cgroups_path: format!("/{}/{}", self.cfg.cgroup_parent, id),
+            nproc: self.nproc(spec),
+        };
+        for (what, path) in [
+            ("code_dir", &spec.code_dir),
+            ("runtime_dir", &self.cfg.runtime_dir),
+        ] {
+            if !path.is_dir() {
+                let msg = format!("{what} {} is not a directory", path.display());
+                return Err(Failed::Error(DriverError::Bundle {
+                    id: id.clone(),
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, msg),
+                }));
+            }
+        }
+        // A handful of small files: cheap enough to write inline.
+        write_bundle(&dir, &self.layout, &params).map_err(|source| {
+            Failed::Error(DriverError::Bundle {
+                id: id.clone(),
+                source,
+            })
+        })?;
+
+        let mut cmd = Command::new(&self.binary);
+        cmd.args(self.global_args())
+            .args(["run", "--detach", "--bundle"])
+            .arg(&dir)
+            .arg(id.as_str())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let command = self.step_name("run");
+        let mut child = spawn_tracked(&mut cmd).map_err(|e| {
+            Failed::Error(DriverError::Command {
+                id: id.clone(),
+                command: command.clone(),
+                message: format!("spawning: {e}"),
+            })
+        })?;
+        let stdin = child.child_mut().stdin.take();
+        let stdout = child.child_mut().stdout.take();
+        let capture = Capture::new();
+        let stderr = child
+            .child_mut()
+            .stderr
+            .take()
+            .map(|e| tokio::spawn(forward_stderr(id.clone(), e, capture.clone())));
+
+        let message = match tokio::time::timeout(self.cfg.create_timeout, child.wait()).await {
+            Ok(Ok(status)) if status.success() => match (stdin, stdout) {
+                (Some(to_agent), Some(from_agent)) => {
+                    capture.take();
+                    return Ok(Sandbox {
+                        id: id.clone(),
+                        to_agent: Box::new(to_agent),
+                        from_agent: Box::new(from_agent),
+                    });
+                }
+                _ => "stdio pipes missing".to_owned(),
+            },
+            Ok(Ok(status)) => format!("exited with {status}"),
+            Ok(Err(e)) => format!("waiting: {e}"),
+            Err(_) => {
+                let _ = child.kill().await;
+                format!("timed out after {:?}", self.cfg.create_timeout)
+            }
+        };
+        Err(Failed::Run {
+            command,
+            message,
+            capture,
+            stderr,
+        })
+    }
+}

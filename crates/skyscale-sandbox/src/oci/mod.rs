@@ -1,0 +1,236 @@
+//! The OCI driver: one implementation for runsc (gVisor) and runc, which take the same bundle.
+//!
+//! # Concurrency
+//!
+//! Creates and destroys of different sandboxes run concurrently; the runtime CLIs lock their
+//! own state per container. The driver keeps one small set, `live`, behind a `std` mutex that
+//! is never held across an `.await`: the ids created through this driver and not destroyed yet.
+//! It serves three purposes: an id is never used twice (runsc deletes a live container's state
+//! when `run` reuses its id: trap 2); `cleanup_leftovers` never touches a sandbox of this run;
+//! and the instance's cgroup parent directory is removed when the last sandbox goes, with no
+//! race against a concurrent create (the create registers its id under the same lock before the
+//! runtime can create the parent again).
+
+use std::collections::{BTreeSet, HashSet};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use tracing::Instrument;
+
+use crate::bundle::HostLayout;
+use crate::cgroup;
+use crate::command::{run_cli, CliOutput};
+use crate::config::{OciConfig, Runtime};
+use crate::reaper::install_reaper;
+use crate::{Driver, DriverError, Sandbox, SandboxId, SandboxSpec};
+
+mod create;
+mod destroy;
+
+const MIB: i64 = 1 << 20;
+/// runsc host `pids.max` = base + per-task × the sandbox's pids limit (see `pids_limit`).
+const RUNSC_HOST_PIDS_BASE: i64 = 128;
+const RUNSC_HOST_PIDS_PER_TASK: i64 = 10;
+/// How long `destroy` waits for a killed sandbox's processes to be reaped, and for its cgroups
+/// to empty, before going on.
+const GONE_WAIT: Duration = Duration::from_secs(3);
+
+/// Sandboxes under runsc or runc; see the module docs.
+#[derive(Debug)]
+pub struct OciDriver {
+    cfg: OciConfig,
+    binary: PathBuf,
+    layout: HostLayout,
+    cgroup_roots: Vec<PathBuf>,
+    live: Mutex<HashSet<SandboxId>>,
+}
+
+impl OciDriver {
+    /// Checks the configuration and the runtime binary (`NotInstalled` with an install hint if
+    /// it is missing), creates the state and bundle directories, and installs the process-wide
+    /// reaper (see [`crate::reaper`]).
+    pub fn new(cfg: OciConfig) -> Result<Self, DriverError> {
+        let binary = cfg.validate()?;
+        install_reaper()?;
+        for dir in [&cfg.state_root, &cfg.bundles_dir] {
+            std::fs::create_dir_all(dir)?;
+        }
+        Ok(Self {
+            cfg,
+            binary,
+            layout: HostLayout::detect(),
+            cgroup_roots: cgroup::hierarchy_roots(),
+            live: Mutex::new(HashSet::new()),
+        })
+    }
+
+    pub fn config(&self) -> &OciConfig {
+        &self.cfg
+    }
+
+    /// The runtime binary in use.
+    pub fn binary(&self) -> &Path {
+        &self.binary
+    }
+
+    /// The cgroup directories a sandbox has (or had) in every hierarchy.
+    pub fn cgroup_dirs(&self, id: &SandboxId) -> Vec<PathBuf> {
+        cgroup::sandbox_dirs(&self.cgroup_roots, &self.cfg.cgroup_parent, id)
+    }
+
+    /// The bundle directory of a sandbox.
+    pub fn bundle_dir(&self, id: &SandboxId) -> PathBuf {
+        self.cfg.bundles_dir.join(id.as_str())
+    }
+
+    /// Whether the runtime still has state for `id` in this instance's state root.
+    pub fn has_state(&self, id: &SandboxId) -> bool {
+        state_ids(&self.cfg.state_root).contains(id)
+    }
+
+    fn live(&self) -> MutexGuard<'_, HashSet<SandboxId>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn global_args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec!["--root".into(), self.cfg.state_root.clone().into()];
+        if let Runtime::Runsc { platform } = &self.cfg.runtime {
+            args.push(format!("--platform={platform}").into());
+            args.push("--network=none".into());
+            if let Some(log) = &self.cfg.debug_log {
+                args.push("--debug".into());
+                let mut flag = OsString::from("--debug-log=");
+                flag.push(log);
+                args.push(flag);
+            }
+        }
+        args
+    }
+
+    fn step_name(&self, step: &str) -> String {
+        format!("{} {step}", self.cfg.runtime.binary_name())
+    }
+
+    /// Runs one runtime subcommand (after the global flags), bounded by `command_timeout`.
+    async fn run(&self, args: &[&str]) -> Result<CliOutput, String> {
+        let mut all = self.global_args();
+        all.extend(args.iter().map(OsString::from));
+        run_cli(&self.binary, &all, self.cfg.command_timeout).await
+    }
+
+    /// [`Self::run`] for one sandbox: a failure to run names the sandbox and the step.
+    async fn cli(
+        &self,
+        id: &SandboxId,
+        step: &str,
+        args: &[&str],
+    ) -> Result<CliOutput, DriverError> {
+        self.run(args)
+            .await
+            .map_err(|message| DriverError::Command {
+                id: id.clone(),
+                command: self.step_name(step),
+                message,
+            })
+    }
+
+    fn memory_limit(&self, spec: &SandboxSpec) -> i64 {
+        let overhead = match self.cfg.runtime {
+            Runtime::Runsc { .. } => i64::from(self.cfg.runsc_overhead_mb),
+            Runtime::Runc => 0,
+        };
+        (i64::from(spec.memory_mb) + overhead) * MIB
+    }
+
+    /// The host `pids.max`. runc: the sandbox's limit itself. runsc: the sandbox's tasks are
+    /// not host tasks, so the limit is enforced inside gVisor through `RLIMIT_NPROC` (see
+    /// [`Self::nproc`]); the host cgroup only holds a backstop sized for the Sentry (~40 host
+    /// threads idle) and its ptrace stubs (measured ~6-10 host tasks per sandbox process).
+    fn pids_limit(&self, spec: &SandboxSpec) -> i64 {
+        match self.cfg.runtime {
+            Runtime::Runsc { .. } => {
+                RUNSC_HOST_PIDS_BASE + RUNSC_HOST_PIDS_PER_TASK * spec.pids_limit
+            }
+            Runtime::Runc => spec.pids_limit,
+        }
+    }
+
+    /// `RLIMIT_NPROC` of the init process. gVisor counts tasks (threads included) per sandbox
+    /// kernel, so it is the sandbox's own pids limit. Not for runc: there the limit would count
+    /// every process of the sandbox uid on the host, across sandboxes.
+    fn nproc(&self, spec: &SandboxSpec) -> Option<u64> {
+        match self.cfg.runtime {
+            Runtime::Runsc { .. } => u64::try_from(spec.pids_limit).ok(),
+            Runtime::Runc => None,
+        }
+    }
+}
+
+/// Ids with an entry in a state root. runc keeps a directory `<id>`; runsc keeps files named
+/// `<container id>_sandbox:<sandbox id>.state` (and `.lock`).
+fn state_ids(root: &Path) -> BTreeSet<SandboxId> {
+    let mut ids = BTreeSet::new();
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return ids;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let head = name.get(..SandboxId::PREFIX.len() + 32).unwrap_or(name);
+        if let Some(id) = SandboxId::parse(head) {
+            ids.insert(id);
+        }
+    }
+    ids
+}
+
+#[async_trait::async_trait]
+impl Driver for OciDriver {
+    fn name(&self) -> &'static str {
+        self.cfg.runtime.driver_name()
+    }
+
+    async fn create(&self, spec: &SandboxSpec) -> Result<Sandbox, DriverError> {
+        let span = tracing::info_span!("sandbox_create", sandbox = %spec.id, driver = self.name());
+        self.create_inner(spec).instrument(span).await
+    }
+
+    async fn destroy(&self, id: &SandboxId) -> Result<(), DriverError> {
+        let span = tracing::info_span!("sandbox_destroy", sandbox = %id, driver = self.name());
+        self.destroy_inner(id).instrument(span).await
+    }
+
+    async fn cleanup_leftovers(&self) -> Result<usize, DriverError> {
+        let mut ids = self.listed_ids().await;
+        if let Ok(entries) = std::fs::read_dir(&self.cfg.bundles_dir) {
+            ids.extend(
+                entries
+                    .flatten()
+                    .filter_map(|e| e.file_name().to_str().and_then(SandboxId::parse)),
+            );
+        }
+        ids.extend(cgroup::leftover_ids(
+            &self.cgroup_roots,
+            &self.cfg.cgroup_parent,
+        ));
+        let mut removed = 0;
+        for id in &ids {
+            // Checked per id, not on a snapshot: a create registers its id before it writes
+            // anything, so an id seen above that is not live now is no sandbox of this run.
+            if self.live().contains(id) {
+                continue;
+            }
+            let span = tracing::info_span!("sandbox_cleanup", sandbox = %id, driver = self.name());
+            match self.destroy_inner(id).instrument(span).await {
+                Ok(()) => removed += 1,
+                Err(e) => tracing::warn!(error = %e, "removing leftover sandbox"),
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "removed leftover sandboxes");
+        }
+        Ok(removed)
+    }
+}

@@ -1,0 +1,438 @@
+//! The OCI drivers against the real runtimes: every case runs under runsc (ptrace) and runc.
+//! A missing runtime fails the test with an install hint; nothing is skipped.
+
+// The cases are plain async functions called from the generated tests.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use skyscale_sandbox::{Driver, DriverError, OciDriver, Runtime, SandboxId};
+
+macro_rules! driver_tests {
+    ($($module:ident => $runtime:expr;)*) => {$(
+        mod $module {
+            use super::*;
+
+            fn runtime() -> Runtime {
+                $runtime
+            }
+
+            #[tokio::test]
+            async fn echo_round_trip() {
+                cases::echo_round_trip(runtime()).await
+            }
+            #[tokio::test]
+            async fn filesystem_is_read_only_except_tmp() {
+                cases::filesystem_is_read_only_except_tmp(runtime()).await
+            }
+            #[tokio::test]
+            async fn host_paths_are_absent() {
+                cases::host_paths_are_absent(runtime()).await
+            }
+            #[tokio::test]
+            async fn loopback_only_network() {
+                cases::loopback_only_network(runtime()).await
+            }
+            #[tokio::test]
+            async fn memory_limit_kills_the_sandbox() {
+                cases::memory_limit_kills_the_sandbox(runtime()).await
+            }
+            #[tokio::test]
+            async fn pids_limit_is_enforced() {
+                cases::pids_limit_is_enforced(runtime()).await
+            }
+            #[tokio::test]
+            async fn destroy_removes_everything_and_is_idempotent() {
+                cases::destroy_removes_everything_and_is_idempotent(runtime()).await
+            }
+            #[tokio::test]
+            async fn large_write_arrives_complete() {
+                cases::large_write_arrives_complete(runtime()).await
+            }
+            #[tokio::test]
+            async fn cleanup_leftovers_after_a_crash() {
+                cases::cleanup_leftovers_after_a_crash(runtime()).await
+            }
+            #[tokio::test]
+            async fn two_sandboxes_are_independent() {
+                cases::two_sandboxes_are_independent(runtime()).await
+            }
+            #[tokio::test]
+            async fn failed_create_reports_and_cleans_up() {
+                cases::failed_create_reports_and_cleans_up(runtime()).await
+            }
+            #[tokio::test]
+            async fn missing_binary_is_not_installed() {
+                cases::missing_binary_is_not_installed(runtime())
+            }
+            #[tokio::test]
+            async fn create_and_destroy_latency() {
+                cases::create_and_destroy_latency(runtime()).await
+            }
+        }
+    )*};
+}
+
+driver_tests! {
+    runsc => Runtime::runsc();
+    runc => Runtime::Runc;
+}
+
+mod cases {
+    use super::*;
+
+    pub async fn echo_round_trip(rt: Runtime) {
+        let f = fixture(rt);
+        let mut p = f.start(128, 64).await;
+        for i in 0..20 {
+            let reply = p.exec(&format!("result = 'échø {i}'")).await.unwrap();
+            assert_eq!(reply, format!("échø {i}"));
+        }
+        let who = p
+            .exec("result = [os.getpid(), os.getuid(), os.getgid(), os.getcwd()]")
+            .await;
+        assert_eq!(who.unwrap(), serde_json::json!([1, 993, 993, "/"]));
+        let err = p.exec("raise ValueError('boom')").await.unwrap_err();
+        assert!(err.contains("boom"), "{err}");
+        f.driver.destroy(&p.id).await.unwrap();
+        f.assert_gone(&p.id);
+    }
+
+    pub async fn filesystem_is_read_only_except_tmp(rt: Runtime) {
+        let f = fixture(rt);
+        let mut p = f.start(128, 64).await;
+        let handler = p
+            .exec("result = open('/var/task/handler.py').read()")
+            .await
+            .unwrap();
+        assert!(handler.as_str().unwrap().contains("def handler"));
+        // The code directory belongs to the sandbox user: only the read-only mount stops this.
+        let err = p.exec("open('/var/task/new.py', 'w')").await.unwrap_err();
+        assert!(err.contains("Read-only file system"), "{err}");
+        let err = p.exec("os.mkdir('/newdir')").await.unwrap_err();
+        assert!(err.contains("Errno"), "{err}");
+        // Mount flags as the sandbox's kernel reports them (gVisor's statvfs has no ST_RDONLY).
+        let flags = p
+            .exec(
+                "m = {l.split()[1]: 'ro' in l.split()[3].split(',') for l in open('/proc/self/mounts')}\n\
+                 result = {d: m.get(d) for d in \
+                 ['/', '/usr', '/var/task', '/var/runtime', '/etc/ssl/certs', '/tmp']}",
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            flags,
+            serde_json::json!({"/": true, "/usr": true, "/var/task": true,
+                "/var/runtime": true, "/etc/ssl/certs": true, "/tmp": false})
+        );
+        let tmp = p
+            .exec("open('/tmp/x', 'w').write('hello'); result = open('/tmp/x').read()")
+            .await
+            .unwrap();
+        assert_eq!(tmp, "hello");
+        // /tmp is a 16 MiB tmpfs.
+        let err = p
+            .exec("open('/tmp/big', 'wb').write(b'x' * (20 << 20))")
+            .await
+            .unwrap_err();
+        assert!(err.contains("No space left"), "{err}");
+        f.driver.destroy(&p.id).await.unwrap();
+    }
+
+    pub async fn host_paths_are_absent(rt: Runtime) {
+        let f = fixture(rt);
+        let mut p = f.start(128, 64).await;
+        let exists = p
+            .exec(
+                "result = [d for d in ['/root', '/home', '/etc/shadow', '/etc/gshadow', \
+                 '/var/lib', '/etc/ssl/private', '/work', '/mnt', '/opt', '/etc/sudoers'] \
+                 if os.path.lexists(d)]",
+            )
+            .await
+            .unwrap();
+        assert_eq!(exists, serde_json::json!([]));
+        let listing = p
+            .exec("result = [sorted(os.listdir(d)) for d in ['/', '/var', '/etc']]")
+            .await
+            .unwrap();
+        let mut root: Vec<&str> = vec!["dev", "etc", "proc", "sys", "tmp", "usr", "var"];
+        for d in ["bin", "sbin", "lib", "lib32", "lib64", "libx32"] {
+            if std::path::Path::new("/").join(d).exists() {
+                root.push(d);
+            }
+        }
+        root.sort_unstable();
+        assert_eq!(listing[0], serde_json::json!(root));
+        assert_eq!(listing[1], serde_json::json!(["runtime", "task"]));
+        let mut etc = vec![
+            "group",
+            "hostname",
+            "hosts",
+            "nsswitch.conf",
+            "passwd",
+            "resolv.conf",
+        ];
+        if std::path::Path::new("/etc/ld.so.cache").exists() {
+            etc.push("ld.so.cache");
+        }
+        if std::path::Path::new("/etc/ssl/certs").is_dir() {
+            etc.push("ssl");
+            let ssl = p
+                .exec("result = sorted(os.listdir('/etc/ssl'))")
+                .await
+                .unwrap();
+            assert_eq!(ssl[0], "certs", "only the certificates of /etc/ssl: {ssl}");
+            assert!(ssl.as_array().unwrap().len() <= 2, "{ssl}");
+        }
+        etc.sort_unstable();
+        assert_eq!(listing[2], serde_json::json!(etc));
+        // Python and its standard library run from the host's /usr.
+        let json = p
+            .exec("import json, ssl; result = json.dumps([1])")
+            .await
+            .unwrap();
+        assert_eq!(json, "[1]");
+        f.driver.destroy(&p.id).await.unwrap();
+    }
+
+    pub async fn loopback_only_network(rt: Runtime) {
+        let f = fixture(rt);
+        let mut p = f.start(128, 64).await;
+        let echoed = p
+            .exec(
+                "import socket\n\
+                 srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen(1)\n\
+                 c = socket.create_connection(srv.getsockname(), timeout=5)\n\
+                 s, _ = srv.accept(); c.sendall(b'ping'); result = s.recv(4).decode()\n\
+                 for x in (c, s, srv): x.close()",
+            )
+            .await
+            .unwrap();
+        assert_eq!(echoed, "ping");
+        // No interface but lo: nothing to route to (no traffic is sent anywhere).
+        let ifaces = p
+            .exec(
+                "result = sorted(l.split(':')[0].strip() for l in \
+                 open('/proc/net/dev').read().splitlines()[2:])",
+            )
+            .await
+            .unwrap();
+        assert_eq!(ifaces, serde_json::json!(["lo"]));
+        f.driver.destroy(&p.id).await.unwrap();
+    }
+
+    pub async fn memory_limit_kills_the_sandbox(rt: Runtime) {
+        let is_runsc = matches!(rt, Runtime::Runsc { .. });
+        let f = fixture(rt);
+        let mut p = f.start(128, 64).await;
+        let limit: i64 = f
+            .cgroup_value(&p.id, "memory", "memory.limit_in_bytes")
+            .parse()
+            .unwrap();
+        let expected_mb = if is_runsc {
+            128 + skyscale_sandbox::DEFAULT_RUNSC_OVERHEAD_MB
+        } else {
+            128
+        };
+        assert_eq!(limit, i64::from(expected_mb) << 20);
+        let swap: i64 = f
+            .cgroup_value(&p.id, "memory", "memory.memsw.limit_in_bytes")
+            .parse()
+            .unwrap();
+        assert_eq!(swap, limit, "no swap");
+        let ok = p
+            .exec("b = b'x' * (50 << 20); result = len(b)")
+            .await
+            .unwrap();
+        assert_eq!(ok, 50 << 20);
+        p.send("keep = b'x' * (300 << 20); result = len(keep)")
+            .await;
+        assert_eq!(
+            p.recv_line().await,
+            None,
+            "300 MB in a 128 MB sandbox must be killed"
+        );
+        f.driver.destroy(&p.id).await.unwrap();
+        f.assert_gone(&p.id);
+    }
+
+    pub async fn pids_limit_is_enforced(rt: Runtime) {
+        let f = fixture(rt);
+        let mut p = f.start(128, 32).await;
+        let started = p
+            .exec(
+                "import threading\nev = threading.Event()\nn = 0\n\
+                 try:\n    for i in range(100):\n        threading.Thread(target=ev.wait).start()\n        n += 1\n\
+                 except RuntimeError:\n    pass\nev.set()\nresult = n",
+            )
+            .await
+            .unwrap();
+        let started = started.as_i64().unwrap();
+        assert!(
+            (1..32).contains(&started),
+            "{started} threads with a limit of 32 tasks"
+        );
+        // The sandbox survives hitting its limit.
+        assert_eq!(p.exec("result = 7").await.unwrap(), 7);
+        f.driver.destroy(&p.id).await.unwrap();
+        f.assert_gone(&p.id);
+    }
+
+    pub async fn destroy_removes_everything_and_is_idempotent(rt: Runtime) {
+        let f = fixture(rt);
+        let mut p = f.start(128, 64).await;
+        p.exec("result = 1").await.unwrap();
+        let pids = f.pids_of(&p.id);
+        assert!(!pids.is_empty());
+        assert!(f.driver.has_state(&p.id) && f.driver.bundle_dir(&p.id).exists());
+        f.driver.destroy(&p.id).await.unwrap();
+        f.assert_gone(&p.id);
+        for pid in pids {
+            assert!(
+                !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+                "pid {pid} left"
+            );
+        }
+        assert!(
+            p.closed_within(Duration::from_secs(5)).await,
+            "channel still open"
+        );
+        f.driver.destroy(&p.id).await.unwrap();
+        f.driver.destroy(&SandboxId::generate()).await.unwrap();
+        // The last sandbox took the instance's cgroup parent with it.
+        for dir in f.driver.cgroup_dirs(&p.id) {
+            assert!(!dir.parent().unwrap().exists(), "{} left", dir.display());
+        }
+    }
+
+    pub async fn large_write_arrives_complete(rt: Runtime) {
+        let f = fixture(rt);
+        let mut p = f.start(128, 64).await;
+        p.send("out(b'x' * (2 << 20) + b'\\n'); result = 'done'")
+            .await;
+        let data = p.read_exact((2 << 20) + 1).await;
+        assert!(data[..2 << 20].iter().all(|b| *b == b'x'));
+        assert_eq!(data[2 << 20], b'\n');
+        assert_eq!(p.recv_line().await.unwrap().trim(), r#"{"ok": "done"}"#);
+        f.driver.destroy(&p.id).await.unwrap();
+    }
+
+    pub async fn cleanup_leftovers_after_a_crash(rt: Runtime) {
+        let f = fixture(rt.clone());
+        let mut p = f.start(128, 64).await;
+        p.exec("result = 1").await.unwrap();
+        // A second driver on the same state root, as after a control-plane restart.
+        let cfg = f.driver.config().clone();
+        let restarted = OciDriver::new(cfg).unwrap();
+        assert_eq!(restarted.cleanup_leftovers().await.unwrap(), 1);
+        f.assert_gone(&p.id);
+        assert!(p.closed_within(Duration::from_secs(5)).await);
+        assert_eq!(restarted.cleanup_leftovers().await.unwrap(), 0);
+        // Not even an orphaned bundle directory or cgroup survives.
+        let id = SandboxId::generate();
+        std::fs::create_dir_all(restarted.bundle_dir(&id).join("rootfs")).unwrap();
+        let cg = restarted.cgroup_dirs(&id).into_iter().next().unwrap();
+        std::fs::create_dir_all(&cg).unwrap();
+        assert_eq!(restarted.cleanup_leftovers().await.unwrap(), 1);
+        f.assert_gone(&id);
+        // A live sandbox of the driver itself is never a leftover.
+        let mut q = Probe::new(restarted.create(&f.spec(128, 64)).await.unwrap());
+        assert_eq!(restarted.cleanup_leftovers().await.unwrap(), 0);
+        assert_eq!(q.exec("result = 2").await.unwrap(), 2);
+        restarted.destroy(&q.id).await.unwrap();
+        f.assert_gone(&q.id);
+    }
+
+    pub async fn two_sandboxes_are_independent(rt: Runtime) {
+        let f = fixture(rt);
+        let (a, b) = tokio::join!(f.start(128, 64), f.start(128, 64));
+        let (mut a, mut b) = (a, b);
+        a.exec("open('/tmp/marker', 'w').write('a')").await.unwrap();
+        let seen = b
+            .exec("result = os.path.exists('/tmp/marker')")
+            .await
+            .unwrap();
+        assert_eq!(seen, false);
+        assert_eq!(b.exec("result = os.getpid()").await.unwrap(), 1);
+        f.driver.destroy(&a.id).await.unwrap();
+        f.assert_gone(&a.id);
+        assert_eq!(b.exec("result = 'still here'").await.unwrap(), "still here");
+        f.driver.destroy(&b.id).await.unwrap();
+        f.assert_gone(&b.id);
+    }
+
+    pub async fn failed_create_reports_and_cleans_up(rt: Runtime) {
+        let f = fixture(rt);
+        let mut cfg = f.driver.config().clone();
+        cfg.init = vec!["/usr/bin/does-not-exist".into()];
+        let driver = OciDriver::new(cfg).unwrap();
+        let spec = f.spec(128, 64);
+        let err = driver.create(&spec).await.unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, DriverError::Command { .. }), "{err:?}");
+        assert!(
+            text.contains(spec.id.as_str()) && text.contains("run"),
+            "{text}"
+        );
+        assert!(
+            text.contains("does-not-exist") || text.contains("no such file"),
+            "{text}"
+        );
+        f.assert_gone(&spec.id);
+        // A missing code directory fails before anything starts.
+        let mut spec = f.spec(128, 64);
+        spec.code_dir = f.tmp.path().join("missing");
+        let err = driver.create(&spec).await.unwrap_err();
+        assert!(matches!(err, DriverError::Bundle { .. }), "{err:?}");
+        f.assert_gone(&spec.id);
+    }
+
+    pub fn missing_binary_is_not_installed(rt: Runtime) {
+        let tmp = tempfile::tempdir().unwrap();
+        let name = rt.binary_name();
+        let mut cfg = config(rt, tmp.path(), "skyscale-test/unused");
+        cfg.binary = Some(tmp.path().join(name));
+        match OciDriver::new(cfg) {
+            Err(DriverError::NotInstalled { binary, hint }) => {
+                assert!(binary.ends_with(name));
+                assert!(hint.contains(&format!("apt-get install {name}")), "{hint}");
+            }
+            other => panic!("expected NotInstalled, got {other:?}"),
+        }
+    }
+
+    /// Prints create/destroy latencies; destroy must stay far below runsc's 5 s wait for
+    /// unreaped processes (trap 3), which is what a broken reaper looks like.
+    pub async fn create_and_destroy_latency(rt: Runtime) {
+        let name = format!("{rt:?}");
+        let f = fixture(rt);
+        let (mut create, mut answer, mut destroy) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..5 {
+            let t = Instant::now();
+            let sandbox = f.driver.create(&f.spec(128, 64)).await.unwrap();
+            create.push(t.elapsed());
+            let mut p = Probe::new(sandbox);
+            p.exec("result = 1").await.unwrap();
+            answer.push(t.elapsed());
+            let t = Instant::now();
+            f.driver.destroy(&p.id).await.unwrap();
+            destroy.push(t.elapsed());
+            f.assert_gone(&p.id);
+        }
+        for v in [&mut create, &mut answer, &mut destroy] {
+            v.sort();
+        }
+        eprintln!(
+            "{name} medians: create {:?}, first answer {:?}, destroy {:?} (max {:?})",
+            create[2], answer[2], destroy[2], destroy[4]
+        );
+        assert!(
+            destroy[4] < Duration::from_secs(1),
+            "destroy took {:?}",
+            destroy[4]
+        );
+    }
+}
