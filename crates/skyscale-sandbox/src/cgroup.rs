@@ -36,6 +36,36 @@ pub(crate) fn hierarchy_roots() -> Vec<PathBuf> {
     seen.into_iter().collect()
 }
 
+/// Sets a v1 memory cgroup's limit, memory+swap equal to it (no swap). The kernel requires
+/// `limit <= memsw.limit` at every step, so the order depends on the direction.
+pub(crate) fn set_memory_limit(dir: &Path, bytes: i64) -> io::Result<()> {
+    let limit = dir.join("memory.limit_in_bytes");
+    let memsw = dir.join("memory.memsw.limit_in_bytes");
+    let current: i64 = std::fs::read_to_string(&limit)?
+        .trim()
+        .parse()
+        .map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {e}", limit.display()),
+            )
+        })?;
+    let value = bytes.to_string();
+    let has_memsw = memsw.exists();
+    if bytes >= current {
+        if has_memsw {
+            std::fs::write(&memsw, &value)?;
+        }
+        std::fs::write(&limit, &value)
+    } else {
+        std::fs::write(&limit, &value)?;
+        if has_memsw {
+            std::fs::write(&memsw, &value)?;
+        }
+        Ok(())
+    }
+}
+
 /// `<root>/<parent>/<id>` for every hierarchy root (whether it exists or not).
 pub(crate) fn sandbox_dirs(roots: &[PathBuf], parent: &str, id: &SandboxId) -> Vec<PathBuf> {
     roots

@@ -120,6 +120,11 @@ pub trait Driver: Send + Sync + 'static {
     /// Creates and starts a sandbox whose PID 1 is the agent; returns once it runs.
     async fn create(&self, spec: &SandboxSpec) -> Result<Sandbox, DriverError>;
 
+    /// Changes a running sandbox's memory limit, e.g. when a generic pre-booted sandbox is
+    /// specialised for a function with more memory. The sandbox must be using less than the
+    /// new limit.
+    async fn set_memory_limit(&self, id: &SandboxId, memory_mb: u32) -> Result<(), DriverError>;
+
     /// Kills and removes a sandbox and everything it left on the host (state, bundle,
     /// cgroups). Idempotent: destroying an unknown id is not an error.
     async fn destroy(&self, id: &SandboxId) -> Result<(), DriverError>;

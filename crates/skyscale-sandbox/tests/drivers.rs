@@ -41,6 +41,10 @@ macro_rules! driver_tests {
                 cases::memory_limit_kills_the_sandbox(runtime()).await
             }
             #[tokio::test]
+            async fn code_and_memory_can_change_after_start() {
+                cases::code_and_memory_can_change_after_start(runtime()).await
+            }
+            #[tokio::test]
             async fn pids_limit_is_enforced() {
                 cases::pids_limit_is_enforced(runtime()).await
             }
@@ -255,6 +259,41 @@ mod cases {
             None,
             "300 MB in a 128 MB sandbox must be killed"
         );
+        f.driver.destroy(&p.id).await.unwrap();
+        f.assert_gone(&p.id);
+    }
+
+    /// What specialising a generic sandbox relies on: files linked into the (empty at boot)
+    /// code directory afterwards are visible at /var/task, and the memory limit can be
+    /// raised while the sandbox runs.
+    pub async fn code_and_memory_can_change_after_start(rt: Runtime) {
+        let f = fixture(rt);
+        let empty = f.tmp.path().join("late-code");
+        std::fs::create_dir(&empty).unwrap();
+        let mut spec = f.spec(128, 64);
+        spec.code_dir = empty.clone();
+        let mut p = Probe::new(f.driver.create(&spec).await.unwrap());
+        assert_eq!(
+            p.exec("result = os.listdir('/var/task')").await.unwrap(),
+            serde_json::json!([])
+        );
+        std::fs::create_dir(empty.join("pkg")).unwrap();
+        std::fs::hard_link(f.code_dir.join("handler.py"), empty.join("pkg/handler.py")).unwrap();
+        let seen = p
+            .exec("result = [os.listdir('/var/task'), open('/var/task/pkg/handler.py').read()]")
+            .await
+            .unwrap();
+        assert_eq!(
+            seen,
+            serde_json::json!([["pkg"], "def handler(e, c):\n    return e\n"])
+        );
+
+        f.driver.set_memory_limit(&p.id, 512).await.unwrap();
+        let got = p
+            .exec("keep = b'x' * (300 << 20); result = len(keep)")
+            .await
+            .unwrap();
+        assert_eq!(got, 300 << 20, "300 MB fits once the limit is 512 MB");
         f.driver.destroy(&p.id).await.unwrap();
         f.assert_gone(&p.id);
     }

@@ -137,11 +137,17 @@ impl OciDriver {
     }
 
     fn memory_limit(&self, spec: &SandboxSpec) -> i64 {
+        self.memory_limit_bytes(spec.memory_mb)
+    }
+
+    /// The cgroup limit for a function memory size: runsc's Sentry is charged to the same
+    /// cgroup, so it gets its allowance on top.
+    fn memory_limit_bytes(&self, memory_mb: u32) -> i64 {
         let overhead = match self.cfg.runtime {
             Runtime::Runsc { .. } => i64::from(self.cfg.runsc_overhead_mb),
             Runtime::Runc => 0,
         };
-        (i64::from(spec.memory_mb) + overhead) * MIB
+        (i64::from(memory_mb) + overhead) * MIB
     }
 
     /// The host `pids.max`. runc: the sandbox's limit itself. runsc: the sandbox's tasks are
@@ -195,6 +201,24 @@ impl Driver for OciDriver {
     async fn create(&self, spec: &SandboxSpec) -> Result<Sandbox, DriverError> {
         let span = tracing::info_span!("sandbox_create", sandbox = %spec.id, driver = self.name());
         self.create_inner(spec).instrument(span).await
+    }
+
+    async fn set_memory_limit(&self, id: &SandboxId, memory_mb: u32) -> Result<(), DriverError> {
+        let bytes = self.memory_limit_bytes(memory_mb);
+        let dir = self
+            .cgroup_dirs(id)
+            .into_iter()
+            .find(|d| d.join("memory.limit_in_bytes").exists())
+            .ok_or_else(|| DriverError::Command {
+                id: id.clone(),
+                command: "set memory limit".into(),
+                message: "the sandbox has no memory cgroup".into(),
+            })?;
+        cgroup::set_memory_limit(&dir, bytes).map_err(|e| DriverError::Command {
+            id: id.clone(),
+            command: "set memory limit".into(),
+            message: e.to_string(),
+        })
     }
 
     async fn destroy(&self, id: &SandboxId) -> Result<(), DriverError> {
