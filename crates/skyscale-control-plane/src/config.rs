@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use skyscale_types::ApiKey;
@@ -24,6 +25,50 @@ pub struct Config {
     pub runsc_platform: String,
     pub admin_key: Option<ApiKey>,
     pub agent_path: PathBuf,
+    pub keep_alive: Duration,
+    pub memory_budget_mb: u64,
+    pub max_sandboxes: usize,
+    pub shutdown_grace: Duration,
+}
+
+/// Parses `500ms`, `30s`, `10m`, `1h` (or a bare number of seconds).
+fn parse_duration(v: &str) -> Option<Duration> {
+    let (num, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => v.split_at(i),
+        None => (v, "s"),
+    };
+    let n: u64 = num.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => Some(Duration::from_secs(n * 60)),
+        "h" => Some(Duration::from_secs(n * 3600)),
+        _ => None,
+    }
+}
+
+fn duration_var(name: &str, default: Duration) -> anyhow::Result<Duration> {
+    match var(name)? {
+        None => Ok(default),
+        Some(v) => parse_duration(&v).filter(|d| !d.is_zero()).ok_or_else(|| {
+            anyhow::anyhow!(
+                "{name}={v:?} is invalid: expected a duration such as 500ms, 30s, 10m or 1h"
+            )
+        }),
+    }
+}
+
+/// Three quarters of the machine's memory, for sandboxes.
+fn default_memory_budget_mb() -> u64 {
+    let total_kb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(4 * 1024 * 1024);
+    total_kb / 1024 * 3 / 4
 }
 
 fn var(name: &str) -> anyhow::Result<Option<String>> {
@@ -105,7 +150,26 @@ impl Config {
                 agent_path.display()
             );
         }
+        let keep_alive = duration_var("SKYSCALE_KEEP_ALIVE", Duration::from_secs(600))?;
+        let shutdown_grace = duration_var("SKYSCALE_SHUTDOWN_GRACE", Duration::from_secs(30))?;
+        let memory_budget_mb: u64 = parsed(
+            "SKYSCALE_MEMORY_BUDGET_MB",
+            default_memory_budget_mb(),
+            "a whole number of megabytes",
+        )?;
+        if memory_budget_mb < 128 {
+            bail!("SKYSCALE_MEMORY_BUDGET_MB={memory_budget_mb} is invalid: at least 128 MB are needed for one sandbox");
+        }
+        let max_sandboxes: usize =
+            parsed("SKYSCALE_MAX_SANDBOXES", 256, "a whole number of sandboxes")?;
+        if max_sandboxes == 0 {
+            bail!("SKYSCALE_MAX_SANDBOXES=0 is invalid: at least one sandbox is needed");
+        }
         Ok(Self {
+            keep_alive,
+            memory_budget_mb,
+            max_sandboxes,
+            shutdown_grace,
             listen: SocketAddr::new(host, port),
             db_path,
             data_dir,
@@ -116,5 +180,21 @@ impl Config {
             admin_key,
             agent_path,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("45"), Some(Duration::from_secs(45)));
+        assert_eq!(parse_duration("10 minutes"), None);
+        assert_eq!(parse_duration("m"), None);
     }
 }

@@ -4,17 +4,13 @@
 mod config;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use config::{Config, DriverKind};
 use sha2::{Digest, Sha256};
-use skyscale_core::{AdminKeySource, ControlPlane, Runtimes, Settings};
+use skyscale_core::{AdminKeySource, ControlPlane, Limits, Runtimes, Settings};
 use skyscale_sandbox::{Driver, OciConfig, OciDriver, Runtime as OciRuntime};
 use skyscale_store::Store;
-
-/// How long in-flight invocations may run on after a shutdown signal.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 fn main() {
     if let Err(e) = run() {
@@ -66,25 +62,54 @@ async fn run() -> anyhow::Result<()> {
     }
     let runtimes = Runtimes::discover(std::path::Path::new("/usr/bin"));
     tracing::info!(installed = ?runtimes.installed(), "runtimes");
-    let cp = Arc::new(ControlPlane::new(
-        store,
-        &data_dir.join("code"),
-        driver,
-        runtimes,
-        Settings::default(),
+    let settings = Settings {
+        limits: Limits {
+            warm_pool_size: config.warm_pool_size as usize,
+            max_sandboxes: config.max_sandboxes,
+            memory_budget_mb: config.memory_budget_mb,
+            keep_alive: config.keep_alive,
+            ..Limits::default()
+        },
+        ..Settings::default()
+    };
+    let cp = Arc::new(ControlPlane::start(
+        store, &data_dir, driver, runtimes, settings,
     )?);
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {} (set PORT or SKYSCALE_HOST)", config.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, driver = cp.driver_name(), warm_pool_size = config.warm_pool_size, "control plane started");
+    tracing::info!(
+        %addr,
+        driver = cp.driver_name(),
+        warm_pool_size = config.warm_pool_size,
+        max_sandboxes = config.max_sandboxes,
+        memory_budget_mb = config.memory_budget_mb,
+        keep_alive = ?config.keep_alive,
+        "control plane started"
+    );
     // Scripts and tests read the address from this line.
     println!("skyscale-control-plane listening on http://{addr}");
 
-    skyscale_http::serve(listener, cp.clone(), shutdown_signal()).await?;
-    tracing::info!("shutting down: waiting for in-flight invocations, then destroying sandboxes");
-    cp.shutdown(SHUTDOWN_GRACE).await;
+    // On SIGTERM/SIGINT the server stops accepting and lets in-flight requests finish; the
+    // grace bounds how long that may take before the sandboxes are destroyed regardless.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(skyscale_http::serve(listener, cp.clone(), async move {
+        let mut rx = stop_rx;
+        let _ = rx.wait_for(|stop| *stop).await;
+    }));
+    shutdown_signal().await;
+    tracing::info!(grace = ?config.shutdown_grace, "shutting down: finishing in-flight invocations, then destroying sandboxes");
+    let _ = stop_tx.send(true);
+    let grace = config.shutdown_grace;
+    let (served, ()) = tokio::join!(tokio::time::timeout(grace, server), cp.shutdown(grace),);
+    match served {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "server failed"),
+        Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
+        Err(_) => tracing::warn!("requests still open after the grace period were dropped"),
+    }
     tracing::info!("stopped");
     Ok(())
 }

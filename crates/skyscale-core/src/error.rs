@@ -28,6 +28,9 @@ pub enum CoreError {
     /// A concurrency limit was reached (429).
     #[error("{0}")]
     TooManyRequests(String),
+    /// The control plane is shutting down or otherwise cannot serve now (503).
+    #[error("{0}")]
+    Unavailable(String),
     /// Something on our side failed (500). Details are logged, not returned.
     #[error("internal error: {0}")]
     Internal(String),

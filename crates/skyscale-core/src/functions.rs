@@ -15,6 +15,8 @@ use crate::{blocking, ControlPlane, CoreError, Principal};
 /// Lambda's limit on the total size of a function's environment variables.
 const MAX_ENV_BYTES: usize = 4096;
 const MAX_DESCRIPTION: usize = 256;
+/// Upper bound for a reserved concurrency (the host cap applies on top).
+const MAX_RESERVED_CONCURRENCY: u32 = 10_000;
 
 pub(crate) fn parse_name(name: &str) -> Result<FunctionName, CoreError> {
     Ok(FunctionName::parse(name)?)
@@ -53,6 +55,7 @@ pub(crate) fn info(f: &FunctionRecord) -> FunctionInfo {
         description: f.description.clone(),
         code_sha256: f.code.as_ref().map(|c| c.sha256.clone()),
         code_size: f.code.as_ref().map(|c| c.size),
+        reserved_concurrency: f.reserved_concurrency,
         revision: f.revision,
         created_at: f.created_at.clone(),
         updated_at: f.updated_at.clone(),
@@ -173,7 +176,7 @@ impl ControlPlane {
         let store = self.store.clone();
         let n = name.clone();
         let record = blocking(move || Ok(store.update_function(&n, &update)?)).await?;
-        self.pool.retire(&name);
+        self.scheduler.retire(&name);
         tracing::info!(function = %name, revision = record.revision, "function configuration updated");
         Ok(info(&record))
     }
@@ -198,7 +201,7 @@ impl ControlPlane {
             Ok(store.set_function_code(&n, &code)?)
         })
         .await?;
-        self.pool.retire(&name);
+        self.scheduler.retire(&name);
         tracing::info!(function = %name, revision = record.revision, "code deployed");
         Ok(info(&record))
     }
@@ -208,9 +211,36 @@ impl ControlPlane {
         let store = self.store.clone();
         let n = name.clone();
         blocking(move || Ok(store.delete_function(&n)?)).await?;
-        self.pool.retire(&name);
+        self.scheduler.retire(&name);
         tracing::info!(function = %name, "function deleted");
         Ok(())
+    }
+
+    /// Sets (`Some`) or removes (`None`) the function's reserved concurrency: the most
+    /// invocations it may run at once; 0 disables it. Warm sandboxes stay.
+    pub async fn set_reserved_concurrency(
+        &self,
+        _by: &Principal,
+        name: &str,
+        reserved: Option<i64>,
+    ) -> Result<FunctionInfo, CoreError> {
+        let name = parse_name(name)?;
+        let reserved = reserved
+            .map(|n| {
+                u32::try_from(n)
+                    .ok()
+                    .filter(|&n| n <= MAX_RESERVED_CONCURRENCY)
+                    .ok_or_else(|| {
+                        CoreError::InvalidParameter(format!(
+                            "invalid reserved concurrency {n}: must be between 0 and {MAX_RESERVED_CONCURRENCY}"
+                        ))
+                    })
+            })
+            .transpose()?;
+        let store = self.store.clone();
+        let record = blocking(move || Ok(store.set_reserved_concurrency(&name, reserved)?)).await?;
+        tracing::info!(function = %record.name, reserved = ?reserved, "reserved concurrency set");
+        Ok(info(&record))
     }
 
     /// Largest code package accepted, in bytes.

@@ -1,16 +1,16 @@
-//! The invoke path: find a warm sandbox of the function's current revision or start one
-//! (cold start), send the event, and turn the agent's answer into the caller's.
+//! The invoke path: ask the scheduler for a sandbox (warm, a generic one to specialise, or a
+//! fresh boot), send the event, and turn the agent's answer into the caller's.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use skyscale_protocol::{Init, Invoke, InvokeStatus};
-use skyscale_sandbox::{SandboxId, SandboxSpec};
+use skyscale_protocol::{Init, Invoke, InvokeResult, InvokeStatus};
 use skyscale_store::FunctionRecord;
 use tracing::Instrument;
 
 use crate::runtimes::Runtimes;
+use crate::scheduler::{link_tree, Acquired};
 use crate::session::{PoolKey, Session, SessionError};
-use crate::{ControlPlane, CoreError, Principal};
+use crate::{blocking, ControlPlane, CoreError, Principal};
 
 /// Largest synchronous invoke payload, as in Lambda.
 pub const MAX_SYNC_PAYLOAD: usize = 6 * 1024 * 1024;
@@ -30,10 +30,26 @@ pub struct InvokeOutput {
     /// The error type when the function failed, e.g. `ValueError`, `Sandbox.Timedout`.
     pub error_type: Option<String>,
     pub cold_start: bool,
+    /// Cold starts: getting a sandbox ready (boot or specialisation, plus the runtime's init).
     pub init_duration: Option<Duration>,
+    /// The invocation itself, as the control plane measured it.
     pub duration: Duration,
     /// What the function printed during this invocation (and its init, on a cold start).
     pub logs: String,
+    pub timing: InvokeTiming,
+}
+
+/// Where the time of one invocation went (the `server-timing` header).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InvokeTiming {
+    /// Loading the function's record.
+    pub lookup: Duration,
+    /// Getting a ready sandbox: immediate when warm, the whole cold start otherwise.
+    pub acquire: Duration,
+    /// Invoke frame out to Result frame back, as the control plane saw it.
+    pub agent: Duration,
+    /// The agent's own measure: event handed to the runtime until its answer arrived.
+    pub runtime: Duration,
 }
 
 fn epoch_ms(t: SystemTime) -> u64 {
@@ -47,15 +63,18 @@ fn error_doc(error_type: &str, message: &str) -> Vec<u8> {
         .into_bytes()
 }
 
-/// The outcome of starting a sandbox for a cold invocation.
-enum ColdStart {
-    Ready(Session, Duration, String),
-    /// The runtime failed to initialise: the error document and what it printed.
+/// A sandbox ready to run the invocation, or the reason it never got there.
+enum Ready {
+    Session {
+        session: Session,
+        cold_start: bool,
+        init_logs: String,
+    },
+    /// The runtime failed to initialise: the error type, its document and what it printed.
     InitFailed {
         error_type: String,
         body: Vec<u8>,
         logs: String,
-        duration: Duration,
     },
 }
 
@@ -83,7 +102,9 @@ impl ControlPlane {
             }
             payload
         };
+        let lookup_started = Instant::now();
         let f = self.function_record(name).await?;
+        let lookup = lookup_started.elapsed();
         if f.code.is_none() {
             return Err(CoreError::Conflict(format!(
                 "function {} has no code deployed yet: deploy a package first",
@@ -92,7 +113,7 @@ impl ControlPlane {
         }
         let request_id = uuid::Uuid::new_v4().to_string();
         let span = tracing::info_span!("invoke", function = %f.name, request_id = %request_id);
-        self.invoke_function(f, request_id, payload)
+        self.invoke_function(f, request_id, payload, lookup)
             .instrument(span)
             .await
     }
@@ -102,76 +123,89 @@ impl ControlPlane {
         f: FunctionRecord,
         request_id: String,
         payload: Vec<u8>,
+        lookup: Duration,
     ) -> Result<InvokeOutput, CoreError> {
         let key = PoolKey {
             function: f.name.clone(),
             revision: f.revision,
         };
-
-        let (mut session, cold_start, init_duration, mut logs) = match self.pool.acquire(&key) {
-            Some(s) => (s, false, None, String::new()),
-            None => match self.cold_start(&f, key).await? {
-                ColdStart::Ready(s, d, logs) => (s, true, Some(d), logs),
-                ColdStart::InitFailed {
-                    error_type,
-                    body,
-                    logs,
-                    duration,
-                } => {
-                    return Ok(InvokeOutput {
-                        request_id,
-                        body,
-                        function_error: Some("Unhandled"),
-                        error_type: Some(error_type),
-                        cold_start: true,
-                        init_duration: Some(duration),
-                        duration: Duration::ZERO,
-                        logs,
-                    });
-                }
+        let acquire_started = Instant::now();
+        // Held until this function returns: the slot counts against the function's
+        // reserved concurrency on every path, including errors.
+        let (acquired, _busy) =
+            self.scheduler
+                .acquire(&key, f.memory.get(), f.reserved_concurrency)?;
+        let ready = match acquired {
+            Acquired::Warm(session) => Ready::Session {
+                session,
+                cold_start: false,
+                init_logs: String::new(),
             },
+            Acquired::Generic(session) => {
+                tracing::debug!(sandbox = %session.id, "specialising a generic sandbox");
+                self.specialize(session, &f, key).await?
+            }
+            Acquired::Boot(id) => {
+                tracing::debug!(sandbox = %id, "no generic sandbox ready; booting one");
+                let session = self.scheduler.boot(id, f.memory.get()).await?;
+                self.specialize(session, &f, key).await?
+            }
+        };
+        let acquire = acquire_started.elapsed();
+        let init_duration = match &ready {
+            Ready::Session {
+                cold_start: false, ..
+            } => None,
+            _ => Some(acquire),
+        };
+        let mut out = InvokeOutput {
+            request_id,
+            body: Vec::new(),
+            function_error: None,
+            error_type: None,
+            cold_start: init_duration.is_some(),
+            init_duration,
+            duration: Duration::ZERO,
+            logs: String::new(),
+            timing: InvokeTiming {
+                lookup,
+                acquire,
+                ..InvokeTiming::default()
+            },
+        };
+        let (mut session, init_logs) = match ready {
+            Ready::Session {
+                session, init_logs, ..
+            } => (session, init_logs),
+            Ready::InitFailed {
+                error_type,
+                body,
+                logs,
+            } => {
+                out.function_error = Some("Unhandled");
+                out.error_type = Some(error_type);
+                out.body = body;
+                out.logs = logs;
+                return Ok(out);
+            }
         };
 
         let timeout = f.timeout.duration();
-        let started = Instant::now();
         let invoke = Invoke {
-            request_id: request_id.clone(),
+            request_id: out.request_id.clone(),
             deadline_ms: epoch_ms(SystemTime::now() + timeout),
             invoked_function_arn: self.function_arn(&f),
             client_context: None,
             trace_id: None,
         };
+        let started = Instant::now();
         let answer =
             tokio::time::timeout(timeout + DEADLINE_GRACE, session.invoke(invoke, payload)).await;
-        let duration = started.elapsed();
-        let mut out = InvokeOutput {
-            request_id: request_id.clone(),
-            body: Vec::new(),
-            function_error: None,
-            error_type: None,
-            cold_start,
-            init_duration,
-            duration,
-            logs: String::new(),
-        };
+        out.duration = started.elapsed();
+        out.timing.agent = out.duration;
+        out.logs = init_logs;
         match answer {
-            Ok(Ok((result, body))) => {
-                logs.push_str(&result.logs);
-                out.body = body;
-                match result.status {
-                    InvokeStatus::Ok => self.pool.release(session),
-                    InvokeStatus::Error => {
-                        out.function_error = Some("Unhandled");
-                        out.error_type = result.error_type;
-                        self.pool.release(session);
-                    }
-                    InvokeStatus::Timeout | InvokeStatus::Crashed => {
-                        out.function_error = Some("Unhandled");
-                        out.error_type = result.error_type;
-                        self.pool.destroy(session);
-                    }
-                }
-            }
+            Ok(Ok((result, body))) => self.finish(&mut out, session, result, body),
             Ok(Err(e)) => {
                 // The agent vanished mid-invocation: the sandbox was killed (often by the
                 // memory limit) or crashed.
@@ -181,10 +215,11 @@ impl ControlPlane {
                 out.body = error_doc(
                     "Runtime.ExitError",
                     &format!(
-                        "RequestId: {request_id} Error: Runtime exited without providing a reason"
+                        "RequestId: {} Error: Runtime exited without providing a reason",
+                        out.request_id
                     ),
                 );
-                self.pool.destroy(session);
+                self.scheduler.discard(session);
             }
             Err(_) => {
                 tracing::warn!(sandbox = %session.id, "agent missed the deadline; destroying sandbox");
@@ -193,22 +228,43 @@ impl ControlPlane {
                 out.body = error_doc(
                     "Sandbox.Timedout",
                     &format!(
-                        "{} {request_id} Task timed out after {:.2} seconds",
+                        "{} {} Task timed out after {:.2} seconds",
                         skyscale_store::now_rfc3339(),
+                        out.request_id,
                         timeout.as_secs_f64()
                     ),
                 );
-                self.pool.destroy(session);
+                self.scheduler.discard(session);
             }
         }
-        out.logs = logs;
         tracing::info!(
-            cold_start,
-            duration_us = duration.as_micros() as u64,
+            cold_start = out.cold_start,
+            duration_us = out.duration.as_micros() as u64,
             error_type = out.error_type.as_deref().unwrap_or(""),
             "invocation finished"
         );
         Ok(out)
+    }
+
+    /// Records the agent's answer; a sandbox that timed out or crashed is never reused.
+    fn finish(
+        &self,
+        out: &mut InvokeOutput,
+        session: Session,
+        result: InvokeResult,
+        body: Vec<u8>,
+    ) {
+        out.logs.push_str(&result.logs);
+        out.timing.runtime = Duration::from_micros(result.duration_us);
+        out.body = body;
+        if result.status != InvokeStatus::Ok {
+            out.function_error = Some("Unhandled");
+            out.error_type = result.error_type;
+        }
+        match result.status {
+            InvokeStatus::Ok | InvokeStatus::Error => self.scheduler.release(session),
+            InvokeStatus::Timeout | InvokeStatus::Crashed => self.scheduler.discard(session),
+        }
     }
 
     fn function_arn(&self, f: &FunctionRecord) -> String {
@@ -218,61 +274,66 @@ impl ControlPlane {
         )
     }
 
-    /// Starts a sandbox for `f` and initialises its runtime.
-    async fn cold_start(&self, f: &FunctionRecord, key: PoolKey) -> Result<ColdStart, CoreError> {
-        let code = f
-            .code
-            .as_ref()
-            .ok_or_else(|| CoreError::Internal("no code".into()))?;
-        let spec = SandboxSpec {
-            id: SandboxId::generate(),
-            code_dir: self.code.dir(&code.sha256),
-            memory_mb: f.memory.get(),
-            tmp_mb: self.settings.tmp_mb,
-            pids_limit: self.settings.pids_limit,
-        };
-        let started = Instant::now();
-        self.pool.track(&spec.id);
-        let sandbox = match self.pool.driver().create(&spec).await {
-            Ok(s) => s,
-            Err(e) => {
-                self.pool.destroy_id(&spec.id).await;
-                return Err(e.into());
-            }
-        };
-        let mut session = Session::new(sandbox, key);
-        let init = self.init_frame(f);
-        let result = async {
-            session.handshake(self.settings.boot_timeout).await?;
-            session
-                .init(init, self.settings.init_timeout + DEADLINE_GRACE)
-                .await
+    /// Turns a booted sandbox into one of `f`'s: links the code into its `/var/task`, sets
+    /// the function's memory limit and initialises the runtime.
+    async fn specialize(
+        &self,
+        mut session: Session,
+        f: &FunctionRecord,
+        key: PoolKey,
+    ) -> Result<Ready, CoreError> {
+        let prepared = async {
+            let code = f
+                .code
+                .as_ref()
+                .ok_or_else(|| CoreError::Internal("function has no code".into()))?;
+            let src = self.code.dir(&code.sha256);
+            let dst = self.scheduler.task_dir(&session.id);
+            blocking(move || {
+                link_tree(&src, &dst).map_err(|e| {
+                    CoreError::Internal(format!("linking code into {}: {e}", dst.display()))
+                })
+            })
+            .await?;
+            self.scheduler.resize(&mut session, f.memory.get()).await
         }
         .await;
-        let duration = started.elapsed();
-        match result {
+        if let Err(e) = prepared {
+            self.scheduler.discard(session);
+            return Err(e);
+        }
+        session.key = Some(key);
+        let init = self.init_frame(f);
+        match session
+            .init(init, self.settings.init_timeout + DEADLINE_GRACE)
+            .await
+        {
             Ok((done, _)) if done.ok => {
-                tracing::info!(sandbox = %session.id, init_us = duration.as_micros() as u64, "sandbox ready");
-                Ok(ColdStart::Ready(session, duration, done.logs))
+                tracing::info!(sandbox = %session.id, "sandbox ready");
+                Ok(Ready::Session {
+                    session,
+                    cold_start: true,
+                    init_logs: done.logs,
+                })
             }
             Ok((done, body)) => {
-                self.pool.destroy(session);
-                Ok(ColdStart::InitFailed {
+                self.scheduler.discard(session);
+                Ok(Ready::InitFailed {
                     error_type: done.error_type.unwrap_or_else(|| "Runtime.Unknown".into()),
                     body,
                     logs: done.logs,
-                    duration,
                 })
             }
             Err(e) => {
                 let id = session.id.clone();
-                drop(session);
-                self.pool.destroy_id(&id).await;
+                self.scheduler.discard(session);
                 Err(match e {
-                    SessionError::Timeout(_) | SessionError::Closed | SessionError::Protocol(_) => {
-                        CoreError::Sandbox(format!("sandbox {id} did not start its agent: {e}"))
+                    SessionError::Timeout(_) => {
+                        CoreError::Sandbox(format!("sandbox {id} did not finish init in time: {e}"))
                     }
-                    other => CoreError::Sandbox(format!("sandbox {id}: {other}")),
+                    other => {
+                        CoreError::Sandbox(format!("sandbox {id} failed during init: {other}"))
+                    }
                 })
             }
         }

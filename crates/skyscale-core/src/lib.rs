@@ -8,8 +8,8 @@ mod auth;
 mod error;
 mod functions;
 mod invoke;
-mod pool;
 mod runtimes;
+mod scheduler;
 mod session;
 
 use std::path::{Path, PathBuf};
@@ -21,10 +21,11 @@ use skyscale_store::{CodeLimits, CodeStore, Store};
 
 pub use auth::{authenticate, ensure_admin_key, AdminKeySource, Principal, Role};
 pub use error::CoreError;
-pub use invoke::{InvokeOutput, MAX_SYNC_PAYLOAD};
+pub use invoke::{InvokeOutput, InvokeTiming, MAX_SYNC_PAYLOAD};
 pub use runtimes::{Runtimes, PYTHON_BOOTSTRAP};
+pub use scheduler::Limits;
 
-use pool::Pool;
+use scheduler::Scheduler;
 
 /// Settings the control plane's logic needs (the daemon builds them from the environment).
 #[derive(Debug, Clone)]
@@ -41,6 +42,8 @@ pub struct Settings {
     pub init_timeout: Duration,
     /// How long a new sandbox's agent may take to say hello.
     pub boot_timeout: Duration,
+    /// Pool sizes, host caps, keep-alive.
+    pub limits: Limits,
 }
 
 impl Default for Settings {
@@ -52,6 +55,7 @@ impl Default for Settings {
             pids_limit: 1024,
             init_timeout: Duration::from_secs(10),
             boot_timeout: Duration::from_secs(30),
+            limits: Limits::default(),
         }
     }
 }
@@ -60,33 +64,46 @@ impl Default for Settings {
 pub struct ControlPlane {
     store: Arc<Store>,
     code: CodeStore,
-    pool: Pool,
+    scheduler: Arc<Scheduler>,
     runtimes: Runtimes,
     settings: Settings,
 }
 
 impl ControlPlane {
-    /// Builds the control plane on an open store. `code_dir` holds the code packages.
-    pub fn new(
+    /// Builds the control plane on an open store and starts its scheduler (which boots the
+    /// generic warm pool in the background). `data_dir` holds code packages (`code/`) and
+    /// the per-sandbox task directories (`sandboxes/task/`). Must run inside a tokio runtime.
+    pub fn start(
         store: Arc<Store>,
-        code_dir: &Path,
+        data_dir: &Path,
         driver: Arc<dyn Driver>,
         runtimes: Runtimes,
         settings: Settings,
     ) -> Result<Self, CoreError> {
-        let code = CodeStore::open(code_dir, CodeLimits::default())
+        let code_dir = data_dir.join("code");
+        let code = CodeStore::open(&code_dir, CodeLimits::default())
             .map_err(|e| CoreError::Internal(format!("opening {}: {e}", code_dir.display())))?;
+        let task_root = data_dir.join("sandboxes").join("task");
+        let scheduler = Scheduler::start(
+            driver,
+            settings.limits.clone(),
+            task_root.clone(),
+            settings.tmp_mb,
+            settings.pids_limit,
+            settings.boot_timeout,
+        )
+        .map_err(|e| CoreError::Internal(format!("preparing {}: {e}", task_root.display())))?;
         Ok(Self {
             store,
             code,
-            pool: Pool::new(driver),
+            scheduler,
             runtimes,
             settings,
         })
     }
 
     pub fn driver_name(&self) -> &'static str {
-        self.pool.driver().name()
+        self.scheduler.driver().name()
     }
 
     pub fn runtimes(&self) -> &Runtimes {
@@ -100,15 +117,15 @@ impl ControlPlane {
         blocking(move || authenticate(&store, &token)).await
     }
 
-    /// Number of sandboxes alive (idle or busy).
-    pub fn live_sandboxes(&self) -> usize {
-        self.pool.live_count()
+    /// (generic sandboxes ready, all sandboxes alive).
+    pub fn sandbox_counts(&self) -> (usize, usize) {
+        self.scheduler.counts()
     }
 
     /// Stops handing out sandboxes, waits up to `grace` for in-flight invocations, then
     /// destroys every sandbox.
     pub async fn shutdown(&self, grace: Duration) {
-        self.pool.shutdown(grace).await;
+        self.scheduler.shutdown(grace).await;
     }
 }
 

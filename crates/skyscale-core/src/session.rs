@@ -37,17 +37,21 @@ pub(crate) enum SessionError {
 
 pub(crate) struct Session {
     pub id: SandboxId,
-    pub key: PoolKey,
+    /// The function revision this sandbox was initialised for; `None` while generic.
+    pub key: Option<PoolKey>,
+    /// The memory limit the sandbox currently has, MiB.
+    pub memory_mb: u32,
     pub last_used: Instant,
     to_agent: Box<dyn AsyncWrite + Send + Unpin>,
     from_agent: BufReader<Box<dyn AsyncRead + Send + Unpin>>,
 }
 
 impl Session {
-    pub fn new(sandbox: Sandbox, key: PoolKey) -> Self {
+    pub fn new(sandbox: Sandbox, memory_mb: u32) -> Self {
         Self {
             id: sandbox.id,
-            key,
+            key: None,
+            memory_mb,
             last_used: Instant::now(),
             to_agent: sandbox.to_agent,
             from_agent: BufReader::with_capacity(64 * 1024, sandbox.from_agent),
@@ -61,7 +65,8 @@ impl Session {
             match read_frame(&mut self.from_agent).await? {
                 None => return Err(SessionError::Closed),
                 Some(Frame::Log(bytes)) => {
-                    tracing::info!(sandbox = %self.id, function = %self.key.function,
+                    let function = self.key.as_ref().map(|k| k.function.as_str()).unwrap_or("");
+                    tracing::info!(sandbox = %self.id, function,
                         output = %String::from_utf8_lossy(&bytes), "function output between invocations");
                 }
                 Some(frame) => return Ok(frame),

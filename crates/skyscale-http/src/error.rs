@@ -25,6 +25,7 @@ impl ApiError {
             CoreError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             CoreError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             CoreError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
+            CoreError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             CoreError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             CoreError::Sandbox(_) => (StatusCode::BAD_GATEWAY, "sandbox_error"),
         }

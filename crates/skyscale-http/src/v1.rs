@@ -1,5 +1,7 @@
 //! The native `/v1` API used by the `skyscale` CLI.
 
+use std::time::{Duration, Instant};
+
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -10,8 +12,8 @@ use axum::{Extension, Json, Router};
 use serde::de::DeserializeOwned;
 use skyscale_core::{CoreError, Principal, MAX_SYNC_PAYLOAD};
 use skyscale_types::api::{
-    CreateFunction, FunctionList, Health, UpdateFunction, COLD_START_HEADER, FUNCTION_ERROR_HEADER,
-    REQUEST_ID_HEADER,
+    CreateFunction, FunctionList, Health, PutConcurrency, UpdateFunction, COLD_START_HEADER,
+    DURATION_HEADER, FUNCTION_ERROR_HEADER, INIT_DURATION_HEADER, REQUEST_ID_HEADER,
 };
 
 use crate::{ApiError, AppState};
@@ -29,6 +31,10 @@ pub(crate) fn routes(cp: AppState) -> Router<AppState> {
             get(get_one).patch(update).delete(delete),
         )
         .route("/v1/functions/{name}/code", put(deploy))
+        .route(
+            "/v1/functions/{name}/concurrency",
+            put(put_concurrency).delete(delete_concurrency),
+        )
         .route("/v1/functions/{name}/invoke", post(invoke))
         .route_layer(middleware::from_fn_with_state(cp, require_key));
     Router::new()
@@ -38,8 +44,16 @@ pub(crate) fn routes(cp: AppState) -> Router<AppState> {
         .layer(axum::extract::DefaultBodyLimit::disable())
 }
 
+/// When the request arrived and how long authentication took (for `server-timing`).
+#[derive(Clone, Copy)]
+struct AuthTiming {
+    received: Instant,
+    auth: Duration,
+}
+
 /// Every `/v1` route but health needs `Authorization: Bearer <id>.<secret>`.
 async fn require_key(State(cp): State<AppState>, mut req: Request, next: Next) -> Response {
+    let received = Instant::now();
     let token = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -55,6 +69,10 @@ async fn require_key(State(cp): State<AppState>, mut req: Request, next: Next) -
     match cp.authenticate(token).await {
         Ok(principal) => {
             req.extensions_mut().insert(principal);
+            req.extensions_mut().insert(AuthTiming {
+                received,
+                auth: received.elapsed(),
+            });
             next.run(req).await
         }
         Err(e) => ApiError(e).into_response(),
@@ -80,10 +98,13 @@ async fn read_json<T: DeserializeOwned>(body: Body) -> ApiResult<T> {
 }
 
 async fn health(State(cp): State<AppState>) -> Json<Health> {
+    let (warm_pool_idle, sandboxes) = cp.sandbox_counts();
     Json(Health {
         status: "ok".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         driver: cp.driver_name().into(),
+        warm_pool_idle,
+        sandboxes,
     })
 }
 
@@ -143,9 +164,47 @@ async fn deploy(
     Ok(Json(cp.deploy_code(&by, &name, zip.to_vec()).await?).into_response())
 }
 
+async fn put_concurrency(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path(name): Path<String>,
+    body: Body,
+) -> ApiResult<Response> {
+    let req: PutConcurrency = read_json(body).await?;
+    let f = cp
+        .set_reserved_concurrency(&by, &name, Some(req.reserved_concurrency))
+        .await?;
+    Ok(Json(f).into_response())
+}
+
+async fn delete_concurrency(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    Ok(Json(cp.set_reserved_concurrency(&by, &name, None).await?).into_response())
+}
+
+/// `server-timing` for an invocation, in milliseconds with microsecond precision:
+/// `auth`, `lookup`, `acquire` (cold start included), `channel` (control plane ⇄ agent, minus
+/// the runtime's share), `runtime` (agent ⇄ runtime, handler included) and `total`.
+fn server_timing(t: &skyscale_core::InvokeTiming, auth: Duration, total: Duration) -> String {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    format!(
+        "auth;dur={:.3}, lookup;dur={:.3}, acquire;dur={:.3}, channel;dur={:.3}, runtime;dur={:.3}, total;dur={:.3}",
+        ms(auth),
+        ms(t.lookup),
+        ms(t.acquire),
+        ms(t.agent.saturating_sub(t.runtime)),
+        ms(t.runtime),
+        ms(total),
+    )
+}
+
 async fn invoke(
     State(cp): State<AppState>,
     Extension(by): Extension<Principal>,
+    Extension(AuthTiming { received, auth }): Extension<AuthTiming>,
     Path(name): Path<String>,
     body: Body,
 ) -> ApiResult<Response> {
@@ -164,14 +223,17 @@ async fn invoke(
         HeaderValue::from_static(if out.cold_start { "true" } else { "false" }),
     );
     headers.insert(
-        "x-skyscale-duration-ms",
+        DURATION_HEADER,
         HeaderValue::from(out.duration.as_millis() as u64),
     );
     if let Some(init) = out.init_duration {
         headers.insert(
-            "x-skyscale-init-duration-ms",
+            INIT_DURATION_HEADER,
             HeaderValue::from(init.as_millis() as u64),
         );
+    }
+    if let Ok(v) = HeaderValue::from_str(&server_timing(&out.timing, auth, received.elapsed())) {
+        headers.insert("server-timing", v);
     }
     if let Some(kind) = out.function_error {
         headers.insert(FUNCTION_ERROR_HEADER, HeaderValue::from_static(kind));

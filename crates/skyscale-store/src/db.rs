@@ -42,6 +42,8 @@ pub struct FunctionRecord {
     pub environment: BTreeMap<String, String>,
     pub description: String,
     pub code: Option<CodeRef>,
+    /// Most invocations running at once; `Some(0)` disables the function.
+    pub reserved_concurrency: Option<u32>,
     pub revision: u64,
     pub created_at: String,
     pub updated_at: String,
@@ -89,7 +91,7 @@ pub struct Store {
 }
 
 const FUNCTION_COLUMNS: &str = "name, runtime, handler, memory_mb, timeout_s, environment, \
-     description, code_sha256, code_size, revision, created_at, updated_at";
+     description, code_sha256, code_size, revision, created_at, updated_at, reserved_concurrency";
 
 impl Store {
     /// Opens (creating if needed) the database at `path` in WAL mode and runs migrations.
@@ -227,6 +229,24 @@ impl Store {
         get_function(&conn, name)?.ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))
     }
 
+    /// Sets or clears the reserved concurrency. It limits how a function runs, not what
+    /// runs, so the revision (and with it the warm sandboxes) stays.
+    pub fn set_reserved_concurrency(
+        &self,
+        name: &FunctionName,
+        reserved: Option<u32>,
+    ) -> Result<FunctionRecord, StoreError> {
+        let conn = self.conn();
+        let changed = conn.execute(
+            "UPDATE functions SET reserved_concurrency = ?2, updated_at = ?3 WHERE name = ?1",
+            params![name.as_str(), reserved, now_rfc3339()],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::FunctionNotFound(name.to_string()));
+        }
+        get_function(&conn, name)?.ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))
+    }
+
     /// Deletes a function. Returns the deleted record.
     pub fn delete_function(&self, name: &FunctionName) -> Result<FunctionRecord, StoreError> {
         let mut conn = self.conn();
@@ -337,6 +357,10 @@ fn function_from_row(row: &Row<'_>) -> Result<FunctionRecord, StoreError> {
         revision: row.get::<_, i64>(9)? as u64,
         created_at: row.get(10)?,
         updated_at: row.get(11)?,
+        reserved_concurrency: row
+            .get::<_, Option<i64>>(12)?
+            .map(|n| u32::try_from(n).map_err(corrupt))
+            .transpose()?,
     })
 }
 

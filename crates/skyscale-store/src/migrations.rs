@@ -27,4 +27,8 @@ pub const MIGRATIONS: &[&str] = &[
         revoked_at    TEXT
     ) STRICT;
     "#,
+    // 2: per-function reserved concurrency (NULL = no reservation, 0 = disabled).
+    r#"
+    ALTER TABLE functions ADD COLUMN reserved_concurrency INTEGER;
+    "#,
 ];

@@ -53,11 +53,14 @@ fn function_lifecycle_survives_reopen() {
         let c = s.set_function_code(&name, &code).unwrap();
         assert_eq!(c.code, Some(code));
         assert_eq!(c.revision, 3);
+        let r = s.set_reserved_concurrency(&name, Some(0)).unwrap();
+        assert_eq!((r.reserved_concurrency, r.revision), (Some(0), 3));
     }
     // Reopening runs no migration twice and keeps everything.
     let s = Store::open(&db).unwrap();
     let f = s.get_function(&name).unwrap().unwrap();
     assert_eq!(f.memory.get(), 256);
+    assert_eq!(f.reserved_concurrency, Some(0));
     assert_eq!(s.list_functions().unwrap().len(), 1);
     assert_eq!(s.referenced_code().unwrap(), vec!["ab".repeat(32)]);
     s.delete_function(&name).unwrap();

@@ -14,6 +14,10 @@ pub const FUNCTION_ERROR_HEADER: &str = "x-skyscale-function-error";
 pub const REQUEST_ID_HEADER: &str = "x-skyscale-request-id";
 /// Response header that says whether the invocation needed a cold start (`true`/`false`).
 pub const COLD_START_HEADER: &str = "x-skyscale-cold-start";
+/// Response header: how long the handler's invocation took, in milliseconds.
+pub const DURATION_HEADER: &str = "x-skyscale-duration-ms";
+/// Response header on cold starts: how long starting and initialising the sandbox took, ms.
+pub const INIT_DURATION_HEADER: &str = "x-skyscale-init-duration-ms";
 
 /// `POST /v1/functions`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -69,11 +73,21 @@ pub struct FunctionInfo {
     /// Hex SHA-256 of the deployed zip, absent until code is deployed.
     pub code_sha256: Option<String>,
     pub code_size: Option<u64>,
+    /// Most invocations running at once; absent = no reservation; 0 = disabled.
+    #[serde(default)]
+    pub reserved_concurrency: Option<u32>,
     /// Increases with every change of code or configuration.
     pub revision: u64,
     /// RFC 3339 timestamps.
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// `PUT /v1/functions/{name}/concurrency`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutConcurrency {
+    pub reserved_concurrency: i64,
 }
 
 /// `GET /v1/functions`.
@@ -88,6 +102,12 @@ pub struct Health {
     pub status: String,
     pub version: String,
     pub driver: String,
+    /// Generic pre-booted sandboxes ready to be specialised.
+    #[serde(default)]
+    pub warm_pool_idle: usize,
+    /// Sandboxes alive (generic, idle and busy).
+    #[serde(default)]
+    pub sandboxes: usize,
 }
 
 /// The body of a function error (handler exception, init failure, timeout, crash): the

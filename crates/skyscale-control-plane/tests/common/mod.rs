@@ -87,6 +87,9 @@ impl Server {
             .env("SKYSCALE_ADMIN_KEY", ADMIN_KEY)
             .env("SKYSCALE_AGENT_PATH", workspace_bin("skyscale-agent"))
             .env("LOG_LEVEL", "debug")
+            // One generic sandbox keeps the pool's path in every test without booting five
+            // sandboxes per test on a 2-core CI machine; pool tests set their own size.
+            .env("WARM_POOL_SIZE", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log);
@@ -213,6 +216,49 @@ impl Server {
                 .timeout(Duration::from_secs(120))
                 .build()
                 .unwrap(),
+        }
+    }
+
+    /// Ids of this server's sandboxes: those with running processes or a bundle on disk.
+    pub fn sandbox_ids(&self) -> std::collections::BTreeSet<String> {
+        let bundles = std::fs::read_dir(self.dir.path().join("data/sandboxes/bundles"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok());
+        self.sandbox_processes()
+            .iter()
+            .flat_map(|cmd| {
+                cmd.split(['/', ' ', '='])
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .chain(bundles)
+            .filter(|w| {
+                w.len() == 35
+                    && w.starts_with("sky")
+                    && w[3..].bytes().all(|b| b.is_ascii_hexdigit())
+            })
+            .collect()
+    }
+
+    /// Polls `GET /v1/health` until `cond` holds for it, or panics after `within`.
+    pub fn wait_health(
+        &self,
+        within: Duration,
+        cond: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let h = self.http().get("/v1/health").json();
+            if cond(&h) {
+                return h;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "health never satisfied the condition: {h}"
+            );
+            std::thread::sleep(Duration::from_millis(25));
         }
     }
 

@@ -1,0 +1,588 @@
+//! The scheduler: which sandbox runs an invocation, and which sandboxes exist at all.
+//!
+//! - One invocation per sandbox at a time; a sandbox serves one function revision for life.
+//! - Idle sandboxes of a function are reused most-recently-used first, evicted after the
+//!   keep-alive, or least-recently-used first when the host's sandbox cap or memory budget
+//!   needs room.
+//! - `warm_pool_size` generic sandboxes are booted ahead of need; a cold start takes one and
+//!   specialises it (code linked into its `/var/task`, memory limit raised, `Init` sent)
+//!   instead of booting, and a background task refills the pool.
+//! - Limits are checked under one lock, before anything starts, so a caller over a limit gets
+//!   its 429 at once and nothing else is disturbed.
+//!
+//! Concurrency: all bookkeeping lives in one `std::sync::Mutex<State>` that is held for
+//! map operations only, never across an `.await`. Sessions move out of the state while an
+//! invocation uses them, so the agent conversation itself needs no lock. Sandbox creation and
+//! destruction happen outside the lock, in the caller's task or in spawned tasks.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use skyscale_sandbox::{Driver, SandboxId, SandboxSpec};
+use skyscale_types::FunctionName;
+use tokio::sync::Notify;
+
+use crate::session::{PoolKey, Session};
+use crate::CoreError;
+
+/// The scheduler's limits (from the daemon's configuration).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Generic sandboxes kept booted ahead of need.
+    pub warm_pool_size: usize,
+    /// Most sandboxes alive on this host (generic, idle and busy).
+    pub max_sandboxes: usize,
+    /// Sum of the memory sizes of all live sandboxes, MiB.
+    pub memory_budget_mb: u64,
+    /// An idle sandbox unused for this long is destroyed.
+    pub keep_alive: Duration,
+    /// Memory limit a generic sandbox boots with (raised when it is specialised), MiB.
+    pub generic_memory_mb: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            warm_pool_size: 0,
+            max_sandboxes: 256,
+            memory_budget_mb: 8192,
+            keep_alive: Duration::from_secs(600),
+            generic_memory_mb: 128,
+        }
+    }
+}
+
+/// How an invocation gets its sandbox.
+pub(crate) enum Acquired {
+    /// An idle sandbox already initialised for this revision.
+    Warm(Session),
+    /// A booted generic sandbox to specialise.
+    Generic(Session),
+    /// Nothing ready: boot a sandbox with this (already reserved) id.
+    Boot(SandboxId),
+}
+
+#[derive(Default)]
+struct State {
+    idle: HashMap<FunctionName, Vec<Session>>,
+    generic: Vec<Session>,
+    generic_booting: usize,
+    /// In-flight invocations per function.
+    busy: HashMap<FunctionName, u32>,
+    /// Every sandbox that counts against the limits, with the memory it is charged.
+    live: HashMap<SandboxId, u32>,
+    /// Sandboxes being destroyed (no longer counted in `live`).
+    destroying: HashSet<SandboxId>,
+    closing: bool,
+}
+
+impl State {
+    fn used_mb(&self) -> u64 {
+        self.live.values().map(|&m| u64::from(m)).sum()
+    }
+
+    /// Takes the least recently used idle sandbox of any function.
+    fn pop_lru_idle(&mut self) -> Option<Session> {
+        let (name, _) = self
+            .idle
+            .iter()
+            .filter_map(|(n, v)| v.first().map(|s| (n, s.last_used)))
+            .min_by_key(|(_, t)| *t)?;
+        let name = name.clone();
+        let list = self.idle.get_mut(&name)?;
+        let s = list.remove(0);
+        if list.is_empty() {
+            self.idle.remove(&name);
+        }
+        Some(s)
+    }
+
+    /// Evicts idle sandboxes (function ones LRU first, then generic ones) into `doomed`
+    /// until one more sandbox of `memory_mb` fits. Refuses, evicting nothing, when even
+    /// evicting every idle sandbox would not make room.
+    fn make_room(
+        &mut self,
+        memory_mb: u32,
+        limits: &Limits,
+        doomed: &mut Vec<Session>,
+    ) -> Result<(), CoreError> {
+        let idle_ids = self
+            .idle
+            .values()
+            .flatten()
+            .chain(&self.generic)
+            .map(|s| &s.id);
+        let (idle_count, idle_mb) = idle_ids.fold((0usize, 0u64), |(n, mb), id| {
+            (
+                n + 1,
+                mb + u64::from(self.live.get(id).copied().unwrap_or(0)),
+            )
+        });
+        if self.live.len() - idle_count.min(self.live.len()) >= limits.max_sandboxes {
+            return Err(CoreError::TooManyRequests(format!(
+                "the host is at its limit of {} sandboxes and all of them are busy",
+                limits.max_sandboxes
+            )));
+        }
+        if self.used_mb().saturating_sub(idle_mb) + u64::from(memory_mb) > limits.memory_budget_mb {
+            return Err(CoreError::TooManyRequests(format!(
+                "the host's sandbox memory budget of {} MB is in use by busy sandboxes",
+                limits.memory_budget_mb
+            )));
+        }
+        while self.live.len() >= limits.max_sandboxes
+            || self.used_mb() + u64::from(memory_mb) > limits.memory_budget_mb
+        {
+            let Some(victim) = self.pop_lru_idle().or_else(|| self.generic.pop()) else {
+                break;
+            };
+            self.live.remove(&victim.id);
+            doomed.push(victim);
+        }
+        Ok(())
+    }
+}
+
+pub(crate) struct Scheduler {
+    driver: Arc<dyn Driver>,
+    limits: Limits,
+    /// Per-sandbox `/var/task` directories: `<task_root>/<id>`.
+    task_root: PathBuf,
+    tmp_mb: u32,
+    pids_limit: i64,
+    boot_timeout: Duration,
+    state: Mutex<State>,
+    /// Wakes the pool refiller.
+    refill: Notify,
+    /// Wakes whoever waits for sandboxes to go away (shutdown).
+    changed: Notify,
+}
+
+impl Scheduler {
+    /// Builds the scheduler and starts its background tasks (pool refill, keep-alive).
+    /// `task_root` is emptied: nothing in it can belong to a live sandbox at start.
+    pub fn start(
+        driver: Arc<dyn Driver>,
+        limits: Limits,
+        task_root: PathBuf,
+        tmp_mb: u32,
+        pids_limit: i64,
+        boot_timeout: Duration,
+    ) -> std::io::Result<Arc<Self>> {
+        if task_root.exists() {
+            std::fs::remove_dir_all(&task_root)?;
+        }
+        std::fs::create_dir_all(&task_root)?;
+        let s = Arc::new(Self {
+            driver,
+            limits,
+            task_root,
+            tmp_mb,
+            pids_limit,
+            boot_timeout,
+            state: Mutex::new(State::default()),
+            refill: Notify::new(),
+            changed: Notify::new(),
+        });
+        tokio::spawn(s.clone().refill_loop());
+        tokio::spawn(s.clone().keep_alive_loop());
+        Ok(s)
+    }
+
+    pub fn driver(&self) -> &Arc<dyn Driver> {
+        &self.driver
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every critical section leaves the maps consistent (plain inserts and removes), so
+        // a poisoned lock is safe to keep using.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Picks the sandbox for one invocation of `key`, enforcing the function's reserved
+    /// concurrency, the host's sandbox cap and its memory budget.
+    pub fn acquire(
+        self: &Arc<Self>,
+        key: &PoolKey,
+        memory_mb: u32,
+        reserved: Option<u32>,
+    ) -> Result<(Acquired, BusyGuard), CoreError> {
+        let mut doomed = Vec::new();
+        let result = self.acquire_locked(key, memory_mb, reserved, &mut doomed);
+        for s in doomed {
+            self.destroy(s);
+        }
+        result.map(|a| {
+            (
+                a,
+                BusyGuard {
+                    sched: self.clone(),
+                    function: key.function.clone(),
+                },
+            )
+        })
+    }
+
+    fn acquire_locked(
+        &self,
+        key: &PoolKey,
+        memory_mb: u32,
+        reserved: Option<u32>,
+        doomed: &mut Vec<Session>,
+    ) -> Result<Acquired, CoreError> {
+        let mut st = self.lock();
+        if st.closing {
+            return Err(CoreError::Unavailable(
+                "the control plane is shutting down".into(),
+            ));
+        }
+        let busy = st.busy.get(&key.function).copied().unwrap_or(0);
+        match reserved {
+            Some(0) => {
+                return Err(CoreError::TooManyRequests(format!(
+                    "function {} is disabled: its reserved concurrency is 0",
+                    key.function
+                )))
+            }
+            Some(n) if busy >= n => {
+                return Err(CoreError::TooManyRequests(format!(
+                    "function {} is at its reserved concurrency of {n}",
+                    key.function
+                )))
+            }
+            _ => {}
+        }
+        // 1. A warm sandbox of this revision; older revisions found on the way go.
+        let mut warm = None;
+        if let Some(list) = st.idle.get_mut(&key.function) {
+            let stale: Vec<Session> = list
+                .extract_if(.., |s| s.key.as_ref() != Some(key))
+                .collect();
+            warm = list.pop();
+            for s in stale {
+                st.live.remove(&s.id);
+                doomed.push(s);
+            }
+        }
+        let acquired = if let Some(s) = warm {
+            Acquired::Warm(s)
+        } else if let Some(g) = st.generic.pop() {
+            // 2. A generic sandbox, charged the function's memory from now on.
+            st.live.remove(&g.id);
+            match st.make_room(memory_mb, &self.limits, doomed) {
+                Ok(()) => {}
+                Err(e) => {
+                    st.live.insert(g.id.clone(), self.limits.generic_memory_mb);
+                    st.generic.push(g);
+                    return Err(e);
+                }
+            }
+            st.live.insert(g.id.clone(), memory_mb);
+            self.refill.notify_one();
+            Acquired::Generic(g)
+        } else {
+            // 3. Boot one.
+            st.make_room(memory_mb, &self.limits, doomed)?;
+            let id = SandboxId::generate();
+            st.live.insert(id.clone(), memory_mb);
+            Acquired::Boot(id)
+        };
+        *st.busy.entry(key.function.clone()).or_default() += 1;
+        Ok(acquired)
+    }
+
+    /// Boots a sandbox with an empty `/var/task` and waits for its agent's hello. The id
+    /// must already be counted in `live` (see `acquire`); on failure it is released.
+    pub async fn boot(
+        self: &Arc<Self>,
+        id: SandboxId,
+        memory_mb: u32,
+    ) -> Result<Session, CoreError> {
+        let task_dir = self.task_dir(&id);
+        let result = async {
+            std::fs::create_dir_all(&task_dir).map_err(|e| {
+                CoreError::Internal(format!("creating {}: {e}", task_dir.display()))
+            })?;
+            let spec = SandboxSpec {
+                id: id.clone(),
+                code_dir: task_dir.clone(),
+                memory_mb,
+                tmp_mb: self.tmp_mb,
+                pids_limit: self.pids_limit,
+            };
+            let sandbox = self.driver.create(&spec).await?;
+            let mut session = Session::new(sandbox, memory_mb);
+            session.handshake(self.boot_timeout).await.map_err(|e| {
+                CoreError::Sandbox(format!("sandbox {id} did not start its agent: {e}"))
+            })?;
+            Ok(session)
+        }
+        .await;
+        if result.is_err() {
+            self.forget(&id);
+            self.destroy_id(id);
+        }
+        result
+    }
+
+    /// The host directory bound at `/var/task` in sandbox `id`.
+    pub fn task_dir(&self, id: &SandboxId) -> PathBuf {
+        self.task_root.join(id.as_str())
+    }
+
+    /// Raises a booted sandbox's memory limit to the function's size.
+    pub async fn resize(&self, session: &mut Session, memory_mb: u32) -> Result<(), CoreError> {
+        if session.memory_mb != memory_mb {
+            self.driver.set_memory_limit(&session.id, memory_mb).await?;
+            session.memory_mb = memory_mb;
+        }
+        Ok(())
+    }
+
+    /// Puts a healthy sandbox back after an invocation.
+    pub fn release(self: &Arc<Self>, session: Session) {
+        let mut st = self.lock();
+        if st.closing || !st.live.contains_key(&session.id) {
+            drop(st);
+            self.destroy(session);
+            return;
+        }
+        let Some(key) = session.key.clone() else {
+            drop(st);
+            self.destroy(session);
+            return;
+        };
+        st.idle.entry(key.function).or_default().push(session);
+    }
+
+    /// Destroys a sandbox that failed, timed out or is no longer wanted.
+    pub fn discard(self: &Arc<Self>, session: Session) {
+        self.forget(&session.id);
+        self.destroy(session);
+    }
+
+    /// Destroys every idle sandbox of a function (its code or configuration changed, or it
+    /// was deleted). In-flight invocations finish on theirs; `acquire` never hands out a
+    /// sandbox of an old revision.
+    pub fn retire(self: &Arc<Self>, function: &FunctionName) {
+        let retired = {
+            let mut st = self.lock();
+            let list = st.idle.remove(function).unwrap_or_default();
+            for s in &list {
+                st.live.remove(&s.id);
+            }
+            list
+        };
+        for s in retired {
+            self.destroy(s);
+        }
+    }
+
+    /// Numbers for health and metrics: (generic idle, all live).
+    pub fn counts(&self) -> (usize, usize) {
+        let st = self.lock();
+        (st.generic.len(), st.live.len())
+    }
+
+    fn forget(self: &Arc<Self>, id: &SandboxId) {
+        self.lock().live.remove(id);
+        self.refill.notify_one();
+    }
+
+    fn destroy(self: &Arc<Self>, mut session: Session) {
+        let id = session.id.clone();
+        self.lock().destroying.insert(id.clone());
+        let sched = self.clone();
+        tokio::spawn(async move {
+            session.shutdown().await;
+            drop(session);
+            sched.destroy_now(&id).await;
+        });
+    }
+
+    fn destroy_id(self: &Arc<Self>, id: SandboxId) {
+        self.lock().destroying.insert(id.clone());
+        let sched = self.clone();
+        tokio::spawn(async move { sched.destroy_now(&id).await });
+    }
+
+    async fn destroy_now(&self, id: &SandboxId) {
+        if let Err(e) = self.driver.destroy(id).await {
+            tracing::error!(sandbox = %id, error = %e, "destroying sandbox failed");
+        }
+        let dir = self.task_dir(id);
+        if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(sandbox = %id, error = %e, "removing task directory failed");
+            }
+        }
+        self.lock().destroying.remove(id);
+        self.changed.notify_waiters();
+        self.refill.notify_one();
+    }
+
+    /// Keeps `warm_pool_size` generic sandboxes booted, one boot at a time (creation is
+    /// CPU-bound; booting several at once only slows each of them).
+    async fn refill_loop(self: Arc<Self>) {
+        loop {
+            let next = {
+                let mut st = self.lock();
+                if st.closing {
+                    return;
+                }
+                let have = st.generic.len() + st.generic_booting;
+                let fits = st.live.len() < self.limits.max_sandboxes
+                    && st.used_mb() + u64::from(self.limits.generic_memory_mb)
+                        <= self.limits.memory_budget_mb;
+                if have < self.limits.warm_pool_size && fits {
+                    let id = SandboxId::generate();
+                    st.live.insert(id.clone(), self.limits.generic_memory_mb);
+                    st.generic_booting += 1;
+                    Some(id)
+                } else {
+                    None
+                }
+            };
+            let Some(id) = next else {
+                self.refill.notified().await;
+                continue;
+            };
+            let booted = self.boot(id.clone(), self.limits.generic_memory_mb).await;
+            let unwanted = {
+                let mut st = self.lock();
+                st.generic_booting -= 1;
+                match booted {
+                    Ok(session) if !st.closing && st.live.contains_key(&session.id) => {
+                        st.generic.push(session);
+                        None
+                    }
+                    Ok(session) => Some(Ok(session)),
+                    Err(e) => Some(Err(e)),
+                }
+            };
+            match unwanted {
+                None => {}
+                Some(Ok(session)) => self.discard(session),
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, "booting a generic sandbox failed; retrying in 1 s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Destroys idle sandboxes unused for longer than the keep-alive.
+    async fn keep_alive_loop(self: Arc<Self>) {
+        let tick =
+            (self.limits.keep_alive / 4).clamp(Duration::from_millis(10), Duration::from_secs(5));
+        loop {
+            tokio::time::sleep(tick).await;
+            let expired: Vec<Session> = {
+                let mut st = self.lock();
+                if st.closing {
+                    return;
+                }
+                let now = Instant::now();
+                let keep_alive = self.limits.keep_alive;
+                let mut out = Vec::new();
+                for list in st.idle.values_mut() {
+                    out.extend(
+                        list.extract_if(.., |s| now.duration_since(s.last_used) > keep_alive),
+                    );
+                }
+                st.idle.retain(|_, l| !l.is_empty());
+                for s in &out {
+                    st.live.remove(&s.id);
+                }
+                out
+            };
+            for s in expired {
+                tracing::info!(sandbox = %s.id, "keep-alive expired; destroying idle sandbox");
+                self.destroy(s);
+            }
+        }
+    }
+
+    /// Stops handing out sandboxes, destroys the idle ones, waits up to `grace` for busy
+    /// ones to come back, then destroys whatever is still alive and waits for it to go.
+    pub async fn shutdown(self: &Arc<Self>, grace: Duration) {
+        let idle: Vec<Session> = {
+            let mut st = self.lock();
+            st.closing = true;
+            let mut all: Vec<Session> = st.idle.drain().flat_map(|(_, v)| v).collect();
+            all.append(&mut st.generic);
+            for s in &all {
+                st.live.remove(&s.id);
+            }
+            all
+        };
+        self.refill.notify_one();
+        for s in idle {
+            self.destroy(s);
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        self.wait_until(deadline, |st| st.live.is_empty()).await;
+        let left: Vec<SandboxId> = self.lock().live.keys().cloned().collect();
+        for id in left {
+            tracing::warn!(sandbox = %id, "still busy after the shutdown grace; destroying it");
+            self.forget(&id);
+            self.destroy_id(id);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        self.wait_until(deadline, |st| {
+            st.live.is_empty() && st.destroying.is_empty()
+        })
+        .await;
+    }
+
+    async fn wait_until(&self, deadline: tokio::time::Instant, done: impl Fn(&State) -> bool) {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if done(&self.lock()) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Counts one in-flight invocation of a function for its reserved concurrency; dropping it
+/// (whatever path the invocation took) gives the slot back.
+pub(crate) struct BusyGuard {
+    sched: Arc<Scheduler>,
+    function: FunctionName,
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        let mut st = self.sched.lock();
+        if let Some(n) = st.busy.get_mut(&self.function) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                st.busy.remove(&self.function);
+            }
+        }
+    }
+}
+
+/// Links (or, across file systems, copies) a code package into a sandbox's task directory.
+pub(crate) fn link_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(src)? {
+        let entry = entry?;
+        let from = entry.path();
+        let to = dst.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            std::fs::create_dir(&to)?;
+            link_tree(&from, &to)?;
+        } else if std::fs::hard_link(&from, &to).is_err() {
+            std::fs::copy(&from, &to)?;
+        }
+    }
+    Ok(())
+}
