@@ -78,6 +78,28 @@ pub enum FunctionCommand {
     Update(UpdateArgs),
     /// Delete a function.
     Delete(NameArg),
+    /// Set or clear a function's reserved concurrency (0 disables the function).
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Concurrency(ConcurrencyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConcurrencyArgs {
+    /// Function name.
+    #[arg(long)]
+    pub name: String,
+    /// Most invocations running at once; 0 disables the function.
+    #[arg(
+        long,
+        value_name = "N",
+        allow_negative_numbers = true,
+        required_unless_present = "clear",
+        conflicts_with = "clear"
+    )]
+    pub reserved: Option<i64>,
+    /// Remove the reservation (the host-wide limit still applies).
+    #[arg(long)]
+    pub clear: bool,
 }
 
 #[derive(Debug, Args)]

@@ -9,8 +9,8 @@ use skyscale_client::{package, Client};
 use skyscale_types::api::{CreateFunction, FunctionInfo, UpdateFunction};
 
 use crate::cli::{
-    Cli, Command, CreateArgs, DeployArgs, FunctionCommand, Global, InvokeArgs, NameArg,
-    OutputFormat, UpdateArgs,
+    Cli, Command, ConcurrencyArgs, CreateArgs, DeployArgs, FunctionCommand, Global, InvokeArgs,
+    NameArg, OutputFormat, UpdateArgs,
 };
 use crate::input::{env_map, read_payload};
 use crate::output::{self, AlreadyReported, NO_KEY};
@@ -26,6 +26,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Function(FunctionCommand::Get(args)) => get(&global, &args),
         Command::Function(FunctionCommand::Update(args)) => update(&global, &args),
         Command::Function(FunctionCommand::Delete(args)) => delete(&global, &args),
+        Command::Function(FunctionCommand::Concurrency(args)) => concurrency(&global, &args),
     }
 }
 
@@ -171,6 +172,20 @@ fn delete(global: &Global, args: &NameArg) -> anyhow::Result<()> {
         OutputFormat::Json => Ok(()),
         OutputFormat::Text => Ok(output::line(&format!("deleted function {}", args.name))?),
     }
+}
+
+fn concurrency(global: &Global, args: &ConcurrencyArgs) -> anyhow::Result<()> {
+    let reserved = if args.clear { None } else { args.reserved };
+    let info = connect(global, true)?.set_reserved_concurrency(&args.name, reserved)?;
+    let headline = match info.reserved_concurrency {
+        Some(0) => format!(
+            "function {} is disabled (reserved concurrency 0)",
+            info.name
+        ),
+        Some(n) => format!("function {} may run {n} invocations at once", info.name),
+        None => format!("function {} has no reserved concurrency", info.name),
+    };
+    print_info(global, &headline, &info)
 }
 
 fn package_code(path: &Path) -> anyhow::Result<Vec<u8>> {

@@ -91,6 +91,10 @@ pub fn function_details(f: &FunctionInfo) -> String {
         ("description", f.description.clone()),
         ("code_sha256", dash(f.code_sha256.clone())),
         ("code_size", dash(f.code_size.map(|n| n.to_string()))),
+        (
+            "concurrency",
+            dash(f.reserved_concurrency.map(|n| n.to_string())),
+        ),
         ("revision", f.revision.to_string()),
         ("created_at", f.created_at.clone()),
         ("updated_at", f.updated_at.clone()),
@@ -286,6 +290,7 @@ mod tests {
             description: String::new(),
             code_sha256: sha.map(str::to_owned),
             code_size: sha.map(|_| 321),
+            reserved_concurrency: None,
             revision: 2,
             created_at: "2025-01-01T00:00:00Z".into(),
             updated_at: "2025-01-02T03:04:05Z".into(),
@@ -308,6 +313,7 @@ timeout_s:   3
 description: says hello
 code_sha256: {}
 code_size:   321
+concurrency: -
 revision:    2
 created_at:  2025-01-01T00:00:00Z
 updated_at:  2025-01-02T03:04:05Z

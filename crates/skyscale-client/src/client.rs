@@ -7,7 +7,7 @@ use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 use skyscale_types::api::{
     CreateFunction, ErrorResponse, FunctionError, FunctionInfo, FunctionList, Health,
-    UpdateFunction, COLD_START_HEADER, FUNCTION_ERROR_HEADER, REQUEST_ID_HEADER,
+    PutConcurrency, UpdateFunction, COLD_START_HEADER, FUNCTION_ERROR_HEADER, REQUEST_ID_HEADER,
 };
 use skyscale_types::{ApiKey, FunctionName};
 
@@ -186,6 +186,25 @@ impl Client {
         let req = self.request(Method::DELETE, &["v1", "functions", name.as_str()], true)?;
         self.send(req)?;
         Ok(())
+    }
+
+    /// `PUT /v1/functions/{name}/concurrency` (`Some`) or `DELETE` it (`None`).
+    pub fn set_reserved_concurrency(
+        &self,
+        name: &str,
+        reserved: Option<i64>,
+    ) -> Result<FunctionInfo, ClientError> {
+        let name = function_name(name)?;
+        let path = ["v1", "functions", name.as_str(), "concurrency"];
+        let req = match reserved {
+            Some(n) => self
+                .request(Method::PUT, &path, true)?
+                .json(&PutConcurrency {
+                    reserved_concurrency: n,
+                }),
+            None => self.request(Method::DELETE, &path, true)?,
+        };
+        self.json(self.send(req)?, "PUT /v1/functions/{name}/concurrency")
     }
 
     /// `PUT /v1/functions/{name}/code` with the zip archive as the body.

@@ -100,6 +100,7 @@ fn info(name: &str) -> FunctionInfo {
         description: String::new(),
         code_sha256: None,
         code_size: None,
+        reserved_concurrency: None,
         revision: 1,
         created_at: "2025-01-01T00:00:00Z".into(),
         updated_at: "2025-01-01T00:00:00Z".into(),
@@ -246,6 +247,8 @@ fn requests_have_the_documented_shape() {
         status: "ok".into(),
         version: "0.1.0".into(),
         driver: "runc".into(),
+        warm_pool_idle: 0,
+        sandboxes: 0,
     };
     let (endpoint, seen) = serve(vec![
         Answer::json(200, &health),
