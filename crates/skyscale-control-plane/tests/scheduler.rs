@@ -1,0 +1,352 @@
+//! The scheduler against the real daemon and real sandboxes: parallelism, the generic warm
+//! pool, concurrency limits, timeouts, memory limits, crashes, eviction and shutdown.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{create_fn, Resp, Server};
+use serde_json::json;
+
+/// Sleeps for `event["sleep"]` seconds and says which sandbox ran it (a token chosen when
+/// the module was imported, i.e. once per sandbox).
+const SLEEPER: &str = r#"
+import time, uuid
+
+TOKEN = uuid.uuid4().hex
+
+
+def handler(event, context):
+    time.sleep(event.get("sleep", 0))
+    return {"token": TOKEN}
+"#;
+
+const TROUBLE: &str = r#"
+import os
+
+
+def handler(event, context):
+    mode = event.get("mode")
+    if mode == "loop":
+        while True:
+            pass
+    if mode == "alloc":
+        blob = bytearray(512 * 1024 * 1024)
+        for i in range(0, len(blob), 4096):
+            blob[i] = 1
+        return len(blob)
+    if mode == "exit":
+        os._exit(1)
+    return {"ok": True}
+"#;
+
+fn parallel(server: &Server, name: &str, payloads: &[&str]) -> Vec<Resp> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = payloads
+            .iter()
+            .map(|p| {
+                let http = server.http();
+                s.spawn(move || http.invoke(name, p))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn parallel_invocations_run_in_separate_sandboxes() {
+    let server = Server::start_with("runc", &[("WARM_POOL_SIZE", "0")]);
+    let http = server.http();
+    assert_eq!(create_fn(&http, "sleepy", SLEEPER, json!({})).status, 201);
+    let answers = parallel(&server, "sleepy", &[r#"{"sleep": 1}"#; 3]);
+    let mut tokens: Vec<String> = answers
+        .iter()
+        .map(|r| {
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+            r.json()["token"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    tokens.sort();
+    tokens.dedup();
+    assert_eq!(
+        tokens.len(),
+        3,
+        "three concurrent calls need three sandboxes"
+    );
+    // All three are now warm: three more calls in parallel start nothing new.
+    let again = parallel(&server, "sleepy", &[r#"{"sleep": 0.5}"#; 3]);
+    for r in &again {
+        assert_eq!(r.header("x-skyscale-cold-start"), Some("false"));
+    }
+}
+
+#[test]
+fn cold_start_specialises_a_generic_sandbox() {
+    let server = Server::start_with("gvisor", &[("WARM_POOL_SIZE", "2")]);
+    server.wait_health(Duration::from_secs(60), |h| h["warm_pool_idle"] == 2);
+    let http = server.http();
+    assert_eq!(
+        create_fn(&http, "fresh", SLEEPER, json!({"memory_mb": 256})).status,
+        201
+    );
+    let r = http.invoke("fresh", "{}");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-skyscale-cold-start"), Some("true"));
+    let log = server.log();
+    assert!(
+        log.contains("specialising a generic sandbox"),
+        "{}",
+        common::tail(&log, 30)
+    );
+    assert!(
+        !log.contains("no generic sandbox ready"),
+        "a cold start booted a sandbox"
+    );
+    // The pool refills in the background.
+    server.wait_health(Duration::from_secs(60), |h| {
+        h["warm_pool_idle"] == 2 && h["sandboxes"] == 3
+    });
+
+    // With the pool empty a cold start still works: it boots.
+    let empty = Server::start_with("gvisor", &[("WARM_POOL_SIZE", "0")]);
+    let http = empty.http();
+    assert_eq!(create_fn(&http, "fresh", SLEEPER, json!({})).status, 201);
+    let r = http.invoke("fresh", "{}");
+    assert_eq!(
+        (r.status, r.header("x-skyscale-cold-start")),
+        (200, Some("true"))
+    );
+    assert!(empty
+        .log()
+        .contains("no generic sandbox ready; booting one"));
+}
+
+#[test]
+fn reserved_concurrency_limits_and_disables() {
+    let server = Server::start("runc");
+    let http = server.http();
+    assert_eq!(create_fn(&http, "limited", SLEEPER, json!({})).status, 201);
+    server.cli_ok(&[
+        "function",
+        "concurrency",
+        "--name",
+        "limited",
+        "--reserved",
+        "1",
+    ]);
+    let answers = parallel(
+        &server,
+        "limited",
+        &[r#"{"sleep": 1.5}"#, r#"{"sleep": 1.5}"#],
+    );
+    let mut statuses: Vec<u16> = answers.iter().map(|r| r.status).collect();
+    statuses.sort();
+    assert_eq!(statuses, [200, 429]);
+    let throttled = answers.iter().find(|r| r.status == 429).unwrap();
+    assert_eq!(throttled.error_code(), "too_many_requests");
+    assert!(
+        throttled
+            .error_message()
+            .contains("reserved concurrency of 1"),
+        "{}",
+        throttled.error_message()
+    );
+
+    // 0 disables the function; clearing the reservation enables it again.
+    server.cli_ok(&[
+        "function",
+        "concurrency",
+        "--name",
+        "limited",
+        "--reserved",
+        "0",
+    ]);
+    let r = http.invoke("limited", "{}");
+    assert_eq!(r.status, 429);
+    assert!(
+        r.error_message().contains("disabled"),
+        "{}",
+        r.error_message()
+    );
+    let out = server.cli(&["function", "invoke", "--name", "limited"]);
+    assert!(!out.status.success());
+    server.cli_ok(&["function", "concurrency", "--name", "limited", "--clear"]);
+    assert_eq!(http.invoke("limited", "{}").status, 200);
+    // Bad values are refused.
+    let r = http.send(
+        "PUT",
+        "/v1/functions/limited/concurrency",
+        Some(br#"{"reserved_concurrency": -1}"#.to_vec()),
+    );
+    assert_eq!(r.status, 400);
+}
+
+/// Timeout, memory limit and crash: each fails with Lambda's error and the next call works.
+fn failures_are_contained(driver: &str) {
+    let server = Server::start(driver);
+    let http = server.http();
+    assert_eq!(
+        create_fn(&http, "trouble", TROUBLE, json!({"timeout_s": 2})).status,
+        201
+    );
+    let next = http.invoke("trouble", "{}");
+    assert_eq!(
+        next.json()["ok"],
+        true,
+        "{} {}",
+        next.status,
+        String::from_utf8_lossy(&next.body)
+    );
+
+    let started = Instant::now();
+    let r = http.invoke("trouble", r#"{"mode": "loop"}"#);
+    assert_eq!(r.header("x-skyscale-function-error"), Some("Unhandled"));
+    assert_eq!(r.json()["errorType"], "Sandbox.Timedout");
+    let msg = r.json()["errorMessage"].as_str().unwrap().to_owned();
+    assert!(msg.ends_with("Task timed out after 2.00 seconds"), "{msg}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the deadline is hard"
+    );
+    assert_eq!(http.invoke("trouble", "{}").json()["ok"], true);
+
+    let r = http.invoke("trouble", r#"{"mode": "alloc"}"#);
+    assert_eq!(r.header("x-skyscale-function-error"), Some("Unhandled"));
+    assert_eq!(r.json()["errorType"], "Runtime.ExitError", "{}", r.json());
+    assert_eq!(http.invoke("trouble", "{}").json()["ok"], true);
+
+    let r = http.invoke("trouble", r#"{"mode": "exit"}"#);
+    assert_eq!(r.json()["errorType"], "Runtime.ExitError");
+    assert!(
+        r.json()["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("exit status 1"),
+        "{}",
+        r.json()
+    );
+    let next = http.invoke("trouble", "{}");
+    assert_eq!(next.json()["ok"], true);
+    assert_eq!(
+        next.header("x-skyscale-cold-start"),
+        Some("true"),
+        "a crashed sandbox is never reused"
+    );
+}
+
+#[test]
+fn failures_are_contained_on_gvisor() {
+    failures_are_contained("gvisor");
+}
+
+#[test]
+fn failures_are_contained_on_runc() {
+    failures_are_contained("runc");
+}
+
+#[test]
+fn idle_sandboxes_expire_after_the_keep_alive() {
+    let server = Server::start_with(
+        "runc",
+        &[("WARM_POOL_SIZE", "0"), ("SKYSCALE_KEEP_ALIVE", "300ms")],
+    );
+    let http = server.http();
+    assert_eq!(create_fn(&http, "brief", SLEEPER, json!({})).status, 201);
+    assert_eq!(http.invoke("brief", "{}").status, 200);
+    assert_eq!(
+        http.invoke("brief", "{}").header("x-skyscale-cold-start"),
+        Some("false")
+    );
+    server.wait_health(Duration::from_secs(10), |h| h["sandboxes"] == 0);
+    assert_eq!(
+        http.invoke("brief", "{}").header("x-skyscale-cold-start"),
+        Some("true")
+    );
+}
+
+#[test]
+fn host_cap_evicts_idle_sandboxes_and_throttles_when_all_are_busy() {
+    let server = Server::start_with(
+        "runc",
+        &[("WARM_POOL_SIZE", "0"), ("SKYSCALE_MAX_SANDBOXES", "1")],
+    );
+    let http = server.http();
+    assert_eq!(create_fn(&http, "one", SLEEPER, json!({})).status, 201);
+    assert_eq!(create_fn(&http, "two", SLEEPER, json!({})).status, 201);
+    assert_eq!(http.invoke("one", "{}").status, 200);
+    // "one" is idle: "two" takes its place.
+    assert_eq!(http.invoke("two", "{}").status, 200);
+    assert_eq!(server.http().get("/v1/health").json()["sandboxes"], 1);
+    // While "two" is busy nothing can be evicted: 429 at once, and "two" is undisturbed.
+    let answers = std::thread::scope(|s| {
+        let slow = s.spawn(|| server.http().invoke("two", r#"{"sleep": 1.5}"#));
+        server.wait_health(Duration::from_secs(10), |_| true);
+        std::thread::sleep(Duration::from_millis(300));
+        let started = Instant::now();
+        let quick = server.http().invoke("one", "{}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "a throttle answers at once"
+        );
+        (slow.join().unwrap(), quick)
+    });
+    assert_eq!(answers.0.status, 200);
+    assert_eq!(answers.1.status, 429);
+    assert!(
+        answers.1.error_message().contains("limit of 1 sandboxes"),
+        "{}",
+        answers.1.error_message()
+    );
+
+    // The memory budget works the same way: 128 MB fits, a 256 MB function does not.
+    let small = Server::start_with(
+        "runc",
+        &[
+            ("WARM_POOL_SIZE", "0"),
+            ("SKYSCALE_MEMORY_BUDGET_MB", "200"),
+        ],
+    );
+    let http = small.http();
+    assert_eq!(
+        create_fn(&http, "big", SLEEPER, json!({"memory_mb": 256})).status,
+        201
+    );
+    let r = http.invoke("big", "{}");
+    assert_eq!(r.status, 429);
+    assert!(
+        r.error_message().contains("memory budget of 200 MB"),
+        "{}",
+        r.error_message()
+    );
+}
+
+#[test]
+fn sigterm_lets_the_call_in_flight_finish_and_leaves_no_sandbox() {
+    let mut server = Server::start("gvisor");
+    let http = server.http();
+    assert_eq!(
+        create_fn(&http, "slow", SLEEPER, json!({"timeout_s": 10})).status,
+        201
+    );
+    assert_eq!(http.invoke("slow", "{}").status, 200);
+    let client = server.http();
+    let call = std::thread::spawn(move || client.invoke("slow", r#"{"sleep": 2}"#));
+    // Give the call time to reach its sandbox, then stop the server.
+    std::thread::sleep(Duration::from_millis(500));
+    let status = server.stop();
+    let answer = call.join().unwrap();
+    assert!(status.success(), "{}", server.log());
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert!(answer.json()["token"].is_string());
+    assert!(
+        server.sandbox_ids().is_empty(),
+        "left behind: {:?}",
+        server.sandbox_ids()
+    );
+}
