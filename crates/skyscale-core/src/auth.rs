@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
-use skyscale_store::Store;
+use skyscale_store::{ApiKeyRecord, Store};
 use skyscale_types::{ApiKey, KeyId};
 
 use crate::CoreError;
@@ -105,21 +105,26 @@ fn write_secret_file(path: &Path, contents: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// Checks a bearer token `<id>.<secret>`. Unknown ids and wrong secrets get the same answer
-/// and the same work (a hash and a constant-time compare), so a caller cannot probe ids.
+/// Checks a bearer token `<id>.<secret>` against the store.
 pub fn authenticate(store: &Store, token: &str) -> Result<Principal, CoreError> {
-    let denied = || CoreError::Unauthorized("invalid api key".into());
     let key = ApiKey::parse(token)?;
-    let presented = hash_secret(key.secret());
     let record = store.get_api_key(&key.id)?;
+    verify(&key, record.as_ref())
+}
+
+/// Checks a presented key against its stored record (`None`: unknown id). Unknown ids and
+/// wrong secrets get the same answer and the same work (a hash and a constant-time
+/// compare), so a caller cannot probe for ids.
+pub(crate) fn verify(key: &ApiKey, record: Option<&ApiKeyRecord>) -> Result<Principal, CoreError> {
+    let denied = || CoreError::Unauthorized("invalid api key".into());
+    let presented = hash_secret(key.secret());
     let stored = record
-        .as_ref()
         .map(|r| r.secret_sha256.as_str())
         .unwrap_or("0000000000000000000000000000000000000000000000000000000000000000");
     let matches = constant_time_eq(presented.as_bytes(), stored.as_bytes());
     match record {
         Some(r) if matches && r.revoked_at.is_none() => Ok(Principal {
-            key_id: r.id,
+            key_id: r.id.clone(),
             role: Role::parse(&r.role).ok_or_else(denied)?,
         }),
         _ => Err(denied()),

@@ -2,6 +2,7 @@
 //! validated here, before anything is written.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use base64::Engine;
 use skyscale_store::{FunctionRecord, FunctionUpdate, NewFunction};
@@ -119,6 +120,9 @@ impl ControlPlane {
             })?)
         })
         .await?;
+        // A failed lookup of this name may have run before the create; nothing is cached
+        // for it, but invalidating keeps the rule simple: every write invalidates.
+        self.changed(&record.name, false);
         tracing::info!(function = %record.name, "function created");
         Ok(info(&record))
     }
@@ -128,18 +132,40 @@ impl ControlPlane {
         _by: &Principal,
         name: &str,
     ) -> Result<FunctionInfo, CoreError> {
-        Ok(info(&self.function_record(name).await?))
+        Ok(info(&*self.function_record(name).await?))
     }
 
-    pub(crate) async fn function_record(&self, name: &str) -> Result<FunctionRecord, CoreError> {
+    /// The current record of a function, from the cache or the store.
+    pub(crate) async fn function_record(
+        &self,
+        name: &str,
+    ) -> Result<Arc<FunctionRecord>, CoreError> {
         let name = parse_name(name)?;
+        if let Some(f) = self.functions.get(&name) {
+            return Ok(f);
+        }
+        let loaded_at = self.functions.generation();
         let store = self.store.clone();
-        blocking(move || {
-            store
-                .get_function(&name)?
-                .ok_or_else(|| CoreError::NotFound(format!("function {name} not found")))
-        })
-        .await
+        let n = name.clone();
+        let f = Arc::new(
+            blocking(move || {
+                store
+                    .get_function(&n)?
+                    .ok_or_else(|| CoreError::NotFound(format!("function {n} not found")))
+            })
+            .await?,
+        );
+        self.functions.insert(loaded_at, name, f.clone());
+        Ok(f)
+    }
+
+    /// After a write of a function's row: drop the cached row and its idle sandboxes when
+    /// what runs changed.
+    fn changed(&self, name: &FunctionName, retire: bool) {
+        self.functions.invalidate(name);
+        if retire {
+            self.scheduler.retire(name);
+        }
     }
 
     pub async fn list_functions(&self, _by: &Principal) -> Result<Vec<FunctionInfo>, CoreError> {
@@ -176,7 +202,7 @@ impl ControlPlane {
         let store = self.store.clone();
         let n = name.clone();
         let record = blocking(move || Ok(store.update_function(&n, &update)?)).await?;
-        self.scheduler.retire(&name);
+        self.changed(&name, true);
         tracing::info!(function = %name, revision = record.revision, "function configuration updated");
         Ok(info(&record))
     }
@@ -201,7 +227,7 @@ impl ControlPlane {
             Ok(store.set_function_code(&n, &code)?)
         })
         .await?;
-        self.scheduler.retire(&name);
+        self.changed(&name, true);
         tracing::info!(function = %name, revision = record.revision, "code deployed");
         Ok(info(&record))
     }
@@ -211,7 +237,7 @@ impl ControlPlane {
         let store = self.store.clone();
         let n = name.clone();
         blocking(move || Ok(store.delete_function(&n)?)).await?;
-        self.scheduler.retire(&name);
+        self.changed(&name, true);
         tracing::info!(function = %name, "function deleted");
         Ok(())
     }
@@ -238,7 +264,9 @@ impl ControlPlane {
             })
             .transpose()?;
         let store = self.store.clone();
-        let record = blocking(move || Ok(store.set_reserved_concurrency(&name, reserved)?)).await?;
+        let n = name.clone();
+        let record = blocking(move || Ok(store.set_reserved_concurrency(&n, reserved)?)).await?;
+        self.changed(&name, false);
         tracing::info!(function = %record.name, reserved = ?reserved, "reserved concurrency set");
         Ok(info(&record))
     }

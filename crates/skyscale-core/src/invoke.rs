@@ -120,7 +120,7 @@ impl ControlPlane {
 
     async fn invoke_function(
         &self,
-        f: FunctionRecord,
+        f: std::sync::Arc<FunctionRecord>,
         request_id: String,
         payload: Vec<u8>,
         lookup: Duration,

@@ -5,6 +5,7 @@
 //! packages and the sandbox driver; nothing here knows about axum or SQL.
 
 mod auth;
+mod cache;
 mod error;
 mod functions;
 mod invoke;
@@ -17,7 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use skyscale_sandbox::Driver;
-use skyscale_store::{CodeLimits, CodeStore, Store};
+use skyscale_store::{ApiKeyRecord, CodeLimits, CodeStore, FunctionRecord, Store};
+use skyscale_types::{ApiKey, FunctionName, KeyId};
 
 pub use auth::{authenticate, ensure_admin_key, AdminKeySource, Principal, Role};
 pub use error::CoreError;
@@ -25,6 +27,7 @@ pub use invoke::{InvokeOutput, InvokeTiming, MAX_SYNC_PAYLOAD};
 pub use runtimes::{Runtimes, PYTHON_BOOTSTRAP};
 pub use scheduler::Limits;
 
+use cache::Cache;
 use scheduler::Scheduler;
 
 /// Settings the control plane's logic needs (the daemon builds them from the environment).
@@ -65,6 +68,10 @@ pub struct ControlPlane {
     store: Arc<Store>,
     code: CodeStore,
     scheduler: Arc<Scheduler>,
+    /// API keys by id, read on every request.
+    keys: Cache<KeyId, ApiKeyRecord>,
+    /// Function records by name, read on every invocation.
+    functions: Cache<FunctionName, FunctionRecord>,
     runtimes: Runtimes,
     settings: Settings,
 }
@@ -97,6 +104,8 @@ impl ControlPlane {
             store,
             code,
             scheduler,
+            keys: Cache::new(),
+            functions: Cache::new(),
             runtimes,
             settings,
         })
@@ -112,9 +121,23 @@ impl ControlPlane {
 
     /// Checks a bearer token.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, CoreError> {
-        let store = self.store.clone();
-        let token = token.to_owned();
-        blocking(move || authenticate(&store, &token)).await
+        let key = ApiKey::parse(token)?;
+        let record = match self.keys.get(&key.id) {
+            Some(r) => Some(r),
+            None => {
+                let loaded_at = self.keys.generation();
+                let store = self.store.clone();
+                let id = key.id.clone();
+                let loaded = blocking(move || Ok(store.get_api_key(&id)?))
+                    .await?
+                    .map(Arc::new);
+                if let Some(r) = &loaded {
+                    self.keys.insert(loaded_at, key.id.clone(), r.clone());
+                }
+                loaded
+            }
+        };
+        auth::verify(&key, record.as_deref())
     }
 
     /// (generic sandboxes ready, all sandboxes alive).
