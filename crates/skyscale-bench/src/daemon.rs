@@ -1,0 +1,216 @@
+//! A real `skyscale-control-plane` in a temporary directory, and the few API calls the
+//! benchmark makes on it. Dropping a `Daemon` stops it with SIGTERM (and waits), so the
+//! sandboxes it started are destroyed also when the benchmark fails or is interrupted.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use base64::Engine;
+use bytes::Bytes;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::http::Conn;
+
+/// The admin key every benchmark daemon is started with.
+pub const ADMIN_KEY: &str = "SKYBENCHADMIN001.bench-secret-bench-secret-bench-secret-01";
+/// The hello-world example, compiled in so the benchmark runs the product's own example.
+pub const HELLO_HANDLER: &str = include_str!("../../../examples/hello-world/handler.py");
+const START_TIMEOUT: Duration = Duration::from_secs(90);
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct Daemon {
+    pub driver: String,
+    pub addr: SocketAddr,
+    pub pid: u32,
+    child: Option<tokio::process::Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts the control plane from `bin_dir` with the given extra environment and waits
+    /// for its "listening on" line.
+    pub async fn start(
+        bin_dir: &Path,
+        driver: &str,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("skyscale-bench-")
+            .tempdir()
+            .context("creating a temporary directory")?;
+        let log = std::fs::File::create(dir.path().join("control-plane.log"))
+            .context("creating the control-plane log")?;
+        let mut cmd = tokio::process::Command::new(bin_dir.join("skyscale-control-plane"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PORT", "0")
+            .env("DB_PATH", dir.path().join("skyscale.db"))
+            .env("SKYSCALE_DATA_DIR", dir.path().join("data"))
+            .env("SKYSCALE_DRIVER", driver)
+            .env("SKYSCALE_ADMIN_KEY", ADMIN_KEY)
+            .env("SKYSCALE_AGENT_PATH", bin_dir.join("skyscale-agent"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().context("starting skyscale-control-plane")?;
+        let pid = child
+            .id()
+            .ok_or_else(|| anyhow!("control plane exited at once"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow!("no stdout pipe"))?;
+        let mut daemon = Daemon {
+            driver: driver.to_owned(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            pid,
+            child: Some(child),
+            dir,
+        };
+        let mut lines = BufReader::new(stdout).lines();
+        let found = tokio::time::timeout(START_TIMEOUT, async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(url) = line.strip_prefix("skyscale-control-plane listening on ") {
+                    return Ok::<_, std::io::Error>(Some(url.trim().to_owned()));
+                }
+            }
+            Ok(None)
+        })
+        .await;
+        let url = match found {
+            Ok(Ok(Some(url))) => url,
+            other => bail!(
+                "the control plane ({driver}) did not start ({other:?}); log:\n{}",
+                daemon.log_tail(30)
+            ),
+        };
+        // Keep draining stdout so the daemon never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        daemon.addr = url
+            .trim_start_matches("http://")
+            .parse()
+            .with_context(|| format!("parsing the daemon address {url:?}"))?;
+        Ok(daemon)
+    }
+
+    /// The memory cgroup directory holding this instance's sandboxes (`skyscale/<instance>`,
+    /// the instance being derived from the data directory as the daemon does).
+    pub fn memory_cgroup(&self) -> PathBuf {
+        let data = self.dir.path().join("data");
+        let data = data.canonicalize().unwrap_or(data);
+        let digest = hex::encode(Sha256::digest(data.as_os_str().as_encoded_bytes()));
+        PathBuf::from("/sys/fs/cgroup/memory/skyscale").join(&digest[..12])
+    }
+
+    pub fn log_tail(&self, n: usize) -> String {
+        let log =
+            std::fs::read_to_string(self.dir.path().join("control-plane.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    pub async fn conn(&self) -> anyhow::Result<Conn> {
+        Conn::connect(self.addr, Some(ADMIN_KEY)).await
+    }
+
+    /// Creates a python3.11 function from the hello-world handler.
+    pub async fn create_hello(&self, conn: &mut Conn, name: &str) -> anyhow::Result<()> {
+        let zip = hello_zip().context("zipping the hello-world handler")?;
+        let body = serde_json::json!({
+            "name": name,
+            "runtime": "python3.11",
+            "handler": "handler.handler",
+            "description": "skyscale-bench",
+            "code_zip_base64": base64::engine::general_purpose::STANDARD.encode(zip),
+        });
+        let r = conn
+            .post("/v1/functions", Bytes::from(serde_json::to_vec(&body)?))
+            .await?;
+        if r.status != 201 {
+            bail!("creating {name}: HTTP {} {}", r.status, r.body_excerpt());
+        }
+        Ok(())
+    }
+
+    /// Changes the function's description, which retires its warm sandboxes.
+    pub async fn touch(
+        &self,
+        conn: &mut Conn,
+        name: &str,
+        description: &str,
+    ) -> anyhow::Result<()> {
+        let body = serde_json::json!({ "description": description });
+        let r = conn
+            .patch(
+                &format!("/v1/functions/{name}"),
+                Bytes::from(serde_json::to_vec(&body)?),
+            )
+            .await?;
+        if r.status != 200 {
+            bail!("updating {name}: HTTP {} {}", r.status, r.body_excerpt());
+        }
+        Ok(())
+    }
+
+    /// `GET /v1/health` as JSON.
+    pub async fn health(&self, conn: &mut Conn) -> anyhow::Result<serde_json::Value> {
+        let r = conn.get("/v1/health").await?;
+        if r.status != 200 {
+            bail!("health: HTTP {} {}", r.status, r.body_excerpt());
+        }
+        serde_json::from_slice(&r.body).context("health is not JSON")
+    }
+
+    /// SIGTERM, then wait for the daemon to destroy its sandboxes and exit.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let pid = Pid::from_raw(i32::try_from(self.pid).context("pid out of range")?);
+        let _ = kill(pid, Signal::SIGTERM);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) if status.success() => return Ok(()),
+                Ok(Some(status)) => bail!("control plane exited with {status}"),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Ok(None) => {
+                    let _ = kill(pid, Signal::SIGKILL);
+                    let _ = child.try_wait();
+                    bail!("control plane did not stop within {STOP_TIMEOUT:?}; killed it");
+                }
+                Err(e) => bail!("waiting for the control plane: {e}"),
+            }
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            eprintln!(
+                "skyscale-bench: stopping the {} control plane: {e:#}",
+                self.driver
+            );
+        }
+    }
+}
+
+fn hello_zip() -> anyhow::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    w.start_file("handler.py", zip::write::SimpleFileOptions::default())?;
+    w.write_all(HELLO_HANDLER.as_bytes())?;
+    Ok(w.finish()?.into_inner())
+}

@@ -1,0 +1,163 @@
+//! `skyscale-bench`: starts real control planes (the release binaries beside this one) and
+//! measures warm and cold invoke latency, throughput, memory, CPU placement and where the
+//! time goes, beside two references on the same machine; prints a table and writes JSON.
+//!
+//! ```sh
+//! cargo build --release --workspace --bins
+//! target/release/skyscale-bench [--drivers runc,gvisor] [--quick] [--out bench/results.json]
+//! ```
+
+mod cold;
+mod daemon;
+mod floor;
+mod http;
+mod load;
+mod machine;
+mod memory;
+mod naive;
+mod notes;
+mod results;
+mod scenario;
+mod stats;
+mod table;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+
+use crate::results::{Results, Settings};
+
+/// Benchmark Skyscale against real control planes and sandboxes.
+#[derive(Debug, Parser)]
+#[command(name = "skyscale-bench")]
+struct Args {
+    /// Drivers to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "runc,gvisor")]
+    drivers: Vec<String>,
+    /// Shorter points and fewer samples (a smoke run, not figures to quote).
+    #[arg(long)]
+    quick: bool,
+    /// Where to write the JSON figures.
+    #[arg(long, default_value = "bench/results.json")]
+    out: PathBuf,
+    /// Seconds per warm load point (default 3, 1 with --quick).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Directory holding skyscale-control-plane and skyscale-agent (default: beside this
+    /// binary).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+}
+
+fn main() {
+    let args = Args::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("skyscale-bench: error: building the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = rt.block_on(async {
+        // Stop the load threads first, whatever order the interrupted run is dropped in:
+        // their keep-alive connections would hold up the daemons' graceful shutdown.
+        tokio::spawn(async {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                load::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        tokio::select! {
+            r = run(args) => match r {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("skyscale-bench: error: {e:#}");
+                    1
+                }
+            },
+            // Dropping `run` drops its daemons (SIGTERM, wait), servers and sandboxes.
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("skyscale-bench: interrupted; cleaning up");
+                130
+            }
+        }
+    });
+    rt.shutdown_timeout(Duration::from_secs(1));
+    std::process::exit(code);
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let bin_dir = match args.bin_dir {
+        Some(d) => d,
+        None => std::env::current_exe()
+            .context("locating this binary")?
+            .parent()
+            .context("this binary has no directory")?
+            .to_path_buf(),
+    };
+    for b in ["skyscale-control-plane", "skyscale-agent"] {
+        if !bin_dir.join(b).is_file() {
+            bail!(
+                "{} is missing: build first with `cargo build --release --workspace --bins`",
+                bin_dir.join(b).display()
+            );
+        }
+    }
+    for d in &args.drivers {
+        if d != "runc" && d != "gvisor" {
+            bail!("unknown driver {d:?}: expected runc or gvisor");
+        }
+    }
+    let payload = load::payload();
+    let cfg = scenario::Config {
+        bin_dir,
+        quick: args.quick,
+        point: Duration::from_secs_f64(args.duration.unwrap_or(if args.quick { 1.0 } else { 3.0 })),
+        cold_samples: if args.quick { 5 } else { 20 },
+        naive_samples: if args.quick { 3 } else { 10 },
+        payload: payload.clone(),
+    };
+    let machine = machine::MachineInfo::collect();
+    let references = scenario::references(&cfg).await;
+    let mut drivers = Vec::new();
+    for d in &args.drivers {
+        drivers.push(scenario::driver(&cfg, d).await);
+    }
+    let mut machine = machine;
+    machine.loadavg_end = machine::loadavg();
+    let mut results = Results {
+        machine,
+        settings: Settings {
+            quick: args.quick,
+            drivers: args.drivers.clone(),
+            point_duration_s: cfg.point.as_secs_f64(),
+            cold_samples: cfg.cold_samples,
+            naive_samples: cfg.naive_samples,
+            payload_bytes: payload.len(),
+            log_level: "info (the daemon's default)".to_owned(),
+        },
+        references,
+        drivers,
+        notes: Vec::new(),
+    };
+    results.notes = notes::notes(&results);
+    results.notes.push(format!(
+        "benchmark took {:.0} s",
+        started.elapsed().as_secs_f64()
+    ));
+    println!("{}", table::render(&results));
+
+    if let Some(dir) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let json = serde_json::to_vec_pretty(&results)?;
+    std::fs::write(&args.out, json).with_context(|| format!("writing {}", args.out.display()))?;
+    eprintln!("skyscale-bench: wrote {}", args.out.display());
+    Ok(())
+}
