@@ -249,6 +249,7 @@ fn requests_have_the_documented_shape() {
         driver: "runc".into(),
         warm_pool_idle: 0,
         sandboxes: 0,
+        busy: 0,
     };
     let (endpoint, seen) = serve(vec![
         Answer::json(200, &health),

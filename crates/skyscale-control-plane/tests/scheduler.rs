@@ -281,8 +281,7 @@ fn host_cap_evicts_idle_sandboxes_and_throttles_when_all_are_busy() {
     // While "two" is busy nothing can be evicted: 429 at once, and "two" is undisturbed.
     let answers = std::thread::scope(|s| {
         let slow = s.spawn(|| server.http().invoke("two", r#"{"sleep": 1.5}"#));
-        server.wait_health(Duration::from_secs(10), |_| true);
-        std::thread::sleep(Duration::from_millis(300));
+        server.wait_health(Duration::from_secs(10), |h| h["busy"] == 1);
         let started = Instant::now();
         let quick = server.http().invoke("one", "{}");
         assert!(
@@ -332,8 +331,8 @@ fn sigterm_lets_the_call_in_flight_finish_and_leaves_no_sandbox() {
     assert_eq!(http.invoke("slow", "{}").status, 200);
     let client = server.http();
     let call = std::thread::spawn(move || client.invoke("slow", r#"{"sleep": 2}"#));
-    // Give the call time to reach its sandbox, then stop the server.
-    std::thread::sleep(Duration::from_millis(500));
+    // Once the call is running, stop the server.
+    server.wait_health(Duration::from_secs(10), |h| h["busy"] == 1);
     let status = server.stop();
     let answer = call.join().unwrap();
     assert!(status.success(), "{}", server.log());
@@ -349,4 +348,31 @@ fn sigterm_lets_the_call_in_flight_finish_and_leaves_no_sandbox() {
         "left behind: {:?}",
         server.sandbox_ids()
     );
+}
+
+#[test]
+fn a_caller_that_hangs_up_does_not_strand_the_sandbox() {
+    let server = Server::start_with("runc", &[("WARM_POOL_SIZE", "0")]);
+    let http = server.http();
+    assert_eq!(create_fn(&http, "hangup", SLEEPER, json!({})).status, 201);
+    let impatient = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let gave_up = impatient
+        .post(format!("{}/v1/functions/hangup/invoke", server.url))
+        .bearer_auth(common::ADMIN_KEY)
+        .body(r#"{"sleep": 1}"#)
+        .send();
+    assert!(gave_up.is_err(), "the client should have timed out");
+    // The invocation runs to its end and its sandbox goes back to the pool.
+    server.wait_health(Duration::from_secs(10), |h| h["busy"] == 0);
+    let r = http.invoke("hangup", "{}");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("x-skyscale-cold-start"),
+        Some("false"),
+        "the sandbox was stranded"
+    );
+    assert_eq!(server.http().get("/v1/health").json()["sandboxes"], 1);
 }

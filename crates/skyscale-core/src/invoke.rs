@@ -1,6 +1,7 @@
 //! The invoke path: ask the scheduler for a sandbox (warm, a generic one to specialise, or a
 //! fresh boot), send the event, and turn the agent's answer into the caller's.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use skyscale_protocol::{Init, Invoke, InvokeResult, InvokeStatus};
@@ -81,7 +82,7 @@ enum Ready {
 impl ControlPlane {
     /// Invokes the function synchronously with `payload` (JSON bytes, passed through as-is).
     pub async fn invoke(
-        &self,
+        self: &Arc<Self>,
         _by: &Principal,
         name: &str,
         payload: Vec<u8>,
@@ -113,14 +114,20 @@ impl ControlPlane {
         }
         let request_id = uuid::Uuid::new_v4().to_string();
         let span = tracing::info_span!("invoke", function = %f.name, request_id = %request_id);
-        self.invoke_function(f, request_id, payload, lookup)
-            .instrument(span)
+        // The invocation runs in a task of its own. If the caller goes away (its connection
+        // closes), the function still runs to its end, as in Lambda, and its sandbox goes
+        // back to the pool or is destroyed; dropping this future halfway would strand a
+        // sandbox in the middle of a frame conversation.
+        let cp = self.clone();
+        let task = async move { cp.invoke_function(f, request_id, payload, lookup).await };
+        tokio::spawn(task.instrument(span))
             .await
+            .map_err(|e| CoreError::Internal(format!("invocation task failed: {e}")))?
     }
 
     async fn invoke_function(
         &self,
-        f: std::sync::Arc<FunctionRecord>,
+        f: Arc<FunctionRecord>,
         request_id: String,
         payload: Vec<u8>,
         lookup: Duration,

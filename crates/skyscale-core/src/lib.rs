@@ -25,7 +25,7 @@ pub use auth::{authenticate, ensure_admin_key, AdminKeySource, Principal, Role};
 pub use error::CoreError;
 pub use invoke::{InvokeOutput, InvokeTiming, MAX_SYNC_PAYLOAD};
 pub use runtimes::{Runtimes, PYTHON_BOOTSTRAP};
-pub use scheduler::Limits;
+pub use scheduler::{Limits, SandboxCounts};
 
 use cache::Cache;
 use scheduler::Scheduler;
@@ -140,8 +140,8 @@ impl ControlPlane {
         auth::verify(&key, record.as_deref())
     }
 
-    /// (generic sandboxes ready, all sandboxes alive).
-    pub fn sandbox_counts(&self) -> (usize, usize) {
+    /// How many sandboxes exist and how many invocations run.
+    pub fn sandbox_counts(&self) -> SandboxCounts {
         self.scheduler.counts()
     }
 

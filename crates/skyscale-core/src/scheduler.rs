@@ -54,6 +54,17 @@ impl Default for Limits {
     }
 }
 
+/// A snapshot of the scheduler's sandboxes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SandboxCounts {
+    /// Generic sandboxes booted and ready to be specialised.
+    pub generic: usize,
+    /// All sandboxes counted against the limits (generic, idle and busy).
+    pub live: usize,
+    /// Invocations running now.
+    pub busy: usize,
+}
+
 /// How an invocation gets its sandbox.
 pub(crate) enum Acquired {
     /// An idle sandbox already initialised for this revision.
@@ -380,10 +391,14 @@ impl Scheduler {
         }
     }
 
-    /// Numbers for health and metrics: (generic idle, all live).
-    pub fn counts(&self) -> (usize, usize) {
+    /// Numbers for health and metrics.
+    pub fn counts(&self) -> SandboxCounts {
         let st = self.lock();
-        (st.generic.len(), st.live.len())
+        SandboxCounts {
+            generic: st.generic.len(),
+            live: st.live.len(),
+            busy: st.busy.values().map(|&n| n as usize).sum(),
+        }
     }
 
     fn forget(self: &Arc<Self>, id: &SandboxId) {

@@ -98,13 +98,14 @@ async fn read_json<T: DeserializeOwned>(body: Body) -> ApiResult<T> {
 }
 
 async fn health(State(cp): State<AppState>) -> Json<Health> {
-    let (warm_pool_idle, sandboxes) = cp.sandbox_counts();
+    let counts = cp.sandbox_counts();
     Json(Health {
         status: "ok".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         driver: cp.driver_name().into(),
-        warm_pool_idle,
-        sandboxes,
+        warm_pool_idle: counts.generic,
+        sandboxes: counts.live,
+        busy: counts.busy,
     })
 }
 

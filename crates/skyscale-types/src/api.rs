@@ -108,6 +108,9 @@ pub struct Health {
     /// Sandboxes alive (generic, idle and busy).
     #[serde(default)]
     pub sandboxes: usize,
+    /// Invocations running now.
+    #[serde(default)]
+    pub busy: usize,
 }
 
 /// The body of a function error (handler exception, init failure, timeout, crash): the
