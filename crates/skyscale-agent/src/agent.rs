@@ -1,43 +1,18 @@
-//! Start-up and the control channel: Hello, wait for Init, start the Runtime API and the
-//! runtime, then hand over to the state machine in [`crate::machine`].
+//! Start-up: Hello, wait for Init, start the Runtime API, the runtime pipe and the runtime,
+//! then hand over to the state machine in [`crate::machine`].
 
-use std::fs::File;
-use std::io;
 use std::net::TcpListener;
-use std::os::fd::AsFd;
-use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use rustix::process::Pid;
-use skyscale_protocol::{read_frame, write_frame, Frame, Hello, Init, InitDone, PROTOCOL_VERSION};
+use skyscale_protocol::{Frame, Hello, Init, InitDone, PROTOCOL_VERSION};
 
-use crate::error::{spawn_thread, AgentError};
+use crate::control::Control;
+use crate::error::AgentError;
 use crate::logs::Logs;
-use crate::machine::Machine;
+use crate::machine::{Machine, Parts};
 use crate::process::{self, kill_group};
-use crate::{http, report, Config, Event};
-
-/// The agent's stdout, the only way frames leave it. Owned by the main thread alone, so frames
-/// never interleave. It writes to a duplicate of fd 1 instead of `std::io::stdout()` because
-/// the latter is line-buffered and would split binary frames at every newline byte.
-pub struct Control {
-    out: File,
-}
-
-impl Control {
-    fn stdout() -> Result<Control, AgentError> {
-        let fd = io::stdout()
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(AgentError::io("duplicate stdout"))?;
-        Ok(Control { out: fd.into() })
-    }
-
-    /// Writes one frame; `write_frame` loops over short writes.
-    pub fn send(&mut self, frame: &Frame) -> Result<(), AgentError> {
-        Ok(write_frame(&mut self.out, frame)?)
-    }
-}
+use crate::{http, pipe, report, wake, Config};
 
 /// SIGKILLs the runtime's process group when the agent leaves `run` by any path.
 struct KillOnDrop(Pid);
@@ -51,15 +26,12 @@ impl Drop for KillOnDrop {
 /// Runs the agent until Shutdown, end of stdin, a failed init, or an invocation after which the
 /// sandbox must not be reused (timeout, crash).
 pub fn run(config: Config) -> Result<(), AgentError> {
-    let mut control = Control::stdout()?;
+    let mut control = Control::stdio()?;
     control.send(&Frame::Hello(Hello {
         protocol_version: PROTOCOL_VERSION,
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
     }))?;
-
-    let (tx, rx) = mpsc::channel();
-    start_control_reader(tx.clone())?;
-    let Some(init) = wait_for_init(&rx)? else {
+    let Some(init) = wait_for_init(&mut control)? else {
         return Ok(());
     };
 
@@ -72,10 +44,15 @@ pub fn run(config: Config) -> Result<(), AgentError> {
         .local_addr()
         .map_err(AgentError::io("read runtime api address"))?
         .to_string();
-    http::serve(listener, tx.clone())?;
+    let (notifier, inbox) = wake::channel()?;
+    http::serve(listener, notifier.clone())?;
+    let (runtime_pipe, child_ends) = pipe::pair()?;
 
     let started = Instant::now();
-    let runtime = match process::spawn(&init, &api_addr) {
+    let spawned = process::spawn(&init, &api_addr, &child_ends);
+    // The runtime holds its ends now; closing ours lets either side see end of file.
+    drop(child_ends);
+    let runtime = match spawned {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("skyscale-agent: {}", e.0);
@@ -90,57 +67,33 @@ pub fn run(config: Config) -> Result<(), AgentError> {
         }
     };
     let _kill = KillOnDrop(runtime.pid);
-    process::start_reaper(runtime.pid, tx.clone())?;
-    let logs = Logs::start(runtime.stdout, runtime.stderr, tx)?;
+    process::start_reaper(runtime.pid, notifier)?;
+    let logs = Logs::new(runtime.stdout, runtime.stderr)?;
 
     let init_deadline = started + Duration::from_millis(init.init_timeout_ms);
-    let mut machine = Machine::new(control, logs, runtime.pid, started, init_deadline);
-    machine.run(&rx)
+    let parts = Parts {
+        control,
+        pipe: runtime_pipe,
+        inbox,
+        logs,
+        pid: runtime.pid,
+    };
+    Machine::new(parts, started, init_deadline).run()
 }
 
-/// Starts the thread that reads frames from stdin. It ends after end of file or an error,
-/// which it reports as [`Event::ControlClosed`].
-fn start_control_reader(events: Sender<Event>) -> Result<(), AgentError> {
-    spawn_thread("control-in", move || {
-        let mut stdin = io::stdin().lock();
-        loop {
-            match read_frame(&mut stdin) {
-                Ok(Some(frame)) => {
-                    if events.send(Event::Frame(frame)).is_err() {
-                        return;
-                    }
-                }
-                Ok(None) => {
-                    let _ = events.send(Event::ControlClosed(None));
-                    return;
-                }
-                Err(e) => {
-                    let _ = events.send(Event::ControlClosed(Some(e)));
-                    return;
-                }
-            }
-        }
-    })
-}
-
-/// Waits for `Init`. `None` means Shutdown or end of stdin came first: exit quietly.
-fn wait_for_init(rx: &Receiver<Event>) -> Result<Option<Init>, AgentError> {
-    loop {
-        match rx.recv() {
-            Ok(Event::Frame(Frame::Init(init))) => return Ok(Some(init)),
-            Ok(Event::Frame(Frame::Shutdown)) => return Ok(None),
-            Ok(Event::Frame(other)) => {
-                return Err(AgentError::UnexpectedFrame {
-                    frame: other.kind(),
-                    state: "waiting for Init",
-                })
-            }
-            Ok(Event::ControlClosed(Some(e))) => return Err(e.into()),
-            Ok(Event::ControlClosed(None)) | Err(_) => {
-                eprintln!("skyscale-agent: control channel closed before Init");
-                return Ok(None);
-            }
-            Ok(_) => {} // nothing else runs yet
+/// Waits for `Init`, reading stdin directly (nothing else runs yet). `None` means Shutdown or
+/// end of stdin came first: exit quietly.
+fn wait_for_init(control: &mut Control) -> Result<Option<Init>, AgentError> {
+    match control.recv()? {
+        Some(Frame::Init(init)) => Ok(Some(init)),
+        Some(Frame::Shutdown) => Ok(None),
+        Some(other) => Err(AgentError::UnexpectedFrame {
+            frame: other.kind(),
+            state: "waiting for Init",
+        }),
+        None => {
+            eprintln!("skyscale-agent: control channel closed before Init");
+            Ok(None)
         }
     }
 }

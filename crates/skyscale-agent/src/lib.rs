@@ -1,31 +1,34 @@
 //! skyscale-agent: PID 1 inside a sandbox.
 //!
 //! It speaks agent frames ([`skyscale_protocol`]) with the control plane on its own stdin and
-//! stdout, starts the function runtime on `Init`, serves the Lambda Runtime API to it on
-//! loopback, hands it one `Invoke` at a time, enforces the deadline, captures its output and
-//! reports a `Result` per invocation.
+//! stdout, starts the function runtime on `Init`, hands it one `Invoke` at a time — over an
+//! inherited pipe pair with the same frames ([`pipe`], used by the built-in Python runtime) or
+//! over the Lambda Runtime API on loopback HTTP ([`http`], for any other runtime) — enforces
+//! the deadline, captures its output and reports a `Result` per invocation.
 //!
 //! Threads (no async runtime, on purpose: the agent must stay small and start fast):
-//! - main: start-up ([`agent`]), then the state machine ([`machine`]); the only writer of stdout;
-//! - control-in: reads frames from stdin;
-//! - api-accept and one api-conn per connection: the Runtime API transport ([`http`]);
+//! - main: start-up ([`agent`]), then one `poll(2)` loop and the state machine ([`machine`]):
+//!   stdin, stdout, the runtime pipe and the runtime's stdout/stderr belong to it alone, so a
+//!   warm invocation on the pipe never changes threads;
 //! - reaper: `waitpid(-1)`, reports the runtime's exit ([`process`]);
-//! - log-pump: drains the runtime's stdout and stderr ([`logs`]).
+//! - api-accept and one api-conn per connection: the Runtime API transport ([`http`]).
 //!
-//! Every helper thread reports to the main thread through one channel of [`Event`]s, so all
-//! decisions happen in one place and in one order.
+//! Helper threads report to the main thread with [`Event`]s through [`wake`] (a channel plus a
+//! wake-up pipe the main thread polls), so all decisions happen in one place and in one order.
 
 pub mod agent;
+pub mod control;
 pub mod error;
+pub mod frames;
 pub mod http;
 pub mod logs;
 pub mod machine;
+pub mod pipe;
 pub mod process;
 pub mod report;
+pub mod wake;
 
 use std::net::SocketAddr;
-
-use skyscale_protocol::{Frame, ProtocolError};
 
 pub use agent::run;
 pub use error::AgentError;
@@ -35,19 +38,13 @@ pub const DEFAULT_RUNTIME_API_ADDR: &str = "127.0.0.1:9001";
 /// Environment variable that overrides [`DEFAULT_RUNTIME_API_ADDR`] (tests use `127.0.0.1:0`).
 pub const RUNTIME_API_ADDR_ENV: &str = "SKYSCALE_AGENT_RUNTIME_API_ADDR";
 
-/// Something the main thread must react to.
+/// Something a helper thread tells the main thread.
 #[derive(Debug)]
 pub enum Event {
-    /// A frame from the control plane.
-    Frame(Frame),
-    /// The control channel reached end of file (`None`) or failed.
-    ControlClosed(Option<ProtocolError>),
     /// A Runtime API request waiting for an answer.
     Api(http::ApiRequest),
     /// The runtime process ended.
     RuntimeExited(process::ExitStatus),
-    /// The runtime printed something since the last cut of its output.
-    Output,
 }
 
 /// The agent's settings, read once from the environment.

@@ -1,25 +1,20 @@
 //! Capture of the runtime's stdout and stderr.
 //!
-//! Concurrency: one pump thread blocks in `poll(2)` on both (non-blocking) pipes and drains
-//! whatever arrives into a shared [`LogBuffer`], so a chatty runtime never stalls on a full pipe.
-//! Every `read(2)` from the pipes, by the pump or by the main thread, happens while holding the
-//! buffer's mutex: that keeps bytes in arrival order even when both threads read.
+//! Concurrency: none. The pipes are non-blocking and owned by the main thread, which polls
+//! them together with everything else and drains whatever arrives into a [`LogBuffer`], so a
+//! chatty runtime never stalls on a full pipe and bytes stay in arrival order.
 //!
-//! The main thread never waits for the pump. To cut an invocation's logs it calls
-//! [`Logs::take`], which drains both pipes itself until `EAGAIN` (under the same lock) and then
-//! takes the buffer. The runtime flushes its output before it posts `/response`, so everything
-//! it printed before that post is in the pipes by the time the agent sees the post: the cut is
-//! deterministic without any hand-shake with the pump.
+//! To cut an invocation's logs the main thread calls [`Logs::take`] right after the runtime's
+//! answer arrived. The runtime flushes its output before it answers, so everything it printed
+//! before that is already in the pipes: the cut is deterministic without any hand-shake.
 
-use std::os::fd::OwnedFd;
-use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use rustix::event::{poll, PollFd, PollFlags};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
 use skyscale_protocol::MAX_LOG_BYTES;
 
-use crate::error::{spawn_thread, AgentError};
-use crate::Event;
+use crate::error::AgentError;
 
 /// Room kept free for the "bytes dropped" marker so a cut never exceeds [`MAX_LOG_BYTES`].
 const MARKER_ROOM: usize = 64;
@@ -81,128 +76,122 @@ impl LogBuffer {
     }
 }
 
-/// What the pump and the main thread share: the buffer and the pipes' end-of-file flags.
-struct State {
-    buf: LogBuffer,
-    /// `open[i]` is false once pipe `i` reached end of file.
-    open: [bool; 2],
-    /// An [`Event::Output`] is outstanding; cleared by [`Logs::take`].
-    notified: bool,
-}
-
-/// Handle on the runtime's output, shared by the pump thread and the main thread.
-#[derive(Clone)]
+/// The runtime's stdout and stderr pipes (`None` once at end of file) and what they gave.
 pub struct Logs {
-    pipes: Arc<[OwnedFd; 2]>,
-    state: Arc<Mutex<State>>,
+    pipes: [Option<OwnedFd>; 2],
+    buf: LogBuffer,
 }
 
 impl Logs {
-    /// Takes ownership of the runtime's stdout and stderr pipes, makes them non-blocking and
-    /// starts the pump thread. The pump sends one [`Event::Output`] when output arrives after a
-    /// cut (the main thread forwards output between invocations as `Log` frames).
-    pub fn start(
-        stdout: OwnedFd,
-        stderr: OwnedFd,
-        events: Sender<Event>,
-    ) -> Result<Logs, AgentError> {
+    /// Takes ownership of the runtime's stdout and stderr pipes and makes them non-blocking.
+    pub fn new(stdout: OwnedFd, stderr: OwnedFd) -> Result<Logs, AgentError> {
         for fd in [&stdout, &stderr] {
             rustix::io::ioctl_fionbio(fd, true).map_err(|e| AgentError::Io {
                 what: "make runtime output pipe non-blocking",
                 source: e.into(),
             })?;
         }
-        let logs = Logs {
-            pipes: Arc::new([stdout, stderr]),
-            state: Arc::new(Mutex::new(State {
-                buf: LogBuffer::new(MAX_LOG_BYTES),
-                open: [true, true],
-                notified: false,
-            })),
-        };
-        let pump = logs.clone();
-        spawn_thread("log-pump", move || pump.run_pump(&events))?;
-        Ok(logs)
+        Ok(Logs {
+            pipes: [Some(stdout), Some(stderr)],
+            buf: LogBuffer::new(MAX_LOG_BYTES),
+        })
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// The pipes still open, by index, for the poll set.
+    pub fn fds(&self) -> [Option<BorrowedFd<'_>>; 2] {
+        [
+            self.pipes[0].as_ref().map(|fd| fd.as_fd()),
+            self.pipes[1].as_ref().map(|fd| fd.as_fd()),
+        ]
     }
 
-    /// Drains both pipes until they would block, then returns everything collected since the
-    /// previous cut.
-    pub fn take(&self) -> String {
-        let mut state = self.lock();
-        self.drain(&mut state);
-        state.notified = false;
-        state.buf.take()
-    }
-
-    /// Reads both pipes until `EAGAIN` or end of file. Returns whether anything was read.
+    /// Reads pipe `i` until it is empty, at end of file, or gave `DRAIN_LIMIT` bytes (so a
+    /// writer that never pauses cannot starve the other descriptors). Returns whether anything
+    /// was read.
     ///
-    /// Each pipe gives at most [`DRAIN_LIMIT`] bytes per call: more than any pipe holds (so
-    /// everything written before the call is read) but bounded, so a writer that never pauses
-    /// cannot keep the lock forever.
-    fn drain(&self, state: &mut State) -> bool {
-        let mut chunk = [0u8; 16 * 1024];
+    /// A short read ends the drain: a pipe read returns everything available up to the
+    /// buffer's size (Linux and gVisor alike), so a short count means the pipe was empty.
+    pub fn drain(&mut self, i: usize) -> bool {
+        let mut chunk = [0u8; 64 * 1024];
+        let mut budget = DRAIN_LIMIT;
         let mut got = false;
-        for (i, fd) in self.pipes.iter().enumerate() {
-            let mut budget = DRAIN_LIMIT;
-            while state.open[i] && budget > 0 {
-                match rustix::io::read(fd, &mut chunk) {
-                    Ok(0) => state.open[i] = false,
-                    Ok(n) => {
-                        state.buf.push(&chunk[..n]);
-                        budget = budget.saturating_sub(n);
-                        got = true;
+        while budget > 0 {
+            let Some(fd) = &self.pipes[i] else {
+                break;
+            };
+            match rustix::io::read(fd, &mut chunk) {
+                Ok(0) => self.pipes[i] = None,
+                Ok(n) => {
+                    self.buf.push(&chunk[..n]);
+                    budget = budget.saturating_sub(n);
+                    got = true;
+                    if n < chunk.len() {
+                        break;
                     }
-                    Err(rustix::io::Errno::INTR) => {}
-                    Err(rustix::io::Errno::AGAIN) => break,
-                    Err(e) => {
-                        eprintln!("skyscale-agent: reading runtime output: {e}");
-                        state.open[i] = false;
-                    }
+                }
+                Err(Errno::INTR) => {}
+                Err(Errno::AGAIN) => break,
+                Err(e) => {
+                    eprintln!("skyscale-agent: reading runtime output: {e}");
+                    self.pipes[i] = None;
                 }
             }
         }
         got
     }
 
-    /// The pump: wait for output, drain it, tell the main thread once per cut. Ends when both
-    /// pipes reached end of file or the main thread is gone.
-    fn run_pump(&self, events: &Sender<Event>) {
-        loop {
-            let open = self.lock().open;
-            if !open.contains(&true) {
-                return;
+    /// Everything the runtime wrote before this call and since the previous cut. One
+    /// zero-timeout `poll` finds the pipes that hold anything; only those are read.
+    pub fn take(&mut self) -> String {
+        let ready = self.readable_now();
+        for (i, ready) in ready.into_iter().enumerate() {
+            if ready {
+                self.drain(i);
             }
-            let mut fds: Vec<PollFd<'_>> = self
-                .pipes
-                .iter()
-                .zip(open)
-                .filter(|(_, open)| *open)
-                .map(|(fd, _)| PollFd::new(fd, PollFlags::IN))
-                .collect();
-            match poll(&mut fds, None) {
-                Ok(_) | Err(rustix::io::Errno::INTR) => {}
-                Err(e) => {
-                    eprintln!("skyscale-agent: polling runtime output: {e}");
-                    return;
+        }
+        self.buf.take()
+    }
+
+    /// Which pipes hold data (or are at end of file) right now: one zero-timeout `poll`.
+    fn readable_now(&self) -> [bool; 2] {
+        let readable = |p: &PollFd<'_>| !p.revents().is_empty();
+        match self.fds() {
+            [Some(a), Some(b)] => {
+                let mut set = [
+                    PollFd::from_borrowed_fd(a, PollFlags::IN),
+                    PollFd::from_borrowed_fd(b, PollFlags::IN),
+                ];
+                match poll_now(&mut set) {
+                    Ok(()) => [readable(&set[0]), readable(&set[1])],
+                    Err(_) => [true, true], // read both: correctness over one syscall
                 }
             }
-            drop(fds);
-            let notify = {
-                let mut state = self.lock();
-                let got = self.drain(&mut state);
-                let notify = got && !state.notified;
-                state.notified |= notify;
-                notify
-            };
-            if notify && events.send(Event::Output).is_err() {
-                return;
+            [Some(fd), None] | [None, Some(fd)] => {
+                let mut set = [PollFd::from_borrowed_fd(fd, PollFlags::IN)];
+                let ready = poll_now(&mut set).map_or(true, |()| readable(&set[0]));
+                let open = self.pipes[0].is_some();
+                [ready && open, ready && !open]
             }
+            [None, None] => [false, false],
+        }
+    }
+
+    /// Like [`take`](Self::take), without the extra poll: for output the caller just drained.
+    pub fn take_buffered(&mut self) -> Option<String> {
+        (!self.buf.is_empty()).then(|| self.buf.take())
+    }
+}
+
+/// `poll` with a zero timeout, retried on `EINTR`.
+fn poll_now(set: &mut [PollFd<'_>]) -> rustix::io::Result<()> {
+    let zero = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    loop {
+        match poll(set, Some(&zero)) {
+            Err(Errno::INTR) => {}
+            other => return other.map(drop),
         }
     }
 }
@@ -210,8 +199,6 @@ impl Logs {
 #[cfg(test)]
 mod tests {
     use std::io::Write;
-    use std::sync::mpsc;
-    use std::time::Duration;
 
     use super::*;
 
@@ -272,27 +259,38 @@ mod tests {
     }
 
     #[test]
-    fn take_sees_everything_written_before_it_and_pump_notifies_once() {
+    fn take_sees_everything_written_before_it() {
         let (out_r, out_w) = pipe_pair().unwrap();
         let (err_r, err_w) = pipe_pair().unwrap();
-        let (tx, rx) = mpsc::channel();
-        let logs = Logs::start(out_r, err_r, tx).unwrap();
+        let mut logs = Logs::new(out_r, err_r).unwrap();
+        assert_eq!(logs.take(), "");
         let mut out_w = std::fs::File::from(out_w);
         let mut err_w = std::fs::File::from(err_w);
         out_w.write_all(b"one\n").unwrap();
-        assert!(matches!(
-            rx.recv_timeout(Duration::from_secs(5)),
-            Ok(Event::Output)
-        ));
         err_w.write_all(b"two\n").unwrap();
         assert_eq!(logs.take(), "one\ntwo\n");
-        // 1 MiB, more than a pipe holds: the pump keeps the writer from blocking.
-        out_w.write_all(&vec![b'z'; 1 << 20]).unwrap();
+        // More than a pipe holds: a writer thread, drained as it goes.
+        let writer = std::thread::spawn(move || {
+            out_w.write_all(&vec![b'z'; 1 << 20]).unwrap();
+            out_w
+        });
+        let mut total = 0;
+        while total < 1 << 20 {
+            if logs.drain(0) {
+                total = logs.buf.data.len() + logs.buf.dropped as usize;
+            }
+        }
+        let out_w = writer.join().unwrap();
         let text = logs.take();
         assert!(text.ends_with("zzz"));
         assert!(text.len() <= MAX_LOG_BYTES);
+        assert_eq!(logs.take_buffered(), None);
         drop(out_w);
         drop(err_w);
         assert_eq!(logs.take(), "");
+        assert!(
+            logs.fds().iter().all(Option::is_none),
+            "both at end of file"
+        );
     }
 }

@@ -6,16 +6,19 @@
 //! (`std::process::Child::wait` is never called), so no exit status is ever stolen.
 
 use std::fmt;
+use std::fs::File;
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::FileExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::sync::mpsc::Sender;
 
 use rustix::io::Errno;
 use rustix::process::{Pid, Signal, WaitOptions};
 use skyscale_protocol::Init;
 
 use crate::error::{spawn_thread, AgentError};
+use crate::pipe::{ChildEnds, RUNTIME_FDS_ENV};
+use crate::wake::Notifier;
 use crate::Event;
 
 /// How the runtime process ended.
@@ -73,12 +76,13 @@ pub struct Runtime {
 #[derive(Debug)]
 pub struct SpawnError(pub String);
 
-/// Starts `init.command` in `init.cwd` with exactly `init.env` plus `AWS_LAMBDA_RUNTIME_API`,
-/// stdin on /dev/null, stdout and stderr on pipes, in a process group of its own so that
-/// [`kill_group`] also reaches its children.
+/// Starts `init.command` in `init.cwd` with exactly `init.env` plus `AWS_LAMBDA_RUNTIME_API`
+/// and [`RUNTIME_FDS_ENV`] (the inherited ends of the runtime pipe), stdin on /dev/null,
+/// stdout and stderr on pipes, in a process group of its own so that [`kill_group`] also
+/// reaches its children. The caller closes its copies of `pipe` afterwards.
 ///
 /// Call this before [`start_reaper`]: if `exec` fails, std reaps the child itself.
-pub fn spawn(init: &Init, runtime_api: &str) -> Result<Runtime, SpawnError> {
+pub fn spawn(init: &Init, runtime_api: &str, pipe: &ChildEnds) -> Result<Runtime, SpawnError> {
     let (program, args) = init
         .command
         .split_first()
@@ -89,6 +93,7 @@ pub fn spawn(init: &Init, runtime_api: &str) -> Result<Runtime, SpawnError> {
         .env_clear()
         .envs(init.env.iter().map(|(k, v)| (k, v)))
         .env("AWS_LAMBDA_RUNTIME_API", runtime_api)
+        .env(RUNTIME_FDS_ENV, pipe.env_value())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -112,7 +117,7 @@ pub fn spawn(init: &Init, runtime_api: &str) -> Result<Runtime, SpawnError> {
 /// [`Event::RuntimeExited`]; other children are reaped silently. The thread ends when the agent
 /// has no children left (`ECHILD`): at that point no descendant is alive, because any orphaned
 /// descendant would have been re-parented to the agent.
-pub fn start_reaper(runtime: Pid, events: Sender<Event>) -> Result<(), AgentError> {
+pub fn start_reaper(runtime: Pid, events: Notifier) -> Result<(), AgentError> {
     spawn_thread("reaper", move || loop {
         match rustix::process::wait(WaitOptions::empty()) {
             Ok(Some((pid, status))) if pid == runtime => {
@@ -139,12 +144,32 @@ pub fn kill_group(pgid: Pid) {
     let _ = rustix::process::kill_process_group(pgid, Signal::KILL);
 }
 
-/// Peak resident memory (VmHWM) of a live process in KiB, 0 when unreadable.
-pub fn max_rss_kb(pid: Pid) -> u64 {
-    std::fs::read_to_string(format!("/proc/{}/status", pid.as_raw_nonzero()))
-        .ok()
-        .and_then(|status| parse_vm_hwm(&status))
-        .unwrap_or(0)
+/// Reads the peak resident memory (VmHWM) of one process: `/proc/<pid>/status` stays open and
+/// every reading is a single `pread` at offset 0, which regenerates the file (Linux and
+/// gVisor), instead of open, read and close per invocation.
+pub struct RssProbe {
+    status: Option<File>,
+}
+
+impl RssProbe {
+    pub fn new(pid: Pid) -> RssProbe {
+        RssProbe {
+            status: File::open(format!("/proc/{}/status", pid.as_raw_nonzero())).ok(),
+        }
+    }
+
+    /// VmHWM in KiB; 0 when unreadable (the process is gone).
+    pub fn max_rss_kb(&self) -> u64 {
+        let Some(file) = &self.status else {
+            return 0;
+        };
+        let mut buf = [0u8; 4096];
+        let n = file.read_at(&mut buf, 0).unwrap_or(0);
+        std::str::from_utf8(&buf[..n])
+            .ok()
+            .and_then(parse_vm_hwm)
+            .unwrap_or(0)
+    }
 }
 
 /// The `VmHWM:` line of `/proc/<pid>/status`, in kB.
@@ -177,6 +202,17 @@ mod tests {
         let status = "Name:\tpython3\nVmPeak:\t  20000 kB\nVmHWM:\t   12345 kB\nVmRSS:\t 100 kB\n";
         assert_eq!(parse_vm_hwm(status), Some(12345));
         assert_eq!(parse_vm_hwm("Name:\tx\n"), None);
-        assert!(max_rss_kb(rustix::process::getpid()) > 0);
+        let probe = RssProbe::new(rustix::process::getpid());
+        let before = probe.max_rss_kb();
+        assert!(before > 0);
+        // Touch 64 MiB: the same open file reports the new peak.
+        let mut big = vec![0u8; 64 << 20];
+        for page in big.chunks_mut(4096) {
+            page[0] = 1;
+        }
+        let touched: usize = big.iter().step_by(4096).map(|&b| usize::from(b)).sum();
+        assert_eq!(touched, 16384);
+        let after = probe.max_rss_kb();
+        assert!(after >= before + 32 * 1024, "{before} {after}");
     }
 }

@@ -24,6 +24,39 @@
 //!
 //! After a `Result` whose status is `Timeout` or `Crashed` the agent exits: the control plane
 //! destroys that sandbox and never hands it out again.
+//!
+//! # The runtime pipe
+//!
+//! Inside the sandbox the same frames also run between the agent and the built-in Python
+//! runtime, as a lean alternative to the Lambda Runtime API over loopback HTTP. The agent
+//! creates two pipes and lets the runtime inherit one end of each, named by the environment
+//! variable `_SKYSCALE_RUNTIME_FDS=<read_fd>,<write_fd>` (the runtime reads from the first and
+//! writes to the second). A runtime that ignores the variable uses HTTP; the agent takes
+//! whichever the runtime uses first — an `InitDone` frame on the pipe or a `GET /next` — and
+//! sticks to it. The frames map to the Runtime API like this:
+//!
+//! ```text
+//! runtime → InitDone{ok:true}                  = first GET /next: init done, ready for an event
+//! runtime → InitDone{ok:false, error_type}     = POST /init/error; body = the error document
+//! agent   → Invoke{request_id, deadline_ms,    = the answer to GET /next: headers
+//!           invoked_function_arn,                Lambda-Runtime-Aws-Request-Id, -Deadline-Ms,
+//!           client_context, trace_id}            -Invoked-Function-Arn, -Client-Context,
+//!           + event payload                      -Trace-Id (CR/LF replaced by spaces, as in a
+//!                                                header); body = the event (JSON)
+//! runtime → Result{request_id, status: ok}     = POST /invocation/{id}/response; body = response
+//! runtime → Result{request_id, status: error,  = POST /invocation/{id}/error with the
+//!           error_type}                          Lambda-Runtime-Function-Error-Type header
+//!                                                (optional); body = the error document
+//! ```
+//!
+//! In frames from the runtime the agent ignores `duration_us`, `max_rss_kb` and `logs` (send 0
+//! and ""): it measures them itself, as on the HTTP path. A missing `error_type` falls back to
+//! the document's `errorType`, then `Runtime.Unknown`, as a missing header does. Bodies are at
+//! most 6 MB either way. The runtime flushes its stdout and stderr before each frame it writes,
+//! so the agent's log cut after reading the frame is exact. Any other frame, a `Result` for
+//! another request, or a malformed frame makes the agent kill the runtime (reported as a crash
+//! or a failed init). End of file on the pipe means nothing by itself; the runtime's exit is
+//! what the agent reports.
 
 use std::io::{self, Read, Write};
 

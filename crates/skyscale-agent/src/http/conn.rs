@@ -3,10 +3,10 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use super::{ApiRequest, Responder, Route, MAX_BODY};
+use crate::wake::Notifier;
 use crate::Event;
 
 /// Largest request head accepted.
@@ -76,7 +76,7 @@ impl Conn {
     }
 
     /// Serves requests until the client closes the connection or a request is refused.
-    pub(super) fn run(&mut self, events: &Sender<Event>) -> io::Result<()> {
+    pub(super) fn run(&mut self, events: &Notifier) -> io::Result<()> {
         loop {
             let (head, body) = match self.read_request() {
                 Ok(Some(request)) => request,
@@ -324,7 +324,6 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, ReadError> {
 mod tests {
     use std::io::Read;
     use std::net::TcpListener;
-    use std::sync::mpsc;
 
     use super::*;
     use crate::http::{serve, Route, JSON};
@@ -355,13 +354,13 @@ mod tests {
     fn server_handles_chunked_keepalive_and_errors() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = crate::wake::channel().unwrap();
         serve(listener, tx).unwrap();
         let mut c = TcpStream::connect(addr).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let req = "POST /2018-06-01/runtime/invocation/r1/response HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n";
         c.write_all(req.as_bytes()).unwrap();
-        let Ok(Event::Api(api)) = rx.recv_timeout(Duration::from_secs(5)) else {
+        let Some(Event::Api(api)) = next_event(&rx) else {
             panic!("no request")
         };
         assert_eq!(api.route, Route::Response("r1".into()));
@@ -390,7 +389,7 @@ mod tests {
             b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nConnection: close\r\n\r\n",
         )
         .unwrap();
-        let Ok(Event::Api(api)) = rx.recv_timeout(Duration::from_secs(5)) else {
+        let Some(Event::Api(api)) = next_event(&rx) else {
             panic!("no request")
         };
         assert_eq!(api.route, Route::Next);
@@ -399,6 +398,20 @@ mod tests {
         assert!(text.contains("Connection: close\r\n"), "{text}");
         let mut rest = Vec::new();
         assert_eq!(c.read_to_end(&mut rest).unwrap(), 0);
+    }
+
+    /// The next event, waiting up to 5 s.
+    fn next_event(inbox: &crate::wake::Inbox) -> Option<Event> {
+        let mut fds = [rustix::event::PollFd::from_borrowed_fd(
+            inbox.fd(),
+            rustix::event::PollFlags::IN,
+        )];
+        let timeout = rustix::event::Timespec {
+            tv_sec: 5,
+            tv_nsec: 0,
+        };
+        rustix::event::poll(&mut fds, Some(&timeout)).ok()?;
+        inbox.drain().into_iter().next()
     }
 
     fn read_response(c: &mut TcpStream) -> String {

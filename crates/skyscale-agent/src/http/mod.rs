@@ -9,19 +9,18 @@
 //! Concurrency: one accept thread, one thread per connection (the runtime normally holds a
 //! single keep-alive connection). A connection thread reads a request completely (head and
 //! body, at most [`MAX_BODY`]), answers malformed requests, oversized bodies and unknown routes
-//! itself, and hands everything else to the main thread as [`Event::Api`] with a [`Responder`]
+//! itself, and hands everything else to the main thread as [`crate::Event::Api`] with a [`Responder`]
 //! (a clone of the socket). The main thread answers when it decides to — for `/next` that is
 //! when an invocation arrives (long poll). Clients do not pipeline, so a connection thread never
 //! writes while a request of its connection is waiting for the main thread.
 
 use std::io::Write;
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::mpsc::Sender;
 
 mod conn;
 
 use crate::error::{spawn_thread, AgentError};
-use crate::Event;
+use crate::wake::Notifier;
 
 use conn::Conn;
 
@@ -155,7 +154,7 @@ fn reason(status: u16) -> &'static str {
 }
 
 /// Starts the accept thread on an already-bound listener.
-pub fn serve(listener: TcpListener, events: Sender<Event>) -> Result<(), AgentError> {
+pub fn serve(listener: TcpListener, events: Notifier) -> Result<(), AgentError> {
     spawn_thread("api-accept", move || {
         for stream in listener.incoming() {
             let stream = match stream {

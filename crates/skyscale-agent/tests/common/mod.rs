@@ -1,10 +1,16 @@
 //! Harness: the real `skyscale-agent` binary with the real Python bootstrap, driven over its
 //! stdin/stdout with agent frames. Every wait is bounded, so a bug fails a test instead of
 //! hanging it.
+//!
+//! Most tests run twice, once per channel between agent and runtime ([`both_channels!`]): the
+//! runtime pipe (the bootstrap's default) and the HTTP Runtime API (forced with
+//! `SKYSCALE_RUNTIME_API_ONLY=1`). [`Agent::ready`] checks that the runtime really uses the
+//! channel under test.
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the right failure
 
+use std::cell::Cell;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -15,6 +21,56 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use skyscale_protocol::{
     read_frame, write_frame, Frame, Hello, Init, InitDone, Invoke, InvokeResult, PROTOCOL_VERSION,
 };
+
+/// How the runtime talks to the agent in the current test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// Frames on the inherited pipe pair.
+    Pipe,
+    /// The Lambda Runtime API over loopback HTTP.
+    Http,
+}
+
+thread_local! {
+    static CHANNEL: Cell<Channel> = const { Cell::new(Channel::Pipe) };
+}
+
+/// The channel the current test runs with.
+pub fn channel() -> Channel {
+    CHANNEL.with(Cell::get)
+}
+
+/// Runs `test` with the bootstrap on `channel`.
+pub fn with_channel(channel: Channel, test: fn()) {
+    CHANNEL.with(|c| c.set(channel));
+    test();
+}
+
+/// Turns each `fn name() { .. }` into a module `name` with two tests, `pipe` and `http`,
+/// that run the body with the bootstrap on that channel.
+#[allow(unused_macros)] // not every test binary runs on both channels
+macro_rules! both_channels {
+    ($($(#[$attr:meta])* fn $name:ident() $body:block)*) => {$(
+        $(#[$attr])*
+        #[allow(clippy::unwrap_used)] // the body is a test, though not a `#[test]` fn itself
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            fn body() $body
+
+            #[test]
+            fn pipe() {
+                $crate::common::with_channel($crate::common::Channel::Pipe, body);
+            }
+
+            #[test]
+            fn http() {
+                $crate::common::with_channel($crate::common::Channel::Http, body);
+            }
+        }
+    )*};
+}
 
 /// How long any single frame may take to arrive.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
@@ -106,7 +162,7 @@ impl Agent {
         }
     }
 
-    /// Like [`Agent::init`] but insists that init succeeded.
+    /// Like [`Agent::init`] but insists that init succeeded, on the channel under test.
     pub fn ready(files: &[(&str, &str)], handler: &str, env: &[(&str, &str)]) -> Agent {
         let (agent, done, body) = Agent::init(files, handler, env);
         assert!(
@@ -114,7 +170,48 @@ impl Agent {
             "init failed: {done:?} {}",
             String::from_utf8_lossy(&body)
         );
+        agent.assert_channel(channel());
         agent
+    }
+
+    /// The runtime process (the agent's only child).
+    pub fn runtime_pid(&self) -> u32 {
+        let me = self.child.id().to_string();
+        let children: Vec<u32> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                    // pid (comm) state ppid ...; comm may hold spaces, so split after ')'
+                    stat.rsplit_once(')')
+                        .and_then(|(_, rest)| rest.split_whitespace().nth(1).map(str::to_owned))
+                        .as_deref()
+                        == Some(me.as_str())
+                })
+            })
+            .collect();
+        assert_eq!(children.len(), 1, "agent children: {children:?}");
+        children[0]
+    }
+
+    /// Checks from the runtime's open descriptors which channel it uses: on the pipe it holds
+    /// the two runtime-pipe ends besides its stdout and stderr and no socket; on HTTP it holds
+    /// its Runtime API connection and has closed the pipe ends it was offered.
+    /// Descriptors the test process itself passed down (a CI runner's, cargo's) are ignored.
+    pub fn assert_channel(&self, expected: Channel) {
+        let ours = own_fd_targets();
+        let links: Vec<String> = fds(&self.runtime_pid().to_string())
+            .into_iter()
+            .filter(|(_, link)| !ours.contains(link))
+            .map(|(fd, link)| format!("{fd}={link}"))
+            .collect();
+        let pipes = links.iter().filter(|l| l.contains("=pipe:")).count();
+        let sockets = links.iter().filter(|l| l.contains("=socket:")).count();
+        match expected {
+            Channel::Pipe => assert!(pipes == 4 && sockets == 0, "{links:?}"),
+            Channel::Http => assert!(pipes == 2 && sockets == 1, "{links:?}"),
+        }
     }
 
     pub fn init_frame(
@@ -140,6 +237,9 @@ impl Agent {
             ),
             ("PATH".into(), "/usr/bin:/bin".into()),
         ];
+        if channel() == Channel::Http {
+            env.push(("SKYSCALE_RUNTIME_API_ONLY".into(), "1".into()));
+        }
         env.extend(
             extra_env
                 .iter()
@@ -230,6 +330,25 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The open descriptors of process `pid` ("self" for this one): (number, link target).
+pub fn fds(pid: &str) -> Vec<(String, String)> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let link = std::fs::read_link(e.path()).ok()?;
+            let fd = e.file_name().to_string_lossy().into_owned();
+            Some((fd, link.to_string_lossy().into_owned()))
+        })
+        .collect()
+}
+
+/// What this test process has open: whatever it leaks to the agent (and the agent to the
+/// runtime) is not the agent's doing.
+pub fn own_fd_targets() -> Vec<String> {
+    fds("self").into_iter().map(|(_, link)| link).collect()
 }
 
 pub fn meta(id: &str, deadline_ms: u64) -> Invoke {
