@@ -15,15 +15,20 @@ Two channels to the agent, with the same semantics (events, context, error types
 
 Output is flushed before every answer, so the agent's log cut for an invocation holds
 everything the handler printed.
+
+Pre-started ("zygote", `_SKYSCALE_ZYGOTE=1`, see skyscale-protocol's docs): started before the
+sandbox belongs to a function, with a minimal environment in `/`, it imports everything below
+and waits on the runtime pipe for an Init frame. It then makes itself look exactly like a fresh
+start with that Init (environment, time zone, working directory) and carries on as one. The
+HTTP client is imported only when the HTTP channel is used (it pulls in `email` and `ssl`), in
+either mode, so both modes leave the same modules imported.
 """
 
 import decimal
-import http.client
 import importlib
 import json
 import json.encoder
 import os
-import socket
 import struct
 import sys
 import time
@@ -32,6 +37,7 @@ import traceback
 API_PREFIX = "/2018-06-01/runtime"
 BOOTSTRAP_FILE = os.path.abspath(__file__)
 RUNTIME_FDS_ENV = "_SKYSCALE_RUNTIME_FDS"
+ZYGOTE_ENV = "_SKYSCALE_ZYGOTE"
 API_ONLY_ENV = "SKYSCALE_RUNTIME_API_ONLY"
 # The Runtime API refuses bodies over 6 MB (413); the pipe applies the same limit here.
 MAX_BODY = 6 * 1024 * 1024
@@ -69,13 +75,18 @@ class HttpChannel:
     """The Lambda Runtime API: one persistent keep-alive HTTP/1.1 connection, TCP_NODELAY."""
 
     def __init__(self, address):
+        import http.client  # only here: ~25 ms of imports the pipe channel never needs
+
+        self.client = http.client
         host, _, port = address.rpartition(":")
         self.host = host or "127.0.0.1"
         self.port = int(port)
         self.conn = None
 
     def _connect(self):
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=None)
+        import socket  # already imported by http.client
+
+        conn = self.client.HTTPConnection(self.host, self.port, timeout=None)
         conn.connect()
         conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.conn = conn
@@ -93,7 +104,7 @@ class HttpChannel:
                     self.conn.close()
                     self.conn = None
                 return resp.status, resp.headers, data
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            except (self.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
                 self.conn.close()
                 self.conn = None
                 if attempt:
@@ -142,6 +153,7 @@ class HttpChannel:
 
 
 # Frame tags of skyscale-protocol.
+TAG_INIT = 2
 TAG_INIT_DONE = 3
 TAG_INVOKE = 4
 TAG_RESULT = 5
@@ -240,28 +252,79 @@ class PipeChannel:
         self._result(request_id, "error", error_type, doc)
 
 
-def open_channel():
-    """The runtime pipe when the agent offers it (and it is not refused), else HTTP."""
+def offered_pipe():
+    """A PipeChannel on the runtime pipe if the agent offers it, else None."""
     fds = os.environ.pop(RUNTIME_FDS_ENV, None)  # the handler sees the same env either way
-    pipe = None
     if fds:
         try:
             read_fd, write_fd = (int(fd) for fd in fds.split(","))
-            pipe = (read_fd, write_fd)
         except ValueError:
             print(f"[WARNING] ignoring malformed {RUNTIME_FDS_ENV}={fds!r}", file=sys.stderr)
+        else:
+            for fd in (read_fd, write_fd):
+                os.set_inheritable(fd, False)  # not for the handler's subprocesses
+            return PipeChannel(read_fd, write_fd)
+    return None
+
+
+def open_channel(pipe):
+    """The runtime pipe when the agent offers it (and it is not refused), else HTTP."""
     if pipe and os.environ.get(API_ONLY_ENV, "") not in ("", "0"):
-        for fd in pipe:
+        for fd in (pipe.rfd, pipe.wfd):
             try:
                 os.close(fd)  # the agent sees end of file and waits for HTTP
             except OSError:
                 pass
         pipe = None
     if pipe:
-        for fd in pipe:
-            os.set_inheritable(fd, False)  # not for the handler's subprocesses
-        return PipeChannel(*pipe)
+        return pipe
     return HttpChannel(os.environ["AWS_LAMBDA_RUNTIME_API"])
+
+
+def startup_changes():
+    """What the interpreter's own start-up did to the environment it was given (PEP 538 locale
+    coercion adds LC_CTYPE, a .pth file may set variables): (set or changed, removed), set ones
+    in the order they now appear. Compares /proc/self/environ (the environment as exec'd)
+    with os.environ."""
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            given = f.read()
+    except OSError:
+        return {}, []
+    given = dict(e.split(b"=", 1) for e in given.split(b"\0") if b"=" in e)
+    now = os.environb
+    changed = {os.fsdecode(k): os.fsdecode(v) for k, v in now.items() if given.get(k) != v}
+    removed = [os.fsdecode(k) for k in given if k not in now]
+    return changed, removed
+
+
+def await_init(pipe, changes):
+    """Zygote mode: waits for the Init frame and becomes the process a fresh start with that
+    Init would have been: its environment, with the same `changes` made by the start-up
+    (`startup_changes`), its time zone, its working directory. Returns the init failure to
+    report (a FaultError) or None."""
+    tag, meta, _ = pipe.recv()
+    if tag != TAG_INIT:
+        raise RuntimeError(f"expected an Init frame from the agent, got tag {tag}")
+    env = dict(meta["env"])  # later duplicates win, as in a spawn
+    env.pop(RUNTIME_FDS_ENV, None)  # a fresh runtime never shows these to the handler
+    env.pop(ZYGOTE_ENV, None)
+    # Unset and set through os.environ so that C-level getenv agrees; in name order, which is
+    # the order a spawn gives (and so os.environ's iteration order and the C environ's).
+    os.environ.clear()
+    for name in sorted(env):
+        os.environ[name] = env[name]
+    changed, removed = changes
+    for name, value in changed.items():
+        os.environ[name] = value
+    for name in removed:
+        os.environ.pop(name, None)
+    time.tzset()  # the time module read TZ when it was imported
+    try:
+        os.chdir(meta["cwd"])
+    except OSError as e:
+        return FaultError("Runtime.InvalidEntrypoint", f"cannot start in {meta['cwd']!r}: {e}")
+    return None
 
 
 def flush_output():
@@ -500,13 +563,30 @@ def handle_one(channel, handler, ascii_only):
     channel.respond(request_id, payload, "application/json")
 
 
+def report_init_error(channel, e):
+    """Reports a failed init and ends the process with status 1."""
+    log_error(e.error_type, e.message, e.trace)
+    flush_output()
+    channel.init_error(error_doc(e.error_type, e.message, e.trace), e.error_type)
+    sys.exit(1)
+
+
 def main():
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.reconfigure(line_buffering=True)
         except (AttributeError, ValueError):
             pass
-    channel = open_channel()
+    changes = startup_changes() if os.environ.get(ZYGOTE_ENV) == "1" else None
+    pipe = offered_pipe()
+    fault = None
+    if os.environ.pop(ZYGOTE_ENV, None) == "1":
+        if not pipe:
+            sys.exit(f"{ZYGOTE_ENV} is set but {RUNTIME_FDS_ENV} offers no runtime pipe")
+        fault = await_init(pipe, changes)
+    channel = open_channel(pipe)
+    if fault:
+        report_init_error(channel, fault)
     task_root = os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
     # Our own directory must not shadow user modules; the task root comes first.
     runtime_dir = os.path.dirname(BOOTSTRAP_FILE)
@@ -516,10 +596,7 @@ def main():
     try:
         handler = load_handler(os.environ.get("_HANDLER", ""))
     except FaultError as e:
-        log_error(e.error_type, e.message, e.trace)
-        flush_output()
-        channel.init_error(error_doc(e.error_type, e.message, e.trace), e.error_type)
-        sys.exit(1)
+        report_init_error(channel, e)
 
     ascii_only = ensure_ascii()
     channel.ready()

@@ -1,5 +1,6 @@
-//! Start-up: Hello, wait for Init, start the Runtime API, the runtime pipe and the runtime,
-//! then hand over to the state machine in [`crate::machine`].
+//! Start-up: Hello, pre-start the zygote if configured, wait for Init, start the Runtime API,
+//! hand the zygote its Init or start the runtime with its pipe, then hand over to the state
+//! machine in [`crate::machine`].
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
@@ -11,7 +12,9 @@ use crate::control::Control;
 use crate::error::AgentError;
 use crate::logs::Logs;
 use crate::machine::{Machine, Parts};
-use crate::process::{self, kill_group};
+use crate::pipe::RuntimePipe;
+use crate::process::{self, kill_group, Runtime};
+use crate::zygote::Zygote;
 use crate::{http, pipe, report, wake, Config};
 
 /// SIGKILLs the runtime's process group when the agent leaves `run` by any path.
@@ -31,9 +34,21 @@ pub fn run(config: Config) -> Result<(), AgentError> {
         protocol_version: PROTOCOL_VERSION,
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
     }))?;
+    // Dropping it (Shutdown, end of stdin, an error) kills it.
+    let zygote = config
+        .prewarm
+        .as_ref()
+        .and_then(|prewarm| match Zygote::start(prewarm) {
+            Ok(zygote) => Some(zygote),
+            Err(e) => {
+                eprintln!("skyscale-agent: {e}");
+                None
+            }
+        });
     let Some(init) = wait_for_init(&mut control)? else {
         return Ok(());
     };
+    let started = Instant::now();
 
     let listener =
         TcpListener::bind(config.runtime_api_addr).map_err(|source| AgentError::Bind {
@@ -46,14 +61,20 @@ pub fn run(config: Config) -> Result<(), AgentError> {
         .to_string();
     let (notifier, inbox) = wake::channel()?;
     http::serve(listener, notifier.clone())?;
-    let (runtime_pipe, child_ends) = pipe::pair()?;
 
-    let started = Instant::now();
-    let spawned = process::spawn(&init, &api_addr, &child_ends);
-    // The runtime holds its ends now; closing ours lets either side see end of file.
-    drop(child_ends);
-    let runtime = match spawned {
-        Ok(runtime) => runtime,
+    let adopted = zygote.and_then(|zygote| match zygote.adopt(&init, &api_addr) {
+        Ok(adopted) => Some(adopted),
+        Err(why) => {
+            eprintln!("skyscale-agent: not using the pre-started runtime: {why}");
+            None
+        }
+    });
+    let spawned = match adopted {
+        Some(adopted) => Ok((adopted.runtime, adopted.pipe)),
+        None => spawn(&init, &api_addr)?,
+    };
+    let (runtime, runtime_pipe) = match spawned {
+        Ok(pair) => pair,
         Err(e) => {
             eprintln!("skyscale-agent: {}", e.0);
             let body = report::error_doc("Runtime.InvalidEntrypoint", &e.0);
@@ -79,6 +100,19 @@ pub fn run(config: Config) -> Result<(), AgentError> {
         pid: runtime.pid,
     };
     Machine::new(parts, started, init_deadline).run()
+}
+
+/// Starts `init.command` with a new runtime pipe. The outer error stops the agent; the inner one
+/// is the runtime's (reported as a failed init).
+fn spawn(
+    init: &Init,
+    api_addr: &str,
+) -> Result<Result<(Runtime, RuntimePipe), process::SpawnError>, AgentError> {
+    let (runtime_pipe, child_ends) = pipe::pair()?;
+    let spawned = process::spawn(init, api_addr, &child_ends);
+    // The runtime holds its ends now; closing ours lets either side see end of file.
+    drop(child_ends);
+    Ok(spawned.map(|runtime| (runtime, runtime_pipe)))
 }
 
 /// Waits for `Init`, reading stdin directly (nothing else runs yet). `None` means Shutdown or

@@ -20,6 +20,9 @@ pub enum AgentError {
     /// `SKYSCALE_AGENT_RUNTIME_API_ADDR` is not a socket address.
     #[error("invalid SKYSCALE_AGENT_RUNTIME_API_ADDR {0:?}: expected host:port")]
     BadAddr(String),
+    /// `SKYSCALE_PREWARM` is not a JSON `Prewarm` with a command.
+    #[error("invalid SKYSCALE_PREWARM: {0}")]
+    BadPrewarm(String),
     /// The Runtime API listener could not be bound.
     #[error("bind runtime api on {addr}: {source}")]
     Bind { addr: String, source: io::Error },

@@ -15,6 +15,10 @@
 //!
 //! Helper threads report to the main thread with [`Event`]s through [`wake`] (a channel plus a
 //! wake-up pipe the main thread polls), so all decisions happen in one place and in one order.
+//!
+//! In a generic sandbox the control plane may name a runtime to pre-start ([`Config::prewarm`],
+//! from `SKYSCALE_PREWARM`): the agent starts it right after `Hello` and hands it the `Init`
+//! if the function's runtime would be indistinguishable from it ([`zygote`]).
 
 pub mod agent;
 pub mod control;
@@ -27,8 +31,11 @@ pub mod pipe;
 pub mod process;
 pub mod report;
 pub mod wake;
+pub mod zygote;
 
 use std::net::SocketAddr;
+
+use skyscale_protocol::{Prewarm, PREWARM_ENV};
 
 pub use agent::run;
 pub use error::AgentError;
@@ -52,14 +59,55 @@ pub enum Event {
 pub struct Config {
     /// Where the Runtime API listens.
     pub runtime_api_addr: SocketAddr,
+    /// The runtime to pre-start before `Init`, from [`PREWARM_ENV`] (JSON, see
+    /// [`Prewarm`]); unset or empty: none.
+    pub prewarm: Option<Prewarm>,
 }
 
 impl Config {
-    /// Reads [`RUNTIME_API_ADDR_ENV`], defaulting to [`DEFAULT_RUNTIME_API_ADDR`].
+    /// Reads [`RUNTIME_API_ADDR_ENV`], defaulting to [`DEFAULT_RUNTIME_API_ADDR`], and
+    /// [`PREWARM_ENV`].
     pub fn from_env() -> Result<Config, AgentError> {
         let raw = std::env::var(RUNTIME_API_ADDR_ENV)
             .unwrap_or_else(|_| DEFAULT_RUNTIME_API_ADDR.to_string());
         let runtime_api_addr = raw.parse().map_err(|_| AgentError::BadAddr(raw))?;
-        Ok(Config { runtime_api_addr })
+        let prewarm = match std::env::var(PREWARM_ENV) {
+            Ok(raw) if !raw.is_empty() => Some(parse_prewarm(&raw)?),
+            _ => None,
+        };
+        Ok(Config {
+            runtime_api_addr,
+            prewarm,
+        })
+    }
+}
+
+/// A [`Prewarm`] from its JSON; the command must name a program.
+fn parse_prewarm(raw: &str) -> Result<Prewarm, AgentError> {
+    let prewarm: Prewarm =
+        serde_json::from_str(raw).map_err(|e| AgentError::BadPrewarm(e.to_string()))?;
+    if prewarm.command.first().is_none_or(|p| p.is_empty()) {
+        return Err(AgentError::BadPrewarm("the command is empty".to_string()));
+    }
+    Ok(prewarm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prewarm_parses_or_says_why_not() {
+        let p = parse_prewarm(r#"{"command":["/usr/bin/python3","/b.py"],"env":[["LANG","C"]]}"#)
+            .unwrap();
+        assert_eq!(p.command, ["/usr/bin/python3", "/b.py"]);
+        assert_eq!(p.env, [("LANG".to_string(), "C".to_string())]);
+        assert!(parse_prewarm(r#"{"command":["/x"]}"#)
+            .unwrap()
+            .env
+            .is_empty());
+        for bad in ["[", r#"{"command":[]}"#, r#"{"command":[""]}"#, r#"["/x"]"#] {
+            assert!(parse_prewarm(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -9,8 +9,9 @@
 //! `GET /next`.
 //!
 //! Descriptors: all four ends are created close-on-exec. The runtime's two ends then lose the
-//! flag just before the (single) spawn, so exactly they are inherited, and the agent closes its
-//! copies of them right after the spawn so that end of file works in both directions.
+//! flag, just before the spawn they are made for (one pair per spawn: the zygote's, then
+//! possibly the function's own runtime), so exactly they are inherited, and the agent closes
+//! its copies of them right after that spawn so that end of file works in both directions.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};

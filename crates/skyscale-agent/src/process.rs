@@ -3,7 +3,9 @@
 //! Concurrency: exactly one thread calls `waitpid(-1)` — the reaper. It collects every child
 //! that exits, including grandchildren re-parented to the agent when it runs as PID 1, and
 //! reports only the runtime's own exit on the event channel. Nothing else waits for children
-//! (`std::process::Child::wait` is never called), so no exit status is ever stolen.
+//! (`std::process::Child::wait` is never called), so no exit status is ever stolen — except
+//! for the zygote ([`crate::zygote`]), which the main thread checks on and, when it is not
+//! used, kills and reaps itself ([`try_reap`], [`kill_and_reap`]) before the reaper starts.
 
 use std::fmt;
 use std::fs::File;
@@ -14,7 +16,7 @@ use std::process::{Command, Stdio};
 
 use rustix::io::Errno;
 use rustix::process::{Pid, Signal, WaitOptions};
-use skyscale_protocol::Init;
+use skyscale_protocol::{Init, Prewarm, ZYGOTE_ENV};
 
 use crate::error::{spawn_thread, AgentError};
 use crate::pipe::{ChildEnds, RUNTIME_FDS_ENV};
@@ -77,33 +79,61 @@ pub struct Runtime {
 pub struct SpawnError(pub String);
 
 /// Starts `init.command` in `init.cwd` with exactly `init.env` plus `AWS_LAMBDA_RUNTIME_API`
-/// and [`RUNTIME_FDS_ENV`] (the inherited ends of the runtime pipe), stdin on /dev/null,
-/// stdout and stderr on pipes, in a process group of its own so that [`kill_group`] also
-/// reaches its children. The caller closes its copies of `pipe` afterwards.
+/// and [`RUNTIME_FDS_ENV`] (the inherited ends of the runtime pipe), without [`ZYGOTE_ENV`],
+/// stdin on /dev/null, stdout and stderr on pipes, in a process group of its own so that
+/// [`kill_group`] also reaches its children. The caller closes its copies of `pipe` afterwards.
 ///
 /// Call this before [`start_reaper`]: if `exec` fails, std reaps the child itself.
 pub fn spawn(init: &Init, runtime_api: &str, pipe: &ChildEnds) -> Result<Runtime, SpawnError> {
-    let (program, args) = init
-        .command
-        .split_first()
-        .ok_or_else(|| SpawnError("the runtime command is empty".to_string()))?;
-    let mut child = Command::new(program)
-        .args(args)
-        .current_dir(&init.cwd)
+    let mut cmd = command(&init.command)?;
+    cmd.current_dir(&init.cwd)
         .env_clear()
         .envs(init.env.iter().map(|(k, v)| (k, v)))
         .env("AWS_LAMBDA_RUNTIME_API", runtime_api)
-        .env(RUNTIME_FDS_ENV, pipe.env_value())
+        .env_remove(ZYGOTE_ENV)
+        .env(RUNTIME_FDS_ENV, pipe.env_value());
+    launch(cmd).map_err(|e| {
+        SpawnError(format!(
+            "cannot start {:?} in {:?}: {e}",
+            init.command[0], init.cwd
+        ))
+    })
+}
+
+/// Starts `prewarm.command` as a zygote (see [`crate::zygote`]): in `/` with exactly
+/// `prewarm.env` plus [`RUNTIME_FDS_ENV`] and [`ZYGOTE_ENV`]`=1`, otherwise like [`spawn`].
+pub fn spawn_zygote(prewarm: &Prewarm, pipe: &ChildEnds) -> Result<Runtime, SpawnError> {
+    let mut cmd = command(&prewarm.command)?;
+    cmd.current_dir("/")
+        .env_clear()
+        .envs(prewarm.env.iter().map(|(k, v)| (k, v)))
+        .env(ZYGOTE_ENV, "1")
+        .env(RUNTIME_FDS_ENV, pipe.env_value());
+    launch(cmd).map_err(|e| SpawnError(format!("cannot pre-start {:?}: {e}", prewarm.command[0])))
+}
+
+/// The program and arguments of `argv`.
+fn command(argv: &[String]) -> Result<Command, SpawnError> {
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| SpawnError("the runtime command is empty".to_string()))?;
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    Ok(cmd)
+}
+
+/// Spawns `cmd` with stdin on /dev/null, stdout and stderr on pipes, in its own process group.
+fn launch(mut cmd: Command) -> std::io::Result<Runtime> {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .spawn()
-        .map_err(|e| SpawnError(format!("cannot start {program:?} in {:?}: {e}", init.cwd)))?;
+        .spawn()?;
     let pid = Pid::from_child(&child);
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         kill_group(pid);
-        return Err(SpawnError("runtime output pipes missing".to_string()));
+        return Err(std::io::Error::other("runtime output pipes missing"));
     };
     // Dropping `child` neither waits nor kills: the reaper owns the exit status.
     Ok(Runtime {
@@ -137,6 +167,40 @@ pub fn start_reaper(runtime: Pid, events: Notifier) -> Result<(), AgentError> {
             }
         }
     })
+}
+
+/// Reaps child `pid` if it has exited (`Some`: how); `None` while it runs. Only before
+/// [`start_reaper`].
+pub fn try_reap(pid: Pid) -> Option<ExitStatus> {
+    loop {
+        match rustix::process::waitpid(Some(pid), WaitOptions::NOHANG) {
+            Ok(None) => return None,
+            Ok(Some((_, status))) => {
+                return match (status.exit_status(), status.terminating_signal()) {
+                    (Some(code), _) => Some(ExitStatus::Code(code)),
+                    (None, Some(sig)) => Some(ExitStatus::Signal(sig)),
+                    (None, None) => None, // stopped or continued: still there
+                };
+            }
+            Err(Errno::INTR) => {}
+            // Not our child (any more): gone as far as we can tell.
+            Err(_) => return Some(ExitStatus::Signal(Signal::KILL.as_raw())),
+        }
+    }
+}
+
+/// SIGKILLs child `pid`'s process group and waits for `pid` to be gone. Only before
+/// [`start_reaper`].
+pub fn kill_and_reap(pid: Pid) {
+    kill_group(pid);
+    loop {
+        match rustix::process::waitpid(Some(pid), WaitOptions::empty()) {
+            Ok(Some((_, status)))
+                if status.exit_status().is_none() && status.terminating_signal().is_none() => {}
+            Err(Errno::INTR) => {}
+            _ => return,
+        }
+    }
 }
 
 /// SIGKILLs the runtime's whole process group. Errors (already gone) are ignored.

@@ -11,6 +11,13 @@ use skyscale_protocol::{Frame, InitDone};
 fn init_error(files: &[(&str, &str)], handler: &str) -> (InitDone, serde_json::Value) {
     let (mut agent, done, body) = Agent::init(files, handler, &[]);
     assert!(!done.ok);
+    if common::prewarmed() {
+        assert!(
+            !agent.stderr().contains("not using the pre-started runtime"),
+            "{}",
+            agent.stderr()
+        );
+    }
     assert!(agent.wait_exit(Duration::from_secs(10)).success());
     let doc = json(&body);
     assert_eq!(

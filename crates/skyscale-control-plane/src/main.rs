@@ -129,13 +129,19 @@ fn build_driver(
     // own leftovers, and two instances never touch each other's sandboxes.
     let instance = &hex::encode(Sha256::digest(data_dir.as_os_str().as_encoded_bytes()))[..12];
     let sandboxes = data_dir.join("sandboxes");
-    let oci = OciConfig::new(
+    let mut oci = OciConfig::new(
         runtime,
         sandboxes.join("state"),
         sandboxes.join("bundles"),
         runtime_dir,
         format!("skyscale/{instance}"),
     );
+    // Every sandbox boots generic: its agent pre-starts the default runtime (the newest
+    // python3.N) right away, and a cold start of a function on that runtime hands it the
+    // function instead of starting an interpreter (skyscale-protocol, "The pre-started
+    // runtime"). It lives under the generic memory limit until then.
+    let runtimes = Runtimes::discover(std::path::Path::new("/usr/bin"));
+    oci.env.extend(runtimes.prewarm_env());
     Ok(Arc::new(OciDriver::new(oci)?))
 }
 

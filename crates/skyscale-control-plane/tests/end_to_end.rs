@@ -268,3 +268,92 @@ fn start_removes_sandboxes_left_by_a_crash() {
     // And the function still works.
     assert_eq!(server.http().invoke("warm", "{}").json(), json!(1));
 }
+
+/// Reports what a handler can see of its process.
+const PROBE: &str = r#"
+import os, sys
+
+def handler(event, context):
+    return {"cwd": os.getcwd(), "env": dict(os.environ), "path": sys.path,
+            "encoding": sys.stdout.encoding}
+"#;
+
+/// A cold start from the generic pool runs the function on the runtime the sandbox pre-started
+/// (the agent says on stderr, in the daemon's log, when it does not), and the handler sees the
+/// same process a fresh start gives: the function's environment, `/var/task` as working
+/// directory and first on `sys.path`. A start-up variable the pre-started runtime lacks gets a
+/// fresh runtime instead, which honours it.
+fn pool_cold_start_uses_the_pre_started_runtime(driver: &str) {
+    let server = Server::start(driver);
+    let http = server.http();
+    let runtime = skyscale_core::Runtimes::discover(std::path::Path::new("/usr/bin"))
+        .default_runtime()
+        .expect("a python3.N is installed");
+    let not_used = "not using the pre-started runtime";
+    let pool_full = |h: &Value| h["warm_pool_idle"] == 1;
+
+    let env = json!({"runtime": runtime.as_str(), "environment": {"GREETING": "Howdy"}});
+    assert_eq!(create_fn(&http, "probe", PROBE, env).status, 201);
+    server.wait_health(std::time::Duration::from_secs(60), pool_full);
+    let r = http.invoke("probe", "{}");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("x-skyscale-cold-start"), Some("true"));
+    let v = r.json();
+    assert_eq!(v["cwd"], "/var/task");
+    assert_eq!(v["path"][0], "/var/task");
+    assert!(!v["path"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("/var/runtime")));
+    assert_eq!(v["encoding"], "utf-8");
+    let env = &v["env"];
+    assert_eq!(env["GREETING"], "Howdy");
+    assert_eq!(env["AWS_LAMBDA_FUNCTION_NAME"], "probe");
+    assert_eq!(env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"], "128");
+    assert_eq!(env["LAMBDA_TASK_ROOT"], "/var/task");
+    assert_eq!(env["_HANDLER"], "handler.handler");
+    assert_eq!(env["LANG"], "C.UTF-8");
+    assert_eq!(env["TZ"], ":UTC");
+    assert_eq!(env["AWS_LAMBDA_RUNTIME_API"], "127.0.0.1:9001");
+    for hidden in [
+        "_SKYSCALE_ZYGOTE",
+        "_SKYSCALE_RUNTIME_FDS",
+        "SKYSCALE_PREWARM",
+    ] {
+        assert!(env.get(hidden).is_none(), "{hidden} is visible: {env}");
+    }
+    assert!(
+        !server.log().contains(not_used),
+        "{}",
+        common::tail(&server.log(), 30)
+    );
+
+    let env = json!({"runtime": runtime.as_str(), "environment": {"PYTHONPATH": "/var/task/lib"}});
+    assert_eq!(create_fn(&http, "probe2", PROBE, env).status, 201);
+    server.wait_health(std::time::Duration::from_secs(60), pool_full);
+    let r = http.invoke("probe2", "{}");
+    assert_eq!(r.header("x-skyscale-cold-start"), Some("true"));
+    let v = r.json();
+    assert!(
+        v["path"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("/var/task/lib")),
+        "{v}"
+    );
+    assert!(
+        server.log().contains(&format!("{not_used}: PYTHONPATH")),
+        "{}",
+        common::tail(&server.log(), 30)
+    );
+}
+
+#[test]
+fn pool_cold_start_uses_the_pre_started_runtime_on_gvisor() {
+    pool_cold_start_uses_the_pre_started_runtime("gvisor");
+}
+
+#[test]
+fn pool_cold_start_uses_the_pre_started_runtime_on_runc() {
+    pool_cold_start_uses_the_pre_started_runtime("runc");
+}

@@ -8,7 +8,7 @@ use skyscale_protocol::{Init, Invoke, InvokeResult, InvokeStatus};
 use skyscale_store::FunctionRecord;
 use tracing::Instrument;
 
-use crate::runtimes::Runtimes;
+use crate::runtimes::{Runtimes, STARTUP_ENV};
 use crate::scheduler::{link_tree, Acquired};
 use crate::session::{PoolKey, Session, SessionError};
 use crate::{blocking, ControlPlane, CoreError, Principal};
@@ -362,10 +362,7 @@ impl ControlPlane {
         let mut env: Vec<(String, String)> = f.environment.clone().into_iter().collect();
         let fixed = [
             ("PATH", "/usr/local/bin:/usr/bin:/bin".to_owned()),
-            ("LANG", "C.UTF-8".to_owned()),
             ("TZ", ":UTC".to_owned()),
-            ("HOME", "/tmp".to_owned()),
-            ("PYTHONDONTWRITEBYTECODE", "1".to_owned()),
             ("_HANDLER", f.handler.as_str().to_owned()),
             ("AWS_REGION", self.settings.region.clone()),
             ("AWS_DEFAULT_REGION", self.settings.region.clone()),
@@ -387,7 +384,10 @@ impl ControlPlane {
         ];
         // User variables may override the non-reserved defaults (PATH, LANG, ...); the
         // reserved ones were refused at create/update time.
-        for (k, v) in fixed {
+        // The start-up defaults are the ones generic sandboxes pre-start their runtime
+        // with, so that an unchanged function can use that runtime.
+        let startup = STARTUP_ENV.iter().map(|(k, v)| (*k, (*v).to_owned()));
+        for (k, v) in fixed.into_iter().chain(startup) {
             if !f.environment.contains_key(k) {
                 env.push((k.to_owned(), v));
             }

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use skyscale_protocol::{Prewarm, PREWARM_ENV};
 use skyscale_types::Runtime;
 
 use crate::CoreError;
@@ -15,6 +16,16 @@ pub const BOOTSTRAP_IN_SANDBOX: &str = "/var/runtime/bootstrap.py";
 /// The Python bootstrap, shipped inside the control-plane binary and written to the
 /// runtime directory at start.
 pub const PYTHON_BOOTSTRAP: &str = include_str!("../../../runtime/python/bootstrap.py");
+
+/// The variables an interpreter reads at start-up, with the values every `Init.env` has unless
+/// the function overrides them (they mirror the defaults in `ControlPlane::init_frame`): the
+/// whole environment of the pre-started runtime. Were they to drift apart, the agents would
+/// never use the pre-started runtime (and say so on stderr), nothing worse.
+pub const STARTUP_ENV: [(&str, &str); 3] = [
+    ("LANG", "C.UTF-8"),
+    ("HOME", "/tmp"),
+    ("PYTHONDONTWRITEBYTECODE", "1"),
+];
 
 /// The installed runtimes, found once at start.
 #[derive(Debug, Clone)]
@@ -61,11 +72,71 @@ impl Runtimes {
         }
     }
 
+    /// The default runtime: the newest installed `python3.N`.
+    pub fn default_runtime(&self) -> Option<Runtime> {
+        self.installed.last().and_then(|n| Runtime::parse(n).ok())
+    }
+
+    /// What every generic sandbox pre-starts: the default runtime's command with
+    /// [`STARTUP_ENV`], as the agent's environment variable (name, JSON value). A cold start of
+    /// a function on the default runtime without start-up overrides then skips the
+    /// interpreter's start and the bootstrap's imports (skyscale-protocol, "The pre-started
+    /// runtime"). `None` when no runtime is installed.
+    pub fn prewarm_env(&self) -> Option<(String, String)> {
+        let prewarm = Prewarm {
+            command: Self::command(&self.default_runtime()?),
+            env: STARTUP_ENV
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        let json = serde_json::to_string(&prewarm).ok()?;
+        Some((PREWARM_ENV.to_owned(), json))
+    }
+
     /// argv of the runtime process inside the sandbox.
     pub fn command(runtime: &Runtime) -> Vec<String> {
         vec![
             format!("/usr/bin/{}", runtime.as_str()),
             BOOTSTRAP_IN_SANDBOX.to_owned(),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_python_is_prewarmed() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "python3.9",
+            "python3.12",
+            "python3.11",
+            "python3.12-config",
+            "python3",
+        ] {
+            std::fs::write(dir.path().join(name), "").unwrap();
+        }
+        let runtimes = Runtimes::discover(dir.path());
+        assert_eq!(
+            runtimes.installed(),
+            ["python3.9", "python3.11", "python3.12"]
+        );
+        assert_eq!(runtimes.default_runtime().unwrap().as_str(), "python3.12");
+        let (name, json) = runtimes.prewarm_env().unwrap();
+        assert_eq!(name, "SKYSCALE_PREWARM");
+        let prewarm: Prewarm = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            prewarm.command,
+            ["/usr/bin/python3.12", "/var/runtime/bootstrap.py"]
+        );
+        assert!(prewarm
+            .env
+            .contains(&("LANG".to_owned(), "C.UTF-8".to_owned())));
+        assert!(Runtimes::discover(&dir.path().join("none"))
+            .prewarm_env()
+            .is_none());
     }
 }

@@ -279,14 +279,15 @@ impl Scheduler {
         }
         let acquired = if let Some(s) = warm {
             Acquired::Warm(s)
-        } else if let Some(g) = st.generic.pop() {
-            // 2. A generic sandbox, charged the function's memory from now on.
+        } else if let Some(g) = (!st.generic.is_empty()).then(|| st.generic.remove(0)) {
+            // 2. A generic sandbox, charged the function's memory from now on. The oldest:
+            //    its pre-started runtime has had the most time to get ready.
             st.live.remove(&g.id);
             match st.make_room(memory_mb, &self.limits, doomed) {
                 Ok(()) => {}
                 Err(e) => {
                     st.live.insert(g.id.clone(), self.limits.generic_memory_mb);
-                    st.generic.push(g);
+                    st.generic.insert(0, g);
                     return Err(e);
                 }
             }

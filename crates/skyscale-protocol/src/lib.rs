@@ -57,6 +57,40 @@
 //! another request, or a malformed frame makes the agent kill the runtime (reported as a crash
 //! or a failed init). End of file on the pipe means nothing by itself; the runtime's exit is
 //! what the agent reports.
+//!
+//! # The pre-started runtime ("zygote")
+//!
+//! A generic sandbox (booted before it is bound to a function) may already run the runtime
+//! most functions use, so that a cold start skips the interpreter's start and the bootstrap's
+//! imports. The control plane names it in the agent's own environment: [`PREWARM_ENV`] holds
+//! a [`Prewarm`] as JSON. Right after `Hello` the agent starts `Prewarm::command` in `/` with
+//! exactly `Prewarm::env` plus the runtime pipe (`_SKYSCALE_RUNTIME_FDS`) and
+//! [`ZYGOTE_ENV`]`=1`. The runtime gets ready (imports what it needs) and waits on the pipe
+//! for its configuration; it opens no other channel before that.
+//!
+//! On `Init` the agent uses the zygote only when a freshly started runtime would be
+//! indistinguishable from it: `Init.command` equals `Prewarm::command`; every variable that
+//! shapes an interpreter for good at start-up has the same value (or is absent) in `Init.env`
+//! and in `Prewarm::env` — the variables of `Prewarm::env` itself, and every `PYTHON*`,
+//! `LC_*`, `LD_*`, `MALLOC_*`, `LANG`, `LANGUAGE`, `HOME`, `LOCPATH`, `GCONV_PATH`,
+//! `GLIBC_TUNABLES`, `SETUPTOOLS_USE_DISTUTILS`; the environment and `Init.cwd` are ones a spawn accepts unchanged; and the
+//! zygote is alive. Then the first frame on the runtime pipe is
+//!
+//! ```text
+//! agent   → Init{..}   = Init as the control plane sent it, except env = Init.env plus
+//!                        AWS_LAMBDA_RUNTIME_API (the agent's Runtime API address)
+//! ```
+//!
+//! and the runtime makes its process what a fresh start with that `Init` would have made:
+//! its environment becomes exactly `env` — later duplicates win, in name order (the order a
+//! spawn gives), without `_SKYSCALE_RUNTIME_FDS` and [`ZYGOTE_ENV`] (a fresh runtime removes
+//! them), set through the C library too — followed by the changes its own start-up made to the
+//! environment it was given (Python's locale coercion adds `LC_CTYPE`); it re-reads the time
+//! zone and changes to `cwd`. From there it goes on as a fresh runtime does: `InitDone` (on the
+//! pipe, or on the Runtime API when its environment says so), then invocations. Otherwise the
+//! agent kills the zygote's process group, reaps it, says why on its stderr, and starts
+//! `Init.command` as usual. Either way `InitDone.duration_us` counts from the arrival of
+//! `Init`. Only a runtime that implements this may be named in [`PREWARM_ENV`].
 
 use std::io::{self, Read, Write};
 
@@ -89,6 +123,26 @@ pub enum ProtocolError {
     /// The metadata is not the JSON the tag requires.
     #[error("bad frame metadata: {0}")]
     Metadata(#[from] serde_json::Error),
+}
+
+/// Environment variable (`1`) of a runtime started as a zygote: it waits for an `Init` frame on
+/// the runtime pipe (see "The pre-started runtime").
+pub const ZYGOTE_ENV: &str = "_SKYSCALE_ZYGOTE";
+
+/// Environment variable of the *agent* holding a [`Prewarm`] as JSON; absent or empty: no
+/// zygote.
+pub const PREWARM_ENV: &str = "SKYSCALE_PREWARM";
+
+/// The runtime a generic sandbox pre-starts (see "The pre-started runtime"), e.g.
+/// `{"command":["/usr/bin/python3.11","/var/runtime/bootstrap.py"],"env":[["LANG","C.UTF-8"]]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prewarm {
+    /// argv; a later `Init.command` must equal it for the zygote to be used.
+    pub command: Vec<String>,
+    /// The zygote's whole environment (the runtime pipe's variables are added): only what the
+    /// interpreter reads at start-up, with the values `Init.env` will normally have.
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
 }
 
 /// First frame from the agent.

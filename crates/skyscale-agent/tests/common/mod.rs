@@ -2,10 +2,11 @@
 //! stdin/stdout with agent frames. Every wait is bounded, so a bug fails a test instead of
 //! hanging it.
 //!
-//! Most tests run twice, once per channel between agent and runtime ([`both_channels!`]): the
-//! runtime pipe (the bootstrap's default) and the HTTP Runtime API (forced with
-//! `SKYSCALE_RUNTIME_API_ONLY=1`). [`Agent::ready`] checks that the runtime really uses the
-//! channel under test.
+//! Most tests run four times ([`both_channels!`]): once per channel between agent and runtime —
+//! the runtime pipe (the bootstrap's default) and the HTTP Runtime API (forced with
+//! `SKYSCALE_RUNTIME_API_ONLY=1`) — each with a freshly started runtime and with a pre-started
+//! one (a zygote, `SKYSCALE_PREWARM`). [`Agent::ready`] checks that the runtime really uses the
+//! channel under test, and that the zygote was the one used.
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the right failure
@@ -15,11 +16,13 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use skyscale_protocol::{
-    read_frame, write_frame, Frame, Hello, Init, InitDone, Invoke, InvokeResult, PROTOCOL_VERSION,
+    read_frame, write_frame, Frame, Hello, Init, InitDone, Invoke, InvokeResult, Prewarm,
+    PREWARM_ENV, PROTOCOL_VERSION,
 };
 
 /// How the runtime talks to the agent in the current test.
@@ -33,6 +36,7 @@ pub enum Channel {
 
 thread_local! {
     static CHANNEL: Cell<Channel> = const { Cell::new(Channel::Pipe) };
+    static PREWARMED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// The channel the current test runs with.
@@ -40,14 +44,21 @@ pub fn channel() -> Channel {
     CHANNEL.with(Cell::get)
 }
 
-/// Runs `test` with the bootstrap on `channel`.
-pub fn with_channel(channel: Channel, test: fn()) {
+/// Whether the current test's agents pre-start the runtime.
+pub fn prewarmed() -> bool {
+    PREWARMED.with(Cell::get)
+}
+
+/// Runs `test` with the bootstrap on `channel`, pre-started or not.
+pub fn with_mode(channel: Channel, prewarmed: bool, test: fn()) {
     CHANNEL.with(|c| c.set(channel));
+    PREWARMED.with(|c| c.set(prewarmed));
     test();
 }
 
-/// Turns each `fn name() { .. }` into a module `name` with two tests, `pipe` and `http`,
-/// that run the body with the bootstrap on that channel.
+/// Turns each `fn name() { .. }` into a module `name` with four tests, `pipe`, `http`,
+/// `pipe_prewarmed` and `http_prewarmed`, that run the body with the bootstrap on that
+/// channel, started when `Init` arrives or pre-started before it.
 #[allow(unused_macros)] // not every test binary runs on both channels
 macro_rules! both_channels {
     ($($(#[$attr:meta])* fn $name:ident() $body:block)*) => {$(
@@ -61,12 +72,22 @@ macro_rules! both_channels {
 
             #[test]
             fn pipe() {
-                $crate::common::with_channel($crate::common::Channel::Pipe, body);
+                $crate::common::with_mode($crate::common::Channel::Pipe, false, body);
             }
 
             #[test]
             fn http() {
-                $crate::common::with_channel($crate::common::Channel::Http, body);
+                $crate::common::with_mode($crate::common::Channel::Http, false, body);
+            }
+
+            #[test]
+            fn pipe_prewarmed() {
+                $crate::common::with_mode($crate::common::Channel::Pipe, true, body);
+            }
+
+            #[test]
+            fn http_prewarmed() {
+                $crate::common::with_mode($crate::common::Channel::Http, true, body);
             }
         }
     )*};
@@ -79,6 +100,28 @@ pub fn bootstrap_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../runtime/python/bootstrap.py")
 }
 
+/// argv of the runtime in every `Init` of the harness.
+pub fn runtime_command() -> Vec<String> {
+    vec![
+        "/usr/bin/python3".into(),
+        bootstrap_path().to_str().unwrap().into(),
+    ]
+}
+
+/// Start-up variables every `Init` of the harness has, and so the zygote's environment.
+pub const STARTUP_ENV: [(&str, &str); 1] = [("PYTHONDONTWRITEBYTECODE", "1")];
+
+/// The zygote the harness pre-starts: the harness's runtime command and start-up variables.
+pub fn prewarm() -> Prewarm {
+    Prewarm {
+        command: runtime_command(),
+        env: STARTUP_ENV
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -87,18 +130,47 @@ pub fn now_ms() -> u64 {
 }
 
 pub struct Agent {
+    /// The pre-started runtime's pid, when there is one.
+    pub zygote: Option<u32>,
     child: Child,
     stdin: Option<ChildStdin>,
     frames: Receiver<Result<Frame, String>>,
+    /// Everything the agent printed on stderr so far, by line.
+    stderr: Arc<Mutex<Vec<String>>>,
     /// Keeps the function's code alive as long as the agent.
     pub code: tempfile::TempDir,
 }
 
 impl Agent {
-    /// Starts the agent and checks its Hello.
+    /// Starts the agent, pre-starting [`prewarm`] in a prewarmed test, and checks its Hello.
     pub fn start() -> Agent {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_skyscale-agent"))
-            .env("SKYSCALE_AGENT_RUNTIME_API_ADDR", "127.0.0.1:0")
+        Agent::start_with(prewarmed().then(prewarm).as_ref())
+    }
+
+    /// Starts the agent with `prewarm` as its zygote, if any, checks its Hello and waits for
+    /// the zygote to exist.
+    pub fn start_with(prewarm: Option<&Prewarm>) -> Agent {
+        let mut agent = Agent::start_raw(prewarm);
+        if prewarm.is_some() {
+            let deadline = Instant::now() + FRAME_TIMEOUT;
+            while agent.children().is_empty() {
+                assert!(Instant::now() < deadline, "the zygote did not start");
+                thread::sleep(Duration::from_millis(2));
+            }
+            agent.zygote = Some(agent.runtime_pid());
+        }
+        agent
+    }
+
+    /// Starts the agent with `prewarm` in its environment, if any, and checks its Hello.
+    pub fn start_raw(prewarm: Option<&Prewarm>) -> Agent {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_skyscale-agent"));
+        cmd.env("SKYSCALE_AGENT_RUNTIME_API_ADDR", "127.0.0.1:0")
+            .env_remove(PREWARM_ENV);
+        if let Some(prewarm) = prewarm {
+            cmd.env(PREWARM_ENV, serde_json::to_string(prewarm).unwrap());
+        }
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -118,15 +190,20 @@ impl Agent {
             }
         });
         let stderr = child.stderr.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("[agent stderr] {line}");
+                sink.lock().unwrap().push(line);
             }
         });
         let mut agent = Agent {
+            zygote: None,
             stdin: child.stdin.take(),
             child,
             frames,
+            stderr: lines,
             code: tempfile::tempdir().unwrap(),
         };
         match agent.recv() {
@@ -171,13 +248,45 @@ impl Agent {
             String::from_utf8_lossy(&body)
         );
         agent.assert_channel(channel());
+        if prewarmed() {
+            assert_eq!(
+                agent.zygote,
+                Some(agent.runtime_pid()),
+                "the pre-started runtime was not used"
+            );
+        }
         agent
+    }
+
+    /// What the agent printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// Waits until the agent printed a line containing `needle` on stderr.
+    pub fn wait_stderr(&self, needle: &str) {
+        let deadline = Instant::now() + FRAME_TIMEOUT;
+        while !self.stderr().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "the agent never printed {needle:?}; stderr:\n{}",
+                self.stderr()
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// The runtime process (the agent's only child).
     pub fn runtime_pid(&self) -> u32 {
+        let children = self.children();
+        assert_eq!(children.len(), 1, "agent children: {children:?}");
+        children[0]
+    }
+
+    /// The agent's child processes.
+    pub fn children(&self) -> Vec<u32> {
         let me = self.child.id().to_string();
-        let children: Vec<u32> = std::fs::read_dir("/proc")
+        std::fs::read_dir("/proc")
             .unwrap()
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
@@ -190,9 +299,7 @@ impl Agent {
                         == Some(me.as_str())
                 })
             })
-            .collect();
-        assert_eq!(children.len(), 1, "agent children: {children:?}");
-        children[0]
+            .collect()
     }
 
     /// Checks from the runtime's open descriptors which channel it uses: on the pipe it holds
@@ -237,6 +344,11 @@ impl Agent {
             ),
             ("PATH".into(), "/usr/bin:/bin".into()),
         ];
+        env.extend(
+            STARTUP_ENV
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         if channel() == Channel::Http {
             env.push(("SKYSCALE_RUNTIME_API_ONLY".into(), "1".into()));
         }
@@ -249,10 +361,7 @@ impl Agent {
             function_name: "test-fn".into(),
             function_version: "$LATEST".into(),
             memory_mb: 256,
-            command: vec![
-                "/usr/bin/python3".into(),
-                bootstrap_path().to_str().unwrap().into(),
-            ],
+            command: runtime_command(),
             cwd: root,
             env,
             init_timeout_ms,
