@@ -333,8 +333,13 @@ fn sigterm_lets_the_call_in_flight_finish_and_leaves_no_sandbox() {
     let call = std::thread::spawn(move || client.invoke("slow", r#"{"sleep": 2}"#));
     // Once the call is running, stop the server.
     server.wait_health(Duration::from_secs(10), |h| h["busy"] == 1);
+    let stopping = Instant::now();
     let status = server.stop();
     let answer = call.join().unwrap();
+    assert!(
+        stopping.elapsed() < Duration::from_secs(20),
+        "shutdown waited out its grace instead of ending when the call finished"
+    );
     assert!(status.success(), "{}", server.log());
     assert_eq!(
         answer.status,

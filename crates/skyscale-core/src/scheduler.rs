@@ -356,7 +356,13 @@ impl Scheduler {
     /// Puts a healthy sandbox back after an invocation.
     pub fn release(self: &Arc<Self>, session: Session) {
         let mut st = self.lock();
-        if st.closing || !st.live.contains_key(&session.id) {
+        if st.closing {
+            drop(st);
+            // Shutdown waits for `live` to empty: this one no longer counts.
+            self.discard(session);
+            return;
+        }
+        if !st.live.contains_key(&session.id) {
             drop(st);
             self.destroy(session);
             return;
