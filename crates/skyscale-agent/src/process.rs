@@ -210,39 +210,46 @@ pub fn kill_group(pgid: Pid) {
 
 /// Reads the peak resident memory (VmHWM) of one process: `/proc/<pid>/status` stays open and
 /// every reading is a single `pread` at offset 0, which regenerates the file (Linux and
-/// gVisor), instead of open, read and close per invocation.
+/// gVisor), instead of open, read and close per invocation. gVisor's status file has no
+/// `VmHWM`, only the current `VmRSS`: there the probe reports the largest `VmRSS` it has read
+/// (at the end of each invocation), a lower bound of the peak.
 pub struct RssProbe {
     status: Option<File>,
+    peak_kb: u64,
 }
 
 impl RssProbe {
     pub fn new(pid: Pid) -> RssProbe {
         RssProbe {
             status: File::open(format!("/proc/{}/status", pid.as_raw_nonzero())).ok(),
+            peak_kb: 0,
         }
     }
 
-    /// VmHWM in KiB; 0 when unreadable (the process is gone).
-    pub fn max_rss_kb(&self) -> u64 {
+    /// Peak resident memory in KiB so far; 0 when it was never readable.
+    pub fn max_rss_kb(&mut self) -> u64 {
         let Some(file) = &self.status else {
-            return 0;
+            return self.peak_kb;
         };
         let mut buf = [0u8; 4096];
         let n = file.read_at(&mut buf, 0).unwrap_or(0);
-        std::str::from_utf8(&buf[..n])
-            .ok()
-            .and_then(parse_vm_hwm)
-            .unwrap_or(0)
+        if let Some(kb) = std::str::from_utf8(&buf[..n]).ok().and_then(parse_peak) {
+            self.peak_kb = self.peak_kb.max(kb);
+        }
+        self.peak_kb
     }
 }
 
-/// The `VmHWM:` line of `/proc/<pid>/status`, in kB.
-fn parse_vm_hwm(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
+/// The `VmHWM:` line of `/proc/<pid>/status` in kB, or `VmRSS:` where there is no `VmHWM:`.
+fn parse_peak(status: &str) -> Option<u64> {
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+    };
+    field("VmHWM:").or_else(|| field("VmRSS:"))
 }
 
 #[cfg(test)]
@@ -264,9 +271,14 @@ mod tests {
     #[test]
     fn vm_hwm_is_parsed() {
         let status = "Name:\tpython3\nVmPeak:\t  20000 kB\nVmHWM:\t   12345 kB\nVmRSS:\t 100 kB\n";
-        assert_eq!(parse_vm_hwm(status), Some(12345));
-        assert_eq!(parse_vm_hwm("Name:\tx\n"), None);
-        let probe = RssProbe::new(rustix::process::getpid());
+        assert_eq!(parse_peak(status), Some(12345));
+        assert_eq!(parse_peak("Name:\tx\n"), None);
+        // gVisor: no VmHWM.
+        assert_eq!(
+            parse_peak("Name:\tpython3\nVmSize:\t29108 kB\nVmRSS:\t22124 kB\n"),
+            Some(22124)
+        );
+        let mut probe = RssProbe::new(rustix::process::getpid());
         let before = probe.max_rss_kb();
         assert!(before > 0);
         // Touch 64 MiB: the same open file reports the new peak.

@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 use skyscale_store::{ApiKeyRecord, Store};
 use skyscale_types::{ApiKey, KeyId};
 
+use crate::secrets::ServerKey;
 use crate::CoreError;
 
 /// Who is calling. Roles beyond `admin` arrive with key management; the middleware and
@@ -49,15 +50,26 @@ pub(crate) fn hash_secret(secret: &str) -> String {
 }
 
 /// Makes sure an admin key exists: registers `from_env` if given, otherwise generates one
-/// on the first start and writes it once, mode 0600, to `data_dir/admin-key`.
+/// on the first start and writes it once, mode 0600, to `data_dir/admin-key`. Creates the
+/// server key (`data_dir/server.key`) that seals key secrets if it does not exist.
 pub fn ensure_admin_key(
     store: &Store,
     data_dir: &Path,
     from_env: Option<&ApiKey>,
 ) -> Result<AdminKeySource, CoreError> {
+    let server_key = ServerKey::load_or_create(data_dir)?;
     if let Some(key) = from_env {
         match store.get_api_key(&key.id)? {
-            Some(rec) if rec.secret_sha256 == hash_secret(key.secret()) => {}
+            Some(rec) if rec.secret_sha256 == hash_secret(key.secret()) => {
+                // Registered before secrets were sealed: the environment proves the
+                // secret, so it can sign SigV4 requests from now on.
+                if rec.secret_sealed.is_none() {
+                    store.set_api_key_sealed_secret(
+                        &key.id,
+                        &server_key.seal(&key.id, key.secret())?,
+                    )?;
+                }
+            }
             Some(_) => {
                 return Err(CoreError::InvalidParameter(format!(
                     "SKYSCALE_ADMIN_KEY: key id {} is already registered with another secret",
@@ -68,6 +80,7 @@ pub fn ensure_admin_key(
                 store.insert_api_key(
                     &key.id,
                     &hash_secret(key.secret()),
+                    &server_key.seal(&key.id, key.secret())?,
                     "admin",
                     "from SKYSCALE_ADMIN_KEY",
                 )?;
@@ -85,6 +98,7 @@ pub fn ensure_admin_key(
     store.insert_api_key(
         &key.id,
         &hash_secret(key.secret()),
+        &server_key.seal(&key.id, key.secret())?,
         "admin",
         "generated on first start",
     )?;
@@ -123,12 +137,18 @@ pub(crate) fn verify(key: &ApiKey, record: Option<&ApiKeyRecord>) -> Result<Prin
         .unwrap_or("0000000000000000000000000000000000000000000000000000000000000000");
     let matches = constant_time_eq(presented.as_bytes(), stored.as_bytes());
     match record {
-        Some(r) if matches && r.revoked_at.is_none() => Ok(Principal {
-            key_id: r.id.clone(),
-            role: Role::parse(&r.role).ok_or_else(denied)?,
-        }),
+        Some(r) if matches && r.revoked_at.is_none() => principal(r),
         _ => Err(denied()),
     }
+}
+
+/// The principal a valid key stands for.
+pub(crate) fn principal(r: &ApiKeyRecord) -> Result<Principal, CoreError> {
+    Ok(Principal {
+        key_id: r.id.clone(),
+        role: Role::parse(&r.role)
+            .ok_or_else(|| CoreError::Unauthorized("invalid api key".into()))?,
+    })
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -152,6 +172,14 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), key.token());
+        // The secret is stored sealed with the server key (for SigV4), never in the clear.
+        let server_key = ServerKey::load_or_create(dir.path()).unwrap();
+        let sealed = store.get_api_key(&key.id).unwrap().unwrap().secret_sealed;
+        let sealed = sealed.expect("a sealed secret");
+        assert!(!sealed
+            .windows(key.secret().len())
+            .any(|w| w == key.secret().as_bytes()));
+        assert_eq!(server_key.open(&key.id, &sealed).unwrap(), key.secret());
         assert!(matches!(
             ensure_admin_key(&store, dir.path(), None).unwrap(),
             AdminKeySource::Existing

@@ -37,6 +37,10 @@ pub enum CoreError {
     /// The sandbox could not be started (502).
     #[error("sandbox failure: {0}")]
     Sandbox(String),
+    /// An AWS SigV4 signature was missing or refused (403 on the Lambda API); the variant
+    /// says which AWS error code applies.
+    #[error("{0}")]
+    Signature(#[from] skyscale_sigv4::SigV4Error),
 }
 
 impl From<ValidationError> for CoreError {

@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use base64::Engine;
-use skyscale_store::{FunctionRecord, FunctionUpdate, NewFunction};
+use skyscale_store::{CodeRef, CodeStore, FunctionRecord, FunctionUpdate, NewFunction};
 use skyscale_types::api::{CreateFunction, FunctionInfo, UpdateFunction};
 use skyscale_types::{
-    validate_env_name, FunctionName, Handler, MemoryMb, TimeoutSecs, ValidationError,
+    validate_env_name, FunctionName, Handler, MemoryMb, Runtime, TimeoutSecs, ValidationError,
 };
 
+use crate::runtimes::PROVIDED_BOOTSTRAP;
 use crate::{blocking, ControlPlane, CoreError, Principal};
 
 /// Lambda's limit on the total size of a function's environment variables.
@@ -35,6 +36,30 @@ fn validate_env(env: &BTreeMap<String, String>) -> Result<(), CoreError> {
         )));
     }
     Ok(())
+}
+
+/// A `provided` function's package must have an executable `bootstrap` at its root: it is
+/// the runtime process. Checked in the unpacked package, which keeps the zip's unix modes.
+fn check_bootstrap(
+    code_store: &CodeStore,
+    runtime: &Runtime,
+    code: Option<&CodeRef>,
+) -> Result<(), CoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(code) = code.filter(|_| runtime.is_provided()) else {
+        return Ok(());
+    };
+    let path = code_store.dir(&code.sha256).join(PROVIDED_BOOTSTRAP);
+    let problem = match std::fs::metadata(&path) {
+        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => return Ok(()),
+        Ok(m) if m.is_file() => "is not executable (set its mode to 0755 in the zip)",
+        Ok(_) => "is not a regular file",
+        Err(_) => "is missing",
+    };
+    Err(CoreError::InvalidParameter(format!(
+        "runtime {runtime} runs the package's executable '{PROVIDED_BOOTSTRAP}' file, \
+         but '{PROVIDED_BOOTSTRAP}' at the root of the code package {problem}"
+    )))
 }
 
 fn validate_description(d: &str) -> Result<(), CoreError> {
@@ -108,6 +133,7 @@ impl ControlPlane {
             // The package is stored before the row that points at it: a crash in between
             // leaves an unreferenced package, never a function whose code is missing.
             let code = zip.map(|z| code_store.put_zip(&z)).transpose()?;
+            check_bootstrap(&code_store, &runtime, code.as_ref())?;
             Ok(store.create_function(&NewFunction {
                 name,
                 runtime,
@@ -174,6 +200,27 @@ impl ControlPlane {
         Ok(all.iter().map(info).collect())
     }
 
+    /// One page of functions by name: at most `max` after `marker` (a name returned as the
+    /// previous page's next marker), and the marker of the next page if there is one.
+    pub async fn list_functions_page(
+        &self,
+        _by: &Principal,
+        marker: Option<String>,
+        max: usize,
+    ) -> Result<(Vec<FunctionInfo>, Option<String>), CoreError> {
+        let max = max.max(1);
+        let store = self.store.clone();
+        let mut page =
+            blocking(move || Ok(store.list_functions_after(marker.as_deref(), max + 1)?)).await?;
+        let next = if page.len() > max {
+            page.truncate(max);
+            page.last().map(|f| f.name.to_string())
+        } else {
+            None
+        };
+        Ok((page.iter().map(info).collect(), next))
+    }
+
     pub async fn update_function(
         &self,
         _by: &Principal,
@@ -200,8 +247,18 @@ impl ControlPlane {
             validate_description(d)?;
         }
         let store = self.store.clone();
+        let code_store = self.code.clone();
         let n = name.clone();
-        let record = blocking(move || Ok(store.update_function(&n, &update)?)).await?;
+        let record = blocking(move || {
+            if let Some(runtime) = &update.runtime {
+                let current = store
+                    .get_function(&n)?
+                    .ok_or_else(|| CoreError::NotFound(format!("function {n} not found")))?;
+                check_bootstrap(&code_store, runtime, current.code.as_ref())?;
+            }
+            Ok(store.update_function(&n, &update)?)
+        })
+        .await?;
         self.changed(&name, true);
         tracing::info!(function = %name, revision = record.revision, "function configuration updated");
         Ok(info(&record))
@@ -220,10 +277,11 @@ impl ControlPlane {
         let code_store = self.code.clone();
         let n = name.clone();
         let record = blocking(move || {
-            if store.get_function(&n)?.is_none() {
-                return Err(CoreError::NotFound(format!("function {n} not found")));
-            }
+            let current = store
+                .get_function(&n)?
+                .ok_or_else(|| CoreError::NotFound(format!("function {n} not found")))?;
             let code = code_store.put_zip(&zip)?;
+            check_bootstrap(&code_store, &current.runtime, Some(&code))?;
             Ok(store.set_function_code(&n, &code)?)
         })
         .await?;

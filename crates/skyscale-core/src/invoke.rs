@@ -8,6 +8,7 @@ use skyscale_protocol::{Init, Invoke, InvokeResult, InvokeStatus};
 use skyscale_store::FunctionRecord;
 use tracing::Instrument;
 
+use crate::logs::{self, Report};
 use crate::runtimes::{Runtimes, STARTUP_ENV};
 use crate::scheduler::{link_tree, Acquired};
 use crate::session::{PoolKey, Session, SessionError};
@@ -35,7 +36,8 @@ pub struct InvokeOutput {
     pub init_duration: Option<Duration>,
     /// The invocation itself, as the control plane measured it.
     pub duration: Duration,
-    /// What the function printed during this invocation (and its init, on a cold start).
+    /// What the function printed during this invocation (and its init, on a cold start),
+    /// framed by the platform's `START`, `END` and `REPORT` lines (see [`crate::logs`]).
     pub logs: String,
     pub timing: InvokeTiming,
 }
@@ -62,6 +64,21 @@ fn error_doc(error_type: &str, message: &str) -> Vec<u8> {
     serde_json::json!({ "errorType": error_type, "errorMessage": message })
         .to_string()
         .into_bytes()
+}
+
+/// `<ts> <id> Task timed out after 3.00 seconds`.
+fn timeout_message(request_id: &str, timeout: Duration) -> String {
+    format!(
+        "{} {request_id} Task timed out after {:.2} seconds",
+        skyscale_store::now_rfc3339(),
+        timeout.as_secs_f64()
+    )
+}
+
+/// The `errorMessage` of an error document.
+fn error_message(body: &[u8]) -> Option<String> {
+    let doc: serde_json::Value = serde_json::from_slice(body).ok()?;
+    Some(doc.get("errorMessage")?.as_str()?.to_owned())
 }
 
 /// A sandbox ready to run the invocation, or the reason it never got there.
@@ -192,7 +209,21 @@ impl ControlPlane {
                 out.function_error = Some("Unhandled");
                 out.error_type = Some(error_type);
                 out.body = body;
-                out.logs = logs;
+                // The failed init is this invocation's work (Lambda retries a failed init
+                // inside the invoke phase): its output goes between START and END.
+                out.logs = logs::frame(
+                    "",
+                    &logs,
+                    &Report {
+                        request_id: &out.request_id,
+                        version: "$LATEST",
+                        duration: acquire,
+                        memory_mb: f.memory.get(),
+                        max_rss_kb: 0,
+                        init_duration: None,
+                        timeout_line: None,
+                    },
+                );
                 return Ok(out);
             }
         };
@@ -201,6 +232,7 @@ impl ControlPlane {
         let invoke = Invoke {
             request_id: out.request_id.clone(),
             deadline_ms: epoch_ms(SystemTime::now() + timeout),
+            timeout_ms: timeout.as_millis() as u64,
             invoked_function_arn: self.function_arn(&f),
             client_context: None,
             trace_id: None,
@@ -210,9 +242,19 @@ impl ControlPlane {
             tokio::time::timeout(timeout + DEADLINE_GRACE, session.invoke(invoke, payload)).await;
         out.duration = started.elapsed();
         out.timing.agent = out.duration;
-        out.logs = init_logs;
+        let mut max_rss_kb = 0;
+        let mut timeout_line = None;
         match answer {
-            Ok(Ok((result, body))) => self.finish(&mut out, session, result, body),
+            Ok(Ok((result, body))) => {
+                max_rss_kb = result.max_rss_kb;
+                if result.status == InvokeStatus::Timeout {
+                    timeout_line = Some(
+                        error_message(&body)
+                            .unwrap_or_else(|| timeout_message(&out.request_id, timeout)),
+                    );
+                }
+                self.finish(&mut out, session, result, body)
+            }
             Ok(Err(e)) => {
                 // The agent vanished mid-invocation: the sandbox was killed (often by the
                 // memory limit) or crashed.
@@ -232,18 +274,25 @@ impl ControlPlane {
                 tracing::warn!(sandbox = %session.id, "agent missed the deadline; destroying sandbox");
                 out.function_error = Some("Unhandled");
                 out.error_type = Some("Sandbox.Timedout".into());
-                out.body = error_doc(
-                    "Sandbox.Timedout",
-                    &format!(
-                        "{} {} Task timed out after {:.2} seconds",
-                        skyscale_store::now_rfc3339(),
-                        out.request_id,
-                        timeout.as_secs_f64()
-                    ),
-                );
+                let message = timeout_message(&out.request_id, timeout);
+                out.body = error_doc("Sandbox.Timedout", &message);
+                timeout_line = Some(message);
                 self.scheduler.discard(session);
             }
         }
+        out.logs = logs::frame(
+            &init_logs,
+            &out.logs,
+            &Report {
+                request_id: &out.request_id,
+                version: "$LATEST",
+                duration: out.duration,
+                memory_mb: f.memory.get(),
+                max_rss_kb,
+                init_duration: out.init_duration,
+                timeout_line: timeout_line.as_deref(),
+            },
+        );
         tracing::info!(
             cold_start = out.cold_start,
             duration_us = out.duration.as_micros() as u64,
@@ -261,7 +310,7 @@ impl ControlPlane {
         result: InvokeResult,
         body: Vec<u8>,
     ) {
-        out.logs.push_str(&result.logs);
+        out.logs = result.logs;
         out.timing.runtime = Duration::from_micros(result.duration_us);
         out.body = body;
         if result.status != InvokeStatus::Ok {
@@ -358,7 +407,6 @@ impl ControlPlane {
             &date[8..10],
             uuid::Uuid::new_v4().simple()
         );
-        let minor = f.runtime.as_str().trim_start_matches("python");
         let mut env: Vec<(String, String)> = f.environment.clone().into_iter().collect();
         let fixed = [
             ("PATH", "/usr/local/bin:/usr/bin:/bin".to_owned()),
@@ -366,7 +414,7 @@ impl ControlPlane {
             ("_HANDLER", f.handler.as_str().to_owned()),
             ("AWS_REGION", self.settings.region.clone()),
             ("AWS_DEFAULT_REGION", self.settings.region.clone()),
-            ("AWS_EXECUTION_ENV", format!("AWS_Lambda_python{minor}")),
+            ("AWS_EXECUTION_ENV", format!("AWS_Lambda_{}", f.runtime)),
             ("AWS_LAMBDA_FUNCTION_NAME", f.name.to_string()),
             (
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",

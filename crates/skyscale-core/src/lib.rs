@@ -4,28 +4,33 @@
 //! `ControlPlane` is the one object the HTTP layer talks to. It owns the store, the code
 //! packages and the sandbox driver; nothing here knows about axum or SQL.
 
+mod account;
 mod auth;
 mod cache;
 mod error;
 mod functions;
 mod invoke;
+pub mod logs;
 mod runtimes;
 mod scheduler;
+mod secrets;
 mod session;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use skyscale_sandbox::Driver;
 use skyscale_store::{ApiKeyRecord, CodeLimits, CodeStore, FunctionRecord, Store};
 use skyscale_types::{ApiKey, FunctionName, KeyId};
 
+pub use account::AccountSettings;
 pub use auth::{authenticate, ensure_admin_key, AdminKeySource, Principal, Role};
 pub use error::CoreError;
 pub use invoke::{InvokeOutput, InvokeTiming, MAX_SYNC_PAYLOAD};
 pub use runtimes::{Runtimes, PYTHON_BOOTSTRAP};
 pub use scheduler::{Limits, SandboxCounts};
+pub use secrets::{ServerKey, SERVER_KEY_FILE};
 
 use cache::Cache;
 use scheduler::Scheduler;
@@ -74,12 +79,15 @@ pub struct ControlPlane {
     functions: Cache<FunctionName, FunctionRecord>,
     runtimes: Runtimes,
     settings: Settings,
+    /// Seals and opens API key secrets (SigV4 needs them).
+    server_key: ServerKey,
 }
 
 impl ControlPlane {
     /// Builds the control plane on an open store and starts its scheduler (which boots the
-    /// generic warm pool in the background). `data_dir` holds code packages (`code/`) and
-    /// the per-sandbox task directories (`sandboxes/task/`). Must run inside a tokio runtime.
+    /// generic warm pool in the background). `data_dir` holds code packages (`code/`), the
+    /// per-sandbox task directories (`sandboxes/task/`) and the server key (created if
+    /// missing). Must run inside a tokio runtime.
     pub fn start(
         store: Arc<Store>,
         data_dir: &Path,
@@ -90,6 +98,7 @@ impl ControlPlane {
         let code_dir = data_dir.join("code");
         let code = CodeStore::open(&code_dir, CodeLimits::default())
             .map_err(|e| CoreError::Internal(format!("opening {}: {e}", code_dir.display())))?;
+        let server_key = ServerKey::load_or_create(data_dir)?;
         let task_root = data_dir.join("sandboxes").join("task");
         let scheduler = Scheduler::start(
             driver,
@@ -108,7 +117,12 @@ impl ControlPlane {
             functions: Cache::new(),
             runtimes,
             settings,
+            server_key,
         })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     pub fn driver_name(&self) -> &'static str {
@@ -122,22 +136,53 @@ impl ControlPlane {
     /// Checks a bearer token.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, CoreError> {
         let key = ApiKey::parse(token)?;
-        let record = match self.keys.get(&key.id) {
-            Some(r) => Some(r),
-            None => {
-                let loaded_at = self.keys.generation();
-                let store = self.store.clone();
-                let id = key.id.clone();
-                let loaded = blocking(move || Ok(store.get_api_key(&id)?))
-                    .await?
-                    .map(Arc::new);
-                if let Some(r) = &loaded {
-                    self.keys.insert(loaded_at, key.id.clone(), r.clone());
-                }
-                loaded
-            }
-        };
+        let record = self.key_record(&key.id).await?;
         auth::verify(&key, record.as_deref())
+    }
+
+    /// Checks an AWS SigV4-signed request (`authorization`: its `Authorization` header) for
+    /// the `lambda` service at `now`. The key id is the access key id; its secret is
+    /// opened from the store with the server key for this check only.
+    pub async fn authenticate_sigv4(
+        &self,
+        req: &skyscale_sigv4::Request<'_>,
+        authorization: Option<&str>,
+        now: SystemTime,
+    ) -> Result<Principal, CoreError> {
+        use skyscale_sigv4::{Authorization, SigV4Error};
+        let auth = Authorization::parse(authorization.ok_or(SigV4Error::Missing)?)?;
+        let id = KeyId::parse(&auth.key_id).map_err(|_| SigV4Error::UnknownKey)?;
+        let record = self.key_record(&id).await?;
+        let Some(record) = record.filter(|r| r.revoked_at.is_none()) else {
+            return Err(SigV4Error::UnknownKey.into());
+        };
+        let principal = auth::principal(&record)?;
+        let Some(sealed) = &record.secret_sealed else {
+            return Err(CoreError::Unauthorized(format!(
+                "key {id} was created before SigV4 support and cannot sign AWS requests; \
+                 create a new key (its bearer token still works on /v1)"
+            )));
+        };
+        let secret = self.server_key.open(&id, sealed)?;
+        skyscale_sigv4::verify(req, &auth, &secret, "lambda", now)?;
+        Ok(principal)
+    }
+
+    /// An API key's row, from the cache or the store.
+    async fn key_record(&self, id: &KeyId) -> Result<Option<Arc<ApiKeyRecord>>, CoreError> {
+        if let Some(r) = self.keys.get(id) {
+            return Ok(Some(r));
+        }
+        let loaded_at = self.keys.generation();
+        let store = self.store.clone();
+        let key_id = id.clone();
+        let loaded = blocking(move || Ok(store.get_api_key(&key_id)?))
+            .await?
+            .map(Arc::new);
+        if let Some(r) = &loaded {
+            self.keys.insert(loaded_at, id.clone(), r.clone());
+        }
+        Ok(loaded)
     }
 
     /// How many sandboxes exist and how many invocations run.

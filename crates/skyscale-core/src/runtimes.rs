@@ -1,7 +1,9 @@
 //! Which language runtimes this host can run, and the process a sandbox starts for each.
 //!
-//! The OCI sandboxes bind the host's `/usr` read-only, so a runtime is installed exactly
-//! when its interpreter is in the host's `/usr/bin`.
+//! The OCI sandboxes bind the host's `/usr` read-only, so a Python runtime is installed
+//! exactly when its interpreter is in the host's `/usr/bin`. The custom runtime (`provided`)
+//! is always available: the function's own `bootstrap` is the runtime process, and it
+//! brings its runtime with it (or `exec`s one from the host's read-only `/usr`).
 
 use std::path::Path;
 
@@ -12,6 +14,9 @@ use crate::CoreError;
 
 /// Path of the built-in Python bootstrap inside a sandbox.
 pub const BOOTSTRAP_IN_SANDBOX: &str = "/var/runtime/bootstrap.py";
+
+/// The executable a `provided` function's code package must have at its root.
+pub const PROVIDED_BOOTSTRAP: &str = "bootstrap";
 
 /// The Python bootstrap, shipped inside the control-plane binary and written to the
 /// runtime directory at start.
@@ -41,7 +46,7 @@ impl Runtimes {
             .flatten()
             .flatten()
             .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|name| Runtime::parse(name).is_ok())
+            .filter(|name| Runtime::parse(name).is_ok_and(|r| !r.is_provided()))
             .collect();
         installed.sort_by_key(|n| {
             n.trim_start_matches("python3.")
@@ -58,7 +63,7 @@ impl Runtimes {
     /// Checks that `name` is a runtime this host can run.
     pub fn resolve(&self, name: &str) -> Result<Runtime, CoreError> {
         let runtime = Runtime::parse(name)?;
-        if self.installed.iter().any(|i| i == name) {
+        if runtime.is_provided() || self.installed.iter().any(|i| i == name) {
             Ok(runtime)
         } else {
             Err(CoreError::InvalidParameter(format!(
@@ -94,8 +99,12 @@ impl Runtimes {
         Some((PREWARM_ENV.to_owned(), json))
     }
 
-    /// argv of the runtime process inside the sandbox.
+    /// argv of the runtime process inside the sandbox: the built-in bootstrap under the
+    /// runtime's interpreter, or the code's own `bootstrap` for `provided`.
     pub fn command(runtime: &Runtime) -> Vec<String> {
+        if runtime.is_provided() {
+            return vec![format!("/var/task/{PROVIDED_BOOTSTRAP}")];
+        }
         vec![
             format!("/usr/bin/{}", runtime.as_str()),
             BOOTSTRAP_IN_SANDBOX.to_owned(),
@@ -138,5 +147,16 @@ mod tests {
         assert!(Runtimes::discover(&dir.path().join("none"))
             .prewarm_env()
             .is_none());
+    }
+
+    #[test]
+    fn provided_is_always_installed_and_runs_the_bootstrap() {
+        let none = Runtimes::discover(Path::new("/nonexistent"));
+        for name in ["provided", "provided.al2", "provided.al2023"] {
+            let runtime = none.resolve(name).unwrap();
+            assert_eq!(Runtimes::command(&runtime), ["/var/task/bootstrap"]);
+        }
+        assert!(none.resolve("python3.11").is_err());
+        assert!(none.default_runtime().is_none());
     }
 }

@@ -20,7 +20,9 @@ impl ApiError {
         match &self.0 {
             CoreError::InvalidParameter(_) => (StatusCode::BAD_REQUEST, "invalid_parameter"),
             CoreError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
-            CoreError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            CoreError::Unauthorized(_) | CoreError::Signature(_) => {
+                (StatusCode::UNAUTHORIZED, "unauthorized")
+            }
             CoreError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             CoreError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             CoreError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),

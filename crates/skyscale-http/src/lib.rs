@@ -1,10 +1,11 @@
-//! The control plane's HTTP API. This crate is the only one that knows axum: it turns
+//! The control plane's HTTP APIs: the native `/v1` and the AWS Lambda-compatible one. This crate is the only one that knows axum: it turns
 //! requests into `ControlPlane` calls and `CoreError`s into responses, in one place.
 //!
 //! `serve` takes an already-bound listener and a shutdown future, so tests run the real
 //! server on `127.0.0.1:0`.
 
 mod error;
+mod lambda;
 mod v1;
 
 use std::future::Future;
@@ -23,6 +24,7 @@ pub type AppState = Arc<ControlPlane>;
 pub fn router(cp: AppState) -> Router {
     Router::new()
         .merge(v1::routes(cp.clone()))
+        .merge(lambda::routes(cp.clone()))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(cp)
 }

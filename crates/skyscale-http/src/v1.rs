@@ -13,7 +13,8 @@ use serde::de::DeserializeOwned;
 use skyscale_core::{CoreError, Principal, MAX_SYNC_PAYLOAD};
 use skyscale_types::api::{
     CreateFunction, FunctionList, Health, PutConcurrency, UpdateFunction, COLD_START_HEADER,
-    DURATION_HEADER, FUNCTION_ERROR_HEADER, INIT_DURATION_HEADER, REQUEST_ID_HEADER,
+    DURATION_HEADER, FUNCTION_ERROR_HEADER, INIT_DURATION_HEADER, LOG_RESULT_HEADER,
+    LOG_TYPE_HEADER, REQUEST_ID_HEADER,
 };
 
 use crate::{ApiError, AppState};
@@ -207,8 +208,12 @@ async fn invoke(
     Extension(by): Extension<Principal>,
     Extension(AuthTiming { received, auth }): Extension<AuthTiming>,
     Path(name): Path<String>,
+    request_headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
+    let tail = request_headers
+        .get(LOG_TYPE_HEADER)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"Tail"));
     let payload = read_body(body, MAX_SYNC_PAYLOAD, "invoke payload").await?;
     let out = cp.invoke(&by, &name, payload.to_vec()).await?;
     let mut headers = HeaderMap::new();
@@ -238,6 +243,11 @@ async fn invoke(
     }
     if let Some(kind) = out.function_error {
         headers.insert(FUNCTION_ERROR_HEADER, HeaderValue::from_static(kind));
+    }
+    if tail {
+        if let Ok(v) = HeaderValue::from_str(&skyscale_core::logs::tail_base64(&out.logs)) {
+            headers.insert(LOG_RESULT_HEADER, v);
+        }
     }
     Ok((StatusCode::OK, headers, out.body).into_response())
 }

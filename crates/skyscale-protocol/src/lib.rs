@@ -185,6 +185,11 @@ pub struct Invoke {
     pub request_id: String,
     /// Deadline as Unix epoch milliseconds (`Lambda-Runtime-Deadline-Ms`).
     pub deadline_ms: u64,
+    /// The function's configured timeout, which the timeout error quotes (`Task timed out
+    /// after 3.00 seconds`); the deadline alone would quote it minus the frame's transit.
+    /// 0 = derive it from the deadline.
+    #[serde(default)]
+    pub timeout_ms: u64,
     pub invoked_function_arn: String,
     /// Raw JSON for `Lambda-Runtime-Client-Context`.
     pub client_context: Option<String>,
@@ -402,6 +407,7 @@ mod tests {
             Invoke {
                 request_id: "r".into(),
                 deadline_ms: 1,
+                timeout_ms: 1000,
                 invoked_function_arn: "arn".into(),
                 client_context: None,
                 trace_id: None,

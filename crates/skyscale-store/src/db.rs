@@ -73,11 +73,14 @@ pub struct FunctionUpdate {
     pub description: Option<String>,
 }
 
-/// An API key as stored: the hash of its secret, never the secret.
+/// An API key as stored: the hash of its secret, never the secret in plain text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiKeyRecord {
     pub id: KeyId,
     pub secret_sha256: String,
+    /// The secret sealed with the server key (opaque bytes to the store), for SigV4;
+    /// `None` for keys created before SigV4 support.
+    pub secret_sealed: Option<Vec<u8>>,
     pub role: String,
     pub description: String,
     pub created_at: String,
@@ -155,6 +158,23 @@ impl Store {
             "SELECT {FUNCTION_COLUMNS} FROM functions ORDER BY name"
         ))?;
         let rows = stmt.query_map([], |row| Ok(function_from_row(row)))?;
+        rows.map(|r| r?).collect()
+    }
+
+    /// Up to `limit` functions whose names sort after `after` (all when `None`), by name.
+    pub fn list_functions_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<FunctionRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {FUNCTION_COLUMNS} FROM functions WHERE name > ?1 ORDER BY name LIMIT ?2"
+        ))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![after.unwrap_or(""), limit], |row| {
+            Ok(function_from_row(row))
+        })?;
         rows.map(|r| r?).collect()
     }
 
@@ -272,14 +292,22 @@ impl Store {
         &self,
         id: &KeyId,
         secret_sha256: &str,
+        secret_sealed: &[u8],
         role: &str,
         description: &str,
     ) -> Result<ApiKeyRecord, StoreError> {
         let conn = self.conn();
         conn.execute(
-            "INSERT INTO api_keys (id, secret_sha256, role, description, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id.as_str(), secret_sha256, role, description, now_rfc3339()],
+            "INSERT INTO api_keys (id, secret_sha256, secret_sealed, role, description, \
+             created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                id.as_str(),
+                secret_sha256,
+                secret_sealed,
+                role,
+                description,
+                now_rfc3339()
+            ],
         )?;
         get_api_key(&conn, id)?.ok_or_else(|| StoreError::Corrupt {
             table: "api_keys",
@@ -289,6 +317,20 @@ impl Store {
 
     pub fn get_api_key(&self, id: &KeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
         get_api_key(&self.conn(), id)
+    }
+
+    /// Stores the sealed secret of a key that has none yet (a key created before SigV4
+    /// support, whose secret the caller has just proven). Returns whether a row changed.
+    pub fn set_api_key_sealed_secret(
+        &self,
+        id: &KeyId,
+        secret_sealed: &[u8],
+    ) -> Result<bool, StoreError> {
+        let changed = self.conn().execute(
+            "UPDATE api_keys SET secret_sealed = ?2 WHERE id = ?1 AND secret_sealed IS NULL",
+            params![id.as_str(), secret_sealed],
+        )?;
+        Ok(changed > 0)
     }
 
     /// Number of keys that are not revoked.
@@ -366,7 +408,7 @@ fn function_from_row(row: &Row<'_>) -> Result<FunctionRecord, StoreError> {
 
 fn get_api_key(conn: &Connection, id: &KeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, secret_sha256, role, description, created_at, revoked_at \
+        "SELECT id, secret_sha256, role, description, created_at, revoked_at, secret_sealed \
          FROM api_keys WHERE id = ?1",
     )?;
     let row = stmt
@@ -378,17 +420,19 @@ fn get_api_key(conn: &Connection, id: &KeyId) -> Result<Option<ApiKeyRecord>, St
                 r.get::<_, String>(3)?,
                 r.get::<_, String>(4)?,
                 r.get::<_, Option<String>>(5)?,
+                r.get::<_, Option<Vec<u8>>>(6)?,
             ))
         })
         .optional()?;
     row.map(
-        |(id, secret_sha256, role, description, created_at, revoked_at)| {
+        |(id, secret_sha256, role, description, created_at, revoked_at, secret_sealed)| {
             Ok(ApiKeyRecord {
                 id: KeyId::parse(&id).map_err(|e| StoreError::Corrupt {
                     table: "api_keys",
                     message: e.to_string(),
                 })?,
                 secret_sha256,
+                secret_sealed,
                 role,
                 description,
                 created_at,

@@ -31,4 +31,9 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE functions ADD COLUMN reserved_concurrency INTEGER;
     "#,
+    // 3: each key's secret sealed (AEAD) with the server key, for SigV4; NULL for keys
+    // created before, which can then only authenticate with a bearer token.
+    r#"
+    ALTER TABLE api_keys ADD COLUMN secret_sealed BLOB;
+    "#,
 ];

@@ -62,6 +62,11 @@ fn function_lifecycle_survives_reopen() {
     assert_eq!(f.memory.get(), 256);
     assert_eq!(f.reserved_concurrency, Some(0));
     assert_eq!(s.list_functions().unwrap().len(), 1);
+    assert_eq!(s.list_functions_after(None, 10).unwrap().len(), 1);
+    assert!(s
+        .list_functions_after(Some(name.as_str()), 10)
+        .unwrap()
+        .is_empty());
     assert_eq!(s.referenced_code().unwrap(), vec!["ab".repeat(32)]);
     s.delete_function(&name).unwrap();
     assert!(s.get_function(&name).unwrap().is_none());
@@ -81,10 +86,13 @@ fn api_keys_store_hashes_only() {
     let db = dir.path().join("s.db");
     let s = Store::open(&db).unwrap();
     let key = ApiKey::generate();
-    s.insert_api_key(&key.id, &"0".repeat(64), "admin", "first")
+    s.insert_api_key(&key.id, &"0".repeat(64), b"sealed-bytes", "admin", "first")
         .unwrap();
     let rec = s.get_api_key(&key.id).unwrap().unwrap();
     assert_eq!(rec.role, "admin");
+    assert_eq!(rec.secret_sealed.as_deref(), Some(&b"sealed-bytes"[..]));
+    // Only a key without a sealed secret gets one.
+    assert!(!s.set_api_key_sealed_secret(&key.id, b"other").unwrap());
     assert_eq!(s.count_active_api_keys().unwrap(), 1);
     drop(s);
     let raw = std::fs::read(&db).unwrap();

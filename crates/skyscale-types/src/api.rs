@@ -18,6 +18,11 @@ pub const COLD_START_HEADER: &str = "x-skyscale-cold-start";
 pub const DURATION_HEADER: &str = "x-skyscale-duration-ms";
 /// Response header on cold starts: how long starting and initialising the sandbox took, ms.
 pub const INIT_DURATION_HEADER: &str = "x-skyscale-init-duration-ms";
+/// Request header of an invoke: `Tail` asks for the invocation's logs in [`LOG_RESULT_HEADER`].
+pub const LOG_TYPE_HEADER: &str = "x-skyscale-log-type";
+/// Response header of an invoke with [`LOG_TYPE_HEADER`] `Tail`: the last 4 KB of the
+/// invocation's logs (`START` … `REPORT`), base64, like Lambda's `X-Amz-Log-Result`.
+pub const LOG_RESULT_HEADER: &str = "x-skyscale-log-result";
 
 /// `POST /v1/functions`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

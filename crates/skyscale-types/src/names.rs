@@ -19,7 +19,7 @@ pub enum ValidationError {
     #[error("invalid handler {0:?}: expected 'module.function', e.g. 'handler.handler'")]
     Handler(String),
     /// runtime name not of the form python3.X or provided
-    #[error("invalid runtime {0:?}: expected a name like 'python3.11'")]
+    #[error("invalid runtime {0:?}: expected a name like 'python3.11', or 'provided' ('provided.al2', 'provided.al2023') for a custom runtime")]
     Runtime(String),
     /// environment variable name not valid
     #[error("invalid environment variable name {0:?}: use letters, digits and '_', not starting with a digit")]
@@ -151,17 +151,20 @@ impl Handler {
     }
 }
 
-/// A runtime name such as `python3.11`. Whether it is installed is the control plane's
-/// question, not this type's.
+/// A runtime name such as `python3.11`, or `provided` (also spelled `provided.al2` and
+/// `provided.al2023`, all the same here): Lambda's custom runtime, whose code package brings
+/// its own executable `bootstrap`. Whether a Python runtime is installed is the control
+/// plane's question, not this type's.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct Runtime(String);
 
 impl Runtime {
     pub fn parse(s: &str) -> Result<Self, ValidationError> {
-        let valid = s.strip_prefix("python3.").is_some_and(|minor| {
-            !minor.is_empty() && minor.len() <= 2 && minor.bytes().all(|b| b.is_ascii_digit())
-        });
+        let valid = PROVIDED.contains(&s)
+            || s.strip_prefix("python3.").is_some_and(|minor| {
+                !minor.is_empty() && minor.len() <= 2 && minor.bytes().all(|b| b.is_ascii_digit())
+            });
         if valid {
             Ok(Self(s.to_owned()))
         } else {
@@ -172,7 +175,15 @@ impl Runtime {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether this is the custom runtime: the code's `bootstrap` is the runtime process.
+    pub fn is_provided(&self) -> bool {
+        PROVIDED.contains(&self.0.as_str())
+    }
 }
+
+/// The names of the custom runtime, all equivalent.
+const PROVIDED: [&str; 3] = ["provided", "provided.al2", "provided.al2023"];
 
 impl fmt::Display for Runtime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -247,7 +258,18 @@ mod tests {
             assert!(Handler::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(Runtime::parse("python3.11").is_ok());
-        for bad in ["python3", "python2.7", "node18", "python3.x"] {
+        assert!(!Runtime::parse("python3.11").unwrap().is_provided());
+        for provided in ["provided", "provided.al2", "provided.al2023"] {
+            assert!(Runtime::parse(provided).unwrap().is_provided());
+        }
+        for bad in [
+            "python3",
+            "python2.7",
+            "node18",
+            "python3.x",
+            "provided.al2024",
+            "provided.",
+        ] {
             assert!(Runtime::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

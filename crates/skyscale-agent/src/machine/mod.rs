@@ -370,7 +370,10 @@ impl Machine {
                 let rss = self.rss.max_rss_kb();
                 kill_group(self.pid);
                 self.pipe.abandon();
-                let allowed = inv.meta.deadline_ms.saturating_sub(inv.received_ms);
+                let allowed = match inv.meta.timeout_ms {
+                    0 => inv.meta.deadline_ms.saturating_sub(inv.received_ms),
+                    configured => configured,
+                };
                 let message = report::timeout_message(now_ms(), &inv.meta.request_id, allowed);
                 let duration_us = inv.sent.map(micros).unwrap_or(0);
                 self.send_failure(
@@ -497,6 +500,7 @@ fn runtime_view(meta: &Invoke) -> Invoke {
     Invoke {
         request_id: meta.request_id.clone(),
         deadline_ms: meta.deadline_ms,
+        timeout_ms: meta.timeout_ms,
         invoked_function_arn: header_value(&meta.invoked_function_arn),
         client_context: meta.client_context.as_deref().map(header_value),
         trace_id: meta.trace_id.as_deref().map(header_value),

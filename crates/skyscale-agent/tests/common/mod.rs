@@ -464,6 +464,7 @@ pub fn meta(id: &str, deadline_ms: u64) -> Invoke {
     Invoke {
         request_id: id.into(),
         deadline_ms,
+        timeout_ms: 0,
         invoked_function_arn: "arn:aws:lambda:us-east-1:000000000000:function:test-fn".into(),
         client_context: None,
         trace_id: None,

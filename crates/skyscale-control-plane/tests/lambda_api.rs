@@ -1,0 +1,117 @@
+//! The AWS Lambda-compatible API against the real daemon and real sandboxes, driven by the
+//! real boto3 and AWS CLI v1 (a Python script in `tests/boto3/`), plus the raw wire
+//! details a client library would hide.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{repo_root, tail, Server, ADMIN_KEY};
+
+/// The virtualenv python with boto3 and awscli: `SKYSCALE_TEST_PYTHON` (scripts/test sets
+/// it), else `target/test-venv`. Missing is a failure, never a skip.
+fn test_python() -> PathBuf {
+    let path = std::env::var_os("SKYSCALE_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/test-venv/bin/python"));
+    assert!(
+        path.is_file(),
+        "{} is missing: the boto3/AWS CLI tests need a virtualenv with boto3 and awscli; \
+         create it with `scripts/test-venv` (scripts/test does) or point SKYSCALE_TEST_PYTHON \
+         at a python that has them",
+        path.display()
+    );
+    path
+}
+
+fn key_parts() -> (&'static str, &'static str) {
+    ADMIN_KEY.split_once('.').unwrap()
+}
+
+fn run_script(server: &Server, script: &str) -> String {
+    let (id, secret) = key_parts();
+    let path = repo_root()
+        .join("crates/skyscale-control-plane/tests/boto3")
+        .join(script);
+    let out = Command::new(test_python())
+        .arg(&path)
+        .env("SKYSCALE_URL", &server.url)
+        .env("SKYSCALE_KEY_ID", id)
+        .env("SKYSCALE_SECRET", secret)
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && stdout.contains("ALL OK"),
+        "{script} failed ({})\nstdout:\n{stdout}\nstderr:\n{}\nserver log tail:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        tail(&server.log(), 60)
+    );
+    stdout
+}
+
+#[test]
+fn boto3_and_aws_cli_run_the_function_lifecycle() {
+    let server = Server::start("gvisor");
+    let out = run_script(&server, "lifecycle.py");
+    eprintln!("{out}");
+    assert!(
+        out.contains("ok: list_functions paginated over 3 pages"),
+        "{out}"
+    );
+    // The secret reached the server only as a signature, and is not in its log.
+    assert!(!server.log().contains(key_parts().1));
+}
+
+#[test]
+fn unsigned_expired_and_bearer_requests_get_aws_errors() {
+    let server = Server::start_with("gvisor", &[("WARM_POOL_SIZE", "0")]);
+    let http = server.http().without_key();
+    let check = |resp: common::Resp, code: &str, message_start: &str| {
+        assert_eq!(resp.status, 403, "{}", String::from_utf8_lossy(&resp.body));
+        assert_eq!(resp.header("x-amzn-ErrorType"), Some(code));
+        assert!(resp
+            .header("x-amzn-RequestId")
+            .is_some_and(|id| id.len() == 36));
+        let body = resp.json();
+        assert_eq!(body["Type"], "User");
+        let message = body["Message"].as_str().unwrap_or_default();
+        assert!(message.starts_with(message_start), "{body}");
+    };
+    check(
+        http.get("/2016-08-19/account-settings"),
+        "MissingAuthenticationTokenException",
+        "Missing Authentication Token",
+    );
+    // A `/v1` bearer token is no AWS signature.
+    check(
+        server.http().get("/2015-03-31/functions"),
+        "IncompleteSignatureException",
+        "Malformed authorization",
+    );
+    let (id, _) = key_parts();
+    let resp = http
+        .client
+        .get(format!("{}/2015-03-31/functions", server.url))
+        .header(
+            "authorization",
+            format!(
+                "AWS4-HMAC-SHA256 Credential={id}/20200101/us-east-1/lambda/aws4_request, \
+                 SignedHeaders=host;x-amz-date, Signature={}",
+                "0".repeat(64)
+            ),
+        )
+        .header("x-amz-date", "20200101T000000Z")
+        .send()
+        .unwrap();
+    let resp = common::Resp {
+        status: resp.status().as_u16(),
+        headers: resp.headers().clone(),
+        body: resp.bytes().unwrap().to_vec(),
+    };
+    check(resp, "InvalidSignatureException", "Signature expired");
+}

@@ -1,0 +1,230 @@
+//! The one place that turns a `CoreError` into a Lambda error response (contract §2):
+//! status, `x-amzn-ErrorType` header, and a JSON body with `Type` and the message under
+//! the casing each error shape uses. A deterministic failure is never a 5xx: boto3
+//! retries those.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use skyscale_core::CoreError;
+use skyscale_sigv4::SigV4Error;
+
+/// A failed Lambda API call. `arn` names the function the call was about, for the
+/// "Function not found: <arn>" message.
+#[derive(Debug)]
+pub(crate) struct LambdaError {
+    pub error: CoreError,
+    pub arn: Option<String>,
+}
+
+impl From<CoreError> for LambdaError {
+    fn from(error: CoreError) -> Self {
+        Self { error, arn: None }
+    }
+}
+
+impl LambdaError {
+    pub fn about(error: CoreError, arn: &str) -> Self {
+        Self {
+            error,
+            arn: Some(arn.to_owned()),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        CoreError::InvalidParameter(message.into()).into()
+    }
+}
+
+/// What goes on the wire for one error.
+struct Wire {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    /// The shape's message member is `message` (else `Message`).
+    lowercase: bool,
+    reason: Option<&'static str>,
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(first) => first.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+fn wire(e: &LambdaError) -> Wire {
+    let w = |status, code, message: String, lowercase| Wire {
+        status,
+        code,
+        message,
+        lowercase,
+        reason: None,
+    };
+    match &e.error {
+        CoreError::InvalidParameter(m) => w(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterValueException",
+            m.clone(),
+            true,
+        ),
+        CoreError::InvalidRequest(m) => w(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContentException",
+            m.clone(),
+            true,
+        ),
+        CoreError::Unauthorized(m) => w(
+            StatusCode::FORBIDDEN,
+            "UnrecognizedClientException",
+            m.clone(),
+            false,
+        ),
+        CoreError::Signature(s) => {
+            let (code, message) = match s {
+                SigV4Error::Missing => (
+                    "MissingAuthenticationTokenException",
+                    "Missing Authentication Token".to_owned(),
+                ),
+                SigV4Error::UnknownKey => (
+                    "UnrecognizedClientException",
+                    "The security token included in the request is invalid.".to_owned(),
+                ),
+                SigV4Error::Malformed(_) => {
+                    ("IncompleteSignatureException", capitalise(&s.to_string()))
+                }
+                SigV4Error::Mismatch => (
+                    "InvalidSignatureException",
+                    "The request signature we calculated does not match the signature you \
+                     provided. Check your AWS Secret Access Key and signing method."
+                        .to_owned(),
+                ),
+                _ => ("InvalidSignatureException", capitalise(&s.to_string())),
+            };
+            w(StatusCode::FORBIDDEN, code, message, false)
+        }
+        CoreError::NotFound(m) => w(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            match &e.arn {
+                Some(arn) => format!("Function not found: {arn}"),
+                None => m.clone(),
+            },
+            false,
+        ),
+        CoreError::Conflict(m) => w(
+            StatusCode::CONFLICT,
+            "ResourceConflictException",
+            m.clone(),
+            true,
+        ),
+        CoreError::PayloadTooLarge(m) => w(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestTooLargeException",
+            m.clone(),
+            true,
+        ),
+        CoreError::TooManyRequests(m) => Wire {
+            // The scheduler says "reserved concurrency" when the function's own reservation
+            // is the limit; anything else is the host's (the account's) limit.
+            reason: Some(if m.contains("reserved concurrency") {
+                "ReservedFunctionConcurrentInvocationLimitExceeded"
+            } else {
+                "ConcurrentInvocationLimitExceeded"
+            }),
+            ..w(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequestsException",
+                m.clone(),
+                true,
+            )
+        },
+        // Shutting down: worth a retry elsewhere or later.
+        CoreError::Unavailable(m) => w(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceException",
+            m.clone(),
+            false,
+        ),
+        CoreError::Internal(detail) => {
+            tracing::error!(error = %detail, "internal error");
+            w(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ServiceException",
+                "internal error; see the control plane's log".to_owned(),
+                false,
+            )
+        }
+        // A sandbox that failed to start is not deterministic: a retry may well succeed.
+        CoreError::Sandbox(m) => w(
+            StatusCode::BAD_GATEWAY,
+            "ResourceNotReadyException",
+            m.clone(),
+            true,
+        ),
+    }
+}
+
+impl IntoResponse for LambdaError {
+    fn into_response(self) -> Response {
+        let w = wire(&self);
+        if w.status.is_server_error() && !matches!(self.error, CoreError::Internal(_)) {
+            tracing::warn!(code = w.code, message = %w.message, "lambda api request failed");
+        }
+        let mut body = serde_json::Map::new();
+        let kind = if w.status.is_server_error() {
+            "Service"
+        } else {
+            "User"
+        };
+        body.insert("Type".into(), kind.into());
+        let key = if w.lowercase { "message" } else { "Message" };
+        body.insert(key.into(), w.message.into());
+        if let Some(reason) = w.reason {
+            body.insert("Reason".into(), reason.into());
+        }
+        let mut resp = (w.status, Json(serde_json::Value::Object(body))).into_response();
+        resp.headers_mut()
+            .insert("x-amzn-ErrorType", HeaderValue::from_static(w.code));
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code_of(e: CoreError) -> (u16, &'static str) {
+        let w = wire(&e.into());
+        (w.status.as_u16(), w.code)
+    }
+
+    #[test]
+    fn deterministic_failures_are_never_5xx() {
+        for e in [
+            CoreError::InvalidParameter("x".into()),
+            CoreError::InvalidRequest("x".into()),
+            CoreError::Unauthorized("x".into()),
+            CoreError::Signature(SigV4Error::Mismatch),
+            CoreError::NotFound("x".into()),
+            CoreError::Conflict("x".into()),
+            CoreError::PayloadTooLarge("x".into()),
+            CoreError::TooManyRequests("x".into()),
+        ] {
+            assert!(code_of(e).0 < 500);
+        }
+        assert_eq!(
+            code_of(CoreError::Signature(SigV4Error::UnknownKey)),
+            (403, "UnrecognizedClientException")
+        );
+        assert_eq!(
+            code_of(CoreError::Signature(SigV4Error::Expired("t".into()))),
+            (403, "InvalidSignatureException")
+        );
+        assert_eq!(
+            code_of(CoreError::Signature(SigV4Error::Missing)),
+            (403, "MissingAuthenticationTokenException")
+        );
+    }
+}

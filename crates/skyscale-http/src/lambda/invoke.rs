@@ -1,0 +1,135 @@
+//! Invoke (contract §5): `RequestResponse` (200, the raw result), `Event` (202, runs in
+//! the background) and `DryRun` (204).
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use base64::Engine;
+use skyscale_core::{CoreError, Principal};
+use tracing::Instrument;
+
+use super::error::LambdaError;
+use super::functions::target;
+use super::LambdaResult;
+use crate::AppState;
+
+/// Largest payload of an asynchronous (`Event`) invocation, as in Lambda.
+const MAX_ASYNC_PAYLOAD: usize = 1024 * 1024;
+/// `X-Amz-Log-Type: Tail` returns this much of the end of the invocation's log.
+const LOG_TAIL_BYTES: usize = 4096;
+
+/// The same rule the core applies to a synchronous payload (empty means `{}`), checked
+/// before an `Event` invocation is accepted, so a bad payload is a 400 rather than a
+/// silently failed background run.
+fn check_json(payload: &[u8]) -> LambdaResult<()> {
+    if payload.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(payload)
+        .map(drop)
+        .map_err(|e| {
+            CoreError::InvalidRequest(format!("could not parse request body into json: {e}")).into()
+        })
+}
+
+pub(super) async fn invoke(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path(raw): Path<String>,
+    params: axum::extract::Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+    payload: Bytes,
+) -> LambdaResult<Response> {
+    let t = target(&cp, &raw, &params)?;
+    let about = |e| LambdaError::about(e, &t.arn);
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    match header("x-amz-invocation-type").unwrap_or("RequestResponse") {
+        "RequestResponse" => {}
+        "DryRun" => {
+            cp.get_function(&by, &t.name).await.map_err(about)?;
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+        "Event" => {
+            if payload.len() > MAX_ASYNC_PAYLOAD {
+                return Err(CoreError::PayloadTooLarge(format!(
+                    "asynchronous invoke payload is {} bytes: the limit is {MAX_ASYNC_PAYLOAD}",
+                    payload.len()
+                ))
+                .into());
+            }
+            check_json(&payload)?;
+            cp.get_function(&by, &t.name).await.map_err(about)?;
+            let span = tracing::info_span!("invoke_event", function = %t.name);
+            let cp = cp.clone();
+            let name = t.name.clone();
+            // Durable queuing and retries come later; for now the event runs once, in the
+            // background, and its outcome is logged.
+            tokio::spawn(
+                async move {
+                    match cp.invoke(&by, &name, payload.to_vec()).await {
+                        Ok(out) => match out.error_type {
+                            Some(kind) => tracing::warn!(
+                                request_id = %out.request_id,
+                                error_type = %kind,
+                                "asynchronous invocation failed"
+                            ),
+                            None => tracing::info!(
+                                request_id = %out.request_id,
+                                "asynchronous invocation done"
+                            ),
+                        },
+                        Err(e) => {
+                            tracing::warn!(error = %e, "asynchronous invocation not run")
+                        }
+                    }
+                }
+                .instrument(span),
+            );
+            return Ok(StatusCode::ACCEPTED.into_response());
+        }
+        other => {
+            return Err(LambdaError::invalid(format!(
+                "invalid X-Amz-Invocation-Type {other:?}: expected RequestResponse, Event or DryRun"
+            )))
+        }
+    }
+    let tail = match header("x-amz-log-type") {
+        None | Some("None") => false,
+        Some("Tail") => true,
+        Some(other) => {
+            return Err(LambdaError::invalid(format!(
+                "invalid X-Amz-Log-Type {other:?}: expected None or Tail"
+            )))
+        }
+    };
+    let out = cp
+        .invoke(&by, &t.name, payload.to_vec())
+        .await
+        .map_err(about)?;
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&out.request_id) {
+        h.insert(super::REQUEST_ID, v);
+    }
+    h.insert(
+        "X-Amz-Executed-Version",
+        HeaderValue::from_static("$LATEST"),
+    );
+    if let Some(kind) = out.function_error {
+        h.insert("X-Amz-Function-Error", HeaderValue::from_static(kind));
+    }
+    if tail {
+        let logs = out.logs.as_bytes();
+        let start = logs.len().saturating_sub(LOG_TAIL_BYTES);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&logs[start..]);
+        if let Ok(v) = HeaderValue::from_str(&b64) {
+            h.insert("X-Amz-Log-Result", v);
+        }
+    }
+    Ok((StatusCode::OK, h, out.body).into_response())
+}

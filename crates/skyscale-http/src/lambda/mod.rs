@@ -1,0 +1,135 @@
+//! The AWS Lambda-compatible API (rest-json, contract §1–§5), so boto3 and the AWS CLI
+//! work against Skyscale with `endpoint_url`. Every route is SigV4-authenticated (§12)
+//! with an API key's id as the access key id and its secret as the secret access key, and
+//! calls the same `ControlPlane` methods as `/v1`.
+
+mod error;
+mod functions;
+mod invoke;
+mod model;
+
+use std::time::SystemTime;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use serde::de::DeserializeOwned;
+use skyscale_core::CoreError;
+
+use crate::AppState;
+use error::LambdaError;
+
+type LambdaResult<T> = Result<T, LambdaError>;
+
+/// Request bodies are at most this large (a CreateFunction carries a base64 zip); Invoke
+/// applies its own, smaller limit.
+const MAX_REQUEST_BODY: usize = 70 * 1024 * 1024;
+
+const REQUEST_ID: &str = "x-amzn-RequestId";
+
+pub(crate) fn routes(cp: AppState) -> Router<AppState> {
+    const F: &str = "/2015-03-31/functions";
+    Router::new()
+        .route(F, post(functions::create).get(functions::list))
+        .route(
+            &format!("{F}/"),
+            post(functions::create).get(functions::list),
+        )
+        .route(
+            &format!("{F}/{{name}}"),
+            get(functions::get_function).delete(functions::delete),
+        )
+        .route(
+            &format!("{F}/{{name}}/configuration"),
+            get(functions::get_configuration).put(functions::update_configuration),
+        )
+        .route(&format!("{F}/{{name}}/code"), put(functions::update_code))
+        .route(&format!("{F}/{{name}}/invocations"), post(invoke::invoke))
+        .route(
+            "/2017-10-31/functions/{name}/concurrency",
+            put(functions::put_concurrency).delete(functions::delete_concurrency),
+        )
+        .route(
+            "/2019-09-30/functions/{name}/concurrency",
+            get(functions::get_concurrency),
+        )
+        .route("/2016-08-19/account-settings", get(functions::account))
+        .route("/2016-08-19/account-settings/", get(functions::account))
+        .route_layer(middleware::from_fn_with_state(cp, require_sigv4))
+        .layer(middleware::map_response(add_request_id))
+        // The signature check reads the body itself (see `require_sigv4`).
+        .layer(axum::extract::DefaultBodyLimit::disable())
+}
+
+/// Every response carries `x-amzn-RequestId` (botocore's `ResponseMetadata.RequestId`);
+/// Invoke sets the invocation's own.
+async fn add_request_id(mut resp: Response) -> Response {
+    if !resp.headers().contains_key(REQUEST_ID) {
+        if let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+            resp.headers_mut().insert(REQUEST_ID, v);
+        }
+    }
+    resp
+}
+
+/// Checks the request's SigV4 signature. The signature covers the body, so the body is
+/// read here (bounded) and handed on as bytes; the path, query and `Host` header are used
+/// exactly as received.
+async fn require_sigv4(State(cp): State<AppState>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_REQUEST_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return LambdaError::from(CoreError::PayloadTooLarge(format!(
+                "request body is larger than the {MAX_REQUEST_BODY}-byte limit"
+            )))
+            .into_response()
+        }
+    };
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let authorization = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let signed = skyscale_sigv4::Request {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        headers: &headers,
+        body: &bytes,
+    };
+    match cp
+        .authenticate_sigv4(&signed, authorization, SystemTime::now())
+        .await
+    {
+        Ok(principal) => {
+            let mut req = Request::from_parts(parts, Body::from(bytes));
+            req.extensions_mut().insert(principal);
+            next.run(req).await
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "sigv4 authentication failed");
+            LambdaError::from(e).into_response()
+        }
+    }
+}
+
+/// Parses a JSON body: malformed JSON is InvalidRequestContent, a body of the wrong shape
+/// InvalidParameterValue.
+fn parse_json<T: DeserializeOwned>(body: &Bytes) -> LambdaResult<T> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        LambdaError::from(CoreError::InvalidRequest(format!(
+            "could not parse request body into json: {e}"
+        )))
+    })?;
+    serde_json::from_value(value)
+        .map_err(|e| LambdaError::invalid(format!("invalid request body: {e}")))
+}

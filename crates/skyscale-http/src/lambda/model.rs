@@ -1,0 +1,282 @@
+//! The Lambda API's JSON shapes (contract §3, §4) and the conversions from the core's
+//! `FunctionInfo`. Requests accept and ignore members Skyscale does not implement, as
+//! botocore sends whatever the caller set.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use skyscale_core::{AccountSettings, Settings};
+use skyscale_types::api::FunctionInfo;
+
+/// A function, named as the Lambda API allows: `name`, `name:qualifier`,
+/// `<account>:function:name[:qualifier]` or the full ARN.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub name: String,
+    /// The unqualified ARN (for messages and responses).
+    pub arn: String,
+}
+
+pub(crate) fn function_arn(settings: &Settings, name: &str) -> String {
+    format!(
+        "arn:aws:lambda:{}:{}:function:{name}",
+        settings.region, settings.account_id
+    )
+}
+
+/// Splits a FunctionName into the name and its qualifier (from the name or `Qualifier`).
+/// Only `$LATEST` exists until versions and aliases arrive: any other qualifier names a
+/// function that does not exist (`Err(Some(arn))`); a malformed name is `Err(None)`.
+pub(crate) fn parse_target(
+    settings: &Settings,
+    raw: &str,
+    qualifier: Option<&str>,
+) -> Result<Target, Option<String>> {
+    let parts: Vec<&str> = raw.split(':').collect();
+    let (name, from_name) = match parts.as_slice() {
+        [name] => (*name, None),
+        [name, q] => (*name, Some(*q)),
+        [_, "function", name] => (*name, None),
+        [_, "function", name, q] => (*name, Some(*q)),
+        ["arn", _, "lambda", _, _, "function", name] => (*name, None),
+        ["arn", _, "lambda", _, _, "function", name, q] => (*name, Some(*q)),
+        _ => return Err(None),
+    };
+    let arn = function_arn(settings, name);
+    let qualifier = match (from_name, qualifier) {
+        (Some(a), Some(b)) if a != b => return Err(None),
+        (a, b) => a.or(b),
+    };
+    match qualifier {
+        None | Some("$LATEST") => Ok(Target {
+            name: name.to_owned(),
+            arn,
+        }),
+        Some(q) => Err(Some(format!("{arn}:{q}"))),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct EnvironmentIn {
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct CodeIn {
+    /// The zip, base64.
+    pub zip_file: Option<String>,
+    #[serde(rename = "S3Bucket")]
+    pub s3_bucket: Option<String>,
+    pub image_uri: Option<String>,
+}
+
+/// CreateFunction's body.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct CreateFunctionIn {
+    pub function_name: String,
+    /// Required by botocore; Skyscale has no IAM and ignores it.
+    #[serde(default)]
+    pub role: Option<String>,
+    pub runtime: Option<String>,
+    pub handler: Option<String>,
+    pub code: CodeIn,
+    pub description: Option<String>,
+    pub timeout: Option<i64>,
+    pub memory_size: Option<i64>,
+    pub environment: Option<EnvironmentIn>,
+    pub package_type: Option<String>,
+    pub architectures: Option<Vec<String>>,
+}
+
+/// UpdateFunctionCode's body.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct UpdateCodeIn {
+    pub zip_file: Option<String>,
+    #[serde(rename = "S3Bucket")]
+    pub s3_bucket: Option<String>,
+    pub image_uri: Option<String>,
+    pub architectures: Option<Vec<String>>,
+}
+
+/// UpdateFunctionConfiguration's body.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct UpdateConfigurationIn {
+    pub runtime: Option<String>,
+    pub handler: Option<String>,
+    pub description: Option<String>,
+    pub timeout: Option<i64>,
+    pub memory_size: Option<i64>,
+    pub environment: Option<EnvironmentIn>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ConcurrencyIn {
+    pub reserved_concurrent_executions: i64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct Concurrency {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reserved_concurrent_executions: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct EnvironmentOut {
+    pub variables: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct FunctionConfiguration {
+    pub function_name: String,
+    pub function_arn: String,
+    pub runtime: String,
+    pub role: String,
+    pub handler: String,
+    pub code_size: u64,
+    pub description: String,
+    pub timeout: u32,
+    pub memory_size: u32,
+    pub last_modified: String,
+    pub code_sha256: String,
+    pub version: &'static str,
+    pub environment: EnvironmentOut,
+    pub tracing_config: serde_json::Value,
+    pub revision_id: String,
+    pub state: &'static str,
+    pub last_update_status: &'static str,
+    pub package_type: &'static str,
+    pub architectures: [&'static str; 1],
+    pub ephemeral_storage: serde_json::Value,
+    pub logging_config: serde_json::Value,
+    pub snap_start: serde_json::Value,
+}
+
+/// `2024-01-01T12:34:56.789Z` (the store's format) → `2024-01-01T12:34:56.789+0000`.
+fn lambda_time(rfc3339: &str) -> String {
+    match rfc3339.strip_suffix('Z') {
+        Some(t) => format!("{t}+0000"),
+        None => rfc3339.to_owned(),
+    }
+}
+
+/// A UUID-shaped id that is stable for one revision of one function (and differs when
+/// a function of the same name is created again).
+fn revision_id(f: &FunctionInfo) -> String {
+    let d = Sha256::digest(format!("{}\n{}\n{}", f.name, f.created_at, f.revision));
+    let h = hex::encode(&d[..16]);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// The base64 of the zip's SHA-256, as Lambda reports it (the store keeps hex).
+fn code_sha256_b64(hex_digest: Option<&str>) -> String {
+    hex_digest
+        .and_then(|h| hex::decode(h).ok())
+        .map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes))
+        .unwrap_or_default()
+}
+
+pub(crate) fn configuration(settings: &Settings, f: &FunctionInfo) -> FunctionConfiguration {
+    FunctionConfiguration {
+        function_name: f.name.clone(),
+        function_arn: function_arn(settings, &f.name),
+        runtime: f.runtime.clone(),
+        role: format!("arn:aws:iam::{}:role/skyscale", settings.account_id),
+        handler: f.handler.clone(),
+        code_size: f.code_size.unwrap_or(0),
+        description: f.description.clone(),
+        timeout: f.timeout_s,
+        memory_size: f.memory_mb,
+        last_modified: lambda_time(&f.updated_at),
+        code_sha256: code_sha256_b64(f.code_sha256.as_deref()),
+        version: "$LATEST",
+        environment: EnvironmentOut {
+            variables: f.environment.clone(),
+        },
+        tracing_config: serde_json::json!({ "Mode": "PassThrough" }),
+        revision_id: revision_id(f),
+        state: "Active",
+        last_update_status: "Successful",
+        package_type: "Zip",
+        architectures: ["x86_64"],
+        ephemeral_storage: serde_json::json!({ "Size": 512 }),
+        logging_config: serde_json::json!({
+            "LogFormat": "Text",
+            "LogGroup": format!("/aws/lambda/{}", f.name),
+        }),
+        snap_start: serde_json::json!({ "ApplyOn": "None", "OptimizationStatus": "Off" }),
+    }
+}
+
+pub(crate) fn account_settings(a: &AccountSettings) -> serde_json::Value {
+    serde_json::json!({
+        "AccountLimit": {
+            "TotalCodeSize": a.total_code_size_limit,
+            "CodeSizeUnzipped": a.code_size_unzipped_limit,
+            "CodeSizeZipped": a.code_size_zipped_limit,
+            "ConcurrentExecutions": a.concurrent_executions,
+            "UnreservedConcurrentExecutions": a.unreserved_concurrent_executions,
+        },
+        "AccountUsage": {
+            "TotalCodeSize": a.total_code_size,
+            "FunctionCount": a.function_count,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_names_in_every_form() {
+        let s = Settings::default();
+        let arn = function_arn(&s, "f");
+        for raw in [
+            "f",
+            "f:$LATEST",
+            "000000000000:function:f",
+            "arn:aws:lambda:us-east-1:000000000000:function:f",
+            "arn:aws:lambda:us-east-1:000000000000:function:f:$LATEST",
+        ] {
+            let t = parse_target(&s, raw, None).unwrap();
+            assert_eq!((t.name.as_str(), t.arn.as_str()), ("f", arn.as_str()));
+        }
+        assert_eq!(
+            parse_target(&s, "f", Some("1")).unwrap_err(),
+            Some(format!("{arn}:1"))
+        );
+        assert_eq!(parse_target(&s, "f:1", Some("2")).unwrap_err(), None);
+        assert_eq!(parse_target(&s, "a:b:c:d:e", None).unwrap_err(), None);
+    }
+
+    #[test]
+    fn formats() {
+        assert_eq!(
+            lambda_time("2024-01-01T12:34:56.789Z"),
+            "2024-01-01T12:34:56.789+0000"
+        );
+        assert_eq!(
+            code_sha256_b64(Some(&"00".repeat(32))),
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+        );
+    }
+}
