@@ -294,6 +294,7 @@ mod tests {
             revision: 2,
             created_at: "2025-01-01T00:00:00Z".into(),
             updated_at: "2025-01-02T03:04:05Z".into(),
+            version: None,
         }
     }
 

@@ -104,6 +104,7 @@ fn info(name: &str) -> FunctionInfo {
         revision: 1,
         created_at: "2025-01-01T00:00:00Z".into(),
         updated_at: "2025-01-01T00:00:00Z".into(),
+        version: None,
     }
 }
 

@@ -65,6 +65,13 @@ impl<K: Eq + Hash + Clone, V> Cache<K, V> {
         inner.generation += 1;
         inner.rows.remove(key);
     }
+
+    /// Drops every row whose key `which` selects.
+    pub fn invalidate_where(&self, which: impl Fn(&K) -> bool) {
+        let mut inner = self.write();
+        inner.generation += 1;
+        inner.rows.retain(|k, _| !which(k));
+    }
 }
 
 #[cfg(test)]

@@ -22,6 +22,9 @@ pub enum CoreError {
     /// The request conflicts with the current state, e.g. the name is taken (409).
     #[error("{0}")]
     Conflict(String),
+    /// A precondition of the request (a RevisionId or CodeSha256) does not hold (412).
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// The request is larger than allowed (413).
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -64,6 +67,11 @@ impl From<StoreError> for CoreError {
             StoreError::FunctionNotFound(name) => {
                 CoreError::NotFound(format!("function {name} not found"))
             }
+            StoreError::Limit(m) => CoreError::InvalidParameter(m),
+            StoreError::AliasExists(name) => {
+                CoreError::Conflict(format!("alias {name} already exists"))
+            }
+            StoreError::InUse(m) => CoreError::Conflict(m),
             other => CoreError::Internal(other.to_string()),
         }
     }

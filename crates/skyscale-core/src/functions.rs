@@ -13,6 +13,7 @@ use skyscale_types::{
 
 use crate::runtimes::PROVIDED_BOOTSTRAP;
 use crate::{blocking, ControlPlane, CoreError, Principal};
+use skyscale_store::MAX_TAGS;
 
 /// Lambda's limit on the total size of a function's environment variables.
 const MAX_ENV_BYTES: usize = 4096;
@@ -85,15 +86,78 @@ pub(crate) fn info(f: &FunctionRecord) -> FunctionInfo {
         revision: f.revision,
         created_at: f.created_at.clone(),
         updated_at: f.updated_at.clone(),
+        version: f.version,
+    }
+}
+
+/// Lambda's tag rules: keys of 1–128 characters not starting with `aws:`, values of at
+/// most 256.
+fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), CoreError> {
+    if tags.len() > MAX_TAGS {
+        return Err(CoreError::InvalidParameter(format!(
+            "{} tags given: the limit is {MAX_TAGS}",
+            tags.len()
+        )));
+    }
+    for (k, v) in tags {
+        validate_tag_key(k)?;
+        if v.chars().count() > 256 {
+            return Err(CoreError::InvalidParameter(format!(
+                "the value of tag {k:?} is longer than 256 characters"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn validate_tag_key(k: &str) -> Result<(), CoreError> {
+    let n = k.chars().count();
+    if n == 0 || n > 128 || k.to_ascii_lowercase().starts_with("aws:") {
+        return Err(CoreError::InvalidParameter(format!(
+            "invalid tag key {k:?}: must be 1 to 128 characters and not start with \"aws:\""
+        )));
+    }
+    Ok(())
+}
+
+/// What a qualifier names.
+enum Qualifier<'a> {
+    Latest,
+    Version(u64),
+    Alias(&'a str),
+}
+
+fn parse_qualifier<'a>(name: &str, qualifier: Option<&'a str>) -> Result<Qualifier<'a>, CoreError> {
+    match qualifier {
+        None | Some("$LATEST") => Ok(Qualifier::Latest),
+        Some(q) if !q.is_empty() && q.bytes().all(|b| b.is_ascii_digit()) => q
+            .parse::<u64>()
+            .map(Qualifier::Version)
+            .map_err(|_| CoreError::NotFound(format!("function {name}:{q} not found"))),
+        Some(q) if crate::aliases::is_alias_name(q) => Ok(Qualifier::Alias(q)),
+        Some(q) => Err(CoreError::NotFound(format!(
+            "function {name}:{q} not found"
+        ))),
     }
 }
 
 impl ControlPlane {
     pub async fn create_function(
         &self,
-        _by: &Principal,
+        by: &Principal,
         req: CreateFunction,
     ) -> Result<FunctionInfo, CoreError> {
+        self.create_function_tagged(by, req, BTreeMap::new()).await
+    }
+
+    /// Creates a function with tags (validated before anything is written).
+    pub async fn create_function_tagged(
+        &self,
+        _by: &Principal,
+        req: CreateFunction,
+        tags: BTreeMap<String, String>,
+    ) -> Result<FunctionInfo, CoreError> {
+        validate_tags(&tags)?;
         let name = parse_name(&req.name)?;
         let runtime = self.runtimes.resolve(&req.runtime)?;
         let handler = Handler::parse(req.handler.as_deref().unwrap_or(Handler::DEFAULT))?;
@@ -134,7 +198,7 @@ impl ControlPlane {
             // leaves an unreferenced package, never a function whose code is missing.
             let code = zip.map(|z| code_store.put_zip(&z)).transpose()?;
             check_bootstrap(&code_store, &runtime, code.as_ref())?;
-            Ok(store.create_function(&NewFunction {
+            let record = store.create_function(&NewFunction {
                 name,
                 runtime,
                 handler,
@@ -143,7 +207,11 @@ impl ControlPlane {
                 environment: req.environment,
                 description,
                 code,
-            })?)
+            })?;
+            if !tags.is_empty() {
+                store.tag_function(&record.name, &tags)?;
+            }
+            Ok(record)
         })
         .await?;
         // A failed lookup of this name may have run before the create; nothing is cached
@@ -185,13 +253,198 @@ impl ControlPlane {
         Ok(f)
     }
 
-    /// After a write of a function's row: drop the cached row and its idle sandboxes when
-    /// what runs changed.
+    /// After a write of a function's row: drop the cached row and, when what runs changed,
+    /// the idle sandboxes of `$LATEST` (published versions never change).
     fn changed(&self, name: &FunctionName, retire: bool) {
         self.functions.invalidate(name);
         if retire {
-            self.scheduler.retire(name);
+            self.scheduler.retire_where(name, |v| v.is_none());
         }
+    }
+
+    /// `$LATEST` (`qualifier` absent or `$LATEST`) or a published version, with the
+    /// function's current reserved concurrency (it applies to all versions together).
+    /// An alias resolves to its version, or (`route`, for an invocation) to the version its
+    /// routing picks this time.
+    pub(crate) async fn version_record(
+        &self,
+        name: &str,
+        qualifier: Option<&str>,
+        route: bool,
+    ) -> Result<Arc<FunctionRecord>, CoreError> {
+        let f = self.function_record(name).await?;
+        let n = match parse_qualifier(f.name.as_str(), qualifier)? {
+            Qualifier::Latest => return Ok(f),
+            Qualifier::Version(n) => n,
+            Qualifier::Alias(a) => {
+                let alias = self.alias_record(&f.name, a).await?;
+                if route {
+                    crate::aliases::pick(&alias)
+                } else {
+                    alias.version
+                }
+            }
+        };
+        let key = (f.name.clone(), n);
+        let v = match self.versions.get(&key) {
+            Some(v) => v,
+            None => {
+                let loaded_at = self.versions.generation();
+                let store = self.store.clone();
+                let fname = f.name.clone();
+                let v = Arc::new(
+                    blocking(move || {
+                        store.get_version(&fname, n)?.ok_or_else(|| {
+                            CoreError::NotFound(format!("function {fname}:{n} not found"))
+                        })
+                    })
+                    .await?,
+                );
+                self.versions.insert(loaded_at, key, v.clone());
+                v
+            }
+        };
+        if v.reserved_concurrency == f.reserved_concurrency {
+            return Ok(v);
+        }
+        let mut v = (*v).clone();
+        v.reserved_concurrency = f.reserved_concurrency;
+        Ok(Arc::new(v))
+    }
+
+    /// `$LATEST` or a published version of a function.
+    pub async fn get_function_version(
+        &self,
+        _by: &Principal,
+        name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<FunctionInfo, CoreError> {
+        Ok(info(&*self.version_record(name, qualifier, false).await?))
+    }
+
+    /// Publishes `$LATEST` as an immutable version (or returns the newest version when
+    /// nothing changed since it was published). Returns the version and whether it is new.
+    pub async fn publish_version(
+        &self,
+        _by: &Principal,
+        name: &str,
+        description: Option<String>,
+    ) -> Result<(FunctionInfo, bool), CoreError> {
+        let name = parse_name(name)?;
+        if let Some(d) = &description {
+            validate_description(d)?;
+        }
+        let store = self.store.clone();
+        let n = name.clone();
+        let (v, new) =
+            blocking(move || Ok(store.publish_version(&n, description.as_deref())?)).await?;
+        tracing::info!(function = %name, version = ?v.version, new, "version published");
+        Ok((info(&v), new))
+    }
+
+    /// One page of a function's versions, `$LATEST` first: at most `max` from the offset
+    /// `marker`, and the next page's marker if there is one.
+    pub async fn list_versions_page(
+        &self,
+        by: &Principal,
+        name: &str,
+        marker: Option<&str>,
+        max: usize,
+    ) -> Result<(Vec<FunctionInfo>, Option<String>), CoreError> {
+        let latest = self.get_function(by, name).await?;
+        let start = match marker {
+            None => 0,
+            Some(m) => m
+                .parse::<usize>()
+                .map_err(|_| CoreError::InvalidParameter(format!("invalid Marker {m:?}")))?,
+        };
+        let store = self.store.clone();
+        let n = parse_name(name)?;
+        let versions = blocking(move || Ok(store.list_versions(&n)?)).await?;
+        let all: Vec<FunctionInfo> = std::iter::once(latest)
+            .chain(versions.iter().map(info))
+            .collect();
+        let max = max.max(1);
+        let page: Vec<FunctionInfo> = all.iter().skip(start).take(max).cloned().collect();
+        let end = start.saturating_add(max);
+        let next = (end < all.len()).then(|| end.to_string());
+        Ok((page, next))
+    }
+
+    /// Deletes one published version (`$LATEST` goes only with the whole function).
+    pub async fn delete_version(
+        &self,
+        by: &Principal,
+        name: &str,
+        qualifier: &str,
+    ) -> Result<(), CoreError> {
+        let f = self.function_record(name).await?;
+        let n = match parse_qualifier(f.name.as_str(), Some(qualifier))? {
+            Qualifier::Version(n) => n,
+            Qualifier::Latest => {
+                return Err(CoreError::InvalidParameter(
+                    "$LATEST version cannot be deleted without deleting the function".into(),
+                ))
+            }
+            Qualifier::Alias(a) => {
+                return Err(CoreError::InvalidParameter(format!(
+                    "{a:?} is an alias: delete it with DeleteAlias"
+                )))
+            }
+        };
+        let _ = by;
+        let store = self.store.clone();
+        let fname = f.name.clone();
+        let existed = blocking(move || Ok(store.delete_version(&fname, n)?)).await?;
+        self.versions.invalidate(&(f.name.clone(), n));
+        if !existed {
+            return Err(CoreError::NotFound(format!(
+                "function {}:{n} not found",
+                f.name
+            )));
+        }
+        self.scheduler.retire_where(&f.name, |v| v == Some(n));
+        tracing::info!(function = %f.name, version = n, "version deleted");
+        Ok(())
+    }
+
+    /// The function's tags.
+    pub async fn list_tags(
+        &self,
+        _by: &Principal,
+        name: &str,
+    ) -> Result<BTreeMap<String, String>, CoreError> {
+        let f = self.function_record(name).await?;
+        let store = self.store.clone();
+        blocking(move || Ok(store.tags(&f.name)?)).await
+    }
+
+    /// Adds or replaces tags on a function.
+    pub async fn tag_function(
+        &self,
+        _by: &Principal,
+        name: &str,
+        tags: BTreeMap<String, String>,
+    ) -> Result<(), CoreError> {
+        validate_tags(&tags)?;
+        let name = parse_name(name)?;
+        let store = self.store.clone();
+        blocking(move || Ok(store.tag_function(&name, &tags)?)).await
+    }
+
+    /// Removes tags from a function by key.
+    pub async fn untag_function(
+        &self,
+        _by: &Principal,
+        name: &str,
+        keys: Vec<String>,
+    ) -> Result<(), CoreError> {
+        for k in &keys {
+            validate_tag_key(k)?;
+        }
+        let name = parse_name(name)?;
+        let store = self.store.clone();
+        blocking(move || Ok(store.untag_function(&name, &keys)?)).await
     }
 
     pub async fn list_functions(&self, _by: &Principal) -> Result<Vec<FunctionInfo>, CoreError> {
@@ -295,7 +548,10 @@ impl ControlPlane {
         let store = self.store.clone();
         let n = name.clone();
         blocking(move || Ok(store.delete_function(&n)?)).await?;
-        self.changed(&name, true);
+        self.functions.invalidate(&name);
+        self.versions.invalidate_where(|(f, _)| f == &name);
+        self.aliases.invalidate_where(|(f, _)| f == &name);
+        self.scheduler.retire(&name);
         tracing::info!(function = %name, "function deleted");
         Ok(())
     }

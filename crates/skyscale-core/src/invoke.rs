@@ -21,10 +21,21 @@ pub const MAX_SYNC_PAYLOAD: usize = 6 * 1024 * 1024;
 /// timeout report before it gives up on the sandbox itself.
 const DEADLINE_GRACE: Duration = Duration::from_secs(2);
 
+/// How to invoke: which version, and what the caller passes besides the payload.
+#[derive(Debug, Clone, Default)]
+pub struct InvokeOptions {
+    /// `None` or `$LATEST`, a published version's number, or an alias.
+    pub qualifier: Option<String>,
+    /// Raw JSON handed to the runtime as `Lambda-Runtime-Client-Context`.
+    pub client_context: Option<String>,
+}
+
 /// What an invocation produced.
 #[derive(Debug)]
 pub struct InvokeOutput {
     pub request_id: String,
+    /// The version that ran: `$LATEST` or a published version's number.
+    pub executed_version: String,
     /// The handler's result, or the error document when `function_error` is set.
     pub body: Vec<u8>,
     /// `Some("Unhandled")` when the function failed (exception, init error, timeout, crash).
@@ -53,6 +64,11 @@ pub struct InvokeTiming {
     pub agent: Duration,
     /// The agent's own measure: event handed to the runtime until its answer arrived.
     pub runtime: Duration,
+}
+
+/// `$LATEST` or the version's number.
+pub(crate) fn version_label(version: Option<u64>) -> String {
+    version.map_or_else(|| "$LATEST".to_owned(), |n| n.to_string())
 }
 
 fn epoch_ms(t: SystemTime) -> u64 {
@@ -97,11 +113,24 @@ enum Ready {
 }
 
 impl ControlPlane {
-    /// Invokes the function synchronously with `payload` (JSON bytes, passed through as-is).
+    /// Invokes the function's `$LATEST` synchronously with `payload` (JSON bytes, passed
+    /// through as-is).
     pub async fn invoke(
+        self: &Arc<Self>,
+        by: &Principal,
+        name: &str,
+        payload: Vec<u8>,
+    ) -> Result<InvokeOutput, CoreError> {
+        self.invoke_with(by, name, InvokeOptions::default(), payload)
+            .await
+    }
+
+    /// Invokes the version `opts.qualifier` names synchronously with `payload`.
+    pub async fn invoke_with(
         self: &Arc<Self>,
         _by: &Principal,
         name: &str,
+        opts: InvokeOptions,
         payload: Vec<u8>,
     ) -> Result<InvokeOutput, CoreError> {
         if payload.len() > MAX_SYNC_PAYLOAD {
@@ -121,7 +150,9 @@ impl ControlPlane {
             payload
         };
         let lookup_started = Instant::now();
-        let f = self.function_record(name).await?;
+        let f = self
+            .version_record(name, opts.qualifier.as_deref(), true)
+            .await?;
         let lookup = lookup_started.elapsed();
         if f.code.is_none() {
             return Err(CoreError::Conflict(format!(
@@ -136,7 +167,22 @@ impl ControlPlane {
         // back to the pool or is destroyed; dropping this future halfway would strand a
         // sandbox in the middle of a frame conversation.
         let cp = self.clone();
-        let task = async move { cp.invoke_function(f, request_id, payload, lookup).await };
+        let client_context = opts.client_context;
+        // The ARN as invoked: with the alias (or version) the caller named.
+        let invoked_arn = match opts.qualifier.as_deref() {
+            None | Some("$LATEST") => self.function_arn(&f),
+            Some(q) => format!("{}:{q}", self.base_arn(&f)),
+        };
+        let task = async move {
+            cp.invoke_function(
+                f,
+                request_id,
+                payload,
+                (invoked_arn, client_context),
+                lookup,
+            )
+            .await
+        };
         tokio::spawn(task.instrument(span))
             .await
             .map_err(|e| CoreError::Internal(format!("invocation task failed: {e}")))?
@@ -147,12 +193,15 @@ impl ControlPlane {
         f: Arc<FunctionRecord>,
         request_id: String,
         payload: Vec<u8>,
+        (invoked_arn, client_context): (String, Option<String>),
         lookup: Duration,
     ) -> Result<InvokeOutput, CoreError> {
         let key = PoolKey {
             function: f.name.clone(),
             revision: f.revision,
+            version: f.version,
         };
+        let version = version_label(f.version);
         let acquire_started = Instant::now();
         // Held until this function returns: the slot counts against the function's
         // reserved concurrency on every path, including errors.
@@ -184,6 +233,7 @@ impl ControlPlane {
         };
         let mut out = InvokeOutput {
             request_id,
+            executed_version: version.clone(),
             body: Vec::new(),
             function_error: None,
             error_type: None,
@@ -216,7 +266,7 @@ impl ControlPlane {
                     &logs,
                     &Report {
                         request_id: &out.request_id,
-                        version: "$LATEST",
+                        version: &version,
                         duration: acquire,
                         memory_mb: f.memory.get(),
                         max_rss_kb: 0,
@@ -233,8 +283,8 @@ impl ControlPlane {
             request_id: out.request_id.clone(),
             deadline_ms: epoch_ms(SystemTime::now() + timeout),
             timeout_ms: timeout.as_millis() as u64,
-            invoked_function_arn: self.function_arn(&f),
-            client_context: None,
+            invoked_function_arn: invoked_arn,
+            client_context,
             trace_id: None,
         };
         let started = Instant::now();
@@ -285,7 +335,7 @@ impl ControlPlane {
             &out.logs,
             &Report {
                 request_id: &out.request_id,
-                version: "$LATEST",
+                version: &version,
                 duration: out.duration,
                 memory_mb: f.memory.get(),
                 max_rss_kb,
@@ -323,11 +373,20 @@ impl ControlPlane {
         }
     }
 
-    fn function_arn(&self, f: &FunctionRecord) -> String {
+    fn base_arn(&self, f: &FunctionRecord) -> String {
         format!(
             "arn:aws:lambda:{}:{}:function:{}",
             self.settings.region, self.settings.account_id, f.name
         )
+    }
+
+    /// The ARN as invoked: qualified with the version for a published one.
+    fn function_arn(&self, f: &FunctionRecord) -> String {
+        let arn = self.base_arn(f);
+        match f.version {
+            Some(n) => format!("{arn}:{n}"),
+            None => arn,
+        }
     }
 
     /// Turns a booted sandbox into one of `f`'s: links the code into its `/var/task`, sets
@@ -398,7 +457,7 @@ impl ControlPlane {
     /// The `Init` frame: the runtime command and Lambda's environment (contract §8), with
     /// the function's own variables.
     fn init_frame(&self, f: &FunctionRecord) -> Init {
-        let version = "$LATEST";
+        let version = version_label(f.version);
         let date = skyscale_store::now_rfc3339();
         let stream = format!(
             "{}/{}/{}/[{version}]{}",
@@ -420,7 +479,7 @@ impl ControlPlane {
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
                 f.memory.get().to_string(),
             ),
-            ("AWS_LAMBDA_FUNCTION_VERSION", version.to_owned()),
+            ("AWS_LAMBDA_FUNCTION_VERSION", version.clone()),
             ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_owned()),
             (
                 "AWS_LAMBDA_LOG_GROUP_NAME",
@@ -442,7 +501,7 @@ impl ControlPlane {
         }
         Init {
             function_name: f.name.to_string(),
-            function_version: version.to_owned(),
+            function_version: version,
             memory_mb: f.memory.get(),
             command: Runtimes::command(&f.runtime),
             cwd: "/var/task".to_owned(),

@@ -5,6 +5,7 @@
 //! packages and the sandbox driver; nothing here knows about axum or SQL.
 
 mod account;
+mod aliases;
 mod auth;
 mod cache;
 mod error;
@@ -25,9 +26,10 @@ use skyscale_store::{ApiKeyRecord, CodeLimits, CodeStore, FunctionRecord, Store}
 use skyscale_types::{ApiKey, FunctionName, KeyId};
 
 pub use account::AccountSettings;
+pub use aliases::AliasInfo;
 pub use auth::{authenticate, ensure_admin_key, AdminKeySource, Principal, Role};
 pub use error::CoreError;
-pub use invoke::{InvokeOutput, InvokeTiming, MAX_SYNC_PAYLOAD};
+pub use invoke::{InvokeOptions, InvokeOutput, InvokeTiming, MAX_SYNC_PAYLOAD};
 pub use runtimes::{Runtimes, PYTHON_BOOTSTRAP};
 pub use scheduler::{Limits, SandboxCounts};
 pub use secrets::{ServerKey, SERVER_KEY_FILE};
@@ -77,6 +79,10 @@ pub struct ControlPlane {
     keys: Cache<KeyId, ApiKeyRecord>,
     /// Function records by name, read on every invocation.
     functions: Cache<FunctionName, FunctionRecord>,
+    /// Published versions by function and number (immutable; dropped on delete).
+    versions: Cache<(FunctionName, u64), FunctionRecord>,
+    /// Aliases by function and name (invalidated on every alias write).
+    aliases: Cache<(FunctionName, String), skyscale_store::AliasRecord>,
     runtimes: Runtimes,
     settings: Settings,
     /// Seals and opens API key secrets (SigV4 needs them).
@@ -115,6 +121,8 @@ impl ControlPlane {
             scheduler,
             keys: Cache::new(),
             functions: Cache::new(),
+            versions: Cache::new(),
+            aliases: Cache::new(),
             runtimes,
             settings,
             server_key,

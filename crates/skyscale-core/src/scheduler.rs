@@ -265,13 +265,21 @@ impl Scheduler {
             }
             _ => {}
         }
-        // 1. A warm sandbox of this revision; older revisions found on the way go.
+        // 1. A warm sandbox of this revision; older revisions of the same version found on
+        //    the way go (other versions' sandboxes stay).
         let mut warm = None;
         if let Some(list) = st.idle.get_mut(&key.function) {
             let stale: Vec<Session> = list
-                .extract_if(.., |s| s.key.as_ref() != Some(key))
+                .extract_if(.., |s| {
+                    s.key
+                        .as_ref()
+                        .is_none_or(|k| k.version == key.version && k != key)
+                })
                 .collect();
-            warm = list.pop();
+            warm = list
+                .iter()
+                .rposition(|s| s.key.as_ref() == Some(key))
+                .map(|i| list.remove(i));
             for s in stale {
                 st.live.remove(&s.id);
                 doomed.push(s);
@@ -385,13 +393,29 @@ impl Scheduler {
     /// was deleted). In-flight invocations finish on theirs; `acquire` never hands out a
     /// sandbox of an old revision.
     pub fn retire(self: &Arc<Self>, function: &FunctionName) {
+        self.retire_where(function, |_| true);
+    }
+
+    /// Destroys the idle sandboxes of a function whose version (`None` = `$LATEST`)
+    /// `which` selects.
+    pub fn retire_where(
+        self: &Arc<Self>,
+        function: &FunctionName,
+        which: impl Fn(Option<u64>) -> bool,
+    ) {
         let retired = {
             let mut st = self.lock();
-            let list = st.idle.remove(function).unwrap_or_default();
-            for s in &list {
+            let mut list = st.idle.remove(function).unwrap_or_default();
+            let retired: Vec<Session> = list
+                .extract_if(.., |s| which(s.key.as_ref().and_then(|k| k.version)))
+                .collect();
+            if !list.is_empty() {
+                st.idle.insert(function.clone(), list);
+            }
+            for s in &retired {
                 st.live.remove(&s.id);
             }
-            list
+            retired
         };
         for s in retired {
             self.destroy(s);

@@ -18,6 +18,9 @@ use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 pub(crate) struct PoolKey {
     pub function: FunctionName,
     pub revision: u64,
+    /// `None` for `$LATEST`; a published version never changes, so its sandboxes are only
+    /// retired when the version or the function is deleted.
+    pub version: Option<u64>,
 }
 
 /// Why talking to an agent failed. Any of these means the sandbox is unusable.

@@ -25,6 +25,9 @@ impl ApiError {
             }
             CoreError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             CoreError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            CoreError::PreconditionFailed(_) => {
+                (StatusCode::PRECONDITION_FAILED, "precondition_failed")
+            }
             CoreError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             CoreError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             CoreError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),

@@ -27,6 +27,15 @@ pub enum StoreError {
     /// The database was written by a newer Skyscale.
     #[error("database schema version {found} is newer than this build understands ({known})")]
     TooNew { found: i64, known: i64 },
+    /// An alias with that name exists already for the function.
+    #[error("alias {0} already exists")]
+    AliasExists(String),
+    /// The row is still referenced (e.g. a version an alias points at).
+    #[error("{0}")]
+    InUse(String),
+    /// A per-function limit would be exceeded (e.g. the number of tags).
+    #[error("{0}")]
+    Limit(String),
     #[error("database: {0}")]
     Sql(#[from] rusqlite::Error),
 }
@@ -47,7 +56,37 @@ pub struct FunctionRecord {
     pub revision: u64,
     pub created_at: String,
     pub updated_at: String,
+    /// `None` for `$LATEST` (the function's row), else the published version's number.
+    pub version: Option<u64>,
 }
+
+/// An alias of a function: a name for a published version, optionally routing a share of
+/// the invocations to a second one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AliasRecord {
+    pub function: FunctionName,
+    pub name: String,
+    pub version: u64,
+    pub description: String,
+    /// The other version and the share of invocations (0..=1) it gets.
+    pub routing: Option<(u64, f64)>,
+    /// Increases with every change.
+    pub revision: u64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A partial update of an alias; `None` leaves a field as it is. `routing: Some(None)`
+/// removes the routing.
+#[derive(Debug, Clone, Default)]
+pub struct AliasUpdate {
+    pub version: Option<u64>,
+    pub description: Option<String>,
+    pub routing: Option<Option<(u64, f64)>>,
+}
+
+const ALIAS_COLUMNS: &str = "function, name, version, description, extra_version, extra_weight, \
+     revision, created_at, updated_at";
 
 /// Everything needed to create a function.
 #[derive(Debug, Clone)]
@@ -94,7 +133,15 @@ pub struct Store {
 }
 
 const FUNCTION_COLUMNS: &str = "name, runtime, handler, memory_mb, timeout_s, environment, \
-     description, code_sha256, code_size, revision, created_at, updated_at, reserved_concurrency";
+     description, code_sha256, code_size, revision, created_at, updated_at, reserved_concurrency, \
+     NULL";
+
+/// A version row in the shape of `FUNCTION_COLUMNS`: its own timestamp, no reservation.
+const VERSION_COLUMNS: &str = "function, runtime, handler, memory_mb, timeout_s, environment, \
+     description, code_sha256, code_size, revision, created_at, created_at, NULL, version";
+
+/// Most tags on one function, as in Lambda.
+pub const MAX_TAGS: usize = 50;
 
 impl Store {
     /// Opens (creating if needed) the database at `path` in WAL mode and runs migrations.
@@ -278,11 +325,294 @@ impl Store {
         Ok(f)
     }
 
+    /// The function's tags (empty when it has none or does not exist).
+    pub fn tags(&self, name: &FunctionName) -> Result<BTreeMap<String, String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached("SELECT key, value FROM function_tags WHERE function = ?1")?;
+        let rows = stmt.query_map([name.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Adds or replaces tags; refuses (changing nothing) when the function would end up
+    /// with more than [`MAX_TAGS`].
+    pub fn tag_function(
+        &self,
+        name: &FunctionName,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        if get_function(&tx, name)?.is_none() {
+            return Err(StoreError::FunctionNotFound(name.to_string()));
+        }
+        for (k, v) in tags {
+            tx.execute(
+                "INSERT INTO function_tags (function, key, value) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(function, key) DO UPDATE SET value = excluded.value",
+                params![name.as_str(), k, v],
+            )?;
+        }
+        let n: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM function_tags WHERE function = ?1",
+            [name.as_str()],
+            |r| r.get(0),
+        )?;
+        if n as usize > MAX_TAGS {
+            return Err(StoreError::Limit(format!(
+                "function {name} would have {n} tags: the limit is {MAX_TAGS}"
+            )));
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes the tags with these keys (missing ones are ignored).
+    pub fn untag_function(&self, name: &FunctionName, keys: &[String]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        if get_function(&tx, name)?.is_none() {
+            return Err(StoreError::FunctionNotFound(name.to_string()));
+        }
+        for k in keys {
+            tx.execute(
+                "DELETE FROM function_tags WHERE function = ?1 AND key = ?2",
+                params![name.as_str(), k],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Publishes `$LATEST` as a new version (numbered after the highest ever given), or
+    /// returns the newest version when its code and configuration equal `$LATEST`'s.
+    /// `description` defaults to `$LATEST`'s. Returns the version and whether it is new.
+    pub fn publish_version(
+        &self,
+        name: &FunctionName,
+        description: Option<&str>,
+    ) -> Result<(FunctionRecord, bool), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let f = get_function(&tx, name)?
+            .ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))?;
+        let Some(code) = &f.code else {
+            return Err(StoreError::Limit(format!(
+                "function {name} has no code to publish"
+            )));
+        };
+        let newest: Option<i64> = tx.query_row(
+            "SELECT MAX(version) FROM function_versions WHERE function = ?1",
+            [name.as_str()],
+            |r| r.get(0),
+        )?;
+        if let Some(n) = newest {
+            if let Some(v) = get_version(&tx, name, n as u64)? {
+                let same = v.code == f.code
+                    && v.runtime == f.runtime
+                    && v.handler == f.handler
+                    && v.memory == f.memory
+                    && v.timeout == f.timeout
+                    && v.environment == f.environment;
+                if same {
+                    return Ok((v, false));
+                }
+            }
+        }
+        let last: i64 = tx.query_row(
+            "SELECT last_version FROM functions WHERE name = ?1",
+            [name.as_str()],
+            |r| r.get(0),
+        )?;
+        let n = last + 1;
+        let env = serde_json::to_string(&f.environment).map_err(corrupt)?;
+        tx.execute(
+            "INSERT INTO function_versions (function, version, runtime, handler, memory_mb, \
+             timeout_s, environment, description, code_sha256, code_size, revision, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                name.as_str(),
+                n,
+                f.runtime.as_str(),
+                f.handler.as_str(),
+                f.memory.get(),
+                f.timeout.get(),
+                env,
+                description.unwrap_or(&f.description),
+                code.sha256,
+                code.size as i64,
+                f.revision as i64,
+                now_rfc3339(),
+            ],
+        )?;
+        tx.execute(
+            "UPDATE functions SET last_version = ?2 WHERE name = ?1",
+            params![name.as_str(), n],
+        )?;
+        let v = get_version(&tx, name, n as u64)?.ok_or_else(|| StoreError::Corrupt {
+            table: "function_versions",
+            message: format!("version {n} of {name} vanished after insert"),
+        })?;
+        tx.commit()?;
+        Ok((v, true))
+    }
+
+    /// One published version of a function.
+    pub fn get_version(
+        &self,
+        name: &FunctionName,
+        version: u64,
+    ) -> Result<Option<FunctionRecord>, StoreError> {
+        get_version(&self.conn(), name, version)
+    }
+
+    /// Every published version of a function, oldest first.
+    pub fn list_versions(&self, name: &FunctionName) -> Result<Vec<FunctionRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {VERSION_COLUMNS} FROM function_versions WHERE function = ?1 \
+             ORDER BY version"
+        ))?;
+        let rows = stmt.query_map([name.as_str()], |row| Ok(function_from_row(row)))?;
+        rows.map(|r| r?).collect()
+    }
+
+    /// Deletes one published version; returns whether it existed. A version an alias
+    /// points at stays (`InUse`).
+    pub fn delete_version(&self, name: &FunctionName, version: u64) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let alias: Option<String> = tx
+            .query_row(
+                "SELECT name FROM function_aliases WHERE function = ?1 \
+                 AND (version = ?2 OR extra_version = ?2) ORDER BY name LIMIT 1",
+                params![name.as_str(), version as i64],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(alias) = alias {
+            return Err(StoreError::InUse(format!(
+                "version {version} of {name} cannot be deleted: alias {alias} refers to it"
+            )));
+        }
+        let changed = tx.execute(
+            "DELETE FROM function_versions WHERE function = ?1 AND version = ?2",
+            params![name.as_str(), version as i64],
+        )?;
+        tx.commit()?;
+        Ok(changed > 0)
+    }
+
+    /// Creates an alias; the function must exist (the caller checked its versions).
+    pub fn create_alias(
+        &self,
+        function: &FunctionName,
+        name: &str,
+        version: u64,
+        description: &str,
+        routing: Option<(u64, f64)>,
+    ) -> Result<AliasRecord, StoreError> {
+        let conn = self.conn();
+        if get_function(&conn, function)?.is_none() {
+            return Err(StoreError::FunctionNotFound(function.to_string()));
+        }
+        let now = now_rfc3339();
+        let inserted = conn.execute(
+            "INSERT INTO function_aliases (function, name, version, description, extra_version, \
+             extra_weight, revision, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7) ON CONFLICT(function, name) DO NOTHING",
+            params![
+                function.as_str(),
+                name,
+                version as i64,
+                description,
+                routing.map(|(v, _)| v as i64),
+                routing.map(|(_, w)| w),
+                now,
+            ],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::AliasExists(format!("{function}:{name}")));
+        }
+        get_alias(&conn, function, name)?.ok_or_else(|| StoreError::Corrupt {
+            table: "function_aliases",
+            message: format!("alias {function}:{name} vanished after insert"),
+        })
+    }
+
+    pub fn get_alias(
+        &self,
+        function: &FunctionName,
+        name: &str,
+    ) -> Result<Option<AliasRecord>, StoreError> {
+        get_alias(&self.conn(), function, name)
+    }
+
+    /// A function's aliases by name.
+    pub fn list_aliases(&self, function: &FunctionName) -> Result<Vec<AliasRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {ALIAS_COLUMNS} FROM function_aliases WHERE function = ?1 ORDER BY name"
+        ))?;
+        let rows = stmt.query_map([function.as_str()], |row| Ok(alias_from_row(row)))?;
+        rows.map(|r| r?).collect()
+    }
+
+    /// Applies a partial update; `None` when the alias does not exist.
+    pub fn update_alias(
+        &self,
+        function: &FunctionName,
+        name: &str,
+        u: &AliasUpdate,
+    ) -> Result<Option<AliasRecord>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let Some(mut a) = get_alias(&tx, function, name)? else {
+            return Ok(None);
+        };
+        if let Some(v) = u.version {
+            a.version = v;
+        }
+        if let Some(d) = &u.description {
+            a.description = d.clone();
+        }
+        if let Some(r) = u.routing {
+            a.routing = r;
+        }
+        tx.execute(
+            "UPDATE function_aliases SET version = ?3, description = ?4, extra_version = ?5, \
+             extra_weight = ?6, revision = revision + 1, updated_at = ?7 \
+             WHERE function = ?1 AND name = ?2",
+            params![
+                function.as_str(),
+                name,
+                a.version as i64,
+                a.description,
+                a.routing.map(|(v, _)| v as i64),
+                a.routing.map(|(_, w)| w),
+                now_rfc3339(),
+            ],
+        )?;
+        let out = get_alias(&tx, function, name)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Deletes an alias; returns whether it existed.
+    pub fn delete_alias(&self, function: &FunctionName, name: &str) -> Result<bool, StoreError> {
+        let changed = self.conn().execute(
+            "DELETE FROM function_aliases WHERE function = ?1 AND name = ?2",
+            params![function.as_str(), name],
+        )?;
+        Ok(changed > 0)
+    }
+
     /// Every code hash some function still points at (for garbage collection of packages).
     pub fn referenced_code(&self) -> Result<Vec<String>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT DISTINCT code_sha256 FROM functions WHERE code_sha256 IS NOT NULL",
+            "SELECT code_sha256 FROM functions WHERE code_sha256 IS NOT NULL \
+             UNION SELECT code_sha256 FROM function_versions",
         )?;
         let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -372,6 +702,63 @@ fn get_function(
         .transpose()
 }
 
+fn get_version(
+    conn: &Connection,
+    name: &FunctionName,
+    version: u64,
+) -> Result<Option<FunctionRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {VERSION_COLUMNS} FROM function_versions WHERE function = ?1 AND version = ?2"
+    ))?;
+    stmt.query_row(params![name.as_str(), version as i64], |row| {
+        Ok(function_from_row(row))
+    })
+    .optional()?
+    .transpose()
+}
+
+fn get_alias(
+    conn: &Connection,
+    function: &FunctionName,
+    name: &str,
+) -> Result<Option<AliasRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ALIAS_COLUMNS} FROM function_aliases WHERE function = ?1 AND name = ?2"
+    ))?;
+    stmt.query_row(params![function.as_str(), name], |row| {
+        Ok(alias_from_row(row))
+    })
+    .optional()?
+    .transpose()
+}
+
+fn alias_from_row(row: &Row<'_>) -> Result<AliasRecord, StoreError> {
+    let bad = |m: String| StoreError::Corrupt {
+        table: "function_aliases",
+        message: m,
+    };
+    let number = |i: usize| -> Result<u64, StoreError> {
+        let n: i64 = row.get(i)?;
+        u64::try_from(n).map_err(|e| bad(e.to_string()))
+    };
+    let extra: Option<i64> = row.get(4)?;
+    let weight: Option<f64> = row.get(5)?;
+    let routing = match (extra, weight) {
+        (Some(v), Some(w)) => Some((u64::try_from(v).map_err(|e| bad(e.to_string()))?, w)),
+        _ => None,
+    };
+    Ok(AliasRecord {
+        function: FunctionName::parse(&row.get::<_, String>(0)?).map_err(|e| bad(e.to_string()))?,
+        name: row.get(1)?,
+        version: number(2)?,
+        description: row.get(3)?,
+        routing,
+        revision: number(6)?,
+        created_at: row.get(7)?,
+        updated_at: row.get(8)?,
+    })
+}
+
 fn corrupt(message: impl ToString) -> StoreError {
     StoreError::Corrupt {
         table: "functions",
@@ -402,6 +789,10 @@ fn function_from_row(row: &Row<'_>) -> Result<FunctionRecord, StoreError> {
         reserved_concurrency: row
             .get::<_, Option<i64>>(12)?
             .map(|n| u32::try_from(n).map_err(corrupt))
+            .transpose()?,
+        version: row
+            .get::<_, Option<i64>>(13)?
+            .map(|n| u64::try_from(n).map_err(corrupt))
             .transpose()?,
     })
 }

@@ -9,7 +9,10 @@ mod db;
 mod migrations;
 
 pub use code::{CodeError, CodeLimits, CodeRef, CodeStore};
-pub use db::{ApiKeyRecord, FunctionRecord, FunctionUpdate, NewFunction, Store, StoreError};
+pub use db::{
+    AliasRecord, AliasUpdate, ApiKeyRecord, FunctionRecord, FunctionUpdate, NewFunction, Store,
+    StoreError, MAX_TAGS,
+};
 
 /// Current time as RFC 3339 UTC with milliseconds, the format every stored timestamp uses.
 pub fn now_rfc3339() -> String {

@@ -36,4 +36,50 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE api_keys ADD COLUMN secret_sealed BLOB;
     "#,
+    // 4: tags on functions (TagResource), gone with their function.
+    r#"
+    CREATE TABLE function_tags (
+        function TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        key      TEXT NOT NULL,
+        value    TEXT NOT NULL,
+        PRIMARY KEY (function, key)
+    ) STRICT;
+    "#,
+    // 5: published versions: immutable snapshots of a function's code and configuration.
+    // `last_version` is the highest number ever given, so a deleted version's number is
+    // never reused.
+    r#"
+    ALTER TABLE functions ADD COLUMN last_version INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE function_versions (
+        function    TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        version     INTEGER NOT NULL,
+        runtime     TEXT NOT NULL,
+        handler     TEXT NOT NULL,
+        memory_mb   INTEGER NOT NULL,
+        timeout_s   INTEGER NOT NULL,
+        environment TEXT NOT NULL,
+        description TEXT NOT NULL,
+        code_sha256 TEXT NOT NULL,
+        code_size   INTEGER NOT NULL,
+        revision    INTEGER NOT NULL,       -- the function's revision when published
+        created_at  TEXT NOT NULL,
+        PRIMARY KEY (function, version)
+    ) STRICT;
+    "#,
+    // 6: aliases: a name for a published version, optionally routing a share of the
+    // invocations (`extra_weight`, 0..=1) to one other published version.
+    r#"
+    CREATE TABLE function_aliases (
+        function      TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        name          TEXT NOT NULL,
+        version       INTEGER NOT NULL,
+        description   TEXT NOT NULL,
+        extra_version INTEGER,
+        extra_weight  REAL,
+        revision      INTEGER NOT NULL,
+        created_at    TEXT NOT NULL,
+        updated_at    TEXT NOT NULL,
+        PRIMARY KEY (function, name)
+    ) STRICT;
+    "#,
 ];

@@ -106,3 +106,56 @@ fn api_keys_store_hashes_only() {
         );
     }
 }
+
+#[test]
+fn versions_tags_and_aliases_go_with_their_function() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("s.db")).unwrap();
+    let name = FunctionName::parse("f").unwrap();
+    s.create_function(&new_fn("f")).unwrap();
+    assert!(matches!(
+        s.publish_version(&name, None),
+        Err(StoreError::Limit(_))
+    ));
+    let code = CodeRef {
+        sha256: "cd".repeat(32),
+        size: 3,
+    };
+    s.set_function_code(&name, &code).unwrap();
+    let (v1, new) = s.publish_version(&name, Some("first")).unwrap();
+    assert_eq!(
+        (v1.version, new, v1.description.as_str()),
+        (Some(1), true, "first")
+    );
+    let (again, new) = s.publish_version(&name, None).unwrap();
+    assert_eq!((again.version, new), (Some(1), false));
+    s.update_function(
+        &name,
+        &FunctionUpdate {
+            memory: Some(MemoryMb::new(256).unwrap()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let (v2, _) = s.publish_version(&name, None).unwrap();
+    assert_eq!((v2.version, v2.memory.get()), (Some(2), 256));
+    assert_eq!(s.get_version(&name, 1).unwrap().unwrap().memory.get(), 128);
+    s.create_alias(&name, "live", 1, "", Some((2, 0.5)))
+        .unwrap();
+    assert!(matches!(
+        s.delete_version(&name, 2),
+        Err(StoreError::InUse(_))
+    ));
+    assert!(s.delete_alias(&name, "live").unwrap());
+    assert!(s.delete_version(&name, 2).unwrap());
+    let (v3, _) = s.publish_version(&name, None).unwrap();
+    assert_eq!(v3.version, Some(3), "numbers are never reused");
+    s.tag_function(&name, &BTreeMap::from([("k".into(), "v".into())]))
+        .unwrap();
+    s.create_alias(&name, "a", 1, "", None).unwrap();
+    s.delete_function(&name).unwrap();
+    s.create_function(&new_fn("f")).unwrap();
+    assert!(s.list_versions(&name).unwrap().is_empty());
+    assert!(s.tags(&name).unwrap().is_empty());
+    assert!(s.list_aliases(&name).unwrap().is_empty());
+}

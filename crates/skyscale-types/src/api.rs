@@ -86,6 +86,9 @@ pub struct FunctionInfo {
     /// RFC 3339 timestamps.
     pub created_at: String,
     pub updated_at: String,
+    /// A published version's number; absent for `$LATEST`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
 }
 
 /// `PUT /v1/functions/{name}/concurrency`.

@@ -54,6 +54,14 @@ import os
 def handler(event, context):
     if event.get("fail"):
         raise ValueError("boom")
+    if event.get("cc"):
+        cc = context.client_context
+        return {"custom": cc.custom, "env": cc.env,
+                "installation_id": cc.client.installation_id if cc.client else None}
+    if event.get("ver"):
+        return {"v": 1, "version": context.function_version,
+                "env_version": os.environ["AWS_LAMBDA_FUNCTION_VERSION"],
+                "stream": context.log_stream_name, "arn": context.invoked_function_arn}
     print("hello from v1")
     return {"v": 1, "got": event, "fn": context.function_name,
             "greeting": os.environ.get("GREETING")}
@@ -102,6 +110,7 @@ def main():
         Timeout=5,
         MemorySize=128,
         Environment={"Variables": {"GREETING": "hello"}},
+        Tags={"team": "core", "stage": "test"},
     )
     assert created["ResponseMetadata"]["HTTPStatusCode"] == 201, created
     assert created["FunctionName"] == name
@@ -165,6 +174,69 @@ def main():
     assert "hello from v1" in base64.b64decode(r["LogResult"]).decode(), r
     ok("invoke LogType Tail")
 
+    # --- client context ----------------------------------------------------------------
+    cc = {"custom": {"k": "v"}, "env": {"locale": "en"}, "client": {"installation_id": "i-1"}}
+    r = lam.invoke(
+        FunctionName=name, Payload=b'{"cc": true}',
+        ClientContext=base64.b64encode(json.dumps(cc).encode()).decode(),
+    )
+    assert "FunctionError" not in r, r
+    got_cc = json.loads(r["Payload"].read())
+    assert got_cc == {"custom": {"k": "v"}, "env": {"locale": "en"},
+                      "installation_id": "i-1"}, got_cc
+    expect_error(
+        "InvalidParameterValueException",
+        lambda: lam.invoke(FunctionName=name, Payload=b"{}", ClientContext="not base64!"),
+        400,
+    )
+    expect_error(
+        "InvalidParameterValueException",
+        lambda: lam.invoke(FunctionName=name, Payload=b"{}",
+                           ClientContext=base64.b64encode(b"not json").decode()),
+        400,
+    )
+    big = base64.b64encode(json.dumps({"custom": {"x": "y" * 4000}}).encode()).decode()
+    expect_error(
+        "InvalidParameterValueException",
+        lambda: lam.invoke(FunctionName=name, Payload=b"{}", ClientContext=big),
+        400,
+    )
+    ok("invoke with ClientContext reaches context.client_context")
+
+    # --- tags --------------------------------------------------------------------------
+    assert lam.get_function(FunctionName=name)["Tags"] == {"team": "core", "stage": "test"}
+    lam.tag_resource(Resource=arn, Tags={"team": "platform", "cost": "42"})
+    assert lam.list_tags(Resource=arn)["Tags"] == {
+        "team": "platform", "stage": "test", "cost": "42"}
+    lam.untag_resource(Resource=arn, TagKeys=["stage", "cost", "absent"])
+    assert lam.list_tags(Resource=arn)["Tags"] == {"team": "platform"}
+    assert lam.get_function(FunctionName=name)["Tags"] == {"team": "platform"}
+    expect_error(
+        "ResourceNotFoundException",
+        lambda: lam.list_tags(Resource=arn.replace(name, "nope")),
+        404,
+    )
+    expect_error(
+        "InvalidParameterValueException",
+        lambda: lam.tag_resource(Resource=arn, Tags={"aws:reserved": "x"}),
+        400,
+    )
+    ok("tag_resource, untag_resource, list_tags, get_function Tags")
+
+    # --- versions (1) ------------------------------------------------------------------
+    v1 = lam.publish_version(FunctionName=name, Description="first")
+    assert v1["ResponseMetadata"]["HTTPStatusCode"] == 201, v1
+    assert v1["Version"] == "1" and v1["FunctionArn"] == f"{arn}:1", v1
+    assert v1["Description"] == "first" and v1["CodeSha256"] == created["CodeSha256"]
+    again = lam.publish_version(FunctionName=name)
+    assert again["Version"] == "1", again
+    expect_error(
+        "PreconditionFailedException",
+        lambda: lam.publish_version(FunctionName=name, CodeSha256="AAAA"),
+        412,
+    )
+    ok("publish_version (unchanged function returns the latest version)")
+
     r = lam.invoke(FunctionName=name, InvocationType="Event", Payload=b'{"a": 2}')
     assert r["StatusCode"] == 202, r
     r = lam.invoke(FunctionName=name, InvocationType="DryRun")
@@ -181,6 +253,108 @@ def main():
     assert json.loads(r["Payload"].read())["v"] == 2
     ok("update_function_code")
 
+    # --- versions (2) ------------------------------------------------------------------
+    v2 = lam.publish_version(FunctionName=name)
+    assert v2["Version"] == "2" and v2["CodeSha256"] == up["CodeSha256"], v2
+    for qualifier, expect_v in (("1", 1), ("2", 2)):
+        r = lam.invoke(FunctionName=name, Qualifier=qualifier, Payload=b'{"ver": true}',
+                       LogType="Tail")
+        assert r["ExecutedVersion"] == qualifier, r
+        body = json.loads(r["Payload"].read())
+        assert body["v"] == expect_v and body["version"] == qualifier, body
+        assert body["env_version"] == qualifier, body
+        assert f"[{qualifier}]" in body["stream"], body
+        assert body["arn"] == f"{arn}:{qualifier}", body
+        assert f"Version: {qualifier}" in base64.b64decode(r["LogResult"]).decode(), r
+    r = lam.invoke(FunctionName=f"{name}:1", Payload=b"{}")
+    assert r["ExecutedVersion"] == "1" and json.loads(r["Payload"].read())["v"] == 1
+    r = lam.invoke(FunctionName=name, Payload=b'{"ver": true}')
+    assert r["ExecutedVersion"] == "$LATEST", r
+    assert json.loads(r["Payload"].read())["version"] == "$LATEST"
+    conf = lam.get_function_configuration(FunctionName=name, Qualifier="1")
+    assert conf["Version"] == "1" and conf["CodeSha256"] == created["CodeSha256"], conf
+    got = lam.get_function(FunctionName=f"{arn}:2")
+    assert got["Configuration"]["Version"] == "2", got
+    for bad in (
+        lambda: lam.get_function(FunctionName=name, Qualifier="9"),
+        lambda: lam.get_function_configuration(FunctionName=f"{name}:9"),
+        lambda: lam.invoke(FunctionName=name, Qualifier="9", Payload=b"{}"),
+    ):
+        e = expect_error("ResourceNotFoundException", bad, 404)
+    assert e.response["Error"]["Message"].endswith(f"{arn}:9"), e.response
+    versions = lam.list_versions_by_function(FunctionName=name)["Versions"]
+    assert [v["Version"] for v in versions] == ["$LATEST", "1", "2"], versions
+    pages = list(lam.get_paginator("list_versions_by_function").paginate(
+        FunctionName=name, PaginationConfig={"PageSize": 1}))
+    assert [v["Version"] for p in pages for v in p["Versions"]] == ["$LATEST", "1", "2"]
+    assert len(pages) == 3, pages
+    ok("versions: invoke, get, list (paginated), ExecutedVersion, 404 for unknown")
+
+    # --- aliases -------------------------------------------------------------------------
+    live = lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1",
+                            Description="prod")
+    assert live["ResponseMetadata"]["HTTPStatusCode"] == 201, live
+    assert live["AliasArn"] == f"{arn}:live" and live["FunctionVersion"] == "1", live
+    assert len(live["RevisionId"]) == 36
+    r = lam.invoke(FunctionName=name, Qualifier="live", Payload=b'{"ver": true}')
+    assert r["ExecutedVersion"] == "1", r
+    body = json.loads(r["Payload"].read())
+    assert body["version"] == "1" and body["arn"] == f"{arn}:live", body
+    assert lam.get_function(FunctionName=f"{name}:live")["Configuration"]["Version"] == "1"
+    up_alias = lam.update_alias(FunctionName=name, Name="live",
+                                RoutingConfig={"AdditionalVersionWeights": {"2": 1.0}})
+    assert up_alias["RoutingConfig"]["AdditionalVersionWeights"] == {"2": 1.0}, up_alias
+    assert up_alias["RevisionId"] != live["RevisionId"]
+    r = lam.invoke(FunctionName=f"{arn}:live", Payload=b"{}")
+    assert r["ExecutedVersion"] == "2" and json.loads(r["Payload"].read())["v"] == 2, r
+    lam.update_alias(FunctionName=name, Name="live",
+                     RoutingConfig={"AdditionalVersionWeights": {"2": 0.5}})
+    seen = {lam.invoke(FunctionName=name, Qualifier="live", Payload=b"{}")["ExecutedVersion"]
+            for _ in range(16)}
+    assert seen == {"1", "2"}, seen
+    cleared = lam.update_alias(FunctionName=name, Name="live", FunctionVersion="2",
+                               RoutingConfig={"AdditionalVersionWeights": {}})
+    assert cleared["FunctionVersion"] == "2" and "RoutingConfig" not in cleared, cleared
+    assert cleared["Description"] == "prod"
+    got_alias = lam.get_alias(FunctionName=name, Name="live")
+    assert got_alias["FunctionVersion"] == "2" and got_alias["RevisionId"] == cleared["RevisionId"]
+    lam.create_alias(FunctionName=name, Name="beta", FunctionVersion="1")
+    pages = list(lam.get_paginator("list_aliases").paginate(
+        FunctionName=name, PaginationConfig={"PageSize": 1}))
+    assert [a["Name"] for p in pages for a in p["Aliases"]] == ["beta", "live"], pages
+    only = lam.list_aliases(FunctionName=name, FunctionVersion="1")["Aliases"]
+    assert [a["Name"] for a in only] == ["beta"], only
+    expect_error("ResourceConflictException",
+                 lambda: lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1"),
+                 409)
+    expect_error("ResourceNotFoundException",
+                 lambda: lam.create_alias(FunctionName=name, Name="x", FunctionVersion="9"),
+                 404)
+    expect_error("InvalidParameterValueException",
+                 lambda: lam.create_alias(
+                     FunctionName=name, Name="x", FunctionVersion="1",
+                     RoutingConfig={"AdditionalVersionWeights": {"2": 0.1, "3": 0.1}}),
+                 400)
+    expect_error("InvalidParameterValueException",
+                 lambda: lam.create_alias(FunctionName=name, Name="x",
+                                          FunctionVersion="$LATEST"),
+                 400)
+    expect_error("PreconditionFailedException",
+                 lambda: lam.update_alias(FunctionName=name, Name="live",
+                                          RevisionId=live["RevisionId"]),
+                 412)
+    expect_error("ResourceNotFoundException",
+                 lambda: lam.invoke(FunctionName=name, Qualifier="nope", Payload=b"{}"), 404)
+    expect_error("ResourceConflictException",
+                 lambda: lam.delete_function(FunctionName=name, Qualifier="1"), 409)
+    d = lam.delete_alias(FunctionName=name, Name="beta")
+    assert d["ResponseMetadata"]["HTTPStatusCode"] == 204, d
+    expect_error("ResourceNotFoundException",
+                 lambda: lam.get_alias(FunctionName=name, Name="beta"), 404)
+    expect_error("ResourceNotFoundException",
+                 lambda: lam.delete_alias(FunctionName=name, Name="beta"), 404)
+    ok("aliases: create/get/list (paginated)/update/delete, weighted routing, errors")
+
     up = lam.update_function_configuration(
         FunctionName=name, MemorySize=256, Timeout=10,
         Environment={"Variables": {"GREETING": "bonjour"}}, Description="changed",
@@ -189,7 +363,26 @@ def main():
     assert up["Description"] == "changed"
     r = lam.invoke(FunctionName=name, Payload=b"{}")
     assert json.loads(r["Payload"].read())["greeting"] == "bonjour"
+    r = lam.invoke(FunctionName=name, Qualifier="2", Payload=b"{}")
+    assert json.loads(r["Payload"].read())["greeting"] == "hello", "versions are immutable"
     ok("update_function_configuration")
+
+    # --- versions (3): delete one --------------------------------------------------------
+    d = lam.delete_function(FunctionName=name, Qualifier="1")
+    assert d["ResponseMetadata"]["HTTPStatusCode"] in (200, 204), d
+    expect_error("ResourceNotFoundException",
+                 lambda: lam.get_function(FunctionName=name, Qualifier="1"), 404)
+    expect_error("ResourceNotFoundException",
+                 lambda: lam.delete_function(FunctionName=name, Qualifier="1"), 404)
+    expect_error("InvalidParameterValueException",
+                 lambda: lam.delete_function(FunctionName=name, Qualifier="$LATEST"), 400)
+    expect_error("ResourceConflictException",
+                 lambda: lam.delete_function(FunctionName=name, Qualifier="2"), 409)
+    versions = lam.list_versions_by_function(FunctionName=name)["Versions"]
+    assert [v["Version"] for v in versions] == ["$LATEST", "2"], versions
+    v3 = lam.publish_version(FunctionName=name)
+    assert v3["Version"] == "3" and v3["MemorySize"] == 256, v3
+    ok("delete_function with Qualifier deletes one version; numbers are not reused")
 
     # --- concurrency -------------------------------------------------------------------
     put = lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)

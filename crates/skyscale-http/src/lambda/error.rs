@@ -119,6 +119,12 @@ fn wire(e: &LambdaError) -> Wire {
             m.clone(),
             true,
         ),
+        CoreError::PreconditionFailed(m) => w(
+            StatusCode::PRECONDITION_FAILED,
+            "PreconditionFailedException",
+            m.clone(),
+            true,
+        ),
         CoreError::PayloadTooLarge(m) => w(
             StatusCode::PAYLOAD_TOO_LARGE,
             "RequestTooLargeException",
@@ -209,6 +215,7 @@ mod tests {
             CoreError::Signature(SigV4Error::Mismatch),
             CoreError::NotFound("x".into()),
             CoreError::Conflict("x".into()),
+            CoreError::PreconditionFailed("x".into()),
             CoreError::PayloadTooLarge("x".into()),
             CoreError::TooManyRequests("x".into()),
         ] {

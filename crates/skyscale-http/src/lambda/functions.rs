@@ -28,12 +28,22 @@ pub(super) fn target(cp: &AppState, raw: &str, params: &Params) -> LambdaResult<
         raw,
         params.get("Qualifier").map(String::as_str),
     )
-    .map_err(|arn| match arn {
-        Some(arn) => LambdaError::about(CoreError::NotFound(String::new()), &arn),
-        None => LambdaError::invalid(format!(
+    .ok_or_else(|| {
+        LambdaError::invalid(format!(
             "invalid function name {raw:?}: expected a name, name:qualifier or a function ARN"
-        )),
+        ))
     })
+}
+
+/// The target of an operation on the function itself (not on a version or alias).
+fn unqualified(cp: &AppState, raw: &str, params: &Params) -> LambdaResult<Target> {
+    let t = target(cp, raw, params)?;
+    match &t.qualifier {
+        None => Ok(t),
+        Some(q) => Err(LambdaError::invalid(format!(
+            "this operation does not take a qualifier ({q:?}): name the function itself"
+        ))),
+    }
 }
 
 fn only_x86_64(architectures: Option<&[String]>) -> LambdaResult<()> {
@@ -85,7 +95,7 @@ pub(super) async fn create(
     let _ = req.role;
     let arn = model::function_arn(cp.settings(), &req.function_name);
     let f = cp
-        .create_function(
+        .create_function_tagged(
             &by,
             CreateFunction {
                 name: req.function_name,
@@ -97,6 +107,7 @@ pub(super) async fn create(
                 description: req.description,
                 code_zip_base64: Some(zip),
             },
+            req.tags.unwrap_or_default(),
         )
         .await
         .map_err(|e| LambdaError::about(e, &arn))?;
@@ -110,14 +121,16 @@ pub(super) async fn get_function(
     params: Params,
 ) -> LambdaResult<Response> {
     let t = target(&cp, &raw, &params)?;
+    let about = |e| LambdaError::about(e, &t.qualified_arn());
     let f = cp
-        .get_function(&by, &t.name)
+        .get_function_version(&by, &t.name, t.qualifier.as_deref())
         .await
-        .map_err(|e| LambdaError::about(e, &t.arn))?;
+        .map_err(about)?;
+    let tags = cp.list_tags(&by, &t.name).await.map_err(about)?;
     let mut out = serde_json::json!({
         "Configuration": model::configuration(cp.settings(), &f),
         "Code": { "RepositoryType": "S3" },
-        "Tags": {},
+        "Tags": tags,
     });
     if let Some(n) = f.reserved_concurrency {
         out["Concurrency"] = serde_json::json!({ "ReservedConcurrentExecutions": n });
@@ -133,10 +146,271 @@ pub(super) async fn get_configuration(
 ) -> LambdaResult<Response> {
     let t = target(&cp, &raw, &params)?;
     let f = cp
-        .get_function(&by, &t.name)
+        .get_function_version(&by, &t.name, t.qualifier.as_deref())
+        .await
+        .map_err(|e| LambdaError::about(e, &t.qualified_arn()))?;
+    Ok(config_json(&cp, &f).into_response())
+}
+
+/// Parses `MaxItems` (1..=10000), capped at `cap`.
+fn max_items(params: &Params, cap: usize) -> LambdaResult<usize> {
+    match params.get("MaxItems") {
+        None => Ok(cap),
+        Some(s) => match s.parse::<usize>() {
+            Ok(n @ 1..=10_000) => Ok(n.min(cap)),
+            _ => Err(LambdaError::invalid(format!(
+                "invalid MaxItems {s:?}: must be between 1 and 10000"
+            ))),
+        },
+    }
+}
+
+pub(super) async fn publish_version(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path(raw): Path<String>,
+    params: Params,
+    body: Bytes,
+) -> LambdaResult<Response> {
+    let t = unqualified(&cp, &raw, &params)?;
+    let about = |e| LambdaError::about(e, &t.arn);
+    let req: model::PublishVersionIn = if body.iter().all(u8::is_ascii_whitespace) {
+        model::PublishVersionIn::default()
+    } else {
+        parse_json(&body)?
+    };
+    if req.code_sha256.is_some() || req.revision_id.is_some() {
+        let latest = cp.get_function(&by, &t.name).await.map_err(about)?;
+        let sha = model::code_sha256_b64(latest.code_sha256.as_deref());
+        if req.code_sha256.as_ref().is_some_and(|c| *c != sha) {
+            return Err(CoreError::PreconditionFailed(format!(
+                "CodeSha256 {:?} does not match the function's current code ({sha})",
+                req.code_sha256.unwrap_or_default()
+            ))
+            .into());
+        }
+        let rev = model::revision_id(&latest);
+        if req.revision_id.as_ref().is_some_and(|r| *r != rev) {
+            return Err(CoreError::PreconditionFailed(
+                "the RevisionId provided does not match the latest RevisionId for the \
+                 function; call GetFunction to get the latest RevisionId"
+                    .into(),
+            )
+            .into());
+        }
+    }
+    let (v, _) = cp
+        .publish_version(&by, &t.name, req.description)
+        .await
+        .map_err(about)?;
+    Ok((StatusCode::CREATED, config_json(&cp, &v)).into_response())
+}
+
+pub(super) async fn list_versions(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path(raw): Path<String>,
+    params: Params,
+) -> LambdaResult<Response> {
+    let t = unqualified(&cp, &raw, &params)?;
+    let max = max_items(&params, MAX_PAGE)?;
+    let marker = params.get("Marker").filter(|m| !m.is_empty());
+    let (page, next) = cp
+        .list_versions_page(&by, &t.name, marker.map(String::as_str), max)
         .await
         .map_err(|e| LambdaError::about(e, &t.arn))?;
-    Ok(config_json(&cp, &f).into_response())
+    let versions: Vec<_> = page
+        .iter()
+        .map(|f| model::configuration(cp.settings(), f))
+        .collect();
+    let mut out = serde_json::json!({ "Versions": versions });
+    if let Some(next) = next {
+        out["NextMarker"] = next.into();
+    }
+    Ok(Json(out).into_response())
+}
+
+pub(super) async fn create_alias(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path(raw): Path<String>,
+    params: Params,
+    body: Bytes,
+) -> LambdaResult<Response> {
+    let t = unqualified(&cp, &raw, &params)?;
+    let req: model::CreateAliasIn = parse_json(&body)?;
+    let weights = req.routing_config.map(|r| r.weights()).unwrap_or_default();
+    let a = cp
+        .create_alias(
+            &by,
+            &t.name,
+            &req.name,
+            &req.function_version,
+            req.description,
+            &weights,
+        )
+        .await
+        .map_err(|e| LambdaError::about(e, &format!("{}:{}", t.arn, req.name)))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(model::alias_configuration(cp.settings(), &a)),
+    )
+        .into_response())
+}
+
+pub(super) async fn get_alias(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path((raw, alias)): Path<(String, String)>,
+    params: Params,
+) -> LambdaResult<Response> {
+    let t = unqualified(&cp, &raw, &params)?;
+    let a = cp
+        .get_alias(&by, &t.name, &alias)
+        .await
+        .map_err(|e| LambdaError::about(e, &format!("{}:{alias}", t.arn)))?;
+    Ok(Json(model::alias_configuration(cp.settings(), &a)).into_response())
+}
+
+pub(super) async fn list_aliases(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path(raw): Path<String>,
+    params: Params,
+) -> LambdaResult<Response> {
+    let t = unqualified(&cp, &raw, &params)?;
+    let max = max_items(&params, MAX_PAGE)?;
+    let marker = params.get("Marker").filter(|m| !m.is_empty());
+    let version = params.get("FunctionVersion").filter(|v| !v.is_empty());
+    let (page, next) = cp
+        .list_aliases_page(
+            &by,
+            &t.name,
+            version.map(String::as_str),
+            marker.map(String::as_str),
+            max,
+        )
+        .await
+        .map_err(|e| LambdaError::about(e, &t.arn))?;
+    let aliases: Vec<_> = page
+        .iter()
+        .map(|a| model::alias_configuration(cp.settings(), a))
+        .collect();
+    let mut out = serde_json::json!({ "Aliases": aliases });
+    if let Some(next) = next {
+        out["NextMarker"] = next.into();
+    }
+    Ok(Json(out).into_response())
+}
+
+pub(super) async fn update_alias(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path((raw, alias)): Path<(String, String)>,
+    params: Params,
+    body: Bytes,
+) -> LambdaResult<Response> {
+    let t = unqualified(&cp, &raw, &params)?;
+    let arn = format!("{}:{alias}", t.arn);
+    let about = |e| LambdaError::about(e, &arn);
+    let req: model::UpdateAliasIn = if body.iter().all(u8::is_ascii_whitespace) {
+        model::UpdateAliasIn::default()
+    } else {
+        parse_json(&body)?
+    };
+    if let Some(rev) = &req.revision_id {
+        let current = cp.get_alias(&by, &t.name, &alias).await.map_err(about)?;
+        if *rev != model::alias_revision_id(&current) {
+            return Err(CoreError::PreconditionFailed(
+                "the RevisionId provided does not match the latest RevisionId for the alias; \
+                 call GetAlias to get the latest RevisionId"
+                    .into(),
+            )
+            .into());
+        }
+    }
+    let weights = req.routing_config.map(|r| r.weights());
+    let a = cp
+        .update_alias(
+            &by,
+            &t.name,
+            &alias,
+            req.function_version.as_deref(),
+            req.description,
+            weights.as_deref(),
+        )
+        .await
+        .map_err(about)?;
+    Ok(Json(model::alias_configuration(cp.settings(), &a)).into_response())
+}
+
+pub(super) async fn delete_alias(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path((raw, alias)): Path<(String, String)>,
+    params: Params,
+) -> LambdaResult<Response> {
+    let t = unqualified(&cp, &raw, &params)?;
+    cp.delete_alias(&by, &t.name, &alias)
+        .await
+        .map_err(|e| LambdaError::about(e, &format!("{}:{alias}", t.arn)))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The function a tagging call names: an unqualified function ARN.
+fn tag_target(cp: &AppState, resource: &str) -> LambdaResult<Target> {
+    match model::parse_target(cp.settings(), resource, None) {
+        Some(t) if t.qualifier.is_none() && resource.starts_with("arn:") => Ok(t),
+        _ => Err(LambdaError::invalid(format!(
+            "invalid resource {resource:?}: expected an unqualified function ARN"
+        ))),
+    }
+}
+
+pub(super) async fn list_tags(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path(resource): Path<String>,
+) -> LambdaResult<Response> {
+    let t = tag_target(&cp, &resource)?;
+    let tags = cp
+        .list_tags(&by, &t.name)
+        .await
+        .map_err(|e| LambdaError::about(e, &t.arn))?;
+    Ok(Json(serde_json::json!({ "Tags": tags })).into_response())
+}
+
+pub(super) async fn tag_resource(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path(resource): Path<String>,
+    body: Bytes,
+) -> LambdaResult<Response> {
+    let t = tag_target(&cp, &resource)?;
+    let req: model::TagsIn = parse_json(&body)?;
+    cp.tag_function(&by, &t.name, req.tags)
+        .await
+        .map_err(|e| LambdaError::about(e, &t.arn))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub(super) async fn untag_resource(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path(resource): Path<String>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> LambdaResult<Response> {
+    let t = tag_target(&cp, &resource)?;
+    // `tagKeys` repeats, which a map extractor would collapse.
+    let keys: Vec<String> = query
+        .into_iter()
+        .filter(|(k, _)| k == "tagKeys")
+        .map(|(_, v)| v)
+        .collect();
+    cp.untag_function(&by, &t.name, keys)
+        .await
+        .map_err(|e| LambdaError::about(e, &t.arn))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 pub(super) async fn list(
@@ -144,17 +418,7 @@ pub(super) async fn list(
     Extension(by): Extension<Principal>,
     params: Params,
 ) -> LambdaResult<Response> {
-    let max = match params.get("MaxItems") {
-        None => MAX_PAGE,
-        Some(s) => match s.parse::<usize>() {
-            Ok(n @ 1..=10_000) => n.min(MAX_PAGE),
-            _ => {
-                return Err(LambdaError::invalid(format!(
-                    "invalid MaxItems {s:?}: must be between 1 and 10000"
-                )))
-            }
-        },
-    };
+    let max = max_items(&params, MAX_PAGE)?;
     let marker = params.get("Marker").filter(|m| !m.is_empty()).cloned();
     let (page, next) = cp.list_functions_page(&by, marker, max).await?;
     let functions: Vec<_> = page
@@ -176,7 +440,7 @@ pub(super) async fn update_code(
     body: Bytes,
 ) -> LambdaResult<Response> {
     use base64::Engine;
-    let t = target(&cp, &raw, &params)?;
+    let t = unqualified(&cp, &raw, &params)?;
     let req: model::UpdateCodeIn = parse_json(&body)?;
     only_x86_64(req.architectures.as_deref())?;
     let b64 = zip_required(req.zip_file, req.s3_bucket, req.image_uri)?;
@@ -197,7 +461,7 @@ pub(super) async fn update_configuration(
     params: Params,
     body: Bytes,
 ) -> LambdaResult<Response> {
-    let t = target(&cp, &raw, &params)?;
+    let t = unqualified(&cp, &raw, &params)?;
     let req: model::UpdateConfigurationIn = parse_json(&body)?;
     let update = UpdateFunction {
         runtime: req.runtime,
@@ -221,9 +485,14 @@ pub(super) async fn delete(
     params: Params,
 ) -> LambdaResult<Response> {
     let t = target(&cp, &raw, &params)?;
-    cp.delete_function(&by, &t.name)
-        .await
-        .map_err(|e| LambdaError::about(e, &t.arn))?;
+    let latest_named =
+        params.get("Qualifier").map(String::as_str) == Some("$LATEST") || raw.ends_with(":$LATEST");
+    match &t.qualifier {
+        None if latest_named => cp.delete_version(&by, &t.name, "$LATEST").await,
+        None => cp.delete_function(&by, &t.name).await,
+        Some(q) => cp.delete_version(&by, &t.name, q).await,
+    }
+    .map_err(|e| LambdaError::about(e, &t.qualified_arn()))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -234,7 +503,7 @@ pub(super) async fn put_concurrency(
     params: Params,
     body: Bytes,
 ) -> LambdaResult<Response> {
-    let t = target(&cp, &raw, &params)?;
+    let t = unqualified(&cp, &raw, &params)?;
     let req: model::ConcurrencyIn = parse_json(&body)?;
     let f = cp
         .set_reserved_concurrency(&by, &t.name, Some(req.reserved_concurrent_executions))
@@ -252,7 +521,7 @@ pub(super) async fn get_concurrency(
     Path(raw): Path<String>,
     params: Params,
 ) -> LambdaResult<Response> {
-    let t = target(&cp, &raw, &params)?;
+    let t = unqualified(&cp, &raw, &params)?;
     let f = cp
         .get_function(&by, &t.name)
         .await
@@ -269,7 +538,7 @@ pub(super) async fn delete_concurrency(
     Path(raw): Path<String>,
     params: Params,
 ) -> LambdaResult<Response> {
-    let t = target(&cp, &raw, &params)?;
+    let t = unqualified(&cp, &raw, &params)?;
     cp.set_reserved_concurrency(&by, &t.name, None)
         .await
         .map_err(|e| LambdaError::about(e, &t.arn))?;

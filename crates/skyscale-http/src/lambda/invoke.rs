@@ -7,7 +7,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use base64::Engine;
-use skyscale_core::{CoreError, Principal};
+use skyscale_core::{CoreError, InvokeOptions, Principal};
 use tracing::Instrument;
 
 use super::error::LambdaError;
@@ -19,6 +19,32 @@ use crate::AppState;
 const MAX_ASYNC_PAYLOAD: usize = 1024 * 1024;
 /// `X-Amz-Log-Type: Tail` returns this much of the end of the invocation's log.
 const LOG_TAIL_BYTES: usize = 4096;
+
+/// Largest decoded `X-Amz-Client-Context`, as in Lambda.
+const MAX_CLIENT_CONTEXT: usize = 3583;
+
+/// `X-Amz-Client-Context`: base64 of a JSON object, handed to the runtime as raw JSON.
+fn client_context(header: Option<&str>) -> LambdaResult<Option<String>> {
+    let Some(b64) = header.filter(|h| !h.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|e| LambdaError::invalid(format!("X-Amz-Client-Context is not base64: {e}")))?;
+    if raw.len() > MAX_CLIENT_CONTEXT {
+        return Err(LambdaError::invalid(format!(
+            "X-Amz-Client-Context is {} bytes decoded: the limit is {MAX_CLIENT_CONTEXT}",
+            raw.len()
+        )));
+    }
+    let json = String::from_utf8(raw)
+        .ok()
+        .filter(|s| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(s).is_ok())
+        .ok_or_else(|| {
+            LambdaError::invalid("X-Amz-Client-Context is not the base64 of a JSON object")
+        })?;
+    Ok(Some(json))
+}
 
 /// The same rule the core applies to a synchronous payload (empty means `{}`), checked
 /// before an `Event` invocation is accepted, so a bad payload is a 400 rather than a
@@ -43,12 +69,15 @@ pub(super) async fn invoke(
     payload: Bytes,
 ) -> LambdaResult<Response> {
     let t = target(&cp, &raw, &params)?;
-    let about = |e| LambdaError::about(e, &t.arn);
+    let arn = t.qualified_arn();
+    let about = |e| LambdaError::about(e, &arn);
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     match header("x-amz-invocation-type").unwrap_or("RequestResponse") {
         "RequestResponse" => {}
         "DryRun" => {
-            cp.get_function(&by, &t.name).await.map_err(about)?;
+            cp.get_function_version(&by, &t.name, t.qualifier.as_deref())
+                .await
+                .map_err(about)?;
             return Ok(StatusCode::NO_CONTENT.into_response());
         }
         "Event" => {
@@ -60,15 +89,21 @@ pub(super) async fn invoke(
                 .into());
             }
             check_json(&payload)?;
-            cp.get_function(&by, &t.name).await.map_err(about)?;
+            cp.get_function_version(&by, &t.name, t.qualifier.as_deref())
+                .await
+                .map_err(about)?;
             let span = tracing::info_span!("invoke_event", function = %t.name);
             let cp = cp.clone();
             let name = t.name.clone();
+            let opts = InvokeOptions {
+                qualifier: t.qualifier.clone(),
+                client_context: None,
+            };
             // Durable queuing and retries come later; for now the event runs once, in the
             // background, and its outcome is logged.
             tokio::spawn(
                 async move {
-                    match cp.invoke(&by, &name, payload.to_vec()).await {
+                    match cp.invoke_with(&by, &name, opts, payload.to_vec()).await {
                         Ok(out) => match out.error_type {
                             Some(kind) => tracing::warn!(
                                 request_id = %out.request_id,
@@ -104,8 +139,12 @@ pub(super) async fn invoke(
             )))
         }
     };
+    let opts = InvokeOptions {
+        qualifier: t.qualifier.clone(),
+        client_context: client_context(header("x-amz-client-context"))?,
+    };
     let out = cp
-        .invoke(&by, &t.name, payload.to_vec())
+        .invoke_with(&by, &t.name, opts, payload.to_vec())
         .await
         .map_err(about)?;
     let mut h = HeaderMap::new();
@@ -116,10 +155,9 @@ pub(super) async fn invoke(
     if let Ok(v) = HeaderValue::from_str(&out.request_id) {
         h.insert(super::REQUEST_ID, v);
     }
-    h.insert(
-        "X-Amz-Executed-Version",
-        HeaderValue::from_static("$LATEST"),
-    );
+    if let Ok(v) = HeaderValue::from_str(&out.executed_version) {
+        h.insert("X-Amz-Executed-Version", v);
+    }
     if let Some(kind) = out.function_error {
         h.insert("X-Amz-Function-Error", HeaderValue::from_static(kind));
     }

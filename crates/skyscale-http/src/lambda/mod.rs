@@ -50,6 +50,26 @@ pub(crate) fn routes(cp: AppState) -> Router<AppState> {
         .route(&format!("{F}/{{name}}/code"), put(functions::update_code))
         .route(&format!("{F}/{{name}}/invocations"), post(invoke::invoke))
         .route(
+            &format!("{F}/{{name}}/versions"),
+            post(functions::publish_version).get(functions::list_versions),
+        )
+        .route(
+            &format!("{F}/{{name}}/aliases"),
+            post(functions::create_alias).get(functions::list_aliases),
+        )
+        .route(
+            &format!("{F}/{{name}}/aliases/{{alias}}"),
+            get(functions::get_alias)
+                .put(functions::update_alias)
+                .delete(functions::delete_alias),
+        )
+        .route(
+            "/2017-03-31/tags/{resource}",
+            get(functions::list_tags)
+                .post(functions::tag_resource)
+                .delete(functions::untag_resource),
+        )
+        .route(
             "/2017-10-31/functions/{name}/concurrency",
             put(functions::put_concurrency).delete(functions::delete_concurrency),
         )

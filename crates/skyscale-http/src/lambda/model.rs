@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use skyscale_core::{AccountSettings, Settings};
+use skyscale_core::{AccountSettings, AliasInfo, Settings};
 use skyscale_types::api::FunctionInfo;
 
 /// A function, named as the Lambda API allows: `name`, `name:qualifier`,
@@ -17,6 +17,18 @@ pub(crate) struct Target {
     pub name: String,
     /// The unqualified ARN (for messages and responses).
     pub arn: String,
+    /// A version or alias; `None` for `$LATEST`.
+    pub qualifier: Option<String>,
+}
+
+impl Target {
+    /// The ARN as addressed: qualified when a qualifier was given.
+    pub fn qualified_arn(&self) -> String {
+        match &self.qualifier {
+            Some(q) => format!("{}:{q}", self.arn),
+            None => self.arn.clone(),
+        }
+    }
 }
 
 pub(crate) fn function_arn(settings: &Settings, name: &str) -> String {
@@ -26,14 +38,13 @@ pub(crate) fn function_arn(settings: &Settings, name: &str) -> String {
     )
 }
 
-/// Splits a FunctionName into the name and its qualifier (from the name or `Qualifier`).
-/// Only `$LATEST` exists until versions and aliases arrive: any other qualifier names a
-/// function that does not exist (`Err(Some(arn))`); a malformed name is `Err(None)`.
+/// Splits a FunctionName into the name and its qualifier (from the name or `Qualifier`);
+/// `$LATEST` is no qualifier. A malformed name or two different qualifiers is `None`.
 pub(crate) fn parse_target(
     settings: &Settings,
     raw: &str,
     qualifier: Option<&str>,
-) -> Result<Target, Option<String>> {
+) -> Option<Target> {
     let parts: Vec<&str> = raw.split(':').collect();
     let (name, from_name) = match parts.as_slice() {
         [name] => (*name, None),
@@ -42,20 +53,18 @@ pub(crate) fn parse_target(
         [_, "function", name, q] => (*name, Some(*q)),
         ["arn", _, "lambda", _, _, "function", name] => (*name, None),
         ["arn", _, "lambda", _, _, "function", name, q] => (*name, Some(*q)),
-        _ => return Err(None),
+        _ => return None,
     };
     let arn = function_arn(settings, name);
     let qualifier = match (from_name, qualifier) {
-        (Some(a), Some(b)) if a != b => return Err(None),
+        (Some(a), Some(b)) if a != b => return None,
         (a, b) => a.or(b),
     };
-    match qualifier {
-        None | Some("$LATEST") => Ok(Target {
-            name: name.to_owned(),
-            arn,
-        }),
-        Some(q) => Err(Some(format!("{arn}:{q}"))),
-    }
+    Some(Target {
+        name: name.to_owned(),
+        arn,
+        qualifier: qualifier.filter(|q| *q != "$LATEST").map(str::to_owned),
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -92,6 +101,84 @@ pub(crate) struct CreateFunctionIn {
     pub environment: Option<EnvironmentIn>,
     pub package_type: Option<String>,
     pub architectures: Option<Vec<String>>,
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+/// TagResource's body.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct TagsIn {
+    pub tags: BTreeMap<String, String>,
+}
+
+/// `RoutingConfig`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct RoutingConfigIn {
+    #[serde(default)]
+    pub additional_version_weights: BTreeMap<String, f64>,
+}
+
+impl RoutingConfigIn {
+    pub fn weights(&self) -> Vec<(String, f64)> {
+        self.additional_version_weights
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+}
+
+/// CreateAlias's body.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct CreateAliasIn {
+    pub name: String,
+    pub function_version: String,
+    pub description: Option<String>,
+    pub routing_config: Option<RoutingConfigIn>,
+}
+
+/// UpdateAlias's body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct UpdateAliasIn {
+    pub function_version: Option<String>,
+    pub description: Option<String>,
+    pub routing_config: Option<RoutingConfigIn>,
+    pub revision_id: Option<String>,
+}
+
+/// A UUID-shaped id for one revision of an alias.
+pub(crate) fn alias_revision_id(a: &AliasInfo) -> String {
+    uuid_shaped(&format!(
+        "alias\n{}\n{}\n{}\n{}",
+        a.function, a.name, a.created_at, a.revision
+    ))
+}
+
+/// AliasConfiguration.
+pub(crate) fn alias_configuration(settings: &Settings, a: &AliasInfo) -> serde_json::Value {
+    let mut out = serde_json::json!({
+        "AliasArn": format!("{}:{}", function_arn(settings, &a.function), a.name),
+        "Name": a.name,
+        "FunctionVersion": a.version.to_string(),
+        "Description": a.description,
+        "RevisionId": alias_revision_id(a),
+    });
+    if let Some((v, w)) = a.routing {
+        out["RoutingConfig"] =
+            serde_json::json!({ "AdditionalVersionWeights": { v.to_string(): w } });
+    }
+    out
+}
+
+/// PublishVersion's body (all optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct PublishVersionIn {
+    pub code_sha256: Option<String>,
+    pub description: Option<String>,
+    pub revision_id: Option<String>,
 }
 
 /// UpdateFunctionCode's body.
@@ -150,7 +237,7 @@ pub(crate) struct FunctionConfiguration {
     pub memory_size: u32,
     pub last_modified: String,
     pub code_sha256: String,
-    pub version: &'static str,
+    pub version: String,
     pub environment: EnvironmentOut,
     pub tracing_config: serde_json::Value,
     pub revision_id: String,
@@ -173,8 +260,15 @@ fn lambda_time(rfc3339: &str) -> String {
 
 /// A UUID-shaped id that is stable for one revision of one function (and differs when
 /// a function of the same name is created again).
-fn revision_id(f: &FunctionInfo) -> String {
-    let d = Sha256::digest(format!("{}\n{}\n{}", f.name, f.created_at, f.revision));
+pub(crate) fn revision_id(f: &FunctionInfo) -> String {
+    uuid_shaped(&format!(
+        "{}\n{}\n{}\n{:?}",
+        f.name, f.created_at, f.revision, f.version
+    ))
+}
+
+fn uuid_shaped(seed: &str) -> String {
+    let d = Sha256::digest(seed);
     let h = hex::encode(&d[..16]);
     format!(
         "{}-{}-{}-{}-{}",
@@ -187,7 +281,7 @@ fn revision_id(f: &FunctionInfo) -> String {
 }
 
 /// The base64 of the zip's SHA-256, as Lambda reports it (the store keeps hex).
-fn code_sha256_b64(hex_digest: Option<&str>) -> String {
+pub(crate) fn code_sha256_b64(hex_digest: Option<&str>) -> String {
     hex_digest
         .and_then(|h| hex::decode(h).ok())
         .map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes))
@@ -197,7 +291,10 @@ fn code_sha256_b64(hex_digest: Option<&str>) -> String {
 pub(crate) fn configuration(settings: &Settings, f: &FunctionInfo) -> FunctionConfiguration {
     FunctionConfiguration {
         function_name: f.name.clone(),
-        function_arn: function_arn(settings, &f.name),
+        function_arn: match f.version {
+            Some(n) => format!("{}:{n}", function_arn(settings, &f.name)),
+            None => function_arn(settings, &f.name),
+        },
         runtime: f.runtime.clone(),
         role: format!("arn:aws:iam::{}:role/skyscale", settings.account_id),
         handler: f.handler.clone(),
@@ -207,7 +304,9 @@ pub(crate) fn configuration(settings: &Settings, f: &FunctionInfo) -> FunctionCo
         memory_size: f.memory_mb,
         last_modified: lambda_time(&f.updated_at),
         code_sha256: code_sha256_b64(f.code_sha256.as_deref()),
-        version: "$LATEST",
+        version: f
+            .version
+            .map_or_else(|| "$LATEST".to_owned(), |n| n.to_string()),
         environment: EnvironmentOut {
             variables: f.environment.clone(),
         },
@@ -259,13 +358,20 @@ mod tests {
         ] {
             let t = parse_target(&s, raw, None).unwrap();
             assert_eq!((t.name.as_str(), t.arn.as_str()), ("f", arn.as_str()));
+            assert_eq!(t.qualifier, None);
         }
+        let t = parse_target(&s, "f", Some("1")).unwrap();
+        assert_eq!(t.qualifier.as_deref(), Some("1"));
+        assert_eq!(t.qualified_arn(), format!("{arn}:1"));
         assert_eq!(
-            parse_target(&s, "f", Some("1")).unwrap_err(),
-            Some(format!("{arn}:1"))
+            parse_target(&s, &format!("{arn}:7"), None)
+                .unwrap()
+                .qualifier
+                .as_deref(),
+            Some("7")
         );
-        assert_eq!(parse_target(&s, "f:1", Some("2")).unwrap_err(), None);
-        assert_eq!(parse_target(&s, "a:b:c:d:e", None).unwrap_err(), None);
+        assert!(parse_target(&s, "f:1", Some("2")).is_none());
+        assert!(parse_target(&s, "a:b:c:d:e", None).is_none());
     }
 
     #[test]

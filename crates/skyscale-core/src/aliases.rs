@@ -1,0 +1,301 @@
+//! Aliases: a name for a published version, optionally routing a share of the invocations
+//! to one other published version (Lambda's `RoutingConfig.AdditionalVersionWeights`).
+
+use std::sync::Arc;
+
+use rand::Rng;
+use skyscale_store::{AliasRecord, AliasUpdate};
+use skyscale_types::FunctionName;
+
+use crate::functions::parse_name;
+use crate::{blocking, ControlPlane, CoreError, Principal};
+
+const MAX_ALIAS_NAME: usize = 128;
+const MAX_DESCRIPTION: usize = 256;
+
+/// An alias as the API shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AliasInfo {
+    pub function: String,
+    pub name: String,
+    pub version: u64,
+    pub description: String,
+    /// The other version and the share (0..=1) of invocations it gets.
+    pub routing: Option<(u64, f64)>,
+    /// Increases with every change.
+    pub revision: u64,
+    pub created_at: String,
+}
+
+fn info(a: &AliasRecord) -> AliasInfo {
+    AliasInfo {
+        function: a.function.to_string(),
+        name: a.name.clone(),
+        version: a.version,
+        description: a.description.clone(),
+        routing: a.routing,
+        revision: a.revision,
+        created_at: a.created_at.clone(),
+    }
+}
+
+/// Lambda's alias names: `[a-zA-Z0-9-_]+`, 1–128 characters, not all digits.
+pub(crate) fn is_alias_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_ALIAS_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !name.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn validate_name(name: &str) -> Result<(), CoreError> {
+    if is_alias_name(name) {
+        Ok(())
+    } else {
+        Err(CoreError::InvalidParameter(format!(
+            "invalid alias name {name:?}: 1 to {MAX_ALIAS_NAME} of [a-zA-Z0-9-_], not only digits"
+        )))
+    }
+}
+
+fn validate_description(d: &str) -> Result<(), CoreError> {
+    if d.chars().count() > MAX_DESCRIPTION {
+        return Err(CoreError::InvalidParameter(format!(
+            "the description is longer than {MAX_DESCRIPTION} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// A published version's number (aliases may not point at `$LATEST`).
+fn parse_version(v: &str) -> Result<u64, CoreError> {
+    v.parse::<u64>()
+        .ok()
+        .filter(|_| v.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| {
+            CoreError::InvalidParameter(format!(
+                "invalid function version {v:?}: an alias points at a published version number"
+            ))
+        })
+}
+
+/// At most one additional version with a weight in [0, 1].
+fn parse_routing(weights: &[(String, f64)]) -> Result<Option<(u64, f64)>, CoreError> {
+    match weights {
+        [] => Ok(None),
+        [(v, w)] => {
+            let v = parse_version(v)?;
+            if !(0.0..=1.0).contains(w) {
+                return Err(CoreError::InvalidParameter(format!(
+                    "invalid weight {w} for version {v}: must be between 0.0 and 1.0"
+                )));
+            }
+            Ok(Some((v, *w)))
+        }
+        _ => Err(CoreError::InvalidParameter(
+            "an alias routes to at most one additional version".into(),
+        )),
+    }
+}
+
+/// Which version an alias runs this time.
+pub(crate) fn pick(a: &AliasRecord) -> u64 {
+    match a.routing {
+        Some((extra, w)) if rand::rng().random::<f64>() < w => extra,
+        _ => a.version,
+    }
+}
+
+impl ControlPlane {
+    /// Checks that the versions exist and the routing does not name the primary one.
+    async fn check_alias_versions(
+        &self,
+        function: &FunctionName,
+        version: u64,
+        routing: Option<(u64, f64)>,
+    ) -> Result<(), CoreError> {
+        if routing.is_some_and(|(v, _)| v == version) {
+            return Err(CoreError::InvalidParameter(format!(
+                "the additional version {version} is the alias's own version"
+            )));
+        }
+        for v in std::iter::once(version).chain(routing.map(|(v, _)| v)) {
+            let store = self.store.clone();
+            let f = function.clone();
+            if blocking(move || Ok(store.get_version(&f, v)?))
+                .await?
+                .is_none()
+            {
+                return Err(CoreError::NotFound(format!(
+                    "function version {function}:{v} not found"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn create_alias(
+        &self,
+        _by: &Principal,
+        function: &str,
+        name: &str,
+        version: &str,
+        description: Option<String>,
+        weights: &[(String, f64)],
+    ) -> Result<AliasInfo, CoreError> {
+        let function = parse_name(function)?;
+        validate_name(name)?;
+        let version = parse_version(version)?;
+        let routing = parse_routing(weights)?;
+        let description = description.unwrap_or_default();
+        validate_description(&description)?;
+        self.check_alias_versions(&function, version, routing)
+            .await?;
+        let store = self.store.clone();
+        let (f, n) = (function.clone(), name.to_owned());
+        let a = blocking(move || Ok(store.create_alias(&f, &n, version, &description, routing)?))
+            .await?;
+        self.aliases.invalidate(&(function, name.to_owned()));
+        Ok(info(&a))
+    }
+
+    /// An alias record, from the cache or the store.
+    pub(crate) async fn alias_record(
+        &self,
+        function: &FunctionName,
+        name: &str,
+    ) -> Result<Arc<AliasRecord>, CoreError> {
+        let key = (function.clone(), name.to_owned());
+        if let Some(a) = self.aliases.get(&key) {
+            return Ok(a);
+        }
+        let loaded_at = self.aliases.generation();
+        let store = self.store.clone();
+        let (f, n) = key.clone();
+        let a = Arc::new(
+            blocking(move || {
+                store
+                    .get_alias(&f, &n)?
+                    .ok_or_else(|| CoreError::NotFound(format!("alias {f}:{n} not found")))
+            })
+            .await?,
+        );
+        self.aliases.insert(loaded_at, key, a.clone());
+        Ok(a)
+    }
+
+    pub async fn get_alias(
+        &self,
+        _by: &Principal,
+        function: &str,
+        name: &str,
+    ) -> Result<AliasInfo, CoreError> {
+        let f = self.function_record(function).await?;
+        Ok(info(&*self.alias_record(&f.name, name).await?))
+    }
+
+    /// One page of a function's aliases (optionally only those pointing at `version`): at
+    /// most `max` from the offset `marker`, and the next page's marker.
+    pub async fn list_aliases_page(
+        &self,
+        _by: &Principal,
+        function: &str,
+        version: Option<&str>,
+        marker: Option<&str>,
+        max: usize,
+    ) -> Result<(Vec<AliasInfo>, Option<String>), CoreError> {
+        let f = self.function_record(function).await?;
+        let only = version.map(parse_version).transpose()?;
+        let start = match marker {
+            None => 0,
+            Some(m) => m
+                .parse::<usize>()
+                .map_err(|_| CoreError::InvalidParameter(format!("invalid Marker {m:?}")))?,
+        };
+        let store = self.store.clone();
+        let name = f.name.clone();
+        let all: Vec<AliasRecord> = blocking(move || Ok(store.list_aliases(&name)?))
+            .await?
+            .into_iter()
+            .filter(|a| only.is_none_or(|v| a.version == v || a.routing.is_some_and(|r| r.0 == v)))
+            .collect();
+        let max = max.max(1);
+        let page = all.iter().skip(start).take(max).map(info).collect();
+        let end = start.saturating_add(max);
+        Ok((page, (end < all.len()).then(|| end.to_string())))
+    }
+
+    /// Changes an alias; `weights: Some(&[])` removes its routing.
+    pub async fn update_alias(
+        &self,
+        _by: &Principal,
+        function: &str,
+        name: &str,
+        version: Option<&str>,
+        description: Option<String>,
+        weights: Option<&[(String, f64)]>,
+    ) -> Result<AliasInfo, CoreError> {
+        let function = parse_name(function)?;
+        let current = self.alias_record(&function, name).await?;
+        let update = AliasUpdate {
+            version: version.map(parse_version).transpose()?,
+            routing: weights.map(parse_routing).transpose()?,
+            description,
+        };
+        if let Some(d) = &update.description {
+            validate_description(d)?;
+        }
+        let version = update.version.unwrap_or(current.version);
+        let routing = update.routing.unwrap_or(current.routing);
+        self.check_alias_versions(&function, version, routing)
+            .await?;
+        let store = self.store.clone();
+        let (f, n) = (function.clone(), name.to_owned());
+        let a = blocking(move || Ok(store.update_alias(&f, &n, &update)?)).await?;
+        self.aliases
+            .invalidate(&(function.clone(), name.to_owned()));
+        let a =
+            a.ok_or_else(|| CoreError::NotFound(format!("alias {function}:{name} not found")))?;
+        Ok(info(&a))
+    }
+
+    pub async fn delete_alias(
+        &self,
+        _by: &Principal,
+        function: &str,
+        name: &str,
+    ) -> Result<(), CoreError> {
+        let f = self.function_record(function).await?;
+        let store = self.store.clone();
+        let (fname, n) = (f.name.clone(), name.to_owned());
+        let existed = blocking(move || Ok(store.delete_alias(&fname, &n)?)).await?;
+        self.aliases.invalidate(&(f.name.clone(), name.to_owned()));
+        if !existed {
+            return Err(CoreError::NotFound(format!(
+                "alias {}:{name} not found",
+                f.name
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alias_names_and_routing() {
+        assert!(is_alias_name("live") && is_alias_name("v2-beta_1"));
+        assert!(!is_alias_name("12") && !is_alias_name("") && !is_alias_name("a:b"));
+        assert_eq!(parse_routing(&[]).ok(), Some(None));
+        assert_eq!(
+            parse_routing(&[("2".into(), 0.25)]).ok(),
+            Some(Some((2, 0.25)))
+        );
+        assert!(parse_routing(&[("2".into(), 1.5)]).is_err());
+        assert!(parse_routing(&[("$LATEST".into(), 0.5)]).is_err());
+        assert!(parse_routing(&[("2".into(), 0.1), ("3".into(), 0.1)]).is_err());
+    }
+}
