@@ -219,15 +219,8 @@ pub(super) async fn list_versions(
         .list_versions_page(&by, &t.name, marker.map(String::as_str), max)
         .await
         .map_err(|e| LambdaError::about(e, &t.arn))?;
-    let versions: Vec<_> = page
-        .iter()
-        .map(|f| model::configuration(cp.settings(), f))
-        .collect();
-    let mut out = serde_json::json!({ "Versions": versions });
-    if let Some(next) = next {
-        out["NextMarker"] = next.into();
-    }
-    Ok(Json(out).into_response())
+    let items = page.iter().map(|f| model::configuration(cp.settings(), f));
+    Ok(page_response("Versions", items, next))
 }
 
 pub(super) async fn create_alias(
@@ -292,15 +285,10 @@ pub(super) async fn list_aliases(
         )
         .await
         .map_err(|e| LambdaError::about(e, &t.arn))?;
-    let aliases: Vec<_> = page
+    let items = page
         .iter()
-        .map(|a| model::alias_configuration(cp.settings(), a))
-        .collect();
-    let mut out = serde_json::json!({ "Aliases": aliases });
-    if let Some(next) = next {
-        out["NextMarker"] = next.into();
-    }
-    Ok(Json(out).into_response())
+        .map(|a| model::alias_configuration(cp.settings(), a));
+    Ok(page_response("Aliases", items, next))
 }
 
 pub(super) async fn update_alias(
@@ -421,15 +409,8 @@ pub(super) async fn list(
     let max = max_items(&params, MAX_PAGE)?;
     let marker = params.get("Marker").filter(|m| !m.is_empty()).cloned();
     let (page, next) = cp.list_functions_page(&by, marker, max).await?;
-    let functions: Vec<_> = page
-        .iter()
-        .map(|f| model::configuration(cp.settings(), f))
-        .collect();
-    let mut out = serde_json::json!({ "Functions": functions });
-    if let Some(next) = next {
-        out["NextMarker"] = next.into();
-    }
-    Ok(Json(out).into_response())
+    let items = page.iter().map(|f| model::configuration(cp.settings(), f));
+    Ok(page_response("Functions", items, next))
 }
 
 pub(super) async fn update_code(
@@ -551,4 +532,19 @@ pub(super) async fn account(
 ) -> LambdaResult<Response> {
     let a = cp.account_settings(&by).await?;
     Ok(Json(model::account_settings(&a)).into_response())
+}
+
+/// A page of a List* operation: `{"<key>": [...], "NextMarker": ...}` (no marker on the
+/// last page, which ends the client's paginator).
+fn page_response<T: serde::Serialize>(
+    key: &str,
+    items: impl Iterator<Item = T>,
+    next: Option<String>,
+) -> Response {
+    let items: Vec<T> = items.collect();
+    let mut out = serde_json::json!({ key: items });
+    if let Some(next) = next {
+        out["NextMarker"] = next.into();
+    }
+    Json(out).into_response()
 }
