@@ -2,6 +2,15 @@ use skyscale_sandbox::DriverError;
 use skyscale_store::{CodeError, StoreError};
 use skyscale_types::{KeyParseError, ValidationError};
 
+/// Which limit throttled an invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Throttle {
+    /// The function's own reserved concurrency (0 = disabled).
+    ReservedConcurrency,
+    /// The host's sandbox cap or memory budget.
+    Host,
+}
+
 /// Every failure the control plane reports to a caller. The HTTP layer maps each variant to
 /// a status code in one place; messages are lowercase, name what was wrong, and never
 /// contain secrets.
@@ -29,8 +38,8 @@ pub enum CoreError {
     #[error("{0}")]
     PayloadTooLarge(String),
     /// A concurrency limit was reached (429).
-    #[error("{0}")]
-    TooManyRequests(String),
+    #[error("{message}")]
+    TooManyRequests { limit: Throttle, message: String },
     /// The control plane is shutting down or otherwise cannot serve now (503).
     #[error("{0}")]
     Unavailable(String),

@@ -28,7 +28,7 @@ use skyscale_types::{ApiKey, FunctionName, KeyId};
 pub use account::AccountSettings;
 pub use aliases::AliasInfo;
 pub use auth::{authenticate, ensure_admin_key, AdminKeySource, Principal, Role};
-pub use error::CoreError;
+pub use error::{CoreError, Throttle};
 pub use invoke::{InvokeOptions, InvokeOutput, InvokeTiming, MAX_SYNC_PAYLOAD};
 pub use runtimes::{Runtimes, PYTHON_BOOTSTRAP};
 pub use scheduler::{Limits, SandboxCounts};

@@ -25,7 +25,7 @@ use skyscale_types::FunctionName;
 use tokio::sync::Notify;
 
 use crate::session::{PoolKey, Session};
-use crate::CoreError;
+use crate::{CoreError, Throttle};
 
 /// The scheduler's limits (from the daemon's configuration).
 #[derive(Debug, Clone)]
@@ -132,16 +132,22 @@ impl State {
             )
         });
         if self.live.len() - idle_count.min(self.live.len()) >= limits.max_sandboxes {
-            return Err(CoreError::TooManyRequests(format!(
-                "the host is at its limit of {} sandboxes and all of them are busy",
-                limits.max_sandboxes
-            )));
+            return Err(CoreError::TooManyRequests {
+                limit: Throttle::Host,
+                message: format!(
+                    "the host is at its limit of {} sandboxes and all of them are busy",
+                    limits.max_sandboxes
+                ),
+            });
         }
         if self.used_mb().saturating_sub(idle_mb) + u64::from(memory_mb) > limits.memory_budget_mb {
-            return Err(CoreError::TooManyRequests(format!(
-                "the host's sandbox memory budget of {} MB is in use by busy sandboxes",
-                limits.memory_budget_mb
-            )));
+            return Err(CoreError::TooManyRequests {
+                limit: Throttle::Host,
+                message: format!(
+                    "the host's sandbox memory budget of {} MB is in use by busy sandboxes",
+                    limits.memory_budget_mb
+                ),
+            });
         }
         while self.live.len() >= limits.max_sandboxes
             || self.used_mb() + u64::from(memory_mb) > limits.memory_budget_mb
@@ -252,16 +258,22 @@ impl Scheduler {
         let busy = st.busy.get(&key.function).copied().unwrap_or(0);
         match reserved {
             Some(0) => {
-                return Err(CoreError::TooManyRequests(format!(
-                    "function {} is disabled: its reserved concurrency is 0",
-                    key.function
-                )))
+                return Err(CoreError::TooManyRequests {
+                    limit: Throttle::ReservedConcurrency,
+                    message: format!(
+                        "function {} is disabled: its reserved concurrency is 0",
+                        key.function
+                    ),
+                })
             }
             Some(n) if busy >= n => {
-                return Err(CoreError::TooManyRequests(format!(
-                    "function {} is at its reserved concurrency of {n}",
-                    key.function
-                )))
+                return Err(CoreError::TooManyRequests {
+                    limit: Throttle::ReservedConcurrency,
+                    message: format!(
+                        "function {} is at its reserved concurrency of {n}",
+                        key.function
+                    ),
+                })
             }
             _ => {}
         }

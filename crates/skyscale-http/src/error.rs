@@ -29,7 +29,9 @@ impl ApiError {
                 (StatusCode::PRECONDITION_FAILED, "precondition_failed")
             }
             CoreError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            CoreError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
+            CoreError::TooManyRequests { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "too_many_requests")
+            }
             CoreError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             CoreError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             CoreError::Sandbox(_) => (StatusCode::BAD_GATEWAY, "sandbox_error"),

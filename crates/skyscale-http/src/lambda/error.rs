@@ -6,7 +6,7 @@
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use skyscale_core::CoreError;
+use skyscale_core::{CoreError, Throttle};
 use skyscale_sigv4::SigV4Error;
 
 /// A failed Lambda API call. `arn` names the function the call was about, for the
@@ -131,13 +131,13 @@ fn wire(e: &LambdaError) -> Wire {
             m.clone(),
             true,
         ),
-        CoreError::TooManyRequests(m) => Wire {
-            // The scheduler says "reserved concurrency" when the function's own reservation
-            // is the limit; anything else is the host's (the account's) limit.
-            reason: Some(if m.contains("reserved concurrency") {
-                "ReservedFunctionConcurrentInvocationLimitExceeded"
-            } else {
-                "ConcurrentInvocationLimitExceeded"
+        CoreError::TooManyRequests { limit, message: m } => Wire {
+            // The host's limits play the part of Lambda's account-wide limit.
+            reason: Some(match limit {
+                Throttle::ReservedConcurrency => {
+                    "ReservedFunctionConcurrentInvocationLimitExceeded"
+                }
+                Throttle::Host => "ConcurrentInvocationLimitExceeded",
             }),
             ..w(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -217,7 +217,10 @@ mod tests {
             CoreError::Conflict("x".into()),
             CoreError::PreconditionFailed("x".into()),
             CoreError::PayloadTooLarge("x".into()),
-            CoreError::TooManyRequests("x".into()),
+            CoreError::TooManyRequests {
+                limit: Throttle::Host,
+                message: "x".into(),
+            },
         ] {
             assert!(code_of(e).0 < 500);
         }
