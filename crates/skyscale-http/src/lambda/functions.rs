@@ -490,10 +490,7 @@ pub(super) async fn put_concurrency(
         .set_reserved_concurrency(&by, &t.name, Some(req.reserved_concurrent_executions))
         .await
         .map_err(|e| LambdaError::about(e, &t.arn))?;
-    Ok(Json(Concurrency {
-        reserved_concurrent_executions: f.reserved_concurrency,
-    })
-    .into_response())
+    Ok(concurrency_response(&f))
 }
 
 pub(super) async fn get_concurrency(
@@ -507,10 +504,7 @@ pub(super) async fn get_concurrency(
         .get_function(&by, &t.name)
         .await
         .map_err(|e| LambdaError::about(e, &t.arn))?;
-    Ok(Json(Concurrency {
-        reserved_concurrent_executions: f.reserved_concurrency,
-    })
-    .into_response())
+    Ok(concurrency_response(&f))
 }
 
 pub(super) async fn delete_concurrency(
@@ -547,4 +541,12 @@ fn page_response<T: serde::Serialize>(
         out["NextMarker"] = next.into();
     }
     Json(out).into_response()
+}
+
+/// `{"ReservedConcurrentExecutions": N}`, the field omitted when there is no reservation.
+fn concurrency_response(f: &skyscale_types::api::FunctionInfo) -> Response {
+    Json(Concurrency {
+        reserved_concurrent_executions: f.reserved_concurrency,
+    })
+    .into_response()
 }
