@@ -30,7 +30,26 @@ fn key_parts() -> (&'static str, &'static str) {
     ADMIN_KEY.split_once('.').unwrap()
 }
 
+/// Where `scripts/test-vendor web` put FastAPI and mangum: `SKYSCALE_TEST_WEB_VENDOR`
+/// (scripts/test sets it), else `target/test-vendor/web`. Missing is a failure.
+fn web_vendor() -> PathBuf {
+    let dir = std::env::var_os("SKYSCALE_TEST_WEB_VENDOR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/test-vendor/web"));
+    assert!(
+        dir.join("mangum/__init__.py").is_file(),
+        "FastAPI and mangum are not vendored at {}: run `scripts/test-vendor web` \
+         (scripts/test does)",
+        dir.display()
+    );
+    dir
+}
+
 fn run_script(server: &Server, script: &str) -> String {
+    run_script_with(server, script, &[])
+}
+
+fn run_script_with(server: &Server, script: &str, env: &[(&str, &std::ffi::OsStr)]) -> String {
     let (id, secret) = key_parts();
     let path = repo_root()
         .join("crates/skyscale-control-plane/tests/boto3")
@@ -41,6 +60,7 @@ fn run_script(server: &Server, script: &str) -> String {
         .env("SKYSCALE_KEY_ID", id)
         .env("SKYSCALE_SECRET", secret)
         .env_remove("AWS_PROFILE")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -65,6 +85,19 @@ fn boto3_and_aws_cli_run_the_function_lifecycle() {
     );
     // The secret reached the server only as a signature, and is not in its log.
     assert!(!server.log().contains(key_parts().1));
+}
+
+#[test]
+fn function_urls_serve_http_requests_and_a_fastapi_app() {
+    let server = Server::start("gvisor");
+    let vendor = web_vendor();
+    let out = run_script_with(
+        &server,
+        "function_urls.py",
+        &[("SKYSCALE_TEST_WEB_VENDOR", vendor.as_os_str())],
+    );
+    eprintln!("{out}");
+    assert!(out.contains("ok: FastAPI + mangum"), "{out}");
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! Aliases: a name for a published version, optionally routing a share of the invocations
-//! to one other published version (Lambda's `RoutingConfig.AdditionalVersionWeights`).
+//! Aliases: a name for `$LATEST` or a published version, optionally routing a share of the
+//! invocations to one other published version (Lambda's `RoutingConfig.AdditionalVersionWeights`).
 
 use std::sync::Arc;
 
@@ -12,19 +12,28 @@ use crate::{blocking, ControlPlane, CoreError, Principal};
 
 const MAX_ALIAS_NAME: usize = 128;
 const MAX_DESCRIPTION: usize = 256;
+const LATEST: &str = "$LATEST";
 
 /// An alias as the API shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AliasInfo {
     pub function: String,
     pub name: String,
-    pub version: u64,
+    /// `None` for `$LATEST`.
+    pub version: Option<u64>,
     pub description: String,
     /// The other version and the share (0..=1) of invocations it gets.
     pub routing: Option<(u64, f64)>,
     /// Increases with every change.
     pub revision: u64,
     pub created_at: String,
+}
+
+impl AliasInfo {
+    /// `$LATEST` or the version's number, as the APIs show it.
+    pub fn version_label(&self) -> String {
+        crate::invoke::version_label(self.version)
+    }
 }
 
 fn info(a: &AliasRecord) -> AliasInfo {
@@ -68,19 +77,29 @@ fn validate_description(d: &str) -> Result<(), CoreError> {
     Ok(())
 }
 
-/// A published version's number (aliases may not point at `$LATEST`).
+/// A published version's number.
 fn parse_version(v: &str) -> Result<u64, CoreError> {
     v.parse::<u64>()
         .ok()
-        .filter(|_| v.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|n| *n > 0 && v.bytes().all(|b| b.is_ascii_digit()))
         .ok_or_else(|| {
             CoreError::InvalidParameter(format!(
-                "invalid function version {v:?}: an alias points at a published version number"
+                "invalid function version {v:?}: expected $LATEST or a published version number"
             ))
         })
 }
 
-/// At most one additional version with a weight in [0, 1].
+/// What an alias points at: `$LATEST` (`None`) or a published version.
+fn parse_target(v: &str) -> Result<Option<u64>, CoreError> {
+    if v == LATEST {
+        Ok(None)
+    } else {
+        parse_version(v).map(Some)
+    }
+}
+
+/// At most one additional version with a weight in [0, 1]; it must be a published version
+/// (routing between `$LATEST` and a version would make the split change with every deploy).
 fn parse_routing(weights: &[(String, f64)]) -> Result<Option<(u64, f64)>, CoreError> {
     match weights {
         [] => Ok(None),
@@ -99,28 +118,40 @@ fn parse_routing(weights: &[(String, f64)]) -> Result<Option<(u64, f64)>, CoreEr
     }
 }
 
-/// Which version an alias runs this time.
-pub(crate) fn pick(a: &AliasRecord) -> u64 {
+/// Which version an alias runs this time (`None`: `$LATEST`).
+pub(crate) fn pick(a: &AliasRecord) -> Option<u64> {
     match a.routing {
-        Some((extra, w)) if rand::rng().random::<f64>() < w => extra,
+        Some((extra, w)) if rand::rng().random::<f64>() < w => Some(extra),
         _ => a.version,
     }
 }
 
 impl ControlPlane {
-    /// Checks that the versions exist and the routing does not name the primary one.
+    /// Checks that the versions exist and the routing names a second published version.
     async fn check_alias_versions(
         &self,
         function: &FunctionName,
-        version: u64,
+        version: Option<u64>,
         routing: Option<(u64, f64)>,
     ) -> Result<(), CoreError> {
-        if routing.is_some_and(|(v, _)| v == version) {
-            return Err(CoreError::InvalidParameter(format!(
-                "the additional version {version} is the alias's own version"
-            )));
+        if let Some((extra, _)) = routing {
+            match version {
+                None => {
+                    return Err(CoreError::InvalidParameter(
+                        "an alias pointing at $LATEST cannot route to another version: \
+                         publish a version and point the alias at it"
+                            .into(),
+                    ))
+                }
+                Some(v) if v == extra => {
+                    return Err(CoreError::InvalidParameter(format!(
+                        "the additional version {v} is the alias's own version"
+                    )))
+                }
+                Some(_) => {}
+            }
         }
-        for v in std::iter::once(version).chain(routing.map(|(v, _)| v)) {
+        for v in version.into_iter().chain(routing.map(|(v, _)| v)) {
             let store = self.store.clone();
             let f = function.clone();
             if blocking(move || Ok(store.get_version(&f, v)?))
@@ -146,7 +177,7 @@ impl ControlPlane {
     ) -> Result<AliasInfo, CoreError> {
         let function = parse_name(function)?;
         validate_name(name)?;
-        let version = parse_version(version)?;
+        let version = parse_target(version)?;
         let routing = parse_routing(weights)?;
         let description = description.unwrap_or_default();
         validate_description(&description)?;
@@ -206,7 +237,7 @@ impl ControlPlane {
         max: usize,
     ) -> Result<(Vec<AliasInfo>, Option<String>), CoreError> {
         let f = self.function_record(function).await?;
-        let only = version.map(parse_version).transpose()?;
+        let only = version.map(parse_target).transpose()?;
         let start = match marker {
             None => 0,
             Some(m) => m
@@ -218,7 +249,11 @@ impl ControlPlane {
         let all: Vec<AliasRecord> = blocking(move || Ok(store.list_aliases(&name)?))
             .await?
             .into_iter()
-            .filter(|a| only.is_none_or(|v| a.version == v || a.routing.is_some_and(|r| r.0 == v)))
+            .filter(|a| {
+                only.is_none_or(|v| {
+                    a.version == v || v.is_some_and(|v| a.routing.is_some_and(|r| r.0 == v))
+                })
+            })
             .collect();
         let max = max.max(1);
         let page = all.iter().skip(start).take(max).map(info).collect();
@@ -239,7 +274,7 @@ impl ControlPlane {
         let function = parse_name(function)?;
         let current = self.alias_record(&function, name).await?;
         let update = AliasUpdate {
-            version: version.map(parse_version).transpose()?,
+            version: version.map(parse_target).transpose()?,
             routing: weights.map(parse_routing).transpose()?,
             description,
         };
@@ -271,6 +306,8 @@ impl ControlPlane {
         let (fname, n) = (f.name.clone(), name.to_owned());
         let existed = blocking(move || Ok(store.delete_alias(&fname, &n)?)).await?;
         self.aliases.invalidate(&(f.name.clone(), name.to_owned()));
+        self.urls
+            .invalidate(&(f.name.clone(), Some(name.to_owned())));
         if !existed {
             return Err(CoreError::NotFound(format!(
                 "alias {}:{name} not found",

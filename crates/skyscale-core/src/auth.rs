@@ -13,13 +13,26 @@ use crate::CoreError;
 /// every service method already receive a `Principal`, so checks have one place to go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    pub key_id: KeyId,
+    /// The API key that signed or carried the request; `None` for a public function URL.
+    pub key_id: Option<KeyId>,
     pub role: Role,
+}
+
+impl Principal {
+    /// A caller of a function URL whose AuthType is `NONE`: no key at all.
+    pub fn anonymous() -> Self {
+        Self {
+            key_id: None,
+            role: Role::Anonymous,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Admin,
+    /// No key: may only invoke through a public function URL.
+    Anonymous,
 }
 
 impl Role {
@@ -145,7 +158,7 @@ pub(crate) fn verify(key: &ApiKey, record: Option<&ApiKeyRecord>) -> Result<Prin
 /// The principal a valid key stands for.
 pub(crate) fn principal(r: &ApiKeyRecord) -> Result<Principal, CoreError> {
     Ok(Principal {
-        key_id: r.id.clone(),
+        key_id: Some(r.id.clone()),
         role: Role::parse(&r.role)
             .ok_or_else(|| CoreError::Unauthorized("invalid api key".into()))?,
     })
@@ -184,7 +197,10 @@ mod tests {
             ensure_admin_key(&store, dir.path(), None).unwrap(),
             AdminKeySource::Existing
         ));
-        assert_eq!(authenticate(&store, &key.token()).unwrap().key_id, key.id);
+        assert_eq!(
+            authenticate(&store, &key.token()).unwrap().key_id,
+            Some(key.id.clone())
+        );
         let wrong = format!("{}.{}", key.id, "x".repeat(40));
         assert!(matches!(
             authenticate(&store, &wrong),

@@ -81,6 +81,8 @@ impl From<StoreError> for CoreError {
                 CoreError::Conflict(format!("alias {name} already exists"))
             }
             StoreError::InUse(m) => CoreError::Conflict(m),
+            StoreError::Exists(m) => CoreError::Conflict(m),
+            StoreError::NotFound(m) => CoreError::NotFound(m),
             other => CoreError::Internal(other.to_string()),
         }
     }

@@ -278,10 +278,14 @@ impl ControlPlane {
             Qualifier::Version(n) => n,
             Qualifier::Alias(a) => {
                 let alias = self.alias_record(&f.name, a).await?;
-                if route {
+                let target = if route {
                     crate::aliases::pick(&alias)
                 } else {
                     alias.version
+                };
+                match target {
+                    Some(n) => n,
+                    None => return Ok(f),
                 }
             }
         };
@@ -551,6 +555,7 @@ impl ControlPlane {
         self.functions.invalidate(&name);
         self.versions.invalidate_where(|(f, _)| f == &name);
         self.aliases.invalidate_where(|(f, _)| f == &name);
+        self.urls.invalidate_where(|(f, _)| f == &name);
         self.scheduler.retire(&name);
         tracing::info!(function = %name, "function deleted");
         Ok(())

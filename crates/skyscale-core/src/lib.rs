@@ -16,6 +16,7 @@ mod runtimes;
 mod scheduler;
 mod secrets;
 mod session;
+mod urls;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,6 +34,7 @@ pub use invoke::{InvokeOptions, InvokeOutput, InvokeTiming, MAX_SYNC_PAYLOAD};
 pub use runtimes::{Runtimes, PYTHON_BOOTSTRAP};
 pub use scheduler::{Limits, SandboxCounts};
 pub use secrets::{ServerKey, SERVER_KEY_FILE};
+pub use urls::{UrlConfig, INVOKE_MODE_BUFFERED};
 
 use cache::Cache;
 use scheduler::Scheduler;
@@ -83,6 +85,8 @@ pub struct ControlPlane {
     versions: Cache<(FunctionName, u64), FunctionRecord>,
     /// Aliases by function and name (invalidated on every alias write).
     aliases: Cache<(FunctionName, String), skyscale_store::AliasRecord>,
+    /// Function URL settings by function and alias (`None`: `$LATEST`), read per request.
+    urls: Cache<(FunctionName, Option<String>), skyscale_store::UrlConfigRecord>,
     runtimes: Runtimes,
     settings: Settings,
     /// Seals and opens API key secrets (SigV4 needs them).
@@ -123,6 +127,7 @@ impl ControlPlane {
             functions: Cache::new(),
             versions: Cache::new(),
             aliases: Cache::new(),
+            urls: Cache::new(),
             runtimes,
             settings,
             server_key,

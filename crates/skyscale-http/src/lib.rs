@@ -6,6 +6,7 @@
 
 mod error;
 mod lambda;
+mod url;
 mod v1;
 
 use std::future::Future;
@@ -25,6 +26,7 @@ pub fn router(cp: AppState) -> Router {
     Router::new()
         .merge(v1::routes(cp.clone()))
         .merge(lambda::routes(cp.clone()))
+        .merge(url::routes())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(cp)
 }
@@ -43,7 +45,9 @@ pub async fn serve(
             tracing::warn!(error = %e, "could not set TCP_NODELAY");
         }
     });
-    axum::serve(listener, router(cp))
+    // Function URLs pass the caller's address to the function (`sourceIp`).
+    let app = router(cp).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

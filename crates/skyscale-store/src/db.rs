@@ -30,6 +30,12 @@ pub enum StoreError {
     /// An alias with that name exists already for the function.
     #[error("alias {0} already exists")]
     AliasExists(String),
+    /// Some other row with that key exists already.
+    #[error("{0}")]
+    Exists(String),
+    /// A row the operation needs does not exist (the message says which).
+    #[error("{0}")]
+    NotFound(String),
     /// The row is still referenced (e.g. a version an alias points at).
     #[error("{0}")]
     InUse(String),
@@ -60,13 +66,14 @@ pub struct FunctionRecord {
     pub version: Option<u64>,
 }
 
-/// An alias of a function: a name for a published version, optionally routing a share of
-/// the invocations to a second one.
+/// An alias of a function: a name for `$LATEST` or a published version, optionally routing
+/// a share of the invocations to a second published version.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AliasRecord {
     pub function: FunctionName,
     pub name: String,
-    pub version: u64,
+    /// `None` for `$LATEST`.
+    pub version: Option<u64>,
     pub description: String,
     /// The other version and the share of invocations (0..=1) it gets.
     pub routing: Option<(u64, f64)>,
@@ -80,7 +87,8 @@ pub struct AliasRecord {
 /// removes the routing.
 #[derive(Debug, Clone, Default)]
 pub struct AliasUpdate {
-    pub version: Option<u64>,
+    /// `Some(None)` points the alias at `$LATEST`.
+    pub version: Option<Option<u64>>,
     pub description: Option<String>,
     pub routing: Option<Option<(u64, f64)>>,
 }
@@ -157,7 +165,7 @@ impl Store {
         })
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite half-written (each statement or
         // transaction is atomic), so a poisoned lock is safe to keep using.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
@@ -508,7 +516,7 @@ impl Store {
         &self,
         function: &FunctionName,
         name: &str,
-        version: u64,
+        version: Option<u64>,
         description: &str,
         routing: Option<(u64, f64)>,
     ) -> Result<AliasRecord, StoreError> {
@@ -524,7 +532,7 @@ impl Store {
             params![
                 function.as_str(),
                 name,
-                version as i64,
+                version.map(|v| v as i64),
                 description,
                 routing.map(|(v, _)| v as i64),
                 routing.map(|(_, w)| w),
@@ -586,7 +594,7 @@ impl Store {
             params![
                 function.as_str(),
                 name,
-                a.version as i64,
+                a.version.map(|v| v as i64),
                 a.description,
                 a.routing.map(|(v, _)| v as i64),
                 a.routing.map(|(_, w)| w),
@@ -598,12 +606,19 @@ impl Store {
         Ok(out)
     }
 
-    /// Deletes an alias; returns whether it existed.
+    /// Deletes an alias and its function URL; returns whether the alias existed.
     pub fn delete_alias(&self, function: &FunctionName, name: &str) -> Result<bool, StoreError> {
-        let changed = self.conn().execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let changed = tx.execute(
             "DELETE FROM function_aliases WHERE function = ?1 AND name = ?2",
             params![function.as_str(), name],
         )?;
+        tx.execute(
+            "DELETE FROM function_urls WHERE function = ?1 AND qualifier = ?2",
+            params![function.as_str(), name],
+        )?;
+        tx.commit()?;
         Ok(changed > 0)
     }
 
@@ -750,7 +765,10 @@ fn alias_from_row(row: &Row<'_>) -> Result<AliasRecord, StoreError> {
     Ok(AliasRecord {
         function: FunctionName::parse(&row.get::<_, String>(0)?).map_err(|e| bad(e.to_string()))?,
         name: row.get(1)?,
-        version: number(2)?,
+        version: row
+            .get::<_, Option<i64>>(2)?
+            .map(|v| u64::try_from(v).map_err(|e| bad(e.to_string())))
+            .transpose()?,
         description: row.get(3)?,
         routing,
         revision: number(6)?,

@@ -7,12 +7,14 @@
 mod code;
 mod db;
 mod migrations;
+mod urls;
 
 pub use code::{CodeError, CodeLimits, CodeRef, CodeStore};
 pub use db::{
     AliasRecord, AliasUpdate, ApiKeyRecord, FunctionRecord, FunctionUpdate, NewFunction, Store,
     StoreError, MAX_TAGS,
 };
+pub use urls::{UrlConfigRecord, UrlConfigUpdate};
 
 /// Current time as RFC 3339 UTC with milliseconds, the format every stored timestamp uses.
 pub fn now_rfc3339() -> String {

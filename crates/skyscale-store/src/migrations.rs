@@ -82,4 +82,38 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (function, name)
     ) STRICT;
     "#,
+    // 7: an alias may point at $LATEST (version NULL). SQLite cannot drop a NOT NULL
+    // constraint in place, so the table is rebuilt with its rows.
+    r#"
+    CREATE TABLE function_aliases_new (
+        function      TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        name          TEXT NOT NULL,
+        version       INTEGER,              -- NULL = $LATEST
+        description   TEXT NOT NULL,
+        extra_version INTEGER,
+        extra_weight  REAL,
+        revision      INTEGER NOT NULL,
+        created_at    TEXT NOT NULL,
+        updated_at    TEXT NOT NULL,
+        PRIMARY KEY (function, name)
+    ) STRICT;
+    INSERT INTO function_aliases_new SELECT function, name, version, description, extra_version,
+        extra_weight, revision, created_at, updated_at FROM function_aliases;
+    DROP TABLE function_aliases;
+    ALTER TABLE function_aliases_new RENAME TO function_aliases;
+    "#,
+    // 8: function URLs: an HTTP endpoint for $LATEST or an alias.
+    r#"
+    CREATE TABLE function_urls (
+        function    TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        qualifier   TEXT NOT NULL,          -- '$LATEST' or an alias name
+        url_id      TEXT NOT NULL UNIQUE,   -- random; the event's apiId
+        auth_type   TEXT NOT NULL,          -- 'NONE' or 'AWS_IAM'
+        cors        TEXT,                   -- JSON of the CORS settings; NULL = none
+        invoke_mode TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL,
+        PRIMARY KEY (function, qualifier)
+    ) STRICT;
+    "#,
 ];

@@ -2,8 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use skyscale_store::{CodeRef, FunctionUpdate, NewFunction, Store, StoreError};
-use skyscale_types::{ApiKey, FunctionName, Handler, MemoryMb, Runtime, TimeoutSecs};
+use skyscale_store::{
+    AliasUpdate, CodeRef, FunctionUpdate, NewFunction, Store, StoreError, UrlConfigUpdate,
+};
+use skyscale_types::{
+    ApiKey, Cors, FunctionName, Handler, MemoryMb, Runtime, TimeoutSecs, UrlAuthType,
+};
 
 fn new_fn(name: &str) -> NewFunction {
     NewFunction {
@@ -140,7 +144,7 @@ fn versions_tags_and_aliases_go_with_their_function() {
     let (v2, _) = s.publish_version(&name, None).unwrap();
     assert_eq!((v2.version, v2.memory.get()), (Some(2), 256));
     assert_eq!(s.get_version(&name, 1).unwrap().unwrap().memory.get(), 128);
-    s.create_alias(&name, "live", 1, "", Some((2, 0.5)))
+    s.create_alias(&name, "live", Some(1), "", Some((2, 0.5)))
         .unwrap();
     assert!(matches!(
         s.delete_version(&name, 2),
@@ -152,10 +156,134 @@ fn versions_tags_and_aliases_go_with_their_function() {
     assert_eq!(v3.version, Some(3), "numbers are never reused");
     s.tag_function(&name, &BTreeMap::from([("k".into(), "v".into())]))
         .unwrap();
-    s.create_alias(&name, "a", 1, "", None).unwrap();
+    s.create_alias(&name, "a", Some(1), "", None).unwrap();
     s.delete_function(&name).unwrap();
     s.create_function(&new_fn("f")).unwrap();
     assert!(s.list_versions(&name).unwrap().is_empty());
     assert!(s.tags(&name).unwrap().is_empty());
     assert!(s.list_aliases(&name).unwrap().is_empty());
+}
+
+#[test]
+fn aliases_may_point_at_latest() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("s.db")).unwrap();
+    let name = FunctionName::parse("f").unwrap();
+    let mut f = new_fn("f");
+    f.code = Some(CodeRef {
+        sha256: "ab".repeat(32),
+        size: 10,
+    });
+    s.create_function(&f).unwrap();
+    s.publish_version(&name, None).unwrap();
+    let a = s.create_alias(&name, "dev", None, "", None).unwrap();
+    assert_eq!(a.version, None);
+    let a = s
+        .update_alias(
+            &name,
+            "dev",
+            &AliasUpdate {
+                version: Some(Some(1)),
+                ..AliasUpdate::default()
+            },
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!((a.version, a.revision), (Some(1), 2));
+    let a = s
+        .update_alias(
+            &name,
+            "dev",
+            &AliasUpdate {
+                version: Some(None),
+                ..AliasUpdate::default()
+            },
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.version, None);
+    assert_eq!(s.list_aliases(&name).unwrap(), vec![a]);
+}
+
+#[test]
+fn url_configs_follow_their_function_and_alias() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.db");
+    let name = FunctionName::parse("web").unwrap();
+    let cors = Cors {
+        allow_origins: vec!["*".into()],
+        max_age: Some(60),
+        ..Cors::default()
+    };
+    {
+        let s = Store::open(&db).unwrap();
+        assert!(matches!(
+            s.create_url_config(&name, None, "u0", UrlAuthType::None, None, "BUFFERED"),
+            Err(StoreError::FunctionNotFound(_))
+        ));
+        s.create_function(&new_fn("web")).unwrap();
+        let c = s
+            .create_url_config(
+                &name,
+                None,
+                "u1",
+                UrlAuthType::None,
+                Some(&cors),
+                "BUFFERED",
+            )
+            .unwrap();
+        assert_eq!((c.alias.as_deref(), c.cors.as_ref()), (None, Some(&cors)));
+        assert!(matches!(
+            s.create_url_config(&name, None, "u2", UrlAuthType::None, None, "BUFFERED"),
+            Err(StoreError::Exists(_))
+        ));
+        assert!(matches!(
+            s.create_url_config(
+                &name,
+                Some("live"),
+                "u3",
+                UrlAuthType::None,
+                None,
+                "BUFFERED"
+            ),
+            Err(StoreError::NotFound(_))
+        ));
+        s.create_alias(&name, "live", None, "", None).unwrap();
+        s.create_url_config(
+            &name,
+            Some("live"),
+            "u4",
+            UrlAuthType::AwsIam,
+            None,
+            "BUFFERED",
+        )
+        .unwrap();
+    }
+    // Survives a restart; updates are partial.
+    let s = Store::open(&db).unwrap();
+    let all = s.list_url_configs(&name).unwrap();
+    let ids: Vec<_> = all
+        .iter()
+        .map(|c| (c.alias.clone(), c.url_id.as_str()))
+        .collect();
+    assert_eq!(ids, vec![(None, "u1"), (Some("live".into()), "u4")]);
+    let c = s
+        .update_url_config(
+            &name,
+            None,
+            &UrlConfigUpdate {
+                cors: Some(None),
+                ..UrlConfigUpdate::default()
+            },
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!((c.cors, c.auth_type), (None, UrlAuthType::None));
+    // Deleting the alias deletes its URL; deleting the function deletes the rest.
+    assert!(s.delete_alias(&name, "live").unwrap());
+    assert_eq!(s.get_url_config(&name, Some("live")).unwrap(), None);
+    s.delete_function(&name).unwrap();
+    s.create_function(&new_fn("web")).unwrap();
+    assert!(s.list_url_configs(&name).unwrap().is_empty());
+    assert!(!s.delete_url_config(&name, None).unwrap());
 }

@@ -7,8 +7,10 @@
 pub mod api;
 mod key;
 mod names;
+mod url;
 
 pub use names::{validate_env_name, RESERVED_ENV};
 
 pub use key::{ApiKey, KeyId, KeyParseError};
 pub use names::{FunctionName, Handler, MemoryMb, Runtime, TimeoutSecs, ValidationError};
+pub use url::{Cors, UrlAuthType};

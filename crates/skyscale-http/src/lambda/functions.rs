@@ -17,9 +17,9 @@ use super::{parse_json, LambdaResult};
 use crate::AppState;
 
 /// Real ListFunctions returns at most 50 functions per page, whatever MaxItems says.
-const MAX_PAGE: usize = 50;
+pub(super) const MAX_PAGE: usize = 50;
 
-type Params = Query<HashMap<String, String>>;
+pub(super) type Params = Query<HashMap<String, String>>;
 
 /// Resolves the `{name}` path segment (already URL-decoded) and the `Qualifier` query.
 pub(super) fn target(cp: &AppState, raw: &str, params: &Params) -> LambdaResult<Target> {
@@ -153,7 +153,7 @@ pub(super) async fn get_configuration(
 }
 
 /// Parses `MaxItems` (1..=10000), capped at `cap`.
-fn max_items(params: &Params, cap: usize) -> LambdaResult<usize> {
+pub(super) fn max_items(params: &Params, cap: usize) -> LambdaResult<usize> {
     match params.get("MaxItems") {
         None => Ok(cap),
         Some(s) => match s.parse::<usize>() {
@@ -530,7 +530,7 @@ pub(super) async fn account(
 
 /// A page of a List* operation: `{"<key>": [...], "NextMarker": ...}` (no marker on the
 /// last page, which ends the client's paginator).
-fn page_response<T: serde::Serialize>(
+pub(super) fn page_response<T: serde::Serialize>(
     key: &str,
     items: impl Iterator<Item = T>,
     next: Option<String>,

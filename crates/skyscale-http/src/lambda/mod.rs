@@ -7,6 +7,7 @@ mod error;
 mod functions;
 mod invoke;
 mod model;
+mod urls;
 
 use std::time::SystemTime;
 
@@ -18,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
 use serde::de::DeserializeOwned;
-use skyscale_core::CoreError;
+use skyscale_core::{CoreError, Principal};
 
 use crate::AppState;
 use error::LambdaError;
@@ -77,6 +78,14 @@ pub(crate) fn routes(cp: AppState) -> Router<AppState> {
             "/2019-09-30/functions/{name}/concurrency",
             get(functions::get_concurrency),
         )
+        .route(
+            "/2021-10-31/functions/{name}/url",
+            post(urls::create)
+                .get(urls::get)
+                .put(urls::update)
+                .delete(urls::delete),
+        )
+        .route("/2021-10-31/functions/{name}/urls", get(urls::list))
         .route("/2016-08-19/account-settings", get(functions::account))
         .route("/2016-08-19/account-settings/", get(functions::account))
         .route_layer(middleware::from_fn_with_state(cp, require_sigv4))
@@ -97,8 +106,7 @@ async fn add_request_id(mut resp: Response) -> Response {
 }
 
 /// Checks the request's SigV4 signature. The signature covers the body, so the body is
-/// read here (bounded) and handed on as bytes; the path, query and `Host` header are used
-/// exactly as received.
+/// read here (bounded) and handed on as bytes.
 async fn require_sigv4(State(cp): State<AppState>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, MAX_REQUEST_BODY).await {
@@ -110,6 +118,26 @@ async fn require_sigv4(State(cp): State<AppState>, req: Request, next: Next) -> 
             .into_response()
         }
     };
+    match sigv4_principal(&cp, &parts, &bytes).await {
+        Ok(principal) => {
+            let mut req = Request::from_parts(parts, Body::from(bytes));
+            req.extensions_mut().insert(principal);
+            next.run(req).await
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "sigv4 authentication failed");
+            LambdaError::from(e).into_response()
+        }
+    }
+}
+
+/// Who signed the request (service `lambda`), checked against its body. The path, query
+/// and `Host` header are used exactly as received.
+pub(crate) async fn sigv4_principal(
+    cp: &AppState,
+    parts: &axum::http::request::Parts,
+    body: &[u8],
+) -> Result<Principal, CoreError> {
     let headers: Vec<(String, String)> = parts
         .headers
         .iter()
@@ -124,22 +152,10 @@ async fn require_sigv4(State(cp): State<AppState>, req: Request, next: Next) -> 
         path: parts.uri.path(),
         query: parts.uri.query(),
         headers: &headers,
-        body: &bytes,
+        body,
     };
-    match cp
-        .authenticate_sigv4(&signed, authorization, SystemTime::now())
+    cp.authenticate_sigv4(&signed, authorization, SystemTime::now())
         .await
-    {
-        Ok(principal) => {
-            let mut req = Request::from_parts(parts, Body::from(bytes));
-            req.extensions_mut().insert(principal);
-            next.run(req).await
-        }
-        Err(e) => {
-            tracing::debug!(error = %e, "sigv4 authentication failed");
-            LambdaError::from(e).into_response()
-        }
-    }
 }
 
 /// Parses a JSON body: malformed JSON is InvalidRequestContent, a body of the wrong shape

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use skyscale_core::{AccountSettings, AliasInfo, Settings};
+use skyscale_core::{AccountSettings, AliasInfo, Settings, UrlConfig};
 use skyscale_types::api::FunctionInfo;
 
 /// A function, named as the Lambda API allows: `name`, `name:qualifier`,
@@ -161,7 +161,7 @@ pub(crate) fn alias_configuration(settings: &Settings, a: &AliasInfo) -> serde_j
     let mut out = serde_json::json!({
         "AliasArn": format!("{}:{}", function_arn(settings, &a.function), a.name),
         "Name": a.name,
-        "FunctionVersion": a.version.to_string(),
+        "FunctionVersion": a.version_label(),
         "Description": a.description,
         "RevisionId": alias_revision_id(a),
     });
@@ -385,4 +385,66 @@ mod tests {
             "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
         );
     }
+}
+
+/// A function URL's `Cors` as sent; members left out are empty.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct CorsIn {
+    pub allow_credentials: Option<bool>,
+    pub allow_headers: Option<Vec<String>>,
+    pub allow_methods: Option<Vec<String>>,
+    pub allow_origins: Option<Vec<String>>,
+    pub expose_headers: Option<Vec<String>>,
+    pub max_age: Option<u32>,
+}
+
+impl CorsIn {
+    /// The settings; `None` when every member is empty (no CORS).
+    pub fn into_cors(self) -> Option<skyscale_types::Cors> {
+        let cors = skyscale_types::Cors {
+            allow_credentials: self.allow_credentials.unwrap_or(false),
+            allow_headers: self.allow_headers.unwrap_or_default(),
+            allow_methods: self.allow_methods.unwrap_or_default(),
+            allow_origins: self.allow_origins.unwrap_or_default(),
+            expose_headers: self.expose_headers.unwrap_or_default(),
+            max_age: self.max_age,
+        };
+        (cors != skyscale_types::Cors::default()).then_some(cors)
+    }
+}
+
+/// CreateFunctionUrlConfig's and UpdateFunctionUrlConfig's body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct UrlConfigIn {
+    pub auth_type: Option<String>,
+    pub cors: Option<CorsIn>,
+    pub invoke_mode: Option<String>,
+}
+
+/// FunctionUrlConfig; `url` is the full URL as the caller reaches this server.
+pub(crate) fn url_configuration(c: &UrlConfig, url: String) -> serde_json::Value {
+    let mut out = serde_json::json!({
+        "FunctionUrl": url,
+        "FunctionArn": c.function_arn,
+        "AuthType": c.auth_type.as_str(),
+        "CreationTime": c.created_at,
+        "LastModifiedTime": c.updated_at,
+        "InvokeMode": c.invoke_mode,
+    });
+    if let Some(cors) = &c.cors {
+        let mut v = serde_json::json!({
+            "AllowCredentials": cors.allow_credentials,
+            "AllowHeaders": cors.allow_headers,
+            "AllowMethods": cors.allow_methods,
+            "AllowOrigins": cors.allow_origins,
+            "ExposeHeaders": cors.expose_headers,
+        });
+        if let Some(age) = cors.max_age {
+            v["MaxAge"] = age.into();
+        }
+        out["Cors"] = v;
+    }
+    out
 }

@@ -1,0 +1,135 @@
+//! Function URL configurations: Create/Get/Update/Delete/ListFunctionUrlConfigs. The URLs
+//! themselves are served by `crate::url`.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use skyscale_core::{Principal, UrlConfig};
+use skyscale_types::UrlAuthType;
+
+use super::error::LambdaError;
+use super::functions::{max_items, page_response, target, Params, MAX_PAGE};
+use super::model::{self, Target};
+use super::{parse_json, LambdaResult};
+use crate::AppState;
+
+fn auth_type(s: &str) -> LambdaResult<UrlAuthType> {
+    UrlAuthType::parse(s).map_err(LambdaError::invalid)
+}
+
+fn config_json(headers: &HeaderMap, c: &UrlConfig) -> serde_json::Value {
+    let url = crate::url::function_url(headers, &c.function, c.alias.as_deref());
+    model::url_configuration(c, url)
+}
+
+fn about(t: &Target) -> impl Fn(skyscale_core::CoreError) -> LambdaError + '_ {
+    move |e| LambdaError::about(e, &t.qualified_arn())
+}
+
+pub(super) async fn create(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path(raw): Path<String>,
+    params: Params,
+    headers: HeaderMap,
+    body: Bytes,
+) -> LambdaResult<Response> {
+    let t = target(&cp, &raw, &params)?;
+    let req: model::UrlConfigIn = parse_json(&body)?;
+    let auth = auth_type(
+        req.auth_type
+            .as_deref()
+            .ok_or_else(|| LambdaError::invalid("AuthType is required: NONE or AWS_IAM"))?,
+    )?;
+    let c = cp
+        .create_url_config(
+            &by,
+            &t.name,
+            t.qualifier.as_deref(),
+            auth,
+            req.cors.and_then(model::CorsIn::into_cors),
+            req.invoke_mode.as_deref(),
+        )
+        .await
+        .map_err(about(&t))?;
+    let mut out = config_json(&headers, &c);
+    // Create answers without LastModifiedTime.
+    if let Some(o) = out.as_object_mut() {
+        o.remove("LastModifiedTime");
+    }
+    Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
+pub(super) async fn get(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path(raw): Path<String>,
+    params: Params,
+    headers: HeaderMap,
+) -> LambdaResult<Response> {
+    let t = target(&cp, &raw, &params)?;
+    let c = cp
+        .get_url_config(&by, &t.name, t.qualifier.as_deref())
+        .await
+        .map_err(about(&t))?;
+    Ok(Json(config_json(&headers, &c)).into_response())
+}
+
+pub(super) async fn update(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path(raw): Path<String>,
+    params: Params,
+    headers: HeaderMap,
+    body: Bytes,
+) -> LambdaResult<Response> {
+    let t = target(&cp, &raw, &params)?;
+    let req: model::UrlConfigIn = parse_json(&body)?;
+    let auth = req.auth_type.as_deref().map(auth_type).transpose()?;
+    let c = cp
+        .update_url_config(
+            &by,
+            &t.name,
+            t.qualifier.as_deref(),
+            auth,
+            // An empty `Cors` removes CORS.
+            req.cors.map(model::CorsIn::into_cors),
+            req.invoke_mode.as_deref(),
+        )
+        .await
+        .map_err(about(&t))?;
+    Ok(Json(config_json(&headers, &c)).into_response())
+}
+
+pub(super) async fn delete(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path(raw): Path<String>,
+    params: Params,
+) -> LambdaResult<Response> {
+    let t = target(&cp, &raw, &params)?;
+    cp.delete_url_config(&by, &t.name, t.qualifier.as_deref())
+        .await
+        .map_err(about(&t))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub(super) async fn list(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path(raw): Path<String>,
+    params: Params,
+    headers: HeaderMap,
+) -> LambdaResult<Response> {
+    let t = target(&cp, &raw, &params)?;
+    let max = max_items(&params, MAX_PAGE)?;
+    let marker = params.get("Marker").filter(|m| !m.is_empty());
+    let (page, next) = cp
+        .list_url_configs_page(&by, &t.name, marker.map(String::as_str), max)
+        .await
+        .map_err(about(&t))?;
+    let items = page.iter().map(|c| config_json(&headers, c));
+    Ok(page_response("FunctionUrlConfigs", items, next))
+}
