@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::NonEmptyStringValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const EXIT_STATUS_HELP: &str = "\
@@ -56,6 +57,9 @@ pub enum Command {
     /// Create, deploy, invoke and manage functions.
     #[command(subcommand)]
     Function(FunctionCommand),
+    /// Name versions of a function, optionally splitting invocations between two.
+    #[command(subcommand)]
+    Alias(AliasCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,6 +85,100 @@ pub enum FunctionCommand {
     /// Set or clear a function's reserved concurrency (0 disables the function).
     #[command(after_help = EXIT_STATUS_HELP)]
     Concurrency(ConcurrencyArgs),
+    /// Publish the function's current code and configuration as an immutable version.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Publish(PublishArgs),
+    /// List a function's versions: $LATEST, then the published ones.
+    Versions(NameArg),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AliasCommand {
+    /// Create an alias for $LATEST or a published version.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Create(AliasCreateArgs),
+    /// Change an alias; only the options given change.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Update(AliasUpdateArgs),
+    /// List a function's aliases.
+    List(FunctionArg),
+    /// Show one alias.
+    Get(AliasArg),
+    /// Delete an alias (the version it names stays).
+    Delete(AliasArg),
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Function name.
+    #[arg(long)]
+    pub name: String,
+    /// Description of the version.
+    #[arg(long)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct FunctionArg {
+    /// Function name.
+    #[arg(long)]
+    pub function: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AliasArg {
+    /// Function name.
+    #[arg(long)]
+    pub function: String,
+    /// Alias name.
+    #[arg(long, value_parser = NonEmptyStringValueParser::new())]
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AliasCreateArgs {
+    /// Function name.
+    #[arg(long)]
+    pub function: String,
+    /// Alias name: 1-128 letters, digits, '-' and '_', not only digits.
+    #[arg(long, value_parser = NonEmptyStringValueParser::new())]
+    pub name: String,
+    /// The version the alias names: $LATEST or a published version's number.
+    #[arg(long)]
+    pub version: String,
+    /// Description.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Send a share of the invocations to another version, e.g. 2=0.1 (10% to version 2).
+    #[arg(long, value_name = "VERSION=WEIGHT", value_parser = parse_routing)]
+    pub routing: Option<(String, f64)>,
+}
+
+#[derive(Debug, Args)]
+pub struct AliasUpdateArgs {
+    /// Function name.
+    #[arg(long)]
+    pub function: String,
+    /// Alias name.
+    #[arg(long, value_parser = NonEmptyStringValueParser::new())]
+    pub name: String,
+    /// The version the alias names from now on.
+    #[arg(long)]
+    pub version: Option<String>,
+    /// New description.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Send a share of the invocations to another version, e.g. 2=0.1 (10% to version 2).
+    #[arg(
+        long,
+        value_name = "VERSION=WEIGHT",
+        value_parser = parse_routing,
+        conflicts_with = "no_routing"
+    )]
+    pub routing: Option<(String, f64)>,
+    /// Remove the routing: every invocation runs the alias's version.
+    #[arg(long)]
+    pub no_routing: bool,
 }
 
 #[derive(Debug, Args)]
@@ -158,6 +256,9 @@ pub struct InvokeArgs {
     /// File holding the event JSON; `-` reads standard input.
     #[arg(long, value_name = "FILE")]
     pub payload_file: Option<PathBuf>,
+    /// The version to run: $LATEST (the default), a published version's number or an alias.
+    #[arg(long, value_parser = NonEmptyStringValueParser::new())]
+    pub qualifier: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -199,6 +300,24 @@ pub fn parse_env_pair(s: &str) -> Result<(String, String), String> {
         Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
         Some(_) => Err("expected KEY=VALUE, but the key is empty".to_owned()),
         None => Err("expected KEY=VALUE, but there is no '='".to_owned()),
+    }
+}
+
+/// Parses `VERSION=WEIGHT` (`2=0.1`). The server checks that the version exists and the
+/// weight is between 0 and 1; this only checks the shape.
+pub fn parse_routing(s: &str) -> Result<(String, f64), String> {
+    let Some((version, weight)) = s.split_once('=') else {
+        return Err("expected VERSION=WEIGHT, such as 2=0.1, but there is no '='".to_owned());
+    };
+    let version = version.trim();
+    if version.is_empty() {
+        return Err("expected VERSION=WEIGHT, such as 2=0.1, but the version is empty".to_owned());
+    }
+    match weight.trim().parse::<f64>() {
+        Ok(w) if w.is_finite() => Ok((version.to_owned(), w)),
+        _ => Err(format!(
+            "expected VERSION=WEIGHT, such as 2=0.1, but the weight {weight:?} is not a number"
+        )),
     }
 }
 
@@ -303,5 +422,71 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn routing_pairs() {
+        assert_eq!(parse_routing("2=0.5"), Ok(("2".into(), 0.5)));
+        assert_eq!(parse_routing(" 3 = 1 "), Ok(("3".into(), 1.0)));
+        assert_eq!(
+            parse_routing("nope").unwrap_err(),
+            "expected VERSION=WEIGHT, such as 2=0.1, but there is no '='"
+        );
+        assert_eq!(
+            parse_routing("=0.5").unwrap_err(),
+            "expected VERSION=WEIGHT, such as 2=0.1, but the version is empty"
+        );
+        for bad in ["2=", "2=half", "2=NaN", "2=inf"] {
+            let err = parse_routing(bad).unwrap_err();
+            assert!(err.ends_with("is not a number"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn alias_commands_parse() {
+        let cli = Cli::try_parse_from([
+            "skyscale",
+            "alias",
+            "update",
+            "--function",
+            "f",
+            "--name",
+            "live",
+            "--routing",
+            "2=0.25",
+        ])
+        .unwrap();
+        let Command::Alias(AliasCommand::Update(args)) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!(args.routing, Some(("2".into(), 0.25)));
+        assert!(args.version.is_none() && !args.no_routing);
+
+        let err = Cli::try_parse_from([
+            "skyscale",
+            "alias",
+            "update",
+            "--function",
+            "f",
+            "--name",
+            "live",
+            "--routing",
+            "2=0.25",
+            "--no-routing",
+        ])
+        .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+
+        let err = Cli::try_parse_from([
+            "skyscale",
+            "function",
+            "invoke",
+            "--name",
+            "f",
+            "--qualifier",
+            "",
+        ])
+        .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::InvalidValue);
     }
 }

@@ -6,11 +6,14 @@ use std::path::Path;
 use anyhow::bail;
 use base64::Engine as _;
 use skyscale_client::{package, Client};
-use skyscale_types::api::{CreateFunction, FunctionInfo, UpdateFunction};
+use skyscale_types::api::{
+    AliasInfo, AliasRouting, CreateAlias, CreateFunction, FunctionInfo, UpdateAlias, UpdateFunction,
+};
 
 use crate::cli::{
-    Cli, Command, ConcurrencyArgs, CreateArgs, DeployArgs, FunctionCommand, Global, InvokeArgs,
-    NameArg, OutputFormat, UpdateArgs,
+    AliasArg, AliasCommand, AliasCreateArgs, AliasUpdateArgs, Cli, Command, ConcurrencyArgs,
+    CreateArgs, DeployArgs, FunctionArg, FunctionCommand, Global, InvokeArgs, NameArg,
+    OutputFormat, PublishArgs, UpdateArgs,
 };
 use crate::input::{env_map, read_payload};
 use crate::output::{self, AlreadyReported, NO_KEY};
@@ -27,6 +30,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Function(FunctionCommand::Update(args)) => update(&global, &args),
         Command::Function(FunctionCommand::Delete(args)) => delete(&global, &args),
         Command::Function(FunctionCommand::Concurrency(args)) => concurrency(&global, &args),
+        Command::Function(FunctionCommand::Publish(args)) => publish(&global, &args),
+        Command::Function(FunctionCommand::Versions(args)) => versions(&global, &args),
+        Command::Alias(AliasCommand::Create(args)) => alias_create(&global, &args),
+        Command::Alias(AliasCommand::Update(args)) => alias_update(&global, &args),
+        Command::Alias(AliasCommand::List(args)) => alias_list(&global, &args),
+        Command::Alias(AliasCommand::Get(args)) => alias_get(&global, &args),
+        Command::Alias(AliasCommand::Delete(args)) => alias_delete(&global, &args),
     }
 }
 
@@ -96,7 +106,7 @@ fn deploy(global: &Global, args: &DeployArgs) -> anyhow::Result<()> {
 fn invoke(global: &Global, args: &InvokeArgs) -> anyhow::Result<()> {
     let client = connect(global, true)?;
     let payload = read_payload(args.payload.as_deref(), args.payload_file.as_deref())?;
-    let outcome = client.invoke(&args.name, payload)?;
+    let outcome = client.invoke_qualified(&args.name, args.qualifier.as_deref(), payload)?;
     let pretty = global.output == OutputFormat::Text;
     if outcome.function_error.is_none() {
         output::stdout(&output::invoke_result(&outcome.body, pretty))?;
@@ -186,6 +196,110 @@ fn concurrency(global: &Global, args: &ConcurrencyArgs) -> anyhow::Result<()> {
         None => format!("function {} has no reserved concurrency", info.name),
     };
     print_info(global, &headline, &info)
+}
+
+fn publish(global: &Global, args: &PublishArgs) -> anyhow::Result<()> {
+    let info = connect(global, true)?.publish_version(&args.name, args.description.clone())?;
+    let headline = match info.version {
+        Some(n) => format!("published version {n} of function {}", info.name),
+        // The API always answers with a published version; say what came back regardless.
+        None => format!("published function {}", info.name),
+    };
+    print_info(global, &headline, &info)
+}
+
+fn versions(global: &Global, args: &NameArg) -> anyhow::Result<()> {
+    let list = connect(global, true)?.list_versions(&args.name)?;
+    match global.output {
+        OutputFormat::Json => output::json(&list),
+        OutputFormat::Text => Ok(output::stdout(
+            output::version_table(&list.versions).as_bytes(),
+        )?),
+    }
+}
+
+/// `--routing VERSION=WEIGHT` as the API takes it.
+fn routing((version, weight): &(String, f64)) -> AliasRouting {
+    AliasRouting {
+        version: version.clone(),
+        weight: *weight,
+    }
+}
+
+fn alias_create(global: &Global, args: &AliasCreateArgs) -> anyhow::Result<()> {
+    let request = CreateAlias {
+        name: args.name.clone(),
+        version: args.version.clone(),
+        description: args.description.clone(),
+        routing: args.routing.as_ref().map(routing),
+    };
+    let alias = connect(global, true)?.create_alias(&args.function, &request)?;
+    print_alias(global, "created", &alias)
+}
+
+fn alias_update(global: &Global, args: &AliasUpdateArgs) -> anyhow::Result<()> {
+    let update = UpdateAlias {
+        version: args.version.clone(),
+        description: args.description.clone(),
+        routing: if args.no_routing {
+            Some(None)
+        } else {
+            args.routing.as_ref().map(|r| Some(routing(r)))
+        },
+    };
+    if update.version.is_none() && update.description.is_none() && update.routing.is_none() {
+        bail!(
+            "nothing to update: give at least one of --version, --description, --routing, \
+             --no-routing"
+        );
+    }
+    let alias = connect(global, true)?.update_alias(&args.function, &args.name, &update)?;
+    print_alias(global, "updated", &alias)
+}
+
+fn alias_list(global: &Global, args: &FunctionArg) -> anyhow::Result<()> {
+    let list = connect(global, true)?.list_aliases(&args.function)?;
+    match global.output {
+        OutputFormat::Json => output::json(&list),
+        OutputFormat::Text => Ok(output::stdout(
+            output::alias_table(&list.aliases).as_bytes(),
+        )?),
+    }
+}
+
+fn alias_get(global: &Global, args: &AliasArg) -> anyhow::Result<()> {
+    let alias = connect(global, true)?.get_alias(&args.function, &args.name)?;
+    match global.output {
+        OutputFormat::Json => output::json(&alias),
+        OutputFormat::Text => Ok(output::stdout(output::alias_details(&alias).as_bytes())?),
+    }
+}
+
+fn alias_delete(global: &Global, args: &AliasArg) -> anyhow::Result<()> {
+    connect(global, true)?.delete_alias(&args.function, &args.name)?;
+    match global.output {
+        // The API answers 204 with no body; JSON mode prints nothing rather than invent one.
+        OutputFormat::Json => Ok(()),
+        OutputFormat::Text => Ok(output::line(&format!(
+            "deleted alias {} of function {}",
+            args.name, args.function
+        ))?),
+    }
+}
+
+fn print_alias(global: &Global, verb: &str, alias: &AliasInfo) -> anyhow::Result<()> {
+    match global.output {
+        OutputFormat::Json => output::json(alias),
+        OutputFormat::Text => Ok(output::stdout(
+            format!(
+                "{verb} alias {} of function {}\n{}",
+                alias.name,
+                alias.function,
+                output::alias_details(alias)
+            )
+            .as_bytes(),
+        )?),
+    }
 }
 
 fn package_code(path: &Path) -> anyhow::Result<Vec<u8>> {

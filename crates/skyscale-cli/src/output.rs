@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use skyscale_client::{ClientError, InvokeOutcome};
-use skyscale_types::api::FunctionInfo;
+use skyscale_types::api::{AliasInfo, AliasRouting, FunctionInfo};
 
 /// What `error:` says when a call needs a key and none was given.
 pub const NO_KEY: &str = "no API key: set SKYSCALE_API_KEY or pass --api-key";
@@ -84,6 +84,7 @@ pub fn function_details(f: &FunctionInfo) -> String {
     let dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
     let rows = [
         ("name", f.name.clone()),
+        ("version", version_label(f.version)),
         ("runtime", f.runtime.clone()),
         ("handler", f.handler.clone()),
         ("memory_mb", f.memory_mb.to_string()),
@@ -107,6 +108,15 @@ pub fn function_details(f: &FunctionInfo) -> String {
             },
         ),
     ];
+    let mut out = key_values(&rows);
+    for (key, value) in &f.environment {
+        let _ = writeln!(out, "  {key}={value}");
+    }
+    out
+}
+
+/// `key: value` lines, values aligned.
+fn key_values(rows: &[(&str, String)]) -> String {
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 2;
     let mut out = String::new();
     for (key, value) in rows {
@@ -114,10 +124,23 @@ pub fn function_details(f: &FunctionInfo) -> String {
         out.push_str(row.trim_end());
         out.push('\n');
     }
-    for (key, value) in &f.environment {
-        let _ = writeln!(out, "  {key}={value}");
-    }
     out
+}
+
+/// `$LATEST` or the published version's number.
+fn version_label(version: Option<u64>) -> String {
+    version.map_or_else(|| "$LATEST".to_owned(), |n| n.to_string())
+}
+
+/// The first 12 digits of a code hash, or `-` without code.
+fn short_sha(sha: Option<&str>) -> String {
+    sha.map(|s| s.chars().take(12).collect())
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+/// An alias's routing as `--routing` takes it (`2=0.1`), or `-`.
+fn routing_label(routing: Option<&AliasRouting>) -> String {
+    routing.map_or_else(|| "-".to_owned(), |r| format!("{}={}", r.version, r.weight))
 }
 
 /// `list`'s text form: an aligned table, or a note when there is nothing.
@@ -127,8 +150,7 @@ pub fn function_table(functions: &[FunctionInfo]) -> String {
     }
     let header = [
         "NAME", "RUNTIME", "MEMORY", "TIMEOUT", "CODE_SHA", "UPDATED",
-    ]
-    .map(String::from);
+    ];
     let rows: Vec<[String; 6]> = functions
         .iter()
         .map(|f| {
@@ -137,22 +159,76 @@ pub fn function_table(functions: &[FunctionInfo]) -> String {
                 f.runtime.clone(),
                 format!("{}MB", f.memory_mb),
                 format!("{}s", f.timeout_s),
-                f.code_sha256
-                    .as_deref()
-                    .map(|s| s.chars().take(12).collect())
-                    .unwrap_or_else(|| "-".to_owned()),
+                short_sha(f.code_sha256.as_deref()),
                 f.updated_at.clone(),
             ]
         })
         .collect();
+    table(header, &rows)
+}
+
+/// `function versions`' text form: `$LATEST` and every published version.
+pub fn version_table(versions: &[FunctionInfo]) -> String {
+    let header = ["VERSION", "CODE_SHA", "RUNTIME", "MEMORY", "DESCRIPTION"];
+    let rows: Vec<[String; 5]> = versions
+        .iter()
+        .map(|f| {
+            [
+                version_label(f.version),
+                short_sha(f.code_sha256.as_deref()),
+                f.runtime.clone(),
+                format!("{}MB", f.memory_mb),
+                f.description.clone(),
+            ]
+        })
+        .collect();
+    table(header, &rows)
+}
+
+/// `alias get`'s text form.
+pub fn alias_details(a: &AliasInfo) -> String {
+    key_values(&[
+        ("function", a.function.clone()),
+        ("name", a.name.clone()),
+        ("version", a.version.clone()),
+        ("routing", routing_label(a.routing.as_ref())),
+        ("description", a.description.clone()),
+        ("revision", a.revision.to_string()),
+        ("created_at", a.created_at.clone()),
+    ])
+}
+
+/// `alias list`'s text form: an aligned table, or a note when there is nothing.
+pub fn alias_table(aliases: &[AliasInfo]) -> String {
+    if aliases.is_empty() {
+        return "no aliases\n".to_owned();
+    }
+    let header = ["NAME", "VERSION", "ROUTING", "DESCRIPTION"];
+    let rows: Vec<[String; 4]> = aliases
+        .iter()
+        .map(|a| {
+            [
+                a.name.clone(),
+                a.version.clone(),
+                routing_label(a.routing.as_ref()),
+                a.description.clone(),
+            ]
+        })
+        .collect();
+    table(header, &rows)
+}
+
+/// An aligned table: the header, then the rows, columns two spaces apart.
+fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let header = header.map(String::from);
     let mut widths = header.each_ref().map(|h| h.chars().count());
-    for row in &rows {
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
     let mut out = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
+    for row in std::iter::once(&header).chain(rows) {
         let mut line = String::new();
         for (cell, w) in row.iter().zip(widths) {
             let _ = write!(line, "{cell:<w$}  ");
@@ -307,6 +383,7 @@ mod tests {
         let expected = format!(
             "\
 name:        hello
+version:     $LATEST
 runtime:     python3.11
 handler:     handler.handler
 memory_mb:   128
@@ -353,6 +430,60 @@ a-much-longer-name  python3.11  128MB   3s       -             2025-01-02T03:04:
     }
 
     #[test]
+    fn versions_and_aliases() {
+        let mut v1 = info("hello", Some("0123456789abcdef0123"));
+        v1.version = Some(1);
+        v1.description = "first".into();
+        assert_eq!(
+            version_table(&[info("hello", None), v1]),
+            "\
+VERSION  CODE_SHA      RUNTIME     MEMORY  DESCRIPTION
+$LATEST  -             python3.11  128MB
+1        0123456789ab  python3.11  128MB   first
+"
+        );
+        let alias = AliasInfo {
+            function: "hello".into(),
+            name: "live".into(),
+            version: "1".into(),
+            description: String::new(),
+            routing: Some(AliasRouting {
+                version: "2".into(),
+                weight: 0.25,
+            }),
+            revision: 3,
+            created_at: "2025-01-01T00:00:00Z".into(),
+        };
+        assert_eq!(
+            alias_details(&alias),
+            "\
+function:    hello
+name:        live
+version:     1
+routing:     2=0.25
+description:
+revision:    3
+created_at:  2025-01-01T00:00:00Z
+"
+        );
+        let plain = AliasInfo {
+            name: "beta".into(),
+            routing: None,
+            description: "next".into(),
+            ..alias.clone()
+        };
+        assert_eq!(
+            alias_table(&[alias, plain]),
+            "\
+NAME  VERSION  ROUTING  DESCRIPTION
+live  1        2=0.25
+beta  1        -        next
+"
+        );
+        assert_eq!(alias_table(&[]), "no aliases\n");
+    }
+
+    #[test]
     fn invoke_result_pretty_keeps_order_and_numbers() {
         let body = br#"{"z":1.50,"a":[1, {}, []],"s":"x:{,}\"y","n":null}"#;
         let out = String::from_utf8(invoke_result(body, true)).unwrap();
@@ -381,6 +512,7 @@ a-much-longer-name  python3.11  128MB   3s       -             2025-01-02T03:04:
             function_error: Some("Unhandled".into()),
             request_id: Some("r".into()),
             cold_start: Some(false),
+            executed_version: Some("$LATEST".into()),
         };
         assert_eq!(
             function_error_lines(&outcome),

@@ -6,8 +6,9 @@ use reqwest::header::{HeaderMap, CONTENT_TYPE};
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 use skyscale_types::api::{
-    CreateFunction, ErrorResponse, FunctionError, FunctionInfo, FunctionList, Health,
-    PutConcurrency, UpdateFunction, COLD_START_HEADER, FUNCTION_ERROR_HEADER, REQUEST_ID_HEADER,
+    AliasInfo, AliasList, CreateAlias, CreateFunction, ErrorResponse, FunctionError, FunctionInfo,
+    FunctionList, Health, PublishVersion, PutConcurrency, UpdateAlias, UpdateFunction, VersionList,
+    COLD_START_HEADER, EXECUTED_VERSION_HEADER, FUNCTION_ERROR_HEADER, REQUEST_ID_HEADER,
 };
 use skyscale_types::{ApiKey, FunctionName};
 
@@ -57,6 +58,8 @@ pub struct InvokeOutcome {
     pub function_error: Option<String>,
     pub request_id: Option<String>,
     pub cold_start: Option<bool>,
+    /// The version that ran: `$LATEST` or a published version's number.
+    pub executed_version: Option<String>,
 }
 
 impl InvokeOutcome {
@@ -222,16 +225,112 @@ impl Client {
         self.json(self.send(req)?, "PUT /v1/functions/{name}/code")
     }
 
-    /// `POST /v1/functions/{name}/invoke` with `payload` (event JSON) as the body. A handler
-    /// that fails is not an `Err`: it is an [`InvokeOutcome`] with `function_error` set.
-    pub fn invoke(&self, name: &str, payload: Vec<u8>) -> Result<InvokeOutcome, ClientError> {
+    /// `POST /v1/functions/{name}/versions`: publishes the function's current code and
+    /// configuration as an immutable version (or returns the newest version when nothing
+    /// changed since it was published).
+    pub fn publish_version(
+        &self,
+        name: &str,
+        description: Option<String>,
+    ) -> Result<FunctionInfo, ClientError> {
         let name = function_name(name)?;
         let req = self
             .request(
                 Method::POST,
-                &["v1", "functions", name.as_str(), "invoke"],
+                &["v1", "functions", name.as_str(), "versions"],
                 true,
             )?
+            .json(&PublishVersion { description });
+        self.json(self.send(req)?, "POST /v1/functions/{name}/versions")
+    }
+
+    /// `GET /v1/functions/{name}/versions`: `$LATEST`, then the published versions.
+    pub fn list_versions(&self, name: &str) -> Result<VersionList, ClientError> {
+        let name = function_name(name)?;
+        let path = ["v1", "functions", name.as_str(), "versions"];
+        let req = self.request(Method::GET, &path, true)?;
+        self.json(self.send(req)?, "GET /v1/functions/{name}/versions")
+    }
+
+    /// `POST /v1/functions/{function}/aliases`.
+    pub fn create_alias(
+        &self,
+        function: &str,
+        create: &CreateAlias,
+    ) -> Result<AliasInfo, ClientError> {
+        let function = function_name(function)?;
+        let path = ["v1", "functions", function.as_str(), "aliases"];
+        let req = self.request(Method::POST, &path, true)?.json(create);
+        self.json(self.send(req)?, "POST /v1/functions/{name}/aliases")
+    }
+
+    /// `GET /v1/functions/{function}/aliases`.
+    pub fn list_aliases(&self, function: &str) -> Result<AliasList, ClientError> {
+        let function = function_name(function)?;
+        let path = ["v1", "functions", function.as_str(), "aliases"];
+        let req = self.request(Method::GET, &path, true)?;
+        self.json(self.send(req)?, "GET /v1/functions/{name}/aliases")
+    }
+
+    /// `GET /v1/functions/{function}/aliases/{alias}`.
+    pub fn get_alias(&self, function: &str, alias: &str) -> Result<AliasInfo, ClientError> {
+        let function = function_name(function)?;
+        let path = ["v1", "functions", function.as_str(), "aliases", alias];
+        let req = self.request(Method::GET, &path, true)?;
+        self.json(self.send(req)?, "GET /v1/functions/{name}/aliases/{alias}")
+    }
+
+    /// `PATCH /v1/functions/{function}/aliases/{alias}`: only the fields set in `update`
+    /// change.
+    pub fn update_alias(
+        &self,
+        function: &str,
+        alias: &str,
+        update: &UpdateAlias,
+    ) -> Result<AliasInfo, ClientError> {
+        let function = function_name(function)?;
+        let path = ["v1", "functions", function.as_str(), "aliases", alias];
+        let req = self.request(Method::PATCH, &path, true)?.json(update);
+        self.json(
+            self.send(req)?,
+            "PATCH /v1/functions/{name}/aliases/{alias}",
+        )
+    }
+
+    /// `DELETE /v1/functions/{function}/aliases/{alias}`.
+    pub fn delete_alias(&self, function: &str, alias: &str) -> Result<(), ClientError> {
+        let function = function_name(function)?;
+        let path = ["v1", "functions", function.as_str(), "aliases", alias];
+        let req = self.request(Method::DELETE, &path, true)?;
+        self.send(req)?;
+        Ok(())
+    }
+
+    /// `POST /v1/functions/{name}/invoke` with `payload` (event JSON) as the body: runs
+    /// `$LATEST`. A handler that fails is not an `Err`: it is an [`InvokeOutcome`] with
+    /// `function_error` set.
+    pub fn invoke(&self, name: &str, payload: Vec<u8>) -> Result<InvokeOutcome, ClientError> {
+        self.invoke_qualified(name, None, payload)
+    }
+
+    /// Like [`Client::invoke`], running the version `qualifier` names: `$LATEST`, a
+    /// published version's number or an alias (`None`: `$LATEST`).
+    pub fn invoke_qualified(
+        &self,
+        name: &str,
+        qualifier: Option<&str>,
+        payload: Vec<u8>,
+    ) -> Result<InvokeOutcome, ClientError> {
+        let name = function_name(name)?;
+        let mut req = self.request(
+            Method::POST,
+            &["v1", "functions", name.as_str(), "invoke"],
+            true,
+        )?;
+        if let Some(q) = qualifier {
+            req = req.query(&[("qualifier", q)]);
+        }
+        let req = req
             .timeout(INVOKE_TIMEOUT)
             .header(CONTENT_TYPE, "application/json")
             .body(payload);
@@ -247,6 +346,7 @@ impl Client {
                 "false" => Some(false),
                 _ => None,
             }),
+            executed_version: header(&headers, EXECUTED_VERSION_HEADER),
         })
     }
 
@@ -414,6 +514,25 @@ mod tests {
         let c = Client::new("http://127.0.0.1:1", Some(k.clone())).unwrap();
         let (_, secret) = k.split_once('.').unwrap();
         assert!(!format!("{c:?}").contains(secret));
+    }
+
+    #[test]
+    fn alias_names_and_qualifiers_are_encoded() {
+        let c = Client::new("http://h", Some(key())).unwrap();
+        let path = ["v1", "functions", "f", "aliases", "a/b c"];
+        let req = c.request(Method::GET, &path, true).unwrap();
+        assert_eq!(
+            req.build().unwrap().url().as_str(),
+            "http://h/v1/functions/f/aliases/a%2Fb%20c"
+        );
+        let req = c
+            .request(Method::POST, &["v1", "functions", "f", "invoke"], true)
+            .unwrap()
+            .query(&[("qualifier", "$LATEST")]);
+        assert_eq!(
+            req.build().unwrap().url().as_str(),
+            "http://h/v1/functions/f/invoke?qualifier=%24LATEST"
+        );
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! The scheduler against the real daemon and real sandboxes: parallelism, the generic warm
-//! pool, concurrency limits, timeouts, memory limits, crashes, eviction and shutdown.
+//! pool, concurrency limits, timeouts, memory limits, crashes, eviction, shutdown, and the
+//! warm sandboxes of published versions.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{create_fn, Resp, Server};
+use common::{create_fn, tail, zip_of, Resp, Server};
 use serde_json::json;
 
 /// Sleeps for `event["sleep"]` seconds and says which sandbox ran it (a token chosen when
@@ -380,4 +382,160 @@ fn a_caller_that_hangs_up_does_not_strand_the_sandbox() {
         "the sandbox was stranded"
     );
     assert_eq!(server.http().get("/v1/health").json()["sandboxes"], 1);
+}
+
+/// Says which code answered, for which version, and which sandbox ran it (a token chosen
+/// when the module was imported, i.e. once per sandbox).
+const VERSIONED_V1: &str = r#"
+import uuid
+
+TOKEN = uuid.uuid4().hex
+
+
+def handler(event, context):
+    return {"code": "v1", "version": context.function_version, "token": TOKEN}
+"#;
+
+/// What one invocation of a qualified function told us.
+struct Answer {
+    code: String,
+    token: String,
+    cold: bool,
+}
+
+fn invoke_qualified(server: &Server, name: &str, qualifier: &str) -> Answer {
+    let r = server.http().post_json(
+        &format!("/v1/functions/{name}/invoke?qualifier={qualifier}"),
+        &json!({}),
+    );
+    assert_eq!(
+        r.status,
+        200,
+        "invoking {name}:{qualifier}: {}\nserver log tail:\n{}",
+        String::from_utf8_lossy(&r.body),
+        tail(&server.log(), 40)
+    );
+    assert_eq!(r.header("x-skyscale-function-error"), None, "{}", r.json());
+    assert_eq!(r.header("x-skyscale-executed-version"), Some(qualifier));
+    let body = r.json();
+    assert_eq!(body["version"], qualifier, "{body}");
+    Answer {
+        code: body["code"].as_str().unwrap().to_owned(),
+        token: body["token"].as_str().unwrap().to_owned(),
+        cold: r.header("x-skyscale-cold-start") == Some("true"),
+    }
+}
+
+/// Polls the server's sandbox ids until `cond` holds, or panics with `what` after 10 s.
+fn wait_sandboxes(
+    server: &Server,
+    what: &str,
+    cond: impl Fn(&BTreeSet<String>) -> bool,
+) -> BTreeSet<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ids = server.sandbox_ids();
+        if cond(&ids) {
+            return ids;
+        }
+        assert!(Instant::now() < deadline, "{what}; sandboxes: {ids:?}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Deploying new code retires `$LATEST`'s idle sandboxes only: a published version is an
+/// immutable snapshot, so its warm sandbox survives, keeps answering with the old code and
+/// is not cold-started again.
+#[test]
+fn published_versions_keep_their_warm_sandboxes_across_a_deploy() {
+    let server = Server::start_with("runc", &[("WARM_POOL_SIZE", "0")]);
+    let http = server.http();
+    assert_eq!(
+        create_fn(&http, "keeper", VERSIONED_V1, json!({})).status,
+        201
+    );
+
+    // $LATEST gets a warm sandbox of its own.
+    let r = http.invoke("keeper", "{}");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("x-skyscale-cold-start"), Some("true"));
+    let latest_v1 = r.json()["token"].as_str().unwrap().to_owned();
+    let before = wait_sandboxes(&server, "one sandbox for $LATEST", |ids| ids.len() == 1);
+    let latest_sandbox = before.iter().next().unwrap().clone();
+
+    let r = http.post_json("/v1/functions/keeper/versions", &json!({}));
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["version"], 1, "{}", r.json());
+
+    // Version 1: cold once, then warm in the same sandbox.
+    let first = invoke_qualified(&server, "keeper", "1");
+    assert_eq!(first.code, "v1");
+    assert!(first.cold, "version 1's first call is a cold start");
+    assert_ne!(
+        first.token, latest_v1,
+        "version 1 must not share $LATEST's sandbox (PoolKey has the version)"
+    );
+    let ids = wait_sandboxes(&server, "a second sandbox for version 1", |ids| {
+        ids.len() == 2
+    });
+    let version_sandbox = ids.difference(&before).next().unwrap().clone();
+    let second = invoke_qualified(&server, "keeper", "1");
+    assert_eq!(second.code, "v1");
+    assert!(!second.cold, "version 1's second call is warm");
+    assert_eq!(
+        second.token, first.token,
+        "version 1's second call ran in another sandbox"
+    );
+
+    // New code for $LATEST: its idle sandbox is retired, version 1's is not.
+    let r = http.send(
+        "PUT",
+        "/v1/functions/keeper/code",
+        Some(zip_of(&[(
+            "handler.py",
+            &VERSIONED_V1.replace("\"v1\"", "\"v2\""),
+        )])),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let ids = wait_sandboxes(
+        &server,
+        "the deploy did not retire $LATEST's sandbox",
+        |ids| !ids.contains(&latest_sandbox),
+    );
+    assert!(
+        ids.contains(&version_sandbox),
+        "the deploy of $LATEST destroyed version 1's sandbox {version_sandbox}; left: {ids:?}"
+    );
+    let r = http.invoke("keeper", "{}");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.json()["code"],
+        "v2",
+        "$LATEST runs the new code: {}",
+        r.json()
+    );
+    assert_eq!(
+        r.header("x-skyscale-cold-start"),
+        Some("true"),
+        "$LATEST's new code needs a new sandbox"
+    );
+    let latest_v2 = r.json()["token"].as_str().unwrap().to_owned();
+    assert!(latest_v2 != latest_v1 && latest_v2 != first.token);
+
+    // Version 1 still answers with its own code, warm, in the sandbox it had.
+    let third = invoke_qualified(&server, "keeper", "1");
+    assert_eq!(third.code, "v1", "version 1 is an immutable snapshot");
+    assert!(
+        !third.cold,
+        "version 1 was cold-started again after the deploy of $LATEST"
+    );
+    assert_eq!(
+        third.token, first.token,
+        "version 1 ran in a new sandbox after the deploy of $LATEST"
+    );
+    let ids = server.sandbox_ids();
+    assert!(
+        ids.contains(&version_sandbox) && ids.len() == 2,
+        "expected version 1's sandbox {version_sandbox} and one for $LATEST; found {ids:?}"
+    );
 }

@@ -3,18 +3,21 @@
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Request, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
 use serde::de::DeserializeOwned;
-use skyscale_core::{CoreError, Principal, MAX_SYNC_PAYLOAD};
+use serde::Deserialize;
+use skyscale_core::{CoreError, InvokeOptions, Principal, MAX_SYNC_PAYLOAD};
 use skyscale_types::api::{
-    CreateFunction, FunctionList, Health, PutConcurrency, UpdateFunction, COLD_START_HEADER,
-    DURATION_HEADER, FUNCTION_ERROR_HEADER, INIT_DURATION_HEADER, LOG_RESULT_HEADER,
-    LOG_TYPE_HEADER, REQUEST_ID_HEADER,
+    AliasInfo, AliasList, AliasRouting, CreateAlias, CreateFunction, FunctionList, Health,
+    PublishVersion, PutConcurrency, UpdateAlias, UpdateFunction, VersionList, COLD_START_HEADER,
+    DURATION_HEADER, EXECUTED_VERSION_HEADER, FUNCTION_ERROR_HEADER, INIT_DURATION_HEADER,
+    LOG_RESULT_HEADER, LOG_TYPE_HEADER, REQUEST_ID_HEADER,
 };
 
 use crate::{ApiError, AppState};
@@ -23,6 +26,8 @@ type ApiResult<T> = Result<T, ApiError>;
 
 /// JSON requests (a create may carry a base64 zip) are at most this large.
 const MAX_JSON_BODY: usize = 70 * 1024 * 1024;
+/// `/v1` lists are not paged: the core's pages are read this many at a time until the end.
+const LIST_PAGE: usize = 1000;
 
 pub(crate) fn routes(cp: AppState) -> Router<AppState> {
     let authed = Router::new()
@@ -37,6 +42,18 @@ pub(crate) fn routes(cp: AppState) -> Router<AppState> {
             put(put_concurrency).delete(delete_concurrency),
         )
         .route("/v1/functions/{name}/invoke", post(invoke))
+        .route(
+            "/v1/functions/{name}/versions",
+            post(publish_version).get(list_versions),
+        )
+        .route(
+            "/v1/functions/{name}/aliases",
+            post(create_alias).get(list_aliases),
+        )
+        .route(
+            "/v1/functions/{name}/aliases/{alias}",
+            get(get_alias).patch(update_alias).delete(delete_alias),
+        )
         .route_layer(middleware::from_fn_with_state(cp, require_key));
     Router::new()
         .route("/v1/health", get(health))
@@ -90,8 +107,20 @@ async fn read_body(body: Body, limit: usize, what: &str) -> ApiResult<Bytes> {
 }
 
 async fn read_json<T: DeserializeOwned>(body: Body) -> ApiResult<T> {
+    parse_json(&read_body(body, MAX_JSON_BODY, "request body").await?)
+}
+
+/// Like [`read_json`], but an empty body is the type's default.
+async fn read_optional_json<T: DeserializeOwned + Default>(body: Body) -> ApiResult<T> {
     let bytes = read_body(body, MAX_JSON_BODY, "request body").await?;
-    serde_json::from_slice(&bytes).map_err(|e| {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    parse_json(&bytes)
+}
+
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| {
         ApiError(CoreError::InvalidRequest(format!(
             "request body is not valid JSON for this operation: {e}"
         )))
@@ -187,6 +216,146 @@ async fn delete_concurrency(
     Ok(Json(cp.set_reserved_concurrency(&by, &name, None).await?).into_response())
 }
 
+async fn publish_version(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path(name): Path<String>,
+    body: Body,
+) -> ApiResult<Response> {
+    let req: PublishVersion = read_optional_json(body).await?;
+    // Publishing unchanged code returns the newest version, as in Lambda: 201 either way.
+    let (v, _new) = cp.publish_version(&by, &name, req.description).await?;
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+async fn list_versions(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    let mut versions = Vec::new();
+    let mut marker = None;
+    loop {
+        let (page, next) = cp
+            .list_versions_page(&by, &name, marker.as_deref(), LIST_PAGE)
+            .await?;
+        versions.extend(page);
+        match next {
+            Some(m) => marker = Some(m),
+            None => break,
+        }
+    }
+    Ok(Json(VersionList { versions }).into_response())
+}
+
+/// The core's alias as the wire shows it.
+fn alias_info(a: &skyscale_core::AliasInfo) -> AliasInfo {
+    AliasInfo {
+        function: a.function.clone(),
+        name: a.name.clone(),
+        version: a.version_label(),
+        description: a.description.clone(),
+        routing: a.routing.map(|(version, weight)| AliasRouting {
+            version: version.to_string(),
+            weight,
+        }),
+        revision: a.revision,
+        created_at: a.created_at.clone(),
+    }
+}
+
+/// The core's routing weights: none, or the one additional version.
+fn weights(routing: Option<AliasRouting>) -> Vec<(String, f64)> {
+    routing.map(|r| (r.version, r.weight)).into_iter().collect()
+}
+
+async fn create_alias(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path(function): Path<String>,
+    body: Body,
+) -> ApiResult<Response> {
+    let req: CreateAlias = read_json(body).await?;
+    let a = cp
+        .create_alias(
+            &by,
+            &function,
+            &req.name,
+            &req.version,
+            req.description,
+            &weights(req.routing),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(alias_info(&a))).into_response())
+}
+
+async fn list_aliases(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path(function): Path<String>,
+) -> ApiResult<Response> {
+    let mut aliases = Vec::new();
+    let mut marker = None;
+    loop {
+        let (page, next) = cp
+            .list_aliases_page(&by, &function, None, marker.as_deref(), LIST_PAGE)
+            .await?;
+        aliases.extend(page.iter().map(alias_info));
+        match next {
+            Some(m) => marker = Some(m),
+            None => break,
+        }
+    }
+    Ok(Json(AliasList { aliases }).into_response())
+}
+
+async fn get_alias(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path((function, alias)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let a = cp.get_alias(&by, &function, &alias).await?;
+    Ok(Json(alias_info(&a)).into_response())
+}
+
+async fn update_alias(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path((function, alias)): Path<(String, String)>,
+    body: Body,
+) -> ApiResult<Response> {
+    let req: UpdateAlias = read_json(body).await?;
+    let weights = req.routing.map(weights);
+    let a = cp
+        .update_alias(
+            &by,
+            &function,
+            &alias,
+            req.version.as_deref(),
+            req.description,
+            weights.as_deref(),
+        )
+        .await?;
+    Ok(Json(alias_info(&a)).into_response())
+}
+
+async fn delete_alias(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path((function, alias)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    cp.delete_alias(&by, &function, &alias).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The query of `POST /v1/functions/{name}/invoke`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvokeQuery {
+    /// `$LATEST` (the default), a published version's number or an alias.
+    qualifier: Option<String>,
+}
+
 /// `server-timing` for an invocation, in milliseconds with microsecond precision:
 /// `auth`, `lookup`, `acquire` (cold start included), `channel` (control plane ⇄ agent, minus
 /// the runtime's share), `runtime` (agent ⇄ runtime, handler included) and `total`.
@@ -208,14 +377,25 @@ async fn invoke(
     Extension(by): Extension<Principal>,
     Extension(AuthTiming { received, auth }): Extension<AuthTiming>,
     Path(name): Path<String>,
+    query: Result<Query<InvokeQuery>, QueryRejection>,
     request_headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
+    let Query(query) = query.map_err(|e| {
+        ApiError(CoreError::InvalidRequest(format!(
+            "invalid invoke query (only 'qualifier' is accepted): {}",
+            e.body_text()
+        )))
+    })?;
     let tail = request_headers
         .get(LOG_TYPE_HEADER)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"Tail"));
     let payload = read_body(body, MAX_SYNC_PAYLOAD, "invoke payload").await?;
-    let out = cp.invoke(&by, &name, payload.to_vec()).await?;
+    let opts = InvokeOptions {
+        qualifier: query.qualifier,
+        client_context: None,
+    };
+    let out = cp.invoke_with(&by, &name, opts, payload.to_vec()).await?;
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,
@@ -223,6 +403,9 @@ async fn invoke(
     );
     if let Ok(v) = HeaderValue::from_str(&out.request_id) {
         headers.insert(REQUEST_ID_HEADER, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&out.executed_version) {
+        headers.insert(EXECUTED_VERSION_HEADER, v);
     }
     headers.insert(
         COLD_START_HEADER,

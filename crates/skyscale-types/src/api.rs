@@ -23,6 +23,9 @@ pub const LOG_TYPE_HEADER: &str = "x-skyscale-log-type";
 /// Response header of an invoke with [`LOG_TYPE_HEADER`] `Tail`: the last 4 KB of the
 /// invocation's logs (`START` … `REPORT`), base64, like Lambda's `X-Amz-Log-Result`.
 pub const LOG_RESULT_HEADER: &str = "x-skyscale-log-result";
+/// Response header of an invoke: the version that ran, `$LATEST` or a published version's
+/// number (an alias names a version; with routing, the one picked this time).
+pub const EXECUTED_VERSION_HEADER: &str = "x-skyscale-executed-version";
 
 /// `POST /v1/functions`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -104,6 +107,95 @@ pub struct FunctionList {
     pub functions: Vec<FunctionInfo>,
 }
 
+/// `POST /v1/functions/{name}/versions`: publishes `$LATEST` as a new immutable version.
+/// The body is optional.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishVersion {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// `GET /v1/functions/{name}/versions`: `$LATEST` first, then the published versions, oldest
+/// first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionList {
+    pub versions: Vec<FunctionInfo>,
+}
+
+/// An alias's weighted routing: `weight` (0.0–1.0) of its invocations run `version` (a
+/// published version's number) instead of the alias's own version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AliasRouting {
+    pub version: String,
+    pub weight: f64,
+}
+
+/// `POST /v1/functions/{name}/aliases`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAlias {
+    pub name: String,
+    /// The version the alias names: `$LATEST` or a published version's number.
+    pub version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing: Option<AliasRouting>,
+}
+
+/// `PATCH /v1/functions/{name}/aliases/{alias}`: only the fields given change;
+/// `"routing": null` removes the routing.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateAlias {
+    /// `$LATEST` or a published version's number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Absent: unchanged; `null` (`Some(None)`): removed; a value: replaced.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub routing: Option<Option<AliasRouting>>,
+}
+
+/// A field that is present (even as `null`) deserializes to `Some`; `default` covers an
+/// absent one.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// An alias as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AliasInfo {
+    pub function: String,
+    pub name: String,
+    /// The version the alias names: `$LATEST` or a published version's number.
+    pub version: String,
+    pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing: Option<AliasRouting>,
+    /// Increases with every change.
+    pub revision: u64,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// `GET /v1/functions/{name}/aliases`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AliasList {
+    pub aliases: Vec<AliasInfo>,
+}
+
 /// `GET /v1/health`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Health {
@@ -143,4 +235,33 @@ pub struct ErrorResponse {
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_alias_tells_absent_null_and_given_routing_apart() {
+        let parse = |s: &str| serde_json::from_str::<UpdateAlias>(s).map(|u| u.routing);
+        assert_eq!(parse("{}").ok(), Some(None));
+        assert_eq!(parse(r#"{"routing": null}"#).ok(), Some(Some(None)));
+        let routing = AliasRouting {
+            version: "2".into(),
+            weight: 0.5,
+        };
+        assert_eq!(
+            parse(r#"{"routing": {"version": "2", "weight": 0.5}}"#).ok(),
+            Some(Some(Some(routing.clone())))
+        );
+        // And back: the client sends what the server reads.
+        for routing in [None, Some(None), Some(Some(routing))] {
+            let u = UpdateAlias {
+                routing: routing.clone(),
+                ..UpdateAlias::default()
+            };
+            let json = serde_json::to_string(&u).unwrap_or_default();
+            assert_eq!(parse(&json).ok(), Some(routing), "{json}");
+        }
+    }
 }
