@@ -343,6 +343,7 @@ impl Scheduler {
                 memory_mb,
                 tmp_mb: self.tmp_mb,
                 pids_limit: self.pids_limit,
+                network: false,
             };
             let sandbox = self.driver.create(&spec).await?;
             let mut session = Session::new(sandbox, memory_mb);

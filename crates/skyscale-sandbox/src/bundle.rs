@@ -12,10 +12,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    Capabilities, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder,
-    LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder,
-    LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType,
-    ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    Capabilities, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
+    LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
+    LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder,
+    PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
 /// Hostname inside every sandbox.
@@ -72,6 +72,12 @@ pub(crate) struct BundleParams<'a> {
     pub cgroups_path: String,
     /// `RLIMIT_NPROC` of the init process, if any.
     pub nproc: Option<u64>,
+    /// Relative CPU weight (`cpu.shares`).
+    pub cpu_shares: u64,
+    /// A named network namespace to join (outbound network); `None`: a new, empty one.
+    pub netns: Option<&'a Path>,
+    /// `/etc/resolv.conf` of a sandbox with network.
+    pub resolv_conf: Option<String>,
 }
 
 /// Writes `<dir>/config.json` and `<dir>/rootfs`. `dir` must not exist yet.
@@ -79,12 +85,13 @@ pub(crate) fn write_bundle(dir: &Path, layout: &HostLayout, p: &BundleParams) ->
     std::fs::create_dir_all(dir.parent().unwrap_or(dir))?;
     std::fs::create_dir(dir)?;
     let rootfs = dir.join("rootfs");
-    write_rootfs(&rootfs, layout, p.uid, p.gid)?;
+    write_rootfs(&rootfs, layout, p)?;
     let spec = build_spec(&rootfs, layout, p).map_err(io::Error::other)?;
     spec.save(dir.join("config.json")).map_err(io::Error::other)
 }
 
-fn write_rootfs(rootfs: &Path, layout: &HostLayout, uid: u32, gid: u32) -> io::Result<()> {
+fn write_rootfs(rootfs: &Path, layout: &HostLayout, p: &BundleParams) -> io::Result<()> {
+    let (uid, gid) = (p.uid, p.gid);
     for d in [
         "",
         "proc",
@@ -133,7 +140,12 @@ fn write_rootfs(rootfs: &Path, layout: &HostLayout, uid: u32, gid: u32) -> io::R
             format!("127.0.0.1\tlocalhost {HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n"),
         ),
         ("hostname", format!("{HOSTNAME}\n")),
-        ("resolv.conf", "# no network\n".to_owned()),
+        (
+            "resolv.conf",
+            p.resolv_conf
+                .clone()
+                .unwrap_or_else(|| "# no network\n".to_owned()),
+        ),
         (
             "nsswitch.conf",
             "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n".to_owned(),
@@ -287,10 +299,13 @@ pub(crate) fn build_spec(
     ]
     .into_iter()
     .map(|typ| {
-        LinuxNamespaceBuilder::default()
-            .typ(typ)
-            .build()
-            .map_err(err)
+        let ns = LinuxNamespaceBuilder::default().typ(typ);
+        match (typ, p.netns) {
+            (LinuxNamespaceType::Network, Some(path)) => ns.path(path),
+            _ => ns,
+        }
+        .build()
+        .map_err(err)
     })
     .collect::<Result<Vec<_>, _>>()?;
     let resources = LinuxResourcesBuilder::default()
@@ -304,6 +319,12 @@ pub(crate) fn build_spec(
                 .limit(p.memory_limit_bytes)
                 // memory+swap = memory: no swap.
                 .swap(p.memory_limit_bytes)
+                .build()
+                .map_err(err)?,
+        )
+        .cpu(
+            LinuxCpuBuilder::default()
+                .shares(p.cpu_shares)
                 .build()
                 .map_err(err)?,
         )
@@ -359,6 +380,9 @@ mod tests {
             pids_limit: 32,
             cgroups_path: "/skyscale/test/sky0".to_owned(),
             nproc: None,
+            cpu_shares: 74,
+            netns: None,
+            resolv_conf: None,
         };
         let spec = build_spec(Path::new("/b/rootfs"), &layout, &p).unwrap();
         let json = serde_json::to_value(&spec).unwrap();
@@ -384,5 +408,23 @@ mod tests {
             .unwrap()
             .contains(&"size=64m".into()));
         assert!(!mounts.iter().any(|m| m["destination"] == "/etc"));
+        assert_eq!(json["linux"]["resources"]["cpu"]["shares"], 74);
+        let net = |json: &serde_json::Value| {
+            json["linux"]["namespaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["type"] == "network")
+                .cloned()
+                .unwrap()
+        };
+        assert!(net(&json).get("path").is_none(), "a new, empty namespace");
+        let p = BundleParams {
+            netns: Some(Path::new("/run/netns/sky1")),
+            ..p
+        };
+        let json =
+            serde_json::to_value(build_spec(Path::new("/b/rootfs"), &layout, &p).unwrap()).unwrap();
+        assert_eq!(net(&json)["path"], "/run/netns/sky1");
     }
 }

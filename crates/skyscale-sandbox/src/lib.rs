@@ -19,6 +19,7 @@ mod bundle;
 mod cgroup;
 mod command;
 mod config;
+mod net;
 mod oci;
 pub mod reaper;
 
@@ -67,6 +68,8 @@ pub struct SandboxSpec {
     pub tmp_mb: u32,
     /// Most processes/threads inside the sandbox.
     pub pids_limit: i64,
+    /// Outbound network (see `net`); otherwise the sandbox has loopback only.
+    pub network: bool,
 }
 
 /// A running sandbox: its id and the agent's stdin/stdout.

@@ -37,6 +37,10 @@ macro_rules! driver_tests {
                 cases::loopback_only_network(runtime()).await
             }
             #[tokio::test]
+            async fn outbound_network_but_not_the_host() {
+                cases::outbound_network_but_not_the_host(runtime()).await
+            }
+            #[tokio::test]
             async fn memory_limit_kills_the_sandbox() {
                 cases::memory_limit_kills_the_sandbox(runtime()).await
             }
@@ -226,6 +230,74 @@ mod cases {
             .unwrap();
         assert_eq!(ifaces, serde_json::json!(["lo"]));
         f.driver.destroy(&p.id).await.unwrap();
+    }
+
+    /// A sandbox given network reaches the internet (pypi.org, which these machines may
+    /// reach) but neither the host (a server on all of its addresses) nor its own gateway;
+    /// destroying it removes the namespace and the host's end of the veth pair.
+    pub async fn outbound_network_but_not_the_host(rt: Runtime) {
+        let f = fixture(rt);
+        let host_ip = {
+            // The address the host's default route uses (connecting a UDP socket sends nothing).
+            let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+            s.connect("192.0.2.254:9").unwrap();
+            s.local_addr().unwrap().ip()
+        };
+        let server = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        let mut spec = f.spec(128, 64);
+        spec.network = true;
+        let mut p = Probe::new(f.driver.create(&spec).await.expect("create sandbox"));
+        let connect = |addr: &str, port: u16| {
+            format!(
+                "import socket\n\
+                 try:\n    socket.create_connection(({addr:?}, {port}), timeout=5).close(); result = 'connected'\n\
+                 except OSError as e:\n    result = type(e).__name__"
+            )
+        };
+        let internet = p.exec(&connect("pypi.org", 443)).await.unwrap();
+        assert_eq!(
+            internet, "connected",
+            "a networked sandbox reaches the internet"
+        );
+        let host = p.exec(&connect(&host_ip.to_string(), port)).await.unwrap();
+        assert_ne!(
+            host, "connected",
+            "the sandbox reached the host at {host_ip}:{port}"
+        );
+        let gateway = p
+            .exec("result = [l.split() for l in open('/proc/net/route')][1:]")
+            .await
+            .unwrap();
+        let gw_hex = gateway
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r[1] == "00000000")
+            .map(|r| r[2].as_str().unwrap().to_owned())
+            .expect("a default route");
+        let gw = u32::from_str_radix(&gw_hex, 16).unwrap().to_le_bytes();
+        let gw = std::net::Ipv4Addr::from(gw).to_string();
+        let via_gateway = p.exec(&connect(&gw, port)).await.unwrap();
+        assert_ne!(
+            via_gateway, "connected",
+            "the sandbox reached the host via {gw}"
+        );
+        let resolv = p
+            .exec("result = open('/etc/resolv.conf').read()")
+            .await
+            .unwrap();
+        assert!(resolv.as_str().unwrap().contains("nameserver"), "{resolv}");
+        f.driver.destroy(&p.id).await.unwrap();
+        f.assert_gone(&p.id);
+        assert!(!std::path::Path::new("/run/netns")
+            .join(p.id.as_str())
+            .exists());
+        let host_if = format!("skh{}", &p.id.as_str()[3..15]);
+        assert!(!std::path::Path::new("/sys/class/net")
+            .join(&host_if)
+            .exists());
+        drop(server);
     }
 
     pub async fn memory_limit_kills_the_sandbox(rt: Runtime) {

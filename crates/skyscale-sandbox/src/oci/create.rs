@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 use tokio::process::Command;
 use tokio::task::JoinHandle;
 
-use super::OciDriver;
+use super::{cpu_shares, OciDriver};
 use crate::bundle::{write_bundle, BundleParams};
 use crate::command::{forward_stderr, Capture};
+use crate::net;
 use crate::reaper::spawn_tracked;
 use crate::{DriverError, Sandbox, SandboxId, SandboxSpec};
 
@@ -91,6 +92,22 @@ impl OciDriver {
     async fn start(&self, spec: &SandboxSpec) -> Result<Sandbox, Failed> {
         let id = &spec.id;
         let dir = self.bundle_dir(id);
+        let lease = if spec.network {
+            let setup = async {
+                self.prepare_network().await?;
+                net::setup(id).await
+            };
+            let lease = setup.await.map_err(|message| {
+                Failed::Error(DriverError::Command {
+                    id: id.clone(),
+                    command: "network setup".into(),
+                    message,
+                })
+            })?;
+            Some(lease)
+        } else {
+            None
+        };
         let mut env = vec!["PATH=/usr/local/bin:/usr/bin:/bin".to_owned()];
         env.extend(self.cfg.env.iter().map(|(k, v)| format!("{k}={v}")));
         let params = BundleParams {
@@ -105,6 +122,11 @@ impl OciDriver {
             pids_limit: self.pids_limit(spec),
             cgroups_path: format!("/{}/{}", self.cfg.cgroup_parent, id),
             nproc: self.nproc(spec),
+            cpu_shares: cpu_shares(spec.memory_mb),
+            netns: lease.as_ref().map(|l| l.netns.as_path()),
+            resolv_conf: lease.as_ref().map(|_| {
+                net::resolv_conf(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default())
+            }),
         };
         for (what, path) in [
             ("code_dir", &spec.code_dir),
@@ -127,7 +149,7 @@ impl OciDriver {
         })?;
 
         let mut cmd = Command::new(&self.binary);
-        cmd.args(self.global_args())
+        cmd.args(self.global_args(spec.network))
             .args(["run", "--detach", "--bundle"])
             .arg(&dir)
             .arg(id.as_str())

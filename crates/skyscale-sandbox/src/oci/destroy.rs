@@ -52,6 +52,8 @@ impl OciDriver {
                 });
             }
         }
+        // The bundle records nothing about the network: teardown is by id and idempotent.
+        crate::net::teardown(id).await;
         match std::fs::remove_dir_all(self.bundle_dir(id)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 first_err.get_or_insert(DriverError::Bundle {

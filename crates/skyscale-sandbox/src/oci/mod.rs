@@ -45,6 +45,8 @@ pub struct OciDriver {
     layout: HostLayout,
     cgroup_roots: Vec<PathBuf>,
     live: Mutex<HashSet<SandboxId>>,
+    /// The host side of sandbox networking (forwarding, firewall), prepared on first use.
+    network_ready: tokio::sync::OnceCell<()>,
 }
 
 impl OciDriver {
@@ -63,6 +65,7 @@ impl OciDriver {
             layout: HostLayout::detect(),
             cgroup_roots: cgroup::hierarchy_roots(),
             live: Mutex::new(HashSet::new()),
+            network_ready: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -94,11 +97,25 @@ impl OciDriver {
         self.live.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn global_args(&self) -> Vec<OsString> {
+    /// The runtime's global flags. `network`: the sandbox joins a prepared network namespace.
+    /// runsc then runs with `--network=host`, which passes socket calls to the host kernel
+    /// *inside that namespace*: `--network=sandbox` (gVisor's own netstack) would be the
+    /// tighter choice, but Debian's runsc (2022-12) refuses it on Linux 6 ("cannot run with
+    /// network enabled in root network namespace": its check for the root namespace,
+    /// `/proc/sys/net/core/rmem_default`, exists in every namespace on new kernels). Without
+    /// network, runsc has none at all.
+    fn global_args(&self, network: bool) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec!["--root".into(), self.cfg.state_root.clone().into()];
         if let Runtime::Runsc { platform } = &self.cfg.runtime {
             args.push(format!("--platform={platform}").into());
-            args.push("--network=none".into());
+            args.push(
+                if network {
+                    "--network=host"
+                } else {
+                    "--network=none"
+                }
+                .into(),
+            );
             if let Some(log) = &self.cfg.debug_log {
                 args.push("--debug".into());
                 let mut flag = OsString::from("--debug-log=");
@@ -109,13 +126,21 @@ impl OciDriver {
         args
     }
 
+    /// Prepares the host for networked sandboxes once (a failure is retried next time).
+    async fn prepare_network(&self) -> Result<(), String> {
+        self.network_ready
+            .get_or_try_init(crate::net::prepare_host)
+            .await
+            .map(|_| ())
+    }
+
     fn step_name(&self, step: &str) -> String {
         format!("{} {step}", self.cfg.runtime.binary_name())
     }
 
     /// Runs one runtime subcommand (after the global flags), bounded by `command_timeout`.
     async fn run(&self, args: &[&str]) -> Result<CliOutput, String> {
-        let mut all = self.global_args();
+        let mut all = self.global_args(false);
         all.extend(args.iter().map(OsString::from));
         run_cli(&self.binary, &all, self.cfg.command_timeout).await
     }
@@ -174,6 +199,13 @@ impl OciDriver {
     }
 }
 
+/// `cpu.shares` for a memory size: proportional, as Lambda gives CPU in proportion to memory
+/// (1,769 MB = one vCPU = the kernel's default weight of 1024). A weight, not a cap: it
+/// decides who gets the CPUs when sandboxes compete, and costs nothing when they do not.
+pub(crate) fn cpu_shares(memory_mb: u32) -> u64 {
+    (u64::from(memory_mb) * 1024 / 1769).max(2)
+}
+
 /// Ids with an entry in a state root. runc keeps a directory `<id>`; runsc keeps files named
 /// `<container id>_sandbox:<sandbox id>.state` (and `.lock`).
 fn state_ids(root: &Path) -> BTreeSet<SandboxId> {
@@ -205,6 +237,17 @@ impl Driver for OciDriver {
 
     async fn set_memory_limit(&self, id: &SandboxId, memory_mb: u32) -> Result<(), DriverError> {
         let bytes = self.memory_limit_bytes(memory_mb);
+        // The CPU weight follows the memory size.
+        if let Some(dir) = self
+            .cgroup_dirs(id)
+            .into_iter()
+            .find(|d| d.join("cpu.shares").exists())
+        {
+            let shares = cpu_shares(memory_mb).to_string();
+            if let Err(e) = std::fs::write(dir.join("cpu.shares"), shares) {
+                tracing::warn!(sandbox = %id, error = %e, "setting cpu.shares");
+            }
+        }
         let dir = self
             .cgroup_dirs(id)
             .into_iter()

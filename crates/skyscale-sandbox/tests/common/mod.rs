@@ -101,6 +101,7 @@ impl Fixture {
             memory_mb,
             tmp_mb: 16,
             pids_limit,
+            network: false,
         }
     }
 
