@@ -493,7 +493,7 @@ def build_context(inv):
     if raw:
         try:
             doc = json.loads(raw)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             raise FaultError(
                 "Runtime.LambdaContextUnmarshalError", f"Unable to parse Client Context JSON: {e}"
             )
@@ -504,7 +504,7 @@ def build_context(inv):
         try:
             doc = json.loads(raw)
             identity = CognitoIdentity(doc.get("cognitoIdentityId"), doc.get("cognitoIdentityPoolId"))
-        except (ValueError, AttributeError) as e:
+        except (ValueError, AttributeError, RecursionError) as e:
             raise FaultError(
                 "Runtime.LambdaContextUnmarshalError", f"Unable to parse Cognito Identity JSON: {e}"
             )
@@ -528,7 +528,9 @@ def handle_one(channel, handler, ascii_only):
         if inv.is_json:
             try:
                 event = json.loads(inv.body)
-            except ValueError as e:
+            # Valid JSON nested deeper than the interpreter's recursion limit: the same error
+            # as invalid JSON, not a crash of the runtime.
+            except (ValueError, RecursionError) as e:
                 raise FaultError("Runtime.UnmarshalError", f"Unable to unmarshal input: {e}")
         else:
             event = inv.body
@@ -553,7 +555,7 @@ def handle_one(channel, handler, ascii_only):
         return
     try:
         payload = json.dumps(result, default=_json_default, ensure_ascii=ascii_only).encode()
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, RecursionError) as e:
         error_type = "Runtime.MarshalError"
         message = f"Unable to marshal response: {e}"
         log_error(error_type, message, [])

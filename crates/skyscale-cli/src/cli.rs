@@ -5,6 +5,10 @@ use std::path::PathBuf;
 use clap::builder::NonEmptyStringValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod access;
+
+pub use access::{AuditArgs, KeyCommand, KeyCreateArgs, KeyIdArg};
+
 const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0  success
@@ -60,6 +64,12 @@ pub enum Command {
     /// Name versions of a function, optionally splitting invocations between two.
     #[command(subcommand)]
     Alias(AliasCommand),
+    /// Create, list and revoke API keys (admin keys only).
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Show the audit log of management actions, newest first (admin keys only).
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Audit(AuditArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,6 +100,26 @@ pub enum FunctionCommand {
     Publish(PublishArgs),
     /// List a function's versions: $LATEST, then the published ones.
     Versions(NameArg),
+    /// Give a function an HTTP address (a function URL), public or SigV4-signed.
+    #[command(subcommand)]
+    Url(UrlCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UrlCommand {
+    /// Create the function URL of $LATEST or an alias and print its address.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Create(UrlCreateArgs),
+    /// Change a function URL; only the options given change, and --cors-* options replace
+    /// the whole CORS configuration.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Update(UrlUpdateArgs),
+    /// Show one function URL.
+    Get(UrlArg),
+    /// Delete a function URL: its address answers 404 from then on.
+    Delete(UrlArg),
+    /// List a function's URLs ($LATEST's and its aliases').
+    List(NameArg),
 }
 
 #[derive(Debug, Subcommand)]
@@ -182,6 +212,84 @@ pub struct AliasUpdateArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct UrlArg {
+    /// Function name.
+    #[arg(long)]
+    pub name: String,
+    /// The alias whose URL this is; without it, $LATEST's.
+    #[arg(long, value_parser = NonEmptyStringValueParser::new())]
+    pub qualifier: Option<String>,
+}
+
+/// Who may call a function URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UrlAuth {
+    /// Public: anyone who can reach the control plane.
+    None,
+    /// Only requests SigV4-signed with an API key (service `lambda`).
+    AwsIam,
+}
+
+/// CORS settings; any of them turns CORS on.
+#[derive(Debug, Args)]
+#[group(id = "cors", multiple = true)]
+pub struct CorsArgs {
+    /// Origin that browsers may call the URL from, e.g. https://example.com, or *; repeat
+    /// for several.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    pub origins: Vec<String>,
+    /// Method allowed cross-origin: GET, PUT, HEAD, POST, PATCH, DELETE or *; repeat for
+    /// several.
+    #[arg(long = "cors-method", value_name = "METHOD")]
+    pub methods: Vec<String>,
+    /// Request header allowed cross-origin, or *; repeat for several.
+    #[arg(long = "cors-header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+    /// Response header that browsers may show to scripts; repeat for several.
+    #[arg(long = "cors-expose-header", value_name = "HEADER")]
+    pub expose_headers: Vec<String>,
+    /// How long browsers may cache a preflight answer (at most 86400).
+    #[arg(long = "cors-max-age", value_name = "SECONDS")]
+    pub max_age: Option<u32>,
+    /// Allow cookies and other credentials on cross-origin requests.
+    #[arg(long = "cors-credentials")]
+    pub credentials: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UrlCreateArgs {
+    /// Function name.
+    #[arg(long)]
+    pub name: String,
+    /// The alias the URL invokes; without it, $LATEST.
+    #[arg(long, value_parser = NonEmptyStringValueParser::new())]
+    pub qualifier: Option<String>,
+    /// Who may call the URL.
+    #[arg(long, value_enum, default_value_t = UrlAuth::None)]
+    pub auth: UrlAuth,
+    #[command(flatten)]
+    pub cors: CorsArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UrlUpdateArgs {
+    /// Function name.
+    #[arg(long)]
+    pub name: String,
+    /// The alias whose URL this is; without it, $LATEST's.
+    #[arg(long, value_parser = NonEmptyStringValueParser::new())]
+    pub qualifier: Option<String>,
+    /// Who may call the URL from now on.
+    #[arg(long, value_enum)]
+    pub auth: Option<UrlAuth>,
+    #[command(flatten)]
+    pub cors: CorsArgs,
+    /// Turn CORS off.
+    #[arg(long, conflicts_with = "cors")]
+    pub no_cors: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct ConcurrencyArgs {
     /// Function name.
     #[arg(long)]
@@ -233,6 +341,12 @@ pub struct CreateArgs {
     /// Code: a directory (zipped) or a .zip file. Without it the function has no code yet.
     #[arg(long, value_name = "DIR|ZIP")]
     pub path: Option<PathBuf>,
+    /// Give the function's sandboxes outbound network access (never to the host itself).
+    #[arg(long)]
+    pub network: bool,
+    /// Size of /tmp in MB (512-10240; default 512).
+    #[arg(long, value_name = "MB", allow_negative_numbers = true)]
+    pub ephemeral_storage: Option<i64>,
 }
 
 #[derive(Debug, Args)]
@@ -278,6 +392,15 @@ pub struct UpdateArgs {
     /// New timeout in seconds.
     #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
     pub timeout: Option<i64>,
+    /// Give the function's sandboxes outbound network access.
+    #[arg(long, conflicts_with = "no_network")]
+    pub network: bool,
+    /// Take outbound network access away.
+    #[arg(long)]
+    pub no_network: bool,
+    /// New size of /tmp in MB (512-10240).
+    #[arg(long, value_name = "MB", allow_negative_numbers = true)]
+    pub ephemeral_storage: Option<i64>,
     /// Environment variable; when any is given, they replace the whole environment.
     #[arg(
         long = "env",
@@ -440,6 +563,60 @@ mod tests {
             let err = parse_routing(bad).unwrap_err();
             assert!(err.ends_with("is not a number"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn url_commands_parse() {
+        let cli = Cli::try_parse_from([
+            "skyscale",
+            "function",
+            "url",
+            "create",
+            "--name",
+            "f",
+            "--cors-origin",
+            "https://a.example",
+            "--cors-origin",
+            "*",
+            "--cors-method",
+            "get",
+            "--cors-credentials",
+        ])
+        .unwrap();
+        let Command::Function(FunctionCommand::Url(UrlCommand::Create(args))) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!(args.auth, UrlAuth::None);
+        assert_eq!(args.qualifier, None);
+        assert_eq!(args.cors.origins, ["https://a.example", "*"]);
+        assert_eq!(args.cors.methods, ["get"]);
+        assert!(args.cors.credentials);
+
+        let parse = |extra: &[&str]| {
+            let base = ["skyscale", "function", "url", "update", "--name", "f"];
+            Cli::try_parse_from(base.iter().chain(extra))
+        };
+        let cli = parse(&["--auth", "aws-iam", "--qualifier", "live"]).unwrap();
+        let Command::Function(FunctionCommand::Url(UrlCommand::Update(args))) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!(args.auth, Some(UrlAuth::AwsIam));
+        assert_eq!(args.qualifier.as_deref(), Some("live"));
+        assert!(!args.no_cors);
+        for extra in [
+            &["--no-cors", "--cors-origin", "*"][..],
+            &["--no-cors", "--cors-credentials"],
+            &["--no-cors", "--cors-max-age", "5"],
+        ] {
+            let err = parse(extra).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ArgumentConflict,
+                "{extra:?}"
+            );
+        }
+        let err = parse(&["--auth", "iam"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::InvalidValue);
     }
 
     #[test]

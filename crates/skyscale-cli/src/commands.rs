@@ -7,16 +7,21 @@ use anyhow::bail;
 use base64::Engine as _;
 use skyscale_client::{package, Client};
 use skyscale_types::api::{
-    AliasInfo, AliasRouting, CreateAlias, CreateFunction, FunctionInfo, UpdateAlias, UpdateFunction,
+    AliasInfo, AliasRouting, CreateAlias, CreateFunction, CreateFunctionUrl, FunctionInfo,
+    FunctionUrlInfo, UpdateAlias, UpdateFunction, UpdateFunctionUrl,
 };
+use skyscale_types::{Cors, UrlAuthType};
 
 use crate::cli::{
     AliasArg, AliasCommand, AliasCreateArgs, AliasUpdateArgs, Cli, Command, ConcurrencyArgs,
-    CreateArgs, DeployArgs, FunctionArg, FunctionCommand, Global, InvokeArgs, NameArg,
-    OutputFormat, PublishArgs, UpdateArgs,
+    CorsArgs, CreateArgs, DeployArgs, FunctionArg, FunctionCommand, Global, InvokeArgs, KeyCommand,
+    NameArg, OutputFormat, PublishArgs, UpdateArgs, UrlArg, UrlAuth, UrlCommand, UrlCreateArgs,
+    UrlUpdateArgs,
 };
 use crate::input::{env_map, read_payload};
 use crate::output::{self, AlreadyReported, NO_KEY};
+
+mod access;
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let Cli { global, command } = cli;
@@ -32,11 +37,26 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Function(FunctionCommand::Concurrency(args)) => concurrency(&global, &args),
         Command::Function(FunctionCommand::Publish(args)) => publish(&global, &args),
         Command::Function(FunctionCommand::Versions(args)) => versions(&global, &args),
+        Command::Function(FunctionCommand::Url(UrlCommand::Create(args))) => {
+            url_create(&global, &args)
+        }
+        Command::Function(FunctionCommand::Url(UrlCommand::Update(args))) => {
+            url_update(&global, &args)
+        }
+        Command::Function(FunctionCommand::Url(UrlCommand::Get(args))) => url_get(&global, &args),
+        Command::Function(FunctionCommand::Url(UrlCommand::Delete(args))) => {
+            url_delete(&global, &args)
+        }
+        Command::Function(FunctionCommand::Url(UrlCommand::List(args))) => url_list(&global, &args),
         Command::Alias(AliasCommand::Create(args)) => alias_create(&global, &args),
         Command::Alias(AliasCommand::Update(args)) => alias_update(&global, &args),
         Command::Alias(AliasCommand::List(args)) => alias_list(&global, &args),
         Command::Alias(AliasCommand::Get(args)) => alias_get(&global, &args),
         Command::Alias(AliasCommand::Delete(args)) => alias_delete(&global, &args),
+        Command::Key(KeyCommand::Create(args)) => access::key_create(&global, &args),
+        Command::Key(KeyCommand::List) => access::key_list(&global),
+        Command::Key(KeyCommand::Revoke(args)) => access::key_revoke(&global, &args),
+        Command::Audit(args) => access::audit(&global, &args),
     }
 }
 
@@ -78,6 +98,8 @@ fn create(global: &Global, args: &CreateArgs) -> anyhow::Result<()> {
         environment,
         description: args.description.clone(),
         code_zip_base64,
+        network: args.network.then_some(true),
+        ephemeral_storage_mb: args.ephemeral_storage,
     };
     let info = client.create_function(&request)?;
     print_info(global, &format!("created function {}", info.name), &info)
@@ -158,17 +180,25 @@ fn update(global: &Global, args: &UpdateArgs) -> anyhow::Result<()> {
         timeout_s: args.timeout,
         environment,
         description: args.description.clone(),
+        network: match (args.network, args.no_network) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
+        ephemeral_storage_mb: args.ephemeral_storage,
     };
     let nothing = update.runtime.is_none()
         && update.handler.is_none()
         && update.memory_mb.is_none()
         && update.timeout_s.is_none()
         && update.environment.is_none()
-        && update.description.is_none();
+        && update.description.is_none()
+        && update.network.is_none()
+        && update.ephemeral_storage_mb.is_none();
     if nothing {
         bail!(
             "nothing to update: give at least one of --runtime, --handler, --memory, --timeout, \
-             --env, --clear-env, --description"
+             --env, --clear-env, --description, --network, --no-network, --ephemeral-storage"
         );
     }
     let info = connect(global, true)?.update_function(&args.name, &update)?;
@@ -299,6 +329,92 @@ fn print_alias(global: &Global, verb: &str, alias: &AliasInfo) -> anyhow::Result
             )
             .as_bytes(),
         )?),
+    }
+}
+
+fn auth_type(auth: UrlAuth) -> UrlAuthType {
+    match auth {
+        UrlAuth::None => UrlAuthType::None,
+        UrlAuth::AwsIam => UrlAuthType::AwsIam,
+    }
+}
+
+/// The `--cors-*` options as the API takes them; `None` when none was given. Methods are
+/// upper-cased (`get` → `GET`); the server checks every value.
+fn cors(args: &CorsArgs) -> Option<Cors> {
+    let cors = Cors {
+        allow_credentials: args.credentials,
+        allow_headers: args.headers.clone(),
+        allow_methods: args
+            .methods
+            .iter()
+            .map(|m| m.to_ascii_uppercase())
+            .collect(),
+        allow_origins: args.origins.clone(),
+        expose_headers: args.expose_headers.clone(),
+        max_age: args.max_age,
+    };
+    (cors != Cors::default()).then_some(cors)
+}
+
+fn url_create(global: &Global, args: &UrlCreateArgs) -> anyhow::Result<()> {
+    let request = CreateFunctionUrl {
+        auth_type: auth_type(args.auth),
+        cors: cors(&args.cors),
+    };
+    let url = connect(global, true)?.create_url(&args.name, args.qualifier.as_deref(), &request)?;
+    print_url(global, &url)
+}
+
+fn url_update(global: &Global, args: &UrlUpdateArgs) -> anyhow::Result<()> {
+    let update = UpdateFunctionUrl {
+        auth_type: args.auth.map(auth_type),
+        cors: if args.no_cors {
+            Some(None)
+        } else {
+            cors(&args.cors).map(Some)
+        },
+    };
+    if update.auth_type.is_none() && update.cors.is_none() {
+        bail!("nothing to update: give at least one of --auth, --cors-*, --no-cors");
+    }
+    let url = connect(global, true)?.update_url(&args.name, args.qualifier.as_deref(), &update)?;
+    print_url(global, &url)
+}
+
+fn url_get(global: &Global, args: &UrlArg) -> anyhow::Result<()> {
+    let url = connect(global, true)?.get_url(&args.name, args.qualifier.as_deref())?;
+    print_url(global, &url)
+}
+
+fn url_delete(global: &Global, args: &UrlArg) -> anyhow::Result<()> {
+    connect(global, true)?.delete_url(&args.name, args.qualifier.as_deref())?;
+    match global.output {
+        // The API answers 204 with no body; JSON mode prints nothing rather than invent one.
+        OutputFormat::Json => Ok(()),
+        OutputFormat::Text => Ok(output::line(&format!(
+            "deleted the function URL of {}",
+            match &args.qualifier {
+                Some(q) => format!("{}:{q}", args.name),
+                None => args.name.clone(),
+            }
+        ))?),
+    }
+}
+
+fn url_list(global: &Global, args: &NameArg) -> anyhow::Result<()> {
+    let list = connect(global, true)?.list_urls(&args.name)?;
+    match global.output {
+        OutputFormat::Json => output::json(&list),
+        OutputFormat::Text => Ok(output::stdout(output::url_table(&list.urls).as_bytes())?),
+    }
+}
+
+/// A function URL: its address is the first line of the text form.
+fn print_url(global: &Global, url: &FunctionUrlInfo) -> anyhow::Result<()> {
+    match global.output {
+        OutputFormat::Json => output::json(url),
+        OutputFormat::Text => Ok(output::stdout(output::url_details(url).as_bytes())?),
     }
 }
 

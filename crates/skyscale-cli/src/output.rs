@@ -5,7 +5,12 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use skyscale_client::{ClientError, InvokeOutcome};
-use skyscale_types::api::{AliasInfo, AliasRouting, FunctionInfo};
+use skyscale_types::api::{AliasInfo, AliasRouting, FunctionInfo, FunctionUrlInfo};
+use skyscale_types::{Cors, UrlAuthType};
+
+mod access;
+
+pub use access::{audit_table, created_key, key_table, warning, KEY_SHOWN_ONCE};
 
 /// What `error:` says when a call needs a key and none was given.
 pub const NO_KEY: &str = "no API key: set SKYSCALE_API_KEY or pass --api-key";
@@ -89,6 +94,11 @@ pub fn function_details(f: &FunctionInfo) -> String {
         ("handler", f.handler.clone()),
         ("memory_mb", f.memory_mb.to_string()),
         ("timeout_s", f.timeout_s.to_string()),
+        (
+            "network",
+            if f.network { "outbound" } else { "none" }.to_owned(),
+        ),
+        ("tmp_mb", f.ephemeral_storage_mb.to_string()),
         ("description", f.description.clone()),
         ("code_sha256", dash(f.code_sha256.clone())),
         ("code_size", dash(f.code_size.map(|n| n.to_string()))),
@@ -212,6 +222,82 @@ pub fn alias_table(aliases: &[AliasInfo]) -> String {
                 a.version.clone(),
                 routing_label(a.routing.as_ref()),
                 a.description.clone(),
+            ]
+        })
+        .collect();
+    table(header, &rows)
+}
+
+/// A function URL's auth type, with what it means.
+fn auth_label(auth: UrlAuthType) -> String {
+    match auth {
+        UrlAuthType::None => "NONE (public)".to_owned(),
+        UrlAuthType::AwsIam => "AWS_IAM (SigV4-signed requests only)".to_owned(),
+    }
+}
+
+/// CORS on one line: `origins a, b; methods GET; ...; credentials`, or `-` without CORS.
+fn cors_label(cors: Option<&Cors>) -> String {
+    let Some(c) = cors else {
+        return "-".to_owned();
+    };
+    let mut parts = Vec::new();
+    for (what, items) in [
+        ("origins", &c.allow_origins),
+        ("methods", &c.allow_methods),
+        ("headers", &c.allow_headers),
+        ("expose", &c.expose_headers),
+    ] {
+        if !items.is_empty() {
+            parts.push(format!("{what} {}", items.join(", ")));
+        }
+    }
+    if let Some(age) = c.max_age {
+        parts.push(format!("max-age {age}s"));
+    }
+    if c.allow_credentials {
+        parts.push("credentials".to_owned());
+    }
+    if parts.is_empty() {
+        return "on, nothing allowed".to_owned();
+    }
+    parts.join("; ")
+}
+
+/// The version a URL invokes: its alias or `$LATEST`.
+fn url_qualifier(u: &FunctionUrlInfo) -> String {
+    u.alias.clone().unwrap_or_else(|| "$LATEST".to_owned())
+}
+
+/// A function URL's text form: the address first.
+pub fn url_details(u: &FunctionUrlInfo) -> String {
+    key_values(&[
+        ("url", u.url.clone()),
+        ("function", u.function.clone()),
+        ("qualifier", url_qualifier(u)),
+        ("auth", auth_label(u.auth_type)),
+        ("cors", cors_label(u.cors.as_ref())),
+        ("invoke_mode", u.invoke_mode.clone()),
+        ("function_arn", u.function_arn.clone()),
+        ("created_at", u.created_at.clone()),
+        ("updated_at", u.updated_at.clone()),
+    ])
+}
+
+/// `url list`'s text form: an aligned table, or a note when there is nothing.
+pub fn url_table(urls: &[FunctionUrlInfo]) -> String {
+    if urls.is_empty() {
+        return "no function URLs\n".to_owned();
+    }
+    let header = ["URL", "QUALIFIER", "AUTH", "CORS"];
+    let rows: Vec<[String; 4]> = urls
+        .iter()
+        .map(|u| {
+            [
+                u.url.clone(),
+                url_qualifier(u),
+                u.auth_type.as_str().to_owned(),
+                if u.cors.is_some() { "yes" } else { "-" }.to_owned(),
             ]
         })
         .collect();
@@ -371,6 +457,8 @@ mod tests {
             created_at: "2025-01-01T00:00:00Z".into(),
             updated_at: "2025-01-02T03:04:05Z".into(),
             version: None,
+            network: false,
+            ephemeral_storage_mb: 512,
         }
     }
 
@@ -388,6 +476,8 @@ runtime:     python3.11
 handler:     handler.handler
 memory_mb:   128
 timeout_s:   3
+network:     none
+tmp_mb:      512
 description: says hello
 code_sha256: {}
 code_size:   321
@@ -481,6 +571,62 @@ beta  1        -        next
 "
         );
         assert_eq!(alias_table(&[]), "no aliases\n");
+    }
+
+    #[test]
+    fn function_urls() {
+        let public = FunctionUrlInfo {
+            url: "http://h:1/url/hello/".into(),
+            function: "hello".into(),
+            alias: None,
+            function_arn: "arn:aws:lambda:r:1:function:hello".into(),
+            auth_type: UrlAuthType::None,
+            cors: None,
+            invoke_mode: "BUFFERED".into(),
+            created_at: "2025-01-01T00:00:00Z".into(),
+            updated_at: "2025-01-02T00:00:00Z".into(),
+        };
+        assert_eq!(
+            url_details(&public),
+            "\
+url:          http://h:1/url/hello/
+function:     hello
+qualifier:    $LATEST
+auth:         NONE (public)
+cors:         -
+invoke_mode:  BUFFERED
+function_arn: arn:aws:lambda:r:1:function:hello
+created_at:   2025-01-01T00:00:00Z
+updated_at:   2025-01-02T00:00:00Z
+"
+        );
+        let signed = FunctionUrlInfo {
+            url: "http://h:1/url/hello:live/".into(),
+            alias: Some("live".into()),
+            auth_type: UrlAuthType::AwsIam,
+            cors: Some(Cors {
+                allow_origins: vec!["https://a.example".into(), "https://b.example".into()],
+                allow_methods: vec!["GET".into()],
+                max_age: Some(60),
+                allow_credentials: true,
+                ..Cors::default()
+            }),
+            ..public.clone()
+        };
+        assert!(url_details(&signed).contains(
+            "\nauth:         AWS_IAM (SigV4-signed requests only)\n\
+             cors:         origins https://a.example, https://b.example; methods GET; \
+             max-age 60s; credentials\n"
+        ));
+        assert_eq!(
+            url_table(&[public, signed]),
+            "\
+URL                         QUALIFIER  AUTH     CORS
+http://h:1/url/hello/       $LATEST    NONE     -
+http://h:1/url/hello:live/  live       AWS_IAM  yes
+"
+        );
+        assert_eq!(url_table(&[]), "no function URLs\n");
     }
 
     #[test]

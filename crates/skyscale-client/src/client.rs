@@ -6,13 +6,16 @@ use reqwest::header::{HeaderMap, CONTENT_TYPE};
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 use skyscale_types::api::{
-    AliasInfo, AliasList, CreateAlias, CreateFunction, ErrorResponse, FunctionError, FunctionInfo,
-    FunctionList, Health, PublishVersion, PutConcurrency, UpdateAlias, UpdateFunction, VersionList,
+    AliasInfo, AliasList, CreateAlias, CreateFunction, CreateFunctionUrl, ErrorResponse,
+    FunctionError, FunctionInfo, FunctionList, FunctionUrlInfo, FunctionUrlList, Health,
+    PublishVersion, PutConcurrency, UpdateAlias, UpdateFunction, UpdateFunctionUrl, VersionList,
     COLD_START_HEADER, EXECUTED_VERSION_HEADER, FUNCTION_ERROR_HEADER, REQUEST_ID_HEADER,
 };
 use skyscale_types::{ApiKey, FunctionName};
 
 use crate::ClientError;
+
+mod access;
 
 /// How long to wait for a TCP connection before saying the server cannot be reached.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -306,6 +309,73 @@ impl Client {
         Ok(())
     }
 
+    /// `.../url` of `function`, with `?qualifier=` when `qualifier` is given.
+    fn url_request(
+        &self,
+        method: Method,
+        function: &str,
+        qualifier: Option<&str>,
+    ) -> Result<RequestBuilder, ClientError> {
+        let function = function_name(function)?;
+        let req = self.request(method, &["v1", "functions", function.as_str(), "url"], true)?;
+        Ok(match qualifier {
+            Some(q) => req.query(&[("qualifier", q)]),
+            None => req,
+        })
+    }
+
+    /// `POST /v1/functions/{function}/url`: a function URL for `$LATEST` (`qualifier`
+    /// `None`) or an alias.
+    pub fn create_url(
+        &self,
+        function: &str,
+        qualifier: Option<&str>,
+        create: &CreateFunctionUrl,
+    ) -> Result<FunctionUrlInfo, ClientError> {
+        let req = self
+            .url_request(Method::POST, function, qualifier)?
+            .json(create);
+        self.json(self.send(req)?, "POST /v1/functions/{name}/url")
+    }
+
+    /// `GET /v1/functions/{function}/url`.
+    pub fn get_url(
+        &self,
+        function: &str,
+        qualifier: Option<&str>,
+    ) -> Result<FunctionUrlInfo, ClientError> {
+        let req = self.url_request(Method::GET, function, qualifier)?;
+        self.json(self.send(req)?, "GET /v1/functions/{name}/url")
+    }
+
+    /// `PATCH /v1/functions/{function}/url`: only the fields set in `update` change.
+    pub fn update_url(
+        &self,
+        function: &str,
+        qualifier: Option<&str>,
+        update: &UpdateFunctionUrl,
+    ) -> Result<FunctionUrlInfo, ClientError> {
+        let req = self
+            .url_request(Method::PATCH, function, qualifier)?
+            .json(update);
+        self.json(self.send(req)?, "PATCH /v1/functions/{name}/url")
+    }
+
+    /// `DELETE /v1/functions/{function}/url`.
+    pub fn delete_url(&self, function: &str, qualifier: Option<&str>) -> Result<(), ClientError> {
+        let req = self.url_request(Method::DELETE, function, qualifier)?;
+        self.send(req)?;
+        Ok(())
+    }
+
+    /// `GET /v1/functions/{function}/urls`: `$LATEST`'s URL and every alias's.
+    pub fn list_urls(&self, function: &str) -> Result<FunctionUrlList, ClientError> {
+        let function = function_name(function)?;
+        let path = ["v1", "functions", function.as_str(), "urls"];
+        let req = self.request(Method::GET, &path, true)?;
+        self.json(self.send(req)?, "GET /v1/functions/{name}/urls")
+    }
+
     /// `POST /v1/functions/{name}/invoke` with `payload` (event JSON) as the body: runs
     /// `$LATEST`. A handler that fails is not an `Err`: it is an [`InvokeOutcome`] with
     /// `function_error` set.
@@ -532,6 +602,15 @@ mod tests {
         assert_eq!(
             req.build().unwrap().url().as_str(),
             "http://h/v1/functions/f/invoke?qualifier=%24LATEST"
+        );
+        let url = |q| {
+            let req = c.url_request(Method::GET, "f", q).unwrap();
+            req.build().unwrap().url().as_str().to_owned()
+        };
+        assert_eq!(url(None), "http://h/v1/functions/f/url");
+        assert_eq!(
+            url(Some("a&b")),
+            "http://h/v1/functions/f/url?qualifier=a%26b"
         );
     }
 

@@ -105,6 +105,8 @@ fn info(name: &str) -> FunctionInfo {
         created_at: "2025-01-01T00:00:00Z".into(),
         updated_at: "2025-01-01T00:00:00Z".into(),
         version: None,
+        network: false,
+        ephemeral_storage_mb: 512,
     }
 }
 

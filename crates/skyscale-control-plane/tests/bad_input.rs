@@ -171,7 +171,7 @@ fn api_keys_are_required_and_checked() {
         let r = server.http().with_key(key).get("/v1/functions");
         assert_eq!(r.status, 401, "key {key}");
         // The same answer whether or not the id exists.
-        assert_eq!(r.error_message(), "invalid api key");
+        assert_eq!(r.error_message(), "invalid API key");
     }
     let r = server.http().with_key(&wrong_secret).post_json(
         "/v1/functions",
@@ -188,7 +188,7 @@ fn api_keys_are_required_and_checked() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.starts_with("error: ") && stderr.contains("invalid api key"),
+        stderr.starts_with("error: ") && stderr.contains("invalid API key"),
         "{stderr}"
     );
 }

@@ -1,5 +1,6 @@
 //! Account-wide limits and usage (Lambda's GetAccountSettings).
 
+use crate::auth::Action;
 use crate::{blocking, ControlPlane, CoreError, Principal};
 
 /// Lambda's default storage quota for all code packages. Reported, not enforced yet.
@@ -21,9 +22,13 @@ pub struct AccountSettings {
 }
 
 impl ControlPlane {
-    pub async fn account_settings(&self, _by: &Principal) -> Result<AccountSettings, CoreError> {
+    /// The limits, and the usage of the functions the key may see (the concurrency figures
+    /// are the host's, for everyone).
+    pub async fn account_settings(&self, by: &Principal) -> Result<AccountSettings, CoreError> {
+        by.authorize(Action::ReadAccount, None)?;
         let store = self.store.clone();
         let all = blocking(move || Ok(store.list_functions()?)).await?;
+        let visible: Vec<_> = all.iter().filter(|f| by.may_see(&f.name)).collect();
         let concurrent = self.settings.limits.max_sandboxes as u64;
         let reserved: u64 = all
             .iter()
@@ -37,12 +42,12 @@ impl ControlPlane {
             code_size_unzipped_limit: limits.max_unzipped_bytes,
             concurrent_executions: concurrent,
             unreserved_concurrent_executions: concurrent.saturating_sub(reserved),
-            total_code_size: all
+            total_code_size: visible
                 .iter()
                 .filter_map(|f| f.code.as_ref())
                 .map(|c| c.size)
                 .sum(),
-            function_count: all.len() as u64,
+            function_count: visible.len() as u64,
         })
     }
 }

@@ -7,7 +7,8 @@ use rand::Rng;
 use skyscale_store::{AliasRecord, AliasUpdate};
 use skyscale_types::FunctionName;
 
-use crate::functions::parse_name;
+use crate::audit::AuditAction;
+use crate::auth::Action;
 use crate::{blocking, ControlPlane, CoreError, Principal};
 
 const MAX_ALIAS_NAME: usize = 128;
@@ -118,6 +119,14 @@ fn parse_routing(weights: &[(String, f64)]) -> Result<Option<(u64, f64)>, CoreEr
     }
 }
 
+/// What an alias points at, for the audit log: `version 2` or `version 2, 10% to 3`.
+fn alias_detail(a: &AliasInfo) -> String {
+    match a.routing {
+        Some((v, w)) => format!("version {}, {}% to {v}", a.version_label(), w * 100.0),
+        None => format!("version {}", a.version_label()),
+    }
+}
+
 /// Which version an alias runs this time (`None`: `$LATEST`).
 pub(crate) fn pick(a: &AliasRecord) -> Option<u64> {
     match a.routing {
@@ -168,27 +177,38 @@ impl ControlPlane {
 
     pub async fn create_alias(
         &self,
-        _by: &Principal,
+        by: &Principal,
         function: &str,
         name: &str,
         version: &str,
         description: Option<String>,
         weights: &[(String, f64)],
     ) -> Result<AliasInfo, CoreError> {
-        let function = parse_name(function)?;
-        validate_name(name)?;
-        let version = parse_target(version)?;
-        let routing = parse_routing(weights)?;
-        let description = description.unwrap_or_default();
-        validate_description(&description)?;
-        self.check_alias_versions(&function, version, routing)
-            .await?;
-        let store = self.store.clone();
-        let (f, n) = (function.clone(), name.to_owned());
-        let a = blocking(move || Ok(store.create_alias(&f, &n, version, &description, routing)?))
-            .await?;
-        self.aliases.invalidate(&(function, name.to_owned()));
-        Ok(info(&a))
+        let op = async {
+            let function = self.authorize_on(by, Action::ChangeFunction, function)?;
+            validate_name(name)?;
+            let version = parse_target(version)?;
+            let routing = parse_routing(weights)?;
+            let description = description.unwrap_or_default();
+            validate_description(&description)?;
+            self.check_alias_versions(&function, version, routing)
+                .await?;
+            let store = self.store.clone();
+            let (f, n) = (function.clone(), name.to_owned());
+            let a =
+                blocking(move || Ok(store.create_alias(&f, &n, version, &description, routing)?))
+                    .await?;
+            self.aliases.invalidate(&(function, name.to_owned()));
+            Ok(info(&a))
+        };
+        self.audited_with(
+            by,
+            AuditAction::AliasCreate,
+            &format!("{function}:{name}"),
+            op,
+            |a| (format!("{}:{}", a.function, a.name), alias_detail(a)),
+        )
+        .await
     }
 
     /// An alias record, from the cache or the store.
@@ -218,10 +238,11 @@ impl ControlPlane {
 
     pub async fn get_alias(
         &self,
-        _by: &Principal,
+        by: &Principal,
         function: &str,
         name: &str,
     ) -> Result<AliasInfo, CoreError> {
+        self.authorize_on(by, Action::ReadFunction, function)?;
         let f = self.function_record(function).await?;
         Ok(info(&*self.alias_record(&f.name, name).await?))
     }
@@ -230,12 +251,13 @@ impl ControlPlane {
     /// most `max` from the offset `marker`, and the next page's marker.
     pub async fn list_aliases_page(
         &self,
-        _by: &Principal,
+        by: &Principal,
         function: &str,
         version: Option<&str>,
         marker: Option<&str>,
         max: usize,
     ) -> Result<(Vec<AliasInfo>, Option<String>), CoreError> {
+        self.authorize_on(by, Action::ReadFunction, function)?;
         let f = self.function_record(function).await?;
         let only = version.map(parse_target).transpose()?;
         let start = match marker {
@@ -264,57 +286,77 @@ impl ControlPlane {
     /// Changes an alias; `weights: Some(&[])` removes its routing.
     pub async fn update_alias(
         &self,
-        _by: &Principal,
+        by: &Principal,
         function: &str,
         name: &str,
         version: Option<&str>,
         description: Option<String>,
         weights: Option<&[(String, f64)]>,
     ) -> Result<AliasInfo, CoreError> {
-        let function = parse_name(function)?;
-        let current = self.alias_record(&function, name).await?;
-        let update = AliasUpdate {
-            version: version.map(parse_target).transpose()?,
-            routing: weights.map(parse_routing).transpose()?,
-            description,
+        let op = async {
+            let function = self.authorize_on(by, Action::ChangeFunction, function)?;
+            let current = self.alias_record(&function, name).await?;
+            let update = AliasUpdate {
+                version: version.map(parse_target).transpose()?,
+                routing: weights.map(parse_routing).transpose()?,
+                description,
+            };
+            if let Some(d) = &update.description {
+                validate_description(d)?;
+            }
+            let version = update.version.unwrap_or(current.version);
+            let routing = update.routing.unwrap_or(current.routing);
+            self.check_alias_versions(&function, version, routing)
+                .await?;
+            let store = self.store.clone();
+            let (f, n) = (function.clone(), name.to_owned());
+            let a = blocking(move || Ok(store.update_alias(&f, &n, &update)?)).await?;
+            self.aliases
+                .invalidate(&(function.clone(), name.to_owned()));
+            let a =
+                a.ok_or_else(|| CoreError::NotFound(format!("alias {function}:{name} not found")))?;
+            Ok(info(&a))
         };
-        if let Some(d) = &update.description {
-            validate_description(d)?;
-        }
-        let version = update.version.unwrap_or(current.version);
-        let routing = update.routing.unwrap_or(current.routing);
-        self.check_alias_versions(&function, version, routing)
-            .await?;
-        let store = self.store.clone();
-        let (f, n) = (function.clone(), name.to_owned());
-        let a = blocking(move || Ok(store.update_alias(&f, &n, &update)?)).await?;
-        self.aliases
-            .invalidate(&(function.clone(), name.to_owned()));
-        let a =
-            a.ok_or_else(|| CoreError::NotFound(format!("alias {function}:{name} not found")))?;
-        Ok(info(&a))
+        self.audited_with(
+            by,
+            AuditAction::AliasUpdate,
+            &format!("{function}:{name}"),
+            op,
+            |a| (format!("{}:{}", a.function, a.name), alias_detail(a)),
+        )
+        .await
     }
 
     pub async fn delete_alias(
         &self,
-        _by: &Principal,
+        by: &Principal,
         function: &str,
         name: &str,
     ) -> Result<(), CoreError> {
-        let f = self.function_record(function).await?;
-        let store = self.store.clone();
-        let (fname, n) = (f.name.clone(), name.to_owned());
-        let existed = blocking(move || Ok(store.delete_alias(&fname, &n)?)).await?;
-        self.aliases.invalidate(&(f.name.clone(), name.to_owned()));
-        self.urls
-            .invalidate(&(f.name.clone(), Some(name.to_owned())));
-        if !existed {
-            return Err(CoreError::NotFound(format!(
-                "alias {}:{name} not found",
-                f.name
-            )));
-        }
-        Ok(())
+        let op = async {
+            self.authorize_on(by, Action::ChangeFunction, function)?;
+            let f = self.function_record(function).await?;
+            let store = self.store.clone();
+            let (fname, n) = (f.name.clone(), name.to_owned());
+            let existed = blocking(move || Ok(store.delete_alias(&fname, &n)?)).await?;
+            self.aliases.invalidate(&(f.name.clone(), name.to_owned()));
+            self.urls
+                .invalidate(&(f.name.clone(), Some(name.to_owned())));
+            if !existed {
+                return Err(CoreError::NotFound(format!(
+                    "alias {}:{name} not found",
+                    f.name
+                )));
+            }
+            Ok(())
+        };
+        self.audited(
+            by,
+            AuditAction::AliasDelete,
+            &format!("{function}:{name}"),
+            op,
+        )
+        .await
     }
 }
 

@@ -9,6 +9,8 @@ pub enum Throttle {
     ReservedConcurrency,
     /// The host's sandbox cap or memory budget.
     Host,
+    /// Too many failed authentications from the caller's address.
+    AuthFailures,
 }
 
 /// Every failure the control plane reports to a caller. The HTTP layer maps each variant to
@@ -25,6 +27,10 @@ pub enum CoreError {
     /// No or bad credentials (401). The message never says whether a key id exists.
     #[error("{0}")]
     Unauthorized(String),
+    /// The key may not do this (403). Decided before any lookup: the message never says
+    /// whether the function exists.
+    #[error("{0}")]
+    Forbidden(String),
     /// The named function (or other resource) does not exist (404).
     #[error("{0}")]
     NotFound(String),
@@ -55,6 +61,27 @@ pub enum CoreError {
     Signature(#[from] skyscale_sigv4::SigV4Error),
 }
 
+impl CoreError {
+    /// A short, stable name of the kind of failure: the `/v1` error code and the outcome the
+    /// audit log records.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CoreError::InvalidParameter(_) => "invalid_parameter",
+            CoreError::InvalidRequest(_) => "invalid_request",
+            CoreError::Unauthorized(_) | CoreError::Signature(_) => "unauthorized",
+            CoreError::Forbidden(_) => "forbidden",
+            CoreError::NotFound(_) => "not_found",
+            CoreError::Conflict(_) => "conflict",
+            CoreError::PreconditionFailed(_) => "precondition_failed",
+            CoreError::PayloadTooLarge(_) => "payload_too_large",
+            CoreError::TooManyRequests { .. } => "too_many_requests",
+            CoreError::Unavailable(_) => "unavailable",
+            CoreError::Internal(_) => "internal",
+            CoreError::Sandbox(_) => "sandbox_error",
+        }
+    }
+}
+
 impl From<ValidationError> for CoreError {
     fn from(e: ValidationError) -> Self {
         CoreError::InvalidParameter(e.to_string())
@@ -63,7 +90,7 @@ impl From<ValidationError> for CoreError {
 
 impl From<KeyParseError> for CoreError {
     fn from(_: KeyParseError) -> Self {
-        CoreError::Unauthorized("invalid api key".into())
+        crate::auth::invalid_key()
     }
 }
 

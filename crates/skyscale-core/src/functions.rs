@@ -11,6 +11,8 @@ use skyscale_types::{
     validate_env_name, FunctionName, Handler, MemoryMb, Runtime, TimeoutSecs, ValidationError,
 };
 
+use crate::audit::AuditAction;
+use crate::auth::Action;
 use crate::runtimes::PROVIDED_BOOTSTRAP;
 use crate::{blocking, ControlPlane, CoreError, Principal};
 use skyscale_store::MAX_TAGS;
@@ -87,7 +89,25 @@ pub(crate) fn info(f: &FunctionRecord) -> FunctionInfo {
         created_at: f.created_at.clone(),
         updated_at: f.updated_at.clone(),
         version: f.version,
+        network: f.network,
+        ephemeral_storage_mb: f.ephemeral_mb,
     }
+}
+
+/// Lambda's `EphemeralStorage` range for `/tmp`, MiB.
+pub(crate) const EPHEMERAL_MB: std::ops::RangeInclusive<u32> = 512..=10_240;
+
+pub(crate) fn parse_ephemeral(mb: i64) -> Result<u32, CoreError> {
+    u32::try_from(mb)
+        .ok()
+        .filter(|mb| EPHEMERAL_MB.contains(mb))
+        .ok_or_else(|| {
+            CoreError::InvalidParameter(format!(
+                "invalid ephemeral storage {mb} MB: must be between {} and {} MB",
+                EPHEMERAL_MB.start(),
+                EPHEMERAL_MB.end()
+            ))
+        })
 }
 
 /// Lambda's tag rules: keys of 1–128 characters not starting with `aws:`, values of at
@@ -153,12 +173,29 @@ impl ControlPlane {
     /// Creates a function with tags (validated before anything is written).
     pub async fn create_function_tagged(
         &self,
-        _by: &Principal,
+        by: &Principal,
         req: CreateFunction,
         tags: BTreeMap<String, String>,
     ) -> Result<FunctionInfo, CoreError> {
-        validate_tags(&tags)?;
+        let target = req.name.clone();
+        self.audited(
+            by,
+            AuditAction::FunctionCreate,
+            &target,
+            self.create_function_inner(by, req, tags),
+        )
+        .await
+    }
+
+    async fn create_function_inner(
+        &self,
+        by: &Principal,
+        req: CreateFunction,
+        tags: BTreeMap<String, String>,
+    ) -> Result<FunctionInfo, CoreError> {
         let name = parse_name(&req.name)?;
+        by.authorize(Action::CreateFunction, Some(&name))?;
+        validate_tags(&tags)?;
         let runtime = self.runtimes.resolve(&req.runtime)?;
         let handler = Handler::parse(req.handler.as_deref().unwrap_or(Handler::DEFAULT))?;
         let memory = req
@@ -172,6 +209,12 @@ impl ControlPlane {
             .transpose()?
             .unwrap_or(TimeoutSecs::DEFAULT);
         validate_env(&req.environment)?;
+        let ephemeral_mb = req
+            .ephemeral_storage_mb
+            .map(parse_ephemeral)
+            .transpose()?
+            .unwrap_or(*EPHEMERAL_MB.start());
+        let network = req.network.unwrap_or(false);
         let description = req.description.unwrap_or_default();
         validate_description(&description)?;
         let zip = req
@@ -207,6 +250,8 @@ impl ControlPlane {
                 environment: req.environment,
                 description,
                 code,
+                network,
+                ephemeral_mb,
             })?;
             if !tags.is_empty() {
                 store.tag_function(&record.name, &tags)?;
@@ -223,10 +268,24 @@ impl ControlPlane {
 
     pub async fn get_function(
         &self,
-        _by: &Principal,
+        by: &Principal,
         name: &str,
     ) -> Result<FunctionInfo, CoreError> {
+        self.authorize_on(by, Action::ReadFunction, name)?;
         Ok(info(&*self.function_record(name).await?))
+    }
+
+    /// Parses a function name and checks that `by` may do `action` on it: a refusal
+    /// comes before any lookup, so it does not tell whether the function exists.
+    pub(crate) fn authorize_on(
+        &self,
+        by: &Principal,
+        action: Action,
+        name: &str,
+    ) -> Result<FunctionName, CoreError> {
+        let name = parse_name(name)?;
+        by.authorize(action, Some(&name))?;
+        Ok(name)
     }
 
     /// The current record of a function, from the cache or the store.
@@ -319,10 +378,11 @@ impl ControlPlane {
     /// `$LATEST` or a published version of a function.
     pub async fn get_function_version(
         &self,
-        _by: &Principal,
+        by: &Principal,
         name: &str,
         qualifier: Option<&str>,
     ) -> Result<FunctionInfo, CoreError> {
+        self.authorize_on(by, Action::ReadFunction, name)?;
         Ok(info(&*self.version_record(name, qualifier, false).await?))
     }
 
@@ -330,20 +390,32 @@ impl ControlPlane {
     /// nothing changed since it was published). Returns the version and whether it is new.
     pub async fn publish_version(
         &self,
-        _by: &Principal,
+        by: &Principal,
         name: &str,
         description: Option<String>,
     ) -> Result<(FunctionInfo, bool), CoreError> {
-        let name = parse_name(name)?;
-        if let Some(d) = &description {
-            validate_description(d)?;
-        }
-        let store = self.store.clone();
-        let n = name.clone();
-        let (v, new) =
-            blocking(move || Ok(store.publish_version(&n, description.as_deref())?)).await?;
-        tracing::info!(function = %name, version = ?v.version, new, "version published");
-        Ok((info(&v), new))
+        let op = async {
+            let name = self.authorize_on(by, Action::ChangeFunction, name)?;
+            if let Some(d) = &description {
+                validate_description(d)?;
+            }
+            let store = self.store.clone();
+            let n = name.clone();
+            let (v, new) =
+                blocking(move || Ok(store.publish_version(&n, description.as_deref())?)).await?;
+            tracing::info!(function = %name, version = ?v.version, new, "version published");
+            Ok((info(&v), new))
+        };
+        self.audited_with(by, AuditAction::VersionPublish, name, op, |(v, new)| {
+            let n = v.version.unwrap_or_default();
+            let what = if *new {
+                "published"
+            } else {
+                "unchanged: newest"
+            };
+            (format!("{name}:{n}"), format!("{what} version {n}"))
+        })
+        .await
     }
 
     /// One page of a function's versions, `$LATEST` first: at most `max` from the offset
@@ -355,7 +427,7 @@ impl ControlPlane {
         marker: Option<&str>,
         max: usize,
     ) -> Result<(Vec<FunctionInfo>, Option<String>), CoreError> {
-        let latest = self.get_function(by, name).await?;
+        let latest = self.get_function(by, name).await?; // authorizes ReadFunction
         let start = match marker {
             None => 0,
             Some(m) => m
@@ -382,6 +454,23 @@ impl ControlPlane {
         name: &str,
         qualifier: &str,
     ) -> Result<(), CoreError> {
+        let target = format!("{name}:{qualifier}");
+        self.audited(
+            by,
+            AuditAction::VersionDelete,
+            &target,
+            self.delete_version_inner(by, name, qualifier),
+        )
+        .await
+    }
+
+    async fn delete_version_inner(
+        &self,
+        by: &Principal,
+        name: &str,
+        qualifier: &str,
+    ) -> Result<(), CoreError> {
+        self.authorize_on(by, Action::DeleteFunction, name)?;
         let f = self.function_record(name).await?;
         let n = match parse_qualifier(f.name.as_str(), Some(qualifier))? {
             Qualifier::Version(n) => n,
@@ -396,7 +485,6 @@ impl ControlPlane {
                 )))
             }
         };
-        let _ = by;
         let store = self.store.clone();
         let fname = f.name.clone();
         let existed = blocking(move || Ok(store.delete_version(&fname, n)?)).await?;
@@ -415,9 +503,10 @@ impl ControlPlane {
     /// The function's tags.
     pub async fn list_tags(
         &self,
-        _by: &Principal,
+        by: &Principal,
         name: &str,
     ) -> Result<BTreeMap<String, String>, CoreError> {
+        self.authorize_on(by, Action::ReadFunction, name)?;
         let f = self.function_record(name).await?;
         let store = self.store.clone();
         blocking(move || Ok(store.tags(&f.name)?)).await
@@ -426,49 +515,77 @@ impl ControlPlane {
     /// Adds or replaces tags on a function.
     pub async fn tag_function(
         &self,
-        _by: &Principal,
+        by: &Principal,
         name: &str,
         tags: BTreeMap<String, String>,
     ) -> Result<(), CoreError> {
-        validate_tags(&tags)?;
-        let name = parse_name(name)?;
-        let store = self.store.clone();
-        blocking(move || Ok(store.tag_function(&name, &tags)?)).await
+        let op = async {
+            let name = self.authorize_on(by, Action::ChangeFunction, name)?;
+            validate_tags(&tags)?;
+            let store = self.store.clone();
+            blocking(move || Ok(store.tag_function(&name, &tags)?)).await
+        };
+        self.audited(by, AuditAction::FunctionTag, name, op).await
     }
 
     /// Removes tags from a function by key.
     pub async fn untag_function(
         &self,
-        _by: &Principal,
+        by: &Principal,
         name: &str,
         keys: Vec<String>,
     ) -> Result<(), CoreError> {
-        for k in &keys {
-            validate_tag_key(k)?;
-        }
-        let name = parse_name(name)?;
-        let store = self.store.clone();
-        blocking(move || Ok(store.untag_function(&name, &keys)?)).await
+        let op = async {
+            let name = self.authorize_on(by, Action::ChangeFunction, name)?;
+            for k in &keys {
+                validate_tag_key(k)?;
+            }
+            let store = self.store.clone();
+            blocking(move || Ok(store.untag_function(&name, &keys)?)).await
+        };
+        self.audited(by, AuditAction::FunctionUntag, name, op).await
     }
 
-    pub async fn list_functions(&self, _by: &Principal) -> Result<Vec<FunctionInfo>, CoreError> {
+    /// Every function the key may see.
+    pub async fn list_functions(&self, by: &Principal) -> Result<Vec<FunctionInfo>, CoreError> {
+        by.authorize(Action::ListFunctions, None)?;
         let store = self.store.clone();
         let all = blocking(move || Ok(store.list_functions()?)).await?;
-        Ok(all.iter().map(info).collect())
+        Ok(all
+            .iter()
+            .filter(|f| by.may_see(&f.name))
+            .map(info)
+            .collect())
     }
 
-    /// One page of functions by name: at most `max` after `marker` (a name returned as the
-    /// previous page's next marker), and the marker of the next page if there is one.
+    /// One page of the functions the key may see, by name: at most `max` after `marker` (a
+    /// name returned as the previous page's next marker), and the marker of the next page if
+    /// there is one.
     pub async fn list_functions_page(
         &self,
-        _by: &Principal,
+        by: &Principal,
         marker: Option<String>,
         max: usize,
     ) -> Result<(Vec<FunctionInfo>, Option<String>), CoreError> {
+        by.authorize(Action::ListFunctions, None)?;
         let max = max.max(1);
-        let store = self.store.clone();
-        let mut page =
-            blocking(move || Ok(store.list_functions_after(marker.as_deref(), max + 1)?)).await?;
+        // Functions the key may not see are skipped, so the store is read in chunks until
+        // the page (plus one, to know whether there is a next) is full or the end is reached.
+        let chunk = (max + 1).max(100);
+        let mut page = Vec::new();
+        let mut after = marker;
+        loop {
+            let store = self.store.clone();
+            let from = after.clone();
+            let rows =
+                blocking(move || Ok(store.list_functions_after(from.as_deref(), chunk)?)).await?;
+            let done = rows.len() < chunk;
+            after = rows.last().map(|f| f.name.to_string());
+            page.extend(rows.into_iter().filter(|f| by.may_see(&f.name)));
+            if done || page.len() > max {
+                break;
+            }
+        }
         let next = if page.len() > max {
             page.truncate(max);
             page.last().map(|f| f.name.to_string())
@@ -480,11 +597,26 @@ impl ControlPlane {
 
     pub async fn update_function(
         &self,
-        _by: &Principal,
+        by: &Principal,
         name: &str,
         req: UpdateFunction,
     ) -> Result<FunctionInfo, CoreError> {
-        let name = parse_name(name)?;
+        self.audited(
+            by,
+            AuditAction::FunctionUpdate,
+            name,
+            self.update_function_inner(by, name, req),
+        )
+        .await
+    }
+
+    async fn update_function_inner(
+        &self,
+        by: &Principal,
+        name: &str,
+        req: UpdateFunction,
+    ) -> Result<FunctionInfo, CoreError> {
+        let name = self.authorize_on(by, Action::ChangeFunction, name)?;
         let update = FunctionUpdate {
             runtime: req
                 .runtime
@@ -496,6 +628,8 @@ impl ControlPlane {
             timeout: req.timeout_s.map(TimeoutSecs::new).transpose()?,
             environment: req.environment,
             description: req.description,
+            network: req.network,
+            ephemeral_mb: req.ephemeral_storage_mb.map(parse_ephemeral).transpose()?,
         };
         if let Some(env) = &update.environment {
             validate_env(env)?;
@@ -525,11 +659,34 @@ impl ControlPlane {
     /// completely first; on any error the function keeps its previous code.
     pub async fn deploy_code(
         &self,
-        _by: &Principal,
+        by: &Principal,
         name: &str,
         zip: Vec<u8>,
     ) -> Result<FunctionInfo, CoreError> {
-        let name = parse_name(name)?;
+        self.audited_with(
+            by,
+            AuditAction::FunctionDeploy,
+            name,
+            self.deploy_code_inner(by, name, zip),
+            |f| {
+                let sha = f.code_sha256.as_deref().unwrap_or_default();
+                let short = sha.get(..12).unwrap_or(sha);
+                (
+                    f.name.clone(),
+                    format!("revision {}, code {short}", f.revision),
+                )
+            },
+        )
+        .await
+    }
+
+    async fn deploy_code_inner(
+        &self,
+        by: &Principal,
+        name: &str,
+        zip: Vec<u8>,
+    ) -> Result<FunctionInfo, CoreError> {
+        let name = self.authorize_on(by, Action::ChangeFunction, name)?;
         let store = self.store.clone();
         let code_store = self.code.clone();
         let n = name.clone();
@@ -547,8 +704,18 @@ impl ControlPlane {
         Ok(info(&record))
     }
 
-    pub async fn delete_function(&self, _by: &Principal, name: &str) -> Result<(), CoreError> {
-        let name = parse_name(name)?;
+    pub async fn delete_function(&self, by: &Principal, name: &str) -> Result<(), CoreError> {
+        self.audited(
+            by,
+            AuditAction::FunctionDelete,
+            name,
+            self.delete_function_inner(by, name),
+        )
+        .await
+    }
+
+    async fn delete_function_inner(&self, by: &Principal, name: &str) -> Result<(), CoreError> {
+        let name = self.authorize_on(by, Action::DeleteFunction, name)?;
         let store = self.store.clone();
         let n = name.clone();
         blocking(move || Ok(store.delete_function(&n)?)).await?;
@@ -565,11 +732,33 @@ impl ControlPlane {
     /// invocations it may run at once; 0 disables it. Warm sandboxes stay.
     pub async fn set_reserved_concurrency(
         &self,
-        _by: &Principal,
+        by: &Principal,
         name: &str,
         reserved: Option<i64>,
     ) -> Result<FunctionInfo, CoreError> {
-        let name = parse_name(name)?;
+        self.audited_with(
+            by,
+            AuditAction::FunctionConcurrency,
+            name,
+            self.set_reserved_concurrency_inner(by, name, reserved),
+            |f| {
+                let detail = match f.reserved_concurrency {
+                    Some(n) => format!("reserved {n}"),
+                    None => "reservation removed".to_owned(),
+                };
+                (f.name.clone(), detail)
+            },
+        )
+        .await
+    }
+
+    async fn set_reserved_concurrency_inner(
+        &self,
+        by: &Principal,
+        name: &str,
+        reserved: Option<i64>,
+    ) -> Result<FunctionInfo, CoreError> {
+        let name = self.authorize_on(by, Action::ChangeFunction, name)?;
         let reserved = reserved
             .map(|n| {
                 u32::try_from(n)

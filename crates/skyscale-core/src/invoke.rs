@@ -8,9 +8,10 @@ use skyscale_protocol::{Init, Invoke, InvokeResult, InvokeStatus};
 use skyscale_store::FunctionRecord;
 use tracing::Instrument;
 
+use crate::auth::Action;
 use crate::logs::{self, Report};
 use crate::runtimes::{Runtimes, STARTUP_ENV};
-use crate::scheduler::{link_tree, Acquired};
+use crate::scheduler::{link_tree, Acquired, Shape};
 use crate::session::{PoolKey, Session, SessionError};
 use crate::{blocking, ControlPlane, CoreError, Principal};
 
@@ -128,11 +129,12 @@ impl ControlPlane {
     /// Invokes the version `opts.qualifier` names synchronously with `payload`.
     pub async fn invoke_with(
         self: &Arc<Self>,
-        _by: &Principal,
+        by: &Principal,
         name: &str,
         opts: InvokeOptions,
         payload: Vec<u8>,
     ) -> Result<InvokeOutput, CoreError> {
+        self.authorize_on(by, Action::Invoke, name)?;
         if payload.len() > MAX_SYNC_PAYLOAD {
             return Err(CoreError::PayloadTooLarge(format!(
                 "invoke payload is {} bytes: the limit is {MAX_SYNC_PAYLOAD} bytes",
@@ -142,7 +144,14 @@ impl ControlPlane {
         let payload = if payload.iter().all(u8::is_ascii_whitespace) {
             b"{}".to_vec()
         } else {
-            if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&payload) {
+            // JSON is UTF-8, but skipping over a string does not check it: check it first, or
+            // bytes the runtime cannot decode would reach it as a valid payload.
+            let checked = std::str::from_utf8(&payload)
+                .map_err(|e| format!("it is not UTF-8 ({e})"))
+                .and_then(|text| {
+                    serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| e.to_string())
+                });
+            if let Err(e) = checked {
                 return Err(CoreError::InvalidRequest(format!(
                     "invoke payload is not valid JSON: {e}"
                 )));
@@ -188,6 +197,19 @@ impl ControlPlane {
             .map_err(|e| CoreError::Internal(format!("invocation task failed: {e}")))?
     }
 
+    /// Checks that `by` may invoke the version `qualifier` names and that it exists, without
+    /// running it (Lambda's `DryRun`, and the check before an `Event` is accepted).
+    pub async fn check_invoke(
+        &self,
+        by: &Principal,
+        name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<(), CoreError> {
+        self.authorize_on(by, Action::Invoke, name)?;
+        self.version_record(name, qualifier, false).await?;
+        Ok(())
+    }
+
     async fn invoke_function(
         &self,
         f: Arc<FunctionRecord>,
@@ -202,12 +224,16 @@ impl ControlPlane {
             version: f.version,
         };
         let version = version_label(f.version);
+        let shape = Shape {
+            network: f.network,
+            tmp_mb: f.ephemeral_mb,
+        };
         let acquire_started = Instant::now();
         // Held until this function returns: the slot counts against the function's
         // reserved concurrency on every path, including errors.
         let (acquired, _busy) =
             self.scheduler
-                .acquire(&key, f.memory.get(), f.reserved_concurrency)?;
+                .acquire(&key, f.memory.get(), f.reserved_concurrency, shape)?;
         let ready = match acquired {
             Acquired::Warm(session) => Ready::Session {
                 session,
@@ -220,7 +246,7 @@ impl ControlPlane {
             }
             Acquired::Boot(id) => {
                 tracing::debug!(sandbox = %id, "no generic sandbox ready; booting one");
-                let session = self.scheduler.boot(id, f.memory.get()).await?;
+                let session = self.scheduler.boot(id, f.memory.get(), shape).await?;
                 self.specialize(session, &f, key).await?
             }
         };

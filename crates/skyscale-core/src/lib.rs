@@ -6,11 +6,14 @@
 
 mod account;
 mod aliases;
+mod audit;
 mod auth;
 mod cache;
 mod error;
 mod functions;
 mod invoke;
+mod keys;
+mod limiter;
 pub mod logs;
 mod runtimes;
 mod scheduler;
@@ -18,25 +21,30 @@ mod secrets;
 mod session;
 mod urls;
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use skyscale_sandbox::Driver;
-use skyscale_store::{ApiKeyRecord, CodeLimits, CodeStore, FunctionRecord, Store};
+use skyscale_store::{CodeLimits, CodeStore, FunctionRecord, Store};
 use skyscale_types::{ApiKey, FunctionName, KeyId};
 
 pub use account::AccountSettings;
 pub use aliases::AliasInfo;
-pub use auth::{authenticate, ensure_admin_key, AdminKeySource, Principal, Role};
+pub use auth::{authenticate, ensure_admin_key, Action, AdminKeySource, FunctionScope, Principal};
 pub use error::{CoreError, Throttle};
 pub use invoke::{InvokeOptions, InvokeOutput, InvokeTiming, MAX_SYNC_PAYLOAD};
+pub use limiter::AuthLimits;
 pub use runtimes::{Runtimes, PYTHON_BOOTSTRAP};
 pub use scheduler::{Limits, SandboxCounts};
 pub use secrets::{ServerKey, SERVER_KEY_FILE};
+pub use skyscale_types::Role;
 pub use urls::{UrlConfig, INVOKE_MODE_BUFFERED};
 
 use cache::Cache;
+use keys::{KeyTable, Keys};
+use limiter::AuthLimiter;
 use scheduler::Scheduler;
 
 /// Settings the control plane's logic needs (the daemon builds them from the environment).
@@ -56,6 +64,8 @@ pub struct Settings {
     pub boot_timeout: Duration,
     /// Pool sizes, host caps, keep-alive.
     pub limits: Limits,
+    /// Failed authentications allowed per source address.
+    pub auth_limits: AuthLimits,
 }
 
 impl Default for Settings {
@@ -68,6 +78,7 @@ impl Default for Settings {
             init_timeout: Duration::from_secs(10),
             boot_timeout: Duration::from_secs(30),
             limits: Limits::default(),
+            auth_limits: AuthLimits::default(),
         }
     }
 }
@@ -77,8 +88,13 @@ pub struct ControlPlane {
     store: Arc<Store>,
     code: CodeStore,
     scheduler: Arc<Scheduler>,
-    /// API keys by id, read on every request.
-    keys: Cache<KeyId, ApiKeyRecord>,
+    /// Every API key, read on every request; replaced after every key write.
+    keys: Keys,
+    /// Failed authentications per source address.
+    auth_limiter: AuthLimiter,
+    /// A sealed secret of no key, opened when a SigV4 request names an unknown key so that
+    /// case costs the same as a known one.
+    dummy_sealed: (KeyId, Vec<u8>),
     /// Function records by name, read on every invocation.
     functions: Cache<FunctionName, FunctionRecord>,
     /// Published versions by function and number (immutable; dropped on delete).
@@ -109,6 +125,12 @@ impl ControlPlane {
         let code = CodeStore::open(&code_dir, CodeLimits::default())
             .map_err(|e| CoreError::Internal(format!("opening {}: {e}", code_dir.display())))?;
         let server_key = ServerKey::load_or_create(data_dir)?;
+        let keys = KeyTable::load(&store)?;
+        let dummy = ApiKey::generate();
+        let dummy_sealed = (
+            dummy.id.clone(),
+            server_key.seal(&dummy.id, dummy.secret())?,
+        );
         let task_root = data_dir.join("sandboxes").join("task");
         let scheduler = Scheduler::start(
             driver,
@@ -123,7 +145,9 @@ impl ControlPlane {
             store,
             code,
             scheduler,
-            keys: Cache::new(),
+            keys: Keys::new(keys),
+            auth_limiter: AuthLimiter::new(settings.auth_limits),
+            dummy_sealed,
             functions: Cache::new(),
             versions: Cache::new(),
             aliases: Cache::new(),
@@ -146,56 +170,90 @@ impl ControlPlane {
         &self.runtimes
     }
 
-    /// Checks a bearer token.
-    pub async fn authenticate(&self, token: &str) -> Result<Principal, CoreError> {
-        let key = ApiKey::parse(token)?;
-        let record = self.key_record(&key.id).await?;
-        auth::verify(&key, record.as_deref())
+    /// Refuses `source` while it has failed to authenticate too often (before its key is
+    /// looked at, so a correct guess is refused too); else runs `check` and counts a failure.
+    fn rate_limited(
+        &self,
+        source: IpAddr,
+        check: impl FnOnce() -> Result<Principal, CoreError>,
+    ) -> Result<Principal, CoreError> {
+        if !self.auth_limiter.allows(source, Instant::now()) {
+            return Err(CoreError::TooManyRequests {
+                limit: Throttle::AuthFailures,
+                message: format!(
+                    "too many failed authentications from {source}: try again in a few seconds"
+                ),
+            });
+        }
+        let result = check();
+        if let Err(CoreError::Unauthorized(_) | CoreError::Signature(_)) = &result {
+            self.auth_limiter.failed(source, Instant::now());
+        }
+        result
+    }
+
+    /// Checks a bearer token `<id>.<secret>` sent from `source`.
+    pub async fn authenticate(&self, token: &str, source: IpAddr) -> Result<Principal, CoreError> {
+        self.rate_limited(source, || {
+            let key = ApiKey::parse(token)?;
+            let keys = self.keys.snapshot();
+            let entry = keys.get(&key.id);
+            auth::verify(
+                &key,
+                entry.map(|e| &e.record),
+                entry.and_then(|e| e.principal.as_ref()),
+            )
+        })
     }
 
     /// Checks an AWS SigV4-signed request (`authorization`: its `Authorization` header) for
-    /// the `lambda` service at `now`. The key id is the access key id; its secret is
-    /// opened from the store with the server key for this check only.
+    /// the `lambda` service at `now`, sent from `source`. The key id is the access key id;
+    /// its secret is opened from the store with the server key for this check only.
+    ///
+    /// An unknown key id, a revoked key and a signature that does not match get the same
+    /// answer (`UnknownKey`) after the same work: for an unknown id a dummy secret is opened
+    /// and the signature computed with it. The checks that do not involve the secret (date,
+    /// scope, signed headers) come first either way.
     pub async fn authenticate_sigv4(
         &self,
         req: &skyscale_sigv4::Request<'_>,
         authorization: Option<&str>,
         now: SystemTime,
+        source: IpAddr,
     ) -> Result<Principal, CoreError> {
         use skyscale_sigv4::{Authorization, SigV4Error};
-        let auth = Authorization::parse(authorization.ok_or(SigV4Error::Missing)?)?;
-        let id = KeyId::parse(&auth.key_id).map_err(|_| SigV4Error::UnknownKey)?;
-        let record = self.key_record(&id).await?;
-        let Some(record) = record.filter(|r| r.revoked_at.is_none()) else {
-            return Err(SigV4Error::UnknownKey.into());
-        };
-        let principal = auth::principal(&record)?;
-        let Some(sealed) = &record.secret_sealed else {
-            return Err(CoreError::Unauthorized(format!(
-                "key {id} was created before SigV4 support and cannot sign AWS requests; \
-                 create a new key (its bearer token still works on /v1)"
-            )));
-        };
-        let secret = self.server_key.open(&id, sealed)?;
-        skyscale_sigv4::verify(req, &auth, &secret, "lambda", now)?;
-        Ok(principal)
-    }
-
-    /// An API key's row, from the cache or the store.
-    async fn key_record(&self, id: &KeyId) -> Result<Option<Arc<ApiKeyRecord>>, CoreError> {
-        if let Some(r) = self.keys.get(id) {
-            return Ok(Some(r));
-        }
-        let loaded_at = self.keys.generation();
-        let store = self.store.clone();
-        let key_id = id.clone();
-        let loaded = blocking(move || Ok(store.get_api_key(&key_id)?))
-            .await?
-            .map(Arc::new);
-        if let Some(r) = &loaded {
-            self.keys.insert(loaded_at, id.clone(), r.clone());
-        }
-        Ok(loaded)
+        // No credentials at all is not a guess: not counted.
+        let authorization = authorization.ok_or(SigV4Error::Missing)?;
+        self.rate_limited(source, || {
+            let auth = Authorization::parse(authorization)?;
+            let keys = self.keys.snapshot();
+            let entry = KeyId::parse(&auth.key_id).ok().and_then(|id| keys.get(&id));
+            let usable = entry.and_then(|e| {
+                let p = e
+                    .principal
+                    .as_ref()
+                    .filter(|_| e.record.revoked_at.is_none())?;
+                let sealed = e.record.secret_sealed.as_ref();
+                if sealed.is_none() {
+                    tracing::info!(key = %e.record.id, "key was created before SigV4 support \
+                        and cannot sign AWS requests; create a new key");
+                }
+                Some((p, &e.record.id, sealed?))
+            });
+            let (id, sealed) = match usable {
+                Some((_, id, sealed)) => (id, sealed),
+                None => (&self.dummy_sealed.0, &self.dummy_sealed.1),
+            };
+            let secret = self.server_key.open(id, sealed)?;
+            match (
+                skyscale_sigv4::verify(req, &auth, &secret, "lambda", now),
+                usable,
+            ) {
+                (Ok(()), Some((p, _, _))) => Ok(p.clone()),
+                (Ok(()) | Err(SigV4Error::Mismatch), _) => Err(SigV4Error::UnknownKey.into()),
+                (Err(e), _) => Err(e.into()),
+            }
+        })
     }
 
     /// How many sandboxes exist and how many invocations run.

@@ -162,6 +162,14 @@ impl State {
     }
 }
 
+/// What a sandbox is booted with and cannot change afterwards. Generic sandboxes have the
+/// default shape; a function with another (network, a bigger `/tmp`) boots its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Shape {
+    pub network: bool,
+    pub tmp_mb: u32,
+}
+
 pub(crate) struct Scheduler {
     driver: Arc<dyn Driver>,
     limits: Limits,
@@ -218,16 +226,27 @@ impl Scheduler {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The shape of generic sandboxes.
+    pub fn generic_shape(&self) -> Shape {
+        Shape {
+            network: false,
+            tmp_mb: self.tmp_mb,
+        }
+    }
+
     /// Picks the sandbox for one invocation of `key`, enforcing the function's reserved
-    /// concurrency, the host's sandbox cap and its memory budget.
+    /// concurrency, the host's sandbox cap and its memory budget. A generic sandbox is only
+    /// used if `shape` is the generic one.
     pub fn acquire(
         self: &Arc<Self>,
         key: &PoolKey,
         memory_mb: u32,
         reserved: Option<u32>,
+        shape: Shape,
     ) -> Result<(Acquired, BusyGuard), CoreError> {
         let mut doomed = Vec::new();
-        let result = self.acquire_locked(key, memory_mb, reserved, &mut doomed);
+        let generic_ok = shape == self.generic_shape();
+        let result = self.acquire_locked(key, memory_mb, reserved, generic_ok, &mut doomed);
         for s in doomed {
             self.destroy(s);
         }
@@ -247,6 +266,7 @@ impl Scheduler {
         key: &PoolKey,
         memory_mb: u32,
         reserved: Option<u32>,
+        generic_ok: bool,
         doomed: &mut Vec<Session>,
     ) -> Result<Acquired, CoreError> {
         let mut st = self.lock();
@@ -299,7 +319,8 @@ impl Scheduler {
         }
         let acquired = if let Some(s) = warm {
             Acquired::Warm(s)
-        } else if let Some(g) = (!st.generic.is_empty()).then(|| st.generic.remove(0)) {
+        } else if let Some(g) = (generic_ok && !st.generic.is_empty()).then(|| st.generic.remove(0))
+        {
             // 2. A generic sandbox, charged the function's memory from now on. The oldest:
             //    its pre-started runtime has had the most time to get ready.
             st.live.remove(&g.id);
@@ -331,6 +352,7 @@ impl Scheduler {
         self: &Arc<Self>,
         id: SandboxId,
         memory_mb: u32,
+        shape: Shape,
     ) -> Result<Session, CoreError> {
         let task_dir = self.task_dir(&id);
         let result = async {
@@ -341,9 +363,9 @@ impl Scheduler {
                 id: id.clone(),
                 code_dir: task_dir.clone(),
                 memory_mb,
-                tmp_mb: self.tmp_mb,
+                tmp_mb: shape.tmp_mb,
                 pids_limit: self.pids_limit,
-                network: false,
+                network: shape.network,
             };
             let sandbox = self.driver.create(&spec).await?;
             let mut session = Session::new(sandbox, memory_mb);
@@ -508,7 +530,13 @@ impl Scheduler {
                 self.refill.notified().await;
                 continue;
             };
-            let booted = self.boot(id.clone(), self.limits.generic_memory_mb).await;
+            let booted = self
+                .boot(
+                    id.clone(),
+                    self.limits.generic_memory_mb,
+                    self.generic_shape(),
+                )
+                .await;
             let unwanted = {
                 let mut st = self.lock();
                 st.generic_booting -= 1;

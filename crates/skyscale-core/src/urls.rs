@@ -7,7 +7,8 @@ use std::sync::Arc;
 use skyscale_store::{UrlConfigRecord, UrlConfigUpdate};
 use skyscale_types::{Cors, FunctionName, UrlAuthType};
 
-use crate::functions::parse_name;
+use crate::audit::AuditAction;
+use crate::auth::Action;
 use crate::{blocking, ControlPlane, CoreError, Principal};
 
 /// The only invoke mode: the whole response is returned at once.
@@ -65,6 +66,19 @@ fn validate_cors(cors: Option<&Cors>) -> Result<(), CoreError> {
     })
 }
 
+/// `function` or `function:alias`, for the audit log.
+fn url_target(function: &str, qualifier: Option<&str>) -> String {
+    match qualifier {
+        Some(q) if q != "$LATEST" => format!("{function}:{q}"),
+        _ => function.to_owned(),
+    }
+}
+
+fn url_detail(c: &UrlConfig) -> String {
+    let cors = if c.cors.is_some() { ", CORS" } else { "" };
+    format!("auth {}{cors}", c.auth_type.as_str())
+}
+
 impl ControlPlane {
     fn url_info(&self, c: &UrlConfigRecord) -> UrlConfig {
         let arn = format!(
@@ -96,14 +110,33 @@ impl ControlPlane {
 
     pub async fn create_url_config(
         &self,
-        _by: &Principal,
+        by: &Principal,
         function: &str,
         qualifier: Option<&str>,
         auth_type: UrlAuthType,
         cors: Option<Cors>,
         invoke_mode: Option<&str>,
     ) -> Result<UrlConfig, CoreError> {
-        let function = parse_name(function)?;
+        self.audited_with(
+            by,
+            AuditAction::UrlCreate,
+            &url_target(function, qualifier),
+            self.create_url_config_inner(by, function, qualifier, auth_type, cors, invoke_mode),
+            |c| (url_target(&c.function, c.alias.as_deref()), url_detail(c)),
+        )
+        .await
+    }
+
+    async fn create_url_config_inner(
+        &self,
+        by: &Principal,
+        function: &str,
+        qualifier: Option<&str>,
+        auth_type: UrlAuthType,
+        cors: Option<Cors>,
+        invoke_mode: Option<&str>,
+    ) -> Result<UrlConfig, CoreError> {
+        let function = self.authorize_on(by, Action::ChangeFunction, function)?;
         let alias = parse_alias(qualifier)?.map(str::to_owned);
         let invoke_mode =
             parse_invoke_mode(invoke_mode)?.unwrap_or_else(|| INVOKE_MODE_BUFFERED.to_owned());
@@ -129,10 +162,11 @@ impl ControlPlane {
 
     pub async fn get_url_config(
         &self,
-        _by: &Principal,
+        by: &Principal,
         function: &str,
         qualifier: Option<&str>,
     ) -> Result<UrlConfig, CoreError> {
+        self.authorize_on(by, Action::ReadFunction, function)?;
         let f = self.function_record(function).await?;
         let alias = parse_alias(qualifier)?;
         Ok(self.url_info(&*self.url_record(&f.name, alias).await?))
@@ -163,11 +197,12 @@ impl ControlPlane {
     /// page's marker.
     pub async fn list_url_configs_page(
         &self,
-        _by: &Principal,
+        by: &Principal,
         function: &str,
         marker: Option<&str>,
         max: usize,
     ) -> Result<(Vec<UrlConfig>, Option<String>), CoreError> {
+        self.authorize_on(by, Action::ReadFunction, function)?;
         let f = self.function_record(function).await?;
         let start = match marker {
             None => 0,
@@ -192,14 +227,33 @@ impl ControlPlane {
     /// Changes a URL's settings; `cors: Some(None)` removes CORS.
     pub async fn update_url_config(
         &self,
-        _by: &Principal,
+        by: &Principal,
         function: &str,
         qualifier: Option<&str>,
         auth_type: Option<UrlAuthType>,
         cors: Option<Option<Cors>>,
         invoke_mode: Option<&str>,
     ) -> Result<UrlConfig, CoreError> {
-        let function = parse_name(function)?;
+        self.audited_with(
+            by,
+            AuditAction::UrlUpdate,
+            &url_target(function, qualifier),
+            self.update_url_config_inner(by, function, qualifier, auth_type, cors, invoke_mode),
+            |c| (url_target(&c.function, c.alias.as_deref()), url_detail(c)),
+        )
+        .await
+    }
+
+    async fn update_url_config_inner(
+        &self,
+        by: &Principal,
+        function: &str,
+        qualifier: Option<&str>,
+        auth_type: Option<UrlAuthType>,
+        cors: Option<Option<Cors>>,
+        invoke_mode: Option<&str>,
+    ) -> Result<UrlConfig, CoreError> {
+        let function = self.authorize_on(by, Action::ChangeFunction, function)?;
         let alias = parse_alias(qualifier)?.map(str::to_owned);
         let update = UrlConfigUpdate {
             auth_type,
@@ -217,21 +271,30 @@ impl ControlPlane {
 
     pub async fn delete_url_config(
         &self,
-        _by: &Principal,
+        by: &Principal,
         function: &str,
         qualifier: Option<&str>,
     ) -> Result<(), CoreError> {
-        let function = parse_name(function)?;
-        let alias = parse_alias(qualifier)?.map(str::to_owned);
-        let store = self.store.clone();
-        let (f, a) = (function.clone(), alias.clone());
-        let existed = blocking(move || Ok(store.delete_url_config(&f, a.as_deref())?)).await?;
-        self.urls.invalidate(&(function.clone(), alias.clone()));
-        if !existed {
-            return Err(Self::url_not_found(&function, alias.as_deref()));
-        }
-        tracing::info!(function = %function, alias = ?alias, "function URL deleted");
-        Ok(())
+        let op = async {
+            let function = self.authorize_on(by, Action::ChangeFunction, function)?;
+            let alias = parse_alias(qualifier)?.map(str::to_owned);
+            let store = self.store.clone();
+            let (f, a) = (function.clone(), alias.clone());
+            let existed = blocking(move || Ok(store.delete_url_config(&f, a.as_deref())?)).await?;
+            self.urls.invalidate(&(function.clone(), alias.clone()));
+            if !existed {
+                return Err(Self::url_not_found(&function, alias.as_deref()));
+            }
+            tracing::info!(function = %function, alias = ?alias, "function URL deleted");
+            Ok(())
+        };
+        self.audited(
+            by,
+            AuditAction::UrlDelete,
+            &url_target(function, qualifier),
+            op,
+        )
+        .await
     }
 }
 

@@ -17,25 +17,22 @@ impl From<CoreError> for ApiError {
 
 impl ApiError {
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
-        match &self.0 {
-            CoreError::InvalidParameter(_) => (StatusCode::BAD_REQUEST, "invalid_parameter"),
-            CoreError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
-            CoreError::Unauthorized(_) | CoreError::Signature(_) => {
-                (StatusCode::UNAUTHORIZED, "unauthorized")
+        let status = match &self.0 {
+            CoreError::InvalidParameter(_) | CoreError::InvalidRequest(_) => {
+                StatusCode::BAD_REQUEST
             }
-            CoreError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            CoreError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            CoreError::PreconditionFailed(_) => {
-                (StatusCode::PRECONDITION_FAILED, "precondition_failed")
-            }
-            CoreError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            CoreError::TooManyRequests { .. } => {
-                (StatusCode::TOO_MANY_REQUESTS, "too_many_requests")
-            }
-            CoreError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            CoreError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-            CoreError::Sandbox(_) => (StatusCode::BAD_GATEWAY, "sandbox_error"),
-        }
+            CoreError::Unauthorized(_) | CoreError::Signature(_) => StatusCode::UNAUTHORIZED,
+            CoreError::Forbidden(_) => StatusCode::FORBIDDEN,
+            CoreError::NotFound(_) => StatusCode::NOT_FOUND,
+            CoreError::Conflict(_) => StatusCode::CONFLICT,
+            CoreError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            CoreError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            CoreError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            CoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            CoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            CoreError::Sandbox(_) => StatusCode::BAD_GATEWAY,
+        };
+        (status, self.0.code())
     }
 }
 

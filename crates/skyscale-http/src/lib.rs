@@ -4,13 +4,18 @@
 //! `serve` takes an already-bound listener and a shutdown future, so tests run the real
 //! server on `127.0.0.1:0`.
 
+mod access;
 mod error;
 mod lambda;
+mod rejections;
 mod url;
 mod v1;
 
 use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+
+use axum::extract::ConnectInfo;
 
 use axum::Router;
 use skyscale_core::ControlPlane;
@@ -25,10 +30,21 @@ pub type AppState = Arc<ControlPlane>;
 pub fn router(cp: AppState) -> Router {
     Router::new()
         .merge(v1::routes(cp.clone()))
+        .merge(access::routes(cp.clone()))
         .merge(lambda::routes(cp.clone()))
         .merge(url::routes())
+        .layer(axum::middleware::from_fn(rejections::v1_json_errors))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(cp)
+}
+
+/// The address the request came from (the TCP peer; `X-Forwarded-For` is not trusted), for
+/// the rate limit of failed authentications. Without connection info (a router used
+/// without `serve`) every request counts as `0.0.0.0`.
+pub(crate) fn source_ip(extensions: &axum::http::Extensions) -> IpAddr {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then stops accepting and lets
@@ -46,7 +62,8 @@ pub async fn serve(
         }
     });
     // Function URLs pass the caller's address to the function (`sourceIp`).
-    let app = router(cp).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // So does the rate limit of failed authentications.
+    let app = router(cp).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

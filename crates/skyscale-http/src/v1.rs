@@ -14,8 +14,9 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use skyscale_core::{CoreError, InvokeOptions, Principal, MAX_SYNC_PAYLOAD};
 use skyscale_types::api::{
-    AliasInfo, AliasList, AliasRouting, CreateAlias, CreateFunction, FunctionList, Health,
-    PublishVersion, PutConcurrency, UpdateAlias, UpdateFunction, VersionList, COLD_START_HEADER,
+    AliasInfo, AliasList, AliasRouting, CreateAlias, CreateFunction, CreateFunctionUrl,
+    FunctionList, FunctionUrlInfo, FunctionUrlList, Health, PublishVersion, PutConcurrency,
+    UpdateAlias, UpdateFunction, UpdateFunctionUrl, VersionList, COLD_START_HEADER,
     DURATION_HEADER, EXECUTED_VERSION_HEADER, FUNCTION_ERROR_HEADER, INIT_DURATION_HEADER,
     LOG_RESULT_HEADER, LOG_TYPE_HEADER, REQUEST_ID_HEADER,
 };
@@ -54,6 +55,14 @@ pub(crate) fn routes(cp: AppState) -> Router<AppState> {
             "/v1/functions/{name}/aliases/{alias}",
             get(get_alias).patch(update_alias).delete(delete_alias),
         )
+        .route(
+            "/v1/functions/{name}/url",
+            post(create_url)
+                .get(get_url)
+                .patch(update_url)
+                .delete(delete_url),
+        )
+        .route("/v1/functions/{name}/urls", get(list_urls))
         .route_layer(middleware::from_fn_with_state(cp, require_key));
     Router::new()
         .route("/v1/health", get(health))
@@ -70,7 +79,11 @@ struct AuthTiming {
 }
 
 /// Every `/v1` route but health needs `Authorization: Bearer <id>.<secret>`.
-async fn require_key(State(cp): State<AppState>, mut req: Request, next: Next) -> Response {
+pub(crate) async fn require_key(
+    State(cp): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let received = Instant::now();
     let token = req
         .headers()
@@ -84,7 +97,10 @@ async fn require_key(State(cp): State<AppState>, mut req: Request, next: Next) -
         ))
         .into_response();
     };
-    match cp.authenticate(token).await {
+    match cp
+        .authenticate(token, crate::source_ip(req.extensions()))
+        .await
+    {
         Ok(principal) => {
             req.extensions_mut().insert(principal);
             req.extensions_mut().insert(AuthTiming {
@@ -348,12 +364,135 @@ async fn delete_alias(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// The query of `POST /v1/functions/{name}/invoke`.
+/// The query of `POST /v1/functions/{name}/invoke` and of `.../url`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct InvokeQuery {
-    /// `$LATEST` (the default), a published version's number or an alias.
+struct QualifierQuery {
+    /// `$LATEST` (the default), a published version's number (invoke only) or an alias.
     qualifier: Option<String>,
+}
+
+/// The `?qualifier=` of a request to `what`; any other query parameter is refused.
+fn qualifier(
+    query: Result<Query<QualifierQuery>, QueryRejection>,
+    what: &str,
+) -> ApiResult<Option<String>> {
+    match query {
+        Ok(Query(q)) => Ok(q.qualifier),
+        Err(e) => Err(ApiError(CoreError::InvalidRequest(format!(
+            "invalid {what} query (only 'qualifier' is accepted): {}",
+            e.body_text()
+        )))),
+    }
+}
+
+/// The core's function URL as the wire shows it; the address uses the host this request
+/// was sent to.
+fn url_info(headers: &HeaderMap, c: &skyscale_core::UrlConfig) -> FunctionUrlInfo {
+    FunctionUrlInfo {
+        url: crate::url::function_url(headers, &c.function, c.alias.as_deref()),
+        function: c.function.clone(),
+        alias: c.alias.clone(),
+        function_arn: c.function_arn.clone(),
+        auth_type: c.auth_type,
+        cors: c.cors.clone(),
+        invoke_mode: c.invoke_mode.clone(),
+        created_at: c.created_at.clone(),
+        updated_at: c.updated_at.clone(),
+    }
+}
+
+async fn create_url(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path(function): Path<String>,
+    query: Result<Query<QualifierQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let qualifier = qualifier(query, "function URL")?;
+    let req: CreateFunctionUrl = read_json(body).await?;
+    let c = cp
+        .create_url_config(
+            &by,
+            &function,
+            qualifier.as_deref(),
+            req.auth_type,
+            req.cors,
+            None,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(url_info(&headers, &c))).into_response())
+}
+
+async fn get_url(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path(function): Path<String>,
+    query: Result<Query<QualifierQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let qualifier = qualifier(query, "function URL")?;
+    let c = cp
+        .get_url_config(&by, &function, qualifier.as_deref())
+        .await?;
+    Ok(Json(url_info(&headers, &c)).into_response())
+}
+
+async fn update_url(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path(function): Path<String>,
+    query: Result<Query<QualifierQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let qualifier = qualifier(query, "function URL")?;
+    let req: UpdateFunctionUrl = read_json(body).await?;
+    let c = cp
+        .update_url_config(
+            &by,
+            &function,
+            qualifier.as_deref(),
+            req.auth_type,
+            req.cors,
+            None,
+        )
+        .await?;
+    Ok(Json(url_info(&headers, &c)).into_response())
+}
+
+async fn delete_url(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path(function): Path<String>,
+    query: Result<Query<QualifierQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let qualifier = qualifier(query, "function URL")?;
+    cp.delete_url_config(&by, &function, qualifier.as_deref())
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn list_urls(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path(function): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let mut urls = Vec::new();
+    let mut marker = None;
+    loop {
+        let (page, next) = cp
+            .list_url_configs_page(&by, &function, marker.as_deref(), LIST_PAGE)
+            .await?;
+        urls.extend(page.iter().map(|c| url_info(&headers, c)));
+        match next {
+            Some(m) => marker = Some(m),
+            None => break,
+        }
+    }
+    Ok(Json(FunctionUrlList { urls }).into_response())
 }
 
 /// `server-timing` for an invocation, in milliseconds with microsecond precision:
@@ -377,22 +516,17 @@ async fn invoke(
     Extension(by): Extension<Principal>,
     Extension(AuthTiming { received, auth }): Extension<AuthTiming>,
     Path(name): Path<String>,
-    query: Result<Query<InvokeQuery>, QueryRejection>,
+    query: Result<Query<QualifierQuery>, QueryRejection>,
     request_headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let Query(query) = query.map_err(|e| {
-        ApiError(CoreError::InvalidRequest(format!(
-            "invalid invoke query (only 'qualifier' is accepted): {}",
-            e.body_text()
-        )))
-    })?;
+    let qualifier = qualifier(query, "invoke")?;
     let tail = request_headers
         .get(LOG_TYPE_HEADER)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"Tail"));
     let payload = read_body(body, MAX_SYNC_PAYLOAD, "invoke payload").await?;
     let opts = InvokeOptions {
-        qualifier: query.qualifier,
+        qualifier,
         client_context: None,
     };
     let out = cp.invoke_with(&by, &name, opts, payload.to_vec()).await?;

@@ -26,7 +26,8 @@ const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
 
 /// Why a signature was refused. The variants map to AWS's error codes: `Missing` →
 /// MissingAuthenticationTokenException, `UnknownKey` → UnrecognizedClientException, the
-/// rest → InvalidSignatureException.
+/// rest → InvalidSignatureException. (Skyscale's Lambda API answers `Mismatch` like
+/// `UnknownKey`, so that a caller cannot tell which key ids exist.)
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SigV4Error {
     /// No `Authorization` header.

@@ -3,7 +3,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use skyscale_types::{FunctionName, Handler, KeyId, MemoryMb, Runtime, TimeoutSecs};
+use skyscale_types::{FunctionName, Handler, MemoryMb, Runtime, TimeoutSecs};
 
 use crate::code::CodeRef;
 use crate::migrations::MIGRATIONS;
@@ -59,6 +59,10 @@ pub struct FunctionRecord {
     pub code: Option<CodeRef>,
     /// Most invocations running at once; `Some(0)` disables the function.
     pub reserved_concurrency: Option<u32>,
+    /// Outbound network access for its sandboxes.
+    pub network: bool,
+    /// Size of its sandboxes' `/tmp`, MiB.
+    pub ephemeral_mb: u32,
     pub revision: u64,
     pub created_at: String,
     pub updated_at: String,
@@ -107,6 +111,8 @@ pub struct NewFunction {
     pub environment: BTreeMap<String, String>,
     pub description: String,
     pub code: Option<CodeRef>,
+    pub network: bool,
+    pub ephemeral_mb: u32,
 }
 
 /// A partial update of a function's configuration; `None` leaves a field as it is.
@@ -118,20 +124,8 @@ pub struct FunctionUpdate {
     pub timeout: Option<TimeoutSecs>,
     pub environment: Option<BTreeMap<String, String>>,
     pub description: Option<String>,
-}
-
-/// An API key as stored: the hash of its secret, never the secret in plain text.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ApiKeyRecord {
-    pub id: KeyId,
-    pub secret_sha256: String,
-    /// The secret sealed with the server key (opaque bytes to the store), for SigV4;
-    /// `None` for keys created before SigV4 support.
-    pub secret_sealed: Option<Vec<u8>>,
-    pub role: String,
-    pub description: String,
-    pub created_at: String,
-    pub revoked_at: Option<String>,
+    pub network: Option<bool>,
+    pub ephemeral_mb: Option<u32>,
 }
 
 /// The SQLite database. One connection behind a mutex: SQLite serialises writers anyway,
@@ -142,11 +136,12 @@ pub struct Store {
 
 const FUNCTION_COLUMNS: &str = "name, runtime, handler, memory_mb, timeout_s, environment, \
      description, code_sha256, code_size, revision, created_at, updated_at, reserved_concurrency, \
-     NULL";
+     NULL, network, ephemeral_mb";
 
 /// A version row in the shape of `FUNCTION_COLUMNS`: its own timestamp, no reservation.
 const VERSION_COLUMNS: &str = "function, runtime, handler, memory_mb, timeout_s, environment, \
-     description, code_sha256, code_size, revision, created_at, created_at, NULL, version";
+     description, code_sha256, code_size, revision, created_at, created_at, NULL, version, \
+     network, ephemeral_mb";
 
 /// Most tags on one function, as in Lambda.
 pub const MAX_TAGS: usize = 50;
@@ -180,8 +175,8 @@ impl Store {
         let conn = self.conn();
         let inserted = conn.execute(
             "INSERT INTO functions (name, runtime, handler, memory_mb, timeout_s, environment, \
-             description, code_sha256, code_size, revision, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?10) \
+             description, code_sha256, code_size, revision, created_at, updated_at, network, \
+             ephemeral_mb) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?10, ?11, ?12) \
              ON CONFLICT(name) DO NOTHING",
             params![
                 f.name.as_str(),
@@ -194,6 +189,8 @@ impl Store {
                 f.code.as_ref().map(|c| c.sha256.as_str()),
                 f.code.as_ref().map(|c| c.size as i64),
                 now,
+                f.network,
+                f.ephemeral_mb,
             ],
         )?;
         if inserted == 0 {
@@ -261,14 +258,20 @@ impl Store {
         if let Some(v) = &u.description {
             f.description = v.clone();
         }
+        if let Some(v) = u.network {
+            f.network = v;
+        }
+        if let Some(v) = u.ephemeral_mb {
+            f.ephemeral_mb = v;
+        }
         let env = serde_json::to_string(&f.environment).map_err(|e| StoreError::Corrupt {
             table: "functions",
             message: e.to_string(),
         })?;
         tx.execute(
             "UPDATE functions SET runtime = ?2, handler = ?3, memory_mb = ?4, timeout_s = ?5, \
-             environment = ?6, description = ?7, revision = revision + 1, updated_at = ?8 \
-             WHERE name = ?1",
+             environment = ?6, description = ?7, revision = revision + 1, updated_at = ?8, \
+             network = ?9, ephemeral_mb = ?10 WHERE name = ?1",
             params![
                 name.as_str(),
                 f.runtime.as_str(),
@@ -278,6 +281,8 @@ impl Store {
                 env,
                 f.description,
                 now_rfc3339(),
+                f.network,
+                f.ephemeral_mb,
             ],
         )?;
         let out = get_function(&tx, name)?
@@ -436,8 +441,9 @@ impl Store {
         let env = serde_json::to_string(&f.environment).map_err(corrupt)?;
         tx.execute(
             "INSERT INTO function_versions (function, version, runtime, handler, memory_mb, \
-             timeout_s, environment, description, code_sha256, code_size, revision, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             timeout_s, environment, description, code_sha256, code_size, revision, created_at, \
+             network, ephemeral_mb) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             params![
                 name.as_str(),
                 n,
@@ -451,6 +457,8 @@ impl Store {
                 code.size as i64,
                 f.revision as i64,
                 now_rfc3339(),
+                f.network,
+                f.ephemeral_mb,
             ],
         )?;
         tx.execute(
@@ -632,61 +640,6 @@ impl Store {
         let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
-
-    pub fn insert_api_key(
-        &self,
-        id: &KeyId,
-        secret_sha256: &str,
-        secret_sealed: &[u8],
-        role: &str,
-        description: &str,
-    ) -> Result<ApiKeyRecord, StoreError> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO api_keys (id, secret_sha256, secret_sealed, role, description, \
-             created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                id.as_str(),
-                secret_sha256,
-                secret_sealed,
-                role,
-                description,
-                now_rfc3339()
-            ],
-        )?;
-        get_api_key(&conn, id)?.ok_or_else(|| StoreError::Corrupt {
-            table: "api_keys",
-            message: format!("key {id} vanished after insert"),
-        })
-    }
-
-    pub fn get_api_key(&self, id: &KeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
-        get_api_key(&self.conn(), id)
-    }
-
-    /// Stores the sealed secret of a key that has none yet (a key created before SigV4
-    /// support, whose secret the caller has just proven). Returns whether a row changed.
-    pub fn set_api_key_sealed_secret(
-        &self,
-        id: &KeyId,
-        secret_sealed: &[u8],
-    ) -> Result<bool, StoreError> {
-        let changed = self.conn().execute(
-            "UPDATE api_keys SET secret_sealed = ?2 WHERE id = ?1 AND secret_sealed IS NULL",
-            params![id.as_str(), secret_sealed],
-        )?;
-        Ok(changed > 0)
-    }
-
-    /// Number of keys that are not revoked.
-    pub fn count_active_api_keys(&self) -> Result<u64, StoreError> {
-        let n: i64 = self.conn().query_row(
-            "SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL",
-            [],
-            |r| r.get(0),
-        )?;
-        Ok(n as u64)
-    }
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
@@ -812,42 +765,7 @@ fn function_from_row(row: &Row<'_>) -> Result<FunctionRecord, StoreError> {
             .get::<_, Option<i64>>(13)?
             .map(|n| u64::try_from(n).map_err(corrupt))
             .transpose()?,
+        network: row.get(14)?,
+        ephemeral_mb: u32::try_from(row.get::<_, i64>(15)?).map_err(corrupt)?,
     })
-}
-
-fn get_api_key(conn: &Connection, id: &KeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, secret_sha256, role, description, created_at, revoked_at, secret_sealed \
-         FROM api_keys WHERE id = ?1",
-    )?;
-    let row = stmt
-        .query_row([id.as_str()], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, Option<String>>(5)?,
-                r.get::<_, Option<Vec<u8>>>(6)?,
-            ))
-        })
-        .optional()?;
-    row.map(
-        |(id, secret_sha256, role, description, created_at, revoked_at, secret_sealed)| {
-            Ok(ApiKeyRecord {
-                id: KeyId::parse(&id).map_err(|e| StoreError::Corrupt {
-                    table: "api_keys",
-                    message: e.to_string(),
-                })?,
-                secret_sha256,
-                secret_sealed,
-                role,
-                description,
-                created_at,
-                revoked_at,
-            })
-        },
-    )
-    .transpose()
 }

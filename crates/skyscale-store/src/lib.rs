@@ -4,16 +4,20 @@
 //! The store knows nothing of HTTP or sandboxes. Its methods are blocking; async callers
 //! run them on a blocking thread.
 
+mod audit;
 mod code;
 mod db;
+mod keys;
 mod migrations;
 mod urls;
 
+pub use audit::{AuditRecord, NewAuditEntry};
 pub use code::{CodeError, CodeLimits, CodeRef, CodeStore};
 pub use db::{
-    AliasRecord, AliasUpdate, ApiKeyRecord, FunctionRecord, FunctionUpdate, NewFunction, Store,
-    StoreError, MAX_TAGS,
+    AliasRecord, AliasUpdate, FunctionRecord, FunctionUpdate, NewFunction, Store, StoreError,
+    MAX_TAGS,
 };
+pub use keys::{ApiKeyRecord, NewApiKey, Revocation};
 pub use urls::{UrlConfigRecord, UrlConfigUpdate};
 
 /// Current time as RFC 3339 UTC with milliseconds, the format every stored timestamp uses.

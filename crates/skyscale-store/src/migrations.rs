@@ -116,4 +116,27 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (function, qualifier)
     ) STRICT;
     "#,
+    // 9: access control: the function patterns a key is limited to (JSON array; NULL =
+    // every function), and the audit log of management actions.
+    r#"
+    ALTER TABLE api_keys ADD COLUMN functions TEXT;
+    CREATE TABLE audit_log (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        time    TEXT NOT NULL,
+        key_id  TEXT,                       -- NULL: no key was involved
+        action  TEXT NOT NULL,              -- e.g. 'function.deploy', 'key.revoke'
+        target  TEXT NOT NULL,              -- the function or key the action was about
+        outcome TEXT NOT NULL,              -- 'ok', 'refused' or an error code
+        detail  TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX audit_log_time ON audit_log (time);
+    "#,
+    // 10: sandbox settings of a function and of its versions: outbound network (0/1) and
+    // the size of /tmp (MiB; Lambda's EphemeralStorage).
+    r#"
+    ALTER TABLE functions ADD COLUMN network INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE functions ADD COLUMN ephemeral_mb INTEGER NOT NULL DEFAULT 512;
+    ALTER TABLE function_versions ADD COLUMN network INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE function_versions ADD COLUMN ephemeral_mb INTEGER NOT NULL DEFAULT 512;
+    "#,
 ];

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use skyscale_store::{
-    AliasUpdate, CodeRef, FunctionUpdate, NewFunction, Store, StoreError, UrlConfigUpdate,
+    AliasUpdate, CodeRef, FunctionUpdate, NewApiKey, NewFunction, Store, StoreError,
+    UrlConfigUpdate,
 };
 use skyscale_types::{
     ApiKey, Cors, FunctionName, Handler, MemoryMb, Runtime, TimeoutSecs, UrlAuthType,
@@ -19,6 +20,8 @@ fn new_fn(name: &str) -> NewFunction {
         environment: BTreeMap::from([("A".into(), "1".into())]),
         description: "d".into(),
         code: None,
+        network: false,
+        ephemeral_mb: 512,
     }
 }
 
@@ -90,8 +93,15 @@ fn api_keys_store_hashes_only() {
     let db = dir.path().join("s.db");
     let s = Store::open(&db).unwrap();
     let key = ApiKey::generate();
-    s.insert_api_key(&key.id, &"0".repeat(64), b"sealed-bytes", "admin", "first")
-        .unwrap();
+    s.insert_api_key(&NewApiKey {
+        id: &key.id,
+        secret_sha256: &"0".repeat(64),
+        secret_sealed: b"sealed-bytes",
+        role: "admin",
+        functions: None,
+        description: "first",
+    })
+    .unwrap();
     let rec = s.get_api_key(&key.id).unwrap().unwrap();
     assert_eq!(rec.role, "admin");
     assert_eq!(rec.secret_sealed.as_deref(), Some(&b"sealed-bytes"[..]));

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::{Cors, UrlAuthType};
+
 /// Response header that marks an invocation whose handler failed (the body is the error).
 pub const FUNCTION_ERROR_HEADER: &str = "x-skyscale-function-error";
 /// Response header carrying the invocation's request id.
@@ -47,6 +49,12 @@ pub struct CreateFunction {
     /// with `PUT /v1/functions/{name}/code`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code_zip_base64: Option<String>,
+    /// Outbound network access (default: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<bool>,
+    /// Size of `/tmp` in MiB, 512–10240 (default 512).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ephemeral_storage_mb: Option<i64>,
 }
 
 /// `PATCH /v1/functions/{name}`: only the fields given change.
@@ -66,6 +74,10 @@ pub struct UpdateFunction {
     pub environment: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ephemeral_storage_mb: Option<i64>,
 }
 
 /// A function as the API shows it.
@@ -92,6 +104,11 @@ pub struct FunctionInfo {
     /// A published version's number; absent for `$LATEST`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u64>,
+    /// Whether its sandboxes have outbound network access.
+    #[serde(default)]
+    pub network: bool,
+    /// Size of its sandboxes' `/tmp`, MiB.
+    pub ephemeral_storage_mb: u32,
 }
 
 /// `PUT /v1/functions/{name}/concurrency`.
@@ -196,6 +213,61 @@ pub struct AliasList {
     pub aliases: Vec<AliasInfo>,
 }
 
+/// `POST /v1/functions/{name}/url[?qualifier=ALIAS]`: a function URL for `$LATEST` (no
+/// qualifier) or an alias.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateFunctionUrl {
+    /// `NONE` (public) or `AWS_IAM` (SigV4-signed requests only).
+    pub auth_type: UrlAuthType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Cors>,
+}
+
+/// `PATCH /v1/functions/{name}/url[?qualifier=ALIAS]`: only the fields given change;
+/// `"cors": null` removes CORS.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateFunctionUrl {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_type: Option<UrlAuthType>,
+    /// Absent: unchanged; `null` (`Some(None)`): removed; a value: replaced whole.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cors: Option<Option<Cors>>,
+}
+
+/// A function URL as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionUrlInfo {
+    /// The address to call: `http://<host>/url/<function>[:<alias>]/`, with the host the
+    /// management request was sent to.
+    pub url: String,
+    pub function: String,
+    /// The alias the URL invokes; absent for `$LATEST`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    /// The function's ARN, qualified with the alias if there is one.
+    pub function_arn: String,
+    pub auth_type: UrlAuthType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Cors>,
+    /// Always `BUFFERED`: the whole response is returned at once.
+    pub invoke_mode: String,
+    /// RFC 3339 timestamps.
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// `GET /v1/functions/{name}/urls`: `$LATEST`'s URL and every alias's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FunctionUrlList {
+    pub urls: Vec<FunctionUrlInfo>,
+}
+
 /// `GET /v1/health`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Health {
@@ -263,5 +335,31 @@ mod tests {
             let json = serde_json::to_string(&u).unwrap_or_default();
             assert_eq!(parse(&json).ok(), Some(routing), "{json}");
         }
+    }
+
+    #[test]
+    fn update_function_url_tells_absent_null_and_given_cors_apart() {
+        let parse = |s: &str| serde_json::from_str::<UpdateFunctionUrl>(s).map(|u| u.cors);
+        assert_eq!(parse("{}").ok(), Some(None));
+        assert_eq!(parse(r#"{"cors": null}"#).ok(), Some(Some(None)));
+        let cors = Cors {
+            allow_origins: vec!["*".into()],
+            ..Cors::default()
+        };
+        assert_eq!(
+            parse(r#"{"cors": {"allow_origins": ["*"]}}"#).ok(),
+            Some(Some(Some(cors.clone())))
+        );
+        assert!(parse(r#"{"cors": {"AllowOrigins": ["*"]}}"#).is_err());
+        for cors in [None, Some(None), Some(Some(cors))] {
+            let u = UpdateFunctionUrl {
+                auth_type: Some(UrlAuthType::AwsIam),
+                cors: cors.clone(),
+            };
+            let json = serde_json::to_string(&u).unwrap_or_default();
+            assert_eq!(parse(&json).ok(), Some(cors), "{json}");
+        }
+        let create: Result<CreateFunctionUrl, _> = serde_json::from_str(r#"{"auth_type": "none"}"#);
+        assert!(create.is_err());
     }
 }

@@ -4,6 +4,7 @@
 //! value is parsed into one of these types; code that holds a [`FunctionName`] never checks
 //! it again.
 
+pub mod access;
 pub mod api;
 mod key;
 mod names;
@@ -11,6 +12,7 @@ mod url;
 
 pub use names::{validate_env_name, RESERVED_ENV};
 
+pub use access::{FunctionPattern, Role};
 pub use key::{ApiKey, KeyId, KeyParseError};
 pub use names::{FunctionName, Handler, MemoryMb, Runtime, TimeoutSecs, ValidationError};
 pub use url::{Cors, UrlAuthType};

@@ -30,6 +30,12 @@ pub enum ValidationError {
     /// description too long
     #[error("description is {0} characters long: at most 256 are allowed")]
     Description(usize),
+    /// not one of the key roles
+    #[error("invalid role {0:?}: expected admin, developer or invoker")]
+    Role(String),
+    /// function pattern with characters other than a name's and `*`
+    #[error("invalid function pattern {0:?}: use 1-128 characters of letters, digits, '-', '_' and '*' (any run of characters)")]
+    FunctionPattern(String),
 }
 
 /// A function's name: `[A-Za-z0-9_-]{1,64}`.

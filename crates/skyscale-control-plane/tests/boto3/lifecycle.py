@@ -278,9 +278,11 @@ def main():
                      FunctionName=name, Name="x", FunctionVersion="1",
                      RoutingConfig={"AdditionalVersionWeights": {"2": 0.1, "3": 0.1}}),
                  400)
+    # An alias may name $LATEST, but then it cannot route to a version.
     expect_error("InvalidParameterValueException",
-                 lambda: lam.create_alias(FunctionName=name, Name="x",
-                                          FunctionVersion="$LATEST"),
+                 lambda: lam.create_alias(
+                     FunctionName=name, Name="x", FunctionVersion="$LATEST",
+                     RoutingConfig={"AdditionalVersionWeights": {"1": 0.5}}),
                  400)
     expect_error("PreconditionFailedException",
                  lambda: lam.update_alias(FunctionName=name, Name="live",
@@ -388,14 +390,17 @@ def main():
     )
     ok("error classes")
 
-    expect_client_error(
-        "InvalidSignatureException",
+    # A wrong secret and an unknown key id get the same error and message (unlike AWS,
+    # which tells them apart), so nobody can probe for key ids.
+    wrong_secret = expect_client_error(
+        "UnrecognizedClientException",
         lambda: client(secret="wrong-secret-wrong-secret-wrong-secret00").list_functions(),
     )
-    expect_client_error(
+    unknown_id = expect_client_error(
         "UnrecognizedClientException",
         lambda: client(key_id="SKYNOSUCHKEY0000").list_functions(),
     )
+    assert wrong_secret.response["Error"] == unknown_id.response["Error"], (wrong_secret, unknown_id)
     ok("sigv4 failures")
 
     # --- AWS CLI v1 --------------------------------------------------------------------

@@ -262,6 +262,21 @@ impl Server {
         }
     }
 
+    /// The control plane's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server is running").id()
+    }
+
+    /// The control plane's resident memory (`VmRSS` of `/proc/<pid>/status`), KiB.
+    pub fn rss_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/<pid>/status")
+    }
+
     /// Processes whose command line mentions this server's data directory (sandboxes).
     pub fn sandbox_processes(&self) -> Vec<String> {
         let needle = self.dir.path().to_string_lossy().to_string();

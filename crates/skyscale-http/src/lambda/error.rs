@@ -2,12 +2,22 @@
 //! status, `x-amzn-ErrorType` header, and a JSON body with `Type` and the message under
 //! the casing each error shape uses. A deterministic failure is never a 5xx: boto3
 //! retries those.
+//!
+//! Deliberately unlike AWS, an unknown (or revoked) access key id and a signature that does
+//! not match get the same answer, `UnrecognizedClientException` with one message, so a
+//! caller cannot find out which key ids exist.
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use skyscale_core::{CoreError, Throttle};
 use skyscale_sigv4::SigV4Error;
+
+/// The message of `UnrecognizedClientException`: the same for an unknown or revoked key id
+/// and for a signature that does not match.
+pub(crate) const INVALID_CREDENTIALS: &str = "The security token included in the request is \
+     invalid: the access key id is unknown or revoked, or the signature does not match \
+     (check the secret access key and the signing method).";
 
 /// A failed Lambda API call. `arn` names the function the call was about, for the
 /// "Function not found: <arn>" message.
@@ -87,23 +97,23 @@ fn wire(e: &LambdaError) -> Wire {
                     "MissingAuthenticationTokenException",
                     "Missing Authentication Token".to_owned(),
                 ),
-                SigV4Error::UnknownKey => (
+                SigV4Error::UnknownKey | SigV4Error::Mismatch => (
                     "UnrecognizedClientException",
-                    "The security token included in the request is invalid.".to_owned(),
+                    INVALID_CREDENTIALS.to_owned(),
                 ),
                 SigV4Error::Malformed(_) => {
                     ("IncompleteSignatureException", capitalise(&s.to_string()))
                 }
-                SigV4Error::Mismatch => (
-                    "InvalidSignatureException",
-                    "The request signature we calculated does not match the signature you \
-                     provided. Check your AWS Secret Access Key and signing method."
-                        .to_owned(),
-                ),
                 _ => ("InvalidSignatureException", capitalise(&s.to_string())),
             };
             w(StatusCode::FORBIDDEN, code, message, false)
         }
+        CoreError::Forbidden(m) => w(
+            StatusCode::FORBIDDEN,
+            "AccessDeniedException",
+            m.clone(),
+            false,
+        ),
         CoreError::NotFound(m) => w(
             StatusCode::NOT_FOUND,
             "ResourceNotFoundException",
@@ -138,6 +148,7 @@ fn wire(e: &LambdaError) -> Wire {
                     "ReservedFunctionConcurrentInvocationLimitExceeded"
                 }
                 Throttle::Host => "ConcurrentInvocationLimitExceeded",
+                Throttle::AuthFailures => "CallerRateLimitExceeded",
             }),
             ..w(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -224,9 +235,24 @@ mod tests {
         ] {
             assert!(code_of(e).0 < 500);
         }
+        // An unknown key and a wrong signature cannot be told apart.
+        for e in [SigV4Error::UnknownKey, SigV4Error::Mismatch] {
+            let w = wire(&CoreError::Signature(e).into());
+            assert_eq!(
+                (w.status.as_u16(), w.code, w.message.as_str()),
+                (403, "UnrecognizedClientException", INVALID_CREDENTIALS)
+            );
+        }
         assert_eq!(
-            code_of(CoreError::Signature(SigV4Error::UnknownKey)),
-            (403, "UnrecognizedClientException")
+            code_of(CoreError::Forbidden("x".into())),
+            (403, "AccessDeniedException")
+        );
+        assert_eq!(
+            code_of(CoreError::TooManyRequests {
+                limit: Throttle::AuthFailures,
+                message: "x".into()
+            }),
+            (429, "TooManyRequestsException")
         );
         assert_eq!(
             code_of(CoreError::Signature(SigV4Error::Expired("t".into()))),

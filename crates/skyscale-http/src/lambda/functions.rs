@@ -106,6 +106,10 @@ pub(super) async fn create(
                 environment: req.environment.unwrap_or_default().variables,
                 description: req.description,
                 code_zip_base64: Some(zip),
+                // Lambda functions outside a VPC reach the internet; Skyscale's do not unless
+                // given network explicitly (through /v1 or the CLI).
+                network: None,
+                ephemeral_storage_mb: req.ephemeral_storage.map(|e| e.size),
             },
             req.tags.unwrap_or_default(),
         )
@@ -451,6 +455,8 @@ pub(super) async fn update_configuration(
         timeout_s: req.timeout,
         environment: req.environment.map(|e| e.variables),
         description: req.description,
+        network: None,
+        ephemeral_storage_mb: req.ephemeral_storage.map(|e| e.size),
     };
     let f = cp
         .update_function(&by, &t.name, update)

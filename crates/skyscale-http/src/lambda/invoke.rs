@@ -75,7 +75,7 @@ pub(super) async fn invoke(
     match header("x-amz-invocation-type").unwrap_or("RequestResponse") {
         "RequestResponse" => {}
         "DryRun" => {
-            cp.get_function_version(&by, &t.name, t.qualifier.as_deref())
+            cp.check_invoke(&by, &t.name, t.qualifier.as_deref())
                 .await
                 .map_err(about)?;
             return Ok(StatusCode::NO_CONTENT.into_response());
@@ -89,7 +89,7 @@ pub(super) async fn invoke(
                 .into());
             }
             check_json(&payload)?;
-            cp.get_function_version(&by, &t.name, t.qualifier.as_deref())
+            cp.check_invoke(&by, &t.name, t.qualifier.as_deref())
                 .await
                 .map_err(about)?;
             let span = tracing::info_span!("invoke_event", function = %t.name);

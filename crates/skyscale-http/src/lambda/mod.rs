@@ -154,8 +154,13 @@ pub(crate) async fn sigv4_principal(
         headers: &headers,
         body,
     };
-    cp.authenticate_sigv4(&signed, authorization, SystemTime::now())
-        .await
+    cp.authenticate_sigv4(
+        &signed,
+        authorization,
+        SystemTime::now(),
+        crate::source_ip(&parts.extensions),
+    )
+    .await
 }
 
 /// Parses a JSON body: malformed JSON is InvalidRequestContent, a body of the wrong shape

@@ -98,6 +98,7 @@ pub(crate) struct CreateFunctionIn {
     pub description: Option<String>,
     pub timeout: Option<i64>,
     pub memory_size: Option<i64>,
+    pub ephemeral_storage: Option<EphemeralStorageIn>,
     pub environment: Option<EnvironmentIn>,
     pub package_type: Option<String>,
     pub architectures: Option<Vec<String>>,
@@ -202,6 +203,14 @@ pub(crate) struct UpdateConfigurationIn {
     pub timeout: Option<i64>,
     pub memory_size: Option<i64>,
     pub environment: Option<EnvironmentIn>,
+    pub ephemeral_storage: Option<EphemeralStorageIn>,
+}
+
+/// `EphemeralStorage`: the size of `/tmp`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct EphemeralStorageIn {
+    pub size: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -316,7 +325,7 @@ pub(crate) fn configuration(settings: &Settings, f: &FunctionInfo) -> FunctionCo
         last_update_status: "Successful",
         package_type: "Zip",
         architectures: ["x86_64"],
-        ephemeral_storage: serde_json::json!({ "Size": 512 }),
+        ephemeral_storage: serde_json::json!({ "Size": f.ephemeral_storage_mb }),
         logging_config: serde_json::json!({
             "LogFormat": "Text",
             "LogGroup": format!("/aws/lambda/{}", f.name),

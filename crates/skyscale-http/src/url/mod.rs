@@ -204,10 +204,16 @@ async fn serve(State(cp): State<AppState>, req: Request) -> Response {
             )
         }
     };
+    // A public URL's caller may invoke this function and nothing else; a signed request
+    // acts for its key, whose role and patterns must allow invoking it (the same check as
+    // the APIs', in `invoke_with`).
     let principal = match config.auth_type {
-        UrlAuthType::None => Principal::anonymous(),
+        UrlAuthType::None => Principal::function_url(&function),
         UrlAuthType::AwsIam => match crate::lambda::sigv4_principal(&cp, &parts, &body).await {
             Ok(p) => p,
+            Err(e @ CoreError::TooManyRequests { .. }) => {
+                return url_error(StatusCode::TOO_MANY_REQUESTS, &e.to_string())
+            }
             Err(e) => {
                 tracing::debug!(error = %e, function = %function, "function URL: authentication failed");
                 return url_error(StatusCode::FORBIDDEN, &format!("Forbidden: {e}"));
