@@ -13,6 +13,17 @@ pub enum Throttle {
     AuthFailures,
 }
 
+impl Throttle {
+    /// A short name for records and metrics.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Throttle::ReservedConcurrency => "reserved_concurrency",
+            Throttle::Host => "host_capacity",
+            Throttle::AuthFailures => "auth_failures",
+        }
+    }
+}
+
 /// Every failure the control plane reports to a caller. The HTTP layer maps each variant to
 /// a status code in one place; messages are lowercase, name what was wrong, and never
 /// contain secrets.

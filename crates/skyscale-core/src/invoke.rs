@@ -10,6 +10,7 @@ use tracing::Instrument;
 
 use crate::auth::Action;
 use crate::logs::{self, Report};
+use crate::observe::{Invocation, InvocationHead, Trigger};
 use crate::runtimes::{Runtimes, STARTUP_ENV};
 use crate::scheduler::{link_tree, Acquired, Shape};
 use crate::session::{PoolKey, Session, SessionError};
@@ -29,6 +30,11 @@ pub struct InvokeOptions {
     pub qualifier: Option<String>,
     /// Raw JSON handed to the runtime as `Lambda-Runtime-Client-Context`.
     pub client_context: Option<String>,
+    /// How the invocation arrived (for its record).
+    pub trigger: Trigger,
+    /// When the request was accepted, if earlier than this call (an `Event` invocation
+    /// waits in the background): the record's queue wait starts there.
+    pub accepted_at: Option<Instant>,
 }
 
 /// What an invocation produced.
@@ -48,6 +54,8 @@ pub struct InvokeOutput {
     pub init_duration: Option<Duration>,
     /// The invocation itself, as the control plane measured it.
     pub duration: Duration,
+    /// Peak memory of the sandbox's processes during the invocation, MiB.
+    pub max_memory_used_mb: u64,
     /// What the function printed during this invocation (and its init, on a cold start),
     /// framed by the platform's `START`, `END` and `REPORT` lines (see [`crate::logs`]).
     pub logs: String,
@@ -159,6 +167,7 @@ impl ControlPlane {
             payload
         };
         let lookup_started = Instant::now();
+        let accepted_at = opts.accepted_at.unwrap_or(lookup_started);
         let f = self
             .version_record(name, opts.qualifier.as_deref(), true)
             .await?;
@@ -177,20 +186,37 @@ impl ControlPlane {
         // sandbox in the middle of a frame conversation.
         let cp = self.clone();
         let client_context = opts.client_context;
+        let head = InvocationHead {
+            request_id: request_id.clone(),
+            function: f.name.to_string(),
+            version: version_label(f.version),
+            caller: by.key_id.as_ref().map(|k| k.to_string()),
+            trigger: opts.trigger,
+            started_at: SystemTime::now(),
+            queue_wait: accepted_at.elapsed(),
+            memory_size_mb: f.memory.get(),
+        };
         // The ARN as invoked: with the alias (or version) the caller named.
         let invoked_arn = match opts.qualifier.as_deref() {
             None | Some("$LATEST") => self.function_arn(&f),
             Some(q) => format!("{}:{q}", self.base_arn(&f)),
         };
         let task = async move {
-            cp.invoke_function(
-                f,
-                request_id,
-                payload,
-                (invoked_arn, client_context),
-                lookup,
-            )
-            .await
+            let result = cp
+                .invoke_function(
+                    f,
+                    request_id,
+                    payload,
+                    (invoked_arn, client_context),
+                    lookup,
+                )
+                .await;
+            let ended_at = SystemTime::now();
+            cp.observe(match &result {
+                Ok(out) => Invocation::finished(head, out, ended_at),
+                Err(e) => Invocation::refused(head, e, ended_at),
+            });
+            result
         };
         tokio::spawn(task.instrument(span))
             .await
@@ -266,6 +292,7 @@ impl ControlPlane {
             cold_start: init_duration.is_some(),
             init_duration,
             duration: Duration::ZERO,
+            max_memory_used_mb: 0,
             logs: String::new(),
             timing: InvokeTiming {
                 lookup,
@@ -356,6 +383,7 @@ impl ControlPlane {
                 self.scheduler.discard(session);
             }
         }
+        out.max_memory_used_mb = max_rss_kb.div_ceil(1024);
         out.logs = logs::frame(
             &init_logs,
             &out.logs,

@@ -15,6 +15,7 @@ mod invoke;
 mod keys;
 mod limiter;
 pub mod logs;
+mod observe;
 mod runtimes;
 mod scheduler;
 mod secrets;
@@ -36,6 +37,7 @@ pub use auth::{authenticate, ensure_admin_key, Action, AdminKeySource, FunctionS
 pub use error::{CoreError, Throttle};
 pub use invoke::{InvokeOptions, InvokeOutput, InvokeTiming, MAX_SYNC_PAYLOAD};
 pub use limiter::AuthLimits;
+pub use observe::{Invocation, InvocationStatus, Trigger};
 pub use runtimes::{Runtimes, PYTHON_BOOTSTRAP};
 pub use scheduler::{Limits, SandboxCounts};
 pub use secrets::{ServerKey, SERVER_KEY_FILE};

@@ -527,7 +527,7 @@ async fn invoke(
     let payload = read_body(body, MAX_SYNC_PAYLOAD, "invoke payload").await?;
     let opts = InvokeOptions {
         qualifier,
-        client_context: None,
+        ..InvokeOptions::default()
     };
     let out = cp.invoke_with(&by, &name, opts, payload.to_vec()).await?;
     let mut headers = HeaderMap::new();

@@ -7,7 +7,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use base64::Engine;
-use skyscale_core::{CoreError, InvokeOptions, Principal};
+use skyscale_core::{CoreError, InvokeOptions, Principal, Trigger};
 use tracing::Instrument;
 
 use super::error::LambdaError;
@@ -97,7 +97,9 @@ pub(super) async fn invoke(
             let name = t.name.clone();
             let opts = InvokeOptions {
                 qualifier: t.qualifier.clone(),
-                client_context: None,
+                trigger: Trigger::Event,
+                accepted_at: Some(std::time::Instant::now()),
+                ..InvokeOptions::default()
             };
             // Durable queuing and retries come later; for now the event runs once, in the
             // background, and its outcome is logged.
@@ -142,6 +144,7 @@ pub(super) async fn invoke(
     let opts = InvokeOptions {
         qualifier: t.qualifier.clone(),
         client_context: client_context(header("x-amz-client-context"))?,
+        ..InvokeOptions::default()
     };
     let out = cp
         .invoke_with(&by, &t.name, opts, payload.to_vec())

@@ -252,7 +252,8 @@ async fn serve(State(cp): State<AppState>, req: Request) -> Response {
     });
     let opts = InvokeOptions {
         qualifier: alias.clone(),
-        client_context: None,
+        trigger: skyscale_core::Trigger::Url,
+        ..InvokeOptions::default()
     };
     let out = match cp
         .invoke_with(
