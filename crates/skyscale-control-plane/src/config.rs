@@ -20,6 +20,7 @@ pub struct Config {
     pub db_path: PathBuf,
     pub data_dir: PathBuf,
     pub log_level: tracing::Level,
+    pub log_format: LogFormat,
     pub warm_pool_size: u32,
     pub driver: DriverKind,
     pub runsc_platform: String,
@@ -29,6 +30,16 @@ pub struct Config {
     pub memory_budget_mb: u64,
     pub max_sandboxes: usize,
     pub shutdown_grace: Duration,
+}
+
+/// How the control plane writes its own log (stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event, prefixed with its spans (`invoke{function=…
+    /// request_id=…}:`).
+    Text,
+    /// One JSON object per line, with the current span's fields and the span list.
+    Json,
 }
 
 /// Parses `500ms`, `30s`, `10m`, `1h` (or a bare number of seconds).
@@ -123,6 +134,15 @@ impl Config {
                 bail!("LOG_LEVEL={other:?} is invalid: expected trace, debug, info, warn or error")
             }
         };
+        let log_format = match var("SKYSCALE_LOG_FORMAT")?
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => bail!("SKYSCALE_LOG_FORMAT={other:?} is invalid: expected text or json"),
+        };
         let warm_pool_size: u32 = parsed("WARM_POOL_SIZE", 5, "a whole number of sandboxes")?;
         let driver = match var("SKYSCALE_DRIVER")?.as_deref() {
             None | Some("gvisor") => DriverKind::Gvisor,
@@ -174,6 +194,7 @@ impl Config {
             db_path,
             data_dir,
             log_level,
+            log_format,
             warm_pool_size,
             driver,
             runsc_platform,

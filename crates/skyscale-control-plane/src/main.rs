@@ -6,7 +6,7 @@ mod config;
 use std::sync::Arc;
 
 use anyhow::Context;
-use config::{Config, DriverKind};
+use config::{Config, DriverKind, LogFormat};
 use sha2::{Digest, Sha256};
 use skyscale_core::{AdminKeySource, ControlPlane, Limits, Runtimes, Settings};
 use skyscale_sandbox::{Driver, OciConfig, OciDriver, Runtime as OciRuntime};
@@ -22,10 +22,20 @@ fn main() {
 #[tokio::main]
 async fn run() -> anyhow::Result<()> {
     let config = Config::from_env()?;
-    tracing_subscriber::fmt()
+    let log = tracing_subscriber::fmt()
         .with_max_level(config.log_level)
-        .with_writer(std::io::stderr)
-        .init();
+        // Colours only for a terminal: escape codes make log files hard to search.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        // Every line inside an invocation carries its span: function and request id.
+        LogFormat::Text => log.init(),
+        LogFormat::Json => log
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+    }
 
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
