@@ -59,7 +59,19 @@ pub enum CodeError {
     UnzippedTooLarge { limit: u64 },
     /// Too many entries.
     #[error("code package has {count} entries: the limit is {limit}")]
-    TooManyEntries { count: usize, limit: usize },
+    TooManyEntries { count: u64, limit: usize },
+    /// An entry unzips to more than its header says (a zip bomb that lies about its size).
+    #[error("code package entry {0:?} unzips to more bytes than its header declares")]
+    SizeMismatch(String),
+    /// An entry's data cannot be unzipped (bad compressed data or checksum).
+    #[error("code package entry {name:?} is corrupt: {reason}")]
+    Corrupt { name: String, reason: String },
+    /// One path is both a file and a directory (or a file twice) in the archive.
+    #[error("code package entry {0:?} clashes with another entry of the same path")]
+    Clash(String),
+    /// A path no file system takes: a component over 255 bytes or the whole over 1024.
+    #[error("code package entry {0:?} has a name that is too long")]
+    NameTooLong(String),
     #[error("storing code package: {0}")]
     Io(#[from] io::Error),
 }
@@ -126,11 +138,22 @@ impl CodeStore {
 
     /// Checks every entry of the archive; returns the entries to unpack.
     fn validate(&self, bytes: &[u8]) -> Result<Vec<Entry>, CodeError> {
+        // The entry count the archive declares is checked before the zip crate parses the
+        // central directory: a 50 MB zip can hold half a million entries, and parsing them
+        // all would cost the control plane hundreds of megabytes before the count is known.
+        if let Some(count) = declared_entries(bytes) {
+            if count > self.limits.max_entries as u64 {
+                return Err(CodeError::TooManyEntries {
+                    count,
+                    limit: self.limits.max_entries,
+                });
+            }
+        }
         let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
             .map_err(|e| CodeError::NotZip(e.to_string()))?;
         if archive.len() > self.limits.max_entries {
             return Err(CodeError::TooManyEntries {
-                count: archive.len(),
+                count: archive.len() as u64,
                 limit: self.limits.max_entries,
             });
         }
@@ -154,23 +177,79 @@ impl CodeStore {
             let executable = file.unix_mode().is_some_and(|m| m & 0o111 != 0);
             entries.push(Entry {
                 index: i,
+                name,
                 path,
                 is_dir: file.is_dir(),
+                size: file.size(),
                 executable,
             });
         }
         if !entries.iter().any(|e| !e.is_dir) {
             return Err(CodeError::Empty);
         }
+        check_clashes(&entries)?;
         Ok(entries)
     }
 }
 
 struct Entry {
     index: usize,
+    /// The name as the archive spells it (for messages).
+    name: String,
     path: PathBuf,
     is_dir: bool,
+    /// Unzipped size as declared in the central directory.
+    size: u64,
     executable: bool,
+}
+
+/// The total number of entries the end-of-central-directory record (or its zip64 twin)
+/// declares, if the archive has a readable one; the zip crate judges the rest.
+fn declared_entries(bytes: &[u8]) -> Option<u64> {
+    const EOCD: &[u8] = b"PK\x05\x06";
+    const EOCD64_LOCATOR: &[u8] = b"PK\x06\x07";
+    const EOCD64: &[u8] = b"PK\x06\x06";
+    let u16_at = |at: usize| Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?));
+    let u64_at = |at: usize| Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?));
+    // The record is 22 bytes plus a comment of at most 65,535 at the very end.
+    let search_from = bytes.len().saturating_sub(22 + usize::from(u16::MAX));
+    let eocd = search_from + bytes[search_from..].windows(4).rposition(|w| w == EOCD)?;
+    let count = u16_at(eocd + 10)?;
+    if count != u16::MAX {
+        return Some(count.into());
+    }
+    // zip64: the locator sits right before the record and points at the zip64 record.
+    let locator = eocd.checked_sub(20)?;
+    if bytes.get(locator..locator + 4)? != EOCD64_LOCATOR {
+        return Some(count.into());
+    }
+    let record = usize::try_from(u64_at(locator + 8)?).ok()?;
+    if bytes.get(record..record + 4)? != EOCD64 {
+        return None;
+    }
+    u64_at(record + 32)
+}
+
+/// Refuses an archive in which a file's path is also a directory (`a` and `a/b`, or `a` and
+/// `a/`) or in which two files share a path: unpacking it would fail half-way.
+fn check_clashes(entries: &[Entry]) -> Result<(), CodeError> {
+    let mut files = std::collections::HashSet::new();
+    let mut dirs = std::collections::HashSet::new();
+    for e in entries {
+        if e.is_dir {
+            dirs.insert(e.path.as_path());
+        } else if !files.insert(e.path.as_path()) {
+            return Err(CodeError::Clash(e.name.clone()));
+        }
+        dirs.extend(e.path.ancestors().skip(1));
+    }
+    match entries
+        .iter()
+        .find(|e| !e.is_dir && dirs.contains(e.path.as_path()))
+    {
+        Some(e) => Err(CodeError::Clash(e.name.clone())),
+        None => Ok(()),
+    }
 }
 
 /// Only plain relative components: no root, no `..`, no drive prefixes, no backslashes
@@ -192,8 +271,16 @@ fn safe_relative_path(name: &str) -> Result<PathBuf, CodeError> {
     if out.as_os_str().is_empty() {
         return Err(unsafe_path());
     }
+    if name.len() > MAX_PATH_BYTES || out.iter().any(|c| c.len() > MAX_NAME_BYTES) {
+        return Err(CodeError::NameTooLong(name.to_owned()));
+    }
     Ok(out)
 }
+
+/// Longest file name component the file systems under the data directory take.
+const MAX_NAME_BYTES: usize = 255;
+/// Longest entry path accepted (well below `PATH_MAX` once under the data directory).
+const MAX_PATH_BYTES: usize = 1024;
 
 fn unpack(bytes: &[u8], entries: &[Entry], dest: &Path, limit: u64) -> Result<(), CodeError> {
     use std::os::unix::fs::PermissionsExt;
@@ -211,14 +298,17 @@ fn unpack(bytes: &[u8], entries: &[Entry], dest: &Path, limit: u64) -> Result<()
         if let Some(parent) = target.parent() {
             fs::create_dir_all(parent)?;
         }
-        let file = archive
+        let mut file = archive
             .by_index(e.index)
             .map_err(|err| CodeError::NotZip(err.to_string()))?;
-        // The declared sizes were checked, but a crafted archive can lie about them: count
-        // the bytes really written, too.
-        let mut limited = file.take(budget + 1);
         let mut out = fs::File::create(&target)?;
-        let written = io::copy(&mut limited, &mut out)?;
+        // The declared sizes were checked, but a crafted archive can lie about them: no
+        // entry may unzip to more than it declares, nor the whole to more than the limit.
+        let cap = e.size.min(budget);
+        let written = copy_entry(&mut file, &mut out, cap + 1, &e.name)?;
+        if written > e.size {
+            return Err(CodeError::SizeMismatch(e.name.clone()));
+        }
         if written > budget {
             return Err(CodeError::UnzippedTooLarge { limit });
         }
@@ -229,6 +319,35 @@ fn unpack(bytes: &[u8], entries: &[Entry], dest: &Path, limit: u64) -> Result<()
     // Directories readable by the unprivileged sandbox user.
     set_dir_modes(dest)?;
     Ok(())
+}
+
+/// Copies at most `max` bytes of an entry. A failure to read is the archive's fault
+/// (corrupt data, a bad checksum); a failure to write is ours.
+fn copy_entry(
+    from: &mut impl Read,
+    to: &mut impl io::Write,
+    max: u64,
+    name: &str,
+) -> Result<u64, CodeError> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut copied = 0u64;
+    while copied < max {
+        let want = usize::try_from(max - copied).map_or(buf.len(), |left| left.min(buf.len()));
+        let n = match from.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(CodeError::Corrupt {
+                    name: name.to_owned(),
+                    reason: e.to_string(),
+                })
+            }
+        };
+        to.write_all(&buf[..n])?;
+        copied += n as u64;
+    }
+    Ok(copied)
 }
 
 fn set_dir_modes(dir: &Path) -> io::Result<()> {
@@ -307,5 +426,97 @@ mod tests {
             s.put_zip(&zip),
             Err(CodeError::UnzippedTooLarge { .. })
         ));
+        // The same entry declaring 10 bytes: stopped at the 11th byte.
+        let lying = with_declared_size(zip, 10);
+        assert!(
+            matches!(s.put_zip(&lying), Err(CodeError::SizeMismatch(ref n)) if n == "big.bin"),
+            "{:?}",
+            s.put_zip(&lying)
+        );
+        let left: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert!(
+            left.is_empty(),
+            "a refused bomb left files behind: {left:?}"
+        );
+    }
+
+    /// Patches the unzipped size of the first entry in its local header and of the last
+    /// entry in the central directory (the same one in a single-entry zip).
+    fn with_declared_size(mut zip: Vec<u8>, declared: u32) -> Vec<u8> {
+        zip[22..26].copy_from_slice(&declared.to_le_bytes());
+        let central = zip.windows(4).rposition(|w| w == b"PK\x01\x02").unwrap();
+        zip[central + 24..central + 28].copy_from_slice(&declared.to_le_bytes());
+        zip
+    }
+
+    #[test]
+    fn refuses_more_entries_than_the_limit_before_parsing_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = CodeLimits {
+            max_entries: 3,
+            ..CodeLimits::default()
+        };
+        let s = CodeStore::open(dir.path(), limits).unwrap();
+        let names: Vec<String> = (0..4).map(|i| format!("f{i}.py")).collect();
+        let files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"x"[..])).collect();
+        let zip = make_zip(&files);
+        assert_eq!(declared_entries(&zip), Some(4));
+        assert!(matches!(
+            s.put_zip(&zip),
+            Err(CodeError::TooManyEntries { count: 4, limit: 3 })
+        ));
+        assert!(s.put_zip(&make_zip(&files[..3])).is_ok());
+    }
+
+    #[test]
+    fn refuses_corrupt_clashing_and_overlong_entries() {
+        let (d, s) = store();
+        // A wrong CRC-32 (in both headers) is found while unpacking: the archive's fault.
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let stored =
+            SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        w.start_file("handler.py", stored).unwrap();
+        w.write_all(b"x = 1\n").unwrap();
+        let mut bad_crc = w.finish().unwrap().into_inner();
+        bad_crc[14] ^= 0xff;
+        let central = bad_crc
+            .windows(4)
+            .rposition(|w| w == b"PK\x01\x02")
+            .unwrap();
+        bad_crc[central + 16] ^= 0xff;
+        let err = s.put_zip(&bad_crc).unwrap_err();
+        assert!(matches!(err, CodeError::Corrupt { .. }), "{err:?}");
+        assert!(err
+            .to_string()
+            .starts_with("code package entry \"handler.py\" is corrupt: "));
+
+        let clash = make_zip(&[("a", b"x"), ("a/b.py", b"y")]);
+        assert!(matches!(s.put_zip(&clash), Err(CodeError::Clash(n)) if n == "a"));
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        w.add_directory("pkg/", SimpleFileOptions::default())
+            .unwrap();
+        w.start_file("pkg", SimpleFileOptions::default()).unwrap();
+        let dir_and_file = w.finish().unwrap().into_inner();
+        assert!(matches!(s.put_zip(&dir_and_file), Err(CodeError::Clash(_))));
+        let same_dir_twice = make_zip(&[("pkg/a.py", b"x"), ("pkg/b.py", b"y")]);
+        assert!(s.put_zip(&same_dir_twice).is_ok());
+
+        let long_name = format!("{}.py", "n".repeat(300));
+        let long = make_zip(&[(long_name.as_str(), b"x")]);
+        assert!(matches!(s.put_zip(&long), Err(CodeError::NameTooLong(_))));
+        let deep_name = format!("{}x.py", "d/".repeat(600));
+        let deep = make_zip(&[(deep_name.as_str(), b"x")]);
+        assert!(matches!(s.put_zip(&deep), Err(CodeError::NameTooLong(_))));
+
+        let left: Vec<_> = fs::read_dir(d.path().join("code"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .filter(|n| n.to_string_lossy().starts_with(".tmp-"))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "refused uploads left files behind: {left:?}"
+        );
     }
 }
