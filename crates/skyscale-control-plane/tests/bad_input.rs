@@ -163,6 +163,29 @@ fn api_keys_are_required_and_checked() {
         (401, "unauthorized")
     );
     assert!(no_key.error_message().contains("missing api key"));
+    // A header that is there but not a bearer token says so (binary bytes included).
+    for value in [&b"Basic abc"[..], &b"Bearer \xff\xfe"[..]] {
+        let r = server
+            .http()
+            .without_key()
+            .client
+            .get(format!("{}/v1/functions", server.url))
+            .header(
+                "authorization",
+                reqwest::header::HeaderValue::from_bytes(value).unwrap(),
+            )
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 401);
+        let body: serde_json::Value = r.json().unwrap();
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("malformed Authorization header"),
+            "{body}"
+        );
+    }
 
     let (id, _) = ADMIN_KEY.split_once('.').unwrap();
     let wrong_secret = format!("{id}.{}", "w".repeat(40));

@@ -85,15 +85,20 @@ pub(crate) async fn require_key(
     next: Next,
 ) -> Response {
     let received = Instant::now();
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+    let Some(authorization) = req.headers().get(header::AUTHORIZATION) else {
+        return ApiError(CoreError::Unauthorized(
+            "missing api key: send 'Authorization: Bearer <key-id>.<secret>'".into(),
+        ))
+        .into_response();
+    };
+    let token = authorization
+        .to_str()
+        .ok()
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     let Some(token) = token else {
         return ApiError(CoreError::Unauthorized(
-            "missing api key: send 'Authorization: Bearer <key-id>.<secret>'".into(),
+            "malformed Authorization header: expected 'Bearer <key-id>.<secret>'".into(),
         ))
         .into_response();
     };
