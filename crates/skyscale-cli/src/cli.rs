@@ -6,8 +6,12 @@ use clap::builder::NonEmptyStringValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod access;
+mod invocations;
+mod metrics;
 
 pub use access::{AuditArgs, KeyCommand, KeyCreateArgs, KeyIdArg};
+pub use invocations::{InvocationArgs, InvocationsArgs, LogsArgs};
+pub use metrics::MetricsArgs;
 
 const EXIT_STATUS_HELP: &str = "\
 Exit status:
@@ -103,6 +107,21 @@ pub enum FunctionCommand {
     /// Give a function an HTTP address (a function URL), public or SigV4-signed.
     #[command(subcommand)]
     Url(UrlCommand),
+    /// List a function's invocations, newest first: status, error type, cold start, init
+    /// and run time, memory.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Invocations(InvocationsArgs),
+    /// Show one invocation's record by its request id.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Invocation(InvocationArgs),
+    /// Print a function's logs (START … END … REPORT per invocation); --follow keeps
+    /// printing new ones.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Logs(LogsArgs),
+    /// Show a function's invocations, errors, throttles, cold starts and duration
+    /// percentiles over a window, and how many sandboxes it has now.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Metrics(MetricsArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -22,6 +22,8 @@ use crate::input::{env_map, read_payload};
 use crate::output::{self, AlreadyReported, NO_KEY};
 
 mod access;
+mod invocations;
+mod metrics;
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let Cli { global, command } = cli;
@@ -48,6 +50,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             url_delete(&global, &args)
         }
         Command::Function(FunctionCommand::Url(UrlCommand::List(args))) => url_list(&global, &args),
+        Command::Function(FunctionCommand::Invocations(args)) => {
+            invocations::invocations(&global, &args)
+        }
+        Command::Function(FunctionCommand::Invocation(args)) => {
+            invocations::invocation(&global, &args)
+        }
+        Command::Function(FunctionCommand::Logs(args)) => invocations::logs(&global, &args),
+        Command::Function(FunctionCommand::Metrics(args)) => {
+            metrics::function_metrics(&global, &args)
+        }
         Command::Alias(AliasCommand::Create(args)) => alias_create(&global, &args),
         Command::Alias(AliasCommand::Update(args)) => alias_update(&global, &args),
         Command::Alias(AliasCommand::List(args)) => alias_list(&global, &args),

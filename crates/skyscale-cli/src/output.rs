@@ -9,8 +9,12 @@ use skyscale_types::api::{AliasInfo, AliasRouting, FunctionInfo, FunctionUrlInfo
 use skyscale_types::{Cors, UrlAuthType};
 
 mod access;
+mod invocations;
+mod metrics;
 
 pub use access::{audit_table, created_key, key_table, warning, KEY_SHOWN_ONCE};
+pub use invocations::{invocation_details, invocation_table};
+pub use metrics::metrics_summary;
 
 /// What `error:` says when a call needs a key and none was given.
 pub const NO_KEY: &str = "no API key: set SKYSCALE_API_KEY or pass --api-key";

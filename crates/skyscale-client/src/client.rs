@@ -16,6 +16,10 @@ use skyscale_types::{ApiKey, FunctionName};
 use crate::ClientError;
 
 mod access;
+mod invocations;
+mod metrics;
+
+pub use invocations::{InvocationsQuery, LogEvent, LogsQuery};
 
 /// How long to wait for a TCP connection before saying the server cannot be reached.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

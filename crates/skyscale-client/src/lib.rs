@@ -12,6 +12,6 @@ mod client;
 mod error;
 pub mod package;
 
-pub use client::{Client, InvokeOutcome};
+pub use client::{Client, InvocationsQuery, InvokeOutcome, LogEvent, LogsQuery};
 pub use error::ClientError;
 pub use package::PackageError;

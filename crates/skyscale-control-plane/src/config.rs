@@ -30,6 +30,12 @@ pub struct Config {
     pub memory_budget_mb: u64,
     pub max_sandboxes: usize,
     pub shutdown_grace: Duration,
+    /// Invocation records and logs older than this are deleted.
+    pub log_retention: Duration,
+    /// Most bytes of invocation logs kept, all functions together.
+    pub log_max_bytes: u64,
+    /// Most invocation records kept.
+    pub max_records: u64,
 }
 
 /// How the control plane writes its own log (stderr).
@@ -42,7 +48,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// Parses `500ms`, `30s`, `10m`, `1h` (or a bare number of seconds).
+/// Parses `500ms`, `30s`, `10m`, `1h`, `7d` (or a bare number of seconds).
 fn parse_duration(v: &str) -> Option<Duration> {
     let (num, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => v.split_at(i),
@@ -53,7 +59,8 @@ fn parse_duration(v: &str) -> Option<Duration> {
         "ms" => Some(Duration::from_millis(n)),
         "s" => Some(Duration::from_secs(n)),
         "m" => Some(Duration::from_secs(n * 60)),
-        "h" => Some(Duration::from_secs(n * 3600)),
+        "h" => Some(Duration::from_secs(n.checked_mul(3600)?)),
+        "d" => Some(Duration::from_secs(n.checked_mul(86_400)?)),
         _ => None,
     }
 }
@@ -63,7 +70,7 @@ fn duration_var(name: &str, default: Duration) -> anyhow::Result<Duration> {
         None => Ok(default),
         Some(v) => parse_duration(&v).filter(|d| !d.is_zero()).ok_or_else(|| {
             anyhow::anyhow!(
-                "{name}={v:?} is invalid: expected a duration such as 500ms, 30s, 10m or 1h"
+                "{name}={v:?} is invalid: expected a duration such as 500ms, 30s, 10m, 1h or 7d"
             )
         }),
     }
@@ -185,7 +192,28 @@ impl Config {
         if max_sandboxes == 0 {
             bail!("SKYSCALE_MAX_SANDBOXES=0 is invalid: at least one sandbox is needed");
         }
+        let log_retention =
+            duration_var("SKYSCALE_LOG_RETENTION", Duration::from_secs(7 * 86_400))?;
+        let log_max_mb: u64 = parsed("SKYSCALE_LOG_MAX_MB", 256, "a whole number of megabytes")?;
+        // One invocation's logs are at most about half a MB: a smaller bound could not keep
+        // even the newest.
+        if log_max_mb == 0 {
+            bail!(
+                "SKYSCALE_LOG_MAX_MB=0 is invalid: at least 1 MB is needed to keep the newest logs"
+            );
+        }
+        let max_records: u64 = parsed(
+            "SKYSCALE_MAX_RECORDS",
+            1_000_000,
+            "a whole number of records",
+        )?;
+        if max_records == 0 {
+            bail!("SKYSCALE_MAX_RECORDS=0 is invalid: at least one record must be kept");
+        }
         Ok(Self {
+            log_retention,
+            log_max_bytes: log_max_mb.saturating_mul(1024 * 1024),
+            max_records,
             keep_alive,
             memory_budget_mb,
             max_sandboxes,
@@ -214,6 +242,7 @@ mod tests {
         assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
         assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
         assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(7 * 86_400)));
         assert_eq!(parse_duration("45"), Some(Duration::from_secs(45)));
         assert_eq!(parse_duration("10 minutes"), None);
         assert_eq!(parse_duration("m"), None);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use config::{Config, DriverKind, LogFormat};
 use sha2::{Digest, Sha256};
-use skyscale_core::{AdminKeySource, ControlPlane, Limits, Runtimes, Settings};
+use skyscale_core::{AdminKeySource, ControlPlane, Limits, RecordSettings, Runtimes, Settings};
 use skyscale_sandbox::{Driver, OciConfig, OciDriver, Runtime as OciRuntime};
 use skyscale_store::Store;
 
@@ -79,6 +79,12 @@ async fn run() -> anyhow::Result<()> {
             memory_budget_mb: config.memory_budget_mb,
             keep_alive: config.keep_alive,
             ..Limits::default()
+        },
+        records: RecordSettings {
+            retention: config.log_retention,
+            max_log_bytes: config.log_max_bytes,
+            max_records: config.max_records,
+            ..RecordSettings::default()
         },
         ..Settings::default()
     };

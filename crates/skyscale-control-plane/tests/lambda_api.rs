@@ -8,23 +8,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{repo_root, tail, Server, ADMIN_KEY};
-
-/// The virtualenv python with boto3 and awscli: `SKYSCALE_TEST_PYTHON` (scripts/test sets
-/// it), else `target/test-venv`. Missing is a failure, never a skip.
-fn test_python() -> PathBuf {
-    let path = std::env::var_os("SKYSCALE_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target/test-venv/bin/python"));
-    assert!(
-        path.is_file(),
-        "{} is missing: the boto3/AWS CLI tests need a virtualenv with boto3 and awscli; \
-         create it with `scripts/test-venv` (scripts/test does) or point SKYSCALE_TEST_PYTHON \
-         at a python that has them",
-        path.display()
-    );
-    path
-}
+use common::{repo_root, tail, test_python, Server, ADMIN_KEY};
 
 fn key_parts() -> (&'static str, &'static str) {
     ADMIN_KEY.split_once('.').unwrap()

@@ -8,6 +8,7 @@
 //! | create, read, change, delete a function | yes   | in scope  | no      |
 //! | invoke a function                       | yes   | in scope  | in scope|
 //! | read account settings                   | yes   | yes       | no      |
+//! | read metrics (only those in scope)      | yes   | yes       | no      |
 //! | manage keys, read the audit log         | yes   | no        | no      |
 //!
 //! "In scope": the function's name matches one of the key's patterns (a key without
@@ -66,13 +67,16 @@ pub enum Action {
     /// List functions: the list holds only those in the principal's scope.
     ListFunctions,
     CreateFunction,
-    /// Read a function's configuration, versions, aliases, tags, URL settings.
+    /// Read a function's configuration, versions, aliases, tags, URL settings, and its
+    /// invocation records and logs.
     ReadFunction,
     /// Change a function's code, configuration, concurrency, versions, aliases, URLs, tags.
     ChangeFunction,
     DeleteFunction,
     Invoke,
     ReadAccount,
+    /// Read the metrics: the per-function series hold only those in the principal's scope.
+    ReadMetrics,
     ManageKeys,
     ReadAudit,
 }
@@ -98,6 +102,7 @@ impl Action {
             Action::DeleteFunction => "delete function",
             Action::Invoke => "invoke function",
             Action::ReadAccount => "read the account settings",
+            Action::ReadMetrics => "read metrics",
             Action::ManageKeys => "manage API keys",
             Action::ReadAudit => "read the audit log",
         }
@@ -405,12 +410,15 @@ mod tests {
             DeleteFunction,
             Invoke,
             ReadAccount,
+            ReadMetrics,
             ManageKeys,
             ReadAudit,
         ] {
             assert!(allowed(&admin, action, b), "admin {action:?}");
-            let on_function =
-                !matches!(action, ListFunctions | ReadAccount | ManageKeys | ReadAudit);
+            let on_function = !matches!(
+                action,
+                ListFunctions | ReadAccount | ReadMetrics | ManageKeys | ReadAudit
+            );
             let dev_may = !matches!(action, ManageKeys | ReadAudit);
             assert_eq!(
                 allowed(&dev, action, on_function.then_some("team-a-x")),

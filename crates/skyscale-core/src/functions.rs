@@ -724,6 +724,7 @@ impl ControlPlane {
         self.aliases.invalidate_where(|(f, _)| f == &name);
         self.urls.invalidate_where(|(f, _)| f == &name);
         self.scheduler.retire(&name);
+        self.metrics.forget(name.as_str());
         tracing::info!(function = %name, "function deleted");
         Ok(())
     }

@@ -15,11 +15,14 @@ mod invoke;
 mod keys;
 mod limiter;
 pub mod logs;
+mod metrics;
 mod observe;
+mod records;
 mod runtimes;
 mod scheduler;
 mod secrets;
 mod session;
+mod since;
 mod urls;
 
 use std::net::IpAddr;
@@ -37,10 +40,13 @@ pub use auth::{authenticate, ensure_admin_key, Action, AdminKeySource, FunctionS
 pub use error::{CoreError, Throttle};
 pub use invoke::{InvokeOptions, InvokeOutput, InvokeTiming, MAX_SYNC_PAYLOAD};
 pub use limiter::AuthLimits;
+pub use metrics::PROMETHEUS_CONTENT_TYPE;
 pub use observe::{Invocation, InvocationStatus, Trigger};
+pub use records::{Followed, InvocationFilter, LogFilter, LogFollower, RecordSettings};
 pub use runtimes::{Runtimes, PYTHON_BOOTSTRAP};
 pub use scheduler::{Limits, SandboxCounts};
 pub use secrets::{ServerKey, SERVER_KEY_FILE};
+pub use since::parse_since;
 pub use skyscale_types::Role;
 pub use urls::{UrlConfig, INVOKE_MODE_BUFFERED};
 
@@ -68,6 +74,8 @@ pub struct Settings {
     pub limits: Limits,
     /// Failed authentications allowed per source address.
     pub auth_limits: AuthLimits,
+    /// How long and how much of the invocation records and logs is kept.
+    pub records: RecordSettings,
 }
 
 impl Default for Settings {
@@ -81,6 +89,7 @@ impl Default for Settings {
             boot_timeout: Duration::from_secs(30),
             limits: Limits::default(),
             auth_limits: AuthLimits::default(),
+            records: RecordSettings::default(),
         }
     }
 }
@@ -109,6 +118,10 @@ pub struct ControlPlane {
     settings: Settings,
     /// Seals and opens API key secrets (SigV4 needs them).
     server_key: ServerKey,
+    /// The invocation records and logs writer, fed by `observe`.
+    records: records::Records,
+    /// Per-function counters and recent samples, fed by `observe`.
+    metrics: metrics::Metrics,
 }
 
 impl ControlPlane {
@@ -143,7 +156,9 @@ impl ControlPlane {
             settings.boot_timeout,
         )
         .map_err(|e| CoreError::Internal(format!("preparing {}: {e}", task_root.display())))?;
+        let records = records::Records::start(store.clone(), settings.records.clone());
         Ok(Self {
+            records,
             store,
             code,
             scheduler,
@@ -157,6 +172,7 @@ impl ControlPlane {
             runtimes,
             settings,
             server_key,
+            metrics: metrics::Metrics::default(),
         })
     }
 
@@ -266,7 +282,10 @@ impl ControlPlane {
     /// Stops handing out sandboxes, waits up to `grace` for in-flight invocations, then
     /// destroys every sandbox.
     pub async fn shutdown(&self, grace: Duration) {
+        self.records.close_followers();
         self.scheduler.shutdown(grace).await;
+        // The records of the invocations that just finished, before the process exits.
+        self.records.flush(Duration::from_secs(5)).await;
     }
 }
 

@@ -184,12 +184,16 @@ impl ControlPlane {
     /// Takes note of one invocation. Never fails and never blocks the caller: whatever
     /// is slow happens in the background.
     pub(crate) fn observe(&self, inv: Invocation) {
+        // Metrics first: they only borrow it (a short lock, no allocation).
+        self.metrics.record(&inv);
         tracing::debug!(
             request_id = %inv.request_id,
             function = %inv.function,
             status = inv.status.as_str(),
             "invocation observed"
         );
+        // Then the record and its logs, to the background writer: never waits.
+        self.records.submit(inv);
     }
 }
 

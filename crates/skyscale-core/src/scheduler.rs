@@ -65,6 +65,27 @@ pub struct SandboxCounts {
     pub busy: usize,
 }
 
+/// The scheduler's live state for metrics, read when they are asked for.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Gauges {
+    /// Sandboxes of a function waiting for an invocation.
+    pub idle: usize,
+    /// Sandboxes running an invocation, or being readied for one.
+    pub busy: usize,
+    /// Generic sandboxes booted and ready to be specialised.
+    pub generic: usize,
+    /// Generic sandboxes booting.
+    pub booting: usize,
+    /// Generic sandboxes the pool is kept at (`warm_pool_size`).
+    pub pool_target: usize,
+    pub max_sandboxes: usize,
+    /// Sum of the memory sizes charged to live sandboxes, MiB.
+    pub memory_used_mb: u64,
+    pub memory_budget_mb: u64,
+    /// Per function: invocations running, idle sandboxes.
+    pub functions: HashMap<FunctionName, (u64, u64)>,
+}
+
 /// How an invocation gets its sandbox.
 pub(crate) enum Acquired {
     /// An idle sandbox already initialised for this revision.
@@ -465,6 +486,45 @@ impl Scheduler {
             live: st.live.len(),
             busy: st.busy.values().map(|&n| n as usize).sum(),
         }
+    }
+
+    /// The live state for metrics.
+    pub fn gauges(&self) -> Gauges {
+        let st = self.lock();
+        let mut functions: HashMap<FunctionName, (u64, u64)> = st
+            .busy
+            .iter()
+            .map(|(f, &n)| (f.clone(), (u64::from(n), 0)))
+            .collect();
+        let mut idle = 0;
+        for (f, list) in &st.idle {
+            idle += list.len();
+            functions.entry(f.clone()).or_default().1 = list.len() as u64;
+        }
+        let generic = st.generic.len();
+        Gauges {
+            idle,
+            busy: st
+                .live
+                .len()
+                .saturating_sub(idle + generic + st.generic_booting),
+            generic,
+            booting: st.generic_booting,
+            pool_target: self.limits.warm_pool_size,
+            max_sandboxes: self.limits.max_sandboxes,
+            memory_used_mb: st.used_mb(),
+            memory_budget_mb: self.limits.memory_budget_mb,
+            functions,
+        }
+    }
+
+    /// One function's invocations running and idle sandboxes.
+    pub fn function_gauges(&self, function: &FunctionName) -> (u64, u64) {
+        let st = self.lock();
+        (
+            st.busy.get(function).map_or(0, |&n| u64::from(n)),
+            st.idle.get(function).map_or(0, |l| l.len() as u64),
+        )
     }
 
     fn forget(self: &Arc<Self>, id: &SandboxId) {

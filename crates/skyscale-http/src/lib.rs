@@ -6,7 +6,9 @@
 
 mod access;
 mod error;
+mod invocations;
 mod lambda;
+mod metrics;
 mod rejections;
 mod url;
 mod v1;
@@ -31,7 +33,9 @@ pub fn router(cp: AppState) -> Router {
     Router::new()
         .merge(v1::routes(cp.clone()))
         .merge(access::routes(cp.clone()))
+        .merge(invocations::routes(cp.clone()))
         .merge(lambda::routes(cp.clone()))
+        .merge(metrics::routes(cp.clone()))
         .merge(url::routes())
         .layer(axum::middleware::from_fn(rejections::v1_json_errors))
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -130,8 +130,11 @@ pub struct FunctionUpdate {
 
 /// The SQLite database. One connection behind a mutex: SQLite serialises writers anyway,
 /// and every statement here takes microseconds, so a pool would add nothing but threads.
+/// Invocation records and logs have a second connection of their own: their batches and
+/// log reads can be megabytes, and must not hold up the function and key statements.
 pub struct Store {
     conn: Mutex<Connection>,
+    records: Mutex<Connection>,
 }
 
 const FUNCTION_COLUMNS: &str = "name, runtime, handler, memory_mb, timeout_s, environment, \
@@ -149,14 +152,19 @@ pub const MAX_TAGS: usize = 50;
 impl Store {
     /// Opens (creating if needed) the database at `path` in WAL mode and runs migrations.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let mut conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let connect = || -> Result<Connection, StoreError> {
+            let conn = Connection::open(path)?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn.pragma_update(None, "foreign_keys", "ON")?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            Ok(conn)
+        };
+        let mut conn = connect()?;
         migrate(&mut conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
+            records: Mutex::new(connect()?),
         })
     }
 
@@ -164,6 +172,11 @@ impl Store {
         // A panic while holding the lock cannot leave SQLite half-written (each statement or
         // transaction is atomic), so a poisoned lock is safe to keep using.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The connection of invocation records and logs (see [`Store`]).
+    pub(crate) fn records_conn(&self) -> MutexGuard<'_, Connection> {
+        self.records.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn create_function(&self, f: &NewFunction) -> Result<FunctionRecord, StoreError> {

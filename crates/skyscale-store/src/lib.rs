@@ -7,6 +7,7 @@
 mod audit;
 mod code;
 mod db;
+mod invocations;
 mod keys;
 mod migrations;
 mod urls;
@@ -17,6 +18,7 @@ pub use db::{
     AliasRecord, AliasUpdate, FunctionRecord, FunctionUpdate, NewFunction, Store, StoreError,
     MAX_TAGS,
 };
+pub use invocations::{InvocationQuery, InvocationRow, LogPage, LogQuery, LogRow, RecordTotals};
 pub use keys::{ApiKeyRecord, NewApiKey, Revocation};
 pub use urls::{UrlConfigRecord, UrlConfigUpdate};
 

@@ -139,4 +139,39 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE function_versions ADD COLUMN network INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE function_versions ADD COLUMN ephemeral_mb INTEGER NOT NULL DEFAULT 512;
     "#,
+    // 11: invocation records and their logs. Times are epoch milliseconds (range queries),
+    // durations microseconds. Neither references `functions`: both outlive a deleted
+    // function until retention removes them. A log row's id orders the logs as written.
+    r#"
+    CREATE TABLE invocations (
+        request_id         TEXT PRIMARY KEY,
+        function           TEXT NOT NULL,
+        version            TEXT NOT NULL,   -- '$LATEST' or a version number
+        caller             TEXT,            -- key id; NULL for a public function URL
+        trigger            TEXT NOT NULL,   -- 'sync', 'event' or 'url'
+        started_at         INTEGER NOT NULL,
+        ended_at           INTEGER NOT NULL,
+        status             TEXT NOT NULL,   -- 'success', 'function_error', 'timeout', ...
+        error_type         TEXT,
+        cold_start         INTEGER NOT NULL,
+        queue_wait_us      INTEGER NOT NULL,
+        init_duration_us   INTEGER,
+        duration_us        INTEGER NOT NULL,
+        max_memory_used_mb INTEGER NOT NULL,
+        memory_size_mb     INTEGER NOT NULL,
+        response_bytes     INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX invocations_function_started ON invocations (function, started_at);
+    CREATE INDEX invocations_started ON invocations (started_at);
+    CREATE TABLE invocation_logs (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        request_id TEXT NOT NULL UNIQUE,
+        function   TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        bytes      INTEGER NOT NULL,
+        text       TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX invocation_logs_function ON invocation_logs (function, id);
+    CREATE INDEX invocation_logs_started ON invocation_logs (started_at);
+    "#,
 ];

@@ -285,6 +285,72 @@ pub struct Health {
     pub busy: usize,
 }
 
+/// One invocation's record (`GET /v1/invocations/{request_id}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvocationRecord {
+    pub request_id: String,
+    pub function: String,
+    /// `$LATEST` or a published version's number.
+    pub version: String,
+    /// The key that invoked it; `None` for a public function URL.
+    pub caller_key_id: Option<String>,
+    /// `sync`, `event` (Lambda's `Event` invocation type) or `url`.
+    pub trigger: String,
+    /// RFC 3339 timestamps (UTC, milliseconds).
+    pub started_at: String,
+    pub ended_at: String,
+    /// `success`, `function_error`, `timeout`, `throttled` or `crashed`.
+    pub status: String,
+    /// e.g. `ValueError`, `Sandbox.Timedout`, `Runtime.ExitError`, or a throttle's reason.
+    pub error_type: Option<String>,
+    pub cold_start: bool,
+    /// Milliseconds.
+    pub queue_wait_ms: f64,
+    pub init_duration_ms: Option<f64>,
+    pub duration_ms: f64,
+    pub max_memory_used_mb: u64,
+    pub memory_size_mb: u32,
+    pub response_bytes: u64,
+}
+
+/// `GET /v1/functions/{name}/invocations`: newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InvocationList {
+    pub invocations: Vec<InvocationRecord>,
+}
+
+/// The logs of one invocation: what it printed, framed by `START` … `END` … `REPORT`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// Increases with every log stored: the order they were written in.
+    pub id: u64,
+    pub request_id: String,
+    pub function: String,
+    /// When the invocation started (RFC 3339).
+    pub started_at: String,
+    /// Size of `text` in bytes.
+    pub bytes: u64,
+    pub text: String,
+}
+
+/// `GET /v1/functions/{name}/logs?format=json`: oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogList {
+    pub entries: Vec<LogEntry>,
+}
+
+/// The server-sent event of `GET /v1/functions/{name}/logs?follow=true` that carries one
+/// [`LogEntry`] (JSON) as its data; the event's `id` is the entry's.
+pub const LOG_EVENT: &str = "log";
+/// The server-sent event that says the follower fell behind and entries were skipped; its
+/// data is a [`LogsSkipped`].
+pub const LOGS_SKIPPED_EVENT: &str = "skipped";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogsSkipped {
+    pub skipped: u64,
+}
+
 /// The body of a function error (handler exception, init failure, timeout, crash): the
 /// same shape Lambda uses.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,6 +7,7 @@
 pub mod access;
 pub mod api;
 mod key;
+pub mod metrics;
 mod names;
 mod url;
 

@@ -37,6 +37,22 @@ pub fn repo_root() -> PathBuf {
         .unwrap()
 }
 
+/// The virtualenv python with boto3, awscli and prometheus_client: `SKYSCALE_TEST_PYTHON`
+/// (scripts/test sets it), else `target/test-venv`. Missing is a failure, never a skip.
+pub fn test_python() -> PathBuf {
+    let path = std::env::var_os("SKYSCALE_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/test-venv/bin/python"));
+    assert!(
+        path.is_file(),
+        "{} is missing: the boto3/AWS CLI and metrics tests need a virtualenv with boto3, \
+         awscli and prometheus_client; create it with `scripts/test-venv` (scripts/test does) \
+         or point SKYSCALE_TEST_PYTHON at a python that has them",
+        path.display()
+    );
+    path
+}
+
 pub fn example(name: &str) -> PathBuf {
     repo_root().join("examples").join(name)
 }

@@ -1,0 +1,132 @@
+//! The `since` of a query over recent activity: relative to now (`30s`, `10m`, `2h`, `1d`)
+//! or an absolute RFC 3339 time.
+
+use std::time::{Duration, SystemTime};
+
+use crate::CoreError;
+
+/// The furthest back a relative `since` may reach.
+const MAX_RELATIVE: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Parses `since` into a point in time at or before `now`: `<n>s`, `<n>m`, `<n>h`, `<n>d`
+/// (that long before `now`) or an RFC 3339 time such as `2026-01-31T12:00:00Z`.
+pub fn parse_since(since: &str, now: SystemTime) -> Result<SystemTime, CoreError> {
+    let invalid = |why: &str| {
+        CoreError::InvalidParameter(format!(
+            "invalid since {since:?}: {why}; expected a duration such as 30s, 10m, 2h or 1d, \
+             or an RFC 3339 time such as 2026-01-31T12:00:00Z"
+        ))
+    };
+    let s = since.trim();
+    if let Some(ago) = relative(s) {
+        let ago = ago
+            .filter(|d| *d <= MAX_RELATIVE)
+            .ok_or_else(|| invalid("at most 366d"))?;
+        return now
+            .checked_sub(ago)
+            .ok_or_else(|| invalid("before the clock's epoch"));
+    }
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| invalid("not a duration or an RFC 3339 time"))?;
+    let t = SystemTime::from(t);
+    if t > now {
+        return Err(invalid("it is in the future"));
+    }
+    Ok(t)
+}
+
+/// `Some` when `s` has the shape of a relative duration (digits and one unit), with the
+/// duration unless it overflows.
+fn relative(s: &str) -> Option<Option<Duration>> {
+    let unit = s.chars().last()?;
+    let secs: u64 = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    let digits = &s[..s.len() - 1];
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(
+        digits
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(secs))
+            .map(Duration::from_secs),
+    )
+}
+
+/// `t` as RFC 3339 in UTC, to the millisecond.
+pub(crate) fn rfc3339(t: SystemTime) -> String {
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time::OffsetDateTime::from(t)
+        .format(&fmt)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+    }
+
+    #[test]
+    fn relative_durations() {
+        for (s, secs) in [
+            ("30s", 30),
+            ("10m", 600),
+            ("2h", 7200),
+            ("1d", 86_400),
+            ("0m", 0),
+        ] {
+            assert_eq!(
+                parse_since(s, now()).unwrap(),
+                now() - Duration::from_secs(secs),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn absolute_times() {
+        let t = parse_since("2027-01-10T00:00:00Z", now()).unwrap();
+        assert_eq!(
+            t,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_799_539_200)
+        );
+        assert_eq!(rfc3339(t), "2027-01-10T00:00:00.000Z");
+        // Exactly now is not the future.
+        assert_eq!(parse_since("2027-01-15T08:00:00Z", now()).unwrap(), now());
+        let offset = parse_since("2027-01-10T01:00:00+01:00", now()).unwrap();
+        assert_eq!(offset, t);
+    }
+
+    #[test]
+    fn bad_values_say_what_is_expected() {
+        for bad in [
+            "",
+            "m",
+            "10",
+            "10x",
+            "-5m",
+            "1.5h",
+            "10 m",
+            "yesterday",
+            "99999999999999999999d",
+            "400d",
+            "2030-01-01T00:00:00Z",
+            "2027-01-15",
+        ] {
+            let err = parse_since(bad, now()).unwrap_err().to_string();
+            assert!(err.starts_with("invalid since"), "{bad}: {err}");
+            assert!(err.contains("10m"), "{bad}: {err}");
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! `GET /metrics` (the Prometheus text format) and `GET /v1/functions/{name}/metrics` (one
+//! function's summary over a window). Both need an API key, like `/v1`: admin keys see
+//! every function, developer keys the functions their patterns match, invoker keys get 403;
+//! the core decides.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use skyscale_core::{CoreError, Principal, PROMETHEUS_CONTENT_TYPE};
+
+use crate::{ApiError, AppState};
+
+pub(crate) fn routes(cp: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/metrics", get(prometheus))
+        .route("/v1/functions/{name}/metrics", get(function_metrics))
+        .route_layer(middleware::from_fn_with_state(cp, crate::v1::require_key))
+}
+
+async fn prometheus(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    let text = cp.prometheus_metrics(&by)?;
+    Ok(([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], text).into_response())
+}
+
+/// The query of `GET /v1/functions/{name}/metrics`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsQuery {
+    since: Option<String>,
+}
+
+async fn function_metrics(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path(name): Path<String>,
+    query: Result<Query<MetricsQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| {
+        ApiError(CoreError::InvalidRequest(format!(
+            "invalid metrics query (accepted: since): {}",
+            e.body_text()
+        )))
+    })?;
+    let m = cp.function_metrics(&by, &name, q.since.as_deref()).await?;
+    Ok(Json(m).into_response())
+}

@@ -1,0 +1,179 @@
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use skyscale_store::{InvocationQuery, InvocationRow, LogQuery, RecordTotals, Store};
+
+fn inv(id: &str, function: &str, started_at_ms: i64, status: &str) -> InvocationRow {
+    InvocationRow {
+        request_id: id.into(),
+        function: function.into(),
+        version: "$LATEST".into(),
+        caller: Some("SKYKEY".into()),
+        trigger: "sync".into(),
+        started_at_ms,
+        ended_at_ms: started_at_ms + 5,
+        status: status.into(),
+        error_type: (status != "success").then(|| "ValueError".into()),
+        cold_start: started_at_ms == 1000,
+        queue_wait_us: 12,
+        init_duration_us: (started_at_ms == 1000).then_some(120_000),
+        duration_us: 4_321,
+        max_memory_used_mb: 30,
+        memory_size_mb: 128,
+        response_bytes: 17,
+    }
+}
+
+fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    (dir, store)
+}
+
+#[test]
+fn records_and_logs_are_written_queried_and_survive_reopening() {
+    let (dir, store) = open();
+    let a = inv("a", "f", 1000, "success");
+    let b = inv("b", "f", 2000, "function_error");
+    let c = inv("c", "g", 3000, "success");
+    let t = inv("t", "f", 4000, "throttled");
+    let ids = store
+        .insert_invocations(&[(&a, "log a\n"), (&b, "log b\n"), (&c, "log c\n"), (&t, "")])
+        .unwrap();
+    assert!(
+        matches!(ids[..], [Some(_), Some(_), Some(_), None]),
+        "{ids:?}"
+    );
+    // A request id is recorded once.
+    assert_eq!(store.insert_invocations(&[(&a, "again")]).unwrap(), [None]);
+
+    assert_eq!(store.invocation("b").unwrap(), Some(b.clone()));
+    assert_eq!(store.invocation("nope").unwrap(), None);
+    let q = |status, since_ms, limit| InvocationQuery {
+        function: "f",
+        status,
+        since_ms,
+        limit,
+    };
+    let ids = |rows: Vec<InvocationRow>| rows.into_iter().map(|r| r.request_id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.invocations(&q(None, None, 10)).unwrap()),
+        ["t", "b", "a"]
+    );
+    assert_eq!(ids(store.invocations(&q(None, None, 1)).unwrap()), ["t"]);
+    assert_eq!(
+        ids(store
+            .invocations(&q(Some("function_error"), None, 10))
+            .unwrap()),
+        ["b"]
+    );
+    assert_eq!(
+        ids(store.invocations(&q(None, Some(2000), 10)).unwrap()),
+        ["t", "b"]
+    );
+
+    let page = store
+        .logs(&LogQuery {
+            function: "f",
+            request_id: None,
+            since_ms: None,
+            limit: 10,
+            max_bytes: 0,
+        })
+        .unwrap();
+    let texts: Vec<_> = page.entries.iter().map(|e| e.text.as_str()).collect();
+    assert_eq!(texts, ["log a\n", "log b\n"], "oldest first");
+    assert_eq!(page.last_id, 3, "the newest log of any function");
+    assert_eq!(page.entries[1].bytes, 6);
+    let one = store
+        .logs(&LogQuery {
+            function: "f",
+            request_id: Some("b"),
+            since_ms: None,
+            limit: 1,
+            max_bytes: 0,
+        })
+        .unwrap();
+    assert_eq!(one.entries.len(), 1);
+    assert_eq!(one.entries[0].request_id, "b");
+    // Another function's invocation is not this function's.
+    let other = store
+        .logs(&LogQuery {
+            function: "f",
+            request_id: Some("c"),
+            since_ms: None,
+            limit: 1,
+            max_bytes: 0,
+        })
+        .unwrap();
+    assert!(other.entries.is_empty());
+
+    drop(store);
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    assert_eq!(store.invocation("a").unwrap(), Some(a));
+    assert_eq!(
+        store.record_totals().unwrap(),
+        RecordTotals {
+            records: 4,
+            logs: 3,
+            log_bytes: 18
+        }
+    );
+}
+
+#[test]
+fn pruning_goes_oldest_first() {
+    let (_dir, store) = open();
+    let rows: Vec<_> = (0..10)
+        .map(|i| inv(&format!("r{i}"), "f", 1000 + i * 1000, "success"))
+        .collect();
+    let text = "x".repeat(100);
+    let batch: Vec<_> = rows.iter().map(|r| (r, text.as_str())).collect();
+    store.insert_invocations(&batch).unwrap();
+
+    // By size: freeing 250 bytes takes the three oldest logs, records stay.
+    let pruned = store.prune_oldest_logs(250).unwrap();
+    assert_eq!((pruned.logs, pruned.log_bytes), (3, 300));
+    let totals = store.record_totals().unwrap();
+    assert_eq!(
+        (totals.records, totals.logs, totals.log_bytes),
+        (10, 7, 700)
+    );
+    let page = store
+        .logs(&LogQuery {
+            function: "f",
+            limit: 100,
+            ..LogQuery::default()
+        })
+        .unwrap();
+    assert_eq!(page.entries[0].request_id, "r3");
+    // A byte bound keeps the newest that fit, and always the newest one.
+    let fit = |max_bytes| {
+        let page = store
+            .logs(&LogQuery {
+                function: "f",
+                limit: 100,
+                max_bytes,
+                ..LogQuery::default()
+            })
+            .unwrap();
+        page.entries
+            .into_iter()
+            .map(|e| e.request_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(fit(250), ["r8", "r9"]);
+    assert_eq!(fit(10), ["r9"]);
+
+    // By count: the two oldest records.
+    assert_eq!(store.prune_oldest_invocations(2).unwrap().records, 2);
+    assert_eq!(store.invocation("r1").unwrap(), None);
+    assert!(store.invocation("r2").unwrap().is_some());
+
+    // By age: everything that started before 6000 ms, records and logs.
+    let pruned = store.prune_invocations_before(6000).unwrap();
+    assert_eq!((pruned.records, pruned.logs, pruned.log_bytes), (3, 2, 200));
+    let totals = store.record_totals().unwrap();
+    assert_eq!((totals.records, totals.logs, totals.log_bytes), (5, 5, 500));
+    assert_eq!(store.prune_oldest_logs(10_000).unwrap().logs, 5);
+    assert_eq!(store.record_totals().unwrap().log_bytes, 0);
+}
