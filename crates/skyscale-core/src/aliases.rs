@@ -260,12 +260,6 @@ impl ControlPlane {
         self.authorize_on(by, Action::ReadFunction, function)?;
         let f = self.function_record(function).await?;
         let only = version.map(parse_target).transpose()?;
-        let start = match marker {
-            None => 0,
-            Some(m) => m
-                .parse::<usize>()
-                .map_err(|_| CoreError::InvalidParameter(format!("invalid Marker {m:?}")))?,
-        };
         let store = self.store.clone();
         let name = f.name.clone();
         let all: Vec<AliasRecord> = blocking(move || Ok(store.list_aliases(&name)?))
@@ -277,10 +271,8 @@ impl ControlPlane {
                 })
             })
             .collect();
-        let max = max.max(1);
-        let page = all.iter().skip(start).take(max).map(info).collect();
-        let end = start.saturating_add(max);
-        Ok((page, (end < all.len()).then(|| end.to_string())))
+        let (page, next) = crate::offset_page(all, marker, max)?;
+        Ok((page.iter().map(info).collect(), next))
     }
 
     /// Changes an alias; `weights: Some(&[])` removes its routing.

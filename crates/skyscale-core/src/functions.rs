@@ -428,23 +428,13 @@ impl ControlPlane {
         max: usize,
     ) -> Result<(Vec<FunctionInfo>, Option<String>), CoreError> {
         let latest = self.get_function(by, name).await?; // authorizes ReadFunction
-        let start = match marker {
-            None => 0,
-            Some(m) => m
-                .parse::<usize>()
-                .map_err(|_| CoreError::InvalidParameter(format!("invalid Marker {m:?}")))?,
-        };
         let store = self.store.clone();
         let n = parse_name(name)?;
         let versions = blocking(move || Ok(store.list_versions(&n)?)).await?;
         let all: Vec<FunctionInfo> = std::iter::once(latest)
             .chain(versions.iter().map(info))
             .collect();
-        let max = max.max(1);
-        let page: Vec<FunctionInfo> = all.iter().skip(start).take(max).cloned().collect();
-        let end = start.saturating_add(max);
-        let next = (end < all.len()).then(|| end.to_string());
-        Ok((page, next))
+        crate::offset_page(all, marker, max)
     }
 
     /// Deletes one published version (`$LATEST` goes only with the whole function).

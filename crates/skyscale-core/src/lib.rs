@@ -55,6 +55,26 @@ use keys::{KeyTable, Keys};
 use limiter::AuthLimiter;
 use scheduler::Scheduler;
 
+/// One page of a list paged by offset (Lambda's `Marker`/`NextMarker` for versions,
+/// aliases and URLs): the items from the offset `marker` (a number handed out as a previous
+/// page's marker), at most `max` (at least one), and the next page's marker.
+pub(crate) fn offset_page<T>(
+    all: Vec<T>,
+    marker: Option<&str>,
+    max: usize,
+) -> Result<(Vec<T>, Option<String>), CoreError> {
+    let start = match marker {
+        None => 0,
+        Some(m) => m
+            .parse::<usize>()
+            .map_err(|_| CoreError::InvalidParameter(format!("invalid Marker {m:?}")))?,
+    };
+    let max = max.max(1);
+    let end = start.saturating_add(max);
+    let next = (end < all.len()).then(|| end.to_string());
+    Ok((all.into_iter().skip(start).take(max).collect(), next))
+}
+
 /// Settings the control plane's logic needs (the daemon builds them from the environment).
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -322,4 +342,25 @@ pub fn install_runtime_dir(dir: &Path, agent_binary: &Path) -> std::io::Result<P
         0o644,
     )?;
     Ok(dir.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offset_pages_walk_the_list_once() {
+        let all: Vec<u32> = (0..5).collect();
+        let (p1, m1) = offset_page(all.clone(), None, 2).unwrap();
+        let (p2, m2) = offset_page(all.clone(), m1.as_deref(), 2).unwrap();
+        let (p3, m3) = offset_page(all.clone(), m2.as_deref(), 2).unwrap();
+        assert_eq!((p1, p2, p3), (vec![0, 1], vec![2, 3], vec![4]));
+        assert_eq!(m3, None, "the last page has no marker");
+        assert_eq!(offset_page(all.clone(), None, 0).unwrap().0, vec![0]);
+        assert!(offset_page(all.clone(), Some("x"), 2)
+            .unwrap_err()
+            .to_string()
+            .contains("invalid Marker"));
+        assert!(offset_page(all, Some("9"), 2).unwrap().0.is_empty());
+    }
 }

@@ -204,24 +204,11 @@ impl ControlPlane {
     ) -> Result<(Vec<UrlConfig>, Option<String>), CoreError> {
         self.authorize_on(by, Action::ReadFunction, function)?;
         let f = self.function_record(function).await?;
-        let start = match marker {
-            None => 0,
-            Some(m) => m
-                .parse::<usize>()
-                .map_err(|_| CoreError::InvalidParameter(format!("invalid Marker {m:?}")))?,
-        };
         let store = self.store.clone();
         let name = f.name.clone();
         let all = blocking(move || Ok(store.list_url_configs(&name)?)).await?;
-        let max = max.max(1);
-        let page = all
-            .iter()
-            .skip(start)
-            .take(max)
-            .map(|c| self.url_info(c))
-            .collect();
-        let end = start.saturating_add(max);
-        Ok((page, (end < all.len()).then(|| end.to_string())))
+        let (page, next) = crate::offset_page(all, marker, max)?;
+        Ok((page.iter().map(|c| self.url_info(c)).collect(), next))
     }
 
     /// Changes a URL's settings; `cors: Some(None)` removes CORS.
