@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use skyscale_types::{FunctionName, Handler, MemoryMb, Runtime, TimeoutSecs};
 
 use crate::code::CodeRef;
@@ -250,7 +250,7 @@ impl Store {
         u: &FunctionUpdate,
     ) -> Result<FunctionRecord, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut f = get_function(&tx, name)?
             .ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))?;
         if let Some(v) = &u.runtime {
@@ -343,7 +343,7 @@ impl Store {
     /// Deletes a function. Returns the deleted record.
     pub fn delete_function(&self, name: &FunctionName) -> Result<FunctionRecord, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let f = get_function(&tx, name)?
             .ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))?;
         tx.execute("DELETE FROM functions WHERE name = ?1", [name.as_str()])?;
@@ -368,7 +368,7 @@ impl Store {
         tags: &BTreeMap<String, String>,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if get_function(&tx, name)?.is_none() {
             return Err(StoreError::FunctionNotFound(name.to_string()));
         }
@@ -396,7 +396,7 @@ impl Store {
     /// Removes the tags with these keys (missing ones are ignored).
     pub fn untag_function(&self, name: &FunctionName, keys: &[String]) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if get_function(&tx, name)?.is_none() {
             return Err(StoreError::FunctionNotFound(name.to_string()));
         }
@@ -419,7 +419,7 @@ impl Store {
         description: Option<&str>,
     ) -> Result<(FunctionRecord, bool), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let f = get_function(&tx, name)?
             .ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))?;
         let Some(code) = &f.code else {
@@ -510,7 +510,7 @@ impl Store {
     /// points at stays (`InUse`).
     pub fn delete_version(&self, name: &FunctionName, version: u64) -> Result<bool, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let alias: Option<String> = tx
             .query_row(
                 "SELECT name FROM function_aliases WHERE function = ?1 \
@@ -595,7 +595,7 @@ impl Store {
         u: &AliasUpdate,
     ) -> Result<Option<AliasRecord>, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let Some(mut a) = get_alias(&tx, function, name)? else {
             return Ok(None);
         };
@@ -630,7 +630,7 @@ impl Store {
     /// Deletes an alias and its function URL; returns whether the alias existed.
     pub fn delete_alias(&self, function: &FunctionName, name: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let changed = tx.execute(
             "DELETE FROM function_aliases WHERE function = ?1 AND name = ?2",
             params![function.as_str(), name],
@@ -662,7 +662,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         return Err(StoreError::TooNew { found, known });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;

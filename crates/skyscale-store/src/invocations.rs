@@ -3,7 +3,7 @@
 //! request id or by function, and pruned oldest first: by age, by the total size of the
 //! logs and by the number of records. They live on the store's second connection.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use crate::db::{Store, StoreError};
 
@@ -144,7 +144,7 @@ impl Store {
         batch: &[(&InvocationRow, &str)],
     ) -> Result<Vec<Option<u64>>, StoreError> {
         let mut conn = self.records_conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut ids = Vec::with_capacity(batch.len());
         {
             let mut record = tx.prepare_cached(&format!(
@@ -288,7 +288,7 @@ impl Store {
     /// Deletes the records and logs of invocations that started before `cutoff_ms`.
     pub fn prune_invocations_before(&self, cutoff_ms: i64) -> Result<RecordTotals, StoreError> {
         let mut conn = self.records_conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let (logs, log_bytes) = tx.query_row(
             "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM invocation_logs WHERE started_at < ?1",
             [cutoff_ms],
@@ -311,7 +311,7 @@ impl Store {
     /// bytes are freed or none are left.
     pub fn prune_oldest_logs(&self, free: u64) -> Result<RecordTotals, StoreError> {
         let mut conn = self.records_conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let (mut logs, mut freed, mut upto) = (0u64, 0u64, None);
         {
             let mut stmt =

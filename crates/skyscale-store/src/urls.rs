@@ -1,7 +1,7 @@
 //! Function URL configurations: at most one per function and qualifier (`$LATEST` or an
 //! alias), removed with their function or alias.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use skyscale_types::{Cors, FunctionName, UrlAuthType};
 
 use crate::db::{Store, StoreError};
@@ -59,7 +59,7 @@ impl Store {
         invoke_mode: &str,
     ) -> Result<UrlConfigRecord, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let function_exists: bool = tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM functions WHERE name = ?1)",
             [function.as_str()],
@@ -136,7 +136,7 @@ impl Store {
         u: &UrlConfigUpdate,
     ) -> Result<Option<UrlConfigRecord>, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let Some(mut c) = get(&tx, function, alias)? else {
             return Ok(None);
         };

@@ -177,3 +177,52 @@ fn pruning_goes_oldest_first() {
     assert_eq!(store.prune_oldest_logs(10_000).unwrap().logs, 5);
     assert_eq!(store.record_totals().unwrap().log_bytes, 0);
 }
+
+/// Records are written on their own connection while functions change on the main one: a
+/// read-then-write transaction must wait for the other writer, never fail with "database
+/// is locked" (a deferred transaction cannot wait when it upgrades to a write).
+#[test]
+fn function_writes_wait_for_record_batches_instead_of_failing() {
+    use skyscale_store::{FunctionUpdate, NewFunction};
+    use skyscale_types::{FunctionName, Handler, MemoryMb, Runtime, TimeoutSecs};
+    let (_dir, store) = open();
+    let store = std::sync::Arc::new(store);
+    let name = FunctionName::parse("busy").unwrap();
+    store
+        .create_function(&NewFunction {
+            name: name.clone(),
+            runtime: Runtime::parse("python3.11").unwrap(),
+            handler: Handler::parse("handler.handler").unwrap(),
+            memory: MemoryMb::DEFAULT,
+            timeout: TimeoutSecs::DEFAULT,
+            environment: Default::default(),
+            description: String::new(),
+            code: None,
+            network: false,
+            ephemeral_mb: 512,
+        })
+        .unwrap();
+    let writer = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            for batch in 0..200 {
+                let rows: Vec<InvocationRow> = (0..50)
+                    .map(|i| inv(&format!("r{batch}-{i}"), "busy", 1000 + i, "success"))
+                    .collect();
+                let with_logs: Vec<(&InvocationRow, &str)> =
+                    rows.iter().map(|r| (r, "a log line\n")).collect();
+                store.insert_invocations(&with_logs).unwrap();
+            }
+        })
+    };
+    for i in 0..200 {
+        let update = FunctionUpdate {
+            description: Some(format!("update {i}")),
+            ..FunctionUpdate::default()
+        };
+        store
+            .update_function(&name, &update)
+            .unwrap_or_else(|e| panic!("update {i} failed while records were written: {e}"));
+    }
+    writer.join().unwrap();
+}
