@@ -50,19 +50,10 @@ pub enum LogFormat {
 
 /// Parses `500ms`, `30s`, `10m`, `1h`, `7d` (or a bare number of seconds).
 fn parse_duration(v: &str) -> Option<Duration> {
-    let (num, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => v.split_at(i),
-        None => (v, "s"),
-    };
-    let n: u64 = num.parse().ok()?;
-    match unit {
-        "ms" => Some(Duration::from_millis(n)),
-        "s" => Some(Duration::from_secs(n)),
-        "m" => Some(Duration::from_secs(n * 60)),
-        "h" => Some(Duration::from_secs(n.checked_mul(3600)?)),
-        "d" => Some(Duration::from_secs(n.checked_mul(86_400)?)),
-        _ => None,
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        return v.parse().ok().map(Duration::from_secs);
     }
+    skyscale_core::parse_duration(v)
 }
 
 fn duration_var(name: &str, default: Duration) -> anyhow::Result<Duration> {

@@ -46,7 +46,7 @@ pub use records::{Followed, InvocationFilter, LogFilter, LogFollower, RecordSett
 pub use runtimes::{Runtimes, PYTHON_BOOTSTRAP};
 pub use scheduler::{Limits, SandboxCounts};
 pub use secrets::{ServerKey, SERVER_KEY_FILE};
-pub use since::parse_since;
+pub use since::{parse_duration, parse_since};
 pub use skyscale_types::Role;
 pub use urls::{UrlConfig, INVOKE_MODE_BUFFERED};
 

@@ -18,10 +18,10 @@ pub fn parse_since(since: &str, now: SystemTime) -> Result<SystemTime, CoreError
         ))
     };
     let s = since.trim();
-    if let Some(ago) = relative(s) {
-        let ago = ago
-            .filter(|d| *d <= MAX_RELATIVE)
-            .ok_or_else(|| invalid("at most 366d"))?;
+    if let Some(ago) = parse_duration(s) {
+        if ago > MAX_RELATIVE {
+            return Err(invalid("at most 366d"));
+        }
         return now
             .checked_sub(ago)
             .ok_or_else(|| invalid("before the clock's epoch"));
@@ -35,28 +35,24 @@ pub fn parse_since(since: &str, now: SystemTime) -> Result<SystemTime, CoreError
     Ok(t)
 }
 
-/// `Some` when `s` has the shape of a relative duration (digits and one unit), with the
-/// duration unless it overflows.
-fn relative(s: &str) -> Option<Option<Duration>> {
-    let unit = s.chars().last()?;
-    let secs: u64 = match unit {
-        's' => 1,
-        'm' => 60,
-        'h' => 3600,
-        'd' => 86_400,
-        _ => return None,
-    };
-    let digits = &s[..s.len() - 1];
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+/// A duration written as digits and one unit: `500ms`, `30s`, `10m`, `2h`, `7d`. `None`
+/// when `s` is not one, or does not fit. The one parser of durations: `since` queries and
+/// the daemon's settings both use it.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    if digits.is_empty() {
         return None;
     }
-    Some(
-        digits
-            .parse::<u64>()
-            .ok()
-            .and_then(|n| n.checked_mul(secs))
-            .map(Duration::from_secs),
-    )
+    let n: u64 = digits.parse().ok()?;
+    let secs = match unit {
+        "ms" => return Some(Duration::from_millis(n)),
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(secs).map(Duration::from_secs)
 }
 
 /// `t` as RFC 3339 in UTC, to the millisecond.
@@ -91,6 +87,15 @@ mod tests {
                 now() - Duration::from_secs(secs),
                 "{s}"
             );
+        }
+    }
+
+    #[test]
+    fn durations_need_digits_and_a_unit() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(604_800)));
+        for bad in ["", "10", "ms", "1.5h", "10 m", "99999999999999999999d"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
         }
     }
 
