@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::process::Output;
-
 use common::Server;
 use serde_json::Value;
 
@@ -17,27 +15,6 @@ def handler(event, context):
 
 fn parse(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// The CLI fails with exit status `code` and an `error:` that contains `needle`.
-fn cli_fails(server: &Server, args: &[&str], code: i32, needle: &str) {
-    let out = server.cli(args);
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "skyscale {args:?}: stdout {} stderr {}",
-        String::from_utf8_lossy(&out.stdout),
-        stderr(&out)
-    );
-    let err = stderr(&out);
-    assert!(
-        err.contains("error:") && err.contains(needle),
-        "{args:?}: {err}"
-    );
 }
 
 /// The address on the first line of a text answer, `url: http://...`.
@@ -94,8 +71,7 @@ fn function_urls_through_the_cli() {
     );
 
     // Refused: a second URL for $LATEST, a CORS method Lambda does not allow.
-    cli_fails(
-        &server,
+    server.cli_fails(
         &["function", "url", "create", "--name", "f"],
         1,
         "already exists",
@@ -119,8 +95,7 @@ fn function_urls_through_the_cli() {
         "--version",
         "$LATEST",
     ]);
-    cli_fails(
-        &server,
+    server.cli_fails(
         &[&live[..], &["--cors-method", "TRACE"]].concat(),
         1,
         "\"TRACE\": expected one of GET, PUT, HEAD, POST, PATCH, DELETE",
@@ -178,14 +153,13 @@ fn function_urls_through_the_cli() {
     let out = server.cli_ok(&[&update[..], &["--auth", "none", "--no-cors"]].concat());
     assert!(out.contains("\ncors:         -\n"), "{out}");
     assert_eq!(get(&format!("{aliased}a")), (200, "hi /a".to_owned()));
-    cli_fails(&server, &update, 1, "nothing to update");
+    server.cli_fails(&update, 1, "nothing to update");
 
     // A deleted URL answers 404 and is no longer listed.
     let out = server.cli_ok(&["function", "url", "delete", "--name", "f"]);
     assert_eq!(out, "deleted the function URL of f\n");
     assert_eq!(get(&format!("{latest}x/y")).0, 404);
-    cli_fails(
-        &server,
+    server.cli_fails(
         &["function", "url", "get", "--name", "f"],
         1,
         "has no function URL",

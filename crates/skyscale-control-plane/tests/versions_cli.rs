@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Output;
 
 use common::Server;
 use serde_json::Value;
@@ -28,10 +27,6 @@ fn code(dir: &Path, answer: &str) {
     .unwrap();
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// `skyscale function invoke` with `--qualifier` (when given): the result's `answer`, and
 /// the version the handler saw.
 fn invoke(server: &Server, qualifier: Option<&str>) -> (String, String) {
@@ -44,23 +39,6 @@ fn invoke(server: &Server, qualifier: Option<&str>) -> (String, String) {
         v["answer"].as_str().unwrap().to_owned(),
         v["version"].as_str().unwrap().to_owned(),
     )
-}
-
-/// The CLI fails with exit status `code` and an `error:` that contains `needle`.
-fn cli_fails(server: &Server, args: &[&str], code: i32, needle: &str) {
-    let out = server.cli(args);
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "skyscale {args:?}: stdout {} stderr {}",
-        String::from_utf8_lossy(&out.stdout),
-        stderr(&out)
-    );
-    let err = stderr(&out);
-    assert!(
-        err.contains("error:") && err.contains(needle),
-        "{args:?}: {err}"
-    );
 }
 
 /// publish → redeploy → the version keeps the old code; aliases follow their version and
@@ -119,8 +97,7 @@ fn versions_and_aliases_through_the_cli() {
         invoke(&server, Some("$LATEST")),
         ("two".into(), "$LATEST".into())
     );
-    cli_fails(
-        &server,
+    server.cli_fails(
         &["function", "invoke", "--name", FUNCTION, "--qualifier", "7"],
         1,
         "not found",
@@ -280,21 +257,18 @@ fn versions_and_aliases_through_the_cli() {
 
     // Bad input: refused before anything is sent, or by the server, with a clear message.
     let update = ["alias", "update", "--function", FUNCTION, "--name", "live"];
-    cli_fails(
-        &server,
+    server.cli_fails(
         &[&update[..], &["--routing", "nope"]].concat(),
         2,
         "expected VERSION=WEIGHT",
     );
-    cli_fails(
-        &server,
+    server.cli_fails(
         &[&update[..], &["--routing", "2=lots"]].concat(),
         2,
         "is not a number",
     );
-    cli_fails(&server, &update, 1, "nothing to update");
-    cli_fails(
-        &server,
+    server.cli_fails(&update, 1, "nothing to update");
+    server.cli_fails(
         &[&update[..], &["--routing", "1=1.5"]].concat(),
         1,
         "between 0.0 and 1.0",
@@ -303,8 +277,7 @@ fn versions_and_aliases_through_the_cli() {
     // A deleted alias is gone: invoking it fails and says so.
     let out = server.cli_ok(&["alias", "delete", "--function", FUNCTION, "--name", "live"]);
     assert_eq!(out, format!("deleted alias live of function {FUNCTION}\n"));
-    cli_fails(
-        &server,
+    server.cli_fails(
         &[
             "function",
             "invoke",
@@ -316,8 +289,7 @@ fn versions_and_aliases_through_the_cli() {
         1,
         "not found",
     );
-    cli_fails(
-        &server,
+    server.cli_fails(
         &["alias", "get", "--function", FUNCTION, "--name", "live"],
         1,
         "not found",

@@ -224,6 +224,23 @@ impl Server {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Runs the CLI and asserts it fails with exit status `code` and an `error:` line that
+    /// contains `needle`.
+    pub fn cli_fails(&self, args: &[&str], code: i32, needle: &str) {
+        let out = self.cli(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "skyscale {args:?}: stdout {} stderr {err}",
+            String::from_utf8_lossy(&out.stdout),
+        );
+        assert!(
+            err.contains("error:") && err.contains(needle),
+            "{args:?}: {err}"
+        );
+    }
+
     pub fn http(&self) -> Http {
         Http {
             base: self.url.clone(),
