@@ -84,13 +84,18 @@ fn connect(global: &Global, needs_key: bool) -> anyhow::Result<Client> {
 }
 
 fn health(global: &Global) -> anyhow::Result<()> {
-    let health = connect(global, false)?.health()?;
+    // The key, when there is one, makes the answer include the host's details.
+    let key = global.api_key.is_some();
+    let health = connect(global, key)?.health()?;
     match global.output {
         OutputFormat::Json => output::json(&health),
-        OutputFormat::Text => Ok(output::line(&format!(
-            "{}: skyscale {} at {}, driver {}",
-            health.status, health.version, global.endpoint, health.driver
-        ))?),
+        OutputFormat::Text => Ok(output::line(&match (&health.version, &health.driver) {
+            (Some(version), Some(driver)) => format!(
+                "{}: skyscale {version} at {}, driver {driver}",
+                health.status, global.endpoint
+            ),
+            _ => format!("{}: skyscale at {}", health.status, global.endpoint),
+        })?),
     }
 }
 

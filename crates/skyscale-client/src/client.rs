@@ -148,9 +148,9 @@ impl Client {
         self.token.is_some()
     }
 
-    /// `GET /v1/health`. Needs no key.
+    /// `GET /v1/health`. Needs no key; with one, the answer has the host's details.
     pub fn health(&self) -> Result<Health, ClientError> {
-        let req = self.request(Method::GET, &["v1", "health"], false)?;
+        let req = self.request(Method::GET, &["v1", "health"], self.has_key())?;
         self.json(self.send(req)?, "GET /v1/health")
     }
 

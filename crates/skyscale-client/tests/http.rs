@@ -248,11 +248,11 @@ fn invoke_reads_the_function_error_header() {
 fn requests_have_the_documented_shape() {
     let health = Health {
         status: "ok".into(),
-        version: "0.1.0".into(),
-        driver: "runc".into(),
-        warm_pool_idle: 0,
-        sandboxes: 0,
-        busy: 0,
+        version: Some("0.1.0".into()),
+        driver: Some("runc".into()),
+        warm_pool_idle: Some(0),
+        sandboxes: Some(0),
+        busy: Some(0),
     };
     let (endpoint, seen) = serve(vec![
         Answer::json(200, &health),
@@ -265,10 +265,13 @@ fn requests_have_the_documented_shape() {
     let client = Client::new(&endpoint, Some(token.clone())).unwrap();
     let bearer = Some(format!("Bearer {token}"));
 
-    assert_eq!(client.health().unwrap().driver, "runc");
+    assert_eq!(client.health().unwrap().driver.as_deref(), Some("runc"));
     let s = seen.recv().unwrap();
     assert_eq!((s.method.as_str(), s.url.as_str()), ("GET", "/v1/health"));
-    assert_eq!(s.authorization, None, "health needs no key");
+    assert_eq!(
+        s.authorization, bearer,
+        "health sends the key it has: the host's details need one"
+    );
 
     let create = CreateFunction {
         name: "f".into(),

@@ -36,6 +36,7 @@ pub struct Config {
     pub log_max_bytes: u64,
     /// Most invocation records kept.
     pub max_records: u64,
+    pub server: ServerConfig,
 }
 
 /// How the control plane writes its own log (stderr).
@@ -201,7 +202,9 @@ impl Config {
         if max_records == 0 {
             bail!("SKYSCALE_MAX_RECORDS=0 is invalid: at least one record must be kept");
         }
+        let server = ServerConfig::from_env()?;
         Ok(Self {
+            server,
             log_retention,
             log_max_bytes: log_max_mb.saturating_mul(1024 * 1024),
             max_records,
@@ -219,6 +222,60 @@ impl Config {
             runsc_platform,
             admin_key,
             agent_path,
+        })
+    }
+}
+
+/// How the HTTP server guards itself against idle, slow and unauthenticated clients.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Open connections at most (before the open-file limit lowers it).
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub body_timeout: Duration,
+    /// Bytes that requests not yet authenticated may buffer together.
+    pub unauthenticated_buffer_bytes: usize,
+    /// The longest a streaming response (a log follow) lives.
+    pub stream_max_lifetime: Duration,
+}
+
+/// The largest request body (a CreateFunction with a 50 MB zip in base64): the budget for
+/// unauthenticated bytes must hold at least one.
+const LARGEST_BODY_MB: usize = 70;
+
+impl ServerConfig {
+    fn from_env() -> anyhow::Result<Self> {
+        let max_connections: usize = parsed(
+            "SKYSCALE_MAX_CONNECTIONS",
+            4096,
+            "a whole number of connections",
+        )?;
+        if max_connections == 0 {
+            bail!("SKYSCALE_MAX_CONNECTIONS=0 is invalid: at least one connection is needed");
+        }
+        let buffer_mb: usize = parsed(
+            "SKYSCALE_UNAUTHENTICATED_BUFFER_MB",
+            80,
+            "a whole number of megabytes",
+        )?;
+        if buffer_mb < LARGEST_BODY_MB {
+            bail!(
+                "SKYSCALE_UNAUTHENTICATED_BUFFER_MB={buffer_mb} is invalid: at least \
+                 {LARGEST_BODY_MB} MB are needed to read the largest request (a 50 MB zip in \
+                 base64)"
+            );
+        }
+        Ok(Self {
+            max_connections,
+            header_timeout: duration_var("SKYSCALE_HEADER_TIMEOUT", Duration::from_secs(10))?,
+            idle_timeout: duration_var("SKYSCALE_IDLE_TIMEOUT", Duration::from_secs(60))?,
+            body_timeout: duration_var("SKYSCALE_BODY_TIMEOUT", Duration::from_secs(60))?,
+            unauthenticated_buffer_bytes: buffer_mb.saturating_mul(1024 * 1024),
+            stream_max_lifetime: duration_var(
+                "SKYSCALE_STREAM_MAX_LIFETIME",
+                Duration::from_secs(3600),
+            )?,
         })
     }
 }

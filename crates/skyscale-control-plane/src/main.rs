@@ -37,6 +37,8 @@ async fn run() -> anyhow::Result<()> {
             .init(),
     }
 
+    let open_files = raise_open_file_limit();
+
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let data_dir = config
@@ -84,6 +86,7 @@ async fn run() -> anyhow::Result<()> {
             retention: config.log_retention,
             max_log_bytes: config.log_max_bytes,
             max_records: config.max_records,
+            follow_max_lifetime: config.server.stream_max_lifetime,
             ..RecordSettings::default()
         },
         ..Settings::default()
@@ -111,10 +114,16 @@ async fn run() -> anyhow::Result<()> {
     // On SIGTERM/SIGINT the server stops accepting and lets in-flight requests finish; the
     // grace bounds how long that may take before the sandboxes are destroyed regardless.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(skyscale_http::serve(listener, cp.clone(), async move {
-        let mut rx = stop_rx;
-        let _ = rx.wait_for(|stop| *stop).await;
-    }));
+    let server_settings = server_settings(&config.server, open_files);
+    let server = tokio::spawn(skyscale_http::serve(
+        listener,
+        cp.clone(),
+        server_settings,
+        async move {
+            let mut rx = stop_rx;
+            let _ = rx.wait_for(|stop| *stop).await;
+        },
+    ));
     shutdown_signal().await;
     tracing::info!(grace = ?config.shutdown_grace, "shutting down: finishing in-flight invocations, then destroying sandboxes");
     let _ = stop_tx.send(true);
@@ -159,6 +168,70 @@ fn build_driver(
     let runtimes = Runtimes::discover(std::path::Path::new("/usr/bin"));
     oci.env.extend(runtimes.prewarm_env());
     Ok(Arc::new(OciDriver::new(oci)?))
+}
+
+/// Raises the soft limit on open files to the hard limit: every connection, sandbox channel
+/// and database file is a descriptor, and the common default of 1,024 is reached by a
+/// thousand idle connections. Returns the soft limit now in force.
+fn raise_open_file_limit() -> Option<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let (soft, hard) = (limit.current, limit.maximum);
+    if soft.is_none() || soft == hard {
+        tracing::info!(open_files = ?soft, "open-file limit");
+        return soft;
+    }
+    match setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: hard,
+            maximum: hard,
+        },
+    ) {
+        Ok(()) => {
+            tracing::info!(from = ?soft, to = ?hard, "raised the open-file limit to its hard limit");
+            hard.or(soft)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, open_files = ?soft, "could not raise the open-file limit");
+            soft
+        }
+    }
+}
+
+/// The server's limits: the configured connection limit, lowered so that connections can
+/// never take the descriptors the sandboxes and the database need (a quarter of the
+/// open-file limit, at least 128, stays free for them).
+fn server_settings(
+    config: &config::ServerConfig,
+    open_files: Option<u64>,
+) -> skyscale_http::ServerSettings {
+    let mut max_connections = config.max_connections;
+    if let Some(files) = open_files.and_then(|f| usize::try_from(f).ok()) {
+        let reserve = (files / 4).max(128);
+        let allowed = files.saturating_sub(reserve).max(1);
+        if allowed < max_connections {
+            tracing::warn!(
+                configured = max_connections,
+                allowed,
+                open_files = files,
+                "the open-file limit lowers the connection limit"
+            );
+            max_connections = allowed;
+        }
+    }
+    tracing::info!(max_connections, "connection limit");
+    skyscale_http::ServerSettings {
+        connections: skyscale_http::ConnectionLimits {
+            max_connections,
+            header_timeout: config.header_timeout,
+            idle_timeout: config.idle_timeout,
+        },
+        bodies: skyscale_http::BodyLimits::new(
+            config.body_timeout,
+            config.unauthenticated_buffer_bytes,
+        ),
+    }
 }
 
 async fn shutdown_signal() {

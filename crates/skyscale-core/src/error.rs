@@ -11,6 +11,8 @@ pub enum Throttle {
     Host,
     /// Too many failed authentications from the caller's address.
     AuthFailures,
+    /// The server's bound on bytes buffered for requests not yet authenticated is spent.
+    ServerBusy,
 }
 
 impl Throttle {
@@ -20,6 +22,7 @@ impl Throttle {
             Throttle::ReservedConcurrency => "reserved_concurrency",
             Throttle::Host => "host_capacity",
             Throttle::AuthFailures => "auth_failures",
+            Throttle::ServerBusy => "server_busy",
         }
     }
 }
@@ -54,6 +57,9 @@ pub enum CoreError {
     /// The request is larger than allowed (413).
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The request did not arrive in time, e.g. a body sent too slowly (408).
+    #[error("{0}")]
+    RequestTimeout(String),
     /// A concurrency limit was reached (429).
     #[error("{message}")]
     TooManyRequests { limit: Throttle, message: String },
@@ -85,6 +91,7 @@ impl CoreError {
             CoreError::Conflict(_) => "conflict",
             CoreError::PreconditionFailed(_) => "precondition_failed",
             CoreError::PayloadTooLarge(_) => "payload_too_large",
+            CoreError::RequestTimeout(_) => "request_timeout",
             CoreError::TooManyRequests { .. } => "too_many_requests",
             CoreError::Unavailable(_) => "unavailable",
             CoreError::Internal(_) => "internal",

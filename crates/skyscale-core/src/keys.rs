@@ -71,6 +71,14 @@ impl Keys {
         self.table.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Whether the key can still be used: it exists, is not revoked and has a usable role.
+    /// Long-lived responses ask this while they run, so a revocation ends them too.
+    pub fn is_live(&self, id: &KeyId) -> bool {
+        self.snapshot()
+            .get(id)
+            .is_some_and(|e| e.principal.is_some() && e.record.revoked_at.is_none())
+    }
+
     fn replace(&self, table: KeyTable) {
         *self.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
     }

@@ -120,7 +120,7 @@ pub struct ControlPlane {
     code: CodeStore,
     scheduler: Arc<Scheduler>,
     /// Every API key, read on every request; replaced after every key write.
-    keys: Keys,
+    keys: Arc<Keys>,
     /// Failed authentications per source address.
     auth_limiter: AuthLimiter,
     /// A sealed secret of no key, opened when a SigV4 request names an unknown key so that
@@ -182,7 +182,7 @@ impl ControlPlane {
             store,
             code,
             scheduler,
-            keys: Keys::new(keys),
+            keys: Arc::new(Keys::new(keys)),
             auth_limiter: AuthLimiter::new(settings.auth_limits),
             dummy_sealed,
             functions: Cache::new(),
@@ -210,11 +210,11 @@ impl ControlPlane {
 
     /// Refuses `source` while it has failed to authenticate too often (before its key is
     /// looked at, so a correct guess is refused too); else runs `check` and counts a failure.
-    fn rate_limited(
+    fn rate_limited<T>(
         &self,
         source: IpAddr,
-        check: impl FnOnce() -> Result<Principal, CoreError>,
-    ) -> Result<Principal, CoreError> {
+        check: impl FnOnce() -> Result<T, CoreError>,
+    ) -> Result<T, CoreError> {
         if !self.auth_limiter.allows(source, Instant::now()) {
             return Err(CoreError::TooManyRequests {
                 limit: Throttle::AuthFailures,
@@ -291,6 +291,22 @@ impl ControlPlane {
                 (Ok(()) | Err(SigV4Error::Mismatch), _) => Err(SigV4Error::UnknownKey.into()),
                 (Err(e), _) => Err(e.into()),
             }
+        })
+    }
+
+    /// What can be checked of a SigV4 request before its body is read: that it carries an
+    /// `Authorization` header of the right form, from an address not over its limit of
+    /// failed authentications. Lets the HTTP layer refuse such requests without reading (and
+    /// buffering) their bodies; [`Self::authenticate_sigv4`] decides the rest.
+    pub fn sigv4_precheck(
+        &self,
+        authorization: Option<&str>,
+        source: IpAddr,
+    ) -> Result<(), CoreError> {
+        let authorization = authorization.ok_or(skyscale_sigv4::SigV4Error::Missing)?;
+        self.rate_limited(source, || {
+            skyscale_sigv4::Authorization::parse(authorization)?;
+            Ok(())
         })
     }
 

@@ -22,9 +22,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use skyscale_store::{InvocationQuery, InvocationRow, LogQuery, LogRow, RecordTotals, Store};
 use skyscale_types::api::{InvocationRecord, LogEntry};
+use skyscale_types::KeyId;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::auth::{Action, Principal};
+use crate::keys::Keys;
 use crate::observe::Invocation;
 use crate::since::{parse_since, rfc3339};
 use crate::{blocking, ControlPlane, CoreError, InvocationStatus};
@@ -64,6 +66,8 @@ pub struct RecordSettings {
     pub max_records: u64,
     /// How often the age limit is applied.
     pub prune_interval: Duration,
+    /// The longest a log follower lives; the client reconnects for more.
+    pub follow_max_lifetime: Duration,
 }
 
 impl Default for RecordSettings {
@@ -73,6 +77,7 @@ impl Default for RecordSettings {
             max_log_bytes: 256 * 1024 * 1024,
             max_records: 1_000_000,
             prune_interval: Duration::from_secs(60),
+            follow_max_lifetime: Duration::from_secs(3600),
         }
     }
 }
@@ -470,7 +475,16 @@ pub enum Followed {
     /// Nothing more will come (the control plane is stopping, or the one invocation
     /// followed has been delivered).
     End,
+    /// The key that opened the stream was revoked (or deleted) meanwhile.
+    KeyRevoked,
+    /// The stream reached its maximum lifetime; a client that wants more reconnects (and
+    /// is authenticated again).
+    Expired(Duration),
 }
+
+/// How often a follower checks that its key is still valid: a revocation ends the stream
+/// within about this long.
+const KEY_RECHECK: Duration = Duration::from_secs(1);
 
 /// New log entries of one function (or one invocation) as they are stored.
 pub struct LogFollower {
@@ -481,6 +495,13 @@ pub struct LogFollower {
     /// Entries at or below this id were in the backlog (or deliberately left out of it).
     after: u64,
     done: bool,
+    /// The key the stream was opened with (`None`: no key, e.g. a public caller), and the
+    /// table to check it against while the stream lives.
+    key: Option<KeyId>,
+    keys: Arc<Keys>,
+    lifetime: Duration,
+    ends_at: tokio::time::Instant,
+    recheck: tokio::time::Interval,
 }
 
 impl LogFollower {
@@ -496,6 +517,17 @@ impl LogFollower {
                     // The control plane is gone.
                     Err(_) => return Followed::End,
                 },
+                _ = self.recheck.tick() => {
+                    if self.key.as_ref().is_some_and(|k| !self.keys.is_live(k)) {
+                        self.done = true;
+                        return Followed::KeyRevoked;
+                    }
+                    continue;
+                }
+                () = tokio::time::sleep_until(self.ends_at) => {
+                    self.done = true;
+                    return Followed::Expired(self.lifetime);
+                }
             };
             match got {
                 Ok(row) => {
@@ -605,6 +637,9 @@ impl ControlPlane {
         let rx = self.records.live.subscribe();
         let (backlog, last_id, function) = self.read_logs(by, name, filter).await?;
         let done = filter.request_id.is_some() && !backlog.is_empty();
+        let lifetime = self.settings.records.follow_max_lifetime;
+        let mut recheck = tokio::time::interval(KEY_RECHECK);
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let follower = LogFollower {
             rx,
             closing: self.records.closing.subscribe(),
@@ -612,6 +647,11 @@ impl ControlPlane {
             request_id: filter.request_id.clone(),
             after: last_id,
             done,
+            key: by.key_id.clone(),
+            keys: self.keys.clone(),
+            lifetime,
+            ends_at: tokio::time::Instant::now() + lifetime,
+            recheck,
         };
         Ok((backlog, follower))
     }
@@ -692,6 +732,7 @@ mod tests {
             max_log_bytes: 1000,
             max_records: 5,
             prune_interval: Duration::from_millis(20),
+            ..RecordSettings::default()
         };
         let records = Records::start(store.clone(), settings);
         let mut live = records.live.subscribe();

@@ -27,6 +27,7 @@ impl ApiError {
             CoreError::Conflict(_) => StatusCode::CONFLICT,
             CoreError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             CoreError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            CoreError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             CoreError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             CoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             CoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -16,7 +16,8 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use skyscale_core::{CoreError, Followed, InvocationFilter, LogFilter, Principal};
 use skyscale_types::api::{
-    InvocationList, LogEntry, LogList, LogsSkipped, LOGS_SKIPPED_EVENT, LOG_EVENT,
+    InvocationList, LogEntry, LogList, LogsSkipped, StreamEndReason, StreamEnded,
+    LOGS_SKIPPED_EVENT, LOG_EVENT, STREAM_ENDED_EVENT,
 };
 
 use crate::{ApiError, AppState};
@@ -118,6 +119,19 @@ async fn logs(
                     json_event(LOGS_SKIPPED_EVENT, &LogsSkipped { skipped })
                 }
                 Followed::End => return None,
+                // The follower answers `End` after these.
+                Followed::KeyRevoked => ended(
+                    StreamEndReason::KeyRevoked,
+                    "the API key of this stream was revoked".to_owned(),
+                ),
+                Followed::Expired(after) => ended(
+                    StreamEndReason::Lifetime,
+                    format!(
+                        "the stream reached the server's maximum lifetime of {}s: reconnect \
+                         to follow on",
+                        after.as_secs()
+                    ),
+                ),
             };
             Some((Ok::<_, Infallible>(event), f))
         });
@@ -132,6 +146,10 @@ async fn logs(
     }
     let text: String = entries.iter().map(|e| e.text.as_str()).collect();
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+}
+
+fn ended(reason: StreamEndReason, message: String) -> Event {
+    json_event(STREAM_ENDED_EVENT, &StreamEnded { reason, message })
 }
 
 /// `event: log`, `id: <entry id>`, `data: <the entry as JSON>` (one line).

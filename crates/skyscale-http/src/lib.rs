@@ -5,11 +5,13 @@
 //! server on `127.0.0.1:0`.
 
 mod access;
+mod body;
 mod error;
 mod invocations;
 mod lambda;
 mod metrics;
 mod rejections;
+mod server;
 mod url;
 mod v1;
 
@@ -23,13 +25,22 @@ use axum::Router;
 use skyscale_core::ControlPlane;
 use tokio::net::TcpListener;
 
+pub use body::BodyLimits;
 pub use error::ApiError;
+pub use server::ConnectionLimits;
 
 /// Shared state of every handler.
 pub type AppState = Arc<ControlPlane>;
 
+/// How the server guards itself against slow, idle and unauthenticated clients.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub connections: ConnectionLimits,
+    pub bodies: BodyLimits,
+}
+
 /// The whole API as a router.
-pub fn router(cp: AppState) -> Router {
+pub fn router(cp: AppState, bodies: BodyLimits) -> Router {
     Router::new()
         .merge(v1::routes(cp.clone()))
         .merge(access::routes(cp.clone()))
@@ -39,6 +50,7 @@ pub fn router(cp: AppState) -> Router {
         .merge(url::routes())
         .layer(axum::middleware::from_fn(rejections::v1_json_errors))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(axum::Extension(bodies))
         .with_state(cp)
 }
 
@@ -51,24 +63,16 @@ pub(crate) fn source_ip(extensions: &axum::http::Extensions) -> IpAddr {
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, then stops accepting and lets
-/// in-flight requests finish.
+/// Serves the API on `listener` until `shutdown` resolves, then stops accepting, closes idle
+/// connections and lets in-flight requests finish.
 pub async fn serve(
     listener: TcpListener,
     cp: AppState,
+    settings: ServerSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    // Loopback HTTP with Nagle on stalls keep-alive clients by tens of milliseconds.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
-    // Function URLs pass the caller's address to the function (`sourceIp`).
-    // So does the rate limit of failed authentications.
-    let app = router(cp).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    // Function URLs pass the caller's address to the function (`sourceIp`), and the rate
+    // limit of failed authentications counts by it: the server inserts `ConnectInfo`.
+    let app = router(cp, settings.bodies);
+    server::serve(listener, app, settings.connections, shutdown).await
 }

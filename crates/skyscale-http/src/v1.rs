@@ -4,8 +4,8 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -21,28 +21,35 @@ use skyscale_types::api::{
     LOG_RESULT_HEADER, LOG_TYPE_HEADER, REQUEST_ID_HEADER,
 };
 
+use crate::body::{self, BodyLimits, Sender};
 use crate::{ApiError, AppState};
 
 type ApiResult<T> = Result<T, ApiError>;
 
 /// JSON requests (a create may carry a base64 zip) are at most this large.
 const MAX_JSON_BODY: usize = 70 * 1024 * 1024;
+/// Every other JSON request (configuration, aliases, URL settings, keys) is small.
+const MAX_SMALL_BODY: usize = 256 * 1024;
+
+const CREATE_FUNCTION: &str = "/v1/functions";
+const DEPLOY: &str = "/v1/functions/{name}/code";
+const INVOKE: &str = "/v1/functions/{name}/invoke";
 /// `/v1` lists are not paged: the core's pages are read this many at a time until the end.
 const LIST_PAGE: usize = 1000;
 
 pub(crate) fn routes(cp: AppState) -> Router<AppState> {
     let authed = Router::new()
-        .route("/v1/functions", post(create).get(list))
+        .route(CREATE_FUNCTION, post(create).get(list))
         .route(
             "/v1/functions/{name}",
             get(get_one).patch(update).delete(delete),
         )
-        .route("/v1/functions/{name}/code", put(deploy))
+        .route(DEPLOY, put(deploy))
         .route(
             "/v1/functions/{name}/concurrency",
             put(put_concurrency).delete(delete_concurrency),
         )
-        .route("/v1/functions/{name}/invoke", post(invoke))
+        .route(INVOKE, post(invoke))
         .route(
             "/v1/functions/{name}/versions",
             post(publish_version).get(list_versions),
@@ -78,12 +85,20 @@ struct AuthTiming {
     auth: Duration,
 }
 
-/// Every `/v1` route but health needs `Authorization: Bearer <id>.<secret>`.
-pub(crate) async fn require_key(
-    State(cp): State<AppState>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+/// The largest body a `/v1` operation can legitimately carry, by its route.
+fn body_limit(cp: &AppState, method: &Method, route: Option<&str>) -> usize {
+    match (method, route) {
+        (&Method::POST, Some(CREATE_FUNCTION)) => MAX_JSON_BODY,
+        (&Method::PUT, Some(DEPLOY)) => usize::try_from(cp.max_code_bytes()).unwrap_or(usize::MAX),
+        (&Method::POST, Some(INVOKE)) => MAX_SYNC_PAYLOAD,
+        _ => MAX_SMALL_BODY,
+    }
+}
+
+/// Every `/v1` route but health needs `Authorization: Bearer <id>.<secret>`. The key is
+/// checked from the headers alone; then the body is read here, once, within the route's size
+/// limit and the body timeout, so no handler can forget either.
+pub(crate) async fn require_key(State(cp): State<AppState>, req: Request, next: Next) -> Response {
     let received = Instant::now();
     let Some(authorization) = req.headers().get(header::AUTHORIZATION) else {
         return ApiError(CoreError::Unauthorized(
@@ -97,22 +112,42 @@ pub(crate) async fn require_key(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     let Some(token) = token else {
-        return ApiError(CoreError::Unauthorized(
-            "malformed Authorization header: expected 'Bearer <key-id>.<secret>'".into(),
-        ))
-        .into_response();
+        return malformed_authorization().into_response();
     };
     match cp
         .authenticate(token, crate::source_ip(req.extensions()))
         .await
     {
         Ok(principal) => {
-            req.extensions_mut().insert(principal);
-            req.extensions_mut().insert(AuthTiming {
-                received,
-                auth: received.elapsed(),
-            });
-            next.run(req).await
+            let auth = received.elapsed();
+            let (mut parts, body) = req.into_parts();
+            let Some(limits) = parts.extensions.get::<BodyLimits>().cloned() else {
+                return ApiError(CoreError::Internal("body limits not configured".into()))
+                    .into_response();
+            };
+            let route = parts
+                .extensions
+                .get::<MatchedPath>()
+                .map(MatchedPath::as_str);
+            let limit = body_limit(&cp, &parts.method, route);
+            let declared = body::declared_length(&parts.headers);
+            let bytes = match body::read(
+                &limits,
+                body,
+                declared,
+                limit,
+                Sender::Known,
+                "request body",
+            )
+            .await
+            {
+                Ok(b) => b.release(),
+                Err(e) => return ApiError(CoreError::from(e)).into_response(),
+            };
+            parts.extensions.insert(principal);
+            parts.extensions.insert(AuthTiming { received, auth });
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
         }
         Err(e) => ApiError(e).into_response(),
     }
@@ -148,16 +183,43 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     })
 }
 
-async fn health(State(cp): State<AppState>) -> Json<Health> {
-    let counts = cp.sandbox_counts();
-    Json(Health {
+/// Liveness for anyone; the host's driver, version and sandbox counts only for a valid key
+/// (they tell an outsider how busy the host is).
+async fn health(State(cp): State<AppState>, req: Request) -> ApiResult<Json<Health>> {
+    let alive = Health {
         status: "ok".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        driver: cp.driver_name().into(),
-        warm_pool_idle: counts.generic,
-        sandboxes: counts.live,
-        busy: counts.busy,
-    })
+        version: None,
+        driver: None,
+        warm_pool_idle: None,
+        sandboxes: None,
+        busy: None,
+    };
+    let Some(authorization) = req.headers().get(header::AUTHORIZATION) else {
+        return Ok(Json(alive));
+    };
+    let token = authorization
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(malformed_authorization)?;
+    cp.authenticate(token, crate::source_ip(req.extensions()))
+        .await?;
+    let counts = cp.sandbox_counts();
+    Ok(Json(Health {
+        version: Some(env!("CARGO_PKG_VERSION").into()),
+        driver: Some(cp.driver_name().into()),
+        warm_pool_idle: Some(counts.generic),
+        sandboxes: Some(counts.live),
+        busy: Some(counts.busy),
+        ..alive
+    }))
+}
+
+fn malformed_authorization() -> ApiError {
+    ApiError(CoreError::Unauthorized(
+        "malformed Authorization header: expected 'Bearer <key-id>.<secret>'".into(),
+    ))
 }
 
 async fn create(

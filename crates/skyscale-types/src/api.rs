@@ -268,21 +268,24 @@ pub struct FunctionUrlList {
     pub urls: Vec<FunctionUrlInfo>,
 }
 
-/// `GET /v1/health`.
+/// `GET /v1/health`. Without a key only `status` is answered (liveness); with a valid key
+/// the rest too.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Health {
     pub status: String,
-    pub version: String,
-    pub driver: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
     /// Generic pre-booted sandboxes ready to be specialised.
-    #[serde(default)]
-    pub warm_pool_idle: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_pool_idle: Option<usize>,
     /// Sandboxes alive (generic, idle and busy).
-    #[serde(default)]
-    pub sandboxes: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandboxes: Option<usize>,
     /// Invocations running now.
-    #[serde(default)]
-    pub busy: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub busy: Option<usize>,
 }
 
 /// One invocation's record (`GET /v1/invocations/{request_id}`).
@@ -349,6 +352,26 @@ pub const LOGS_SKIPPED_EVENT: &str = "skipped";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogsSkipped {
     pub skipped: u64,
+}
+
+/// The last server-sent event of a stream the server ended before the client did; its data
+/// is a [`StreamEnded`].
+pub const STREAM_ENDED_EVENT: &str = "end";
+
+/// Why the server ended a log stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamEndReason {
+    /// The API key that opened it was revoked.
+    KeyRevoked,
+    /// It reached the server's maximum stream lifetime: reconnect for more.
+    Lifetime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamEnded {
+    pub reason: StreamEndReason,
+    pub message: String,
 }
 
 /// The body of a function error (handler exception, init failure, timeout, crash): the

@@ -51,6 +51,7 @@ pub(super) fn logs(global: &Global, args: &LogsArgs) -> anyhow::Result<()> {
     // Each entry is printed (and flushed) as it arrives; a write that fails (the reader
     // went away) ends the stream and is reported like any other.
     let mut failed = None;
+    let mut ended = None;
     client.follow_logs(&args.name, &q, |event| {
         let written = match (event, global.output) {
             (LogEvent::Entry(e), OutputFormat::Text) => output::stdout(e.text.as_bytes()),
@@ -61,6 +62,10 @@ pub(super) fn logs(global: &Global, args: &LogsArgs) -> anyhow::Result<()> {
                 output::warning(&format!(
                     "{n} log entries were skipped: this client fell behind the stream"
                 ));
+                Ok(())
+            }
+            (LogEvent::Ended(why), _) => {
+                ended = Some(why.message);
                 Ok(())
             }
         };
@@ -75,8 +80,14 @@ pub(super) fn logs(global: &Global, args: &LogsArgs) -> anyhow::Result<()> {
     match failed {
         Some(e) => Err(e.into()),
         None => {
-            if args.request_id.is_none() {
-                output::warning("the control plane ended the log stream (it is stopping)");
+            match ended {
+                Some(why) => {
+                    output::warning(&format!("the control plane ended the log stream: {why}"))
+                }
+                None if args.request_id.is_none() => {
+                    output::warning("the control plane ended the log stream (it is stopping)")
+                }
+                None => {}
             }
             Ok(())
         }

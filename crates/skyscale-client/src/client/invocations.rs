@@ -7,7 +7,8 @@ use std::time::Duration;
 use reqwest::header::ACCEPT;
 use reqwest::Method;
 use skyscale_types::api::{
-    InvocationList, InvocationRecord, LogEntry, LogList, LogsSkipped, LOGS_SKIPPED_EVENT, LOG_EVENT,
+    InvocationList, InvocationRecord, LogEntry, LogList, LogsSkipped, StreamEnded,
+    LOGS_SKIPPED_EVENT, LOG_EVENT, STREAM_ENDED_EVENT,
 };
 
 use super::{function_name, Client};
@@ -40,6 +41,8 @@ pub enum LogEvent {
     Entry(LogEntry),
     /// The client fell behind and the server skipped this many entries.
     Skipped(u64),
+    /// The server ended the stream (its last event), and why.
+    Ended(StreamEnded),
 }
 
 impl Client {
@@ -120,6 +123,9 @@ impl Client {
                         .map_err(|e| decode(e.to_string()))?
                         .skipped,
                 ),
+                STREAM_ENDED_EVENT => {
+                    LogEvent::Ended(serde_json::from_str(&data).map_err(|e| decode(e.to_string()))?)
+                }
                 // Events of a newer server that this client does not know.
                 _ => continue,
             };

@@ -141,6 +141,14 @@ fn wire(e: &LambdaError) -> Wire {
             m.clone(),
             true,
         ),
+        // Not a Lambda error (its front door answers slow senders itself); botocore
+        // retries a 408.
+        CoreError::RequestTimeout(m) => w(
+            StatusCode::REQUEST_TIMEOUT,
+            "RequestTimeoutException",
+            m.clone(),
+            true,
+        ),
         CoreError::TooManyRequests { limit, message: m } => Wire {
             // The host's limits play the part of Lambda's account-wide limit.
             reason: Some(match limit {
@@ -148,7 +156,7 @@ fn wire(e: &LambdaError) -> Wire {
                     "ReservedFunctionConcurrentInvocationLimitExceeded"
                 }
                 Throttle::Host => "ConcurrentInvocationLimitExceeded",
-                Throttle::AuthFailures => "CallerRateLimitExceeded",
+                Throttle::AuthFailures | Throttle::ServerBusy => "CallerRateLimitExceeded",
             }),
             ..w(
                 StatusCode::TOO_MANY_REQUESTS,

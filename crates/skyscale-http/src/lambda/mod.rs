@@ -12,32 +12,44 @@ mod urls;
 use std::time::SystemTime;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
 use serde::de::DeserializeOwned;
-use skyscale_core::{CoreError, Principal};
+use skyscale_core::{CoreError, Principal, MAX_SYNC_PAYLOAD};
 
+use crate::body::{self, BodyLimits, Sender};
 use crate::AppState;
 use error::LambdaError;
 
 type LambdaResult<T> = Result<T, LambdaError>;
 
-/// Request bodies are at most this large (a CreateFunction carries a base64 zip); Invoke
-/// applies its own, smaller limit.
-const MAX_REQUEST_BODY: usize = 70 * 1024 * 1024;
+/// CreateFunction and UpdateFunctionCode carry a base64 zip: Lambda's 50 MB direct upload
+/// limit, encoded, with room for the rest of the JSON.
+const MAX_CODE_REQUEST: usize = 70 * 1024 * 1024;
+/// Every other operation's JSON (configuration with its environment, aliases, tags, URL
+/// settings) is small.
+const MAX_SMALL_REQUEST: usize = 256 * 1024;
+
+const CREATE_FUNCTION: &str = "/2015-03-31/functions";
+const CREATE_FUNCTION_SLASH: &str = "/2015-03-31/functions/";
+const FUNCTION_CODE: &str = "/2015-03-31/functions/{name}/code";
+const INVOKE: &str = "/2015-03-31/functions/{name}/invocations";
 
 const REQUEST_ID: &str = "x-amzn-RequestId";
 
 pub(crate) fn routes(cp: AppState) -> Router<AppState> {
     const F: &str = "/2015-03-31/functions";
     Router::new()
-        .route(F, post(functions::create).get(functions::list))
         .route(
-            &format!("{F}/"),
+            CREATE_FUNCTION,
+            post(functions::create).get(functions::list),
+        )
+        .route(
+            CREATE_FUNCTION_SLASH,
             post(functions::create).get(functions::list),
         )
         .route(
@@ -48,8 +60,8 @@ pub(crate) fn routes(cp: AppState) -> Router<AppState> {
             &format!("{F}/{{name}}/configuration"),
             get(functions::get_configuration).put(functions::update_configuration),
         )
-        .route(&format!("{F}/{{name}}/code"), put(functions::update_code))
-        .route(&format!("{F}/{{name}}/invocations"), post(invoke::invoke))
+        .route(FUNCTION_CODE, put(functions::update_code))
+        .route(INVOKE, post(invoke::invoke))
         .route(
             &format!("{F}/{{name}}/versions"),
             post(functions::publish_version).get(functions::list_versions),
@@ -105,21 +117,57 @@ async fn add_request_id(mut resp: Response) -> Response {
     resp
 }
 
+/// The largest body an operation can legitimately carry, by its route.
+fn body_limit(method: &Method, route: Option<&str>) -> usize {
+    match (method, route) {
+        (&Method::POST, Some(CREATE_FUNCTION | CREATE_FUNCTION_SLASH))
+        | (&Method::PUT, Some(FUNCTION_CODE)) => MAX_CODE_REQUEST,
+        (&Method::POST, Some(INVOKE)) => MAX_SYNC_PAYLOAD,
+        _ => MAX_SMALL_REQUEST,
+    }
+}
+
 /// Checks the request's SigV4 signature. The signature covers the body, so the body is
-/// read here (bounded) and handed on as bytes.
+/// read here and handed on as bytes, but only after what can be checked without it (a
+/// well-formed `Authorization`, an address not over its failure limit), within the
+/// operation's size limit, and from the budget for unauthenticated bytes (`body.rs`).
 async fn require_sigv4(State(cp): State<AppState>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, MAX_REQUEST_BODY).await {
-        Ok(b) => b,
-        Err(_) => {
-            return LambdaError::from(CoreError::PayloadTooLarge(format!(
-                "request body is larger than the {MAX_REQUEST_BODY}-byte limit"
-            )))
-            .into_response()
-        }
+    let authorization = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if let Err(e) = cp.sigv4_precheck(authorization, crate::source_ip(&parts.extensions)) {
+        tracing::debug!(error = %e, "sigv4 authentication failed before the body");
+        return LambdaError::from(e).into_response();
+    }
+    let Some(limits) = parts.extensions.get::<BodyLimits>().cloned() else {
+        return LambdaError::from(CoreError::Internal("body limits not configured".into()))
+            .into_response();
     };
-    match sigv4_principal(&cp, &parts, &bytes).await {
+    let route = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str);
+    let limit = body_limit(&parts.method, route);
+    let declared = body::declared_length(&parts.headers);
+    let buffered = match body::read(
+        &limits,
+        body,
+        declared,
+        limit,
+        Sender::Unauthenticated,
+        "request body",
+    )
+    .await
+    {
+        Ok(b) => b,
+        Err(e) => return LambdaError::from(CoreError::from(e)).into_response(),
+    };
+    match sigv4_principal(&cp, &parts, &buffered.bytes).await {
         Ok(principal) => {
+            // Authenticated: the bytes are the caller's now, not the shared budget's.
+            let bytes = buffered.release();
             let mut req = Request::from_parts(parts, Body::from(bytes));
             req.extensions_mut().insert(principal);
             next.run(req).await

@@ -20,6 +20,7 @@ use percent_encoding::percent_decode_str;
 use skyscale_core::{CoreError, InvokeOptions, Principal, MAX_SYNC_PAYLOAD};
 use skyscale_types::{Cors, FunctionName, UrlAuthType};
 
+use crate::body::{self, BodyLimits, Sender};
 use crate::{ApiError, AppState};
 use event::{IamCaller, UrlRequest};
 
@@ -64,6 +65,15 @@ fn url_error(status: StatusCode, message: &str) -> Response {
         serde_json::json!({ "Message": message }).to_string(),
     )
         .into_response()
+}
+
+/// A refused signature: 429 when the address is over its limit of failures, else 403.
+fn auth_failed(function: &FunctionName, e: CoreError) -> Response {
+    if let CoreError::TooManyRequests { .. } = e {
+        return url_error(StatusCode::TOO_MANY_REQUESTS, &e.to_string());
+    }
+    tracing::debug!(error = %e, function = %function, "function URL: authentication failed");
+    url_error(StatusCode::FORBIDDEN, &format!("Forbidden: {e}"))
 }
 
 fn core_error(e: CoreError) -> Response {
@@ -195,30 +205,45 @@ async fn serve(State(cp): State<AppState>, req: Request) -> Response {
     if let (true, Some(cors)) = (is_preflight, &config.cors) {
         return preflight(cors, &parts.headers);
     }
-    let body = match axum::body::to_bytes(body, MAX_SYNC_PAYLOAD).await {
-        Ok(b) => b,
-        Err(_) => {
-            return url_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("the request body is larger than the {MAX_SYNC_PAYLOAD}-byte limit"),
-            )
+    if config.auth_type == UrlAuthType::AwsIam {
+        let authorization = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if let Err(e) = cp.sigv4_precheck(authorization, crate::source_ip(&parts.extensions)) {
+            return auth_failed(&function, e);
         }
+    }
+    // Public or not yet authenticated either way: the body comes from the shared budget
+    // until it has become the event (`body.rs`).
+    let Some(limits) = parts.extensions.get::<BodyLimits>().cloned() else {
+        return core_error(CoreError::Internal("body limits not configured".into()));
+    };
+    let declared = body::declared_length(&parts.headers);
+    let body = match body::read(
+        &limits,
+        body,
+        declared,
+        MAX_SYNC_PAYLOAD,
+        Sender::Unauthenticated,
+        "the request body",
+    )
+    .await
+    {
+        Ok(b) => b,
+        Err(e) => return core_error(e.into()),
     };
     // A public URL's caller may invoke this function and nothing else; a signed request
     // acts for its key, whose role and patterns must allow invoking it (the same check as
     // the APIs', in `invoke_with`).
     let principal = match config.auth_type {
         UrlAuthType::None => Principal::function_url(&function),
-        UrlAuthType::AwsIam => match crate::lambda::sigv4_principal(&cp, &parts, &body).await {
-            Ok(p) => p,
-            Err(e @ CoreError::TooManyRequests { .. }) => {
-                return url_error(StatusCode::TOO_MANY_REQUESTS, &e.to_string())
+        UrlAuthType::AwsIam => {
+            match crate::lambda::sigv4_principal(&cp, &parts, &body.bytes).await {
+                Ok(p) => p,
+                Err(e) => return auth_failed(&function, e),
             }
-            Err(e) => {
-                tracing::debug!(error = %e, function = %function, "function URL: authentication failed");
-                return url_error(StatusCode::FORBIDDEN, &format!("Forbidden: {e}"));
-            }
-        },
+        }
     };
     let now = SystemTime::now();
     let request_id = uuid::Uuid::new_v4().to_string();
@@ -238,7 +263,7 @@ async fn serve(State(cp): State<AppState>, req: Request) -> Response {
         raw_path,
         raw_query: parts.uri.query(),
         headers: &parts.headers,
-        body: &body,
+        body: &body.bytes,
         source_ip,
         url_id: &config.url_id,
         domain: &domain,
@@ -250,6 +275,7 @@ async fn serve(State(cp): State<AppState>, req: Request) -> Response {
             account_id: cp.settings().account_id.clone(),
         }),
     });
+    drop(body);
     let opts = InvokeOptions {
         qualifier: alias.clone(),
         trigger: skyscale_core::Trigger::Url,
