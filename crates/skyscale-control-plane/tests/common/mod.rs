@@ -64,6 +64,8 @@ pub struct Server {
     pub driver: String,
     child: Option<Child>,
     extra_env: Vec<(String, String)>,
+    /// Soft and hard `RLIMIT_NOFILE` of the process (through `prlimit`), if set.
+    open_files: Option<u64>,
 }
 
 impl Server {
@@ -72,6 +74,12 @@ impl Server {
     }
 
     pub fn start_with(driver: &str, env: &[(&str, &str)]) -> Server {
+        Self::start_limited(driver, env, None)
+    }
+
+    /// Like [`Server::start_with`], with the open-file limit (soft and hard) set to
+    /// `open_files` when given, as a host with the common default of 1,024 would.
+    pub fn start_limited(driver: &str, env: &[(&str, &str)], open_files: Option<u64>) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Server {
             dir,
@@ -82,6 +90,7 @@ impl Server {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            open_files,
         };
         s.spawn();
         s
@@ -93,7 +102,16 @@ impl Server {
             .append(true)
             .open(self.dir.path().join("control-plane.log"))
             .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_skyscale-control-plane"));
+        let binary = env!("CARGO_BIN_EXE_skyscale-control-plane");
+        // `prlimit` sets the limits and execs the binary: the pid stays the server's.
+        let mut cmd = match self.open_files {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg("--").arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("PORT", "0")
