@@ -95,6 +95,7 @@ async fn run() -> anyhow::Result<()> {
         store, &data_dir, driver, runtimes, settings,
     )?);
 
+    let server_settings = server_settings(&config.server, open_files);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {} (set PORT or SKYSCALE_HOST)", config.listen))?;
@@ -114,7 +115,6 @@ async fn run() -> anyhow::Result<()> {
     // On SIGTERM/SIGINT the server stops accepting and lets in-flight requests finish; the
     // grace bounds how long that may take before the sandboxes are destroyed regardless.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server_settings = server_settings(&config.server, open_files);
     let server = tokio::spawn(skyscale_http::serve(
         listener,
         cp.clone(),

@@ -26,6 +26,12 @@ const BUDGET_WAIT: Duration = Duration::from_secs(5);
 /// Bodies larger than this are reserved a chunk at a time when they do not declare a length.
 const CHUNK_RESERVATION: usize = 64 * 1024;
 
+/// A body over its limit is still read (and thrown away, holding no memory) up to this many
+/// bytes past the limit before the 413 is sent: most clients read no answer until they have
+/// sent their whole body, and would report a broken pipe instead of the clear error. Past
+/// this, the connection is closed on them.
+const DRAIN_BEYOND_LIMIT: u64 = 64 * 1024 * 1024;
+
 /// What reading a request body may take, shared by every route.
 #[derive(Debug, Clone)]
 pub struct BodyLimits {
@@ -85,7 +91,7 @@ impl Buffered {
 /// Why a body could not be read.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum BodyError {
-    #[error("{what} is larger than the {limit}-byte limit of this operation")]
+    #[error("{what} is larger than the {limit}-byte limit")]
     TooLarge { what: &'static str, limit: usize },
     #[error("{what} did not arrive within {timeout:?}")]
     TimedOut {
@@ -138,12 +144,16 @@ pub(crate) async fn read(
     sender: Sender,
     what: &'static str,
 ) -> Result<Buffered, BodyError> {
+    let deadline = Instant::now() + limits.timeout;
     let declared = match declared.map(usize::try_from) {
         Some(Ok(n)) if n <= limit => Some(n),
+        Some(Ok(n)) if (n as u64) <= limit as u64 + DRAIN_BEYOND_LIMIT => {
+            drain(body, deadline).await;
+            return Err(BodyError::TooLarge { what, limit });
+        }
         Some(_) => return Err(BodyError::TooLarge { what, limit }),
         None => None,
     };
-    let deadline = Instant::now() + limits.timeout;
     let mut reservation = Reservation {
         limits,
         sender,
@@ -174,6 +184,9 @@ pub(crate) async fn read(
         };
         let len = buf.len() + chunk.len();
         if len > limit {
+            drop(buf);
+            drop(reservation);
+            drain_stream(stream, deadline, DRAIN_BEYOND_LIMIT).await;
             return Err(BodyError::TooLarge { what, limit });
         }
         reservation.grow_to(len).await?;
@@ -183,6 +196,21 @@ pub(crate) async fn read(
         bytes: Bytes::from(buf),
         _permit: reservation.permit,
     })
+}
+
+/// Reads and discards the rest of a body that will be refused, within the deadline.
+async fn drain(body: Body, deadline: Instant) {
+    drain_stream(body.into_data_stream(), deadline, u64::MAX).await;
+}
+
+async fn drain_stream(mut stream: axum::body::BodyDataStream, deadline: Instant, at_most: u64) {
+    let mut seen = 0u64;
+    while seen <= at_most {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(chunk))) => seen += chunk.len() as u64,
+            _ => return,
+        }
+    }
 }
 
 /// The part of the budget one body holds.

@@ -29,7 +29,6 @@ use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::Router;
-use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -256,11 +255,9 @@ impl Connection {
                 // The request counts as in flight until hyper drops the response body:
                 // a log follow stream is never "idle".
                 resp.map(|r| {
-                    r.map(|b| {
-                        axum::body::Body::new(b.map_frame(move |f| {
-                            let _ = &request;
-                            f
-                        }))
+                    r.map(|inner| TrackedBody {
+                        inner,
+                        _request: request,
                     })
                 })
             }
@@ -349,6 +346,33 @@ impl Drop for InFlight {
             .idle_since
             .store(self.tracker.now_ms(), Ordering::Release);
         self.state.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its request in flight until hyper drops it. Its size hint is
+/// the inner body's, so a response with a known length keeps its `content-length`.
+struct TrackedBody {
+    inner: axum::body::Body,
+    _request: InFlight,
+}
+
+impl http_body::Body for TrackedBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

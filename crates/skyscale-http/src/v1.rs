@@ -28,8 +28,9 @@ type ApiResult<T> = Result<T, ApiError>;
 
 /// JSON requests (a create may carry a base64 zip) are at most this large.
 const MAX_JSON_BODY: usize = 70 * 1024 * 1024;
-/// Every other JSON request (configuration, aliases, URL settings, keys) is small.
-const MAX_SMALL_BODY: usize = 256 * 1024;
+/// Every other JSON request (configuration, aliases, URL settings, keys) is small: far less
+/// than this, which leaves room for the checks of each field to say which one is too big.
+const MAX_SMALL_BODY: usize = 2 * 1024 * 1024;
 
 const CREATE_FUNCTION: &str = "/v1/functions";
 const DEPLOY: &str = "/v1/functions/{name}/code";
@@ -85,13 +86,17 @@ struct AuthTiming {
     auth: Duration,
 }
 
-/// The largest body a `/v1` operation can legitimately carry, by its route.
-fn body_limit(cp: &AppState, method: &Method, route: Option<&str>) -> usize {
+/// The largest body a `/v1` operation can legitimately carry, by its route, and what the
+/// body is called in an error.
+fn body_limit(cp: &AppState, method: &Method, route: Option<&str>) -> (usize, &'static str) {
     match (method, route) {
-        (&Method::POST, Some(CREATE_FUNCTION)) => MAX_JSON_BODY,
-        (&Method::PUT, Some(DEPLOY)) => usize::try_from(cp.max_code_bytes()).unwrap_or(usize::MAX),
-        (&Method::POST, Some(INVOKE)) => MAX_SYNC_PAYLOAD,
-        _ => MAX_SMALL_BODY,
+        (&Method::POST, Some(CREATE_FUNCTION)) => (MAX_JSON_BODY, "request body"),
+        (&Method::PUT, Some(DEPLOY)) => (
+            usize::try_from(cp.max_code_bytes()).unwrap_or(usize::MAX),
+            "code package",
+        ),
+        (&Method::POST, Some(INVOKE)) => (MAX_SYNC_PAYLOAD, "invoke payload"),
+        _ => (MAX_SMALL_BODY, "request body"),
     }
 }
 
@@ -129,17 +134,9 @@ pub(crate) async fn require_key(State(cp): State<AppState>, req: Request, next: 
                 .extensions
                 .get::<MatchedPath>()
                 .map(MatchedPath::as_str);
-            let limit = body_limit(&cp, &parts.method, route);
+            let (limit, what) = body_limit(&cp, &parts.method, route);
             let declared = body::declared_length(&parts.headers);
-            let bytes = match body::read(
-                &limits,
-                body,
-                declared,
-                limit,
-                Sender::Known,
-                "request body",
-            )
-            .await
+            let bytes = match body::read(&limits, body, declared, limit, Sender::Known, what).await
             {
                 Ok(b) => b.release(),
                 Err(e) => return ApiError(CoreError::from(e)).into_response(),

@@ -31,8 +31,9 @@ type LambdaResult<T> = Result<T, LambdaError>;
 /// limit, encoded, with room for the rest of the JSON.
 const MAX_CODE_REQUEST: usize = 70 * 1024 * 1024;
 /// Every other operation's JSON (configuration with its environment, aliases, tags, URL
-/// settings) is small.
-const MAX_SMALL_REQUEST: usize = 256 * 1024;
+/// settings) is small: far less than this, which leaves room for the checks of each field
+/// to say which one is too big.
+const MAX_SMALL_REQUEST: usize = 2 * 1024 * 1024;
 
 const CREATE_FUNCTION: &str = "/2015-03-31/functions";
 const CREATE_FUNCTION_SLASH: &str = "/2015-03-31/functions/";
