@@ -291,6 +291,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_body_over_the_limit_is_refused_without_being_buffered() {
+        let l = limits(1024);
+        let (mut tx, rx) = futures_channel();
+        tx.send_chunk(&[0u8; 3000]);
+        drop(tx);
+        let err = read(
+            &l,
+            Body::from_stream(rx),
+            Some(3000),
+            1000,
+            Sender::Unauthenticated,
+            "body",
+        )
+        .await
+        .err()
+        .expect("refused");
+        assert!(matches!(err, BodyError::TooLarge { limit: 1000, .. }));
+        assert_eq!(l.budget_available(), 1024, "drained bytes are not buffered");
+    }
+
+    #[tokio::test]
     async fn an_undeclared_body_is_cut_at_the_limit() {
         let l = limits(1 << 20);
         let err = read(

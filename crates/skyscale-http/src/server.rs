@@ -431,3 +431,45 @@ impl AsyncWrite for Watched {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tracker() -> Tracker {
+        Tracker {
+            epoch: Instant::now(),
+            next_id: AtomicU64::new(0),
+            conns: Mutex::new(HashMap::new()),
+            emptied: Notify::new(),
+        }
+    }
+
+    fn conn(t: &Tracker, id: u64, idle_since: u64, in_flight: usize) -> Arc<ConnState> {
+        let c = Arc::new(ConnState {
+            in_flight: AtomicUsize::new(in_flight),
+            idle_since: AtomicU64::new(idle_since),
+            request_started: AtomicU64::new(NONE),
+            evicted: AtomicBool::new(false),
+            evict: Notify::new(),
+        });
+        t.conns().insert(id, c.clone());
+        c
+    }
+
+    #[test]
+    fn eviction_takes_the_longest_idle_and_never_a_busy_one() {
+        let t = tracker();
+        let busy_oldest = conn(&t, 1, 10, 1);
+        let idle_old = conn(&t, 2, 20, 0);
+        let idle_new = conn(&t, 3, 30, 0);
+        assert_eq!(t.open(), 3);
+        assert!(t.evict_idlest());
+        assert!(idle_old.evicted.load(Ordering::Acquire));
+        assert_eq!(t.open(), 2, "an evicted connection no longer counts");
+        assert!(t.evict_idlest());
+        assert!(idle_new.evicted.load(Ordering::Acquire));
+        assert!(!t.evict_idlest(), "only a busy one is left");
+        assert!(!busy_oldest.evicted.load(Ordering::Acquire));
+    }
+}
