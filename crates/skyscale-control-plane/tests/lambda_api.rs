@@ -72,6 +72,13 @@ fn boto3_and_aws_cli_run_the_function_lifecycle() {
 }
 
 #[test]
+fn what_deploy_tools_and_sdks_trip_over() {
+    let server = Server::start("runc");
+    let out = run_script(&server, "compat.py");
+    eprintln!("{out}");
+}
+
+#[test]
 fn function_urls_serve_http_requests_and_a_fastapi_app() {
     let server = Server::start("gvisor");
     let vendor = web_vendor();

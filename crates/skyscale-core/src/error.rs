@@ -54,6 +54,10 @@ pub enum CoreError {
     /// A precondition of the request (a RevisionId or CodeSha256) does not hold (412).
     #[error("{0}")]
     PreconditionFailed(String),
+    /// The operation exists in the API Skyscale speaks (e.g. the Lambda API) but Skyscale
+    /// does not implement it (400): refused by name, never answered as if done.
+    #[error("{0}")]
+    Unsupported(String),
     /// The request is larger than allowed (413).
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -90,6 +94,7 @@ impl CoreError {
             CoreError::NotFound(_) => "not_found",
             CoreError::Conflict(_) => "conflict",
             CoreError::PreconditionFailed(_) => "precondition_failed",
+            CoreError::Unsupported(_) => "unsupported",
             CoreError::PayloadTooLarge(_) => "payload_too_large",
             CoreError::RequestTimeout(_) => "request_timeout",
             CoreError::TooManyRequests { .. } => "too_many_requests",
@@ -122,6 +127,10 @@ impl From<StoreError> for CoreError {
                 CoreError::NotFound(format!("function {name} not found"))
             }
             StoreError::Limit(m) => CoreError::InvalidParameter(m),
+            StoreError::RevisionMismatch { name, .. } => CoreError::PreconditionFailed(format!(
+                "function {name} changed since the revision given: read it again (its \
+                 RevisionId) and retry"
+            )),
             StoreError::AliasExists(name) => {
                 CoreError::Conflict(format!("alias {name} already exists"))
             }

@@ -17,6 +17,14 @@ use crate::runtimes::PROVIDED_BOOTSTRAP;
 use crate::{blocking, ControlPlane, CoreError, Principal};
 use skyscale_store::MAX_TAGS;
 
+/// What a change requires of the function it changes, checked in the same transaction as
+/// the change (Lambda's `RevisionId` preconditions): `None` is no requirement.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expect {
+    /// The function (`$LATEST`) must be at this revision.
+    pub revision: Option<u64>,
+}
+
 /// Lambda's limit on the total size of a function's environment variables.
 const MAX_ENV_BYTES: usize = 4096;
 const MAX_DESCRIPTION: usize = 256;
@@ -197,7 +205,8 @@ impl ControlPlane {
         by.authorize(Action::CreateFunction, Some(&name))?;
         validate_tags(&tags)?;
         let runtime = self.runtimes.resolve(&req.runtime)?;
-        let handler = Handler::parse(req.handler.as_deref().unwrap_or(Handler::DEFAULT))?;
+        let handler =
+            Handler::for_runtime(req.handler.as_deref().unwrap_or(Handler::DEFAULT), &runtime)?;
         let memory = req
             .memory_mb
             .map(MemoryMb::new)
@@ -394,6 +403,18 @@ impl ControlPlane {
         name: &str,
         description: Option<String>,
     ) -> Result<(FunctionInfo, bool), CoreError> {
+        self.publish_version_expecting(by, name, description, Expect::default())
+            .await
+    }
+
+    /// Like [`Self::publish_version`], if `$LATEST` still is as `expect` says.
+    pub async fn publish_version_expecting(
+        &self,
+        by: &Principal,
+        name: &str,
+        description: Option<String>,
+        expect: Expect,
+    ) -> Result<(FunctionInfo, bool), CoreError> {
         let op = async {
             let name = self.authorize_on(by, Action::ChangeFunction, name)?;
             if let Some(d) = &description {
@@ -401,8 +422,10 @@ impl ControlPlane {
             }
             let store = self.store.clone();
             let n = name.clone();
-            let (v, new) =
-                blocking(move || Ok(store.publish_version(&n, description.as_deref())?)).await?;
+            let (v, new) = blocking(move || {
+                Ok(store.publish_version_if(&n, description.as_deref(), expect.revision)?)
+            })
+            .await?;
             tracing::info!(function = %name, version = ?v.version, new, "version published");
             Ok((info(&v), new))
         };
@@ -591,11 +614,23 @@ impl ControlPlane {
         name: &str,
         req: UpdateFunction,
     ) -> Result<FunctionInfo, CoreError> {
+        self.update_function_expecting(by, name, req, Expect::default())
+            .await
+    }
+
+    /// Like [`Self::update_function`], if the function still is as `expect` says.
+    pub async fn update_function_expecting(
+        &self,
+        by: &Principal,
+        name: &str,
+        req: UpdateFunction,
+        expect: Expect,
+    ) -> Result<FunctionInfo, CoreError> {
         self.audited(
             by,
             AuditAction::FunctionUpdate,
             name,
-            self.update_function_inner(by, name, req),
+            self.update_function_inner(by, name, req, expect),
         )
         .await
     }
@@ -605,6 +640,7 @@ impl ControlPlane {
         by: &Principal,
         name: &str,
         req: UpdateFunction,
+        expect: Expect,
     ) -> Result<FunctionInfo, CoreError> {
         let name = self.authorize_on(by, Action::ChangeFunction, name)?;
         let update = FunctionUpdate {
@@ -613,13 +649,15 @@ impl ControlPlane {
                 .as_deref()
                 .map(|r| self.runtimes.resolve(r))
                 .transpose()?,
-            handler: req.handler.as_deref().map(Handler::parse).transpose()?,
+            // Checked below, against the runtime the function will have.
+            handler: None,
             memory: req.memory_mb.map(MemoryMb::new).transpose()?,
             timeout: req.timeout_s.map(TimeoutSecs::new).transpose()?,
             environment: req.environment,
             description: req.description,
             network: req.network,
             ephemeral_mb: req.ephemeral_storage_mb.map(parse_ephemeral).transpose()?,
+            expected_revision: expect.revision,
         };
         if let Some(env) = &update.environment {
             validate_env(env)?;
@@ -630,12 +668,22 @@ impl ControlPlane {
         let store = self.store.clone();
         let code_store = self.code.clone();
         let n = name.clone();
+        let handler = req.handler;
+        let mut update = update;
         let record = blocking(move || {
-            if let Some(runtime) = &update.runtime {
+            if update.runtime.is_some() || handler.is_some() {
                 let current = store
                     .get_function(&n)?
                     .ok_or_else(|| CoreError::NotFound(format!("function {n} not found")))?;
-                check_bootstrap(&code_store, runtime, current.code.as_ref())?;
+                if let Some(runtime) = &update.runtime {
+                    check_bootstrap(&code_store, runtime, current.code.as_ref())?;
+                }
+                // A handler suits its runtime: a Python one is `module.function`, a custom
+                // runtime's is free text (and a runtime change must suit the old handler).
+                let runtime = update.runtime.as_ref().unwrap_or(&current.runtime);
+                let text = handler.as_deref().unwrap_or(current.handler.as_str());
+                let checked = Handler::for_runtime(text, runtime)?;
+                update.handler = handler.is_some().then_some(checked);
             }
             Ok(store.update_function(&n, &update)?)
         })
@@ -653,11 +701,23 @@ impl ControlPlane {
         name: &str,
         zip: Vec<u8>,
     ) -> Result<FunctionInfo, CoreError> {
+        self.deploy_code_expecting(by, name, zip, Expect::default())
+            .await
+    }
+
+    /// Like [`Self::deploy_code`], if the function still is as `expect` says.
+    pub async fn deploy_code_expecting(
+        &self,
+        by: &Principal,
+        name: &str,
+        zip: Vec<u8>,
+        expect: Expect,
+    ) -> Result<FunctionInfo, CoreError> {
         self.audited_with(
             by,
             AuditAction::FunctionDeploy,
             name,
-            self.deploy_code_inner(by, name, zip),
+            self.deploy_code_inner(by, name, zip, expect),
             |f| {
                 let sha = f.code_sha256.as_deref().unwrap_or_default();
                 let short = sha.get(..12).unwrap_or(sha);
@@ -675,6 +735,7 @@ impl ControlPlane {
         by: &Principal,
         name: &str,
         zip: Vec<u8>,
+        expect: Expect,
     ) -> Result<FunctionInfo, CoreError> {
         let name = self.authorize_on(by, Action::ChangeFunction, name)?;
         let store = self.store.clone();
@@ -686,7 +747,7 @@ impl ControlPlane {
                 .ok_or_else(|| CoreError::NotFound(format!("function {n} not found")))?;
             let code = code_store.put_zip(&zip)?;
             check_bootstrap(&code_store, &current.runtime, Some(&code))?;
-            Ok(store.set_function_code(&n, &code)?)
+            Ok(store.set_function_code_if(&n, &code, expect.revision)?)
         })
         .await?;
         self.changed(&name, true);

@@ -38,6 +38,7 @@ pub use account::AccountSettings;
 pub use aliases::AliasInfo;
 pub use auth::{authenticate, ensure_admin_key, Action, AdminKeySource, FunctionScope, Principal};
 pub use error::{CoreError, Throttle};
+pub use functions::Expect;
 pub use invoke::{InvokeOptions, InvokeOutput, InvokeTiming, MAX_SYNC_PAYLOAD};
 pub use limiter::AuthLimits;
 pub use metrics::PROMETHEUS_CONTENT_TYPE;

@@ -42,6 +42,13 @@ pub enum StoreError {
     /// A per-function limit would be exceeded (e.g. the number of tags).
     #[error("{0}")]
     Limit(String),
+    /// The function changed since the caller read it (a precondition on its revision).
+    #[error("function {name} is at revision {actual}, not {expected}")]
+    RevisionMismatch {
+        name: String,
+        expected: u64,
+        actual: u64,
+    },
     #[error("database: {0}")]
     Sql(#[from] rusqlite::Error),
 }
@@ -126,6 +133,20 @@ pub struct FunctionUpdate {
     pub description: Option<String>,
     pub network: Option<bool>,
     pub ephemeral_mb: Option<u32>,
+    /// Apply only if the function is still at this revision (checked in the transaction).
+    pub expected_revision: Option<u64>,
+}
+
+/// Refuses a change to `f` unless it is at the `expected` revision.
+fn check_revision(f: &FunctionRecord, expected: Option<u64>) -> Result<(), StoreError> {
+    match expected {
+        Some(e) if e != f.revision => Err(StoreError::RevisionMismatch {
+            name: f.name.to_string(),
+            expected: e,
+            actual: f.revision,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// The SQLite database. One connection behind a mutex: SQLite serialises writers anyway,
@@ -253,6 +274,7 @@ impl Store {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut f = get_function(&tx, name)?
             .ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))?;
+        check_revision(&f, u.expected_revision)?;
         if let Some(v) = &u.runtime {
             f.runtime = v.clone();
         }
@@ -310,16 +332,30 @@ impl Store {
         name: &FunctionName,
         code: &CodeRef,
     ) -> Result<FunctionRecord, StoreError> {
-        let conn = self.conn();
-        let changed = conn.execute(
+        self.set_function_code_if(name, code, None)
+    }
+
+    /// Like [`Self::set_function_code`], only if the function is at `expected` revision.
+    pub fn set_function_code_if(
+        &self,
+        name: &FunctionName,
+        code: &CodeRef,
+        expected: Option<u64>,
+    ) -> Result<FunctionRecord, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let f = get_function(&tx, name)?
+            .ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))?;
+        check_revision(&f, expected)?;
+        tx.execute(
             "UPDATE functions SET code_sha256 = ?2, code_size = ?3, revision = revision + 1, \
              updated_at = ?4 WHERE name = ?1",
             params![name.as_str(), code.sha256, code.size as i64, now_rfc3339()],
         )?;
-        if changed == 0 {
-            return Err(StoreError::FunctionNotFound(name.to_string()));
-        }
-        get_function(&conn, name)?.ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))
+        let out = get_function(&tx, name)?
+            .ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))?;
+        tx.commit()?;
+        Ok(out)
     }
 
     /// Sets or clears the reserved concurrency. It limits how a function runs, not what
@@ -418,10 +454,22 @@ impl Store {
         name: &FunctionName,
         description: Option<&str>,
     ) -> Result<(FunctionRecord, bool), StoreError> {
+        self.publish_version_if(name, description, None)
+    }
+
+    /// Like [`Self::publish_version`], only if `$LATEST` is at `expected` revision: what is
+    /// published is exactly what the caller saw (or just wrote).
+    pub fn publish_version_if(
+        &self,
+        name: &FunctionName,
+        description: Option<&str>,
+        expected: Option<u64>,
+    ) -> Result<(FunctionRecord, bool), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let f = get_function(&tx, name)?
             .ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))?;
+        check_revision(&f, expected)?;
         let Some(code) = &f.code else {
             return Err(StoreError::Limit(format!(
                 "function {name} has no code to publish"
@@ -758,7 +806,7 @@ fn function_from_row(row: &Row<'_>) -> Result<FunctionRecord, StoreError> {
     Ok(FunctionRecord {
         name: FunctionName::parse(&name).map_err(corrupt)?,
         runtime: Runtime::parse(&row.get::<_, String>(1)?).map_err(corrupt)?,
-        handler: Handler::parse(&row.get::<_, String>(2)?).map_err(corrupt)?,
+        handler: Handler::free_text(&row.get::<_, String>(2)?).map_err(corrupt)?,
         memory: MemoryMb::new(row.get(3)?).map_err(corrupt)?,
         timeout: TimeoutSecs::new(row.get(4)?).map_err(corrupt)?,
         environment: serde_json::from_str(&env).map_err(corrupt)?,

@@ -18,6 +18,9 @@ pub enum ValidationError {
     /// handler not of the form module.function
     #[error("invalid handler {0:?}: expected 'module.function', e.g. 'handler.handler'")]
     Handler(String),
+    /// a custom runtime's handler with spaces, empty or too long
+    #[error("invalid handler {0:?}: for a provided runtime use 1-128 characters without spaces, e.g. 'bootstrap'")]
+    FreeHandler(String),
     /// runtime name not of the form python3.X or provided
     #[error("invalid runtime {0:?}: expected a name like 'python3.11', or 'provided' ('provided.al2', 'provided.al2023') for a custom runtime")]
     Runtime(String),
@@ -152,6 +155,26 @@ impl Handler {
         }
     }
 
+    /// A handler for `runtime`: `module.function` for Python; for the custom runtime
+    /// (`provided*`) free text, handed to the code's `bootstrap` as `_HANDLER` (Lambda's rule:
+    /// `bootstrap` is the usual value for Rust and Go functions).
+    pub fn for_runtime(s: &str, runtime: &Runtime) -> Result<Self, ValidationError> {
+        if runtime.is_provided() {
+            Self::free_text(s)
+        } else {
+            Self::parse(s)
+        }
+    }
+
+    /// Any handler Lambda accepts: 1-128 characters without whitespace. Stored handlers are
+    /// read back this way (they were checked against their runtime when written).
+    pub fn free_text(s: &str) -> Result<Self, ValidationError> {
+        if s.is_empty() || s.chars().count() > 128 || s.chars().any(char::is_whitespace) {
+            return Err(ValidationError::FreeHandler(s.to_owned()));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -260,6 +283,13 @@ mod tests {
     fn handlers_and_runtimes() {
         assert!(Handler::parse("handler.handler").is_ok());
         assert!(Handler::parse("pkg.mod.fn").is_ok());
+        let provided = Runtime::parse("provided.al2023").unwrap();
+        let python = Runtime::parse("python3.11").unwrap();
+        assert!(Handler::for_runtime("bootstrap", &provided).is_ok());
+        assert!(Handler::for_runtime("bootstrap", &python).is_err());
+        assert!(Handler::for_runtime("my handler", &provided).is_err());
+        assert!(Handler::for_runtime("", &provided).is_err());
+        assert!(Handler::for_runtime(&"h".repeat(129), &provided).is_err());
         for bad in ["handler", ".x", "x.", "a b.c", "a..b"] {
             assert!(Handler::parse(bad).is_err(), "{bad:?} accepted");
         }

@@ -79,6 +79,14 @@ fn wire(e: &LambdaError) -> Wire {
             m.clone(),
             true,
         ),
+        // Not a Lambda error: Lambda implements every operation of its API. A code of its
+        // own lets tools tell "not supported here" from "no such function".
+        CoreError::Unsupported(m) => w(
+            StatusCode::BAD_REQUEST,
+            "UnsupportedOperationException",
+            m.clone(),
+            false,
+        ),
         CoreError::InvalidRequest(m) => w(
             StatusCode::BAD_REQUEST,
             "InvalidRequestContentException",

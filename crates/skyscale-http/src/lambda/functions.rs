@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use skyscale_core::{CoreError, Principal};
+use skyscale_core::{CoreError, Expect, Principal};
 use skyscale_types::api::{CreateFunction, FunctionInfo, UpdateFunction};
 
 use super::error::LambdaError;
@@ -82,6 +82,7 @@ pub(super) async fn create(
     body: Bytes,
 ) -> LambdaResult<Response> {
     let req: model::CreateFunctionIn = parse_json(&body)?;
+    req.unhonoured.check()?;
     if req.package_type.as_deref().is_some_and(|p| p != "Zip") {
         return Err(LambdaError::invalid(
             "only the Zip package type is supported",
@@ -115,6 +116,7 @@ pub(super) async fn create(
         )
         .await
         .map_err(|e| LambdaError::about(e, &arn))?;
+    let f = published_or_latest(&cp, &by, f, req.publish, &arn).await?;
     Ok((StatusCode::CREATED, config_json(&cp, &f)).into_response())
 }
 
@@ -183,31 +185,83 @@ pub(super) async fn publish_version(
     } else {
         parse_json(&body)?
     };
-    if req.code_sha256.is_some() || req.revision_id.is_some() {
-        let latest = cp.get_function(&by, &t.name).await.map_err(about)?;
-        let sha = model::code_sha256_b64(latest.code_sha256.as_deref());
-        if req.code_sha256.as_ref().is_some_and(|c| *c != sha) {
-            return Err(CoreError::PreconditionFailed(format!(
-                "CodeSha256 {:?} does not match the function's current code ({sha})",
-                req.code_sha256.unwrap_or_default()
-            ))
-            .into());
-        }
-        let rev = model::revision_id(&latest);
-        if req.revision_id.as_ref().is_some_and(|r| *r != rev) {
-            return Err(CoreError::PreconditionFailed(
-                "the RevisionId provided does not match the latest RevisionId for the \
-                 function; call GetFunction to get the latest RevisionId"
-                    .into(),
-            )
-            .into());
-        }
+    if req.publish_to.as_ref().is_some_and(|v| !v.is_null()) {
+        return Err(LambdaError::invalid(
+            "PublishTo is not supported by Skyscale: there are no capacity providers",
+        ));
     }
+    let expect = expect(
+        &cp,
+        &by,
+        &t,
+        req.revision_id.as_deref(),
+        req.code_sha256.as_deref(),
+    )
+    .await?;
     let (v, _) = cp
-        .publish_version(&by, &t.name, req.description)
+        .publish_version_expecting(&by, &t.name, req.description, expect)
         .await
         .map_err(about)?;
     Ok((StatusCode::CREATED, config_json(&cp, &v)).into_response())
+}
+
+/// The precondition a request's `RevisionId` (and PublishVersion's `CodeSha256`) sets: the
+/// values are compared with the function now, and the revision they name is then held by
+/// the core in the same transaction as the change, so a change in between is refused too.
+async fn expect(
+    cp: &AppState,
+    by: &Principal,
+    t: &Target,
+    revision_id: Option<&str>,
+    code_sha256: Option<&str>,
+) -> LambdaResult<Expect> {
+    if revision_id.is_none() && code_sha256.is_none() {
+        return Ok(Expect::default());
+    }
+    let latest = cp
+        .get_function(by, &t.name)
+        .await
+        .map_err(|e| LambdaError::about(e, &t.arn))?;
+    let sha = model::code_sha256_b64(latest.code_sha256.as_deref());
+    if let Some(c) = code_sha256.filter(|c| *c != sha) {
+        return Err(CoreError::PreconditionFailed(format!(
+            "CodeSha256 {c:?} does not match the function's current code ({sha})"
+        ))
+        .into());
+    }
+    if revision_id.is_some_and(|r| r != model::revision_id(&latest)) {
+        return Err(CoreError::PreconditionFailed(
+            "the RevisionId provided does not match the latest RevisionId for the \
+             function; call GetFunction to get the latest RevisionId"
+                .into(),
+        )
+        .into());
+    }
+    Ok(Expect {
+        revision: Some(latest.revision),
+    })
+}
+
+/// A function's configuration as the answer, or, with `publish`, the version published from
+/// exactly that revision (Lambda's `Publish` on create and code updates).
+async fn published_or_latest(
+    cp: &AppState,
+    by: &Principal,
+    f: FunctionInfo,
+    publish: bool,
+    arn: &str,
+) -> LambdaResult<FunctionInfo> {
+    if !publish {
+        return Ok(f);
+    }
+    let expect = Expect {
+        revision: Some(f.revision),
+    };
+    let (v, _) = cp
+        .publish_version_expecting(by, &f.name, None, expect)
+        .await
+        .map_err(|e| LambdaError::about(e, arn))?;
+    Ok(v)
 }
 
 pub(super) async fn list_versions(
@@ -411,10 +465,35 @@ pub(super) async fn list(
     params: Params,
 ) -> LambdaResult<Response> {
     let max = max_items(&params, MAX_PAGE)?;
+    let all_versions = match params.get("FunctionVersion").map(String::as_str) {
+        None | Some("") => false,
+        Some("ALL") => true,
+        Some(other) => {
+            return Err(LambdaError::invalid(format!(
+                "invalid FunctionVersion {other:?}: the only value is ALL"
+            )))
+        }
+    };
     let marker = params.get("Marker").filter(|m| !m.is_empty()).cloned();
     let (page, next) = cp.list_functions_page(&by, marker, max).await?;
-    let items = page.iter().map(|f| model::configuration(cp.settings(), f));
-    Ok(page_response("Functions", items, next))
+    if !all_versions {
+        let items = page.iter().map(|f| model::configuration(cp.settings(), f));
+        return Ok(page_response("Functions", items, next));
+    }
+    // Every version of each function on the page, `$LATEST` first. A page holds whole
+    // functions, so the marker stays a function name.
+    let mut items = Vec::new();
+    for f in &page {
+        let (versions, _) = cp
+            .list_versions_page(&by, f.name.as_str(), None, usize::MAX)
+            .await?;
+        items.extend(
+            versions
+                .iter()
+                .map(|v| model::configuration(cp.settings(), v)),
+        );
+    }
+    Ok(page_response("Functions", items.into_iter(), next))
 }
 
 pub(super) async fn update_code(
@@ -427,15 +506,18 @@ pub(super) async fn update_code(
     use base64::Engine;
     let t = unqualified(&cp, &raw, &params)?;
     let req: model::UpdateCodeIn = parse_json(&body)?;
+    req.refuse_unhonoured()?;
     only_x86_64(req.architectures.as_deref())?;
     let b64 = zip_required(req.zip_file, req.s3_bucket, req.image_uri)?;
     let zip = base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
         .map_err(|e| LambdaError::invalid(format!("ZipFile is not valid base64: {e}")))?;
+    let expect = expect(&cp, &by, &t, req.revision_id.as_deref(), None).await?;
     let f = cp
-        .deploy_code(&by, &t.name, zip)
+        .deploy_code_expecting(&by, &t.name, zip, expect)
         .await
         .map_err(|e| LambdaError::about(e, &t.arn))?;
+    let f = published_or_latest(&cp, &by, f, req.publish, &t.arn).await?;
     Ok(config_json(&cp, &f).into_response())
 }
 
@@ -448,6 +530,8 @@ pub(super) async fn update_configuration(
 ) -> LambdaResult<Response> {
     let t = unqualified(&cp, &raw, &params)?;
     let req: model::UpdateConfigurationIn = parse_json(&body)?;
+    req.unhonoured.check()?;
+    let _ = req.role;
     let update = UpdateFunction {
         runtime: req.runtime,
         handler: req.handler,
@@ -458,8 +542,9 @@ pub(super) async fn update_configuration(
         network: None,
         ephemeral_storage_mb: req.ephemeral_storage.map(|e| e.size),
     };
+    let expect = expect(&cp, &by, &t, req.revision_id.as_deref(), None).await?;
     let f = cp
-        .update_function(&by, &t.name, update)
+        .update_function_expecting(&by, &t.name, update, expect)
         .await
         .map_err(|e| LambdaError::about(e, &t.arn))?;
     Ok(config_json(&cp, &f).into_response())

@@ -7,6 +7,8 @@ mod error;
 mod functions;
 mod invoke;
 mod model;
+mod unhonoured;
+mod unsupported;
 mod urls;
 
 use std::time::SystemTime;
@@ -16,7 +18,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{any, get, post, put};
 use axum::Router;
 use serde::de::DeserializeOwned;
 use skyscale_core::{CoreError, Principal, MAX_SYNC_PAYLOAD};
@@ -44,7 +46,7 @@ const REQUEST_ID: &str = "x-amzn-RequestId";
 
 pub(crate) fn routes(cp: AppState) -> Router<AppState> {
     const F: &str = "/2015-03-31/functions";
-    Router::new()
+    let router = Router::new()
         .route(
             CREATE_FUNCTION,
             post(functions::create).get(functions::list),
@@ -100,7 +102,14 @@ pub(crate) fn routes(cp: AppState) -> Router<AppState> {
         )
         .route("/2021-10-31/functions/{name}/urls", get(urls::list))
         .route("/2016-08-19/account-settings", get(functions::account))
-        .route("/2016-08-19/account-settings/", get(functions::account))
+        .route("/2016-08-19/account-settings/", get(functions::account));
+    let router = unsupported::PREFIXES.iter().fold(router, |r, prefix| {
+        r.route(
+            &format!("{prefix}/{{*rest}}"),
+            any(unsupported::unsupported),
+        )
+    });
+    router
         .route_layer(middleware::from_fn_with_state(cp, require_sigv4))
         .layer(middleware::map_response(add_request_id))
         // The signature check reads the body itself (see `require_sigv4`).

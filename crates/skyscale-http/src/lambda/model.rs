@@ -10,6 +10,8 @@ use sha2::{Digest, Sha256};
 use skyscale_core::{AccountSettings, AliasInfo, Settings, UrlConfig};
 use skyscale_types::api::FunctionInfo;
 
+pub(crate) use super::unhonoured::Unhonoured;
+
 /// A function, named as the Lambda API allows: `name`, `name:qualifier`,
 /// `<account>:function:name[:qualifier]` or the full ARN.
 #[derive(Debug, Clone)]
@@ -103,6 +105,11 @@ pub(crate) struct CreateFunctionIn {
     pub package_type: Option<String>,
     pub architectures: Option<Vec<String>>,
     pub tags: Option<BTreeMap<String, String>>,
+    /// Publish a version of the new function.
+    #[serde(default)]
+    pub publish: bool,
+    #[serde(flatten)]
+    pub unhonoured: Unhonoured,
 }
 
 /// TagResource's body.
@@ -180,6 +187,7 @@ pub(crate) struct PublishVersionIn {
     pub code_sha256: Option<String>,
     pub description: Option<String>,
     pub revision_id: Option<String>,
+    pub publish_to: Option<serde_json::Value>,
 }
 
 /// UpdateFunctionCode's body.
@@ -190,7 +198,57 @@ pub(crate) struct UpdateCodeIn {
     #[serde(rename = "S3Bucket")]
     pub s3_bucket: Option<String>,
     pub image_uri: Option<String>,
+    #[serde(rename = "S3Key")]
+    pub s3_key: Option<String>,
+    #[serde(rename = "S3ObjectVersion")]
+    pub s3_object_version: Option<String>,
     pub architectures: Option<Vec<String>>,
+    /// Publish a version of the new code.
+    #[serde(default)]
+    pub publish: bool,
+    #[serde(default)]
+    pub dry_run: bool,
+    pub revision_id: Option<String>,
+    #[serde(rename = "SourceKMSKeyArn")]
+    pub source_kms_key_arn: Option<String>,
+    pub publish_to: Option<serde_json::Value>,
+    pub s3_object_storage_mode: Option<serde_json::Value>,
+}
+
+impl UpdateCodeIn {
+    /// UpdateFunctionCode's members that Skyscale does not implement, refused by name unless
+    /// they ask for nothing.
+    pub fn refuse_unhonoured(&self) -> Result<(), super::error::LambdaError> {
+        let refused = |name: &str, why: &str| {
+            Err(super::error::LambdaError::invalid(format!(
+                "{name} is not supported by Skyscale: {why}"
+            )))
+        };
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+        if set(&self.s3_key) || set(&self.s3_object_version) {
+            return refused("S3Key", "send the zip in ZipFile");
+        }
+        if self.dry_run {
+            return refused("DryRun", "the code is validated when it is deployed");
+        }
+        if set(&self.source_kms_key_arn) {
+            return refused(
+                "SourceKMSKeyArn",
+                "code is not encrypted with a customer key",
+            );
+        }
+        if self.publish_to.as_ref().is_some_and(|v| !v.is_null()) {
+            return refused("PublishTo", "there are no capacity providers");
+        }
+        if self
+            .s3_object_storage_mode
+            .as_ref()
+            .is_some_and(|v| !v.is_null())
+        {
+            return refused("S3ObjectStorageMode", "send the zip in ZipFile");
+        }
+        Ok(())
+    }
 }
 
 /// UpdateFunctionConfiguration's body.
@@ -204,6 +262,11 @@ pub(crate) struct UpdateConfigurationIn {
     pub memory_size: Option<i64>,
     pub environment: Option<EnvironmentIn>,
     pub ephemeral_storage: Option<EphemeralStorageIn>,
+    /// Required by some tools; Skyscale has no IAM and ignores it, as on create.
+    pub role: Option<String>,
+    pub revision_id: Option<String>,
+    #[serde(flatten)]
+    pub unhonoured: Unhonoured,
 }
 
 /// `EphemeralStorage`: the size of `/tmp`.

@@ -1,0 +1,161 @@
+"""What real deploy tools and SDKs trip over (issue 11), with boto3 against a real Skyscale
+control plane (run by lambda_api.rs). Prints one `ok: ...` line per checked step and
+`ALL OK` at the end; any failure raises.
+"""
+
+import io
+import json
+import subprocess
+import tempfile
+import zipfile
+from pathlib import Path
+
+from botocore.exceptions import ClientError
+
+from skyscale_test import ROLE, client, expect_error, ok, zip_of
+
+HERE = Path(__file__).parent
+
+V1 = """
+def handler(event, context):
+    return {"v": 1}
+"""
+
+
+def client_error(code, status, fn):
+    try:
+        fn()
+    except ClientError as e:
+        assert e.response["Error"]["Code"] == code, e.response
+        assert e.response["ResponseMetadata"]["HTTPStatusCode"] == status, e.response
+        return e.response["Error"]["Message"]
+    raise AssertionError(f"expected {code}")
+
+
+def compiled_bootstrap_zip():
+    """The C runtime in bootstrap.c, compiled here, as an executable `bootstrap`."""
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "bootstrap"
+        subprocess.run(["cc", "-O2", "-o", str(out), str(HERE / "bootstrap.c")], check=True)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            info = zipfile.ZipInfo("bootstrap")
+            info.external_attr = 0o755 << 16
+            z.writestr(info, out.read_bytes())
+        return buf.getvalue()
+
+
+def unsupported_operations(lam):
+    for op, call in [
+        ("AddPermission", lambda: lam.add_permission(
+            FunctionName="f", StatementId="s", Action="lambda:InvokeFunction", Principal="*")),
+        ("GetPolicy", lambda: lam.get_policy(FunctionName="f")),
+        ("ListLayers", lambda: lam.list_layers()),
+        ("ListEventSourceMappings", lambda: lam.list_event_source_mappings()),
+        ("PutFunctionEventInvokeConfig", lambda: lam.put_function_event_invoke_config(
+            FunctionName="f", MaximumRetryAttempts=1)),
+        ("GetProvisionedConcurrencyConfig", lambda: lam.get_provisioned_concurrency_config(
+            FunctionName="f", Qualifier="1")),
+    ]:
+        message = client_error("UnsupportedOperationException", 400, call)
+        assert f"{op} is not supported by Skyscale" in message, message
+    ok("unsupported operations raise UnsupportedOperationException naming the operation")
+
+
+def provided_bootstrap_handler(lam):
+    lam.create_function(
+        FunctionName="native", Runtime="provided.al2023", Role=ROLE, Handler="bootstrap",
+        Code={"ZipFile": compiled_bootstrap_zip()},
+    )
+    r = lam.invoke(FunctionName="native", Payload=json.dumps({"n": 7}))
+    assert "FunctionError" not in r, r["Payload"].read()
+    assert json.loads(r["Payload"].read()) == {"handler": "bootstrap", "event": {"n": 7}}
+    # A Python function still needs module.function.
+    expect_error("InvalidParameterValueException", lambda: lam.create_function(
+        FunctionName="py-bootstrap", Runtime="python3.11", Role=ROLE, Handler="bootstrap",
+        Code={"ZipFile": zip_of(V1)}), 400)
+    ok("provided.al2023 with Handler bootstrap runs a compiled program")
+
+
+def publish(lam):
+    created = lam.create_function(
+        FunctionName="pub", Runtime="python3.11", Role=ROLE, Handler="handler.handler",
+        Code={"ZipFile": zip_of(V1)}, Publish=True,
+    )
+    assert created["Version"] == "1", created["Version"]
+    assert created["FunctionArn"].endswith(":pub:1"), created["FunctionArn"]
+    updated = lam.update_function_code(
+        FunctionName="pub", ZipFile=zip_of(V1.replace("1", "2")), Publish=True)
+    assert updated["Version"] == "2", updated["Version"]
+    r = lam.invoke(FunctionName="pub", Qualifier="1")
+    assert json.loads(r["Payload"].read()) == {"v": 1}
+    r = lam.invoke(FunctionName="pub", Qualifier="2")
+    assert json.loads(r["Payload"].read()) == {"v": 2}
+    versions = [v["Version"] for v in lam.list_versions_by_function(FunctionName="pub")["Versions"]]
+    assert versions == ["$LATEST", "1", "2"], versions
+    listed = [
+        (f["FunctionName"], f["Version"])
+        for page in lam.get_paginator("list_functions").paginate(FunctionVersion="ALL")
+        for f in page["Functions"]
+    ]
+    for v in ["$LATEST", "1", "2"]:
+        assert ("pub", v) in listed, listed
+    plain = [f["Version"] for f in lam.list_functions()["Functions"] if f["FunctionName"] == "pub"]
+    assert plain == ["$LATEST"], plain
+    ok("Publish=True on create and code update returns versions 1 and 2; FunctionVersion=ALL lists them")
+
+
+def revision_ids(lam):
+    conf = lam.get_function_configuration(FunctionName="pub")
+    stale = conf["RevisionId"]
+    lam.update_function_configuration(FunctionName="pub", Description="moved on",
+                                      RevisionId=stale)
+    for call in [
+        lambda: lam.update_function_configuration(FunctionName="pub", Timeout=9, RevisionId=stale),
+        lambda: lam.update_function_code(FunctionName="pub", ZipFile=zip_of(V1), RevisionId=stale),
+        lambda: lam.update_function_configuration(
+            FunctionName="pub", Timeout=9, RevisionId="00000000-0000-0000-0000-000000000000"),
+    ]:
+        expect_error("PreconditionFailedException", call, 412)
+    assert lam.get_function_configuration(FunctionName="pub")["Timeout"] == 3, "nothing applied"
+    fresh = lam.get_function_configuration(FunctionName="pub")["RevisionId"]
+    lam.update_function_code(FunctionName="pub", ZipFile=zip_of(V1), RevisionId=fresh)
+    ok("a stale or invented RevisionId is refused on both updates; the current one works")
+
+
+def refused_settings(lam):
+    for member, value in [
+        ("Layers", ["arn:aws:lambda:us-east-1:000000000000:layer:x:1"]),
+        ("TracingConfig", {"Mode": "Active"}),
+        ("DeadLetterConfig", {"TargetArn": "arn:aws:sqs:us-east-1:000000000000:dlq"}),
+        ("VpcConfig", {"SubnetIds": ["subnet-1"], "SecurityGroupIds": ["sg-1"]}),
+        ("KMSKeyArn", "arn:aws:kms:us-east-1:000000000000:key/k"),
+    ]:
+        e = expect_error("InvalidParameterValueException", lambda: lam.create_function(
+            FunctionName="refused", Runtime="python3.11", Role=ROLE, Handler="handler.handler",
+            Code={"ZipFile": zip_of(V1)}, **{member: value}), 400)
+        assert e.response["Error"]["Message"].startswith(member), e.response
+        e = expect_error("InvalidParameterValueException",
+                         lambda: lam.update_function_configuration(
+                             FunctionName="pub", **{member: value}), 400)
+        assert e.response["Error"]["Message"].startswith(member), e.response
+    names = [f["FunctionName"] for f in lam.list_functions()["Functions"]]
+    assert "refused" not in names, names
+    # The values that ask for nothing are accepted.
+    lam.update_function_configuration(FunctionName="pub", Layers=[],
+                                      TracingConfig={"Mode": "PassThrough"})
+    ok("Layers, TracingConfig, DeadLetterConfig, VpcConfig, KMSKeyArn refused by name")
+
+
+def main():
+    lam = client()
+    unsupported_operations(lam)
+    provided_bootstrap_handler(lam)
+    publish(lam)
+    revision_ids(lam)
+    refused_settings(lam)
+    print("ALL OK")
+
+
+if __name__ == "__main__":
+    main()
