@@ -54,6 +54,10 @@ pub enum CoreError {
     /// The request is larger than allowed (413).
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// Storing the code package would take the account's code storage past its limit
+    /// (400, Lambda's `CodeStorageExceededException`).
+    #[error("{0}")]
+    CodeStorageExceeded(String),
     /// A concurrency limit was reached (429).
     #[error("{message}")]
     TooManyRequests { limit: Throttle, message: String },
@@ -85,6 +89,7 @@ impl CoreError {
             CoreError::Conflict(_) => "conflict",
             CoreError::PreconditionFailed(_) => "precondition_failed",
             CoreError::PayloadTooLarge(_) => "payload_too_large",
+            CoreError::CodeStorageExceeded(_) => "code_storage_exceeded",
             CoreError::TooManyRequests { .. } => "too_many_requests",
             CoreError::Unavailable(_) => "unavailable",
             CoreError::Internal(_) => "internal",
@@ -130,6 +135,7 @@ impl From<CodeError> for CoreError {
     fn from(e: CodeError) -> Self {
         match e {
             CodeError::TooLarge { .. } => CoreError::PayloadTooLarge(e.to_string()),
+            CodeError::StorageFull { .. } => CoreError::CodeStorageExceeded(e.to_string()),
             CodeError::Io(_) => CoreError::Internal(e.to_string()),
             _ => CoreError::InvalidParameter(e.to_string()),
         }

@@ -9,6 +9,7 @@ mod aliases;
 mod audit;
 mod auth;
 mod cache;
+mod code;
 mod error;
 mod functions;
 mod invoke;
@@ -96,6 +97,8 @@ pub struct Settings {
     pub auth_limits: AuthLimits,
     /// How long and how much of the invocation records and logs is kept.
     pub records: RecordSettings,
+    /// Size limits of one code package and of all of them together.
+    pub code: CodeLimits,
 }
 
 impl Default for Settings {
@@ -110,6 +113,7 @@ impl Default for Settings {
             limits: Limits::default(),
             auth_limits: AuthLimits::default(),
             records: RecordSettings::default(),
+            code: CodeLimits::default(),
         }
     }
 }
@@ -118,6 +122,8 @@ impl Default for Settings {
 pub struct ControlPlane {
     store: Arc<Store>,
     code: CodeStore,
+    /// Removes unreferenced code packages in the background.
+    code_gc: code::Collector,
     scheduler: Arc<Scheduler>,
     /// Every API key, read on every request; replaced after every key write.
     keys: Keys,
@@ -157,8 +163,11 @@ impl ControlPlane {
         settings: Settings,
     ) -> Result<Self, CoreError> {
         let code_dir = data_dir.join("code");
-        let code = CodeStore::open(&code_dir, CodeLimits::default())
+        // Opening removes what a crash left half-written; the collector's first run removes
+        // packages a crash left unreferenced.
+        let code = CodeStore::open(&code_dir, settings.code)
             .map_err(|e| CoreError::Internal(format!("opening {}: {e}", code_dir.display())))?;
+        let code_gc = code::Collector::start(store.clone(), code.clone());
         let server_key = ServerKey::load_or_create(data_dir)?;
         let keys = KeyTable::load(&store)?;
         let dummy = ApiKey::generate();
@@ -181,6 +190,7 @@ impl ControlPlane {
             records,
             store,
             code,
+            code_gc,
             scheduler,
             keys: Keys::new(keys),
             auth_limiter: AuthLimiter::new(settings.auth_limits),

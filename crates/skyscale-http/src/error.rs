@@ -18,9 +18,9 @@ impl From<CoreError> for ApiError {
 impl ApiError {
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         let status = match &self.0 {
-            CoreError::InvalidParameter(_) | CoreError::InvalidRequest(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            CoreError::InvalidParameter(_)
+            | CoreError::InvalidRequest(_)
+            | CoreError::CodeStorageExceeded(_) => StatusCode::BAD_REQUEST,
             CoreError::Unauthorized(_) | CoreError::Signature(_) => StatusCode::UNAUTHORIZED,
             CoreError::Forbidden(_) => StatusCode::FORBIDDEN,
             CoreError::NotFound(_) => StatusCode::NOT_FOUND,
