@@ -315,7 +315,9 @@ impl ControlPlane {
         self.records.close_followers();
         self.scheduler.shutdown(grace).await;
         // The records of the invocations that just finished, before the process exits.
-        self.records.flush(Duration::from_secs(5)).await;
+        if !self.records.flush(Duration::from_secs(5)).await {
+            tracing::warn!("invocation records still queued at shutdown were not written");
+        }
     }
 }
 
