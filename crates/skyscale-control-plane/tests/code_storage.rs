@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 use common::{create_fn, tail, Http, Server};
 use serde_json::{json, Value};
 
-/// A handler answering `answer`, with `padding` zero bytes beside it (a package that
-/// unzips to far more than its zip, like the issue's 245 KB zip of 240 MB).
-fn package(answer: &str, padding: usize) -> Vec<u8> {
+/// A handler answering `answer`, with `data/padding.bin` beside it if `padding` is not
+/// empty (zeros make a package that unzips to far more than its zip, like the issue's
+/// 245 KB zip of 240 MB).
+fn package(answer: &str, padding: &[u8]) -> Vec<u8> {
     use zip::write::SimpleFileOptions;
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     w.start_file("handler.py", SimpleFileOptions::default())
@@ -28,12 +29,23 @@ fn package(answer: &str, padding: usize) -> Vec<u8> {
         json!(answer)
     )
     .unwrap();
-    if padding > 0 {
+    if !padding.is_empty() {
         w.start_file("data/padding.bin", SimpleFileOptions::default())
             .unwrap();
-        w.write_all(&vec![0u8; padding]).unwrap();
+        w.write_all(padding).unwrap();
     }
     w.finish().unwrap().into_inner()
+}
+
+/// Creates `name` answering `answer` and checks that it does.
+fn create_answering(http: &Http, name: &str, answer: &str) {
+    let source = format!(
+        "def handler(event, context):\n    return {}\n",
+        json!(answer)
+    );
+    let r = create_fn(http, name, &source, json!({}));
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(self::answer(http, name), answer);
 }
 
 /// `len` bytes that do not compress (xorshift; no two seeds alike).
@@ -119,14 +131,7 @@ fn sha(http: &Http, name: &str) -> String {
 fn unreferenced_packages_are_removed_while_invocations_go_on() {
     let server = Server::start("runc");
     let http = server.http();
-    let r = create_fn(
-        &http,
-        "keep",
-        "def handler(event, context):\n    return 'kept'\n",
-        json!({}),
-    );
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
-    assert_eq!(answer(&http, "keep"), "kept");
+    create_answering(&http, "keep", "kept");
     // The first collection (at start) has nothing to remove: the canary's package stays.
     let before = wait_code_dir(&server, "the canary's package", |n, _| n.len() == 2);
 
@@ -135,8 +140,8 @@ fn unreferenced_packages_are_removed_while_invocations_go_on() {
         &json!({"name": "churn", "runtime": "python3.11"}),
     );
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
-    let padding = 4 << 20;
-    let r = deploy(&http, "churn", package("deploy 1", padding));
+    let padding = vec![0u8; 4 << 20];
+    let r = deploy(&http, "churn", package("deploy 1", &padding));
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     // While the code is replaced and collected, invocations of it never fail: each cold
     // start links the package it read, or starts over with the new one.
@@ -159,12 +164,14 @@ fn unreferenced_packages_are_removed_while_invocations_go_on() {
         })
     };
     let mut version_sha = String::new();
+    let mut peak = 0;
     for n in 1..=8 {
         if n > 1 {
-            let r = deploy(&http, "churn", package(&format!("deploy {n}"), padding));
+            let r = deploy(&http, "churn", package(&format!("deploy {n}"), &padding));
             assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         }
         assert_eq!(answer(&http, "churn"), format!("deploy {n}"));
+        peak = peak.max(code_dir(&server).1);
         if n == 3 {
             let r = http.send("POST", "/v1/functions/churn/versions", None);
             assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
@@ -202,6 +209,11 @@ fn unreferenced_packages_are_removed_while_invocations_go_on() {
         n == &before.0 && b == before.1
     });
     assert_eq!(after, before);
+    eprintln!(
+        "code directory: {} bytes before, at most {peak} during eight deploys, {} after the \
+         delete; {answers} racing invocations answered",
+        before.1, after.1
+    );
     assert_eq!(answer(&http, "keep"), "kept");
     assert!(
         server
@@ -216,30 +228,12 @@ fn unreferenced_packages_are_removed_while_invocations_go_on() {
 fn a_deploy_past_the_code_storage_limit_is_refused_and_changes_nothing() {
     let server = Server::start_with("runc", &[("SKYSCALE_CODE_STORAGE_MB", "2")]);
     let http = server.http();
-    let r = create_fn(
-        &http,
-        "app",
-        "def handler(event, context):\n    return 'old'\n",
-        json!({}),
-    );
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
-    assert_eq!(answer(&http, "app"), "old");
+    create_answering(&http, "app", "old");
     let function_before: Value = http.get("/v1/functions/app").json();
     let dir_before = wait_code_dir(&server, "one package", |n, _| n.len() == 2);
 
     // 1.2 MB that does not compress: its zip and its unpacked copy are 2.4 MB together.
-    let big = {
-        use zip::write::SimpleFileOptions;
-        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-        w.start_file("handler.py", SimpleFileOptions::default())
-            .unwrap();
-        w.write_all(b"def handler(event, context):\n    return 'new'\n")
-            .unwrap();
-        w.start_file("noise.bin", SimpleFileOptions::default())
-            .unwrap();
-        w.write_all(&noise(1_200_000, 7)).unwrap();
-        w.finish().unwrap().into_inner()
-    };
+    let big = package("new", &noise(1_200_000, 7));
     let refused = |r: &common::Resp, what: &str| {
         assert_eq!(
             r.status,
@@ -289,7 +283,7 @@ fn a_deploy_past_the_code_storage_limit_is_refused_and_changes_nothing() {
 
     // A package that fits is still taken; once the old one is collected the space it held
     // is free again.
-    let small = package("fits", 0);
+    let small = package("fits", &[]);
     assert_eq!(deploy(&http, "app", small).status, 200);
     assert_eq!(answer(&http, "app"), "fits");
     wait_code_dir(&server, "the old package collected", |n, _| {
