@@ -37,6 +37,8 @@ pub struct Config {
     /// Most invocation records kept.
     pub max_records: u64,
     pub server: ServerConfig,
+    /// Most bytes all code packages may take together (Lambda's `TotalCodeSize`).
+    pub code_storage_bytes: u64,
 }
 
 /// How the control plane writes its own log (stderr).
@@ -202,9 +204,21 @@ impl Config {
         if max_records == 0 {
             bail!("SKYSCALE_MAX_RECORDS=0 is invalid: at least one record must be kept");
         }
+        // Lambda's default quota, 75 GB.
+        let code_storage_mb: u64 = parsed(
+            "SKYSCALE_CODE_STORAGE_MB",
+            75 * 1024,
+            "a whole number of megabytes",
+        )?;
+        if code_storage_mb == 0 {
+            bail!(
+                "SKYSCALE_CODE_STORAGE_MB=0 is invalid: at least 1 MB is needed to store any code"
+            );
+        }
         let server = ServerConfig::from_env()?;
         Ok(Self {
             server,
+            code_storage_bytes: code_storage_mb.saturating_mul(1024 * 1024),
             log_retention,
             log_max_bytes: log_max_mb.saturating_mul(1024 * 1024),
             max_records,

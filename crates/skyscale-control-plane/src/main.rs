@@ -10,7 +10,7 @@ use config::{Config, DriverKind, LogFormat};
 use sha2::{Digest, Sha256};
 use skyscale_core::{AdminKeySource, ControlPlane, Limits, RecordSettings, Runtimes, Settings};
 use skyscale_sandbox::{Driver, OciConfig, OciDriver, Runtime as OciRuntime};
-use skyscale_store::Store;
+use skyscale_store::{CodeLimits, Store};
 
 fn main() {
     if let Err(e) = run() {
@@ -88,6 +88,10 @@ async fn run() -> anyhow::Result<()> {
             max_records: config.max_records,
             follow_max_lifetime: config.server.stream_max_lifetime,
             ..RecordSettings::default()
+        },
+        code: CodeLimits {
+            max_total_bytes: config.code_storage_bytes,
+            ..CodeLimits::default()
         },
         ..Settings::default()
     };

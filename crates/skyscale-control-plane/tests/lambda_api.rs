@@ -139,3 +139,17 @@ fn unsigned_expired_and_bearer_requests_get_aws_errors() {
     };
     check(resp, "InvalidSignatureException", "Signature expired");
 }
+
+#[test]
+fn boto3_sees_the_code_storage_limit_and_usage() {
+    let server = Server::start_with(
+        "runc",
+        &[("SKYSCALE_CODE_STORAGE_MB", "2"), ("WARM_POOL_SIZE", "0")],
+    );
+    let out = run_script(&server, "code_storage.py");
+    eprintln!("{out}");
+    assert!(
+        out.contains("ok: a package past the limit: CodeStorageExceededException"),
+        "{out}"
+    );
+}

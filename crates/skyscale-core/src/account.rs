@@ -3,9 +3,6 @@
 use crate::auth::Action;
 use crate::{blocking, ControlPlane, CoreError, Principal};
 
-/// Lambda's default storage quota for all code packages. Reported, not enforced yet.
-const TOTAL_CODE_SIZE_LIMIT: u64 = 75 * 1024 * 1024 * 1024;
-
 /// Limits and usage of this control plane, in Lambda's terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountSettings {
@@ -16,14 +13,17 @@ pub struct AccountSettings {
     pub concurrent_executions: u64,
     /// `concurrent_executions` minus every function's reserved concurrency.
     pub unreserved_concurrent_executions: u64,
-    /// Sum of the sizes of the functions' code packages.
+    /// What the stored code packages take, all functions and versions of the account
+    /// together (each distinct package once, unpacked, in whole blocks: what
+    /// `total_code_size_limit` is checked against).
     pub total_code_size: u64,
     pub function_count: u64,
 }
 
 impl ControlPlane {
-    /// The limits, and the usage of the functions the key may see (the concurrency figures
-    /// are the host's, for everyone).
+    /// The limits, and the usage: the function count of the functions the key may see; the
+    /// code storage and concurrency figures are the account's, for everyone (the limits
+    /// they are checked against are shared too).
     pub async fn account_settings(&self, by: &Principal) -> Result<AccountSettings, CoreError> {
         by.authorize(Action::ReadAccount, None)?;
         let store = self.store.clone();
@@ -37,16 +37,12 @@ impl ControlPlane {
             .sum();
         let limits = self.code.limits();
         Ok(AccountSettings {
-            total_code_size_limit: TOTAL_CODE_SIZE_LIMIT,
+            total_code_size_limit: limits.max_total_bytes,
             code_size_zipped_limit: limits.max_zip_bytes,
             code_size_unzipped_limit: limits.max_unzipped_bytes,
             concurrent_executions: concurrent,
             unreserved_concurrent_executions: concurrent.saturating_sub(reserved),
-            total_code_size: visible
-                .iter()
-                .filter_map(|f| f.code.as_ref())
-                .map(|c| c.size)
-                .sum(),
+            total_code_size: self.code.usage().bytes,
             function_count: visible.len() as u64,
         })
     }

@@ -64,6 +64,10 @@ pub enum CoreError {
     /// The request did not arrive in time, e.g. a body sent too slowly (408).
     #[error("{0}")]
     RequestTimeout(String),
+    /// Storing the code package would take the account's code storage past its limit
+    /// (400, Lambda's `CodeStorageExceededException`).
+    #[error("{0}")]
+    CodeStorageExceeded(String),
     /// A concurrency limit was reached (429).
     #[error("{message}")]
     TooManyRequests { limit: Throttle, message: String },
@@ -97,6 +101,7 @@ impl CoreError {
             CoreError::Unsupported(_) => "unsupported",
             CoreError::PayloadTooLarge(_) => "payload_too_large",
             CoreError::RequestTimeout(_) => "request_timeout",
+            CoreError::CodeStorageExceeded(_) => "code_storage_exceeded",
             CoreError::TooManyRequests { .. } => "too_many_requests",
             CoreError::Unavailable(_) => "unavailable",
             CoreError::Internal(_) => "internal",
@@ -146,6 +151,7 @@ impl From<CodeError> for CoreError {
     fn from(e: CodeError) -> Self {
         match e {
             CodeError::TooLarge { .. } => CoreError::PayloadTooLarge(e.to_string()),
+            CodeError::StorageFull { .. } => CoreError::CodeStorageExceeded(e.to_string()),
             CodeError::Io(_) => CoreError::Internal(e.to_string()),
             _ => CoreError::InvalidParameter(e.to_string()),
         }

@@ -13,6 +13,7 @@ use skyscale_types::{
 
 use crate::audit::AuditAction;
 use crate::auth::Action;
+use crate::code::put_code;
 use crate::runtimes::PROVIDED_BOOTSTRAP;
 use crate::{blocking, ControlPlane, CoreError, Principal};
 use skyscale_store::MAX_TAGS;
@@ -240,15 +241,18 @@ impl ControlPlane {
             .transpose()?;
         let store = self.store.clone();
         let code_store = self.code.clone();
-        let record = blocking(move || {
+        let uploads = zip.is_some();
+        let created = blocking(move || {
             if store.get_function(&name)?.is_some() {
                 return Err(CoreError::Conflict(format!(
                     "function {name} already exists"
                 )));
             }
             // The package is stored before the row that points at it: a crash in between
-            // leaves an unreferenced package, never a function whose code is missing.
-            let code = zip.map(|z| code_store.put_zip(&z)).transpose()?;
+            // leaves an unreferenced package (collected at the next start), never a
+            // function whose code is missing. It stays pinned until the row is committed.
+            let stored = zip.map(|z| put_code(&store, &code_store, &z)).transpose()?;
+            let code = stored.as_ref().map(|s| s.code.clone());
             check_bootstrap(&code_store, &runtime, code.as_ref())?;
             let record = store.create_function(&NewFunction {
                 name,
@@ -267,7 +271,12 @@ impl ControlPlane {
             }
             Ok(record)
         })
-        .await?;
+        .await;
+        if uploads && created.is_err() {
+            // The package may be stored with nothing referencing it.
+            self.code_gc.request();
+        }
+        let record = created?;
         // A failed lookup of this name may have run before the create; nothing is cached
         // for it, but invalidating keeps the rule simple: every write invalidates.
         self.changed(&record.name, false);
@@ -509,6 +518,7 @@ impl ControlPlane {
             )));
         }
         self.scheduler.retire_where(&f.name, |v| v == Some(n));
+        self.code_gc.request();
         tracing::info!(function = %f.name, version = n, "version deleted");
         Ok(())
     }
@@ -741,16 +751,23 @@ impl ControlPlane {
         let store = self.store.clone();
         let code_store = self.code.clone();
         let n = name.clone();
-        let record = blocking(move || {
+        let deployed = blocking(move || {
             let current = store
                 .get_function(&n)?
                 .ok_or_else(|| CoreError::NotFound(format!("function {n} not found")))?;
-            let code = code_store.put_zip(&zip)?;
-            check_bootstrap(&code_store, &current.runtime, Some(&code))?;
-            Ok(store.set_function_code_if(&n, &code, expect.revision)?)
+            let stored = put_code(&store, &code_store, &zip)?;
+            check_bootstrap(&code_store, &current.runtime, Some(&stored.code))?;
+            // `stored` (its pin) lives until the row is committed.
+            Ok(store.set_function_code_if(&n, &stored.code, expect.revision)?)
         })
-        .await?;
-        self.changed(&name, true);
+        .await;
+        if deployed.is_ok() {
+            // Before the collection: a cached record must not name a collected package.
+            self.changed(&name, true);
+        }
+        // Either the previous package or (after a failure) this one may be unused now.
+        self.code_gc.request();
+        let record = deployed?;
         tracing::info!(function = %name, revision = record.revision, "code deployed");
         Ok(info(&record))
     }
@@ -776,6 +793,7 @@ impl ControlPlane {
         self.urls.invalidate_where(|(f, _)| f == &name);
         self.scheduler.retire(&name);
         self.metrics.forget(name.as_str());
+        self.code_gc.request();
         tracing::info!(function = %name, "function deleted");
         Ok(())
     }

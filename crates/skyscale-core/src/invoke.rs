@@ -12,7 +12,7 @@ use crate::auth::Action;
 use crate::logs::{self, Report};
 use crate::observe::{Invocation, InvocationHead, Trigger};
 use crate::runtimes::{Runtimes, STARTUP_ENV};
-use crate::scheduler::{link_tree, Acquired, Shape};
+use crate::scheduler::{link_tree, Acquired, BusyGuard, Shape};
 use crate::session::{PoolKey, Session, SessionError};
 use crate::{blocking, ControlPlane, CoreError, Principal};
 
@@ -22,6 +22,10 @@ pub const MAX_SYNC_PAYLOAD: usize = 6 * 1024 * 1024;
 /// How long past the function's timeout the control plane waits for the agent's own
 /// timeout report before it gives up on the sandbox itself.
 const DEADLINE_GRACE: Duration = Duration::from_secs(2);
+
+/// How often a cold start starts over because its function's code was replaced (and the
+/// old package collected) while it was being prepared.
+const MAX_RESTARTS: u32 = 3;
 
 /// How to invoke: which version, and what the caller passes besides the payload.
 #[derive(Debug, Clone, Default)]
@@ -247,38 +251,30 @@ impl ControlPlane {
         (invoked_arn, client_context): (String, Option<String>),
         lookup: Duration,
     ) -> Result<InvokeOutput, CoreError> {
-        let key = PoolKey {
-            function: f.name.clone(),
-            revision: f.revision,
-            version: f.version,
+        let acquire_started = Instant::now();
+        let mut f = f;
+        let mut restarts = 0;
+        // `_busy` is held until this function returns: the slot counts against the
+        // function's reserved concurrency on every path, including errors.
+        let (ready, _busy) = loop {
+            match self.acquire_ready(&f).await? {
+                (Some(ready), busy) => break (ready, busy),
+                // The package `f` names was collected: a deploy or delete replaced `f`
+                // after it was read. Start over with the current record.
+                (None, _) if restarts < MAX_RESTARTS => {
+                    restarts += 1;
+                    f = self.reload(&f).await?;
+                }
+                (None, _) => {
+                    return Err(CoreError::Conflict(format!(
+                        "the code of function {} kept changing while a sandbox was being \
+                         prepared for it: try again",
+                        f.name
+                    )))
+                }
+            }
         };
         let version = version_label(f.version);
-        let shape = Shape {
-            network: f.network,
-            tmp_mb: f.ephemeral_mb,
-        };
-        let acquire_started = Instant::now();
-        // Held until this function returns: the slot counts against the function's
-        // reserved concurrency on every path, including errors.
-        let (acquired, _busy) =
-            self.scheduler
-                .acquire(&key, f.memory.get(), f.reserved_concurrency, shape)?;
-        let ready = match acquired {
-            Acquired::Warm(session) => Ready::Session {
-                session,
-                cold_start: false,
-                init_logs: String::new(),
-            },
-            Acquired::Generic(session) => {
-                tracing::debug!(sandbox = %session.id, "specialising a generic sandbox");
-                self.specialize(session, &f, key).await?
-            }
-            Acquired::Boot(id) => {
-                tracing::debug!(sandbox = %id, "no generic sandbox ready; booting one");
-                let session = self.scheduler.boot(id, f.memory.get(), shape).await?;
-                self.specialize(session, &f, key).await?
-            }
-        };
         let acquire = acquire_started.elapsed();
         let init_duration = match &ready {
             Ready::Session {
@@ -446,33 +442,98 @@ impl ControlPlane {
         }
     }
 
+    /// A sandbox ready for `f` (warm, or specialised now) and its busy slot; `None` if
+    /// `f`'s code package was collected before it could be linked (`f` is stale).
+    async fn acquire_ready(
+        &self,
+        f: &FunctionRecord,
+    ) -> Result<(Option<Ready>, BusyGuard), CoreError> {
+        let key = PoolKey {
+            function: f.name.clone(),
+            revision: f.revision,
+            version: f.version,
+        };
+        let shape = Shape {
+            network: f.network,
+            tmp_mb: f.ephemeral_mb,
+        };
+        let (acquired, busy) =
+            self.scheduler
+                .acquire(&key, f.memory.get(), f.reserved_concurrency, shape)?;
+        let ready = match acquired {
+            Acquired::Warm(session) => Some(Ready::Session {
+                session,
+                cold_start: false,
+                init_logs: String::new(),
+            }),
+            Acquired::Generic(session) => {
+                tracing::debug!(sandbox = %session.id, "specialising a generic sandbox");
+                self.specialize(session, f, key).await?
+            }
+            Acquired::Boot(id) => {
+                tracing::debug!(sandbox = %id, "no generic sandbox ready; booting one");
+                let session = self.scheduler.boot(id, f.memory.get(), shape).await?;
+                self.specialize(session, f, key).await?
+            }
+        };
+        Ok((ready, busy))
+    }
+
+    /// The current record of the function and version `f` is a stale copy of.
+    async fn reload(&self, f: &FunctionRecord) -> Result<Arc<FunctionRecord>, CoreError> {
+        match f.version {
+            None => self.functions.invalidate(&f.name),
+            Some(n) => self.versions.invalidate(&(f.name.clone(), n)),
+        }
+        let version = version_label(f.version);
+        self.version_record(f.name.as_str(), Some(&version), false)
+            .await
+    }
+
     /// Turns a booted sandbox into one of `f`'s: links the code into its `/var/task`, sets
-    /// the function's memory limit and initialises the runtime.
+    /// the function's memory limit and initialises the runtime. `None` (the sandbox
+    /// discarded) if `f`'s package is no longer stored.
     async fn specialize(
         &self,
         mut session: Session,
         f: &FunctionRecord,
         key: PoolKey,
-    ) -> Result<Ready, CoreError> {
+    ) -> Result<Option<Ready>, CoreError> {
         let prepared = async {
             let code = f
                 .code
                 .as_ref()
                 .ok_or_else(|| CoreError::Internal("function has no code".into()))?;
+            // Pinned while it is linked; once linked, the sandbox's hard links (or copies)
+            // no longer need the package (see `code.rs`).
+            let Some(pin) = self.code.pin(&code.sha256) else {
+                return Ok(false);
+            };
             let src = self.code.dir(&code.sha256);
             let dst = self.scheduler.task_dir(&session.id);
             blocking(move || {
-                link_tree(&src, &dst).map_err(|e| {
+                let linked = link_tree(&src, &dst).map_err(|e| {
                     CoreError::Internal(format!("linking code into {}: {e}", dst.display()))
-                })
+                });
+                drop(pin);
+                linked
             })
             .await?;
-            self.scheduler.resize(&mut session, f.memory.get()).await
+            self.scheduler.resize(&mut session, f.memory.get()).await?;
+            Ok(true)
         }
         .await;
-        if let Err(e) = prepared {
-            self.scheduler.discard(session);
-            return Err(e);
+        match prepared {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(sandbox = %session.id, "the function's code changed before its sandbox was specialised; starting over");
+                self.scheduler.discard(session);
+                return Ok(None);
+            }
+            Err(e) => {
+                self.scheduler.discard(session);
+                return Err(e);
+            }
         }
         session.key = Some(key);
         let init = self.init_frame(f);
@@ -482,19 +543,19 @@ impl ControlPlane {
         {
             Ok((done, _)) if done.ok => {
                 tracing::info!(sandbox = %session.id, "sandbox ready");
-                Ok(Ready::Session {
+                Ok(Some(Ready::Session {
                     session,
                     cold_start: true,
                     init_logs: done.logs,
-                })
+                }))
             }
             Ok((done, body)) => {
                 self.scheduler.discard(session);
-                Ok(Ready::InitFailed {
+                Ok(Some(Ready::InitFailed {
                     error_type: done.error_type.unwrap_or_else(|| "Runtime.Unknown".into()),
                     body,
                     logs: done.logs,
-                })
+                }))
             }
             Err(e) => {
                 let id = session.id.clone();

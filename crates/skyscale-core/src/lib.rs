@@ -9,6 +9,7 @@ mod aliases;
 mod audit;
 mod auth;
 mod cache;
+mod code;
 mod error;
 mod functions;
 mod invoke;
@@ -97,6 +98,8 @@ pub struct Settings {
     pub auth_limits: AuthLimits,
     /// How long and how much of the invocation records and logs is kept.
     pub records: RecordSettings,
+    /// Size limits of one code package and of all of them together.
+    pub code: CodeLimits,
 }
 
 impl Default for Settings {
@@ -111,6 +114,7 @@ impl Default for Settings {
             limits: Limits::default(),
             auth_limits: AuthLimits::default(),
             records: RecordSettings::default(),
+            code: CodeLimits::default(),
         }
     }
 }
@@ -119,6 +123,8 @@ impl Default for Settings {
 pub struct ControlPlane {
     store: Arc<Store>,
     code: CodeStore,
+    /// Removes unreferenced code packages in the background.
+    code_gc: code::Collector,
     scheduler: Arc<Scheduler>,
     /// Every API key, read on every request; replaced after every key write.
     keys: Arc<Keys>,
@@ -158,8 +164,11 @@ impl ControlPlane {
         settings: Settings,
     ) -> Result<Self, CoreError> {
         let code_dir = data_dir.join("code");
-        let code = CodeStore::open(&code_dir, CodeLimits::default())
+        // Opening removes what a crash left half-written; the collector's first run removes
+        // packages a crash left unreferenced.
+        let code = CodeStore::open(&code_dir, settings.code)
             .map_err(|e| CoreError::Internal(format!("opening {}: {e}", code_dir.display())))?;
+        let code_gc = code::Collector::start(store.clone(), code.clone());
         let server_key = ServerKey::load_or_create(data_dir)?;
         let keys = KeyTable::load(&store)?;
         let dummy = ApiKey::generate();
@@ -182,6 +191,7 @@ impl ControlPlane {
             records,
             store,
             code,
+            code_gc,
             scheduler,
             keys: Arc::new(Keys::new(keys)),
             auth_limiter: AuthLimiter::new(settings.auth_limits),
@@ -322,7 +332,9 @@ impl ControlPlane {
         self.records.close_followers();
         self.scheduler.shutdown(grace).await;
         // The records of the invocations that just finished, before the process exits.
-        self.records.flush(Duration::from_secs(5)).await;
+        if !self.records.flush(Duration::from_secs(5)).await {
+            tracing::warn!("invocation records still queued at shutdown were not written");
+        }
     }
 }
 

@@ -15,6 +15,13 @@
 //!
 //! Both bounds are for the whole host, not per function: one noisy function can push a
 //! quiet one's old logs out, never past the total.
+//!
+//! Queries read their own writes: before it reads, a query of records or logs puts a flush
+//! message on the writer's queue and waits until the writer has committed everything
+//! queued before it. `observe` runs before an invocation's answer is sent, so whatever
+//! answered before the query began is in the query's answer (unless its record was
+//! dropped because the writer could not keep up, which is counted). The invoke path
+//! itself still never waits for the store.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -44,6 +51,9 @@ const BATCH_LINGER: Duration = Duration::from_millis(5);
 /// Most invocations, and bytes of logs, written in one transaction.
 const BATCH_RECORDS: usize = 512;
 const BATCH_LOG_BYTES: u64 = 8 * 1024 * 1024;
+/// Longest a query of records or logs waits for the writer to store what was observed
+/// before it (normally one batch, a few ms).
+const READ_BARRIER_WAIT: Duration = Duration::from_secs(5);
 /// Log entries a follower may fall behind by before it is told some were skipped.
 const FOLLOW_BUFFER: usize = 1024;
 /// How often a dropped record is warned about, at most.
@@ -182,16 +192,29 @@ impl Records {
         }
     }
 
-    /// Waits (at most `within`) until everything submitted so far is written.
-    pub(crate) async fn flush(&self, within: Duration) {
+    /// Waits (at most `within`) until everything submitted so far is written; whether it
+    /// was. The flush message waits for room on the queue rather than being dropped like a
+    /// record: it is a barrier, so it must arrive.
+    pub(crate) async fn flush(&self, within: Duration) -> bool {
         let (done, written) = oneshot::channel();
         let flushed = async {
             if self.tx.send(Message::Flush(done)).await.is_ok() {
                 let _ = written.await;
             }
         };
-        if tokio::time::timeout(within, flushed).await.is_err() {
-            tracing::warn!("invocation records still queued at shutdown were not written");
+        tokio::time::timeout(within, flushed).await.is_ok()
+    }
+
+    /// Before a query of records or logs: waits until every invocation observed so far is
+    /// written (read-your-writes: an invocation that answered before the query began is
+    /// in its answer). A writer stuck for `READ_BARRIER_WAIT` gets the query answered
+    /// without the newest records rather than never.
+    async fn barrier(&self) {
+        if !self.flush(READ_BARRIER_WAIT).await {
+            tracing::warn!(
+                wait = ?READ_BARRIER_WAIT,
+                "the records writer did not catch up: answering a query without the newest invocations"
+            );
         }
     }
 
@@ -564,6 +587,7 @@ impl ControlPlane {
     ) -> Result<InvocationRecord, CoreError> {
         by.authorize(Action::ReadFunction, None)?;
         check_request_id(request_id)?;
+        self.records.barrier().await;
         let store = self.store.clone();
         let id = request_id.to_owned();
         let found = blocking(move || Ok(store.invocation(&id)?)).await?;
@@ -600,6 +624,7 @@ impl ControlPlane {
         };
         let limit = limit(filter.limit)?;
         let since_ms = since_ms(filter.since.as_deref())?;
+        self.records.barrier().await;
         let store = self.store.clone();
         let rows = blocking(move || {
             Ok(store.invocations(&InvocationQuery {
@@ -668,6 +693,7 @@ impl ControlPlane {
         }
         let limit = limit(filter.limit)?;
         let since_ms = since_ms(filter.since.as_deref())?;
+        self.records.barrier().await;
         let store = self.store.clone();
         let request_id = filter.request_id.clone();
         let function = name.to_string();
@@ -743,7 +769,7 @@ mod tests {
                 "x".repeat(300),
             ));
         }
-        records.flush(Duration::from_secs(10)).await;
+        assert!(records.flush(Duration::from_secs(10)).await);
         let totals = store.record_totals().unwrap();
         assert!(totals.log_bytes <= 1000, "{totals:?}");
         assert_eq!((totals.records, totals.logs), (5, 3), "{totals:?}");
@@ -757,13 +783,26 @@ mod tests {
         // Older than the retention: gone at the next prune.
         let old = SystemTime::now() - Duration::from_secs(7200);
         records.submit(invocation("old", old, "old".into()));
-        records.flush(Duration::from_secs(10)).await;
+        assert!(records.flush(Duration::from_secs(10)).await);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while store.invocation("old").unwrap().is_some() {
             assert!(std::time::Instant::now() < deadline, "never pruned");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(records.dropped.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn after_the_barrier_every_submitted_record_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
+        let records = Records::start(store.clone(), RecordSettings::default());
+        for n in 0..20 {
+            let id = format!("r{n}");
+            records.submit(invocation(&id, SystemTime::now(), format!("said {n}\n")));
+            records.barrier().await;
+            assert!(store.invocation(&id).unwrap().is_some(), "{id} not stored");
+        }
     }
 
     #[test]

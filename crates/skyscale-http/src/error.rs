@@ -20,7 +20,8 @@ impl ApiError {
         let status = match &self.0 {
             CoreError::InvalidParameter(_)
             | CoreError::InvalidRequest(_)
-            | CoreError::Unsupported(_) => StatusCode::BAD_REQUEST,
+            | CoreError::Unsupported(_)
+            | CoreError::CodeStorageExceeded(_) => StatusCode::BAD_REQUEST,
             CoreError::Unauthorized(_) | CoreError::Signature(_) => StatusCode::UNAUTHORIZED,
             CoreError::Forbidden(_) => StatusCode::FORBIDDEN,
             CoreError::NotFound(_) => StatusCode::NOT_FOUND,

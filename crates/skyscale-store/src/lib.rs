@@ -13,7 +13,9 @@ mod migrations;
 mod urls;
 
 pub use audit::{AuditRecord, NewAuditEntry};
-pub use code::{CodeError, CodeLimits, CodeRef, CodeStore};
+pub use code::{
+    CodeError, CodeLimits, CodePin, CodeRef, CodeStore, CodeUsage, Collected, StoredCode,
+};
 pub use db::{
     AliasRecord, AliasUpdate, FunctionRecord, FunctionUpdate, NewFunction, Store, StoreError,
     MAX_TAGS,

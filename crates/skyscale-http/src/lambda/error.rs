@@ -157,6 +157,13 @@ fn wire(e: &LambdaError) -> Wire {
             m.clone(),
             true,
         ),
+        // botocore's shape: `Type` and `message`, status 400.
+        CoreError::CodeStorageExceeded(m) => w(
+            StatusCode::BAD_REQUEST,
+            "CodeStorageExceededException",
+            m.clone(),
+            true,
+        ),
         CoreError::TooManyRequests { limit, message: m } => Wire {
             // The host's limits play the part of Lambda's account-wide limit.
             reason: Some(match limit {
@@ -277,6 +284,10 @@ mod tests {
         assert_eq!(
             code_of(CoreError::Signature(SigV4Error::Missing)),
             (403, "MissingAuthenticationTokenException")
+        );
+        assert_eq!(
+            code_of(CoreError::CodeStorageExceeded("x".into())),
+            (400, "CodeStorageExceededException")
         );
     }
 }

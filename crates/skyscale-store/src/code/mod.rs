@@ -1,15 +1,24 @@
 //! Content-addressed code packages: each zip is stored once under its SHA-256, next to the
-//! directory it unpacks to. Sandboxes bind that directory read-only at `/var/task`.
+//! directory it unpacks to. A cold start hard-links that directory's files into the
+//! sandbox's `/var/task`.
 //!
 //! A package is checked completely before anything is written, and both the zip and its
 //! directory appear by atomic rename, so a failed or concurrent upload never leaves a
-//! half-written package where a sandbox could see it.
+//! half-written package where a sandbox could see it. What the packages take on disk is
+//! bounded by `CodeLimits::max_total_bytes`, and packages nothing references any more are
+//! removed by [`CodeStore::collect`] (see `space.rs` for both).
+
+mod space;
 
 use std::fs;
 use std::io::{self, Cursor, Read};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
+
+use space::{Admission, Ledger, TMP_PREFIX};
+pub use space::{CodePin, CodeUsage, Collected};
 
 /// A stored package: hex SHA-256 of the zip bytes and their size.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,12 +27,15 @@ pub struct CodeRef {
     pub size: u64,
 }
 
-/// Size limits for one package (Lambda's: 50 MB zipped, 250 MB unzipped).
+/// Size limits for one package (Lambda's: 50 MB zipped, 250 MB unzipped) and for all of
+/// them together (Lambda's default code storage: 75 GB).
 #[derive(Debug, Clone, Copy)]
 pub struct CodeLimits {
     pub max_zip_bytes: u64,
     pub max_unzipped_bytes: u64,
     pub max_entries: usize,
+    /// Most bytes all stored packages may be charged together (see `space.rs`).
+    pub max_total_bytes: u64,
 }
 
 impl Default for CodeLimits {
@@ -32,6 +44,7 @@ impl Default for CodeLimits {
             max_zip_bytes: 50 * 1024 * 1024,
             max_unzipped_bytes: 250 * 1024 * 1024,
             max_entries: 10_000,
+            max_total_bytes: 75 * 1024 * 1024 * 1024,
         }
     }
 }
@@ -72,6 +85,13 @@ pub enum CodeError {
     /// A path no file system takes: a component over 255 bytes or the whole over 1024.
     #[error("code package entry {0:?} has a name that is too long")]
     NameTooLong(String),
+    /// Storing the package would take the code storage past its limit.
+    #[error(
+        "code storage limit exceeded: the package needs {needed} bytes of storage and \
+         {used} of the {limit} bytes allowed are in use; delete functions or versions that \
+         are no longer needed"
+    )]
+    StorageFull { needed: u64, used: u64, limit: u64 },
     #[error("storing code package: {0}")]
     Io(#[from] io::Error),
 }
@@ -81,17 +101,38 @@ pub enum CodeError {
 pub struct CodeStore {
     root: PathBuf,
     limits: CodeLimits,
+    ledger: Arc<Ledger>,
+}
+
+/// A package just stored (or found stored), pinned until the caller has committed the row
+/// that references it: dropping `pin` earlier would let a collection remove it.
+#[derive(Debug)]
+pub struct StoredCode {
+    pub code: CodeRef,
+    pub pin: CodePin,
 }
 
 impl CodeStore {
+    /// Opens (creating it if needed) a package directory, removing what a crash left
+    /// half-written or half-removed in it.
     pub fn open(root: impl Into<PathBuf>, limits: CodeLimits) -> io::Result<Self> {
         let root = root.into();
         fs::create_dir_all(&root)?;
-        Ok(Self { root, limits })
+        let ledger = Arc::new(Ledger::scan(&root)?);
+        Ok(Self {
+            root,
+            limits,
+            ledger,
+        })
     }
 
     pub fn limits(&self) -> CodeLimits {
         self.limits
+    }
+
+    /// What the stored packages take.
+    pub fn usage(&self) -> CodeUsage {
+        self.ledger.usage()
     }
 
     /// The unpacked directory of a stored package.
@@ -99,8 +140,27 @@ impl CodeStore {
         self.root.join(sha256)
     }
 
-    /// Checks, stores and unpacks a zip. Storing the same bytes twice is a no-op.
-    pub fn put_zip(&self, bytes: &[u8]) -> Result<CodeRef, CodeError> {
+    /// Keeps a stored package from being collected while the pin is held (a cold start
+    /// linking it into a sandbox); `None` if it is not stored, e.g. collected after the
+    /// function record naming it was read.
+    pub fn pin(&self, sha256: &str) -> Option<CodePin> {
+        self.ledger.pin_stored(sha256)
+    }
+
+    /// Removes every stored package that the list `referenced` returns does not name and
+    /// that no one has pinned. `referenced` must read the references at the time it is
+    /// called (it runs after the collection starts noting pins).
+    pub fn collect<E>(
+        &self,
+        referenced: impl FnOnce() -> Result<Vec<String>, E>,
+    ) -> Result<Collected, E> {
+        self.ledger.collect(&self.root, referenced)
+    }
+
+    /// Checks, stores and unpacks a zip, pinned (see [`StoredCode`]). Storing the same bytes
+    /// twice writes nothing the second time. A package that would take the storage past
+    /// its limit is refused before anything is written.
+    pub fn put_zip(&self, bytes: &[u8]) -> Result<StoredCode, CodeError> {
         let size = bytes.len() as u64;
         if size > self.limits.max_zip_bytes {
             return Err(CodeError::TooLarge {
@@ -109,31 +169,45 @@ impl CodeStore {
             });
         }
         let sha256 = hex::encode(Sha256::digest(bytes));
-        let code = CodeRef { sha256, size };
-        let dir = self.dir(&code.sha256);
         // Validate even when present: the caller learns about a bad package the same way
         // every time, and a present directory proves the bytes were valid once.
         let entries = self.validate(bytes)?;
-        if dir.is_dir() {
-            return Ok(code);
-        }
-        let tmp = self
-            .root
-            .join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
-        let result = unpack(bytes, &entries, &tmp, self.limits.max_unzipped_bytes).and_then(|()| {
-            fs::write(self.root.join(format!("{}.zip", code.sha256)), bytes)?;
-            match fs::rename(&tmp, &dir) {
-                Ok(()) => Ok(()),
-                // Another upload of the same bytes won the race: same content, keep theirs.
-                Err(_) if dir.is_dir() => Ok(fs::remove_dir_all(&tmp)?),
-                Err(e) => Err(e.into()),
+        let pin = self.ledger.pin_any(&sha256);
+        let code = CodeRef { sha256, size };
+        let needed = charge_at_most(size, &entries);
+        let limit = self.limits.max_total_bytes;
+        let _reservation = match self.ledger.admit(&code.sha256, needed, limit) {
+            Admission::Present => return Ok(StoredCode { code, pin }),
+            Admission::Full { used } => {
+                return Err(CodeError::StorageFull {
+                    needed,
+                    used,
+                    limit,
+                })
             }
+            Admission::Reserved(r) => r,
+        };
+        let stem = format!("{TMP_PREFIX}{}", uuid::Uuid::new_v4().simple());
+        let tmp = self.root.join(&stem);
+        let tmp_zip = self.root.join(format!("{stem}.zip"));
+        let result = unpack(bytes, &entries, &tmp, self.limits.max_unzipped_bytes).and_then(|()| {
+            fs::write(&tmp_zip, bytes)?;
+            let charge = space::measure(&tmp)? + space::blocks(size);
+            // The zip first: a crash before the directory is renamed leaves a zip of no
+            // package, which the next open removes.
+            let stored = self.ledger.publish(&code.sha256, charge, || {
+                fs::rename(&tmp_zip, self.root.join(format!("{}.zip", code.sha256)))?;
+                fs::rename(&tmp, self.dir(&code.sha256))
+            })?;
+            // `false`: another upload of the same bytes won the race; keep theirs.
+            Ok(stored)
         });
-        if result.is_err() {
+        if !matches!(result, Ok(true)) {
             let _ = fs::remove_dir_all(&tmp);
+            let _ = fs::remove_file(&tmp_zip);
         }
         result?;
-        Ok(code)
+        Ok(StoredCode { code, pin })
     }
 
     /// Checks every entry of the archive; returns the entries to unpack.
@@ -201,6 +275,31 @@ struct Entry {
     /// Unzipped size as declared in the central directory.
     size: u64,
     executable: bool,
+}
+
+/// The most a package can be charged once unpacked (see `space.rs`): its entries unzip to
+/// at most their declared sizes (`unpack` stops any that would not), and every directory,
+/// named or implied by a path, takes a block.
+fn charge_at_most(zip_bytes: u64, entries: &[Entry]) -> u64 {
+    let mut dirs = std::collections::HashSet::new();
+    let mut files = 0u64;
+    for e in entries {
+        if e.is_dir {
+            dirs.insert(e.path.as_path());
+        } else {
+            files = files.saturating_add(space::blocks(e.size));
+        }
+        dirs.extend(
+            e.path
+                .ancestors()
+                .skip(1)
+                .filter(|p| !p.as_os_str().is_empty()),
+        );
+    }
+    let root_and_dirs = (dirs.len() as u64 + 1) * space::BLOCK;
+    space::blocks(zip_bytes)
+        .saturating_add(files)
+        .saturating_add(root_and_dirs)
 }
 
 /// The total number of entries the end-of-central-directory record (or its zip64 twin)
@@ -389,8 +488,8 @@ mod tests {
     fn stores_once_and_unpacks() {
         let (_d, s) = store();
         let zip = make_zip(&[("handler.py", b"x = 1\n"), ("pkg/mod.py", b"y = 2\n")]);
-        let a = s.put_zip(&zip).unwrap();
-        let b = s.put_zip(&zip).unwrap();
+        let a = s.put_zip(&zip).unwrap().code;
+        let b = s.put_zip(&zip).unwrap().code;
         assert_eq!(a, b);
         assert_eq!(a.size, zip.len() as u64);
         let dir = s.dir(&a.sha256);
@@ -518,5 +617,154 @@ mod tests {
             left.is_empty(),
             "refused uploads left files behind: {left:?}"
         );
+    }
+
+    /// The names directly under `dir`.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn none() -> Result<Vec<String>, io::Error> {
+        Ok(Vec::new())
+    }
+
+    #[test]
+    fn unreferenced_packages_are_collected_and_their_space_returns() {
+        let (d, s) = store();
+        let root = d.path().join("code");
+        assert_eq!(s.usage(), CodeUsage::default());
+        let a = s.put_zip(&make_zip(&[("a.py", b"a")])).unwrap();
+        let b_zip = make_zip(&[("b.py", &[7u8; 10_000][..]), ("pkg/c.py", b"")]);
+        let b = s.put_zip(&b_zip).unwrap();
+        // Charged: the zip and each file in whole blocks, each directory a block.
+        let a_charge = 3 * space::BLOCK;
+        let b_charge = space::blocks(b_zip.len() as u64) + (3 + 1 + 2) * space::BLOCK;
+        assert_eq!(
+            s.usage(),
+            CodeUsage {
+                bytes: a_charge + b_charge,
+                packages: 2
+            }
+        );
+        let (a_sha, b_sha) = (a.code.sha256.clone(), b.code.sha256.clone());
+        drop((a, b));
+        let keep = a_sha.clone();
+        let gone = s.collect(|| Ok::<_, io::Error>(vec![keep])).unwrap();
+        assert_eq!(
+            gone,
+            Collected {
+                packages: 1,
+                bytes: b_charge
+            }
+        );
+        assert_eq!(names(&root), vec![a_sha.clone(), format!("{a_sha}.zip")]);
+        assert!(
+            s.pin(&b_sha).is_none(),
+            "a collected package cannot be pinned"
+        );
+        s.collect(none).unwrap();
+        assert!(names(&root).is_empty());
+        assert_eq!(s.usage(), CodeUsage::default());
+        // Stored again after its collection: unpacked afresh.
+        let again = s.put_zip(&b_zip).unwrap();
+        assert!(s.dir(&again.code.sha256).join("pkg/c.py").is_file());
+        assert_eq!(s.usage().bytes, b_charge);
+    }
+
+    #[test]
+    fn pinned_packages_survive_a_collection() {
+        let (_d, s) = store();
+        // An upload whose row is not committed yet: its package stays.
+        let up = s.put_zip(&make_zip(&[("a.py", b"a")])).unwrap();
+        let sha = up.code.sha256.clone();
+        s.collect(none).unwrap();
+        assert!(s.dir(&sha).is_dir());
+        // The reference is committed (and the pin dropped) after the collection read the
+        // references: still kept, since the package was pinned while it ran.
+        let gone = s
+            .collect(move || {
+                drop(up);
+                none()
+            })
+            .unwrap();
+        assert_eq!(gone.packages, 0);
+        assert!(s.dir(&sha).is_dir());
+        // A cold start linking it: kept while the pin is held, removed after.
+        let linking = s.pin(&sha).unwrap();
+        s.collect(none).unwrap();
+        assert!(s.dir(&sha).is_dir());
+        drop(linking);
+        assert_eq!(s.collect(none).unwrap().packages, 1);
+        assert!(!s.dir(&sha).exists());
+        assert!(s.pin(&sha).is_none());
+        // A failed read of the references removes nothing.
+        let kept = s.put_zip(&make_zip(&[("b.py", b"b")])).unwrap().code;
+        let failed = s.collect(|| Err::<Vec<String>, _>(io::Error::other("database gone")));
+        assert!(failed.is_err());
+        assert!(s.dir(&kept.sha256).is_dir());
+    }
+
+    #[test]
+    fn the_storage_limit_refuses_a_package_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = CodeLimits {
+            max_total_bytes: 88 * 1024,
+            ..CodeLimits::default()
+        };
+        let s = CodeStore::open(dir.path(), limits).unwrap();
+        let small = make_zip(&[("a.py", b"a")]);
+        let stored = s.put_zip(&small).unwrap().code;
+        let before = names(dir.path());
+        let used = s.usage().bytes;
+        let big = make_zip(&[("big.bin", &[1u8; 70 * 1024][..])]);
+        match s.put_zip(&big) {
+            Err(CodeError::StorageFull {
+                needed,
+                used: u,
+                limit,
+            }) => {
+                assert_eq!((u, limit), (used, 88 * 1024));
+                assert!(needed > 70 * 1024, "{needed}");
+            }
+            other => panic!("expected StorageFull, got {other:?}"),
+        }
+        assert!(s
+            .put_zip(&big)
+            .unwrap_err()
+            .to_string()
+            .starts_with("code storage limit exceeded: the package needs"));
+        assert_eq!(names(dir.path()), before, "a refused package left files");
+        assert_eq!(s.usage().bytes, used);
+        // A package already stored costs nothing more, however full the storage is.
+        assert_eq!(s.put_zip(&small).unwrap().code, stored);
+        // Collected, it makes room.
+        s.collect(none).unwrap();
+        assert!(s.put_zip(&big).is_ok());
+    }
+
+    #[test]
+    fn open_removes_crash_leftovers_and_counts_what_is_stored() {
+        let (d, s) = store();
+        let root = d.path().join("code");
+        let kept = s
+            .put_zip(&make_zip(&[("a.py", b"a"), ("p/b.py", b"b")]))
+            .unwrap();
+        let usage = s.usage();
+        fs::create_dir_all(root.join(".tmp-0123/pkg")).unwrap();
+        fs::write(root.join(".tmp-0123/pkg/x.py"), b"x").unwrap();
+        fs::write(root.join(".tmp-0123.zip"), b"zip").unwrap();
+        fs::create_dir(root.join(".trash-4567")).unwrap();
+        let orphan = format!("{}.zip", "ab".repeat(32));
+        fs::write(root.join(&orphan), b"a zip whose directory never appeared").unwrap();
+        let reopened = CodeStore::open(&root, CodeLimits::default()).unwrap();
+        let sha = kept.code.sha256.clone();
+        assert_eq!(names(&root), vec![sha.clone(), format!("{sha}.zip")]);
+        assert_eq!(reopened.usage(), usage);
+        assert!(reopened.pin(&sha).is_some());
     }
 }
