@@ -550,9 +550,7 @@ def handle_one(channel, handler, ascii_only):
         channel.fail(request_id, doc)
         return
 
-    if isinstance(result, (bytes, bytearray)):
-        channel.respond(request_id, bytes(result), "application/unknown")
-        return
+    # As Lambda's runtime: the result is JSON, whatever its type (bytes are a marshal error).
     try:
         payload = json.dumps(result, default=_json_default, ensure_ascii=ascii_only).encode()
     except (TypeError, ValueError, RecursionError) as e:
@@ -561,6 +559,15 @@ def handle_one(channel, handler, ascii_only):
         log_error(error_type, message, [])
         doc = error_doc(error_type, message, [], request_id)
         channel.fail(request_id, doc, error_type=error_type)
+        return
+    if len(payload) > MAX_BODY:
+        # Lambda's answer to an oversized response: a function error, and the runtime lives.
+        error_type = "Function.ResponseSizeTooLarge"
+        message = (f"Response payload size ({len(payload)} bytes) exceeded maximum allowed "
+                   f"payload size ({MAX_BODY} bytes).")
+        log_error(error_type, message, [])
+        channel.fail(request_id, error_doc(error_type, message, [], request_id),
+                     error_type=error_type)
         return
     channel.respond(request_id, payload, "application/json")
 

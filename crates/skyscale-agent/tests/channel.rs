@@ -98,6 +98,40 @@ fn a_runtime_that_ignores_the_pipe_is_served_over_http() {
 }
 
 #[test]
+fn an_oversized_response_on_the_runtime_api_is_a_function_error_and_the_runtime_lives() {
+    // Like awslambdaric returning 7 MB: the runtime gets 413, the caller Lambda's
+    // `Function.ResponseSizeTooLarge`, and the same runtime takes the next event.
+    let runtime = r#"
+import http.client, json, os
+host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)
+c = http.client.HTTPConnection(host, int(port))
+statuses = []
+while True:
+    c.request("GET", "/2018-06-01/runtime/invocation/next")
+    r = c.getresponse()
+    event = json.loads(r.read())
+    rid = r.getheader("Lambda-Runtime-Aws-Request-Id")
+    out = "x" * (7 * 1024 * 1024) if event.get("big") else json.dumps({"statuses": statuses})
+    c.request("POST", f"/2018-06-01/runtime/invocation/{rid}/response", body=out)
+    resp = c.getresponse()
+    resp.read()
+    statuses.append(resp.status)
+"#;
+    let (mut agent, done, body) = start(runtime);
+    assert!(done.ok, "{done:?} {}", String::from_utf8_lossy(&body));
+    let (result, body) = agent.invoke("big", r#"{"big": true}"#);
+    assert_eq!(result.status, InvokeStatus::Error);
+    assert_eq!(
+        result.error_type.as_deref(),
+        Some("Function.ResponseSizeTooLarge")
+    );
+    assert_eq!(json(&body)["errorType"], "Function.ResponseSizeTooLarge");
+    let (result, body) = agent.invoke("next", "{}");
+    assert_eq!(result.status, InvokeStatus::Ok);
+    assert_eq!(json(&body)["statuses"], serde_json::json!([413]));
+}
+
+#[test]
 fn pipe_error_types_fall_back_to_the_document() {
     // Like the Runtime API without the error-type header: the document's errorType counts.
     let runtime = format!(

@@ -130,18 +130,27 @@ both_channels! {
         }
     }
 
-    fn a_response_over_six_megabytes_ends_the_runtime() {
-        // The Runtime API answers 413 and the bootstrap gives up; on the pipe the bootstrap
-        // applies the same limit itself. Either way: exit status 1, reported as a crash.
+    fn a_response_over_six_megabytes_is_a_function_error_and_the_runtime_lives() {
+        // As Lambda: `Function.ResponseSizeTooLarge` for the caller, and the same runtime
+        // takes the next event.
         let mut agent = app();
         let (result, body) = agent.invoke("huge", r#"{"action": "too_big"}"#);
-        assert_eq!(result.status, InvokeStatus::Crashed);
-        assert_eq!(result.error_type.as_deref(), Some("Runtime.ExitError"));
+        assert_eq!(result.status, InvokeStatus::Error);
         assert_eq!(
-            json(&body)["errorMessage"],
-            "RequestId: huge Error: Runtime exited with error: exit status 1"
+            result.error_type.as_deref(),
+            Some("Function.ResponseSizeTooLarge")
         );
-        assert!(result.logs.contains("RuntimeError"), "{}", result.logs);
+        let doc = json(&body);
+        assert_eq!(doc["errorType"], "Function.ResponseSizeTooLarge");
+        assert!(
+            doc["errorMessage"]
+                .as_str()
+                .is_some_and(|m| m.contains("exceeded maximum allowed payload size")),
+            "{doc}"
+        );
+        let (result, body) = agent.invoke("after", r#"{"action": "count"}"#);
+        assert_eq!(result.status, InvokeStatus::Ok);
+        assert_eq!(json(&body)["count"], 2, "the same runtime answered");
     }
 
     fn the_channel_leaves_no_trace_for_the_handler() {
@@ -197,11 +206,16 @@ both_channels! {
         );
     }
 
-    fn bytes_results_pass_through_raw() {
+    fn bytes_results_are_a_marshal_error() {
+        // As Lambda's Python runtime: a result is JSON, and bytes are not.
         let mut agent = app();
         let (result, body) = agent.invoke("raw", r#"{"action": "bytes"}"#);
-        assert_eq!(result.status, InvokeStatus::Ok);
-        assert_eq!(body, b"\x00\xffraw");
+        assert_eq!(result.status, InvokeStatus::Error);
+        assert_eq!(result.error_type.as_deref(), Some("Runtime.MarshalError"));
+        assert_eq!(
+            json(&body)["errorMessage"],
+            "Unable to marshal response: Object of type bytes is not JSON serializable"
+        );
     }
 
     fn context_carries_the_invocation() {

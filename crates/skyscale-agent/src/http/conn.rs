@@ -90,6 +90,26 @@ impl Conn {
             let responder = self.responder(head.close)?;
             let body = match body {
                 Ok(body) => body,
+                // An oversized response is the invocation's outcome (Lambda's
+                // `Function.ResponseSizeTooLarge`): the main thread decides and answers.
+                Err(_)
+                    if matches!(
+                        Route::parse(&head.method, &head.target),
+                        Some(Route::Response(_))
+                    ) =>
+                {
+                    let request = ApiRequest {
+                        route: Route::parse(&head.method, &head.target).unwrap_or(Route::Next),
+                        error_type: None,
+                        body: Vec::new(),
+                        oversized: true,
+                        responder,
+                    };
+                    if events.send(Event::Api(request)).is_err() || head.close {
+                        return Ok(());
+                    }
+                    continue;
+                }
                 Err(reject) => {
                     reject.send(responder);
                     if head.close {
@@ -110,6 +130,7 @@ impl Conn {
                 route,
                 error_type: head.error_type,
                 body,
+                oversized: false,
                 responder,
             };
             if events.send(Event::Api(request)).is_err() || head.close {

@@ -80,6 +80,8 @@ pub struct ApiRequest {
     /// The `Lambda-Runtime-Function-Error-Type` header.
     pub error_type: Option<String>,
     pub body: Vec<u8>,
+    /// The body was larger than [`MAX_BODY`] and was read away (`body` is empty).
+    pub oversized: bool,
     pub responder: Responder,
 }
 

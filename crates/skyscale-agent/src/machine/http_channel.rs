@@ -7,7 +7,10 @@ use skyscale_protocol::{Frame, InitDone};
 
 use super::{micros, resolve_error_type, runtime_view, Channel, Flow, Invocation, Machine, State};
 use crate::error::AgentError;
-use crate::http::{ApiRequest, Responder, Route, JSON};
+use crate::http::{ApiRequest, Responder, Route, JSON, MAX_BODY};
+
+/// Lambda's error type for a response over the payload limit.
+const RESPONSE_TOO_LARGE: &str = "Function.ResponseSizeTooLarge";
 
 impl Machine {
     /// A Runtime API request, read whole by its connection thread.
@@ -16,6 +19,7 @@ impl Machine {
             route,
             error_type,
             body,
+            oversized,
             responder,
         } = req;
         if self.channel == Channel::Pipe {
@@ -42,6 +46,27 @@ impl Machine {
             (Route::Next, State::Invoking(mut inv)) if inv.payload.is_some() => {
                 deliver(&mut inv, responder);
                 self.state = State::Invoking(inv);
+            }
+            (Route::Response(id), State::Invoking(inv))
+                if oversized && inv.sent.is_some() && id == inv.meta.request_id =>
+            {
+                // Lambda's answer: a function error for the caller, 413 for the runtime,
+                // which lives on to take the next event.
+                let message = format!(
+                    "Response payload size exceeded maximum allowed payload size ({MAX_BODY} \
+                     bytes)."
+                );
+                let doc = serde_json::json!({
+                    "errorMessage": message,
+                    "errorType": RESPONSE_TOO_LARGE,
+                });
+                self.complete(
+                    inv,
+                    false,
+                    Some(RESPONSE_TOO_LARGE.to_owned()),
+                    doc.to_string().into_bytes(),
+                )?;
+                responder.error(413, "RequestEntityTooLarge", &message);
             }
             (route @ (Route::Response(_) | Route::Error(_)), State::Invoking(inv))
                 if inv.sent.is_some() && route.request_id() == Some(&inv.meta.request_id) =>

@@ -147,6 +147,37 @@ def refused_settings(lam):
     ok("Layers, TracingConfig, DeadLetterConfig, VpcConfig, KMSKeyArn refused by name")
 
 
+BIG = """
+def handler(event, context):
+    if event.get("big"):
+        return "x" * (7 * 1024 * 1024)
+    if event.get("bytes"):
+        return b"raw"
+    return {"ok": True}
+"""
+
+
+def responses(lam):
+    lam.create_function(FunctionName="big", Runtime="python3.11", Role=ROLE,
+                        Handler="handler.handler", Code={"ZipFile": zip_of(BIG)}, MemorySize=512)
+    lam.invoke(FunctionName="big", Payload=b"{}")  # the cold start
+    r = lam.invoke(FunctionName="big", Payload=b'{"big": true}')
+    assert r["FunctionError"] == "Unhandled", r
+    doc = json.loads(r["Payload"].read())
+    assert doc["errorType"] == "Function.ResponseSizeTooLarge", doc
+    r = lam.invoke(FunctionName="big", Payload=b"{}", LogType="Tail")
+    assert json.loads(r["Payload"].read()) == {"ok": True}
+    import base64
+    tail = base64.b64decode(r["LogResult"]).decode()
+    assert "REPORT" in tail and "Init Duration" not in tail, tail
+    r = lam.invoke(FunctionName="big", Payload=b'{"bytes": true}')
+    assert r["FunctionError"] == "Unhandled", r
+    doc = json.loads(r["Payload"].read())
+    assert doc["errorType"] == "Runtime.MarshalError", doc
+    ok("a 7 MB response is Function.ResponseSizeTooLarge and the next call is warm; "
+       "bytes are Runtime.MarshalError")
+
+
 def main():
     lam = client()
     unsupported_operations(lam)
@@ -154,6 +185,7 @@ def main():
     publish(lam)
     revision_ids(lam)
     refused_settings(lam)
+    responses(lam)
     print("ALL OK")
 
 
