@@ -31,6 +31,19 @@ impl fmt::Debug for ServerKey {
 }
 
 impl ServerKey {
+    /// An HMAC-SHA256 keyed by the server key for one `purpose` (domain separation: a
+    /// signature made for one purpose is worthless for another).
+    pub(crate) fn mac(&self, purpose: &str) -> hmac::Hmac<sha2::Sha256> {
+        use hmac::Mac;
+        let mut key = Vec::with_capacity(KEY_LEN + purpose.len() + 1);
+        key.extend_from_slice(&self.0);
+        key.push(0);
+        key.extend_from_slice(purpose.as_bytes());
+        // HMAC takes keys of any length.
+        <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&key)
+            .unwrap_or_else(|_| unreachable!("hmac accepts any key length"))
+    }
+
     /// Reads `<data_dir>/server.key`, creating it (32 random bytes, mode 0600) on first use.
     pub fn load_or_create(data_dir: &Path) -> Result<Self, CoreError> {
         use std::io::Write;

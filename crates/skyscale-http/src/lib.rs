@@ -6,6 +6,7 @@
 
 mod access;
 mod body;
+mod code;
 mod error;
 mod invocations;
 mod lambda;
@@ -48,6 +49,7 @@ pub fn router(cp: AppState, bodies: BodyLimits) -> Router {
         .merge(lambda::routes(cp.clone()))
         .merge(metrics::routes(cp.clone()))
         .merge(url::routes())
+        .merge(code::routes())
         .layer(axum::middleware::from_fn(rejections::v1_json_errors))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(axum::Extension(bodies))

@@ -178,6 +178,39 @@ def responses(lam):
        "bytes are Runtime.MarshalError")
 
 
+def code_location_and_url_wording(lam):
+    import base64
+    import hashlib
+    import urllib.error
+    import urllib.request
+    got = lam.get_function(FunctionName="pub", Qualifier="1")
+    location = got["Code"]["Location"]
+    with urllib.request.urlopen(location) as r:
+        package = r.read()
+    assert base64.b64encode(hashlib.sha256(package).digest()).decode() == \
+        got["Configuration"]["CodeSha256"], "the exact package"
+    zipfile.ZipFile(io.BytesIO(package)).testzip()
+    for bad in [location.replace("signature=", "signature=00"),
+                location.replace("expires=", "expires=1")]:
+        try:
+            urllib.request.urlopen(bad)
+            raise AssertionError("a tampered location was served")
+        except urllib.error.HTTPError as e:
+            assert e.code == 403, e.code
+    ok("GetFunction's Code.Location downloads the exact package; a tampered one is 403")
+
+    lam.create_function_url_config(FunctionName="pub", AuthType="NONE")
+    lam.delete_function_url_config(FunctionName="pub")
+    e = expect_error("ResourceNotFoundException",
+                     lambda: lam.get_function_url_config(FunctionName="pub"), 404)
+    assert e.response["Error"]["Message"] == "The resource you requested does not exist.", \
+        e.response
+    e = expect_error("ResourceNotFoundException",
+                     lambda: lam.get_function_url_config(FunctionName="no-such-fn"), 404)
+    assert e.response["Error"]["Message"].startswith("Function not found"), e.response
+    ok("a deleted function URL is 'resource does not exist', a missing function 'not found'")
+
+
 def main():
     lam = client()
     unsupported_operations(lam)
@@ -186,6 +219,7 @@ def main():
     revision_ids(lam)
     refused_settings(lam)
     responses(lam)
+    code_location_and_url_wording(lam)
     print("ALL OK")
 
 

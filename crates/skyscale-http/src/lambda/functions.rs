@@ -2,6 +2,7 @@
 //! settings.
 
 use std::collections::HashMap;
+use std::time::SystemTime;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -125,6 +126,7 @@ pub(super) async fn get_function(
     Extension(by): Extension<Principal>,
     Path(raw): Path<String>,
     params: Params,
+    headers: axum::http::HeaderMap,
 ) -> LambdaResult<Response> {
     let t = target(&cp, &raw, &params)?;
     let about = |e| LambdaError::about(e, &t.qualified_arn());
@@ -138,6 +140,17 @@ pub(super) async fn get_function(
         "Code": { "RepositoryType": "S3" },
         "Tags": tags,
     });
+    let grant = cp
+        .code_location(&by, &t.name, t.qualifier.as_deref(), SystemTime::now())
+        .await
+        .map_err(about)?;
+    if let Some(grant) = grant {
+        let host = headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        out["Code"]["Location"] = crate::code::location(host, &grant).into();
+    }
     if let Some(n) = f.reserved_concurrency {
         out["Concurrency"] = serde_json::json!({ "ReservedConcurrentExecutions": n });
     }

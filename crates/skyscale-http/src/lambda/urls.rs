@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use skyscale_core::{Principal, UrlConfig};
+use skyscale_core::{CoreError, Principal, UrlConfig};
 use skyscale_types::UrlAuthType;
 
 use super::error::LambdaError;
@@ -26,6 +26,24 @@ fn config_json(headers: &HeaderMap, c: &UrlConfig) -> serde_json::Value {
 
 fn about(t: &Target) -> impl Fn(skyscale_core::CoreError) -> LambdaError + '_ {
     move |e| LambdaError::about(e, &t.qualified_arn())
+}
+
+/// Lambda's message when the function (or alias) exists but has no URL configuration.
+const NO_URL: &str = "The resource you requested does not exist.";
+
+/// The error of an operation on one URL configuration: "Function not found" only when the
+/// function (or alias) itself is missing, else Lambda's "resource does not exist".
+async fn url_error(cp: &AppState, by: &Principal, t: &Target, e: CoreError) -> LambdaError {
+    if let CoreError::NotFound(_) = e {
+        if cp
+            .get_function_version(by, &t.name, t.qualifier.as_deref())
+            .await
+            .is_ok()
+        {
+            return CoreError::NotFound(NO_URL.into()).into();
+        }
+    }
+    about(t)(e)
 }
 
 pub(super) async fn create(
@@ -70,10 +88,13 @@ pub(super) async fn get(
     headers: HeaderMap,
 ) -> LambdaResult<Response> {
     let t = target(&cp, &raw, &params)?;
-    let c = cp
+    let c = match cp
         .get_url_config(&by, &t.name, t.qualifier.as_deref())
         .await
-        .map_err(about(&t))?;
+    {
+        Ok(c) => c,
+        Err(e) => return Err(url_error(&cp, &by, &t, e).await),
+    };
     Ok(Json(config_json(&headers, &c)).into_response())
 }
 
@@ -88,7 +109,7 @@ pub(super) async fn update(
     let t = target(&cp, &raw, &params)?;
     let req: model::UrlConfigIn = parse_json(&body)?;
     let auth = req.auth_type.as_deref().map(auth_type).transpose()?;
-    let c = cp
+    let updated = cp
         .update_url_config(
             &by,
             &t.name,
@@ -98,8 +119,11 @@ pub(super) async fn update(
             req.cors.map(model::CorsIn::into_cors),
             req.invoke_mode.as_deref(),
         )
-        .await
-        .map_err(about(&t))?;
+        .await;
+    let c = match updated {
+        Ok(c) => c,
+        Err(e) => return Err(url_error(&cp, &by, &t, e).await),
+    };
     Ok(Json(config_json(&headers, &c)).into_response())
 }
 
@@ -110,9 +134,12 @@ pub(super) async fn delete(
     params: Params,
 ) -> LambdaResult<Response> {
     let t = target(&cp, &raw, &params)?;
-    cp.delete_url_config(&by, &t.name, t.qualifier.as_deref())
+    if let Err(e) = cp
+        .delete_url_config(&by, &t.name, t.qualifier.as_deref())
         .await
-        .map_err(about(&t))?;
+    {
+        return Err(url_error(&cp, &by, &t, e).await);
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -135,6 +135,11 @@ impl CodeStore {
         self.ledger.usage()
     }
 
+    /// The zip a stored package was unpacked from, byte for byte as uploaded.
+    pub fn zip_path(&self, sha256: &str) -> PathBuf {
+        self.root.join(format!("{sha256}.zip"))
+    }
+
     /// The unpacked directory of a stored package.
     pub fn dir(&self, sha256: &str) -> PathBuf {
         self.root.join(sha256)

@@ -1,0 +1,100 @@
+//! GetFunction's `Code.Location`: a short-lived, signed address from which a function's
+//! package (the zip as uploaded) can be downloaded without a key, as Lambda's presigned S3
+//! URL. The signature is an HMAC under the server key over the package's hash and the
+//! expiry, so it cannot be moved to another package or extended; it is checked in constant
+//! time.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hmac::Mac;
+use skyscale_store::CodePin;
+
+use crate::auth::Principal;
+use crate::{ControlPlane, CoreError};
+
+/// How long a location stays valid (Lambda's presigned URLs last 10 minutes).
+pub const CODE_LOCATION_TTL: Duration = Duration::from_secs(600);
+
+const PURPOSE: &str = "code-location";
+
+/// A signed grant to download one package until `expires` (seconds since the epoch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeGrant {
+    pub sha256: String,
+    pub expires: u64,
+    pub signature: String,
+}
+
+/// A package being downloaded: its zip, kept from collection while the download runs.
+#[derive(Debug)]
+pub struct CodeDownload {
+    pub zip: PathBuf,
+    _pin: CodePin,
+}
+
+fn message(sha256: &str, expires: u64) -> String {
+    format!("{sha256}\n{expires}")
+}
+
+impl ControlPlane {
+    /// A grant for the package of `name` (at `qualifier`), for a caller who may read the
+    /// function; `None` if it has no code.
+    pub async fn code_location(
+        &self,
+        by: &Principal,
+        name: &str,
+        qualifier: Option<&str>,
+        now: SystemTime,
+    ) -> Result<Option<CodeGrant>, CoreError> {
+        // Authorizes reading the function, like GetFunction itself.
+        let f = self.get_function_version(by, name, qualifier).await?;
+        let Some(sha256) = f.code_sha256 else {
+            return Ok(None);
+        };
+        let expires = (now + CODE_LOCATION_TTL)
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut mac = self.server_key.mac(PURPOSE);
+        mac.update(message(&sha256, expires).as_bytes());
+        let signature = hex::encode(mac.finalize().into_bytes());
+        Ok(Some(CodeGrant {
+            sha256,
+            expires,
+            signature,
+        }))
+    }
+
+    /// The package a grant names, if its signature holds and it has not expired. Every
+    /// refusal says the same, so a caller learns nothing about which part was wrong.
+    pub fn redeem_code_location(
+        &self,
+        sha256: &str,
+        expires: u64,
+        signature: &str,
+        now: SystemTime,
+    ) -> Result<CodeDownload, CoreError> {
+        let refused = || {
+            CoreError::Forbidden(
+                "the code location is invalid or has expired: call GetFunction for a new one"
+                    .into(),
+            )
+        };
+        let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let given = hex::decode(signature).map_err(|_| refused())?;
+        let mut mac = self.server_key.mac(PURPOSE);
+        mac.update(message(sha256, expires).as_bytes());
+        mac.verify_slice(&given).map_err(|_| refused())?;
+        if now > expires {
+            return Err(refused());
+        }
+        // Signed by us, so `sha256` is a package name this server wrote, not a path.
+        let pin = self.code.pin(sha256).ok_or_else(|| {
+            CoreError::NotFound("the package of this code location no longer exists".into())
+        })?;
+        Ok(CodeDownload {
+            zip: self.code.zip_path(sha256),
+            _pin: pin,
+        })
+    }
+}
