@@ -332,6 +332,7 @@ impl ControlPlane {
             let (fname, n) = (f.name.clone(), name.to_owned());
             let existed = blocking(move || Ok(store.delete_alias(&fname, &n)?)).await?;
             self.aliases.invalidate(&(f.name.clone(), name.to_owned()));
+            self.policies.invalidate(&f.name);
             self.urls
                 .invalidate(&(f.name.clone(), Some(name.to_owned())));
             if !existed {

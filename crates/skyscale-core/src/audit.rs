@@ -34,6 +34,8 @@ pub(crate) enum AuditAction {
     UrlCreate,
     UrlUpdate,
     UrlDelete,
+    PermissionAdd,
+    PermissionRemove,
     KeyCreate,
     KeyRevoke,
 }
@@ -56,6 +58,8 @@ impl AuditAction {
             AuditAction::UrlCreate => "url.create",
             AuditAction::UrlUpdate => "url.update",
             AuditAction::UrlDelete => "url.delete",
+            AuditAction::PermissionAdd => "permission.add",
+            AuditAction::PermissionRemove => "permission.remove",
             AuditAction::KeyCreate => "key.create",
             AuditAction::KeyRevoke => "key.revoke",
         }

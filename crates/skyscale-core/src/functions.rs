@@ -511,6 +511,7 @@ impl ControlPlane {
         let fname = f.name.clone();
         let existed = blocking(move || Ok(store.delete_version(&fname, n)?)).await?;
         self.versions.invalidate(&(f.name.clone(), n));
+        self.policies.invalidate(&f.name);
         if !existed {
             return Err(CoreError::NotFound(format!(
                 "function {}:{n} not found",
@@ -791,6 +792,7 @@ impl ControlPlane {
         self.versions.invalidate_where(|(f, _)| f == &name);
         self.aliases.invalidate_where(|(f, _)| f == &name);
         self.urls.invalidate_where(|(f, _)| f == &name);
+        self.policies.invalidate(&name);
         self.scheduler.retire(&name);
         self.metrics.forget(name.as_str());
         self.code_gc.request();

@@ -8,7 +8,6 @@ use skyscale_protocol::{Init, Invoke, InvokeResult, InvokeStatus};
 use skyscale_store::FunctionRecord;
 use tracing::Instrument;
 
-use crate::auth::Action;
 use crate::logs::{self, Report};
 use crate::observe::{Invocation, InvocationHead, Trigger};
 use crate::runtimes::{Runtimes, STARTUP_ENV};
@@ -146,7 +145,8 @@ impl ControlPlane {
         opts: InvokeOptions,
         payload: Vec<u8>,
     ) -> Result<InvokeOutput, CoreError> {
-        self.authorize_on(by, Action::Invoke, name)?;
+        self.authorize_invoke(by, name, opts.qualifier.as_deref(), opts.trigger)
+            .await?;
         if payload.len() > MAX_SYNC_PAYLOAD {
             return Err(CoreError::PayloadTooLarge(format!(
                 "invoke payload is {} bytes: the limit is {MAX_SYNC_PAYLOAD} bytes",
@@ -238,7 +238,8 @@ impl ControlPlane {
         name: &str,
         qualifier: Option<&str>,
     ) -> Result<(), CoreError> {
-        self.authorize_on(by, Action::Invoke, name)?;
+        self.authorize_invoke(by, name, qualifier, Trigger::Sync)
+            .await?;
         self.version_record(name, qualifier, false).await?;
         Ok(())
     }

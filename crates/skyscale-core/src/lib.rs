@@ -19,6 +19,7 @@ mod limiter;
 pub mod logs;
 mod metrics;
 mod observe;
+mod policies;
 mod records;
 mod runtimes;
 mod scheduler;
@@ -46,11 +47,13 @@ pub use invoke::{InvokeOptions, InvokeOutput, InvokeTiming, MAX_SYNC_PAYLOAD};
 pub use limiter::AuthLimits;
 pub use metrics::PROMETHEUS_CONTENT_TYPE;
 pub use observe::{Invocation, InvocationStatus, Trigger};
+pub use policies::NewStatement;
 pub use records::{Followed, InvocationFilter, LogFilter, LogFollower, RecordSettings};
 pub use runtimes::{Runtimes, PYTHON_BOOTSTRAP};
 pub use scheduler::{Limits, SandboxCounts};
 pub use secrets::{ServerKey, SERVER_KEY_FILE};
 pub use since::{parse_duration, parse_since};
+pub use skyscale_store::PolicyStatement;
 pub use skyscale_types::Role;
 pub use urls::{UrlConfig, INVOKE_MODE_BUFFERED};
 
@@ -143,6 +146,8 @@ pub struct ControlPlane {
     aliases: Cache<(FunctionName, String), skyscale_store::AliasRecord>,
     /// Function URL settings by function and alias (`None`: `$LATEST`), read per request.
     urls: Cache<(FunctionName, Option<String>), skyscale_store::UrlConfigRecord>,
+    /// Policy statements by function, read when a key's role does not let it invoke.
+    policies: Cache<FunctionName, Vec<skyscale_store::PolicyStatement>>,
     runtimes: Runtimes,
     settings: Settings,
     /// Seals and opens API key secrets (SigV4 needs them).
@@ -202,6 +207,7 @@ impl ControlPlane {
             versions: Cache::new(),
             aliases: Cache::new(),
             urls: Cache::new(),
+            policies: Cache::new(),
             runtimes,
             settings,
             server_key,

@@ -576,6 +576,10 @@ impl Store {
             "DELETE FROM function_versions WHERE function = ?1 AND version = ?2",
             params![name.as_str(), version as i64],
         )?;
+        tx.execute(
+            "DELETE FROM function_policies WHERE function = ?1 AND qualifier = ?2",
+            params![name.as_str(), version.to_string()],
+        )?;
         tx.commit()?;
         Ok(changed > 0)
     }
@@ -675,7 +679,7 @@ impl Store {
         Ok(out)
     }
 
-    /// Deletes an alias and its function URL; returns whether the alias existed.
+    /// Deletes an alias, its function URL and its policy statements; returns whether the alias existed.
     pub fn delete_alias(&self, function: &FunctionName, name: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -685,6 +689,10 @@ impl Store {
         )?;
         tx.execute(
             "DELETE FROM function_urls WHERE function = ?1 AND qualifier = ?2",
+            params![function.as_str(), name],
+        )?;
+        tx.execute(
+            "DELETE FROM function_policies WHERE function = ?1 AND qualifier = ?2",
             params![function.as_str(), name],
         )?;
         tx.commit()?;

@@ -10,6 +10,7 @@ mod db;
 mod invocations;
 mod keys;
 mod migrations;
+mod policies;
 mod urls;
 
 pub use audit::{AuditRecord, NewAuditEntry};
@@ -22,6 +23,7 @@ pub use db::{
 };
 pub use invocations::{InvocationQuery, InvocationRow, LogPage, LogQuery, LogRow, RecordTotals};
 pub use keys::{ApiKeyRecord, NewApiKey, Revocation};
+pub use policies::{PolicyStatement, MAX_STATEMENTS};
 pub use urls::{UrlConfigRecord, UrlConfigUpdate};
 
 /// Current time as RFC 3339 UTC with milliseconds, the format every stored timestamp uses.

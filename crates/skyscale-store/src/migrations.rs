@@ -174,4 +174,22 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX invocation_logs_function ON invocation_logs (function, id);
     CREATE INDEX invocation_logs_started ON invocation_logs (started_at);
     "#,
+    // 12: resource-based policy statements (Lambda's AddPermission): who may invoke a
+    // function (or one alias or version of it: `qualifier`, '' for the function itself).
+    // The conditions are kept as given; the core decides which mean something.
+    r#"
+    CREATE TABLE function_policies (
+        function         TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        qualifier        TEXT NOT NULL,
+        statement_id     TEXT NOT NULL,
+        action           TEXT NOT NULL,
+        principal        TEXT NOT NULL,
+        source_arn       TEXT,
+        source_account   TEXT,
+        principal_org_id TEXT,
+        url_auth_type    TEXT,
+        created_at       TEXT NOT NULL,
+        PRIMARY KEY (function, qualifier, statement_id)
+    ) STRICT;
+    "#,
 ];

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
-from skyscale_test import ROLE, client, expect_error, ok, zip_of
+from skyscale_test import KEY_ID, ROLE, SECRET, client, expect_error, ok, zip_of
 
 HERE = Path(__file__).parent
 
@@ -47,9 +47,9 @@ def compiled_bootstrap_zip():
 
 def unsupported_operations(lam):
     for op, call in [
-        ("AddPermission", lambda: lam.add_permission(
-            FunctionName="f", StatementId="s", Action="lambda:InvokeFunction", Principal="*")),
-        ("GetPolicy", lambda: lam.get_policy(FunctionName="f")),
+        ("GetFunctionEventInvokeConfig", lambda: lam.get_function_event_invoke_config(
+            FunctionName="f")),
+        ("ListLayerVersions", lambda: lam.list_layer_versions(LayerName="l")),
         ("ListLayers", lambda: lam.list_layers()),
         ("ListEventSourceMappings", lambda: lam.list_event_source_mappings()),
         ("PutFunctionEventInvokeConfig", lambda: lam.put_function_event_invoke_config(
@@ -211,6 +211,60 @@ def code_location_and_url_wording(lam):
     ok("a deleted function URL is 'resource does not exist', a missing function 'not found'")
 
 
+def new_key(role, functions):
+    """A key made through /v1 with the admin key, as (id, secret)."""
+    import os
+    import urllib.request
+    req = urllib.request.Request(
+        os.environ["SKYSCALE_URL"] + "/v1/keys",
+        data=json.dumps({"role": role, "functions": functions}).encode(),
+        headers={"Authorization": f"Bearer {KEY_ID}.{SECRET}",
+                 "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req) as r:
+        return json.load(r)["key"].split(".", 1)
+
+
+def permissions(lam):
+    lam.create_function(FunctionName="shared", Runtime="python3.11", Role=ROLE,
+                        Handler="handler.handler", Code={"ZipFile": zip_of(V1)})
+    other_id, other_secret = new_key("invoker", ["team-b-*"])
+    other = client(other_id, other_secret)
+    client_error("AccessDeniedException", 403, lambda: other.invoke(FunctionName="shared"))
+    expect_error("ResourceNotFoundException", lambda: lam.get_policy(FunctionName="shared"), 404)
+    added = lam.add_permission(FunctionName="shared", StatementId="share-with-b",
+                               Action="lambda:InvokeFunction", Principal=other_id)
+    statement = json.loads(added["Statement"])
+    assert statement["Sid"] == "share-with-b" and statement["Principal"] == {"AWS": other_id}, statement
+    r = other.invoke(FunctionName="shared", Payload=b"{}")
+    assert json.loads(r["Payload"].read()) == {"v": 1}, "the statement lets the other key invoke"
+    client_error("AccessDeniedException", 403, lambda: other.get_function(FunctionName="shared"))
+    lam.add_permission(FunctionName="shared", StatementId="apigw",
+                       Action="lambda:InvokeFunction", Principal="apigateway.amazonaws.com",
+                       SourceArn="arn:aws:execute-api:us-east-1:000000000000:abc/*",
+                       SourceAccount="000000000000")
+    expect_error("ResourceConflictException", lambda: lam.add_permission(
+        FunctionName="shared", StatementId="apigw", Action="lambda:InvokeFunction",
+        Principal="*"), 409)
+    expect_error("InvalidParameterValueException", lambda: lam.add_permission(
+        FunctionName="shared", StatementId="read", Action="lambda:GetFunction",
+        Principal=other_id), 400)
+    policy = json.loads(lam.get_policy(FunctionName="shared")["Policy"])
+    sids = {s["Sid"]: s for s in policy["Statement"]}
+    assert set(sids) == {"share-with-b", "apigw"}, sids
+    assert sids["apigw"]["Principal"] == {"Service": "apigateway.amazonaws.com"}, sids
+    assert sids["apigw"]["Condition"]["ArnLike"]["AWS:SourceArn"].endswith("abc/*"), sids
+    assert sids["apigw"]["Condition"]["StringEquals"]["AWS:SourceAccount"] == "000000000000"
+    lam.remove_permission(FunctionName="shared", StatementId="share-with-b")
+    client_error("AccessDeniedException", 403, lambda: other.invoke(FunctionName="shared"))
+    e = expect_error("ResourceNotFoundException", lambda: lam.remove_permission(
+        FunctionName="shared", StatementId="share-with-b"), 404)
+    assert e.response["Error"]["Message"] == "The resource you requested does not exist."
+    ok("AddPermission lets another key invoke; GetPolicy shows the statements and "
+       "conditions; RemovePermission takes it back")
+
+
 def main():
     lam = client()
     unsupported_operations(lam)
@@ -220,6 +274,7 @@ def main():
     refused_settings(lam)
     responses(lam)
     code_location_and_url_wording(lam)
+    permissions(lam)
     print("ALL OK")
 
 

@@ -221,7 +221,7 @@ pub(super) async fn publish_version(
 /// The precondition a request's `RevisionId` (and PublishVersion's `CodeSha256`) sets: the
 /// values are compared with the function now, and the revision they name is then held by
 /// the core in the same transaction as the change, so a change in between is refused too.
-async fn expect(
+pub(super) async fn expect(
     cp: &AppState,
     by: &Principal,
     t: &Target,

@@ -7,6 +7,7 @@ mod error;
 mod functions;
 mod invoke;
 mod model;
+mod policies;
 mod unhonoured;
 mod unsupported;
 mod urls;
@@ -101,6 +102,14 @@ pub(crate) fn routes(cp: AppState) -> Router<AppState> {
                 .delete(urls::delete),
         )
         .route("/2021-10-31/functions/{name}/urls", get(urls::list))
+        .route(
+            &format!("{F}/{{name}}/policy"),
+            post(policies::add).get(policies::get),
+        )
+        .route(
+            &format!("{F}/{{name}}/policy/{{sid}}"),
+            axum::routing::delete(policies::remove),
+        )
         .route("/2016-08-19/account-settings", get(functions::account))
         .route("/2016-08-19/account-settings/", get(functions::account));
     let router = unsupported::PREFIXES.iter().fold(router, |r, prefix| {
@@ -219,6 +228,27 @@ pub(crate) async fn sigv4_principal(
         crate::source_ip(&parts.extensions),
     )
     .await
+}
+
+/// The error of an operation on something a function has (a URL configuration, a policy or
+/// one of its statements): "Function not found" only when the function (or its alias or
+/// version) is missing, else Lambda's "The resource you requested does not exist."
+async fn missing_resource(
+    cp: &AppState,
+    by: &Principal,
+    t: &model::Target,
+    e: CoreError,
+) -> LambdaError {
+    if let CoreError::NotFound(_) = e {
+        let function_exists = cp
+            .get_function_version(by, &t.name, t.qualifier.as_deref())
+            .await
+            .is_ok();
+        if function_exists {
+            return CoreError::NotFound("The resource you requested does not exist.".into()).into();
+        }
+    }
+    LambdaError::about(e, &t.qualified_arn())
 }
 
 /// Parses a JSON body: malformed JSON is InvalidRequestContent, a body of the wrong shape

@@ -339,7 +339,7 @@ pub(crate) fn revision_id(f: &FunctionInfo) -> String {
     ))
 }
 
-fn uuid_shaped(seed: &str) -> String {
+pub(crate) fn uuid_shaped(seed: &str) -> String {
     let d = Sha256::digest(seed);
     let h = hex::encode(&d[..16]);
     format!(

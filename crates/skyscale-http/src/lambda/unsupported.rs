@@ -70,19 +70,6 @@ const UNSUPPORTED: &[(&str, &str, &str, &str)] = &[
         "",
         "UpdateEventSourceMapping",
     ),
-    ("GET", "/2015-03-31/functions/{}/policy", "", "GetPolicy"),
-    (
-        "POST",
-        "/2015-03-31/functions/{}/policy",
-        "",
-        "AddPermission",
-    ),
-    (
-        "DELETE",
-        "/2015-03-31/functions/{}/policy/{}",
-        "",
-        "RemovePermission",
-    ),
     (
         "GET",
         "/2018-10-31/layers",
@@ -460,12 +447,12 @@ mod tests {
     #[test]
     fn operations_are_found_by_method_path_and_query() {
         assert_eq!(
-            operation("POST", "/2015-03-31/functions/f/policy", None),
-            Some("AddPermission")
+            operation("PUT", "/2019-09-25/functions/f/event-invoke-config", None),
+            Some("PutFunctionEventInvokeConfig")
         );
         assert_eq!(
-            operation("DELETE", "/2015-03-31/functions/f/policy/sid-1", None),
-            Some("RemovePermission")
+            operation("DELETE", "/2018-10-31/layers/l/versions/1/policy/s", None),
+            Some("RemoveLayerVersionPermission")
         );
         assert_eq!(
             operation("GET", "/2018-10-31/layers", None),

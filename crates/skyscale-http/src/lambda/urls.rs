@@ -6,13 +6,13 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use skyscale_core::{CoreError, Principal, UrlConfig};
+use skyscale_core::{Principal, UrlConfig};
 use skyscale_types::UrlAuthType;
 
 use super::error::LambdaError;
 use super::functions::{max_items, page_response, target, Params, MAX_PAGE};
 use super::model::{self, Target};
-use super::{parse_json, LambdaResult};
+use super::{missing_resource, parse_json, LambdaResult};
 use crate::AppState;
 
 fn auth_type(s: &str) -> LambdaResult<UrlAuthType> {
@@ -26,24 +26,6 @@ fn config_json(headers: &HeaderMap, c: &UrlConfig) -> serde_json::Value {
 
 fn about(t: &Target) -> impl Fn(skyscale_core::CoreError) -> LambdaError + '_ {
     move |e| LambdaError::about(e, &t.qualified_arn())
-}
-
-/// Lambda's message when the function (or alias) exists but has no URL configuration.
-const NO_URL: &str = "The resource you requested does not exist.";
-
-/// The error of an operation on one URL configuration: "Function not found" only when the
-/// function (or alias) itself is missing, else Lambda's "resource does not exist".
-async fn url_error(cp: &AppState, by: &Principal, t: &Target, e: CoreError) -> LambdaError {
-    if let CoreError::NotFound(_) = e {
-        if cp
-            .get_function_version(by, &t.name, t.qualifier.as_deref())
-            .await
-            .is_ok()
-        {
-            return CoreError::NotFound(NO_URL.into()).into();
-        }
-    }
-    about(t)(e)
 }
 
 pub(super) async fn create(
@@ -93,7 +75,7 @@ pub(super) async fn get(
         .await
     {
         Ok(c) => c,
-        Err(e) => return Err(url_error(&cp, &by, &t, e).await),
+        Err(e) => return Err(missing_resource(&cp, &by, &t, e).await),
     };
     Ok(Json(config_json(&headers, &c)).into_response())
 }
@@ -122,7 +104,7 @@ pub(super) async fn update(
         .await;
     let c = match updated {
         Ok(c) => c,
-        Err(e) => return Err(url_error(&cp, &by, &t, e).await),
+        Err(e) => return Err(missing_resource(&cp, &by, &t, e).await),
     };
     Ok(Json(config_json(&headers, &c)).into_response())
 }
@@ -138,7 +120,7 @@ pub(super) async fn delete(
         .delete_url_config(&by, &t.name, t.qualifier.as_deref())
         .await
     {
-        return Err(url_error(&cp, &by, &t, e).await);
+        return Err(missing_resource(&cp, &by, &t, e).await);
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
