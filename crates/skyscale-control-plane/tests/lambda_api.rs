@@ -78,6 +78,58 @@ fn what_deploy_tools_and_sdks_trip_over() {
     eprintln!("{out}");
 }
 
+/// Where `scripts/test-node` installed the AWS SDK for JavaScript v3: `SKYSCALE_TEST_NODE`
+/// (scripts/test sets it), else `target/test-node`. Missing is a failure.
+fn node_modules() -> PathBuf {
+    let dir = std::env::var_os("SKYSCALE_TEST_NODE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/test-node"))
+        .join("node_modules");
+    assert!(
+        dir.join("@aws-sdk/client-lambda/package.json").is_file(),
+        "the AWS SDK for JavaScript is not installed at {}: run `scripts/test-node` \
+         (scripts/test does)",
+        dir.display()
+    );
+    dir
+}
+
+#[test]
+fn the_javascript_sdk_runs_the_lifecycle() {
+    let server = Server::start("runc");
+    let dir = tempfile::tempdir().unwrap();
+    let zip = dir.path().join("fn.zip");
+    std::fs::write(
+        &zip,
+        common::zip_of(&[(
+            "handler.py",
+            "def handler(event, context):\n    print('printed for', event.get('name'))\n    \
+             return {'hello': event.get('name')}\n",
+        )]),
+    )
+    .unwrap();
+    let (id, secret) = key_parts();
+    let script = repo_root().join("crates/skyscale-control-plane/tests/js/sdk.mjs");
+    let out = Command::new("node")
+        .arg(&script)
+        .env("SKYSCALE_URL", &server.url)
+        .env("SKYSCALE_KEY_ID", id)
+        .env("SKYSCALE_SECRET", secret)
+        .env("SKYSCALE_TEST_ZIP", &zip)
+        .env("NODE_PATH", node_modules())
+        .output()
+        .expect("running node (Node.js 18 or newer is needed)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("ALL OK"),
+        "sdk.mjs failed ({})\nstdout:\n{stdout}\nstderr:\n{}\nserver log tail:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        tail(&server.log(), 60)
+    );
+    eprintln!("{stdout}");
+}
+
 #[test]
 fn function_urls_serve_http_requests_and_a_fastapi_app() {
     let server = Server::start("gvisor");
