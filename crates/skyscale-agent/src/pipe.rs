@@ -71,7 +71,7 @@ pub fn pair() -> Result<(RuntimePipe, ChildEnds), AgentError> {
     rustix::io::ioctl_fionbio(&to_runtime_w, true)
         .map_err(io_err("make runtime pipe non-blocking"))?;
     // The default capacity (64 KiB) stays: growing it (F_SETPIPE_SZ) is charged to the user's
-    // pipe-page quota, shared by every unprivileged sandbox of that uid on the host, and a
+    // pipe-page quota (per uid; each sandbox has its own uid, but the quota is small), and a
     // 6 MB event costs far more in JSON parsing than in the extra wake-ups.
     Ok((
         RuntimePipe {

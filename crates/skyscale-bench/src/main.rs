@@ -15,6 +15,7 @@ mod load;
 mod machine;
 mod memory;
 mod naive;
+mod neighbour;
 mod notes;
 mod results;
 mod scenario;

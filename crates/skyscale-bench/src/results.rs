@@ -163,6 +163,8 @@ pub struct DriverResults {
     pub cold_with_pool: Option<Cold>,
     pub cold_without_pool: Option<Cold>,
     pub memory: Memory,
+    /// B's warm latency beside a CPU-bound A, with and without the CPU quota.
+    pub neighbour: Vec<crate::neighbour::Neighbour>,
     pub errors: Vec<String>,
 }
 
@@ -174,6 +176,7 @@ impl DriverResults {
             cold_with_pool: None,
             cold_without_pool: None,
             memory: Memory::default(),
+            neighbour: Vec::new(),
             errors: Vec::new(),
         }
     }

@@ -150,6 +150,13 @@ pub async fn driver(cfg: &Config, driver: &str) -> DriverResults {
     if let Err(e) = with_pool(cfg, driver, &mut res).await {
         res.errors.push(format!("{e:#}"));
     }
+    progress(&format!(
+        "{driver}: B's warm latency beside a CPU-bound A, with and without the CPU quota"
+    ));
+    match crate::neighbour::run(&cfg.bin_dir, driver, cfg.point, &cfg.payload).await {
+        Ok(n) => res.neighbour = n,
+        Err(e) => res.errors.push(format!("neighbour: {e:#}")),
+    }
     for e in &res.errors {
         progress(&format!("{driver}: error: {e}"));
     }

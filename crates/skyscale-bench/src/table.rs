@@ -335,6 +335,46 @@ pub fn render(r: &Results) -> String {
     }
     t.render(&mut out);
 
+    let _ = writeln!(
+        out,
+        "\nNEIGHBOUR — function B's warm latency (c=1) alone and while A (128 MB) spins the CPU \
+         in 4 parallel invocations, with the CPU quota (Lambda's ratio, the default) and \
+         without it"
+    );
+    let mut t = Table::new(&[
+        "driver",
+        "CPU quota",
+        "B memory",
+        "B alone p50",
+        "p99",
+        "B beside A p50",
+        "p99",
+        "p99 ratio",
+        "A ok",
+    ]);
+    for d in &r.drivers {
+        for n in &d.neighbour {
+            let (a50, a99) = crate::neighbour::p50_p99(&n.alone);
+            let (b50, b99) = crate::neighbour::p50_p99(&n.beside_a);
+            t.row(vec![
+                d.driver.clone(),
+                if n.quota == "off" {
+                    "off".to_owned()
+                } else {
+                    format!("{} MB/vCPU", n.quota)
+                },
+                format!("{} MB", n.b_memory_mb),
+                fmt_opt_us(a50),
+                fmt_opt_us(a99),
+                fmt_opt_us(b50),
+                fmt_opt_us(b99),
+                ratio(b99, a99),
+                n.a_completed.to_string(),
+            ]);
+        }
+    }
+    t.render(&mut out);
+
     if !r.notes.is_empty() {
         let _ = writeln!(out, "\nNOTES");
         for n in &r.notes {

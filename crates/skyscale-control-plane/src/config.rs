@@ -5,7 +5,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::num::NonZeroU32;
+
 use anyhow::{bail, Context};
+use skyscale_sandbox::{Failpoint, UidRange, DEFAULT_CPU_MB_PER_VCPU, DEFAULT_UID_RANGE};
 use skyscale_types::ApiKey;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +42,15 @@ pub struct Config {
     pub server: ServerConfig,
     /// Most bytes all code packages may take together (Lambda's `TotalCodeSize`).
     pub code_storage_bytes: u64,
+    /// CPU quota ratio: MiB of function memory per vCPU; `None`: no quota.
+    pub cpu_mb_per_vcpu: Option<NonZeroU32>,
+    /// The uids handed to sandboxes, one each.
+    pub sandbox_uids: UidRange,
+    /// The neutral root under which everything a sandbox sees of the host lives (bundles,
+    /// `/var/task`, `/var/runtime`): `<sandbox_root>/<instance>/...`.
+    pub sandbox_root: PathBuf,
+    /// Test hook: crash at this point of a sandbox create.
+    pub failpoint: Option<Failpoint>,
 }
 
 /// How the control plane writes its own log (stderr).
@@ -216,9 +228,45 @@ impl Config {
             );
         }
         let server = ServerConfig::from_env()?;
+        let cpu_mb_per_vcpu = match var("SKYSCALE_CPU_MB_PER_VCPU")?.as_deref() {
+            None => NonZeroU32::new(DEFAULT_CPU_MB_PER_VCPU),
+            Some("off") => None,
+            Some(v) => match v.parse::<u32>() {
+                Ok(n @ 64..=1_000_000) => NonZeroU32::new(n),
+                _ => bail!(
+                    "SKYSCALE_CPU_MB_PER_VCPU={v:?} is invalid: expected megabytes of memory per \
+                     vCPU between 64 and 1000000 (Lambda: 1769), or off for no CPU quota"
+                ),
+            },
+        };
+        let sandbox_uids = match var("SKYSCALE_SANDBOX_UIDS")? {
+            None => DEFAULT_UID_RANGE,
+            Some(v) => v
+                .parse()
+                .map_err(|e| anyhow::anyhow!("SKYSCALE_SANDBOX_UIDS={v:?} is invalid: {e}"))?,
+        };
+        let sandbox_root = PathBuf::from(
+            var("SKYSCALE_SANDBOX_ROOT")?.unwrap_or_else(|| "/run/skyscale/sandboxes".into()),
+        );
+        if !sandbox_root.is_absolute() {
+            bail!(
+                "SKYSCALE_SANDBOX_ROOT={:?} is invalid: expected an absolute path",
+                sandbox_root.display()
+            );
+        }
+        let failpoint = var("SKYSCALE_FAILPOINT")?
+            .map(|v| {
+                v.parse()
+                    .map_err(|e| anyhow::anyhow!("SKYSCALE_FAILPOINT={v:?} is invalid: {e}"))
+            })
+            .transpose()?;
         Ok(Self {
             server,
             code_storage_bytes: code_storage_mb.saturating_mul(1024 * 1024),
+            cpu_mb_per_vcpu,
+            sandbox_uids,
+            sandbox_root,
+            failpoint,
             log_retention,
             log_max_bytes: log_max_mb.saturating_mul(1024 * 1024),
             max_records,

@@ -61,10 +61,23 @@ async fn run() -> anyhow::Result<()> {
         AdminKeySource::Existing => {}
     }
 
+    // Everything a sandbox sees of the host (its bundle's root, `/var/task`, `/var/runtime`)
+    // lives under a neutral root, not the data directory: a sandbox reads these paths in
+    // `/proc/self/mountinfo`. One directory per data directory, so a restarted control plane
+    // finds exactly its own leftovers and two instances never touch each other's sandboxes.
+    let instance =
+        hex::encode(Sha256::digest(data_dir.as_os_str().as_encoded_bytes()))[..12].to_owned();
+    let visible = config.sandbox_root.join(&instance);
     let runtime_dir =
-        skyscale_core::install_runtime_dir(&data_dir.join("runtime"), &config.agent_path)
-            .context("installing the agent and runtime into the data directory")?;
-    let driver = build_driver(&config, &data_dir, runtime_dir)?;
+        skyscale_core::install_runtime_dir(&visible.join("runtime"), &config.agent_path)
+            .with_context(|| {
+                format!(
+                    "installing the agent and runtime into {}",
+                    visible.display()
+                )
+            })?;
+    warn_if_code_is_copied(&data_dir, &visible);
+    let driver = build_driver(&config, &data_dir, &instance, &visible, runtime_dir)?;
     let removed = driver
         .cleanup_leftovers()
         .await
@@ -93,6 +106,7 @@ async fn run() -> anyhow::Result<()> {
             max_total_bytes: config.code_storage_bytes,
             ..CodeLimits::default()
         },
+        task_root: Some(visible.join("task")),
         ..Settings::default()
     };
     let cp = Arc::new(ControlPlane::start(
@@ -139,13 +153,43 @@ async fn run() -> anyhow::Result<()> {
         Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
         Err(_) => tracing::warn!("requests still open after the grace period were dropped"),
     }
+    // The runtime copy, and the directories if they are empty: a bundle still there is the
+    // record of a sandbox that could not be destroyed, for the cleanup at the next start.
+    let _ = std::fs::remove_dir_all(visible.join("runtime"));
+    for dir in [
+        visible.join("bundles"),
+        visible.join("task"),
+        visible.clone(),
+    ] {
+        if let Err(e) = std::fs::remove_dir(&dir) {
+            tracing::debug!(error = %e, dir = %dir.display(), "keeping a sandbox directory");
+        }
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Code is hard-linked from the data directory into each sandbox's `/var/task`; across
+/// filesystems it has to be copied, which costs time and space per cold start.
+fn warn_if_code_is_copied(data_dir: &std::path::Path, visible: &std::path::Path) {
+    use std::os::unix::fs::MetadataExt;
+    let dev = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.dev()).ok();
+    if dev(data_dir) != dev(visible) {
+        tracing::warn!(
+            data_dir = %data_dir.display(),
+            sandbox_root = %visible.display(),
+            "the sandbox root is on another filesystem than the data directory: code packages \
+             are copied into each sandbox instead of hard-linked (set SKYSCALE_SANDBOX_ROOT to a \
+             directory on the data directory's filesystem)"
+        );
+    }
 }
 
 fn build_driver(
     config: &Config,
     data_dir: &std::path::Path,
+    instance: &str,
+    visible: &std::path::Path,
     runtime_dir: std::path::PathBuf,
 ) -> anyhow::Result<Arc<dyn Driver>> {
     let runtime = match config.driver {
@@ -154,17 +198,17 @@ fn build_driver(
         },
         DriverKind::Runc => OciRuntime::Runc,
     };
-    // One cgroup parent per data directory: a restarted control plane finds exactly its
-    // own leftovers, and two instances never touch each other's sandboxes.
-    let instance = &hex::encode(Sha256::digest(data_dir.as_os_str().as_encoded_bytes()))[..12];
-    let sandboxes = data_dir.join("sandboxes");
+    // One cgroup parent per data directory, like the sandbox root.
     let mut oci = OciConfig::new(
         runtime,
-        sandboxes.join("state"),
-        sandboxes.join("bundles"),
+        data_dir.join("sandboxes").join("state"),
+        visible.join("bundles"),
         runtime_dir,
         format!("skyscale/{instance}"),
     );
+    oci.cpu_mb_per_vcpu = config.cpu_mb_per_vcpu;
+    oci.uids = config.sandbox_uids;
+    oci.failpoint = config.failpoint;
     // Every sandbox boots generic: its agent pre-starts the default runtime (the newest
     // python3.N) right away, and a cold start of a function on that runtime hands it the
     // function instead of starting an interpreter (skyscale-protocol, "The pre-started

@@ -903,15 +903,18 @@ fn runaway_functions_are_contained(driver: &str) {
     let server = Server::start_with(driver, &[("WARM_POOL_SIZE", "0")]);
     let http = server.http();
     let canary = Canary::create(&server);
-    // `rogue` has Lambda's default memory. `big` has room for its processes to reach the
-    // pids limit, and for a full /tmp (its pages are memory and count against the limit:
-    // with 128 MB the memory limit ends a function filling /tmp before /tmp is full).
-    for (name, memory) in [("rogue", 128), ("big", 1024)] {
+    // `hog` has Lambda's default memory, for the memory limit to end it; with it comes 7 % of
+    // a CPU (the CPU quota), so it gets the time to reach that limit under gVisor, whose
+    // page faults cost CPU. `rogue` has one full vCPU (1,769 MB): printing as fast as it can
+    // is about output, not CPU. `big` has room for its processes to reach the pids limit,
+    // and for a full /tmp (its pages are memory and count against the limit: with 128 MB the
+    // memory limit ends a function filling /tmp before /tmp is full).
+    for (name, memory, timeout) in [("hog", 128, 30), ("rogue", 1769, 3), ("big", 1024, 3)] {
         let r = create_fn(
             &http,
             name,
             ROGUE,
-            json!({"timeout_s": 3, "memory_mb": memory}),
+            json!({"timeout_s": timeout, "memory_mb": memory}),
         );
         assert_eq!(r.status, 201, "{}", body(&r));
     }
@@ -977,9 +980,13 @@ fn runaway_functions_are_contained(driver: &str) {
     invoke_ok(&server, "big", false, "filling /tmp");
 
     // Allocating without end: Lambda's error for a runtime the memory limit killed.
-    let hog = cold_start_in(&server, "rogue", &server.sandbox_ids());
-    let (t, m) = function_error(&http.invoke("rogue", r#"{"mode": "alloc"}"#));
-    eprintln!("{driver}: allocating without end: {t}: {m}");
+    let hog = cold_start_in(&server, "hog", &server.sandbox_ids());
+    let started = Instant::now();
+    let (t, m) = function_error(&http.invoke("hog", r#"{"mode": "alloc"}"#));
+    eprintln!(
+        "{driver}: allocating without end: {t} after {:?}: {m}",
+        started.elapsed()
+    );
     assert_eq!(t, "Runtime.ExitError", "{m}");
     assert!(m.contains("Error: Runtime exited"), "{m}");
     wait_gone(&server, &hog);

@@ -213,10 +213,17 @@ fn failures_are_contained(driver: &str) {
     );
     assert_eq!(http.invoke("trouble", "{}").json()["ok"], true);
 
-    let r = http.invoke("trouble", r#"{"mode": "alloc"}"#);
+    // Allocating until the memory limit ends it: the pages it faults in cost CPU, and the
+    // CPU quota scales with the memory limit, so reaching the limit takes about the same
+    // time at any size (~3 s under gVisor here): a timeout of its own, beyond that.
+    assert_eq!(
+        create_fn(&http, "hungry", TROUBLE, json!({"timeout_s": 20})).status,
+        201
+    );
+    let r = http.invoke("hungry", r#"{"mode": "alloc"}"#);
     assert_eq!(r.header("x-skyscale-function-error"), Some("Unhandled"));
     assert_eq!(r.json()["errorType"], "Runtime.ExitError", "{}", r.json());
-    assert_eq!(http.invoke("trouble", "{}").json()["ok"], true);
+    assert_eq!(http.invoke("hungry", "{}").json()["ok"], true);
 
     let r = http.invoke("trouble", r#"{"mode": "exit"}"#);
     assert_eq!(r.json()["errorType"], "Runtime.ExitError");
@@ -537,5 +544,91 @@ fn published_versions_keep_their_warm_sandboxes_across_a_deploy() {
     assert!(
         ids.contains(&version_sandbox) && ids.len() == 2,
         "expected version 1's sandbox {version_sandbox} and one for $LATEST; found {ids:?}"
+    );
+}
+
+/// `cpu.cfs_quota_us` of each of the server's sandboxes that has a cpu cgroup, by id.
+fn cpu_quotas(server: &Server) -> std::collections::BTreeMap<String, i64> {
+    let instance = server.sandbox_root();
+    let instance = instance.file_name().unwrap().to_str().unwrap();
+    let parent = std::path::Path::new("/sys/fs/cgroup/cpu/skyscale").join(instance);
+    std::fs::read_dir(&parent)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with("sky")))
+        .filter_map(|e| {
+            let quota = std::fs::read_to_string(e.path().join("cpu.cfs_quota_us")).ok()?;
+            Some((
+                e.file_name().into_string().unwrap(),
+                quota.trim().parse().unwrap(),
+            ))
+        })
+        .collect()
+}
+
+/// A function's sandbox gets a CPU quota in proportion to its memory once its init is done
+/// (Lambda's ratio by default); a generic sandbox, booting and pre-starting its runtime, has
+/// none; `SKYSCALE_CPU_MB_PER_VCPU=off` sets none at all, and a bad value is refused by name.
+#[test]
+fn cpu_quota_follows_memory_after_init() {
+    let server = Server::start_with("runc", &[("WARM_POOL_SIZE", "1")]);
+    let http = server.http();
+    assert_eq!(
+        create_fn(&http, "quota", SLEEPER, json!({"memory_mb": 256})).status,
+        201
+    );
+    let r = http.invoke("quota", "{}");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    // The specialised sandbox: 20 ms × 256 / 1769. The pool's refill: no quota.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let quotas = cpu_quotas(&server);
+        let mut values: Vec<i64> = quotas.values().copied().collect();
+        values.sort_unstable();
+        if values == [-1, 2894] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "quotas {quotas:?}: expected the function's 2894 µs and a generic sandbox's -1"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let period = std::fs::read_to_string(
+        std::path::Path::new("/sys/fs/cgroup/cpu/skyscale")
+            .join(server.sandbox_root().file_name().unwrap())
+            .join(cpu_quotas(&server).iter().find(|(_, q)| **q > 0).unwrap().0)
+            .join("cpu.cfs_period_us"),
+    )
+    .unwrap();
+    assert_eq!(period.trim(), "20000");
+
+    let off = Server::start_with(
+        "runc",
+        &[("WARM_POOL_SIZE", "0"), ("SKYSCALE_CPU_MB_PER_VCPU", "off")],
+    );
+    let http = off.http();
+    assert_eq!(create_fn(&http, "free", SLEEPER, json!({})).status, 201);
+    assert_eq!(http.invoke("free", "{}").status, 200);
+    assert_eq!(cpu_quotas(&off).values().copied().collect::<Vec<_>>(), [-1]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skyscale-control-plane"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DB_PATH", dir.path().join("skyscale.db"))
+        .env(
+            "SKYSCALE_AGENT_PATH",
+            common::workspace_bin("skyscale-agent"),
+        )
+        .env("SKYSCALE_CPU_MB_PER_VCPU", "0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("SKYSCALE_CPU_MB_PER_VCPU=\"0\" is invalid"),
+        "{err}"
     );
 }

@@ -543,6 +543,17 @@ impl ControlPlane {
             .await
         {
             Ok((done, _)) if done.ok => {
+                // Init ran with the CPU the host could spare (Lambda's init gets a boost too:
+                // imports are the heaviest part of a cold start); the function's share of the
+                // CPU applies from its first invocation on.
+                let limited = self
+                    .scheduler
+                    .limit_cpu(&session.id, session.memory_mb)
+                    .await;
+                if let Err(e) = limited {
+                    self.scheduler.discard(session);
+                    return Err(e);
+                }
                 tracing::info!(sandbox = %session.id, "sandbox ready");
                 Ok(Some(Ready::Session {
                     session,

@@ -105,6 +105,10 @@ pub struct Settings {
     pub records: RecordSettings,
     /// Size limits of one code package and of all of them together.
     pub code: CodeLimits,
+    /// Where the per-sandbox `/var/task` directories are made (`<task_root>/<id>`); `None`:
+    /// `<data_dir>/sandboxes/task`. A sandbox sees this path in `/proc/self/mountinfo` (as
+    /// the root of its `/var/task` mount), so the daemon puts it under a neutral root.
+    pub task_root: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -120,6 +124,7 @@ impl Default for Settings {
             auth_limits: AuthLimits::default(),
             records: RecordSettings::default(),
             code: CodeLimits::default(),
+            task_root: None,
         }
     }
 }
@@ -161,7 +166,8 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Builds the control plane on an open store and starts its scheduler (which boots the
     /// generic warm pool in the background). `data_dir` holds code packages (`code/`), the
-    /// per-sandbox task directories (`sandboxes/task/`) and the server key (created if
+    /// per-sandbox task directories (`sandboxes/task/`, unless `settings.task_root` puts them
+    /// elsewhere) and the server key (created if
     /// missing). Must run inside a tokio runtime.
     pub fn start(
         store: Arc<Store>,
@@ -183,7 +189,10 @@ impl ControlPlane {
             dummy.id.clone(),
             server_key.seal(&dummy.id, dummy.secret())?,
         );
-        let task_root = data_dir.join("sandboxes").join("task");
+        let task_root = settings
+            .task_root
+            .clone()
+            .unwrap_or_else(|| data_dir.join("sandboxes").join("task"));
         let scheduler = Scheduler::start(
             driver,
             settings.limits.clone(),

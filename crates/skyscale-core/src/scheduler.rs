@@ -417,6 +417,14 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Caps a sandbox's CPU for its function's memory size, once the function's init is done.
+    pub async fn limit_cpu(&self, id: &SandboxId, memory_mb: u32) -> Result<(), CoreError> {
+        self.driver
+            .limit_cpu(id, memory_mb)
+            .await
+            .map_err(CoreError::from)
+    }
+
     /// Puts a healthy sandbox back after an invocation.
     pub fn release(self: &Arc<Self>, session: Session) {
         let mut st = self.lock();

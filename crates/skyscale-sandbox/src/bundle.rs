@@ -11,6 +11,7 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::seccomp::Enforcer;
 use oci_spec::runtime::{
     Capabilities, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
     LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
@@ -78,12 +79,13 @@ pub(crate) struct BundleParams<'a> {
     pub netns: Option<&'a Path>,
     /// `/etc/resolv.conf` of a sandbox with network.
     pub resolv_conf: Option<String>,
+    /// Who enforces the seccomp profile (see `seccomp`).
+    pub seccomp: Enforcer,
 }
 
-/// Writes `<dir>/config.json` and `<dir>/rootfs`. `dir` must not exist yet.
+/// Writes `<dir>/config.json` and `<dir>/rootfs`. `dir` must exist and be empty (the driver
+/// creates it first, as the record of the sandbox that a cleanup after a crash finds).
 pub(crate) fn write_bundle(dir: &Path, layout: &HostLayout, p: &BundleParams) -> io::Result<()> {
-    std::fs::create_dir_all(dir.parent().unwrap_or(dir))?;
-    std::fs::create_dir(dir)?;
     let rootfs = dir.join("rootfs");
     write_rootfs(&rootfs, layout, p)?;
     let spec = build_spec(&rootfs, layout, p).map_err(io::Error::other)?;
@@ -106,7 +108,8 @@ fn write_rootfs(rootfs: &Path, layout: &HostLayout, p: &BundleParams) -> io::Res
         std::fs::create_dir(rootfs.join(d))?;
     }
     // runc gives a tmpfs the mode of the directory it is mounted on, whatever `mode=` says.
-    std::fs::set_permissions(rootfs.join("tmp"), std::fs::Permissions::from_mode(0o1777))?;
+    // The sandbox's own uid owns its /tmp (mount options `uid=`, `gid=`).
+    std::fs::set_permissions(rootfs.join("tmp"), std::fs::Permissions::from_mode(0o700))?;
     for name in &layout.binds {
         std::fs::create_dir(rootfs.join(name))?;
     }
@@ -189,7 +192,11 @@ fn ro_bind(dest: &str, source: impl Into<PathBuf>) -> Result<Mount, String> {
 }
 
 fn mounts(layout: &HostLayout, p: &BundleParams) -> Result<Vec<Mount>, String> {
-    let tmp = format!("size={}m", p.tmp_mb);
+    let tmp = [
+        format!("size={}m", p.tmp_mb),
+        format!("uid={}", p.uid),
+        format!("gid={}", p.gid),
+    ];
     let mut m = vec![
         mount("/proc", "proc", "proc", &[])?,
         mount(
@@ -226,7 +233,7 @@ fn mounts(layout: &HostLayout, p: &BundleParams) -> Result<Vec<Mount>, String> {
             "/tmp",
             "tmpfs",
             "tmpfs",
-            &["nosuid", "nodev", "mode=1777", &tmp],
+            &["nosuid", "nodev", "mode=0700", &tmp[0], &tmp[1], &tmp[2]],
         )?,
     ];
     for name in &layout.binds {
@@ -340,6 +347,7 @@ pub(crate) fn build_spec(
         .namespaces(namespaces)
         .resources(resources)
         .cgroups_path(PathBuf::from(&p.cgroups_path))
+        .seccomp(crate::seccomp::profile(p.seccomp)?)
         .masked_paths(oci_spec::runtime::get_default_maskedpaths())
         .readonly_paths(oci_spec::runtime::get_default_readonly_paths())
         .build()
@@ -383,6 +391,7 @@ mod tests {
             cpu_shares: 74,
             netns: None,
             resolv_conf: None,
+            seccomp: Enforcer::Kernel,
         };
         let spec = build_spec(Path::new("/b/rootfs"), &layout, &p).unwrap();
         let json = serde_json::to_value(&spec).unwrap();
@@ -403,10 +412,13 @@ mod tests {
         assert_eq!(task["source"], "/code");
         assert!(task["options"].as_array().unwrap().contains(&"ro".into()));
         let tmp = mounts.iter().find(|m| m["destination"] == "/tmp").unwrap();
-        assert!(tmp["options"]
-            .as_array()
-            .unwrap()
-            .contains(&"size=64m".into()));
+        for option in ["size=64m", "uid=993", "gid=993", "mode=0700"] {
+            assert!(
+                tmp["options"].as_array().unwrap().contains(&option.into()),
+                "{option}"
+            );
+        }
+        assert_eq!(json["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
         assert!(!mounts.iter().any(|m| m["destination"] == "/etc"));
         assert_eq!(json["linux"]["resources"]["cpu"]["shares"], 74);
         let net = |json: &serde_json::Value| {

@@ -66,6 +66,17 @@ pub(crate) fn set_memory_limit(dir: &Path, bytes: i64) -> io::Result<()> {
     }
 }
 
+/// Caps the CPU time of the cgroup at `dir` to `quota_us` per `period_us` (cgroup v1
+/// `cpu.cfs_*`, or v2 `cpu.max`).
+pub(crate) fn set_cpu_quota(dir: &Path, quota_us: u64, period_us: u64) -> io::Result<()> {
+    let max = dir.join("cpu.max");
+    if max.exists() {
+        return std::fs::write(max, format!("{quota_us} {period_us}"));
+    }
+    std::fs::write(dir.join("cpu.cfs_period_us"), period_us.to_string())?;
+    std::fs::write(dir.join("cpu.cfs_quota_us"), quota_us.to_string())
+}
+
 /// `<root>/<parent>/<id>` for every hierarchy root (whether it exists or not).
 pub(crate) fn sandbox_dirs(roots: &[PathBuf], parent: &str, id: &SandboxId) -> Vec<PathBuf> {
     roots

@@ -1,6 +1,8 @@
 //! Configuration of the OCI drivers (runsc and runc share one bundle format and one driver).
 
+use std::num::NonZeroU32;
 use std::path::{Component, Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use crate::DriverError;
@@ -65,11 +67,18 @@ pub struct OciConfig {
     pub cgroup_parent: String,
     /// Extra environment of the init process (after `PATH`).
     pub env: Vec<(String, String)>,
-    /// Unprivileged user and group the init process runs as. The contents of `runtime_dir` and
-    /// of every spec's `code_dir` must be readable by them (their parents need not be: the
+    /// The unprivileged uids handed to sandboxes, one per live sandbox (its gid has the same
+    /// number), claimed host-wide (see `uids`): nothing scoped by uid (kernel keyrings, per-user
+    /// limits, `/proc` access) is shared between sandboxes. The contents of `runtime_dir` and of
+    /// every spec's `code_dir` must be readable by any user (their parents need not be: the
     /// runtime binds them as root).
-    pub uid: u32,
-    pub gid: u32,
+    pub uids: UidRange,
+    /// CPU quota: one vCPU per this many MiB of a function's memory, applied by
+    /// [`Driver::limit_cpu`](crate::Driver::limit_cpu); `None`: no quota (only the
+    /// proportional `cpu.shares` weight).
+    pub cpu_mb_per_vcpu: Option<NonZeroU32>,
+    /// A test hook: crash the process at this point of a create (see [`Failpoint`]).
+    pub failpoint: Option<Failpoint>,
     /// Added to a runsc sandbox's memory limit for the Sentry itself, which is charged to the
     /// same cgroup.
     pub runsc_overhead_mb: u32,
@@ -83,8 +92,68 @@ pub struct OciConfig {
 
 /// Default `init`: the agent shipped in the runtime directory.
 pub const DEFAULT_INIT: &str = "/var/runtime/skyscale-agent";
-/// Default sandbox user and group (the uid AWS Lambda's `sbx_user1051` has).
-pub const DEFAULT_UID: u32 = 993;
+/// Default sandbox uids: 65,536 from `0x70000000`, a block that systemd's uid ranges leave
+/// unused (above the container ranges, below the 2^31 boundary), so no host user has one.
+pub const DEFAULT_UID_RANGE: UidRange = UidRange {
+    first: 0x7000_0000,
+    count: 65_536,
+};
+/// Lambda's ratio: one vCPU per 1,769 MB of memory.
+pub const DEFAULT_CPU_MB_PER_VCPU: u32 = 1769;
+
+/// A block of uids: `first ..= first + count - 1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UidRange {
+    pub first: u32,
+    pub count: u32,
+}
+
+impl FromStr for UidRange {
+    type Err = String;
+
+    /// `FIRST-LAST`, inclusive; never uid 0 (root) nor `u32::MAX` (`-1`, "unchanged" to
+    /// `chown`).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, b) = s
+            .split_once('-')
+            .ok_or_else(|| format!("{s:?} is not a range FIRST-LAST"))?;
+        let parse = |v: &str| {
+            v.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("{v:?} is not a uid"))
+        };
+        let (first, last) = (parse(a)?, parse(b)?);
+        if first == 0 || last < first || last == u32::MAX {
+            return Err(format!(
+                "{s:?} must satisfy 0 < FIRST <= LAST < {}",
+                u32::MAX
+            ));
+        }
+        Ok(Self {
+            first,
+            count: last - first + 1,
+        })
+    }
+}
+
+/// Points in a create where a test can make the process kill itself with SIGKILL, to prove
+/// that the cleanup at the next start finds what a crash there leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failpoint {
+    /// After a networked sandbox's namespace and veth pair exist, before its bundle is written.
+    AfterNetns,
+}
+
+impl FromStr for Failpoint {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "after-netns" => Ok(Self::AfterNetns),
+            other => Err(format!("unknown failpoint {other:?}: expected after-netns")),
+        }
+    }
+}
 /// Default allowance for the Sentry's own memory under runsc, MiB.
 pub const DEFAULT_RUNSC_OVERHEAD_MB: u32 = 64;
 
@@ -105,8 +174,9 @@ impl OciConfig {
             init: vec![DEFAULT_INIT.to_owned()],
             cgroup_parent: cgroup_parent.into(),
             env: Vec::new(),
-            uid: DEFAULT_UID,
-            gid: DEFAULT_UID,
+            uids: DEFAULT_UID_RANGE,
+            cpu_mb_per_vcpu: NonZeroU32::new(DEFAULT_CPU_MB_PER_VCPU),
+            failpoint: None,
             runsc_overhead_mb: DEFAULT_RUNSC_OVERHEAD_MB,
             debug_log: None,
             create_timeout: Duration::from_secs(30),
@@ -127,6 +197,9 @@ impl OciConfig {
         }
         if self.init.is_empty() {
             return spec_err("init must name a program");
+        }
+        if self.uids.count == 0 || self.uids.first == 0 {
+            return spec_err("uids must be a non-empty range without uid 0");
         }
         if !self.state_root.is_absolute() || !self.bundles_dir.is_absolute() {
             return spec_err("state_root and bundles_dir must be absolute paths");
@@ -167,4 +240,28 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path)
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_ranges_and_failpoints_parse() {
+        assert_eq!(
+            "1000-1999".parse::<UidRange>().unwrap(),
+            UidRange {
+                first: 1000,
+                count: 1000
+            }
+        );
+        for bad in ["0-10", "10-5", "10", "a-b", "1-4294967295"] {
+            assert!(bad.parse::<UidRange>().is_err(), "{bad}");
+        }
+        assert_eq!("after-netns".parse(), Ok(Failpoint::AfterNetns));
+        assert!("after-bundle"
+            .parse::<Failpoint>()
+            .unwrap_err()
+            .contains("after-bundle"));
+    }
 }

@@ -3,9 +3,11 @@
 //! [`SandboxSpec`].
 //!
 //! Codemap: [`OciDriver`] (`oci/`) runs one OCI bundle under runsc or runc ([`Runtime`],
-//! configured by [`OciConfig`]); `bundle` builds that bundle with `oci-spec`; `cgroup` finds
-//! and removes a sandbox's cgroups; `command` runs the runtime CLI with deadlines and forwards
-//! a sandbox's stderr to `tracing`; [`reaper`] reaps the orphaned sandbox processes.
+//! configured by [`OciConfig`]); `bundle` builds that bundle with `oci-spec`, with the
+//! `seccomp` profile; `cgroup` finds, limits and removes a sandbox's cgroups; `claims` hands
+//! out host-wide numbers (sandbox uids, network slots); `net` gives a sandbox outbound
+//! network; `command` runs the runtime CLI with deadlines and forwards a sandbox's stderr to
+//! `tracing`; [`reaper`] reaps the orphaned sandbox processes.
 //!
 //! Invariant: every child process of the control plane is spawned by this crate (see
 //! [`reaper`]).
@@ -17,13 +19,18 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 mod bundle;
 mod cgroup;
+mod claims;
 mod command;
 mod config;
 mod net;
 mod oci;
 pub mod reaper;
+mod seccomp;
 
-pub use config::{OciConfig, Runtime, DEFAULT_INIT, DEFAULT_RUNSC_OVERHEAD_MB, DEFAULT_UID};
+pub use config::{
+    Failpoint, OciConfig, Runtime, UidRange, DEFAULT_CPU_MB_PER_VCPU, DEFAULT_INIT,
+    DEFAULT_RUNSC_OVERHEAD_MB, DEFAULT_UID_RANGE,
+};
 pub use oci::OciDriver;
 pub use reaper::{install_reaper, output_tracked, reap_orphans, spawn_tracked, TrackedChild};
 
@@ -127,6 +134,12 @@ pub trait Driver: Send + Sync + 'static {
     /// specialised for a function with more memory. The sandbox must be using less than the
     /// new limit.
     async fn set_memory_limit(&self, id: &SandboxId, memory_mb: u32) -> Result<(), DriverError>;
+
+    /// Caps a sandbox's CPU in proportion to a function memory size (the driver's configured
+    /// ratio); nothing when no quota is configured. The scheduler calls it once a function's
+    /// init is done, so that init runs with whatever CPU the host has to spare, as Lambda's
+    /// init does.
+    async fn limit_cpu(&self, id: &SandboxId, memory_mb: u32) -> Result<(), DriverError>;
 
     /// Kills and removes a sandbox and everything it left on the host (state, bundle,
     /// cgroups). Idempotent: destroying an unknown id is not an error.

@@ -11,13 +11,12 @@
 //! - sandboxes cannot reach each other, nor link-local addresses (cloud metadata services);
 //! - everything else is forwarded and masqueraded behind the host's address.
 //!
-//! Addresses are claimed host-wide, so that several control planes on one host (the tests
-//! run many) never hand out the same one: a claim is a file `<CLAIMS_DIR>/<slot>` created
-//! with `O_EXCL` that holds the sandbox id. Destroying the sandbox deletes its namespace
-//! (which deletes the veth pair) and its claim.
+//! Addresses are claimed host-wide (see `claims`), so that several control planes on one
+//! host never hand out the same one. Destroying the sandbox deletes its namespace (which
+//! deletes the veth pair) and its claim. The namespace, the host interface and the claim are
+//! all named or tagged by the sandbox id, so a cleanup that knows the id finds them all.
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -130,46 +129,10 @@ fn which(tool: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Claims a free address slot host-wide for `id`.
-fn claim(id: &SandboxId) -> Result<u32, String> {
-    // Start at a point that depends on the id so concurrent claimers rarely collide.
-    let start =
-        u32::from_str_radix(&id.as_str()[SandboxId::PREFIX.len()..][..4], 16).unwrap_or(0) % SLOTS;
-    for i in 0..SLOTS {
-        let slot = (start + i) % SLOTS;
-        let path = Path::new(CLAIMS_DIR).join(slot.to_string());
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(mut f) => {
-                f.write_all(id.as_str().as_bytes())
-                    .map_err(|e| format!("writing {}: {e}", path.display()))?;
-                return Ok(slot);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(format!("claiming {}: {e}", path.display())),
-        }
-    }
-    Err(format!("all {SLOTS} sandbox network addresses are in use"))
-}
-
-/// Releases every claim that holds `id` (normally one).
-fn release(id: &SandboxId) {
-    let Ok(entries) = std::fs::read_dir(CLAIMS_DIR) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if std::fs::read_to_string(entry.path()).is_ok_and(|owner| owner == id.as_str()) {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-}
-
 /// Creates `id`'s namespace and veth pair. On failure nothing is left behind.
 pub(crate) async fn setup(id: &SandboxId) -> Result<Lease, String> {
-    let slot = claim(id)?;
+    let slot = crate::claims::claim(Path::new(CLAIMS_DIR), 0, SLOTS, id)
+        .map_err(|e| format!("claiming a sandbox network address: {e}"))?;
     let lease = Lease {
         slot,
         netns: netns_path(id),
@@ -222,7 +185,7 @@ pub(crate) async fn teardown(id: &SandboxId) {
         let ip = which("ip").unwrap_or_else(|| PathBuf::from("ip"));
         let _ = run(&ip.to_string_lossy(), &["link", "delete", &host]).await;
     }
-    release(id);
+    crate::claims::release(Path::new(CLAIMS_DIR), id);
 }
 
 /// `nameserver` lines for a networked sandbox: the host's, minus loopback ones (a sandbox

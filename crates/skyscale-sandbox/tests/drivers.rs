@@ -102,7 +102,12 @@ mod cases {
         let who = p
             .exec("result = [os.getpid(), os.getuid(), os.getgid(), os.getcwd()]")
             .await;
-        assert_eq!(who.unwrap(), serde_json::json!([1, 993, 993, "/"]));
+        let uid = f
+            .driver
+            .uid_of(&p.id)
+            .expect("a uid claimed for the sandbox");
+        assert!(skyscale_sandbox::DEFAULT_UID_RANGE.first <= uid);
+        assert_eq!(who.unwrap(), serde_json::json!([1, uid, uid, "/"]));
         let err = p.exec("raise ValueError('boom')").await.unwrap_err();
         assert!(err.contains("boom"), "{err}");
         f.driver.destroy(&p.id).await.unwrap();
@@ -361,6 +366,10 @@ mod cases {
         );
 
         f.driver.set_memory_limit(&p.id, 512).await.unwrap();
+        // The CPU quota, as after a function's init: Lambda's ratio per 20 ms period.
+        f.driver.limit_cpu(&p.id, 512).await.unwrap();
+        assert_eq!(f.cgroup_value(&p.id, "cpu", "cpu.cfs_period_us"), "20000");
+        assert_eq!(f.cgroup_value(&p.id, "cpu", "cpu.cfs_quota_us"), "5788");
         let got = p
             .exec("keep = b'x' * (300 << 20); result = len(keep)")
             .await
@@ -399,8 +408,10 @@ mod cases {
         let pids = f.pids_of(&p.id);
         assert!(!pids.is_empty());
         assert!(f.driver.has_state(&p.id) && f.driver.bundle_dir(&p.id).exists());
+        assert!(f.driver.uid_of(&p.id).is_some());
         f.driver.destroy(&p.id).await.unwrap();
         f.assert_gone(&p.id);
+        assert_eq!(f.driver.uid_of(&p.id), None, "the uid claim is released");
         for pid in pids {
             assert!(
                 !std::path::Path::new(&format!("/proc/{pid}")).exists(),
@@ -468,6 +479,14 @@ mod cases {
             .unwrap();
         assert_eq!(seen, false);
         assert_eq!(b.exec("result = os.getpid()").await.unwrap(), 1);
+        // A uid each: nothing uid-scoped (keyrings, per-user limits) is shared.
+        let (ua, ub) = (
+            a.exec("result = os.getuid()").await.unwrap(),
+            b.exec("result = os.getuid()").await.unwrap(),
+        );
+        assert_ne!(ua, ub);
+        assert_eq!(ua, f.driver.uid_of(&a.id).unwrap());
+        assert_eq!(ub, f.driver.uid_of(&b.id).unwrap());
         f.driver.destroy(&a.id).await.unwrap();
         f.assert_gone(&a.id);
         assert_eq!(b.exec("result = 'still here'").await.unwrap(), "still here");

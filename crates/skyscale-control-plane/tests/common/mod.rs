@@ -190,6 +190,44 @@ impl Server {
         child.wait().unwrap();
     }
 
+    /// Waits for the control plane to exit by itself (a failpoint killed it), or panics.
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("server is running");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "control plane still running after {within:?}\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sets (`Some`) or removes (`None`) an environment variable for the next start.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.extra_env.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            self.extra_env.push((key.to_owned(), v.to_owned()));
+        }
+    }
+
+    /// Where this instance keeps what its sandboxes see (bundles, `/var/task`,
+    /// `/var/runtime`): `/run/skyscale/sandboxes/<instance>`, the instance derived from the
+    /// data directory as the daemon does.
+    pub fn sandbox_root(&self) -> PathBuf {
+        use sha2::Digest;
+        let data = self.dir.path().join("data");
+        let data = data.canonicalize().unwrap_or(data);
+        let digest = hex::encode(sha2::Sha256::digest(data.as_os_str().as_encoded_bytes()));
+        Path::new("/run/skyscale/sandboxes").join(&digest[..12])
+    }
+
     /// Starts the control plane again on the same database and data directory.
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "server is still running");
@@ -272,7 +310,7 @@ impl Server {
 
     /// Ids of this server's sandboxes: those with running processes or a bundle on disk.
     pub fn sandbox_ids(&self) -> std::collections::BTreeSet<String> {
-        let bundles = std::fs::read_dir(self.dir.path().join("data/sandboxes/bundles"))
+        let bundles = std::fs::read_dir(self.sandbox_root().join("bundles"))
             .into_iter()
             .flatten()
             .flatten()

@@ -1,14 +1,17 @@
 //! Creating a sandbox: write the bundle, `run --detach` with the agent channel as stdio.
 
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::process::Command;
 use tokio::task::JoinHandle;
 
-use super::{cpu_shares, OciDriver};
+use super::{cpu_shares, OciDriver, UID_CLAIMS_DIR};
 use crate::bundle::{write_bundle, BundleParams};
+use crate::claims;
 use crate::command::{forward_stderr, Capture};
+use crate::config::Failpoint;
 use crate::net;
 use crate::reaper::spawn_tracked;
 use crate::{DriverError, Sandbox, SandboxId, SandboxSpec};
@@ -89,9 +92,47 @@ impl OciDriver {
         }
     }
 
+    /// Starts a sandbox. Every host resource it creates is named or tagged by the sandbox id,
+    /// and the bundle directory, created first and removed last by `destroy`, is the record
+    /// of the id: a crash at any point leaves something the cleanup at the next start finds
+    /// (`cleanup_leftovers` scans the bundle directory).
     async fn start(&self, spec: &SandboxSpec) -> Result<Sandbox, Failed> {
         let id = &spec.id;
         let dir = self.bundle_dir(id);
+        let bundle_err = |source: std::io::Error| {
+            Failed::Error(DriverError::Bundle {
+                id: id.clone(),
+                source,
+            })
+        };
+        for (what, path) in [
+            ("code_dir", &spec.code_dir),
+            ("runtime_dir", &self.cfg.runtime_dir),
+        ] {
+            if !path.is_dir() {
+                let msg = format!("{what} {} is not a directory", path.display());
+                return Err(bundle_err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    msg,
+                )));
+            }
+        }
+        std::fs::create_dir_all(&self.cfg.bundles_dir)
+            .and_then(|()| std::fs::create_dir(&dir))
+            .map_err(bundle_err)?;
+        let uid = claims::claim(
+            Path::new(UID_CLAIMS_DIR),
+            self.cfg.uids.first,
+            self.cfg.uids.count,
+            id,
+        )
+        .map_err(|message| {
+            Failed::Error(DriverError::Command {
+                id: id.clone(),
+                command: "claim a sandbox uid".into(),
+                message,
+            })
+        })?;
         let lease = if spec.network {
             let setup = async {
                 self.prepare_network().await?;
@@ -104,6 +145,9 @@ impl OciDriver {
                     message,
                 })
             })?;
+            if self.cfg.failpoint == Some(Failpoint::AfterNetns) {
+                crash_at("after-netns");
+            }
             Some(lease)
         } else {
             None
@@ -115,8 +159,8 @@ impl OciDriver {
             runtime_dir: &self.cfg.runtime_dir,
             args: &self.cfg.init,
             env,
-            uid: self.cfg.uid,
-            gid: self.cfg.gid,
+            uid,
+            gid: uid,
             memory_limit_bytes: self.memory_limit(spec),
             tmp_mb: spec.tmp_mb,
             pids_limit: self.pids_limit(spec),
@@ -127,26 +171,10 @@ impl OciDriver {
             resolv_conf: lease.as_ref().map(|_| {
                 net::resolv_conf(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default())
             }),
+            seccomp: self.seccomp_enforcer(),
         };
-        for (what, path) in [
-            ("code_dir", &spec.code_dir),
-            ("runtime_dir", &self.cfg.runtime_dir),
-        ] {
-            if !path.is_dir() {
-                let msg = format!("{what} {} is not a directory", path.display());
-                return Err(Failed::Error(DriverError::Bundle {
-                    id: id.clone(),
-                    source: std::io::Error::new(std::io::ErrorKind::NotFound, msg),
-                }));
-            }
-        }
         // A handful of small files: cheap enough to write inline.
-        write_bundle(&dir, &self.layout, &params).map_err(|source| {
-            Failed::Error(DriverError::Bundle {
-                id: id.clone(),
-                source,
-            })
-        })?;
+        write_bundle(&dir, &self.layout, &params).map_err(bundle_err)?;
 
         let mut cmd = Command::new(&self.binary);
         cmd.args(self.global_args(spec.network))
@@ -199,4 +227,15 @@ impl OciDriver {
             stderr,
         })
     }
+}
+
+/// The failpoint test hook: SIGKILL this process, as a crash at this point would.
+fn crash_at(point: &str) -> ! {
+    tracing::error!(
+        failpoint = point,
+        "failpoint reached: killing the process (test hook)"
+    );
+    let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    // SIGKILL cannot be caught; this is only reached if raising it failed.
+    std::process::abort()
 }

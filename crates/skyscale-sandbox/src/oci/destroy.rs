@@ -2,17 +2,19 @@
 //! and the cgroups; and finding the leftovers of an earlier run.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::{state_ids, OciDriver, GONE_WAIT};
+use super::{state_ids, OciDriver, GONE_WAIT, UID_CLAIMS_DIR};
 use crate::cgroup;
 use crate::config::Runtime;
 use crate::reaper::reap_orphans;
 use crate::{DriverError, SandboxId};
 
 impl OciDriver {
-    /// Kills, reaps and deletes one sandbox and removes its bundle and cgroups. Every step
-    /// runs even if an earlier one failed; the first failure is returned.
+    /// Kills, reaps and deletes one sandbox and removes its network, uid claim, cgroups and
+    /// bundle. Every step runs even if an earlier one failed, except that the bundle stays when
+    /// one did (the next cleanup tries again); the first failure is returned.
     ///
     /// Killing goes through the sandbox's cgroup rather than `<runtime> kill`: SIGKILL to every
     /// process in it (runc: the container's init, whose death tears down its pid namespace;
@@ -52,23 +54,31 @@ impl OciDriver {
                 });
             }
         }
-        // The bundle records nothing about the network: teardown is by id and idempotent.
+        // The network and the uid are found by the sandbox id alone: teardown is idempotent.
         crate::net::teardown(id).await;
-        match std::fs::remove_dir_all(self.bundle_dir(id)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                first_err.get_or_insert(DriverError::Bundle {
+        match cgroup::remove_dirs(&self.cgroup_dirs(id), GONE_WAIT).await {
+            // Empty cgroups: no process runs as the uid any more, so it may go to another.
+            Ok(()) => crate::claims::release(Path::new(UID_CLAIMS_DIR), id),
+            Err((dir, e)) => {
+                first_err.get_or_insert(DriverError::Command {
                     id: id.clone(),
-                    source: e,
+                    command: format!("rmdir {}", dir.display()),
+                    message: e.to_string(),
                 });
             }
-            _ => {}
         }
-        if let Err((dir, e)) = cgroup::remove_dirs(&self.cgroup_dirs(id), GONE_WAIT).await {
-            first_err.get_or_insert(DriverError::Command {
-                id: id.clone(),
-                command: format!("rmdir {}", dir.display()),
-                message: e.to_string(),
-            });
+        // Last: the bundle directory is the record of the id that the cleanup after a crash
+        // finds; it goes only once everything else of the sandbox is gone.
+        if first_err.is_none() {
+            match std::fs::remove_dir_all(self.bundle_dir(id)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    first_err.get_or_insert(DriverError::Bundle {
+                        id: id.clone(),
+                        source: e,
+                    });
+                }
+                _ => {}
+            }
         }
         {
             let mut live = self.live();

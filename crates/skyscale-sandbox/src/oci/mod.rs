@@ -33,6 +33,15 @@ const MIB: i64 = 1 << 20;
 /// runsc host `pids.max` = base + per-task × the sandbox's pids limit (see `pids_limit`).
 const RUNSC_HOST_PIDS_BASE: i64 = 128;
 const RUNSC_HOST_PIDS_PER_TASK: i64 = 10;
+/// Where sandbox uids are claimed host-wide (see `claims`).
+const UID_CLAIMS_DIR: &str = "/run/skyscale/uid";
+/// CFS period of the CPU quota. Short, so that a sandbox that used up its quota waits at most
+/// this long (minus its quota) rather than the kernel's default 100 ms; long enough that the
+/// smallest function (128 MB: 1.4 ms per period at Lambda's ratio) stays above the kernel's
+/// 1 ms minimum quota.
+const CPU_PERIOD_US: u64 = 20_000;
+/// The kernel refuses a quota under 1 ms.
+const CPU_MIN_QUOTA_US: u64 = 1_000;
 /// How long `destroy` waits for a killed sandbox's processes to be reaped, and for its cgroups
 /// to empty, before going on.
 const GONE_WAIT: Duration = Duration::from_secs(3);
@@ -88,6 +97,13 @@ impl OciDriver {
         self.cfg.bundles_dir.join(id.as_str())
     }
 
+    /// The uid (and gid) claimed for a sandbox, while it exists.
+    pub fn uid_of(&self, id: &SandboxId) -> Option<u32> {
+        crate::claims::held(Path::new(UID_CLAIMS_DIR), id)
+            .into_iter()
+            .next()
+    }
+
     /// Whether the runtime still has state for `id` in this instance's state root.
     pub fn has_state(&self, id: &SandboxId) -> bool {
         state_ids(&self.cfg.state_root).contains(id)
@@ -97,7 +113,8 @@ impl OciDriver {
         self.live.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The runtime's global flags. `network`: the sandbox joins a prepared network namespace.
+    /// The runtime's global flags. runsc enforces the spec's seccomp profile inside the Sentry
+    /// only with `--oci-seccomp`. `network`: the sandbox joins a prepared network namespace.
     /// runsc then runs with `--network=host`, which passes socket calls to the host kernel
     /// *inside that namespace*: `--network=sandbox` (gVisor's own netstack) would be the
     /// tighter choice, but Debian's runsc (2022-12) refuses it on Linux 6 ("cannot run with
@@ -108,6 +125,7 @@ impl OciDriver {
         let mut args: Vec<OsString> = vec!["--root".into(), self.cfg.state_root.clone().into()];
         if let Runtime::Runsc { platform } = &self.cfg.runtime {
             args.push(format!("--platform={platform}").into());
+            args.push("--oci-seccomp".into());
             args.push(
                 if network {
                     "--network=host"
@@ -161,6 +179,14 @@ impl OciDriver {
             })
     }
 
+    /// Who enforces the seccomp profile.
+    fn seccomp_enforcer(&self) -> crate::seccomp::Enforcer {
+        match self.cfg.runtime {
+            Runtime::Runsc { .. } => crate::seccomp::Enforcer::Sentry,
+            Runtime::Runc => crate::seccomp::Enforcer::Kernel,
+        }
+    }
+
     fn memory_limit(&self, spec: &SandboxSpec) -> i64 {
         self.memory_limit_bytes(spec.memory_mb)
     }
@@ -204,6 +230,11 @@ impl OciDriver {
 /// decides who gets the CPUs when sandboxes compete, and costs nothing when they do not.
 pub(crate) fn cpu_shares(memory_mb: u32) -> u64 {
     (u64::from(memory_mb) * 1024 / 1769).max(2)
+}
+
+/// The CFS quota for a memory size at `mb_per_vcpu` MiB per vCPU, per [`CPU_PERIOD_US`].
+pub(crate) fn cpu_quota_us(memory_mb: u32, mb_per_vcpu: u32) -> u64 {
+    (CPU_PERIOD_US * u64::from(memory_mb) / u64::from(mb_per_vcpu.max(1))).max(CPU_MIN_QUOTA_US)
 }
 
 /// Ids with an entry in a state root. runc keeps a directory `<id>`; runsc keeps files named
@@ -264,6 +295,24 @@ impl Driver for OciDriver {
         })
     }
 
+    async fn limit_cpu(&self, id: &SandboxId, memory_mb: u32) -> Result<(), DriverError> {
+        let Some(ratio) = self.cfg.cpu_mb_per_vcpu else {
+            return Ok(());
+        };
+        let quota = cpu_quota_us(memory_mb, ratio.get());
+        let failed = |message: String| DriverError::Command {
+            id: id.clone(),
+            command: "set cpu quota".into(),
+            message,
+        };
+        let dir = self
+            .cgroup_dirs(id)
+            .into_iter()
+            .find(|d| d.join("cpu.cfs_quota_us").exists() || d.join("cpu.max").exists())
+            .ok_or_else(|| failed("the sandbox has no cpu cgroup".into()))?;
+        cgroup::set_cpu_quota(&dir, quota, CPU_PERIOD_US).map_err(|e| failed(e.to_string()))
+    }
+
     async fn destroy(&self, id: &SandboxId) -> Result<(), DriverError> {
         let span = tracing::info_span!("sandbox_destroy", sandbox = %id, driver = self.name());
         self.destroy_inner(id).instrument(span).await
@@ -299,5 +348,18 @@ impl Driver for OciDriver {
             tracing::info!(removed, "removed leftover sandboxes");
         }
         Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_quota_is_proportional_with_a_floor() {
+        assert_eq!(cpu_quota_us(1769, 1769), CPU_PERIOD_US);
+        assert_eq!(cpu_quota_us(3538, 1769), 2 * CPU_PERIOD_US);
+        assert_eq!(cpu_quota_us(128, 1769), 1_447);
+        assert_eq!(cpu_quota_us(64, 1769), CPU_MIN_QUOTA_US);
     }
 }

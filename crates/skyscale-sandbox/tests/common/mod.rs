@@ -76,8 +76,13 @@ pub fn fixture(runtime: Runtime) -> Fixture {
         "def handler(e, c):\n    return e\n",
     )
     .unwrap();
-    // Owned by the sandbox user, so that only the read-only mount can refuse a write.
-    std::os::unix::fs::chown(&code_dir, Some(993), Some(993)).unwrap();
+    // Writable by every user (each sandbox has a uid of its own), so that only the
+    // read-only mount can refuse a write.
+    std::fs::set_permissions(
+        &code_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
     std::fs::create_dir(tmp.path().join("runtime")).unwrap();
     let cgroup_parent = format!("skyscale-test/{}", uuid::Uuid::new_v4().simple());
     let cfg = config(runtime, tmp.path(), &cgroup_parent);
@@ -146,6 +151,7 @@ impl Fixture {
     pub fn assert_gone(&self, id: &SandboxId) {
         assert!(!self.driver.has_state(id), "state entry of {id} left");
         assert!(!self.driver.bundle_dir(id).exists(), "bundle of {id} left");
+        assert_eq!(self.driver.uid_of(id), None, "uid claim of {id} left");
         for dir in self.driver.cgroup_dirs(id) {
             assert!(!dir.exists(), "cgroup {} left", dir.display());
         }
