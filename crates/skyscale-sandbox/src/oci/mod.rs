@@ -232,9 +232,11 @@ pub(crate) fn cpu_shares(memory_mb: u32) -> u64 {
     (u64::from(memory_mb) * 1024 / 1769).max(2)
 }
 
-/// The CFS quota for a memory size at `mb_per_vcpu` MiB per vCPU, per [`CPU_PERIOD_US`].
-pub(crate) fn cpu_quota_us(memory_mb: u32, mb_per_vcpu: u32) -> u64 {
-    (CPU_PERIOD_US * u64::from(memory_mb) / u64::from(mb_per_vcpu.max(1))).max(CPU_MIN_QUOTA_US)
+/// The CFS quota for a memory size at `mb_per_vcpu` MiB per vCPU, plus `allowance_pct`
+/// hundredths of a vCPU (the Sentry's, on runsc), per [`CPU_PERIOD_US`].
+pub(crate) fn cpu_quota_us(memory_mb: u32, mb_per_vcpu: u32, allowance_pct: u32) -> u64 {
+    let share = CPU_PERIOD_US * u64::from(memory_mb) / u64::from(mb_per_vcpu.max(1));
+    share.max(CPU_MIN_QUOTA_US) + CPU_PERIOD_US * u64::from(allowance_pct) / 100
 }
 
 /// Ids with an entry in a state root. runc keeps a directory `<id>`; runsc keeps files named
@@ -299,7 +301,11 @@ impl Driver for OciDriver {
         let Some(ratio) = self.cfg.cpu_mb_per_vcpu else {
             return Ok(());
         };
-        let quota = cpu_quota_us(memory_mb, ratio.get());
+        let allowance_pct = match self.cfg.runtime {
+            Runtime::Runsc { .. } => self.cfg.runsc_cpu_allowance_pct,
+            Runtime::Runc => 0,
+        };
+        let quota = cpu_quota_us(memory_mb, ratio.get(), allowance_pct);
         let failed = |message: String| DriverError::Command {
             id: id.clone(),
             command: "set cpu quota".into(),
@@ -357,9 +363,11 @@ mod tests {
 
     #[test]
     fn cpu_quota_is_proportional_with_a_floor() {
-        assert_eq!(cpu_quota_us(1769, 1769), CPU_PERIOD_US);
-        assert_eq!(cpu_quota_us(3538, 1769), 2 * CPU_PERIOD_US);
-        assert_eq!(cpu_quota_us(128, 1769), 1_447);
-        assert_eq!(cpu_quota_us(64, 1769), CPU_MIN_QUOTA_US);
+        assert_eq!(cpu_quota_us(1769, 1769, 0), CPU_PERIOD_US);
+        assert_eq!(cpu_quota_us(3538, 1769, 0), 2 * CPU_PERIOD_US);
+        assert_eq!(cpu_quota_us(128, 1769, 0), 1_447);
+        assert_eq!(cpu_quota_us(64, 1769, 0), CPU_MIN_QUOTA_US);
+        // runsc: a quarter of a vCPU on top, for the Sentry.
+        assert_eq!(cpu_quota_us(128, 1769, 25), 1_447 + 5_000);
     }
 }
