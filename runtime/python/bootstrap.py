@@ -601,6 +601,11 @@ def main():
     runtime_dir = os.path.dirname(BOOTSTRAP_FILE)
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != runtime_dir]
     sys.path.insert(0, task_root)
+    # boto3 and botocore, as Lambda's Python runtimes have them: last, so that a function's
+    # own copy (in its code) wins.
+    sdk_dir = os.path.join(runtime_dir, "sdk")
+    if os.path.isfile(os.path.join(sdk_dir, "boto3", "__init__.py")):
+        sys.path.append(sdk_dir)
 
     try:
         handler = load_handler(os.environ.get("_HANDLER", ""))

@@ -68,12 +68,21 @@ pub enum Command {
     /// Name versions of a function, optionally splitting invocations between two.
     #[command(subcommand)]
     Alias(AliasCommand),
+    /// The runtimes functions may use, and the packages they bring (boto3 for Python).
+    #[command(subcommand)]
+    Runtime(RuntimeCommand),
     /// Create, list and revoke API keys (admin keys only).
     #[command(subcommand)]
     Key(KeyCommand),
     /// Show the audit log of management actions, newest first (admin keys only).
     #[command(after_help = EXIT_STATUS_HELP)]
     Audit(AuditArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RuntimeCommand {
+    /// List the runtimes and the versions of the packages each brings.
+    List,
 }
 
 #[derive(Debug, Subcommand)]

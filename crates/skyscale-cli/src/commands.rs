@@ -15,8 +15,8 @@ use skyscale_types::{Cors, UrlAuthType};
 use crate::cli::{
     AliasArg, AliasCommand, AliasCreateArgs, AliasUpdateArgs, Cli, Command, ConcurrencyArgs,
     CorsArgs, CreateArgs, DeployArgs, FunctionArg, FunctionCommand, Global, InvokeArgs, KeyCommand,
-    NameArg, OutputFormat, PublishArgs, UpdateArgs, UrlArg, UrlAuth, UrlCommand, UrlCreateArgs,
-    UrlUpdateArgs,
+    NameArg, OutputFormat, PublishArgs, RuntimeCommand, UpdateArgs, UrlArg, UrlAuth, UrlCommand,
+    UrlCreateArgs, UrlUpdateArgs,
 };
 use crate::input::{env_map, read_payload};
 use crate::output::{self, AlreadyReported, NO_KEY};
@@ -29,6 +29,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let Cli { global, command } = cli;
     match command {
         Command::Health => health(&global),
+        Command::Runtime(RuntimeCommand::List) => runtimes(&global),
         Command::Function(FunctionCommand::Create(args)) => create(&global, &args),
         Command::Function(FunctionCommand::Deploy(args)) => deploy(&global, &args),
         Command::Function(FunctionCommand::Invoke(args)) => invoke(&global, &args),
@@ -96,6 +97,31 @@ fn health(global: &Global) -> anyhow::Result<()> {
             ),
             _ => format!("{}: skyscale at {}", health.status, global.endpoint),
         })?),
+    }
+}
+
+fn runtimes(global: &Global) -> anyhow::Result<()> {
+    let list = connect(global, true)?.runtimes()?;
+    match global.output {
+        OutputFormat::Json => output::json(&list),
+        OutputFormat::Text => {
+            output::line("RUNTIME          PACKAGES")?;
+            for r in &list.runtimes {
+                let packages: Vec<String> = r
+                    .packages
+                    .iter()
+                    .filter(|(name, _)| matches!(name.as_str(), "boto3" | "botocore"))
+                    .map(|(name, version)| format!("{name} {version}"))
+                    .collect();
+                let packages = if packages.is_empty() {
+                    "-".to_owned()
+                } else {
+                    packages.join(", ")
+                };
+                output::line(&format!("{:<16} {packages}", r.name))?;
+            }
+            Ok(())
+        }
     }
 }
 

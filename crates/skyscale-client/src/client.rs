@@ -8,8 +8,9 @@ use serde::de::DeserializeOwned;
 use skyscale_types::api::{
     AliasInfo, AliasList, CreateAlias, CreateFunction, CreateFunctionUrl, ErrorResponse,
     FunctionError, FunctionInfo, FunctionList, FunctionUrlInfo, FunctionUrlList, Health,
-    PublishVersion, PutConcurrency, UpdateAlias, UpdateFunction, UpdateFunctionUrl, VersionList,
-    COLD_START_HEADER, EXECUTED_VERSION_HEADER, FUNCTION_ERROR_HEADER, REQUEST_ID_HEADER,
+    PublishVersion, PutConcurrency, RuntimeList, UpdateAlias, UpdateFunction, UpdateFunctionUrl,
+    VersionList, COLD_START_HEADER, EXECUTED_VERSION_HEADER, FUNCTION_ERROR_HEADER,
+    REQUEST_ID_HEADER,
 };
 use skyscale_types::{ApiKey, FunctionName};
 
@@ -152,6 +153,12 @@ impl Client {
     pub fn health(&self) -> Result<Health, ClientError> {
         let req = self.request(Method::GET, &["v1", "health"], self.has_key())?;
         self.json(self.send(req)?, "GET /v1/health")
+    }
+
+    /// `GET /v1/runtimes`.
+    pub fn runtimes(&self) -> Result<RuntimeList, ClientError> {
+        let req = self.request(Method::GET, &["v1", "runtimes"], true)?;
+        self.json(self.send(req)?, "GET /v1/runtimes")
     }
 
     /// `POST /v1/functions`. With `code_zip_base64` set, the function and its code are

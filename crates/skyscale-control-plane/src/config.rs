@@ -40,6 +40,8 @@ pub struct Config {
     /// Most invocation records kept.
     pub max_records: u64,
     pub server: ServerConfig,
+    /// boto3 and botocore for the sandboxes' Python (`scripts/install-python-sdk`).
+    pub python_sdk_dir: PathBuf,
     /// Most bytes all code packages may take together (Lambda's `TotalCodeSize`).
     pub code_storage_bytes: u64,
     /// CPU quota ratio: MiB of function memory per vCPU; `None`: no quota.
@@ -228,6 +230,10 @@ impl Config {
             );
         }
         let server = ServerConfig::from_env()?;
+        let python_sdk_dir = PathBuf::from(
+            var("SKYSCALE_PYTHON_SDK_DIR")?
+                .unwrap_or_else(|| "/usr/local/lib/skyscale/python-sdk".into()),
+        );
         let cpu_mb_per_vcpu = match var("SKYSCALE_CPU_MB_PER_VCPU")?.as_deref() {
             None => NonZeroU32::new(DEFAULT_CPU_MB_PER_VCPU),
             Some("off") => None,
@@ -262,6 +268,7 @@ impl Config {
             .transpose()?;
         Ok(Self {
             server,
+            python_sdk_dir,
             code_storage_bytes: code_storage_mb.saturating_mul(1024 * 1024),
             cpu_mb_per_vcpu,
             sandbox_uids,

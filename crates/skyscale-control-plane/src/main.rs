@@ -85,7 +85,10 @@ async fn run() -> anyhow::Result<()> {
     if removed > 0 {
         tracing::warn!(removed, "removed sandboxes left behind by a previous run");
     }
-    let runtimes = Runtimes::discover(std::path::Path::new("/usr/bin"));
+    let mut runtimes = Runtimes::discover(std::path::Path::new("/usr/bin"));
+    if let Some(sdk) = python_sdk(&config) {
+        runtimes = runtimes.with_python_sdk(&sdk);
+    }
     tracing::info!(installed = ?runtimes.installed(), "runtimes");
     let settings = Settings {
         limits: Limits {
@@ -207,6 +210,7 @@ fn build_driver(
         format!("skyscale/{instance}"),
     );
     oci.cpu_mb_per_vcpu = config.cpu_mb_per_vcpu;
+    oci.python_sdk_dir = python_sdk(config);
     oci.uids = config.sandbox_uids;
     oci.failpoint = config.failpoint;
     // Every sandbox boots generic: its agent pre-starts the default runtime (the newest
@@ -216,6 +220,20 @@ fn build_driver(
     let runtimes = Runtimes::discover(std::path::Path::new("/usr/bin"));
     oci.env.extend(runtimes.prewarm_env());
     Ok(Arc::new(OciDriver::new(oci)?))
+}
+
+/// The Python SDK (boto3, botocore) the sandboxes get, if it is installed.
+fn python_sdk(config: &Config) -> Option<std::path::PathBuf> {
+    let dir = &config.python_sdk_dir;
+    if dir.join("boto3/__init__.py").is_file() {
+        return Some(dir.clone());
+    }
+    tracing::warn!(
+        dir = %dir.display(),
+        "boto3 is not installed there: Python functions cannot import it unless they bundle \
+         it (run scripts/install-python-sdk)"
+    );
+    None
 }
 
 /// Raises the soft limit on open files to the hard limit: every connection, sandbox channel

@@ -76,6 +76,37 @@ fn what_deploy_tools_and_sdks_trip_over() {
     let server = Server::start("runc");
     let out = run_script(&server, "compat.py");
     eprintln!("{out}");
+    // The CLI shows what the Python runtime brings.
+    let listed = server.cli_ok(&["runtime", "list"]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("python3.11") && l.contains("boto3 1.")),
+        "{listed}"
+    );
+    // A custom runtime takes a free-text handler through the CLI as well.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bootstrap"), "#!/bin/sh\nexit 0\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            dir.path().join("bootstrap"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    server.cli_ok(&[
+        "function",
+        "create",
+        "--name",
+        "cli-native",
+        "--runtime",
+        "provided.al2023",
+        "--handler",
+        "bootstrap",
+        "--path",
+        dir.path().to_str().unwrap(),
+    ]);
 }
 
 /// Where `scripts/test-node` installed the AWS SDK for JavaScript v3: `SKYSCALE_TEST_NODE`

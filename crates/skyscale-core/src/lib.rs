@@ -49,7 +49,7 @@ pub use metrics::PROMETHEUS_CONTENT_TYPE;
 pub use observe::{Invocation, InvocationStatus, Trigger};
 pub use policies::NewStatement;
 pub use records::{Followed, InvocationFilter, LogFilter, LogFollower, RecordSettings};
-pub use runtimes::{Runtimes, PYTHON_BOOTSTRAP};
+pub use runtimes::{RuntimeInfo, Runtimes, PYTHON_BOOTSTRAP};
 pub use scheduler::{Limits, SandboxCounts};
 pub use secrets::{ServerKey, SERVER_KEY_FILE};
 pub use since::{parse_duration, parse_since};
@@ -232,6 +232,11 @@ impl ControlPlane {
         self.scheduler.driver().name()
     }
 
+    /// The runtimes functions may name, for any valid key.
+    pub fn list_runtimes(&self, _by: &Principal) -> Vec<RuntimeInfo> {
+        self.runtimes.list()
+    }
+
     pub fn runtimes(&self) -> &Runtimes {
         &self.runtimes
     }
@@ -387,6 +392,8 @@ pub fn install_runtime_dir(dir: &Path, agent_binary: &Path) -> std::io::Result<P
         &|p| std::fs::write(p, PYTHON_BOOTSTRAP),
         0o644,
     )?;
+    // Where the Python SDK is bound, if the host has it.
+    std::fs::create_dir_all(dir.join("sdk"))?;
     Ok(dir.to_path_buf())
 }
 

@@ -5,6 +5,7 @@
 //! is always available: the function's own `bootstrap` is the runtime process, and it
 //! brings its runtime with it (or `exec`s one from the host's read-only `/usr`).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use skyscale_protocol::{Prewarm, PREWARM_ENV};
@@ -36,6 +37,17 @@ pub const STARTUP_ENV: [(&str, &str); 3] = [
 #[derive(Debug, Clone)]
 pub struct Runtimes {
     installed: Vec<String>,
+    /// The Python SDK the sandboxes see at `/var/runtime/sdk`: package name → version.
+    python_sdk: BTreeMap<String, String>,
+}
+
+/// A runtime as listed (`skyscale runtime list`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeInfo {
+    pub name: String,
+    /// Packages every function of the runtime can import without bundling them (boto3 and
+    /// botocore for Python, as in Lambda), with their versions.
+    pub packages: BTreeMap<String, String>,
 }
 
 impl Runtimes {
@@ -53,11 +65,49 @@ impl Runtimes {
                 .parse::<u32>()
                 .unwrap_or_default()
         });
-        Self { installed }
+        Self {
+            installed,
+            python_sdk: BTreeMap::new(),
+        }
+    }
+
+    /// Notes the Python SDK installed in `dir` (its `*.dist-info` directories): what Python
+    /// functions can import without bundling it.
+    pub fn with_python_sdk(mut self, dir: &Path) -> Self {
+        self.python_sdk = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter_map(|n| {
+                let stem = n.strip_suffix(".dist-info")?;
+                let (name, version) = stem.split_once('-')?;
+                Some((
+                    name.replace('_', "-").to_ascii_lowercase(),
+                    version.to_owned(),
+                ))
+            })
+            .collect();
+        self
     }
 
     pub fn installed(&self) -> &[String] {
         &self.installed
+    }
+
+    /// Every runtime a function may name, with what it brings.
+    pub fn list(&self) -> Vec<RuntimeInfo> {
+        let python = self.installed.iter().map(|name| RuntimeInfo {
+            name: name.clone(),
+            packages: self.python_sdk.clone(),
+        });
+        let provided = ["provided", "provided.al2", "provided.al2023"]
+            .into_iter()
+            .map(|name| RuntimeInfo {
+                name: name.to_owned(),
+                packages: BTreeMap::new(),
+            });
+        python.chain(provided).collect()
     }
 
     /// Checks that `name` is a runtime this host can run.
@@ -115,6 +165,30 @@ impl Runtimes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_python_sdk_is_read_from_its_dist_info() {
+        let dir = tempfile::tempdir().unwrap();
+        for d in [
+            "boto3-1.44.18.dist-info",
+            "python_dateutil-2.9.0.dist-info",
+            "boto3",
+        ] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        let bin = tempfile::tempdir().unwrap();
+        std::fs::write(bin.path().join("python3.11"), "").unwrap();
+        let list = Runtimes::discover(bin.path())
+            .with_python_sdk(dir.path())
+            .list();
+        assert_eq!(list[0].name, "python3.11");
+        assert_eq!(list[0].packages["boto3"], "1.44.18");
+        assert_eq!(list[0].packages["python-dateutil"], "2.9.0");
+        assert_eq!(list[0].packages.len(), 2);
+        assert!(list
+            .iter()
+            .any(|r| r.name == "provided.al2023" && r.packages.is_empty()));
+    }
 
     #[test]
     fn the_newest_python_is_prewarmed() {

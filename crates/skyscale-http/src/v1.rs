@@ -16,9 +16,9 @@ use skyscale_core::{CoreError, InvokeOptions, Principal, MAX_SYNC_PAYLOAD};
 use skyscale_types::api::{
     AliasInfo, AliasList, AliasRouting, CreateAlias, CreateFunction, CreateFunctionUrl,
     FunctionList, FunctionUrlInfo, FunctionUrlList, Health, PublishVersion, PutConcurrency,
-    UpdateAlias, UpdateFunction, UpdateFunctionUrl, VersionList, COLD_START_HEADER,
-    DURATION_HEADER, EXECUTED_VERSION_HEADER, FUNCTION_ERROR_HEADER, INIT_DURATION_HEADER,
-    LOG_RESULT_HEADER, LOG_TYPE_HEADER, REQUEST_ID_HEADER,
+    RuntimeEntry, RuntimeList, UpdateAlias, UpdateFunction, UpdateFunctionUrl, VersionList,
+    COLD_START_HEADER, DURATION_HEADER, EXECUTED_VERSION_HEADER, FUNCTION_ERROR_HEADER,
+    INIT_DURATION_HEADER, LOG_RESULT_HEADER, LOG_TYPE_HEADER, REQUEST_ID_HEADER,
 };
 
 use crate::body::{self, BodyLimits, Sender};
@@ -71,6 +71,7 @@ pub(crate) fn routes(cp: AppState) -> Router<AppState> {
                 .delete(delete_url),
         )
         .route("/v1/functions/{name}/urls", get(list_urls))
+        .route("/v1/runtimes", get(runtimes))
         .route_layer(middleware::from_fn_with_state(cp, require_key));
     Router::new()
         .route("/v1/health", get(health))
@@ -217,6 +218,21 @@ fn malformed_authorization() -> ApiError {
     ApiError(CoreError::Unauthorized(
         "malformed Authorization header: expected 'Bearer <key-id>.<secret>'".into(),
     ))
+}
+
+async fn runtimes(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+) -> Json<RuntimeList> {
+    let runtimes = cp
+        .list_runtimes(&by)
+        .into_iter()
+        .map(|r| RuntimeEntry {
+            name: r.name,
+            packages: r.packages,
+        })
+        .collect();
+    Json(RuntimeList { runtimes })
 }
 
 async fn create(

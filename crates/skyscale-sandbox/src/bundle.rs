@@ -62,6 +62,8 @@ impl HostLayout {
 pub(crate) struct BundleParams<'a> {
     pub code_dir: &'a Path,
     pub runtime_dir: &'a Path,
+    /// Bound read-only at `/var/runtime/sdk` when set.
+    pub python_sdk_dir: Option<&'a Path>,
     pub args: &'a [String],
     pub env: Vec<String>,
     pub uid: u32,
@@ -244,6 +246,9 @@ fn mounts(layout: &HostLayout, p: &BundleParams) -> Result<Vec<Mount>, String> {
     }
     m.push(ro_bind("/var/task", p.code_dir)?);
     m.push(ro_bind("/var/runtime", p.runtime_dir)?);
+    if let Some(sdk) = p.python_sdk_dir {
+        m.push(ro_bind("/var/runtime/sdk", sdk)?);
+    }
     Ok(m)
 }
 
@@ -379,6 +384,7 @@ mod tests {
         let p = BundleParams {
             code_dir: Path::new("/code"),
             runtime_dir: Path::new("/rt"),
+            python_sdk_dir: None,
             args: &["/var/runtime/agent".to_owned()],
             env: vec!["PATH=/usr/bin".to_owned()],
             uid: 993,

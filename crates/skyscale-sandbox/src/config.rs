@@ -60,6 +60,9 @@ pub struct OciConfig {
     /// Host directory bound read-only at `/var/runtime` (the agent and `bootstrap.py`). Must be
     /// readable by `uid`.
     pub runtime_dir: PathBuf,
+    /// Host directory bound read-only at `/var/runtime/sdk` (boto3 and botocore, as Lambda's
+    /// Python runtimes have them); `runtime_dir` must hold an empty `sdk` directory for it.
+    pub python_sdk_dir: Option<PathBuf>,
     /// The sandbox's PID 1 and its arguments.
     pub init: Vec<String>,
     /// Relative cgroup path shared by this instance's sandboxes, e.g. `skyscale/<instance>`;
@@ -179,6 +182,7 @@ impl OciConfig {
             state_root: state_root.into(),
             bundles_dir: bundles_dir.into(),
             runtime_dir: runtime_dir.into(),
+            python_sdk_dir: None,
             init: vec![DEFAULT_INIT.to_owned()],
             cgroup_parent: cgroup_parent.into(),
             env: Vec::new(),

@@ -344,6 +344,7 @@ mod cases {
     /// code directory afterwards are visible at /var/task, and the memory limit can be
     /// raised while the sandbox runs.
     pub async fn code_and_memory_can_change_after_start(rt: Runtime) {
+        let gvisor = matches!(rt, Runtime::Runsc { .. });
         let f = fixture(rt);
         let empty = f.tmp.path().join("late-code");
         std::fs::create_dir(&empty).unwrap();
@@ -366,10 +367,12 @@ mod cases {
         );
 
         f.driver.set_memory_limit(&p.id, 512).await.unwrap();
-        // The CPU quota, as after a function's init: Lambda's ratio per 20 ms period.
+        // The CPU quota, as after a function's init: Lambda's ratio per 20 ms period, and
+        // on gVisor a quarter of a vCPU more for the Sentry.
         f.driver.limit_cpu(&p.id, 512).await.unwrap();
         assert_eq!(f.cgroup_value(&p.id, "cpu", "cpu.cfs_period_us"), "20000");
-        assert_eq!(f.cgroup_value(&p.id, "cpu", "cpu.cfs_quota_us"), "5788");
+        let quota = if gvisor { "10788" } else { "5788" };
+        assert_eq!(f.cgroup_value(&p.id, "cpu", "cpu.cfs_quota_us"), quota);
         let got = p
             .exec("keep = b'x' * (300 << 20); result = len(keep)")
             .await

@@ -268,6 +268,21 @@ pub struct FunctionUrlList {
     pub urls: Vec<FunctionUrlInfo>,
 }
 
+/// `GET /v1/runtimes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeList {
+    pub runtimes: Vec<RuntimeEntry>,
+}
+
+/// A runtime functions may name, and the packages its functions can import without bundling
+/// them (boto3 and botocore for Python), with their versions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeEntry {
+    pub name: String,
+    #[serde(default)]
+    pub packages: BTreeMap<String, String>,
+}
+
 /// `GET /v1/health`. Without a key only `status` is answered (liveness); with a valid key
 /// the rest too.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -265,6 +265,42 @@ def permissions(lam):
        "conditions; RemovePermission takes it back")
 
 
+SDK = """
+import boto3, botocore
+
+def handler(event, context):
+    return {"boto3": boto3.__version__, "botocore": botocore.__version__,
+            "from": boto3.__file__}
+"""
+
+
+def python_sdk(lam):
+    import os
+    import urllib.request
+    req = urllib.request.Request(os.environ["SKYSCALE_URL"] + "/v1/runtimes",
+                                 headers={"Authorization": f"Bearer {KEY_ID}.{SECRET}"})
+    with urllib.request.urlopen(req) as r:
+        runtimes = {x["name"]: x["packages"] for x in json.load(r)["runtimes"]}
+    shipped = runtimes["python3.11"]
+    assert "boto3" in shipped and "botocore" in shipped, runtimes
+    lam.create_function(FunctionName="uses-boto3", Runtime="python3.11", Role=ROLE,
+                        Handler="handler.handler", Code={"ZipFile": zip_of(SDK)})
+    got = json.loads(lam.invoke(FunctionName="uses-boto3")["Payload"].read())
+    assert got["boto3"] == shipped["boto3"] and got["botocore"] == shipped["botocore"], got
+    assert got["from"].startswith("/var/runtime/sdk/"), got
+    # A function that bundles its own boto3 gets its own.
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("handler.py", SDK)
+        z.writestr("boto3/__init__.py", "__version__ = 'bundled'\n")
+    lam.create_function(FunctionName="own-boto3", Runtime="python3.11", Role=ROLE,
+                        Handler="handler.handler", Code={"ZipFile": buf.getvalue()})
+    got = json.loads(lam.invoke(FunctionName="own-boto3")["Payload"].read())
+    assert got["boto3"] == "bundled" and got["from"].startswith("/var/task/"), got
+    assert "provided.al2023" in runtimes and runtimes["provided.al2023"] == {}, runtimes
+    ok(f"import boto3 works (boto3 {shipped['boto3']} from the runtime); a bundled boto3 wins")
+
+
 def main():
     lam = client()
     unsupported_operations(lam)
@@ -275,6 +311,7 @@ def main():
     responses(lam)
     code_location_and_url_wording(lam)
     permissions(lam)
+    python_sdk(lam)
     print("ALL OK")
 
 

@@ -157,6 +157,7 @@ impl OciDriver {
         let params = BundleParams {
             code_dir: &spec.code_dir,
             runtime_dir: &self.cfg.runtime_dir,
+            python_sdk_dir: self.cfg.python_sdk_dir.as_deref(),
             args: &self.cfg.init,
             env,
             uid,
