@@ -301,6 +301,41 @@ def python_sdk(lam):
     ok(f"import boto3 works (boto3 {shipped['boto3']} from the runtime); a bundled boto3 wins")
 
 
+def aws_cli():
+    """The AWS CLI v1 where it has the command."""
+    import os
+    import sys
+    aws = str(Path(sys.executable).parent / "aws")
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET,
+               AWS_DEFAULT_REGION="us-east-1", AWS_CONFIG_FILE="/dev/null",
+               AWS_SHARED_CREDENTIALS_FILE="/dev/null")
+
+    def run(*args):
+        return subprocess.run([aws, "--endpoint-url", os.environ["SKYSCALE_URL"], "lambda",
+                               *args], env=env, capture_output=True, text=True, timeout=180)
+
+    r = run("list-layers")
+    assert r.returncode != 0 and "UnsupportedOperationException" in r.stderr, r
+    assert "ListLayers is not supported by Skyscale" in r.stderr, r.stderr
+    r = run("add-permission", "--function-name", "pub", "--statement-id", "cli",
+            "--action", "lambda:InvokeFunction", "--principal", "SKYSOMEONE000001")
+    assert r.returncode == 0, r
+    r = run("get-policy", "--function-name", "pub")
+    assert r.returncode == 0 and '\\"Sid\\":\\"cli\\"' in r.stdout, r
+    r = run("remove-permission", "--function-name", "pub", "--statement-id", "cli")
+    assert r.returncode == 0, r
+    r = run("list-functions", "--function-version", "ALL")
+    versions = {(f["FunctionName"], f["Version"]) for f in json.loads(r.stdout)["Functions"]}
+    assert {("pub", "1"), ("pub", "2")} <= versions, versions
+    r = run("update-function-configuration", "--function-name", "pub", "--revision-id",
+            "00000000-0000-0000-0000-000000000000", "--timeout", "5")
+    assert r.returncode != 0 and "PreconditionFailedException" in r.stderr, r
+    r = run("update-function-configuration", "--function-name", "pub",
+            "--tracing-config", "Mode=Active")
+    assert r.returncode != 0 and "TracingConfig is not supported" in r.stderr, r
+    ok("AWS CLI: unsupported operation, policies, FunctionVersion ALL, RevisionId, refusals")
+
+
 def main():
     lam = client()
     unsupported_operations(lam)
@@ -312,6 +347,7 @@ def main():
     code_location_and_url_wording(lam)
     permissions(lam)
     python_sdk(lam)
+    aws_cli()
     print("ALL OK")
 
 
