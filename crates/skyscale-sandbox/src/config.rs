@@ -160,11 +160,13 @@ impl FromStr for Failpoint {
         }
     }
 }
-/// The Sentry's CPU allowance on top of a function's quota: a quarter of a vCPU. Without it a
+/// The Sentry's CPU allowance on top of a function's quota: a tenth of a vCPU. Without it a
 /// 128 MB function (7 % of a vCPU by Lambda's ratio) spends its whole quota on the Sentry's
-/// work for a trivial invocation: measured, its warm p50 went from ~2 to ~8 ms with requests
-/// 50 ms apart, and to ~60 ms back to back (runc needs no allowance: no user-space kernel).
-pub const DEFAULT_RUNSC_CPU_ALLOWANCE_PCT: u32 = 25;
+/// work for a trivial invocation: its warm p50 in a closed loop was ~20 ms instead of ~0.7 ms.
+/// With a tenth it is ~1.2 ms, and four spinning 128 MB neighbours still take at most 0.7 of
+/// a vCPU (BENCHMARKS.md; a quarter gave ~1 ms but let them take 1.3). runc needs none: it has
+/// no user-space kernel.
+pub const DEFAULT_RUNSC_CPU_ALLOWANCE_PCT: u32 = 10;
 /// Default allowance for the Sentry's own memory under runsc, MiB.
 pub const DEFAULT_RUNSC_OVERHEAD_MB: u32 = 64;
 

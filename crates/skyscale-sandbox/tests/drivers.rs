@@ -368,10 +368,10 @@ mod cases {
 
         f.driver.set_memory_limit(&p.id, 512).await.unwrap();
         // The CPU quota, as after a function's init: Lambda's ratio per 20 ms period, and
-        // on gVisor a quarter of a vCPU more for the Sentry.
+        // on gVisor a tenth of a vCPU more for the Sentry.
         f.driver.limit_cpu(&p.id, 512).await.unwrap();
         assert_eq!(f.cgroup_value(&p.id, "cpu", "cpu.cfs_period_us"), "20000");
-        let quota = if gvisor { "10788" } else { "5788" };
+        let quota = if gvisor { "7788" } else { "5788" };
         assert_eq!(f.cgroup_value(&p.id, "cpu", "cpu.cfs_quota_us"), quota);
         let got = p
             .exec("keep = b'x' * (300 << 20); result = len(keep)")

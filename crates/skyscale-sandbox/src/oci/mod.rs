@@ -367,7 +367,7 @@ mod tests {
         assert_eq!(cpu_quota_us(3538, 1769, 0), 2 * CPU_PERIOD_US);
         assert_eq!(cpu_quota_us(128, 1769, 0), 1_447);
         assert_eq!(cpu_quota_us(64, 1769, 0), CPU_MIN_QUOTA_US);
-        // runsc: a quarter of a vCPU on top, for the Sentry.
-        assert_eq!(cpu_quota_us(128, 1769, 25), 1_447 + 5_000);
+        // runsc: a tenth of a vCPU on top, for the Sentry.
+        assert_eq!(cpu_quota_us(128, 1769, 10), 1_447 + 2_000);
     }
 }
