@@ -1,6 +1,6 @@
 //! The Lambda API's JSON shapes (contract §3, §4) and the conversions from the core's
-//! `FunctionInfo`. Requests accept and ignore members Skyscale does not implement, as
-//! botocore sends whatever the caller set.
+//! `FunctionInfo`. A function setting Skyscale does not implement is refused by name
+//! (`unhonoured.rs`) unless it asks for nothing.
 
 use std::collections::BTreeMap;
 
