@@ -246,9 +246,8 @@ fn at_the_connection_limit_idle_ones_make_room_and_busy_ones_get_a_clear_answer(
         "runc",
         &[("WARM_POOL_SIZE", "0"), ("SKYSCALE_MAX_CONNECTIONS", "2")],
     );
-    let http = server.http();
-    assert_eq!(create_fn(&http, "f", QUIET, json!({})).status, 201);
-    // Two idle connections fill the limit; a third takes the place of the older one.
+    // Two idle connections fill the limit (nothing else has connected yet); a third takes
+    // the place of the older one.
     let mut first = connect(&server);
     std::thread::sleep(Duration::from_millis(50));
     let _second = connect(&server);
@@ -264,6 +263,7 @@ fn at_the_connection_limit_idle_ones_make_room_and_busy_ones_get_a_clear_answer(
         matches!(seen, Seen::Closed(_)),
         "the longest idle: {seen:?}"
     );
+    assert_eq!(create_fn(&server.http(), "f", QUIET, json!({})).status, 201);
 
     // Two streams in flight: nothing can make room, the next connection is told why.
     let mut streams: Vec<TcpStream> = (0..2)
