@@ -128,20 +128,7 @@ fn kill_after_the_namespace_before_the_bundle_leaves_nothing_after_restart() {
 
 #[test]
 fn an_unknown_failpoint_is_refused_by_name() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skyscale-control-plane"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DB_PATH", dir.path().join("skyscale.db"))
-        .env(
-            "SKYSCALE_AGENT_PATH",
-            common::workspace_bin("skyscale-agent"),
-        )
-        .env("SKYSCALE_FAILPOINT", "before-lunch")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::refused_setting("SKYSCALE_FAILPOINT", "before-lunch");
     assert!(
         err.contains("SKYSCALE_FAILPOINT") && err.contains("before-lunch"),
         "{err}"

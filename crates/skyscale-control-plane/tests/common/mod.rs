@@ -483,6 +483,22 @@ impl Http {
     }
 }
 
+/// Starts the daemon with one bad setting and returns what it said on stderr, after
+/// checking that it refused to start.
+pub fn refused_setting(name: &str, value: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_skyscale-control-plane"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DB_PATH", dir.path().join("skyscale.db"))
+        .env("SKYSCALE_AGENT_PATH", workspace_bin("skyscale-agent"))
+        .env(name, value)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{name}={value:?} was accepted");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// Builds a zip in memory from (name, contents) pairs.
 pub fn zip_of(files: &[(&str, &str)]) -> Vec<u8> {
     use zip::write::SimpleFileOptions;
