@@ -584,7 +584,7 @@ impl ControlPlane {
         }
     }
 
-    /// The `Init` frame: the runtime command and Lambda's environment (contract §8), with
+    /// The `Init` frame: the runtime command and Lambda's environment (lambda-compatibility.md §8), with
     /// the function's own variables.
     fn init_frame(&self, f: &FunctionRecord) -> Init {
         let version = version_label(f.version);

@@ -1,4 +1,4 @@
-//! The platform's own log lines around each invocation (Lambda contract §10):
+//! The platform's own log lines around each invocation (lambda-compatibility.md §10):
 //!
 //! ```text
 //! START RequestId: <id> Version: $LATEST

@@ -3,7 +3,7 @@
 //! Pure functions, no I/O and no HTTP framework: the caller hands in the request's method,
 //! its path and query exactly as received (still percent-encoded), its headers and body, and
 //! the secret of the key named in the `Authorization` header. The algorithm follows what
-//! botocore signs for a non-S3 service (reference/lambda-contract.md §12): the canonical URI
+//! botocore signs for a non-S3 service (docs/lambda-compatibility.md §12): the canonical URI
 //! is the received path, normalised and percent-encoded a second time.
 
 use std::time::{Duration, SystemTime};

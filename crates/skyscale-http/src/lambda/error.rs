@@ -1,4 +1,4 @@
-//! The one place that turns a `CoreError` into a Lambda error response (contract §2):
+//! The one place that turns a `CoreError` into a Lambda error response (lambda-compatibility.md §2):
 //! status, `x-amzn-ErrorType` header, and a JSON body with `Type` and the message under
 //! the casing each error shape uses. A deterministic failure is never a 5xx: boto3
 //! retries those.

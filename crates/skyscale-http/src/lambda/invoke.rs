@@ -1,4 +1,4 @@
-//! Invoke (contract §5): `RequestResponse` (200, the raw result), `Event` (202, runs in
+//! Invoke (lambda-compatibility.md §5): `RequestResponse` (200, the raw result), `Event` (202, runs in
 //! the background) and `DryRun` (204).
 
 use axum::body::Bytes;

@@ -1,4 +1,4 @@
-//! The AWS Lambda-compatible API (rest-json, contract §1–§5), so boto3 and the AWS CLI
+//! The AWS Lambda-compatible API (rest-json, lambda-compatibility.md §1–§5), so boto3 and the AWS CLI
 //! work against Skyscale with `endpoint_url`. Every route is SigV4-authenticated (§12)
 //! with an API key's id as the access key id and its secret as the secret access key, and
 //! calls the same `ControlPlane` methods as `/v1`.

@@ -1,4 +1,4 @@
-//! The Lambda API's JSON shapes (contract §3, §4) and the conversions from the core's
+//! The Lambda API's JSON shapes (lambda-compatibility.md §3, §4) and the conversions from the core's
 //! `FunctionInfo`. A function setting Skyscale does not implement is refused by name
 //! (`unhonoured.rs`) unless it asks for nothing.
 

@@ -1,5 +1,5 @@
 //! An HTTP request to a function URL as the payload-format-2.0 event the function receives
-//! (contract §11): lowercased headers with repeats joined by `,`, cookies split out,
+//! (lambda-compatibility.md §11): lowercased headers with repeats joined by `,`, cookies split out,
 //! repeated query keys joined by `,`, binary bodies base64-encoded.
 
 use std::collections::BTreeMap;

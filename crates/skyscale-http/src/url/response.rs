@@ -1,4 +1,4 @@
-//! A function's result as the function URL's HTTP response (contract §11): an object with
+//! A function's result as the function URL's HTTP response (lambda-compatibility.md §11): an object with
 //! `statusCode` sets status, headers, cookies and a (possibly base64) body; any other JSON
 //! is a 200 `application/json` answer with the result as the body.
 
