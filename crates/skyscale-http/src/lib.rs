@@ -5,6 +5,7 @@
 //! server on `127.0.0.1:0`.
 
 mod access;
+mod auth;
 mod body;
 mod code;
 mod error;
@@ -17,10 +18,7 @@ mod url;
 mod v1;
 
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-
-use axum::extract::ConnectInfo;
 
 use axum::Router;
 use skyscale_core::ControlPlane;
@@ -54,15 +52,6 @@ pub fn router(cp: AppState, bodies: BodyLimits) -> Router {
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(axum::Extension(bodies))
         .with_state(cp)
-}
-
-/// The address the request came from (the TCP peer; `X-Forwarded-For` is not trusted), for
-/// the rate limit of failed authentications. Without connection info (a router used
-/// without `serve`) every request counts as `0.0.0.0`.
-pub(crate) fn source_ip(extensions: &axum::http::Extensions) -> IpAddr {
-    extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then stops accepting, closes idle

@@ -21,6 +21,7 @@ use skyscale_types::api::{
     INIT_DURATION_HEADER, LOG_RESULT_HEADER, LOG_TYPE_HEADER, REQUEST_ID_HEADER,
 };
 
+use crate::auth;
 use crate::body::{self, BodyLimits, Sender};
 use crate::{ApiError, AppState};
 
@@ -106,24 +107,7 @@ fn body_limit(cp: &AppState, method: &Method, route: Option<&str>) -> (usize, &'
 /// limit and the body timeout, so no handler can forget either.
 pub(crate) async fn require_key(State(cp): State<AppState>, req: Request, next: Next) -> Response {
     let received = Instant::now();
-    let Some(authorization) = req.headers().get(header::AUTHORIZATION) else {
-        return ApiError(CoreError::Unauthorized(
-            "missing api key: send 'Authorization: Bearer <key-id>.<secret>'".into(),
-        ))
-        .into_response();
-    };
-    let token = authorization
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let Some(token) = token else {
-        return malformed_authorization().into_response();
-    };
-    match cp
-        .authenticate(token, crate::source_ip(req.extensions()))
-        .await
-    {
+    match auth::bearer_principal(&cp, req.headers(), req.extensions()).await {
         Ok(principal) => {
             let auth = received.elapsed();
             let (mut parts, body) = req.into_parts();
@@ -192,17 +176,10 @@ async fn health(State(cp): State<AppState>, req: Request) -> ApiResult<Json<Heal
         sandboxes: None,
         busy: None,
     };
-    let Some(authorization) = req.headers().get(header::AUTHORIZATION) else {
+    if let auth::Bearer::Missing = auth::bearer(req.headers()) {
         return Ok(Json(alive));
-    };
-    let token = authorization
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or_else(malformed_authorization)?;
-    cp.authenticate(token, crate::source_ip(req.extensions()))
-        .await?;
+    }
+    auth::bearer_principal(&cp, req.headers(), req.extensions()).await?;
     let counts = cp.sandbox_counts();
     Ok(Json(Health {
         version: Some(env!("CARGO_PKG_VERSION").into()),
@@ -212,12 +189,6 @@ async fn health(State(cp): State<AppState>, req: Request) -> ApiResult<Json<Heal
         busy: Some(counts.busy),
         ..alive
     }))
-}
-
-fn malformed_authorization() -> ApiError {
-    ApiError(CoreError::Unauthorized(
-        "malformed Authorization header: expected 'Bearer <key-id>.<secret>'".into(),
-    ))
 }
 
 async fn runtimes(

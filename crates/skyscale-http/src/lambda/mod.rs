@@ -12,11 +12,9 @@ mod unhonoured;
 mod unsupported;
 mod urls;
 
-use std::time::SystemTime;
-
 use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderValue, Method};
+use axum::http::{HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post, put};
@@ -24,6 +22,7 @@ use axum::Router;
 use serde::de::DeserializeOwned;
 use skyscale_core::{CoreError, Principal, MAX_SYNC_PAYLOAD};
 
+use crate::auth;
 use crate::body::{self, BodyLimits, Sender};
 use crate::AppState;
 use error::LambdaError;
@@ -152,11 +151,7 @@ fn body_limit(method: &Method, route: Option<&str>) -> usize {
 /// operation's size limit, and from the budget for unauthenticated bytes (`body.rs`).
 async fn require_sigv4(State(cp): State<AppState>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
-    let authorization = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    if let Err(e) = cp.sigv4_precheck(authorization, crate::source_ip(&parts.extensions)) {
+    if let Err(e) = auth::sigv4_precheck(&cp, &parts) {
         tracing::debug!(error = %e, "sigv4 authentication failed before the body");
         return LambdaError::from(e).into_response();
     }
@@ -183,7 +178,7 @@ async fn require_sigv4(State(cp): State<AppState>, req: Request, next: Next) -> 
         Ok(b) => b,
         Err(e) => return LambdaError::from(CoreError::from(e)).into_response(),
     };
-    match sigv4_principal(&cp, &parts, &buffered.bytes).await {
+    match auth::sigv4_principal(&cp, &parts, &buffered.bytes).await {
         Ok(principal) => {
             // Authenticated: the bytes are the caller's now, not the shared budget's.
             let bytes = buffered.release();
@@ -196,38 +191,6 @@ async fn require_sigv4(State(cp): State<AppState>, req: Request, next: Next) -> 
             LambdaError::from(e).into_response()
         }
     }
-}
-
-/// Who signed the request (service `lambda`), checked against its body. The path, query
-/// and `Host` header are used exactly as received.
-pub(crate) async fn sigv4_principal(
-    cp: &AppState,
-    parts: &axum::http::request::Parts,
-    body: &[u8],
-) -> Result<Principal, CoreError> {
-    let headers: Vec<(String, String)> = parts
-        .headers
-        .iter()
-        .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-        .collect();
-    let authorization = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let signed = skyscale_sigv4::Request {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: parts.uri.query(),
-        headers: &headers,
-        body,
-    };
-    cp.authenticate_sigv4(
-        &signed,
-        authorization,
-        SystemTime::now(),
-        crate::source_ip(&parts.extensions),
-    )
-    .await
 }
 
 /// The error of an operation on something a function has (a URL configuration, a policy or

@@ -7,11 +7,10 @@
 mod event;
 mod response;
 
-use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
@@ -20,6 +19,7 @@ use percent_encoding::percent_decode_str;
 use skyscale_core::{CoreError, InvokeOptions, Principal, MAX_SYNC_PAYLOAD};
 use skyscale_types::{Cors, FunctionName, UrlAuthType};
 
+use crate::auth;
 use crate::body::{self, BodyLimits, Sender};
 use crate::{ApiError, AppState};
 use event::{IamCaller, UrlRequest};
@@ -206,11 +206,7 @@ async fn serve(State(cp): State<AppState>, req: Request) -> Response {
         return preflight(cors, &parts.headers);
     }
     if config.auth_type == UrlAuthType::AwsIam {
-        let authorization = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        if let Err(e) = cp.sigv4_precheck(authorization, crate::source_ip(&parts.extensions)) {
+        if let Err(e) = auth::sigv4_precheck(&cp, &parts) {
             return auth_failed(&function, e);
         }
     }
@@ -238,20 +234,15 @@ async fn serve(State(cp): State<AppState>, req: Request) -> Response {
     // the APIs', in `invoke_with`).
     let principal = match config.auth_type {
         UrlAuthType::None => Principal::function_url(&function),
-        UrlAuthType::AwsIam => {
-            match crate::lambda::sigv4_principal(&cp, &parts, &body.bytes).await {
-                Ok(p) => p,
-                Err(e) => return auth_failed(&function, e),
-            }
-        }
+        UrlAuthType::AwsIam => match auth::sigv4_principal(&cp, &parts, &body.bytes).await {
+            Ok(p) => p,
+            Err(e) => return auth_failed(&function, e),
+        },
     };
     let now = SystemTime::now();
     let request_id = uuid::Uuid::new_v4().to_string();
     let trace = trace_id(now);
-    let source_ip = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "127.0.0.1".to_owned(), |c| c.0.ip().to_string());
+    let source_ip = auth::source_ip(&parts.extensions).to_string();
     let domain = parts
         .headers
         .get(header::HOST)
