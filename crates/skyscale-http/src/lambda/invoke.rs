@@ -11,7 +11,7 @@ use skyscale_core::{CoreError, InvokeOptions, Principal, Trigger};
 use tracing::Instrument;
 
 use super::error::LambdaError;
-use super::functions::target;
+use super::target;
 use super::LambdaResult;
 use crate::AppState;
 

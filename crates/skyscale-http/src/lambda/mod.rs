@@ -3,14 +3,18 @@
 //! with an API key's id as the access key id and its secret as the secret access key, and
 //! calls the same `ControlPlane` methods as `/v1`.
 
+mod aliases;
+mod concurrency;
 mod error;
 mod functions;
 mod invoke;
 mod model;
 mod policies;
+mod tags;
 mod unhonoured;
 mod unsupported;
 mod urls;
+mod versions;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Request, State};
@@ -18,9 +22,15 @@ use axum::http::{HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post, put};
-use axum::Router;
+use axum::{Json, Router};
 use serde::de::DeserializeOwned;
-use skyscale_core::{CoreError, Principal, MAX_SYNC_PAYLOAD};
+use std::collections::HashMap;
+
+use axum::extract::Query;
+use skyscale_core::{CoreError, Expect, Principal, MAX_SYNC_PAYLOAD};
+use skyscale_types::api::FunctionInfo;
+
+use model::Target;
 
 use crate::auth;
 use crate::body::{self, BodyLimits, Sender};
@@ -67,31 +77,31 @@ pub(crate) fn routes(cp: AppState) -> Router<AppState> {
         .route(INVOKE, post(invoke::invoke))
         .route(
             &format!("{F}/{{name}}/versions"),
-            post(functions::publish_version).get(functions::list_versions),
+            post(versions::publish_version).get(versions::list_versions),
         )
         .route(
             &format!("{F}/{{name}}/aliases"),
-            post(functions::create_alias).get(functions::list_aliases),
+            post(aliases::create_alias).get(aliases::list_aliases),
         )
         .route(
             &format!("{F}/{{name}}/aliases/{{alias}}"),
-            get(functions::get_alias)
-                .put(functions::update_alias)
-                .delete(functions::delete_alias),
+            get(aliases::get_alias)
+                .put(aliases::update_alias)
+                .delete(aliases::delete_alias),
         )
         .route(
             "/2017-03-31/tags/{resource}",
-            get(functions::list_tags)
-                .post(functions::tag_resource)
-                .delete(functions::untag_resource),
+            get(tags::list_tags)
+                .post(tags::tag_resource)
+                .delete(tags::untag_resource),
         )
         .route(
             "/2017-10-31/functions/{name}/concurrency",
-            put(functions::put_concurrency).delete(functions::delete_concurrency),
+            put(concurrency::put_concurrency).delete(concurrency::delete_concurrency),
         )
         .route(
             "/2019-09-30/functions/{name}/concurrency",
-            get(functions::get_concurrency),
+            get(concurrency::get_concurrency),
         )
         .route(
             "/2021-10-31/functions/{name}/url",
@@ -109,8 +119,8 @@ pub(crate) fn routes(cp: AppState) -> Router<AppState> {
             &format!("{F}/{{name}}/policy/{{sid}}"),
             axum::routing::delete(policies::remove),
         )
-        .route("/2016-08-19/account-settings", get(functions::account))
-        .route("/2016-08-19/account-settings/", get(functions::account));
+        .route("/2016-08-19/account-settings", get(concurrency::account))
+        .route("/2016-08-19/account-settings/", get(concurrency::account));
     let router = unsupported::PREFIXES.iter().fold(router, |r, prefix| {
         r.route(
             &format!("{prefix}/{{*rest}}"),
@@ -224,4 +234,106 @@ fn parse_json<T: DeserializeOwned>(body: &Bytes) -> LambdaResult<T> {
     })?;
     serde_json::from_value(value)
         .map_err(|e| LambdaError::invalid(format!("invalid request body: {e}")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers every resource shares.
+
+/// Real ListFunctions returns at most 50 functions per page, whatever MaxItems says.
+const MAX_PAGE: usize = 50;
+
+type Params = Query<HashMap<String, String>>;
+
+/// Resolves the `{name}` path segment (already URL-decoded) and the `Qualifier` query.
+fn target(cp: &AppState, raw: &str, params: &Params) -> LambdaResult<Target> {
+    model::parse_target(
+        cp.settings(),
+        raw,
+        params.get("Qualifier").map(String::as_str),
+    )
+    .ok_or_else(|| {
+        LambdaError::invalid(format!(
+            "invalid function name {raw:?}: expected a name, name:qualifier or a function ARN"
+        ))
+    })
+}
+
+/// The target of an operation on the function itself (not on a version or alias).
+fn unqualified(cp: &AppState, raw: &str, params: &Params) -> LambdaResult<Target> {
+    let t = target(cp, raw, params)?;
+    match &t.qualifier {
+        None => Ok(t),
+        Some(q) => Err(LambdaError::invalid(format!(
+            "this operation does not take a qualifier ({q:?}): name the function itself"
+        ))),
+    }
+}
+
+/// Parses `MaxItems` (1..=10000), capped at `cap`.
+fn max_items(params: &Params, cap: usize) -> LambdaResult<usize> {
+    match params.get("MaxItems") {
+        None => Ok(cap),
+        Some(s) => match s.parse::<usize>() {
+            Ok(n @ 1..=10_000) => Ok(n.min(cap)),
+            _ => Err(LambdaError::invalid(format!(
+                "invalid MaxItems {s:?}: must be between 1 and 10000"
+            ))),
+        },
+    }
+}
+
+/// The precondition a request's `RevisionId` (and PublishVersion's `CodeSha256`) sets: the
+/// values are compared with the function now, and the revision they name is then held by
+/// the core in the same transaction as the change, so a change in between is refused too.
+async fn expect(
+    cp: &AppState,
+    by: &Principal,
+    t: &Target,
+    revision_id: Option<&str>,
+    code_sha256: Option<&str>,
+) -> LambdaResult<Expect> {
+    if revision_id.is_none() && code_sha256.is_none() {
+        return Ok(Expect::default());
+    }
+    let latest = cp
+        .get_function(by, &t.name)
+        .await
+        .map_err(|e| LambdaError::about(e, &t.arn))?;
+    let sha = model::code_sha256_b64(latest.code_sha256.as_deref());
+    if let Some(c) = code_sha256.filter(|c| *c != sha) {
+        return Err(CoreError::PreconditionFailed(format!(
+            "CodeSha256 {c:?} does not match the function's current code ({sha})"
+        ))
+        .into());
+    }
+    if revision_id.is_some_and(|r| r != model::revision_id(&latest)) {
+        return Err(CoreError::PreconditionFailed(
+            "the RevisionId provided does not match the latest RevisionId for the \
+             function; call GetFunction to get the latest RevisionId"
+                .into(),
+        )
+        .into());
+    }
+    Ok(Expect {
+        revision: Some(latest.revision),
+    })
+}
+
+/// A page of a List* operation: `{"<key>": [...], "NextMarker": ...}` (no marker on the
+/// last page, which ends the client's paginator).
+fn page_response<T: serde::Serialize>(
+    key: &str,
+    items: impl Iterator<Item = T>,
+    next: Option<String>,
+) -> Response {
+    let items: Vec<T> = items.collect();
+    let mut out = serde_json::json!({ key: items });
+    if let Some(next) = next {
+        out["NextMarker"] = next.into();
+    }
+    Json(out).into_response()
+}
+
+fn config_json(cp: &AppState, f: &FunctionInfo) -> Json<model::FunctionConfiguration> {
+    Json(model::configuration(cp.settings(), f))
 }

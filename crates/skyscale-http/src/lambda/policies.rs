@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use skyscale_core::{NewStatement, PolicyStatement, Principal};
 
 use super::error::LambdaError;
-use super::functions::{expect, target, Params};
+use super::{expect, target, Params};
 use super::{missing_resource, parse_json, LambdaResult};
 use crate::AppState;
 

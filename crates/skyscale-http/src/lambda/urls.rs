@@ -10,8 +10,8 @@ use skyscale_core::{Principal, UrlConfig};
 use skyscale_types::UrlAuthType;
 
 use super::error::LambdaError;
-use super::functions::{max_items, page_response, target, Params, MAX_PAGE};
 use super::model::{self, Target};
+use super::{max_items, page_response, target, Params, MAX_PAGE};
 use super::{missing_resource, parse_json, LambdaResult};
 use crate::AppState;
 
