@@ -1,0 +1,112 @@
+//! `/v1` aliases: create, list, get, update, delete.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use skyscale_core::Principal;
+use skyscale_types::api::{AliasInfo, AliasList, AliasRouting, CreateAlias, UpdateAlias};
+
+use super::{read_json, ApiResult, LIST_PAGE};
+use crate::AppState;
+
+/// The core's alias as the wire shows it.
+fn alias_info(a: &skyscale_core::AliasInfo) -> AliasInfo {
+    AliasInfo {
+        function: a.function.clone(),
+        name: a.name.clone(),
+        version: a.version_label(),
+        description: a.description.clone(),
+        routing: a.routing.map(|(version, weight)| AliasRouting {
+            version: version.to_string(),
+            weight,
+        }),
+        revision: a.revision,
+        created_at: a.created_at.clone(),
+    }
+}
+
+/// The core's routing weights: none, or the one additional version.
+fn weights(routing: Option<AliasRouting>) -> Vec<(String, f64)> {
+    routing.map(|r| (r.version, r.weight)).into_iter().collect()
+}
+
+pub(super) async fn create_alias(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path(function): Path<String>,
+    body: Body,
+) -> ApiResult<Response> {
+    let req: CreateAlias = read_json(body).await?;
+    let a = cp
+        .create_alias(
+            &by,
+            &function,
+            &req.name,
+            &req.version,
+            req.description,
+            &weights(req.routing),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(alias_info(&a))).into_response())
+}
+
+pub(super) async fn list_aliases(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path(function): Path<String>,
+) -> ApiResult<Response> {
+    let mut aliases = Vec::new();
+    let mut marker = None;
+    loop {
+        let (page, next) = cp
+            .list_aliases_page(&by, &function, None, marker.as_deref(), LIST_PAGE)
+            .await?;
+        aliases.extend(page.iter().map(alias_info));
+        match next {
+            Some(m) => marker = Some(m),
+            None => break,
+        }
+    }
+    Ok(Json(AliasList { aliases }).into_response())
+}
+
+pub(super) async fn get_alias(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path((function, alias)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let a = cp.get_alias(&by, &function, &alias).await?;
+    Ok(Json(alias_info(&a)).into_response())
+}
+
+pub(super) async fn update_alias(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path((function, alias)): Path<(String, String)>,
+    body: Body,
+) -> ApiResult<Response> {
+    let req: UpdateAlias = read_json(body).await?;
+    let weights = req.routing.map(weights);
+    let a = cp
+        .update_alias(
+            &by,
+            &function,
+            &alias,
+            req.version.as_deref(),
+            req.description,
+            weights.as_deref(),
+        )
+        .await?;
+    Ok(Json(alias_info(&a)).into_response())
+}
+
+pub(super) async fn delete_alias(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Path((function, alias)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    cp.delete_alias(&by, &function, &alias).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

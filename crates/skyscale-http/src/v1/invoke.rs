@@ -1,0 +1,91 @@
+//! `/v1` invoke: the payload in, the result and the invocation's headers out.
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use skyscale_core::{InvokeOptions, Principal, MAX_SYNC_PAYLOAD};
+use skyscale_types::api::{
+    COLD_START_HEADER, DURATION_HEADER, EXECUTED_VERSION_HEADER, FUNCTION_ERROR_HEADER,
+    INIT_DURATION_HEADER, LOG_RESULT_HEADER, LOG_TYPE_HEADER, REQUEST_ID_HEADER,
+};
+
+use super::{qualifier, read_body, ApiResult, AuthTiming, QualifierQuery};
+use crate::AppState;
+
+/// `server-timing` for an invocation, in milliseconds with microsecond precision:
+/// `auth`, `lookup`, `acquire` (cold start included), `channel` (control plane ⇄ agent, minus
+/// the runtime's share), `runtime` (agent ⇄ runtime, handler included) and `total`.
+fn server_timing(t: &skyscale_core::InvokeTiming, auth: Duration, total: Duration) -> String {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    format!(
+        "auth;dur={:.3}, lookup;dur={:.3}, acquire;dur={:.3}, channel;dur={:.3}, runtime;dur={:.3}, total;dur={:.3}",
+        ms(auth),
+        ms(t.lookup),
+        ms(t.acquire),
+        ms(t.agent.saturating_sub(t.runtime)),
+        ms(t.runtime),
+        ms(total),
+    )
+}
+
+pub(super) async fn invoke(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Extension(AuthTiming { received, auth }): Extension<AuthTiming>,
+    Path(name): Path<String>,
+    query: Result<Query<QualifierQuery>, QueryRejection>,
+    request_headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let qualifier = qualifier(query, "invoke")?;
+    let tail = request_headers
+        .get(LOG_TYPE_HEADER)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"Tail"));
+    let payload = read_body(body, MAX_SYNC_PAYLOAD, "invoke payload").await?;
+    let opts = InvokeOptions {
+        qualifier,
+        ..InvokeOptions::default()
+    };
+    let out = cp.invoke_with(&by, &name, opts, payload.to_vec()).await?;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&out.request_id) {
+        headers.insert(REQUEST_ID_HEADER, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&out.executed_version) {
+        headers.insert(EXECUTED_VERSION_HEADER, v);
+    }
+    headers.insert(
+        COLD_START_HEADER,
+        HeaderValue::from_static(if out.cold_start { "true" } else { "false" }),
+    );
+    headers.insert(
+        DURATION_HEADER,
+        HeaderValue::from(out.duration.as_millis() as u64),
+    );
+    if let Some(init) = out.init_duration {
+        headers.insert(
+            INIT_DURATION_HEADER,
+            HeaderValue::from(init.as_millis() as u64),
+        );
+    }
+    if let Ok(v) = HeaderValue::from_str(&server_timing(&out.timing, auth, received.elapsed())) {
+        headers.insert("server-timing", v);
+    }
+    if let Some(kind) = out.function_error {
+        headers.insert(FUNCTION_ERROR_HEADER, HeaderValue::from_static(kind));
+    }
+    if tail {
+        if let Ok(v) = HeaderValue::from_str(&skyscale_core::logs::tail_base64(&out.logs)) {
+            headers.insert(LOG_RESULT_HEADER, v);
+        }
+    }
+    Ok((StatusCode::OK, headers, out.body).into_response())
+}

@@ -1,0 +1,241 @@
+//! The native `/v1` API used by the `skyscale` CLI: the routes and what every route shares
+//! (the key and body middleware, JSON reading, the qualifier query); one file per resource.
+
+mod aliases;
+mod functions;
+mod invoke;
+mod urls;
+mod versions;
+
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{MatchedPath, Query, Request, State};
+use axum::http::Method;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Extension, Json, Router};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use skyscale_core::{CoreError, Principal, MAX_SYNC_PAYLOAD};
+use skyscale_types::api::{Health, RuntimeEntry, RuntimeList};
+
+use crate::auth;
+use crate::body::{self, BodyLimits, Sender};
+use crate::{ApiError, AppState};
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// JSON requests (a create may carry a base64 zip) are at most this large.
+const MAX_JSON_BODY: usize = 70 * 1024 * 1024;
+
+/// Every other JSON request (configuration, aliases, URL settings, keys) is small: far less
+/// than this, which leaves room for the checks of each field to say which one is too big.
+const MAX_SMALL_BODY: usize = 2 * 1024 * 1024;
+
+const CREATE_FUNCTION: &str = "/v1/functions";
+
+const DEPLOY: &str = "/v1/functions/{name}/code";
+
+const INVOKE: &str = "/v1/functions/{name}/invoke";
+
+/// `/v1` lists are not paged: the core's pages are read this many at a time until the end.
+const LIST_PAGE: usize = 1000;
+
+pub(crate) fn routes(cp: AppState) -> Router<AppState> {
+    let authed = Router::new()
+        .route(
+            CREATE_FUNCTION,
+            post(functions::create).get(functions::list),
+        )
+        .route(
+            "/v1/functions/{name}",
+            get(functions::get_one)
+                .patch(functions::update)
+                .delete(functions::delete),
+        )
+        .route(DEPLOY, put(functions::deploy))
+        .route(
+            "/v1/functions/{name}/concurrency",
+            put(functions::put_concurrency).delete(functions::delete_concurrency),
+        )
+        .route(INVOKE, post(invoke::invoke))
+        .route(
+            "/v1/functions/{name}/versions",
+            post(versions::publish_version).get(versions::list_versions),
+        )
+        .route(
+            "/v1/functions/{name}/aliases",
+            post(aliases::create_alias).get(aliases::list_aliases),
+        )
+        .route(
+            "/v1/functions/{name}/aliases/{alias}",
+            get(aliases::get_alias)
+                .patch(aliases::update_alias)
+                .delete(aliases::delete_alias),
+        )
+        .route(
+            "/v1/functions/{name}/url",
+            post(urls::create_url)
+                .get(urls::get_url)
+                .patch(urls::update_url)
+                .delete(urls::delete_url),
+        )
+        .route("/v1/functions/{name}/urls", get(urls::list_urls))
+        .route("/v1/runtimes", get(runtimes))
+        .route_layer(middleware::from_fn_with_state(cp, require_key));
+    Router::new()
+        .route("/v1/health", get(health))
+        .merge(authed)
+        // `require_key` reads the body, with the route's own limit (see `body_limit`).
+        .layer(axum::extract::DefaultBodyLimit::disable())
+}
+
+/// When the request arrived and how long authentication took (for `server-timing`).
+#[derive(Clone, Copy)]
+struct AuthTiming {
+    received: Instant,
+    auth: Duration,
+}
+
+/// The largest body a `/v1` operation can legitimately carry, by its route, and what the
+/// body is called in an error.
+fn body_limit(cp: &AppState, method: &Method, route: Option<&str>) -> (usize, &'static str) {
+    match (method, route) {
+        (&Method::POST, Some(CREATE_FUNCTION)) => (MAX_JSON_BODY, "request body"),
+        (&Method::PUT, Some(DEPLOY)) => (
+            usize::try_from(cp.max_code_bytes()).unwrap_or(usize::MAX),
+            "code package",
+        ),
+        (&Method::POST, Some(INVOKE)) => (MAX_SYNC_PAYLOAD, "invoke payload"),
+        _ => (MAX_SMALL_BODY, "request body"),
+    }
+}
+
+/// Every `/v1` route but health needs `Authorization: Bearer <id>.<secret>`. The key is
+/// checked from the headers alone; then the body is read here, once, within the route's size
+/// limit and the body timeout, so no handler can forget either.
+pub(crate) async fn require_key(State(cp): State<AppState>, req: Request, next: Next) -> Response {
+    let received = Instant::now();
+    match auth::bearer_principal(&cp, req.headers(), req.extensions()).await {
+        Ok(principal) => {
+            let auth = received.elapsed();
+            let (mut parts, body) = req.into_parts();
+            let Some(limits) = parts.extensions.get::<BodyLimits>().cloned() else {
+                return ApiError(CoreError::Internal("body limits not configured".into()))
+                    .into_response();
+            };
+            let route = parts
+                .extensions
+                .get::<MatchedPath>()
+                .map(MatchedPath::as_str);
+            let (limit, what) = body_limit(&cp, &parts.method, route);
+            let declared = body::declared_length(&parts.headers);
+            let bytes = match body::read(&limits, body, declared, limit, Sender::Known, what).await
+            {
+                Ok(b) => b.release(),
+                Err(e) => return ApiError(CoreError::from(e)).into_response(),
+            };
+            parts.extensions.insert(principal);
+            parts.extensions.insert(AuthTiming { received, auth });
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(e) => ApiError(e).into_response(),
+    }
+}
+
+/// Reads a request body, refusing more than `limit` bytes with a 413.
+async fn read_body(body: Body, limit: usize, what: &str) -> ApiResult<Bytes> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError(CoreError::PayloadTooLarge(format!(
+            "{what} is larger than the {limit}-byte limit"
+        )))
+    })
+}
+
+async fn read_json<T: DeserializeOwned>(body: Body) -> ApiResult<T> {
+    parse_json(&read_body(body, MAX_JSON_BODY, "request body").await?)
+}
+
+/// Like [`read_json`], but an empty body is the type's default.
+async fn read_optional_json<T: DeserializeOwned + Default>(body: Body) -> ApiResult<T> {
+    let bytes = read_body(body, MAX_JSON_BODY, "request body").await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    parse_json(&bytes)
+}
+
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError(CoreError::InvalidRequest(format!(
+            "request body is not valid JSON for this operation: {e}"
+        )))
+    })
+}
+
+/// Liveness for anyone; the host's driver, version and sandbox counts only for a valid key
+/// (they tell an outsider how busy the host is).
+async fn health(State(cp): State<AppState>, req: Request) -> ApiResult<Json<Health>> {
+    let alive = Health {
+        status: "ok".into(),
+        version: None,
+        driver: None,
+        warm_pool_idle: None,
+        sandboxes: None,
+        busy: None,
+    };
+    if let auth::Bearer::Missing = auth::bearer(req.headers()) {
+        return Ok(Json(alive));
+    }
+    auth::bearer_principal(&cp, req.headers(), req.extensions()).await?;
+    let counts = cp.sandbox_counts();
+    Ok(Json(Health {
+        version: Some(env!("CARGO_PKG_VERSION").into()),
+        driver: Some(cp.driver_name().into()),
+        warm_pool_idle: Some(counts.generic),
+        sandboxes: Some(counts.live),
+        busy: Some(counts.busy),
+        ..alive
+    }))
+}
+
+async fn runtimes(
+    State(cp): State<AppState>,
+    Extension(by): Extension<Principal>,
+) -> Json<RuntimeList> {
+    let runtimes = cp
+        .list_runtimes(&by)
+        .into_iter()
+        .map(|r| RuntimeEntry {
+            name: r.name,
+            packages: r.packages,
+        })
+        .collect();
+    Json(RuntimeList { runtimes })
+}
+
+/// The query of `POST /v1/functions/{name}/invoke` and of `.../url`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QualifierQuery {
+    /// `$LATEST` (the default), a published version's number (invoke only) or an alias.
+    qualifier: Option<String>,
+}
+
+/// The `?qualifier=` of a request to `what`; any other query parameter is refused.
+fn qualifier(
+    query: Result<Query<QualifierQuery>, QueryRejection>,
+    what: &str,
+) -> ApiResult<Option<String>> {
+    match query {
+        Ok(Query(q)) => Ok(q.qualifier),
+        Err(e) => Err(ApiError(CoreError::InvalidRequest(format!(
+            "invalid {what} query (only 'qualifier' is accepted): {}",
+            e.body_text()
+        )))),
+    }
+}
