@@ -428,10 +428,7 @@ impl ControlPlane {
     }
 
     fn base_arn(&self, f: &FunctionRecord) -> String {
-        format!(
-            "arn:aws:lambda:{}:{}:function:{}",
-            self.settings.region, self.settings.account_id, f.name
-        )
+        self.settings.function_arn(f.name.as_str())
     }
 
     /// The ARN as invoked: qualified with the version for a published one.

@@ -111,6 +111,16 @@ pub struct Settings {
     pub task_root: Option<PathBuf>,
 }
 
+impl Settings {
+    /// A function's unqualified ARN: built here and nowhere else.
+    pub fn function_arn(&self, name: &str) -> String {
+        format!(
+            "arn:aws:lambda:{}:{}:function:{name}",
+            self.region, self.account_id
+        )
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {

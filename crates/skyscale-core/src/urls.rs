@@ -81,10 +81,7 @@ fn url_detail(c: &UrlConfig) -> String {
 
 impl ControlPlane {
     fn url_info(&self, c: &UrlConfigRecord) -> UrlConfig {
-        let arn = format!(
-            "arn:aws:lambda:{}:{}:function:{}",
-            self.settings.region, self.settings.account_id, c.function
-        );
+        let arn = self.settings.function_arn(c.function.as_str());
         UrlConfig {
             function: c.function.to_string(),
             alias: c.alias.clone(),

@@ -63,7 +63,7 @@ pub(super) async fn create(
         .ok_or_else(|| LambdaError::invalid("Runtime is required for a Zip function"))?;
     let zip = zip_required(req.code.zip_file, req.code.s3_bucket, req.code.image_uri)?;
     let _ = req.role;
-    let arn = model::function_arn(cp.settings(), &req.function_name);
+    let arn = cp.settings().function_arn(&req.function_name);
     let f = cp
         .create_function_tagged(
             &by,

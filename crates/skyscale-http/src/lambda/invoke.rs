@@ -17,8 +17,6 @@ use crate::AppState;
 
 /// Largest payload of an asynchronous (`Event`) invocation, as in Lambda.
 const MAX_ASYNC_PAYLOAD: usize = 1024 * 1024;
-/// `X-Amz-Log-Type: Tail` returns this much of the end of the invocation's log.
-const LOG_TAIL_BYTES: usize = 4096;
 
 /// Largest decoded `X-Amz-Client-Context`, as in Lambda.
 const MAX_CLIENT_CONTEXT: usize = 3583;
@@ -165,10 +163,8 @@ pub(super) async fn invoke(
         h.insert("X-Amz-Function-Error", HeaderValue::from_static(kind));
     }
     if tail {
-        let logs = out.logs.as_bytes();
-        let start = logs.len().saturating_sub(LOG_TAIL_BYTES);
-        let b64 = base64::engine::general_purpose::STANDARD.encode(&logs[start..]);
-        if let Ok(v) = HeaderValue::from_str(&b64) {
+        // The same tail as `/v1`'s, cut at a character boundary.
+        if let Ok(v) = HeaderValue::from_str(&skyscale_core::logs::tail_base64(&out.logs)) {
             h.insert("X-Amz-Log-Result", v);
         }
     }

@@ -33,13 +33,6 @@ impl Target {
     }
 }
 
-pub(crate) fn function_arn(settings: &Settings, name: &str) -> String {
-    format!(
-        "arn:aws:lambda:{}:{}:function:{name}",
-        settings.region, settings.account_id
-    )
-}
-
 /// Splits a FunctionName into the name and its qualifier (from the name or `Qualifier`);
 /// `$LATEST` is no qualifier. A malformed name or two different qualifiers is `None`.
 pub(crate) fn parse_target(
@@ -57,7 +50,7 @@ pub(crate) fn parse_target(
         ["arn", _, "lambda", _, _, "function", name, q] => (*name, Some(*q)),
         _ => return None,
     };
-    let arn = function_arn(settings, name);
+    let arn = settings.function_arn(name);
     let qualifier = match (from_name, qualifier) {
         (Some(a), Some(b)) if a != b => return None,
         (a, b) => a.or(b),
@@ -167,7 +160,7 @@ pub(crate) fn alias_revision_id(a: &AliasInfo) -> String {
 /// AliasConfiguration.
 pub(crate) fn alias_configuration(settings: &Settings, a: &AliasInfo) -> serde_json::Value {
     let mut out = serde_json::json!({
-        "AliasArn": format!("{}:{}", function_arn(settings, &a.function), a.name),
+        "AliasArn": format!("{}:{}", settings.function_arn(&a.function), a.name),
         "Name": a.name,
         "FunctionVersion": a.version_label(),
         "Description": a.description,
@@ -364,8 +357,8 @@ pub(crate) fn configuration(settings: &Settings, f: &FunctionInfo) -> FunctionCo
     FunctionConfiguration {
         function_name: f.name.clone(),
         function_arn: match f.version {
-            Some(n) => format!("{}:{n}", function_arn(settings, &f.name)),
-            None => function_arn(settings, &f.name),
+            Some(n) => format!("{}:{n}", settings.function_arn(&f.name)),
+            None => settings.function_arn(&f.name),
         },
         runtime: f.runtime.clone(),
         role: format!("arn:aws:iam::{}:role/skyscale", settings.account_id),
