@@ -413,7 +413,7 @@ mod tests {
     #[test]
     fn function_names_in_every_form() {
         let s = Settings::default();
-        let arn = function_arn(&s, "f");
+        let arn = s.function_arn("f");
         for raw in [
             "f",
             "f:$LATEST",
