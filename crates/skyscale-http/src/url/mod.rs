@@ -4,6 +4,7 @@
 //! public; `AWS_IAM` needs a SigV4 signature by an API key. CORS preflights are answered
 //! from the URL's settings without invoking the function.
 
+mod error;
 mod event;
 mod response;
 
@@ -21,7 +22,8 @@ use skyscale_types::{Cors, FunctionName, UrlAuthType};
 
 use crate::auth;
 use crate::body::{self, BodyLimits, Sender};
-use crate::{ApiError, AppState};
+use crate::AppState;
+use error::UrlError;
 use event::{IamCaller, UrlRequest};
 
 const PREFIX: &str = "/url/";
@@ -57,34 +59,14 @@ pub(crate) fn function_url(headers: &HeaderMap, function: &str, alias: Option<&s
     format!("{scheme}://{host}{}", url_path(function, alias))
 }
 
-/// An error answer in the shape function URLs use: `{"Message": ...}`.
-fn url_error(status: StatusCode, message: &str) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        serde_json::json!({ "Message": message }).to_string(),
-    )
-        .into_response()
-}
-
 /// A refused signature: 429 when the address is over its limit of failures, else 403.
 fn auth_failed(function: &FunctionName, e: CoreError) -> Response {
-    if let CoreError::TooManyRequests { .. } = e {
-        return url_error(StatusCode::TOO_MANY_REQUESTS, &e.to_string());
-    }
     tracing::debug!(error = %e, function = %function, "function URL: authentication failed");
-    url_error(StatusCode::FORBIDDEN, &format!("Forbidden: {e}"))
+    UrlError(e).into_response()
 }
 
 fn core_error(e: CoreError) -> Response {
-    let message = match &e {
-        CoreError::Internal(detail) => {
-            tracing::error!(error = %detail, "function URL: internal error");
-            "Internal Server Error".to_owned()
-        }
-        other => other.to_string(),
-    };
-    url_error(ApiError(e).status_and_code().0, &message)
+    UrlError(e).into_response()
 }
 
 /// Splits `/url/<target>/<rest>` into the function, the alias and the path below.
@@ -187,14 +169,14 @@ fn add_cors(cors: Option<&Cors>, request: &HeaderMap, response: &mut HeaderMap) 
 async fn serve(State(cp): State<AppState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let Some((function, alias, raw_path)) = parse_target(parts.uri.path()) else {
-        return url_error(
+        return error::answer(
             StatusCode::NOT_FOUND,
             "not a function URL: expected /url/<function>[:<alias>]/<path>",
         );
     };
     let config = match cp.url_record(&function, alias.as_deref()).await {
         Ok(c) => c,
-        Err(CoreError::NotFound(m)) => return url_error(StatusCode::NOT_FOUND, &m),
+        Err(CoreError::NotFound(m)) => return error::answer(StatusCode::NOT_FOUND, &m),
         Err(e) => return core_error(e),
     };
     let is_preflight = parts.method == Method::OPTIONS
@@ -283,14 +265,14 @@ async fn serve(State(cp): State<AppState>, req: Request) -> Response {
     {
         Ok(out) => out,
         Err(e @ CoreError::TooManyRequests { .. }) => {
-            return url_error(StatusCode::TOO_MANY_REQUESTS, &e.to_string())
+            return error::answer(StatusCode::TOO_MANY_REQUESTS, &e.to_string())
         }
         Err(e) => return core_error(e),
     };
     let mut response = if out.function_error.is_some() {
         tracing::debug!(function = %function, request_id = %out.request_id,
             error_type = ?out.error_type, "function URL: the function failed");
-        url_error(StatusCode::BAD_GATEWAY, "Internal Server Error")
+        error::answer(StatusCode::BAD_GATEWAY, "Internal Server Error")
     } else {
         match response::from_result(&out.body) {
             Ok(r) => {
@@ -304,7 +286,7 @@ async fn serve(State(cp): State<AppState>, req: Request) -> Response {
             Err(why) => {
                 tracing::warn!(function = %function, request_id = %out.request_id,
                     error = %why, "function URL: the result is not a valid response");
-                url_error(StatusCode::BAD_GATEWAY, "Internal Server Error")
+                error::answer(StatusCode::BAD_GATEWAY, "Internal Server Error")
             }
         }
     };

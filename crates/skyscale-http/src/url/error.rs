@@ -1,0 +1,54 @@
+//! The one place that turns a `CoreError` into a function URL's answer: a status and a
+//! `{"Message": …}` body, as Lambda's function URLs answer. A function's own failure is not
+//! a `CoreError` (it is a 502 decided by the handler from the invocation's outcome).
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use skyscale_core::CoreError;
+
+/// A failed function URL request.
+pub(super) struct UrlError(pub CoreError);
+
+impl From<CoreError> for UrlError {
+    fn from(e: CoreError) -> Self {
+        Self(e)
+    }
+}
+
+/// An answer with Lambda's function URL error body.
+pub(super) fn answer(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({ "Message": message }).to_string(),
+    )
+        .into_response()
+}
+
+impl IntoResponse for UrlError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let status = match &e {
+            CoreError::Unauthorized(_) | CoreError::Signature(_) | CoreError::Forbidden(_) => {
+                return answer(StatusCode::FORBIDDEN, &format!("Forbidden: {e}"));
+            }
+            CoreError::Internal(detail) => {
+                tracing::error!(error = %detail, "function URL: internal error");
+                return answer(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+            }
+            CoreError::InvalidParameter(_)
+            | CoreError::InvalidRequest(_)
+            | CoreError::Unsupported(_)
+            | CoreError::CodeStorageExceeded(_) => StatusCode::BAD_REQUEST,
+            CoreError::NotFound(_) => StatusCode::NOT_FOUND,
+            CoreError::Conflict(_) => StatusCode::CONFLICT,
+            CoreError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            CoreError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            CoreError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            CoreError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            CoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            CoreError::Sandbox(_) => StatusCode::BAD_GATEWAY,
+        };
+        answer(status, &e.to_string())
+    }
+}
