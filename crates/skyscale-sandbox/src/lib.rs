@@ -124,6 +124,36 @@ pub enum DriverError {
     Io(#[from] std::io::Error),
 }
 
+/// The end of `cleanup_leftovers`, shared by the drivers: removes every id in `ids` that is
+/// not `live` *at the moment it is reached* (a create registers its id before it writes
+/// anything, so an id found earlier that is not live now is no sandbox of this run), logs a
+/// failure and goes on. Returns how many were removed.
+pub(crate) async fn remove_leftovers<F, Fut>(
+    ids: impl IntoIterator<Item = SandboxId>,
+    live: impl Fn(&SandboxId) -> bool,
+    remove: F,
+) -> usize
+where
+    F: Fn(SandboxId) -> Fut,
+    Fut: std::future::Future<Output = Result<(), DriverError>>,
+{
+    let mut removed = 0;
+    for id in ids {
+        if live(&id) {
+            continue;
+        }
+        let shown = id.clone();
+        match remove(id).await {
+            Ok(()) => removed += 1,
+            Err(e) => tracing::warn!(sandbox = %shown, error = %e, "removing leftover sandbox"),
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, "removed leftover sandboxes");
+    }
+    removed
+}
+
 /// The driver interface the scheduler uses.
 #[async_trait::async_trait]
 pub trait Driver: Send + Sync + 'static {

@@ -103,7 +103,10 @@ struct Child {
 #[derive(Debug)]
 pub struct ProcessDriver {
     cfg: ProcessConfig,
-    live: Mutex<HashMap<SandboxId, Child>>,
+    /// Ids created through this driver and not destroyed; `None` while the create runs (so
+    /// that a concurrent `cleanup_leftovers` never takes a sandbox being created for a
+    /// leftover, and an id is never used twice).
+    live: Mutex<HashMap<SandboxId, Option<Child>>>,
 }
 
 /// How sandbox paths map to host paths for one sandbox.
@@ -183,10 +186,10 @@ impl ProcessDriver {
 
     /// The session of a live sandbox (its agent's pid).
     pub fn session_of(&self, id: &SandboxId) -> Option<i32> {
-        self.live().get(id).map(|c| c.sid.as_raw())
+        self.live().get(id)?.as_ref().map(|c| c.sid.as_raw())
     }
 
-    fn live(&self) -> MutexGuard<'_, HashMap<SandboxId, Child>> {
+    fn live(&self) -> MutexGuard<'_, HashMap<SandboxId, Option<Child>>> {
         self.live.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -400,22 +403,27 @@ impl Driver for ProcessDriver {
 
     async fn create(&self, spec: &SandboxSpec) -> Result<Sandbox, DriverError> {
         let id = &spec.id;
-        if self.live().contains_key(id) || self.state_dir(id).exists() {
-            return Err(Self::failed(
-                id,
-                "create",
-                "sandbox id already in use (ids are never reused)",
-            ));
+        {
+            let mut live = self.live();
+            if live.contains_key(id) || self.state_dir(id).exists() {
+                return Err(Self::failed(
+                    id,
+                    "create",
+                    "sandbox id already in use (ids are never reused)",
+                ));
+            }
+            live.insert(id.clone(), None);
         }
         match self.start(spec) {
             Ok((child, sandbox)) => {
-                self.live().insert(id.clone(), child);
+                self.live().insert(id.clone(), Some(child));
                 Ok(sandbox)
             }
             Err(e) => {
                 if let Err(cleanup) = self.remove_leftover(id).await {
                     tracing::warn!(sandbox = %id, error = %cleanup, "cleaning up after a failed create");
                 }
+                self.live().remove(id);
                 Err(e)
             }
         }
@@ -432,7 +440,7 @@ impl Driver for ProcessDriver {
     }
 
     async fn destroy(&self, id: &SandboxId) -> Result<(), DriverError> {
-        let child = self.live().remove(id);
+        let child = self.live().remove(id).flatten();
         if let Some(child) = child {
             self.stop(id, child).await;
         }
@@ -447,19 +455,12 @@ impl Driver for ProcessDriver {
             .flatten()
             .filter_map(|e| e.file_name().to_str().and_then(SandboxId::parse))
             .collect();
-        let mut removed = 0;
-        for id in ids {
-            if self.live().contains_key(&id) {
-                continue;
-            }
-            match self.remove_leftover(&id).await {
-                Ok(()) => removed += 1,
-                Err(e) => tracing::warn!(sandbox = %id, error = %e, "removing leftover sandbox"),
-            }
-        }
-        if removed > 0 {
-            tracing::info!(removed, "removed leftover sandboxes");
-        }
+        let removed = crate::remove_leftovers(
+            ids,
+            |id| self.live().contains_key(id),
+            |id| async move { self.remove_leftover(&id).await },
+        )
+        .await;
         Ok(removed)
     }
 }

@@ -122,11 +122,23 @@ async fn recv(sb: &mut Sandbox) -> Option<Frame> {
         .unwrap()
 }
 
+impl Fixture {
+    /// A started sandbox after one invocation: its runtime's pid and its session.
+    async fn running(&self) -> (Sandbox, i64, i32) {
+        let mut sb = self.start().await;
+        let pid = invoke(&mut sb, &serde_json::json!({})).await["pid"]
+            .as_i64()
+            .unwrap();
+        let sid = self.driver.session_of(&sb.id).unwrap();
+        (sb, pid, sid)
+    }
+}
+
 /// Invokes the handler with `event` and returns its JSON answer.
 async fn invoke(sb: &mut Sandbox, event: &serde_json::Value) -> serde_json::Value {
     let deadline = std::time::SystemTime::now() + Duration::from_secs(30);
     let invoke = Invoke {
-        request_id: uuid_like(),
+        request_id: uuid::Uuid::new_v4().to_string(),
         deadline_ms: deadline
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -147,19 +159,6 @@ async fn invoke(sb: &mut Sandbox, event: &serde_json::Value) -> serde_json::Valu
             other => panic!("expected Result, got {other:?}"),
         }
     }
-}
-
-fn uuid_like() -> String {
-    let id = SandboxId::generate();
-    let h = &id.as_str()[3..];
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
 }
 
 /// Waits until no live process of session `sid` is left.
@@ -230,11 +229,7 @@ async fn large_payload_arrives_complete() {
 #[tokio::test]
 async fn destroy_kills_the_session_removes_its_state_and_is_idempotent() {
     let f = fixture();
-    let mut sb = f.start().await;
-    let runtime_pid = invoke(&mut sb, &serde_json::json!({})).await["pid"]
-        .as_i64()
-        .unwrap();
-    let sid = f.driver.session_of(&sb.id).unwrap();
+    let (mut sb, runtime_pid, sid) = f.running().await;
     assert!(f.driver.state_dir(&sb.id).is_dir());
     f.driver.destroy(&sb.id).await.unwrap();
     assert_session_gone(sid);
@@ -249,11 +244,7 @@ async fn destroy_kills_the_session_removes_its_state_and_is_idempotent() {
 #[tokio::test]
 async fn cleanup_leftovers_after_a_crash() {
     let f = fixture();
-    let mut sb = f.start().await;
-    let runtime_pid = invoke(&mut sb, &serde_json::json!({})).await["pid"]
-        .as_i64()
-        .unwrap();
-    let sid = f.driver.session_of(&sb.id).unwrap();
+    let (mut sb, runtime_pid, sid) = f.running().await;
     // A second driver on the same state root, as after a control-plane restart.
     let restarted = ProcessDriver::new(f.driver.config().clone()).unwrap();
     assert_eq!(restarted.cleanup_leftovers().await.unwrap(), 1);
