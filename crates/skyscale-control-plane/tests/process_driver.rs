@@ -101,3 +101,41 @@ fn unknown_driver_is_refused_naming_the_choices() {
         "{err}"
     );
 }
+
+/// A custom runtime speaks the Runtime API over the host's loopback: each agent listens on a
+/// port of its own (two sandboxes at once here), and `/var/task/bootstrap` is found in the
+/// sandbox's code directory.
+#[test]
+fn a_custom_runtime_uses_the_runtime_api_on_the_process_driver() {
+    let server = Server::start_with("process", &[("WARM_POOL_SIZE", "0")]);
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = "#!/bin/sh\nexec /usr/bin/python3 -c '\nimport json, os, time, urllib.request\napi = \"http://\" + os.environ[\"AWS_LAMBDA_RUNTIME_API\"] + \"/2018-06-01/runtime/invocation/\"\nwhile True:\n    r = urllib.request.urlopen(api + \"next\")\n    rid = r.headers[\"Lambda-Runtime-Aws-Request-Id\"]\n    time.sleep(json.loads(r.read())[\"sleep\"])\n    body = json.dumps({\"cwd\": os.getcwd(), \"api\": os.environ[\"AWS_LAMBDA_RUNTIME_API\"]})\n    urllib.request.urlopen(urllib.request.Request(api + rid + \"/response\", data=body.encode()))\n'\n";
+    let path = dir.path().join("bootstrap");
+    std::fs::write(&path, bootstrap).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    server.cli_ok(&[
+        "function",
+        "create",
+        "--name",
+        "native",
+        "--runtime",
+        "provided.al2023",
+        "--handler",
+        "bootstrap",
+        "--path",
+        dir.path().to_str().unwrap(),
+    ]);
+    let http = server.http();
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| http.invoke("native", r#"{"sleep": 0.5}"#));
+        let b = s.spawn(|| http.invoke("native", r#"{"sleep": 0.5}"#));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let task_root = server.sandbox_root().join("task");
+    for r in [&a, &b] {
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let cwd = r.json()["cwd"].as_str().unwrap().to_owned();
+        assert!(cwd.starts_with(task_root.to_str().unwrap()), "{cwd}");
+    }
+    assert_ne!(a.json()["api"], b.json()["api"], "two agents, two ports");
+}
