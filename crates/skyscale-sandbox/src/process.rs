@@ -136,10 +136,7 @@ impl Paths<'_> {
             env: init
                 .env
                 .into_iter()
-                .map(|(k, v)| {
-                    let v = self.host(&v);
-                    (k, v)
-                })
+                .map(|(k, v)| (k, self.host(&v)))
                 .collect(),
             ..init
         }
@@ -233,7 +230,13 @@ impl ProcessDriver {
             .stderr(Stdio::piped());
         for (k, v) in &self.cfg.env {
             match k.as_str() {
-                PREWARM_ENV => cmd.env(k, paths.prewarm(v).unwrap_or_default()),
+                PREWARM_ENV => match paths.prewarm(v) {
+                    Some(prewarm) => cmd.env(k, prewarm),
+                    None => {
+                        tracing::warn!(sandbox = %id, "{PREWARM_ENV} is not a runtime to pre-start; none is");
+                        cmd.env_remove(k)
+                    }
+                },
                 _ => cmd.env(k, v),
             };
         }
@@ -285,6 +288,9 @@ impl ProcessDriver {
 
     /// Kills a sandbox of this run and waits for its agent to be reaped.
     async fn stop(&self, id: &SandboxId, child: Child) {
+        // The agent itself first: right after the spawn it may not have its session yet. Its
+        // pid is not reused before the waiter reaps it.
+        let _ = kill(child.sid, Signal::SIGKILL);
         kill_session(id, child.sid.as_raw()).await;
         if tokio::time::timeout(GONE_WAIT, child.waiter).await.is_err() {
             tracing::warn!(sandbox = %id, "the killed agent was not reaped in time");

@@ -310,3 +310,19 @@ async fn failed_create_reports_and_cleans_up() {
     assert!(again.contains("already in use"), "{again}");
     f.driver.destroy(&sb.id).await.unwrap();
 }
+
+/// A destroy that comes before the agent has even said hello leaves nothing either.
+#[tokio::test]
+async fn destroy_right_after_create() {
+    let f = fixture();
+    for _ in 0..5 {
+        let sb = f.driver.create(&f.spec()).await.unwrap();
+        let pid = f.driver.session_of(&sb.id).unwrap();
+        f.driver.destroy(&sb.id).await.unwrap();
+        assert_session_gone(pid);
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "agent {pid} left"
+        );
+    }
+}
