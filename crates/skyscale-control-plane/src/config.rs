@@ -15,6 +15,8 @@ use skyscale_types::ApiKey;
 pub enum DriverKind {
     Gvisor,
     Runc,
+    /// Plain child processes, no isolation: trusted code only.
+    Process,
 }
 
 #[derive(Debug)]
@@ -162,7 +164,10 @@ impl Config {
         let driver = match var("SKYSCALE_DRIVER")?.as_deref() {
             None | Some("gvisor") => DriverKind::Gvisor,
             Some("runc") => DriverKind::Runc,
-            Some(other) => bail!("SKYSCALE_DRIVER={other:?} is invalid: expected gvisor or runc"),
+            Some("process") => DriverKind::Process,
+            Some(other) => {
+                bail!("SKYSCALE_DRIVER={other:?} is invalid: expected gvisor, runc or process")
+            }
         };
         let runsc_platform = var("SKYSCALE_RUNSC_PLATFORM")?.unwrap_or_else(|| "ptrace".into());
         if !matches!(runsc_platform.as_str(), "ptrace" | "kvm" | "systrap") {

@@ -9,7 +9,9 @@ use anyhow::Context;
 use config::{Config, DriverKind, LogFormat};
 use sha2::{Digest, Sha256};
 use skyscale_core::{AdminKeySource, ControlPlane, Limits, RecordSettings, Runtimes, Settings};
-use skyscale_sandbox::{Driver, OciConfig, OciDriver, Runtime as OciRuntime};
+use skyscale_sandbox::{
+    Driver, OciConfig, OciDriver, ProcessConfig, ProcessDriver, Runtime as OciRuntime,
+};
 use skyscale_store::{CodeLimits, Store};
 
 fn main() {
@@ -195,11 +197,26 @@ fn build_driver(
     visible: &std::path::Path,
     runtime_dir: std::path::PathBuf,
 ) -> anyhow::Result<Arc<dyn Driver>> {
+    // Every sandbox boots generic: its agent pre-starts the default runtime (the newest
+    // python3.N) right away, and a cold start of a function on that runtime hands it the
+    // function instead of starting an interpreter (skyscale-protocol, "The pre-started
+    // runtime"). It lives under the generic memory limit until then.
+    let prewarm = Runtimes::discover(std::path::Path::new("/usr/bin")).prewarm_env();
     let runtime = match config.driver {
         DriverKind::Gvisor => OciRuntime::Runsc {
             platform: config.runsc_platform.clone(),
         },
         DriverKind::Runc => OciRuntime::Runc,
+        DriverKind::Process => {
+            tracing::warn!(
+                "WARNING: SKYSCALE_DRIVER=process: no isolation: trusted code only. Functions \
+                 run as this user with its files and network, without memory limits"
+            );
+            let mut cfg =
+                ProcessConfig::new(data_dir.join("sandboxes").join("process"), runtime_dir);
+            cfg.env.extend(prewarm);
+            return Ok(Arc::new(ProcessDriver::new(cfg)?));
+        }
     };
     // One cgroup parent per data directory, like the sandbox root.
     let mut oci = OciConfig::new(
@@ -213,12 +230,7 @@ fn build_driver(
     oci.python_sdk_dir = python_sdk(config);
     oci.uids = config.sandbox_uids;
     oci.failpoint = config.failpoint;
-    // Every sandbox boots generic: its agent pre-starts the default runtime (the newest
-    // python3.N) right away, and a cold start of a function on that runtime hands it the
-    // function instead of starting an interpreter (skyscale-protocol, "The pre-started
-    // runtime"). It lives under the generic memory limit until then.
-    let runtimes = Runtimes::discover(std::path::Path::new("/usr/bin"));
-    oci.env.extend(runtimes.prewarm_env());
+    oci.env.extend(prewarm);
     Ok(Arc::new(OciDriver::new(oci)?))
 }
 

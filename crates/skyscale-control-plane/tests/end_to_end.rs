@@ -357,3 +357,8 @@ fn pool_cold_start_uses_the_pre_started_runtime_on_gvisor() {
 fn pool_cold_start_uses_the_pre_started_runtime_on_runc() {
     pool_cold_start_uses_the_pre_started_runtime("runc");
 }
+
+#[test]
+fn hello_world_on_process() {
+    hello_world_flow("process");
+}

@@ -7,7 +7,8 @@
 //! `seccomp` profile; `cgroup` finds, limits and removes a sandbox's cgroups; `claims` hands
 //! out host-wide numbers (sandbox uids, network slots); `net` gives a sandbox outbound
 //! network; `command` runs the runtime CLI with deadlines and forwards a sandbox's stderr to
-//! `tracing`; [`reaper`] reaps the orphaned sandbox processes.
+//! `tracing`; [`reaper`] reaps the orphaned sandbox processes. [`ProcessDriver`] (`process`)
+//! runs the agent as a plain child process with no isolation, for tests and trusted code.
 //!
 //! Invariant: every child process of the control plane is spawned by this crate (see
 //! [`reaper`]).
@@ -24,6 +25,7 @@ mod command;
 mod config;
 mod net;
 mod oci;
+mod process;
 pub mod reaper;
 mod seccomp;
 
@@ -32,6 +34,7 @@ pub use config::{
     DEFAULT_RUNSC_OVERHEAD_MB, DEFAULT_UID_RANGE,
 };
 pub use oci::OciDriver;
+pub use process::{ProcessConfig, ProcessDriver};
 pub use reaper::{install_reaper, output_tracked, reap_orphans, spawn_tracked, TrackedChild};
 
 /// A sandbox id: `sky` followed by 32 hex digits. Fixed width and random, so that runsc's
@@ -121,10 +124,40 @@ pub enum DriverError {
     Io(#[from] std::io::Error),
 }
 
+/// The end of `cleanup_leftovers`, shared by the drivers: removes every id in `ids` that is
+/// not `live` *at the moment it is reached* (a create registers its id before it writes
+/// anything, so an id found earlier that is not live now is no sandbox of this run), logs a
+/// failure and goes on. Returns how many were removed.
+pub(crate) async fn remove_leftovers<F, Fut>(
+    ids: impl IntoIterator<Item = SandboxId>,
+    live: impl Fn(&SandboxId) -> bool,
+    remove: F,
+) -> usize
+where
+    F: Fn(SandboxId) -> Fut,
+    Fut: std::future::Future<Output = Result<(), DriverError>>,
+{
+    let mut removed = 0;
+    for id in ids {
+        if live(&id) {
+            continue;
+        }
+        let shown = id.clone();
+        match remove(id).await {
+            Ok(()) => removed += 1,
+            Err(e) => tracing::warn!(sandbox = %shown, error = %e, "removing leftover sandbox"),
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, "removed leftover sandboxes");
+    }
+    removed
+}
+
 /// The driver interface the scheduler uses.
 #[async_trait::async_trait]
 pub trait Driver: Send + Sync + 'static {
-    /// `gvisor`, `runc`, ...
+    /// `gvisor`, `runc`, `process`
     fn name(&self) -> &'static str;
 
     /// Creates and starts a sandbox whose PID 1 is the agent; returns once it runs.

@@ -337,22 +337,16 @@ impl Driver for OciDriver {
             &self.cgroup_roots,
             &self.cfg.cgroup_parent,
         ));
-        let mut removed = 0;
-        for id in &ids {
-            // Checked per id, not on a snapshot: a create registers its id before it writes
-            // anything, so an id seen above that is not live now is no sandbox of this run.
-            if self.live().contains(id) {
-                continue;
-            }
-            let span = tracing::info_span!("sandbox_cleanup", sandbox = %id, driver = self.name());
-            match self.destroy_inner(id).instrument(span).await {
-                Ok(()) => removed += 1,
-                Err(e) => tracing::warn!(error = %e, "removing leftover sandbox"),
-            }
-        }
-        if removed > 0 {
-            tracing::info!(removed, "removed leftover sandboxes");
-        }
+        let removed = crate::remove_leftovers(
+            ids,
+            |id| self.live().contains(id),
+            |id| async move {
+                let span =
+                    tracing::info_span!("sandbox_cleanup", sandbox = %id, driver = self.name());
+                self.destroy_inner(&id).instrument(span).await
+            },
+        )
+        .await;
         Ok(removed)
     }
 }
