@@ -79,7 +79,20 @@ async fn run() -> anyhow::Result<()> {
                 )
             })?;
     warn_if_code_is_copied(&data_dir, &visible);
-    let driver = build_driver(&config, &data_dir, &instance, &visible, runtime_dir)?;
+    // Found once: the driver pre-starts the default one, the core resolves functions' names.
+    let mut runtimes = Runtimes::discover(std::path::Path::new("/usr/bin"));
+    if let Some(sdk) = python_sdk(&config) {
+        runtimes = runtimes.with_python_sdk(&sdk);
+    }
+    tracing::info!(installed = ?runtimes.installed(), "runtimes");
+    let driver = build_driver(
+        &config,
+        &data_dir,
+        &instance,
+        &visible,
+        runtime_dir,
+        &runtimes,
+    )?;
     let removed = driver
         .cleanup_leftovers()
         .await
@@ -87,11 +100,6 @@ async fn run() -> anyhow::Result<()> {
     if removed > 0 {
         tracing::warn!(removed, "removed sandboxes left behind by a previous run");
     }
-    let mut runtimes = Runtimes::discover(std::path::Path::new("/usr/bin"));
-    if let Some(sdk) = python_sdk(&config) {
-        runtimes = runtimes.with_python_sdk(&sdk);
-    }
-    tracing::info!(installed = ?runtimes.installed(), "runtimes");
     let settings = Settings {
         limits: Limits {
             warm_pool_size: config.warm_pool_size as usize,
@@ -196,12 +204,13 @@ fn build_driver(
     instance: &str,
     visible: &std::path::Path,
     runtime_dir: std::path::PathBuf,
+    runtimes: &Runtimes,
 ) -> anyhow::Result<Arc<dyn Driver>> {
     // Every sandbox boots generic: its agent pre-starts the default runtime (the newest
     // python3.N) right away, and a cold start of a function on that runtime hands it the
     // function instead of starting an interpreter (skyscale-protocol, "The pre-started
     // runtime"). It lives under the generic memory limit until then.
-    let prewarm = Runtimes::discover(std::path::Path::new("/usr/bin")).prewarm_env();
+    let prewarm = runtimes.prewarm_env();
     let runtime = match config.driver {
         DriverKind::Gvisor => OciRuntime::Runsc {
             platform: config.runsc_platform.clone(),
