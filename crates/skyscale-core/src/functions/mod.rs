@@ -1,22 +1,26 @@
 //! The function service: create, read, update, deploy, delete. Every request value is
 //! validated here, before anything is written.
 
+mod lookup;
+mod tags;
+mod validate;
+mod versions;
+
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use base64::Engine;
-use skyscale_store::{CodeRef, CodeStore, FunctionRecord, FunctionUpdate, NewFunction};
+use skyscale_store::{FunctionRecord, FunctionUpdate, NewFunction};
 use skyscale_types::api::{CreateFunction, FunctionInfo, UpdateFunction};
-use skyscale_types::{
-    validate_env_name, FunctionName, Handler, MemoryMb, Runtime, TimeoutSecs, ValidationError,
-};
+use skyscale_types::{Handler, MemoryMb, TimeoutSecs};
 
 use crate::audit::AuditAction;
 use crate::auth::Action;
 use crate::code::put_code;
-use crate::runtimes::PROVIDED_BOOTSTRAP;
 use crate::{blocking, ControlPlane, CoreError, Principal};
-use skyscale_store::MAX_TAGS;
+use validate::{
+    check_bootstrap, parse_ephemeral, parse_name, validate_description, validate_env,
+    validate_tags, EPHEMERAL_MB, MAX_RESERVED_CONCURRENCY,
+};
 
 /// What a change requires of the function it changes, checked in the same transaction as
 /// the change (Lambda's `RevisionId` preconditions): `None` is no requirement.
@@ -24,62 +28,6 @@ use skyscale_store::MAX_TAGS;
 pub struct Expect {
     /// The function (`$LATEST`) must be at this revision.
     pub revision: Option<u64>,
-}
-
-/// Lambda's limit on the total size of a function's environment variables.
-const MAX_ENV_BYTES: usize = 4096;
-const MAX_DESCRIPTION: usize = 256;
-/// Upper bound for a reserved concurrency (the host cap applies on top).
-const MAX_RESERVED_CONCURRENCY: u32 = 10_000;
-
-pub(crate) fn parse_name(name: &str) -> Result<FunctionName, CoreError> {
-    Ok(FunctionName::parse(name)?)
-}
-
-fn validate_env(env: &BTreeMap<String, String>) -> Result<(), CoreError> {
-    let mut total = 0;
-    for (k, v) in env {
-        validate_env_name(k)?;
-        total += k.len() + v.len();
-    }
-    if total > MAX_ENV_BYTES {
-        return Err(CoreError::InvalidParameter(format!(
-            "environment variables take {total} bytes: the limit is {MAX_ENV_BYTES}"
-        )));
-    }
-    Ok(())
-}
-
-/// A `provided` function's package must have an executable `bootstrap` at its root: it is
-/// the runtime process. Checked in the unpacked package, which keeps the zip's unix modes.
-fn check_bootstrap(
-    code_store: &CodeStore,
-    runtime: &Runtime,
-    code: Option<&CodeRef>,
-) -> Result<(), CoreError> {
-    use std::os::unix::fs::PermissionsExt;
-    let Some(code) = code.filter(|_| runtime.is_provided()) else {
-        return Ok(());
-    };
-    let path = code_store.dir(&code.sha256).join(PROVIDED_BOOTSTRAP);
-    let problem = match std::fs::metadata(&path) {
-        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => return Ok(()),
-        Ok(m) if m.is_file() => "is not executable (set its mode to 0755 in the zip)",
-        Ok(_) => "is not a regular file",
-        Err(_) => "is missing",
-    };
-    Err(CoreError::InvalidParameter(format!(
-        "runtime {runtime} runs the package's executable '{PROVIDED_BOOTSTRAP}' file, \
-         but '{PROVIDED_BOOTSTRAP}' at the root of the code package {problem}"
-    )))
-}
-
-fn validate_description(d: &str) -> Result<(), CoreError> {
-    let n = d.chars().count();
-    if n > MAX_DESCRIPTION {
-        return Err(ValidationError::Description(n).into());
-    }
-    Ok(())
 }
 
 pub(crate) fn info(f: &FunctionRecord) -> FunctionInfo {
@@ -100,73 +48,6 @@ pub(crate) fn info(f: &FunctionRecord) -> FunctionInfo {
         version: f.version,
         network: f.network,
         ephemeral_storage_mb: f.ephemeral_mb,
-    }
-}
-
-/// Lambda's `EphemeralStorage` range for `/tmp`, MiB.
-pub(crate) const EPHEMERAL_MB: std::ops::RangeInclusive<u32> = 512..=10_240;
-
-pub(crate) fn parse_ephemeral(mb: i64) -> Result<u32, CoreError> {
-    u32::try_from(mb)
-        .ok()
-        .filter(|mb| EPHEMERAL_MB.contains(mb))
-        .ok_or_else(|| {
-            CoreError::InvalidParameter(format!(
-                "invalid ephemeral storage {mb} MB: must be between {} and {} MB",
-                EPHEMERAL_MB.start(),
-                EPHEMERAL_MB.end()
-            ))
-        })
-}
-
-/// Lambda's tag rules: keys of 1–128 characters not starting with `aws:`, values of at
-/// most 256.
-fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), CoreError> {
-    if tags.len() > MAX_TAGS {
-        return Err(CoreError::InvalidParameter(format!(
-            "{} tags given: the limit is {MAX_TAGS}",
-            tags.len()
-        )));
-    }
-    for (k, v) in tags {
-        validate_tag_key(k)?;
-        if v.chars().count() > 256 {
-            return Err(CoreError::InvalidParameter(format!(
-                "the value of tag {k:?} is longer than 256 characters"
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn validate_tag_key(k: &str) -> Result<(), CoreError> {
-    let n = k.chars().count();
-    if n == 0 || n > 128 || k.to_ascii_lowercase().starts_with("aws:") {
-        return Err(CoreError::InvalidParameter(format!(
-            "invalid tag key {k:?}: must be 1 to 128 characters and not start with \"aws:\""
-        )));
-    }
-    Ok(())
-}
-
-/// What a qualifier names.
-enum Qualifier<'a> {
-    Latest,
-    Version(u64),
-    Alias(&'a str),
-}
-
-fn parse_qualifier<'a>(name: &str, qualifier: Option<&'a str>) -> Result<Qualifier<'a>, CoreError> {
-    match qualifier {
-        None | Some("$LATEST") => Ok(Qualifier::Latest),
-        Some(q) if !q.is_empty() && q.bytes().all(|b| b.is_ascii_digit()) => q
-            .parse::<u64>()
-            .map(Qualifier::Version)
-            .map_err(|_| CoreError::NotFound(format!("function {name}:{q} not found"))),
-        Some(q) if crate::aliases::is_alias_name(q) => Ok(Qualifier::Alias(q)),
-        Some(q) => Err(CoreError::NotFound(format!(
-            "function {name}:{q} not found"
-        ))),
     }
 }
 
@@ -196,7 +77,7 @@ impl ControlPlane {
         .await
     }
 
-    async fn create_function_inner(
+    pub(super) async fn create_function_inner(
         &self,
         by: &Principal,
         req: CreateFunction,
@@ -284,292 +165,6 @@ impl ControlPlane {
         Ok(info(&record))
     }
 
-    pub async fn get_function(
-        &self,
-        by: &Principal,
-        name: &str,
-    ) -> Result<FunctionInfo, CoreError> {
-        self.authorize_on(by, Action::ReadFunction, name)?;
-        Ok(info(&*self.function_record(name).await?))
-    }
-
-    /// Parses a function name and checks that `by` may do `action` on it: a refusal
-    /// comes before any lookup, so it does not tell whether the function exists.
-    pub(crate) fn authorize_on(
-        &self,
-        by: &Principal,
-        action: Action,
-        name: &str,
-    ) -> Result<FunctionName, CoreError> {
-        let name = parse_name(name)?;
-        by.authorize(action, Some(&name))?;
-        Ok(name)
-    }
-
-    /// The current record of a function, from the cache or the store.
-    pub(crate) async fn function_record(
-        &self,
-        name: &str,
-    ) -> Result<Arc<FunctionRecord>, CoreError> {
-        let name = parse_name(name)?;
-        if let Some(f) = self.functions.get(&name) {
-            return Ok(f);
-        }
-        let loaded_at = self.functions.generation();
-        let store = self.store.clone();
-        let n = name.clone();
-        let f = Arc::new(
-            blocking(move || {
-                store
-                    .get_function(&n)?
-                    .ok_or_else(|| CoreError::NotFound(format!("function {n} not found")))
-            })
-            .await?,
-        );
-        self.functions.insert(loaded_at, name, f.clone());
-        Ok(f)
-    }
-
-    /// After a write of a function's row: drop the cached row and, when what runs changed,
-    /// the idle sandboxes of `$LATEST` (published versions never change).
-    fn changed(&self, name: &FunctionName, retire: bool) {
-        self.functions.invalidate(name);
-        if retire {
-            self.scheduler.retire_where(name, |v| v.is_none());
-        }
-    }
-
-    /// `$LATEST` (`qualifier` absent or `$LATEST`) or a published version, with the
-    /// function's current reserved concurrency (it applies to all versions together).
-    /// An alias resolves to its version, or (`route`, for an invocation) to the version its
-    /// routing picks this time.
-    pub(crate) async fn version_record(
-        &self,
-        name: &str,
-        qualifier: Option<&str>,
-        route: bool,
-    ) -> Result<Arc<FunctionRecord>, CoreError> {
-        let f = self.function_record(name).await?;
-        let n = match parse_qualifier(f.name.as_str(), qualifier)? {
-            Qualifier::Latest => return Ok(f),
-            Qualifier::Version(n) => n,
-            Qualifier::Alias(a) => {
-                let alias = self.alias_record(&f.name, a).await?;
-                let target = if route {
-                    crate::aliases::pick(&alias)
-                } else {
-                    alias.version
-                };
-                match target {
-                    Some(n) => n,
-                    None => return Ok(f),
-                }
-            }
-        };
-        let key = (f.name.clone(), n);
-        let v = match self.versions.get(&key) {
-            Some(v) => v,
-            None => {
-                let loaded_at = self.versions.generation();
-                let store = self.store.clone();
-                let fname = f.name.clone();
-                let v = Arc::new(
-                    blocking(move || {
-                        store.get_version(&fname, n)?.ok_or_else(|| {
-                            CoreError::NotFound(format!("function {fname}:{n} not found"))
-                        })
-                    })
-                    .await?,
-                );
-                self.versions.insert(loaded_at, key, v.clone());
-                v
-            }
-        };
-        if v.reserved_concurrency == f.reserved_concurrency {
-            return Ok(v);
-        }
-        let mut v = (*v).clone();
-        v.reserved_concurrency = f.reserved_concurrency;
-        Ok(Arc::new(v))
-    }
-
-    /// `$LATEST` or a published version of a function.
-    pub async fn get_function_version(
-        &self,
-        by: &Principal,
-        name: &str,
-        qualifier: Option<&str>,
-    ) -> Result<FunctionInfo, CoreError> {
-        self.authorize_on(by, Action::ReadFunction, name)?;
-        Ok(info(&*self.version_record(name, qualifier, false).await?))
-    }
-
-    /// Publishes `$LATEST` as an immutable version (or returns the newest version when
-    /// nothing changed since it was published). Returns the version and whether it is new.
-    pub async fn publish_version(
-        &self,
-        by: &Principal,
-        name: &str,
-        description: Option<String>,
-    ) -> Result<(FunctionInfo, bool), CoreError> {
-        self.publish_version_expecting(by, name, description, Expect::default())
-            .await
-    }
-
-    /// Like [`Self::publish_version`], if `$LATEST` still is as `expect` says.
-    pub async fn publish_version_expecting(
-        &self,
-        by: &Principal,
-        name: &str,
-        description: Option<String>,
-        expect: Expect,
-    ) -> Result<(FunctionInfo, bool), CoreError> {
-        let op = async {
-            let name = self.authorize_on(by, Action::ChangeFunction, name)?;
-            if let Some(d) = &description {
-                validate_description(d)?;
-            }
-            let store = self.store.clone();
-            let n = name.clone();
-            let (v, new) = blocking(move || {
-                Ok(store.publish_version_if(&n, description.as_deref(), expect.revision)?)
-            })
-            .await?;
-            tracing::info!(function = %name, version = ?v.version, new, "version published");
-            Ok((info(&v), new))
-        };
-        self.audited_with(by, AuditAction::VersionPublish, name, op, |(v, new)| {
-            let n = v.version.unwrap_or_default();
-            let what = if *new {
-                "published"
-            } else {
-                "unchanged: newest"
-            };
-            (format!("{name}:{n}"), format!("{what} version {n}"))
-        })
-        .await
-    }
-
-    /// One page of a function's versions, `$LATEST` first: at most `max` from the offset
-    /// `marker`, and the next page's marker if there is one.
-    pub async fn list_versions_page(
-        &self,
-        by: &Principal,
-        name: &str,
-        marker: Option<&str>,
-        max: usize,
-    ) -> Result<(Vec<FunctionInfo>, Option<String>), CoreError> {
-        let latest = self.get_function(by, name).await?; // authorizes ReadFunction
-        let store = self.store.clone();
-        let n = parse_name(name)?;
-        let versions = blocking(move || Ok(store.list_versions(&n)?)).await?;
-        let all: Vec<FunctionInfo> = std::iter::once(latest)
-            .chain(versions.iter().map(info))
-            .collect();
-        crate::offset_page(all, marker, max)
-    }
-
-    /// Deletes one published version (`$LATEST` goes only with the whole function).
-    pub async fn delete_version(
-        &self,
-        by: &Principal,
-        name: &str,
-        qualifier: &str,
-    ) -> Result<(), CoreError> {
-        let target = format!("{name}:{qualifier}");
-        self.audited(
-            by,
-            AuditAction::VersionDelete,
-            &target,
-            self.delete_version_inner(by, name, qualifier),
-        )
-        .await
-    }
-
-    async fn delete_version_inner(
-        &self,
-        by: &Principal,
-        name: &str,
-        qualifier: &str,
-    ) -> Result<(), CoreError> {
-        self.authorize_on(by, Action::DeleteFunction, name)?;
-        let f = self.function_record(name).await?;
-        let n = match parse_qualifier(f.name.as_str(), Some(qualifier))? {
-            Qualifier::Version(n) => n,
-            Qualifier::Latest => {
-                return Err(CoreError::InvalidParameter(
-                    "$LATEST version cannot be deleted without deleting the function".into(),
-                ))
-            }
-            Qualifier::Alias(a) => {
-                return Err(CoreError::InvalidParameter(format!(
-                    "{a:?} is an alias: delete it with DeleteAlias"
-                )))
-            }
-        };
-        let store = self.store.clone();
-        let fname = f.name.clone();
-        let existed = blocking(move || Ok(store.delete_version(&fname, n)?)).await?;
-        self.versions.invalidate(&(f.name.clone(), n));
-        self.policies.invalidate(&f.name);
-        if !existed {
-            return Err(CoreError::NotFound(format!(
-                "function {}:{n} not found",
-                f.name
-            )));
-        }
-        self.scheduler.retire_where(&f.name, |v| v == Some(n));
-        self.code_gc.request();
-        tracing::info!(function = %f.name, version = n, "version deleted");
-        Ok(())
-    }
-
-    /// The function's tags.
-    pub async fn list_tags(
-        &self,
-        by: &Principal,
-        name: &str,
-    ) -> Result<BTreeMap<String, String>, CoreError> {
-        self.authorize_on(by, Action::ReadFunction, name)?;
-        let f = self.function_record(name).await?;
-        let store = self.store.clone();
-        blocking(move || Ok(store.tags(&f.name)?)).await
-    }
-
-    /// Adds or replaces tags on a function.
-    pub async fn tag_function(
-        &self,
-        by: &Principal,
-        name: &str,
-        tags: BTreeMap<String, String>,
-    ) -> Result<(), CoreError> {
-        let op = async {
-            let name = self.authorize_on(by, Action::ChangeFunction, name)?;
-            validate_tags(&tags)?;
-            let store = self.store.clone();
-            blocking(move || Ok(store.tag_function(&name, &tags)?)).await
-        };
-        self.audited(by, AuditAction::FunctionTag, name, op).await
-    }
-
-    /// Removes tags from a function by key.
-    pub async fn untag_function(
-        &self,
-        by: &Principal,
-        name: &str,
-        keys: Vec<String>,
-    ) -> Result<(), CoreError> {
-        let op = async {
-            let name = self.authorize_on(by, Action::ChangeFunction, name)?;
-            for k in &keys {
-                validate_tag_key(k)?;
-            }
-            let store = self.store.clone();
-            blocking(move || Ok(store.untag_function(&name, &keys)?)).await
-        };
-        self.audited(by, AuditAction::FunctionUntag, name, op).await
-    }
-
     /// Every function the key may see.
     pub async fn list_functions(&self, by: &Principal) -> Result<Vec<FunctionInfo>, CoreError> {
         by.authorize(Action::ListFunctions, None)?;
@@ -646,7 +241,7 @@ impl ControlPlane {
         .await
     }
 
-    async fn update_function_inner(
+    pub(super) async fn update_function_inner(
         &self,
         by: &Principal,
         name: &str,
@@ -741,7 +336,7 @@ impl ControlPlane {
         .await
     }
 
-    async fn deploy_code_inner(
+    pub(super) async fn deploy_code_inner(
         &self,
         by: &Principal,
         name: &str,
@@ -783,7 +378,11 @@ impl ControlPlane {
         .await
     }
 
-    async fn delete_function_inner(&self, by: &Principal, name: &str) -> Result<(), CoreError> {
+    pub(super) async fn delete_function_inner(
+        &self,
+        by: &Principal,
+        name: &str,
+    ) -> Result<(), CoreError> {
         let name = self.authorize_on(by, Action::DeleteFunction, name)?;
         let store = self.store.clone();
         let n = name.clone();
@@ -824,7 +423,7 @@ impl ControlPlane {
         .await
     }
 
-    async fn set_reserved_concurrency_inner(
+    pub(super) async fn set_reserved_concurrency_inner(
         &self,
         by: &Principal,
         name: &str,

@@ -1,0 +1,131 @@
+//! Published versions: publish, list, delete.
+
+use skyscale_types::api::FunctionInfo;
+
+use super::validate::{parse_name, parse_qualifier, validate_description, Qualifier};
+use super::{info, Expect};
+use crate::audit::AuditAction;
+use crate::auth::Action;
+use crate::{blocking, ControlPlane, CoreError, Principal};
+
+impl ControlPlane {
+    /// Publishes `$LATEST` as an immutable version (or returns the newest version when
+    /// nothing changed since it was published). Returns the version and whether it is new.
+    pub async fn publish_version(
+        &self,
+        by: &Principal,
+        name: &str,
+        description: Option<String>,
+    ) -> Result<(FunctionInfo, bool), CoreError> {
+        self.publish_version_expecting(by, name, description, Expect::default())
+            .await
+    }
+
+    /// Like [`Self::publish_version`], if `$LATEST` still is as `expect` says.
+    pub async fn publish_version_expecting(
+        &self,
+        by: &Principal,
+        name: &str,
+        description: Option<String>,
+        expect: Expect,
+    ) -> Result<(FunctionInfo, bool), CoreError> {
+        let op = async {
+            let name = self.authorize_on(by, Action::ChangeFunction, name)?;
+            if let Some(d) = &description {
+                validate_description(d)?;
+            }
+            let store = self.store.clone();
+            let n = name.clone();
+            let (v, new) = blocking(move || {
+                Ok(store.publish_version_if(&n, description.as_deref(), expect.revision)?)
+            })
+            .await?;
+            tracing::info!(function = %name, version = ?v.version, new, "version published");
+            Ok((info(&v), new))
+        };
+        self.audited_with(by, AuditAction::VersionPublish, name, op, |(v, new)| {
+            let n = v.version.unwrap_or_default();
+            let what = if *new {
+                "published"
+            } else {
+                "unchanged: newest"
+            };
+            (format!("{name}:{n}"), format!("{what} version {n}"))
+        })
+        .await
+    }
+
+    /// One page of a function's versions, `$LATEST` first: at most `max` from the offset
+    /// `marker`, and the next page's marker if there is one.
+    pub async fn list_versions_page(
+        &self,
+        by: &Principal,
+        name: &str,
+        marker: Option<&str>,
+        max: usize,
+    ) -> Result<(Vec<FunctionInfo>, Option<String>), CoreError> {
+        let latest = self.get_function(by, name).await?; // authorizes ReadFunction
+        let store = self.store.clone();
+        let n = parse_name(name)?;
+        let versions = blocking(move || Ok(store.list_versions(&n)?)).await?;
+        let all: Vec<FunctionInfo> = std::iter::once(latest)
+            .chain(versions.iter().map(info))
+            .collect();
+        crate::offset_page(all, marker, max)
+    }
+
+    /// Deletes one published version (`$LATEST` goes only with the whole function).
+    pub async fn delete_version(
+        &self,
+        by: &Principal,
+        name: &str,
+        qualifier: &str,
+    ) -> Result<(), CoreError> {
+        let target = format!("{name}:{qualifier}");
+        self.audited(
+            by,
+            AuditAction::VersionDelete,
+            &target,
+            self.delete_version_inner(by, name, qualifier),
+        )
+        .await
+    }
+
+    pub(super) async fn delete_version_inner(
+        &self,
+        by: &Principal,
+        name: &str,
+        qualifier: &str,
+    ) -> Result<(), CoreError> {
+        self.authorize_on(by, Action::DeleteFunction, name)?;
+        let f = self.function_record(name).await?;
+        let n = match parse_qualifier(f.name.as_str(), Some(qualifier))? {
+            Qualifier::Version(n) => n,
+            Qualifier::Latest => {
+                return Err(CoreError::InvalidParameter(
+                    "$LATEST version cannot be deleted without deleting the function".into(),
+                ))
+            }
+            Qualifier::Alias(a) => {
+                return Err(CoreError::InvalidParameter(format!(
+                    "{a:?} is an alias: delete it with DeleteAlias"
+                )))
+            }
+        };
+        let store = self.store.clone();
+        let fname = f.name.clone();
+        let existed = blocking(move || Ok(store.delete_version(&fname, n)?)).await?;
+        self.versions.invalidate(&(f.name.clone(), n));
+        self.policies.invalidate(&f.name);
+        if !existed {
+            return Err(CoreError::NotFound(format!(
+                "function {}:{n} not found",
+                f.name
+            )));
+        }
+        self.scheduler.retire_where(&f.name, |v| v == Some(n));
+        self.code_gc.request();
+        tracing::info!(function = %f.name, version = n, "version deleted");
+        Ok(())
+    }
+}
