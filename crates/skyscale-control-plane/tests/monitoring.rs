@@ -29,6 +29,9 @@ def handler(event, context):
         print("last line of", context.aws_request_id, flush=True)
     if event.get("fail"):
         raise ValueError("bad input")
+    if "raise_as" in event:
+        # An exception class named like a platform error.
+        raise type(event["raise_as"], (Exception,), {})("only pretending")
     time.sleep(event.get("sleep", 0))
     return {"ok": True}
 "#;
@@ -177,6 +180,22 @@ fn records_and_logs_of_every_kind_of_ending() {
         (&t["status"], &t["error_type"]),
         (&json!("timeout"), &json!("Sandbox.Timedout"))
     );
+    // A function's own error named like a platform error is still the function's error.
+    for own in ["Sandbox.Timedout", "Runtime.ExitError"] {
+        let r = http.invoke("printer", &json!({"raise_as": own}).to_string());
+        assert_eq!(
+            r.json()["errorType"],
+            own,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let id = r.header("x-skyscale-request-id").unwrap().to_owned();
+        let p = record(&server, &id);
+        assert_eq!(
+            (&p["status"], &p["error_type"]),
+            (&json!("function_error"), &json!(own))
+        );
+    }
 
     // Reserved concurrency 0: a throttled invocation, recorded as such.
     server.cli_ok(&[
