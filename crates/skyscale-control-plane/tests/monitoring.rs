@@ -180,22 +180,6 @@ fn records_and_logs_of_every_kind_of_ending() {
         (&t["status"], &t["error_type"]),
         (&json!("timeout"), &json!("Sandbox.Timedout"))
     );
-    // A function's own error named like a platform error is still the function's error.
-    for own in ["Sandbox.Timedout", "Runtime.ExitError"] {
-        let r = http.invoke("printer", &json!({"raise_as": own}).to_string());
-        assert_eq!(
-            r.json()["errorType"],
-            own,
-            "{}",
-            String::from_utf8_lossy(&r.body)
-        );
-        let id = r.header("x-skyscale-request-id").unwrap().to_owned();
-        let p = record(&server, &id);
-        assert_eq!(
-            (&p["status"], &p["error_type"]),
-            (&json!("function_error"), &json!(own))
-        );
-    }
 
     // Reserved concurrency 0: a throttled invocation, recorded as such.
     server.cli_ok(&[
@@ -239,6 +223,23 @@ fn records_and_logs_of_every_kind_of_ending() {
     );
     let limited = records_until(&server, &["--name", "printer", "--limit", "2"], |_| true);
     assert_eq!(limited.len(), 2);
+
+    // A function's own error named like a platform error is still the function's error.
+    for own in ["Sandbox.Timedout", "Runtime.ExitError"] {
+        let r = http.invoke("printer", &json!({"raise_as": own}).to_string());
+        assert_eq!(
+            r.json()["errorType"],
+            own,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let id = r.header("x-skyscale-request-id").unwrap().to_owned();
+        let p = record(&server, &id);
+        assert_eq!(
+            (&p["status"], &p["error_type"]),
+            (&json!("function_error"), &json!(own))
+        );
+    }
 
     // Bad queries say what is wrong; invoker keys may not read records or logs.
     let r = http.get("/v1/functions/printer/invocations?since=yesterday");
