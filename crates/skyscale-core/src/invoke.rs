@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use skyscale_protocol::{exit_message, Init, Invoke, InvokeResult};
+use skyscale_protocol::{exit_message, ExitStatus, Init, Invoke, InvokeResult};
+use skyscale_sandbox::SandboxId;
 use skyscale_store::FunctionRecord;
 use tracing::Instrument;
 
@@ -364,13 +365,13 @@ impl ControlPlane {
                             .unwrap_or_else(|| timeout_message(&out.request_id, timeout)),
                     );
                 }
-                self.finish(&mut out, session, result, body)
+                self.finish(&mut out, session, result, body).await
             }
             Ok(Err(e)) => {
                 // The agent vanished mid-invocation: the sandbox was killed (often by the
                 // memory limit) or crashed.
                 tracing::warn!(sandbox = %session.id, error = %e, "sandbox failed during invocation");
-                out.outcome = Outcome::Crashed(Crash::Vanished);
+                out.outcome = self.crash_cause(&session.id, Crash::Vanished).await;
                 out.body = error_doc(
                     out.outcome.error_type().unwrap_or_default(),
                     &exit_message(&out.request_id, None),
@@ -410,7 +411,7 @@ impl ControlPlane {
     }
 
     /// Records the agent's answer; a sandbox that timed out or crashed is never reused.
-    fn finish(
+    async fn finish(
         &self,
         out: &mut InvokeOutput,
         session: Session,
@@ -420,11 +421,37 @@ impl ControlPlane {
         out.logs = result.logs;
         out.timing.runtime = Duration::from_micros(result.duration_us);
         out.body = body;
-        out.outcome = Outcome::of_result(result.status);
+        out.outcome = match Outcome::of_result(result.status) {
+            Outcome::Crashed(crash) => self.crash_cause(&session.id, crash).await,
+            other => other,
+        };
         match out.outcome {
             Outcome::Success | Outcome::FunctionError { .. } => self.scheduler.release(session),
             Outcome::Timeout | Outcome::Crashed(_) => self.scheduler.discard(session),
         }
+    }
+
+    /// A crash whose sandbox's memory cgroup saw the OOM killer is `OutOfMemory`: to the
+    /// agent a memory-limit kill is a SIGKILL like any other, and under gVisor the killed
+    /// process is often the Sentry, so the agent vanishes. Asked only after a crash (the
+    /// warm path reads nothing), before the sandbox is destroyed; a sandbox serves one
+    /// function and a crash ends it, so any OOM kill it counts belongs to this function.
+    async fn crash_cause(&self, sandbox: &SandboxId, crash: Crash) -> Outcome {
+        let killed = matches!(
+            crash,
+            Crash::Vanished | Crash::Exited(ExitStatus::Signal(9))
+        );
+        if killed
+            && self
+                .scheduler
+                .driver()
+                .oom_kills(sandbox)
+                .await
+                .is_some_and(|n| n > 0)
+        {
+            return Outcome::Crashed(Crash::OutOfMemory);
+        }
+        Outcome::Crashed(crash)
     }
 
     fn base_arn(&self, f: &FunctionRecord) -> String {

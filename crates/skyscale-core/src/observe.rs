@@ -29,9 +29,16 @@ pub enum Outcome {
 pub enum Crash {
     /// The runtime exited with a code or was killed by a signal, as the agent saw it.
     Exited(ExitStatus),
-    /// The agent itself vanished (the sandbox was killed, often by its memory limit).
+    /// The agent itself vanished (the sandbox was killed or died).
     Vanished,
+    /// The sandbox's memory cgroup counted an OOM kill: the runtime (or, under gVisor, the
+    /// whole sandbox) was killed for the function's memory limit.
+    OutOfMemory,
 }
+
+/// The error type an out-of-memory crash is *recorded* with (records, logs, metrics). The
+/// caller gets Lambda's `Runtime.ExitError` for it, as Lambda answers.
+pub const OUT_OF_MEMORY: &str = "Runtime.OutOfMemory";
 
 impl Outcome {
     /// The outcome the agent reported in a `Result` frame.
@@ -69,6 +76,14 @@ impl Outcome {
             Self::FunctionError { error_type } => Some(error_type),
             Self::Timeout => Some(TIMED_OUT),
             Self::Crashed(_) => Some(EXIT_ERROR),
+        }
+    }
+
+    /// The error type its record gets: Lambda's, except that an out-of-memory crash says so.
+    pub fn recorded_error_type(&self) -> Option<&str> {
+        match self {
+            Self::Crashed(Crash::OutOfMemory) => Some(OUT_OF_MEMORY),
+            other => other.error_type(),
         }
     }
 
@@ -189,7 +204,7 @@ impl Invocation {
             request_id: out.request_id.clone(),
             version: out.executed_version.clone(),
             status: out.outcome.status(),
-            error_type: out.error_type().map(str::to_owned),
+            error_type: out.outcome.recorded_error_type().map(str::to_owned),
             cold_start: out.cold_start,
             init_duration: out.init_duration,
             duration: out.duration,
@@ -335,6 +350,16 @@ mod tests {
             Outcome::of_failed_init(&init_timeout).status(),
             InvocationStatus::Timeout
         );
+        let oom = Outcome::Crashed(Crash::OutOfMemory);
+        assert_eq!(
+            (oom.status(), oom.error_type(), oom.recorded_error_type()),
+            (
+                InvocationStatus::Crashed,
+                Some(EXIT_ERROR),
+                Some(OUT_OF_MEMORY)
+            )
+        );
+        assert_eq!(killed.recorded_error_type(), Some(EXIT_ERROR));
         assert_eq!(Outcome::Success.function_error(), None);
         assert_eq!(
             Outcome::Crashed(Crash::Vanished).function_error(),
