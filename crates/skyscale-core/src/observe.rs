@@ -305,6 +305,16 @@ mod tests {
         assert_eq!(InvocationStatus::parse("nope"), None);
     }
 
+    fn failed_init(error_type: Option<&str>, failure: Option<InitFailure>) -> InitDone {
+        InitDone {
+            ok: false,
+            error_type: error_type.map(str::to_owned),
+            failure,
+            duration_us: 0,
+            logs: String::new(),
+        }
+    }
+
     /// The record's status comes from the typed outcome, never from the error type's
     /// spelling: a function's own `Sandbox.Timedout` is a function error.
     #[test]
@@ -315,15 +325,8 @@ mod tests {
             });
             assert_eq!(o.status(), InvocationStatus::FunctionError);
             assert_eq!(o.error_type(), Some(own));
-            let init = InitDone {
-                ok: false,
-                error_type: Some(own.into()),
-                failure: None,
-                duration_us: 0,
-                logs: String::new(),
-            };
             assert_eq!(
-                Outcome::of_failed_init(&init).status(),
+                Outcome::of_failed_init(&failed_init(Some(own), None)).status(),
                 InvocationStatus::FunctionError
             );
         }
@@ -339,13 +342,7 @@ mod tests {
             (killed.status(), killed.error_type()),
             (InvocationStatus::Crashed, Some(EXIT_ERROR))
         );
-        let init_timeout = InitDone {
-            ok: false,
-            error_type: None,
-            failure: Some(InitFailure::Timeout),
-            duration_us: 0,
-            logs: String::new(),
-        };
+        let init_timeout = failed_init(None, Some(InitFailure::Timeout));
         assert_eq!(
             Outcome::of_failed_init(&init_timeout).status(),
             InvocationStatus::Timeout
