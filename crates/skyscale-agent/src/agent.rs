@@ -81,6 +81,7 @@ pub fn run(config: Config) -> Result<(), AgentError> {
             let done = InitDone {
                 ok: false,
                 error_type: Some("Runtime.InvalidEntrypoint".to_string()),
+                failure: None,
                 duration_us: started.elapsed().as_micros() as u64,
                 logs: String::new(),
             };

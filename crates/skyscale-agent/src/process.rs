@@ -7,7 +7,6 @@
 //! for the zygote ([`crate::zygote`]), which the main thread checks on and, when it is not
 //! used, kills and reaps itself ([`try_reap`], [`kill_and_reap`]) before the reaper starts.
 
-use std::fmt;
 use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
@@ -23,49 +22,7 @@ use crate::pipe::{ChildEnds, RUNTIME_FDS_ENV};
 use crate::wake::Notifier;
 use crate::Event;
 
-/// How the runtime process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitStatus {
-    /// It exited with this code.
-    Code(i32),
-    /// A signal killed it (SIGKILL is what an OOM kill looks like).
-    Signal(i32),
-}
-
-impl fmt::Display for ExitStatus {
-    /// The wording of Go's `os.ProcessState`, which is what Lambda prints.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            ExitStatus::Code(code) => write!(f, "exit status {code}"),
-            ExitStatus::Signal(sig) => match signal_name(sig) {
-                Some(name) => write!(f, "signal: {name}"),
-                None => write!(f, "signal: signal {sig}"),
-            },
-        }
-    }
-}
-
-/// Go's names for the common signals.
-fn signal_name(sig: i32) -> Option<&'static str> {
-    Some(match sig {
-        1 => "hangup",
-        2 => "interrupt",
-        3 => "quit",
-        4 => "illegal instruction",
-        5 => "trace/breakpoint trap",
-        6 => "aborted",
-        7 => "bus error",
-        8 => "floating point exception",
-        9 => "killed",
-        10 => "user defined signal 1",
-        11 => "segmentation fault",
-        12 => "user defined signal 2",
-        13 => "broken pipe",
-        14 => "alarm clock",
-        15 => "terminated",
-        _ => return None,
-    })
-}
+pub use skyscale_protocol::ExitStatus;
 
 /// A started runtime: its pid (also its process-group id) and its output pipes.
 pub struct Runtime {
@@ -255,18 +212,6 @@ fn parse_peak(status: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exit_status_reads_like_go() {
-        assert_eq!(ExitStatus::Code(1).to_string(), "exit status 1");
-        assert_eq!(ExitStatus::Code(3).to_string(), "exit status 3");
-        assert_eq!(ExitStatus::Signal(9).to_string(), "signal: killed");
-        assert_eq!(
-            ExitStatus::Signal(11).to_string(),
-            "signal: segmentation fault"
-        );
-        assert_eq!(ExitStatus::Signal(40).to_string(), "signal: signal 40");
-    }
 
     #[test]
     fn vm_hwm_is_parsed() {

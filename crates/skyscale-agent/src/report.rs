@@ -1,5 +1,5 @@
-//! The error documents the agent writes itself (timeouts, runtime exits), in Lambda's wording,
-//! and the clock helpers they need.
+//! The error documents the agent writes itself (timeouts, runtime exits), in Lambda's wording
+//! (the exit wording is `skyscale_protocol::exit_message`), and the clock helpers they need.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -28,11 +28,6 @@ pub fn error_doc(error_type: &str, message: &str) -> Vec<u8> {
 pub fn error_type_of(body: &[u8]) -> Option<String> {
     let doc: serde_json::Value = serde_json::from_slice(body).ok()?;
     Some(doc.get("errorType")?.as_str()?.to_string())
-}
-
-/// `Runtime.ExitError` message: `RequestId: <id> Error: Runtime exited with error: exit status 1`.
-pub fn exit_message(request_id: &str, status: impl std::fmt::Display) -> String {
-    format!("RequestId: {request_id} Error: Runtime exited with error: {status}")
 }
 
 /// `2020-11-10T05:46:57.874Z <id> Task timed out after 3.07 seconds`.
@@ -112,10 +107,6 @@ mod tests {
         assert_eq!(
             error_doc("Sandbox.Timedout", "x \"y\""),
             br#"{"errorType":"Sandbox.Timedout","errorMessage":"x \"y\""}"#
-        );
-        assert_eq!(
-            exit_message("r1", "exit status 1"),
-            "RequestId: r1 Error: Runtime exited with error: exit status 1"
         );
         assert_eq!(
             timeout_message(0, "r1", 3070),

@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{json, meta, now_ms, Agent};
-use skyscale_protocol::{Frame, InitDone, InvokeStatus};
+use skyscale_protocol::{ExitStatus, Frame, InitDone, InvokeStatus};
 
 /// Starts the agent with `runtime` (Python source) as the runtime command itself.
 fn start(runtime: &str) -> (Agent, InitDone, Vec<u8>) {
@@ -69,7 +69,8 @@ while True:
     event = json.loads(r.read())
     rid = r.getheader("Lambda-Runtime-Aws-Request-Id")
     if event.get("fail"):
-        doc = json.dumps({"errorType": "Custom.Failure", "errorMessage": "asked to"})
+        kind = event.get("type", "Custom.Failure")
+        doc = json.dumps({"errorType": kind, "errorMessage": "asked to"})
         c.request("POST", f"/2018-06-01/runtime/invocation/{rid}/error", body=doc)
     else:
         out = json.dumps({"inherited": inherited, "rid": rid})
@@ -92,9 +93,30 @@ fn a_runtime_that_ignores_the_pipe_is_served_over_http() {
         assert_eq!(v["inherited"], serde_json::json!([true, true]));
     }
     let (result, body) = agent.invoke("h3", r#"{"fail": true}"#);
-    assert_eq!(result.status, InvokeStatus::Error);
-    assert_eq!(result.error_type.as_deref(), Some("Custom.Failure"));
+    assert!(matches!(result.status, InvokeStatus::Error { .. }));
+    assert_eq!(result.status.error_type(), Some("Custom.Failure"));
     assert_eq!(json(&body)["errorMessage"], "asked to");
+}
+
+/// A runtime's own error type is a function error whatever it says, even the name of a
+/// platform error: the runtime stays up and the status says what really happened.
+#[test]
+fn a_runtime_error_named_like_a_platform_error_is_a_function_error() {
+    let (mut agent, done, body) = start(HTTP_ONLY);
+    assert!(done.ok, "{done:?} {}", String::from_utf8_lossy(&body));
+    for (id, kind) in [("t1", "Sandbox.Timedout"), ("t2", "Runtime.ExitError")] {
+        let event = serde_json::json!({"fail": true, "type": kind}).to_string();
+        let (result, body) = agent.invoke(id, &event);
+        assert_eq!(
+            result.status,
+            InvokeStatus::Error {
+                error_type: Some(kind.into())
+            }
+        );
+        assert_eq!(json(&body)["errorType"], kind);
+    }
+    let (result, _) = agent.invoke("after", "{}");
+    assert_eq!(result.status, InvokeStatus::Ok);
 }
 
 #[test]
@@ -120,9 +142,9 @@ while True:
     let (mut agent, done, body) = start(runtime);
     assert!(done.ok, "{done:?} {}", String::from_utf8_lossy(&body));
     let (result, body) = agent.invoke("big", r#"{"big": true}"#);
-    assert_eq!(result.status, InvokeStatus::Error);
+    assert!(matches!(result.status, InvokeStatus::Error { .. }));
     assert_eq!(
-        result.error_type.as_deref(),
+        result.status.error_type(),
         Some("Function.ResponseSizeTooLarge")
     );
     assert_eq!(json(&body)["errorType"], "Function.ResponseSizeTooLarge");
@@ -148,8 +170,8 @@ while True:
     let (mut agent, done, _) = start(&runtime);
     assert!(done.ok, "{done:?}");
     let (result, body) = agent.invoke("p1", "{}");
-    assert_eq!(result.status, InvokeStatus::Error);
-    assert_eq!(result.error_type.as_deref(), Some("Doc.Type"));
+    assert!(matches!(result.status, InvokeStatus::Error { .. }));
+    assert_eq!(result.status.error_type(), Some("Doc.Type"));
     assert_eq!(json(&body)["errorMessage"], "m");
     assert_eq!(result.logs, "got p1\n");
     assert!(result.max_rss_kb > 1000, "{}", result.max_rss_kb);
@@ -167,7 +189,7 @@ time.sleep(60)
     let (mut agent, done, body) = start(&runtime);
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(!done.ok);
-    assert_eq!(done.error_type.as_deref(), Some("Runtime.ExitError"));
+    assert_eq!(done.failure_type(), Some("Runtime.ExitError"));
     assert_eq!(
         json(&body)["errorMessage"],
         "RequestId: <none> Error: Runtime exited with error: signal: killed"
@@ -189,7 +211,12 @@ time.sleep(60)
     let (mut agent, done, _) = start(&runtime);
     assert!(done.ok, "{done:?}");
     let (result, body) = agent.invoke("w1", "{}");
-    assert_eq!(result.status, InvokeStatus::Crashed);
+    assert_eq!(
+        result.status,
+        InvokeStatus::Crashed {
+            exit: ExitStatus::Signal(9)
+        }
+    );
     assert_eq!(
         json(&body)["errorMessage"],
         "RequestId: w1 Error: Runtime exited with error: signal: killed"

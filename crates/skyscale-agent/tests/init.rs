@@ -20,11 +20,7 @@ fn init_error(files: &[(&str, &str)], handler: &str) -> (InitDone, serde_json::V
     }
     assert!(agent.wait_exit(Duration::from_secs(10)).success());
     let doc = json(&body);
-    assert_eq!(
-        doc["errorType"].as_str(),
-        done.error_type.as_deref(),
-        "{doc}"
-    );
+    assert_eq!(doc["errorType"].as_str(), done.failure_type(), "{doc}");
     (done, doc)
 }
 
@@ -35,7 +31,7 @@ both_channels! {
             "handler.handler",
         );
         assert_eq!(
-            done.error_type.as_deref(),
+            done.failure_type(),
             Some("Runtime.ImportModuleError")
         );
         assert_eq!(
@@ -54,7 +50,7 @@ both_channels! {
     fn missing_module() {
         let (done, doc) = init_error(&[], "nothere.handler");
         assert_eq!(
-            done.error_type.as_deref(),
+            done.failure_type(),
             Some("Runtime.ImportModuleError")
         );
         assert_eq!(
@@ -66,7 +62,7 @@ both_channels! {
     fn syntax_error() {
         let (done, doc) = init_error(&[("handler.py", "def handler(:\n")], "handler.handler");
         assert_eq!(
-            done.error_type.as_deref(),
+            done.failure_type(),
             Some("Runtime.UserCodeSyntaxError")
         );
         assert!(doc["errorMessage"]
@@ -77,7 +73,7 @@ both_channels! {
 
     fn missing_handler() {
         let (done, doc) = init_error(&[("handler.py", "x = 1\n")], "handler.nope");
-        assert_eq!(done.error_type.as_deref(), Some("Runtime.HandlerNotFound"));
+        assert_eq!(done.failure_type(), Some("Runtime.HandlerNotFound"));
         assert_eq!(
             doc["errorMessage"],
             "Handler 'nope' missing on module 'handler'"
@@ -87,7 +83,7 @@ both_channels! {
     fn malformed_handler() {
         let (done, _) = init_error(&[("handler.py", "x = 1\n")], "nodots");
         assert_eq!(
-            done.error_type.as_deref(),
+            done.failure_type(),
             Some("Runtime.MalformedHandlerName")
         );
     }
@@ -95,7 +91,7 @@ both_channels! {
     fn exception_during_import_keeps_its_class_name() {
         let code = "print('starting')\nraise KeyError('cfg')\n";
         let (done, doc) = init_error(&[("handler.py", code)], "handler.handler");
-        assert_eq!(done.error_type.as_deref(), Some("KeyError"));
+        assert_eq!(done.failure_type(), Some("KeyError"));
         assert_eq!(doc["errorMessage"], "'cfg'");
         assert!(done.logs.starts_with("starting\n"), "{}", done.logs);
     }
@@ -110,7 +106,7 @@ both_channels! {
     fn runtime_exiting_during_init() {
         let code = "import os\nprint('bye', flush=True)\nos._exit(4)\n";
         let (done, doc) = init_error(&[("handler.py", code)], "handler.handler");
-        assert_eq!(done.error_type.as_deref(), Some("Runtime.ExitError"));
+        assert_eq!(done.failure_type(), Some("Runtime.ExitError"));
         assert_eq!(
             doc["errorMessage"],
             "RequestId: <none> Error: Runtime exited with error: exit status 4"
@@ -131,7 +127,7 @@ both_channels! {
             panic!("expected InitDone")
         };
         assert!(!done.ok);
-        assert_eq!(done.error_type.as_deref(), Some("Sandbox.Timedout"));
+        assert_eq!(done.failure_type(), Some("Sandbox.Timedout"));
         assert_eq!(
             json(&body)["errorMessage"],
             "Init timed out after 0.50 seconds"
@@ -150,10 +146,7 @@ fn command_that_cannot_start() {
         panic!("expected InitDone")
     };
     assert!(!done.ok);
-    assert_eq!(
-        done.error_type.as_deref(),
-        Some("Runtime.InvalidEntrypoint")
-    );
+    assert_eq!(done.failure_type(), Some("Runtime.InvalidEntrypoint"));
     assert!(json(&body)["errorMessage"]
         .as_str()
         .unwrap()

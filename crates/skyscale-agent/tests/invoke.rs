@@ -60,7 +60,7 @@ both_channels! {
         let mut agent = app();
         let (result, body) = agent.invoke("req-1", r#"{"n": 1}"#);
         assert_eq!(result.status, InvokeStatus::Ok);
-        assert_eq!(result.error_type, None);
+        assert_eq!(result.status.error_type(), None);
         assert_eq!(body, br#"{"ok": true, "n": 2}"#);
         assert!(result.duration_us > 0);
         assert!(result.max_rss_kb > 1000, "max_rss_kb {}", result.max_rss_kb);
@@ -86,8 +86,8 @@ both_channels! {
     fn handler_exception_is_an_error_result() {
         let mut agent = app();
         let (result, body) = agent.invoke("req-boom", r#"{"action": "boom"}"#);
-        assert_eq!(result.status, InvokeStatus::Error);
-        assert_eq!(result.error_type.as_deref(), Some("ValueError"));
+        assert!(matches!(result.status, InvokeStatus::Error { .. }));
+        assert_eq!(result.status.error_type(), Some("ValueError"));
         let doc = json(&body);
         assert_eq!(doc["errorType"], "ValueError");
         assert_eq!(doc["errorMessage"], "boom");
@@ -135,9 +135,9 @@ both_channels! {
         // takes the next event.
         let mut agent = app();
         let (result, body) = agent.invoke("huge", r#"{"action": "too_big"}"#);
-        assert_eq!(result.status, InvokeStatus::Error);
+        assert!(matches!(result.status, InvokeStatus::Error { .. }));
         assert_eq!(
-            result.error_type.as_deref(),
+            result.status.error_type(),
             Some("Function.ResponseSizeTooLarge")
         );
         let doc = json(&body);
@@ -192,14 +192,14 @@ both_channels! {
     fn bad_input_and_unserializable_output_are_runtime_errors() {
         let mut agent = app();
         let (result, body) = agent.invoke("bad-in", "{not json");
-        assert_eq!(result.status, InvokeStatus::Error);
-        assert_eq!(result.error_type.as_deref(), Some("Runtime.UnmarshalError"));
+        assert!(matches!(result.status, InvokeStatus::Error { .. }));
+        assert_eq!(result.status.error_type(), Some("Runtime.UnmarshalError"));
         assert!(json(&body)["errorMessage"]
             .as_str()
             .unwrap()
             .starts_with("Unable to unmarshal input"));
         let (result, body) = agent.invoke("bad-out", r#"{"action": "unserializable"}"#);
-        assert_eq!(result.error_type.as_deref(), Some("Runtime.MarshalError"));
+        assert_eq!(result.status.error_type(), Some("Runtime.MarshalError"));
         assert_eq!(
             json(&body)["errorMessage"],
             "Unable to marshal response: Object of type set is not JSON serializable"
@@ -210,8 +210,8 @@ both_channels! {
         // As Lambda's Python runtime: a result is JSON, and bytes are not.
         let mut agent = app();
         let (result, body) = agent.invoke("raw", r#"{"action": "bytes"}"#);
-        assert_eq!(result.status, InvokeStatus::Error);
-        assert_eq!(result.error_type.as_deref(), Some("Runtime.MarshalError"));
+        assert!(matches!(result.status, InvokeStatus::Error { .. }));
+        assert_eq!(result.status.error_type(), Some("Runtime.MarshalError"));
         assert_eq!(
             json(&body)["errorMessage"],
             "Unable to marshal response: Object of type bytes is not JSON serializable"

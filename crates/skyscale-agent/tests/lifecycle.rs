@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{json, meta, now_ms, Agent};
-use skyscale_protocol::{Frame, InvokeStatus};
+use skyscale_protocol::{ExitStatus, Frame, InvokeStatus};
 
 const APP: &str = r#"
 import os, signal, threading, time
@@ -78,7 +78,7 @@ both_channels! {
             "{took:?}"
         );
         assert_eq!(result.status, InvokeStatus::Timeout);
-        assert_eq!(result.error_type.as_deref(), Some("Sandbox.Timedout"));
+        assert_eq!(result.status.error_type(), Some("Sandbox.Timedout"));
         assert!(result.logs.contains("before\n"), "{}", result.logs);
         let doc = json(&body);
         assert_eq!(doc["errorType"], "Sandbox.Timedout");
@@ -103,8 +103,13 @@ both_channels! {
     fn exit_during_invocation_is_a_crash() {
         let mut agent = app();
         let (result, body) = agent.invoke("crash-1", r#"{"action": "exit3"}"#);
-        assert_eq!(result.status, InvokeStatus::Crashed);
-        assert_eq!(result.error_type.as_deref(), Some("Runtime.ExitError"));
+        assert_eq!(
+            result.status,
+            InvokeStatus::Crashed {
+                exit: ExitStatus::Code(3)
+            }
+        );
+        assert_eq!(result.status.error_type(), Some("Runtime.ExitError"));
         assert_eq!(result.logs, "before\n");
         let doc = json(&body);
         assert_eq!(doc["errorType"], "Runtime.ExitError");
@@ -118,7 +123,12 @@ both_channels! {
     fn sigkill_reads_like_an_oom_kill() {
         let mut agent = app();
         let (result, body) = agent.invoke("oom-1", r#"{"action": "kill"}"#);
-        assert_eq!(result.status, InvokeStatus::Crashed);
+        assert_eq!(
+            result.status,
+            InvokeStatus::Crashed {
+                exit: ExitStatus::Signal(9)
+            }
+        );
         assert_eq!(
             json(&body)["errorMessage"],
             "RequestId: oom-1 Error: Runtime exited with error: signal: killed"
@@ -134,7 +144,7 @@ both_channels! {
         // The runtime is dead: whether the agent notices before or during the next
         // invocation, that one reports the exit.
         let (result, body) = agent.invoke("r2", "{}");
-        assert_eq!(result.status, InvokeStatus::Crashed);
+        assert!(matches!(result.status, InvokeStatus::Crashed { .. }));
         assert!(json(&body)["errorMessage"]
             .as_str()
             .unwrap()

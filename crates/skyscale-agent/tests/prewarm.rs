@@ -275,7 +275,7 @@ fn an_unusable_directory_fails_as_without_a_zygote() {
         };
         assert!(!done.ok);
         assert!(agent.wait_exit(Duration::from_secs(10)).success());
-        errors.push((done.error_type, json(&body)));
+        errors.push((done.failure_type().map(str::to_owned), json(&body)));
     }
     assert_eq!(errors[0], errors[1]);
     assert_eq!(errors[0].0.as_deref(), Some("Runtime.InvalidEntrypoint"));

@@ -29,6 +29,9 @@ def handler(event, context):
         print("last line of", context.aws_request_id, flush=True)
     if event.get("fail"):
         raise ValueError("bad input")
+    if "raise_as" in event:
+        # An exception class named like a platform error.
+        raise type(event["raise_as"], (Exception,), {})("only pretending")
     time.sleep(event.get("sleep", 0))
     return {"ok": True}
 "#;
@@ -220,6 +223,23 @@ fn records_and_logs_of_every_kind_of_ending() {
     );
     let limited = records_until(&server, &["--name", "printer", "--limit", "2"], |_| true);
     assert_eq!(limited.len(), 2);
+
+    // A function's own error named like a platform error is still the function's error.
+    for own in ["Sandbox.Timedout", "Runtime.ExitError"] {
+        let r = http.invoke("printer", &json!({"raise_as": own}).to_string());
+        assert_eq!(
+            r.json()["errorType"],
+            own,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let id = r.header("x-skyscale-request-id").unwrap().to_owned();
+        let p = record(&server, &id);
+        assert_eq!(
+            (&p["status"], &p["error_type"]),
+            (&json!("function_error"), &json!(own))
+        );
+    }
 
     // Bad queries say what is wrong; invoker keys may not read records or logs.
     let r = http.get("/v1/functions/printer/invocations?since=yesterday");

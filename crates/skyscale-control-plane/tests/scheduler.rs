@@ -184,6 +184,18 @@ fn reserved_concurrency_limits_and_disables() {
     assert_eq!(r.status, 400);
 }
 
+/// The record of the invocation `r` answered (records are readable once it answered) is a
+/// crash with `error_type`.
+fn assert_recorded(http: &common::Http, r: &Resp, error_type: &str) {
+    let id = r.header("x-skyscale-request-id").unwrap();
+    let record = http.get(&format!("/v1/invocations/{id}")).json();
+    assert_eq!(
+        (&record["status"], &record["error_type"]),
+        (&json!("crashed"), &json!(error_type)),
+        "{record}"
+    );
+}
+
 /// Timeout, memory limit and crash: each fails with Lambda's error and the next call works.
 fn failures_are_contained(driver: &str) {
     let server = Server::start(driver);
@@ -223,6 +235,9 @@ fn failures_are_contained(driver: &str) {
     let r = http.invoke("hungry", r#"{"mode": "alloc"}"#);
     assert_eq!(r.header("x-skyscale-function-error"), Some("Unhandled"));
     assert_eq!(r.json()["errorType"], "Runtime.ExitError", "{}", r.json());
+    // The sandbox's memory cgroup counted the kill: the record says out of memory (the
+    // caller got Lambda's `Runtime.ExitError`).
+    assert_recorded(&http, &r, "Runtime.OutOfMemory");
     assert_eq!(http.invoke("hungry", "{}").json()["ok"], true);
 
     let r = http.invoke("trouble", r#"{"mode": "exit"}"#);
@@ -235,6 +250,7 @@ fn failures_are_contained(driver: &str) {
         "{}",
         r.json()
     );
+    assert_recorded(&http, &r, "Runtime.ExitError");
     let next = http.invoke("trouble", "{}");
     assert_eq!(next.json()["ok"], true);
     assert_eq!(

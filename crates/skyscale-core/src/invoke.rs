@@ -4,12 +4,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use skyscale_protocol::{Init, Invoke, InvokeResult, InvokeStatus};
+use skyscale_protocol::{exit_message, ExitStatus, Init, Invoke, InvokeResult};
+use skyscale_sandbox::SandboxId;
 use skyscale_store::FunctionRecord;
 use tracing::Instrument;
 
 use crate::logs::{self, Report};
-use crate::observe::{Invocation, InvocationHead, Trigger};
+use crate::observe::{Crash, Invocation, InvocationHead, Outcome, Trigger};
 use crate::runtimes::{Runtimes, STARTUP_ENV};
 use crate::scheduler::{link_tree, Acquired, BusyGuard, Shape};
 use crate::session::{PoolKey, Session, SessionError};
@@ -46,12 +47,10 @@ pub struct InvokeOutput {
     pub request_id: String,
     /// The version that ran: `$LATEST` or a published version's number.
     pub executed_version: String,
-    /// The handler's result, or the error document when `function_error` is set.
+    /// The handler's result, or the error document when the outcome is a failure.
     pub body: Vec<u8>,
-    /// `Some("Unhandled")` when the function failed (exception, init error, timeout, crash).
-    pub function_error: Option<&'static str>,
-    /// The error type when the function failed, e.g. `ValueError`, `Sandbox.Timedout`.
-    pub error_type: Option<String>,
+    /// How it ended (exception, init error, timeout, crash).
+    pub outcome: Outcome,
     pub cold_start: bool,
     /// Cold starts: getting a sandbox ready (boot or specialisation, plus the runtime's init).
     pub init_duration: Option<Duration>,
@@ -63,6 +62,18 @@ pub struct InvokeOutput {
     /// framed by the platform's `START`, `END` and `REPORT` lines (see [`crate::logs`]).
     pub logs: String,
     pub timing: InvokeTiming,
+}
+
+impl InvokeOutput {
+    /// `Some("Unhandled")` when the function failed (exception, init error, timeout, crash).
+    pub fn function_error(&self) -> Option<&'static str> {
+        self.outcome.function_error()
+    }
+
+    /// The error type when the function failed, e.g. `ValueError`, `Sandbox.Timedout`.
+    pub fn error_type(&self) -> Option<&str> {
+        self.outcome.error_type()
+    }
 }
 
 /// Where the time of one invocation went (the `server-timing` header).
@@ -116,9 +127,9 @@ enum Ready {
         cold_start: bool,
         init_logs: String,
     },
-    /// The runtime failed to initialise: the error type, its document and what it printed.
+    /// The runtime failed to initialise: how, its document and what it printed.
     InitFailed {
-        error_type: String,
+        outcome: Outcome,
         body: Vec<u8>,
         logs: String,
     },
@@ -287,8 +298,7 @@ impl ControlPlane {
             request_id,
             executed_version: version.clone(),
             body: Vec::new(),
-            function_error: None,
-            error_type: None,
+            outcome: Outcome::Success,
             cold_start: init_duration.is_some(),
             init_duration,
             duration: Duration::ZERO,
@@ -305,12 +315,11 @@ impl ControlPlane {
                 session, init_logs, ..
             } => (session, init_logs),
             Ready::InitFailed {
-                error_type,
+                outcome,
                 body,
                 logs,
             } => {
-                out.function_error = Some("Unhandled");
-                out.error_type = Some(error_type);
+                out.outcome = outcome;
                 out.body = body;
                 // The failed init is this invocation's work (Lambda retries a failed init
                 // inside the invoke phase): its output goes between START and END.
@@ -350,35 +359,30 @@ impl ControlPlane {
         match answer {
             Ok(Ok((result, body))) => {
                 max_rss_kb = result.max_rss_kb;
-                if result.status == InvokeStatus::Timeout {
+                if result.status == skyscale_protocol::InvokeStatus::Timeout {
                     timeout_line = Some(
                         error_message(&body)
                             .unwrap_or_else(|| timeout_message(&out.request_id, timeout)),
                     );
                 }
-                self.finish(&mut out, session, result, body)
+                self.finish(&mut out, session, result, body).await
             }
             Ok(Err(e)) => {
                 // The agent vanished mid-invocation: the sandbox was killed (often by the
                 // memory limit) or crashed.
                 tracing::warn!(sandbox = %session.id, error = %e, "sandbox failed during invocation");
-                out.function_error = Some("Unhandled");
-                out.error_type = Some("Runtime.ExitError".into());
+                out.outcome = self.crash_cause(&session.id, Crash::Vanished).await;
                 out.body = error_doc(
-                    "Runtime.ExitError",
-                    &format!(
-                        "RequestId: {} Error: Runtime exited without providing a reason",
-                        out.request_id
-                    ),
+                    out.outcome.error_type().unwrap_or_default(),
+                    &exit_message(&out.request_id, None),
                 );
                 self.scheduler.discard(session);
             }
             Err(_) => {
                 tracing::warn!(sandbox = %session.id, "agent missed the deadline; destroying sandbox");
-                out.function_error = Some("Unhandled");
-                out.error_type = Some("Sandbox.Timedout".into());
+                out.outcome = Outcome::Timeout;
                 let message = timeout_message(&out.request_id, timeout);
-                out.body = error_doc("Sandbox.Timedout", &message);
+                out.body = error_doc(out.outcome.error_type().unwrap_or_default(), &message);
                 timeout_line = Some(message);
                 self.scheduler.discard(session);
             }
@@ -400,14 +404,14 @@ impl ControlPlane {
         tracing::info!(
             cold_start = out.cold_start,
             duration_us = out.duration.as_micros() as u64,
-            error_type = out.error_type.as_deref().unwrap_or(""),
+            error_type = out.error_type().unwrap_or(""),
             "invocation finished"
         );
         Ok(out)
     }
 
     /// Records the agent's answer; a sandbox that timed out or crashed is never reused.
-    fn finish(
+    async fn finish(
         &self,
         out: &mut InvokeOutput,
         session: Session,
@@ -417,14 +421,37 @@ impl ControlPlane {
         out.logs = result.logs;
         out.timing.runtime = Duration::from_micros(result.duration_us);
         out.body = body;
-        if result.status != InvokeStatus::Ok {
-            out.function_error = Some("Unhandled");
-            out.error_type = result.error_type;
+        out.outcome = match Outcome::of_result(result.status) {
+            Outcome::Crashed(crash) => self.crash_cause(&session.id, crash).await,
+            other => other,
+        };
+        match out.outcome {
+            Outcome::Success | Outcome::FunctionError { .. } => self.scheduler.release(session),
+            Outcome::Timeout | Outcome::Crashed(_) => self.scheduler.discard(session),
         }
-        match result.status {
-            InvokeStatus::Ok | InvokeStatus::Error => self.scheduler.release(session),
-            InvokeStatus::Timeout | InvokeStatus::Crashed => self.scheduler.discard(session),
+    }
+
+    /// A crash whose sandbox's memory cgroup saw the OOM killer is `OutOfMemory`: to the
+    /// agent a memory-limit kill is a SIGKILL like any other, and under gVisor the killed
+    /// process is often the Sentry, so the agent vanishes. Asked only after a crash (the
+    /// warm path reads nothing), before the sandbox is destroyed; a sandbox serves one
+    /// function and a crash ends it, so any OOM kill it counts belongs to this function.
+    async fn crash_cause(&self, sandbox: &SandboxId, crash: Crash) -> Outcome {
+        let killed = matches!(
+            crash,
+            Crash::Vanished | Crash::Exited(ExitStatus::Signal(9))
+        );
+        if killed
+            && self
+                .scheduler
+                .driver()
+                .oom_kills(sandbox)
+                .await
+                .is_some_and(|n| n > 0)
+        {
+            return Outcome::Crashed(Crash::OutOfMemory);
         }
+        Outcome::Crashed(crash)
     }
 
     fn base_arn(&self, f: &FunctionRecord) -> String {
@@ -561,7 +588,7 @@ impl ControlPlane {
             Ok((done, body)) => {
                 self.scheduler.discard(session);
                 Ok(Some(Ready::InitFailed {
-                    error_type: done.error_type.unwrap_or_else(|| "Runtime.Unknown".into()),
+                    outcome: Outcome::of_failed_init(&done),
                     body,
                     logs: done.logs,
                 }))

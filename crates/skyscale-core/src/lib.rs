@@ -46,7 +46,7 @@ pub use functions::Expect;
 pub use invoke::{InvokeOptions, InvokeOutput, InvokeTiming, MAX_SYNC_PAYLOAD};
 pub use limiter::AuthLimits;
 pub use metrics::PROMETHEUS_CONTENT_TYPE;
-pub use observe::{Invocation, InvocationStatus, Trigger};
+pub use observe::{Crash, Invocation, InvocationStatus, Outcome, Trigger};
 pub use policies::NewStatement;
 pub use records::{Followed, InvocationFilter, LogFilter, LogFollower, RecordSettings};
 pub use runtimes::{RuntimeInfo, Runtimes, PYTHON_BOOTSTRAP};

@@ -4,7 +4,107 @@
 
 use std::time::{Duration, SystemTime};
 
+use skyscale_protocol::{ExitStatus, InitDone, InitFailure, InvokeStatus, EXIT_ERROR, TIMED_OUT};
+
 use crate::{ControlPlane, CoreError, InvokeOutput};
+
+/// How an invocation that ran ended, typed from the agent's report to the record. Lambda's
+/// error type for it is [`Outcome::error_type`]; nothing maps error-type strings back to
+/// an outcome, so a function's own `Sandbox.Timedout` stays a function error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    /// The handler raised, or the runtime reported a failed init: its own error type.
+    FunctionError {
+        error_type: String,
+    },
+    /// The function (or its init) ran past its timeout.
+    Timeout,
+    /// The runtime or its sandbox died without answering.
+    Crashed(Crash),
+}
+
+/// Why a sandbox's runtime died.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Crash {
+    /// The runtime exited with a code or was killed by a signal, as the agent saw it.
+    Exited(ExitStatus),
+    /// The agent itself vanished (the sandbox was killed or died).
+    Vanished,
+    /// The sandbox's memory cgroup counted an OOM kill: the runtime (or, under gVisor, the
+    /// whole sandbox) was killed for the function's memory limit.
+    OutOfMemory,
+}
+
+/// The error type an out-of-memory crash is *recorded* with (records, logs, metrics). The
+/// caller gets Lambda's `Runtime.ExitError` for it, as Lambda answers.
+pub const OUT_OF_MEMORY: &str = "Runtime.OutOfMemory";
+
+impl Outcome {
+    /// The outcome the agent reported in a `Result` frame.
+    pub(crate) fn of_result(status: InvokeStatus) -> Self {
+        match status {
+            InvokeStatus::Ok => Self::Success,
+            InvokeStatus::Error { error_type } => Self::FunctionError {
+                // The agent resolves it; fall back as it would.
+                error_type: error_type
+                    .unwrap_or_else(|| skyscale_protocol::UNKNOWN_ERROR.to_owned()),
+            },
+            InvokeStatus::Timeout => Self::Timeout,
+            InvokeStatus::Crashed { exit } => Self::Crashed(Crash::Exited(exit)),
+        }
+    }
+
+    /// The outcome of an invocation whose sandbox's init failed as `done` says.
+    pub(crate) fn of_failed_init(done: &InitDone) -> Self {
+        match done.failure {
+            Some(InitFailure::Timeout) => Self::Timeout,
+            Some(InitFailure::Crashed(exit)) => Self::Crashed(Crash::Exited(exit)),
+            None => Self::FunctionError {
+                error_type: done
+                    .failure_type()
+                    .unwrap_or(skyscale_protocol::UNKNOWN_ERROR)
+                    .to_owned(),
+            },
+        }
+    }
+
+    /// Lambda's error type: the function's own, or the platform's for a timeout or crash.
+    pub fn error_type(&self) -> Option<&str> {
+        match self {
+            Self::Success => None,
+            Self::FunctionError { error_type } => Some(error_type),
+            Self::Timeout => Some(TIMED_OUT),
+            Self::Crashed(_) => Some(EXIT_ERROR),
+        }
+    }
+
+    /// The error type its record gets: Lambda's, except that an out-of-memory crash says so.
+    pub fn recorded_error_type(&self) -> Option<&str> {
+        match self {
+            Self::Crashed(Crash::OutOfMemory) => Some(OUT_OF_MEMORY),
+            other => other.error_type(),
+        }
+    }
+
+    /// Lambda's `X-Amz-Function-Error`: every failure is `Unhandled`.
+    pub fn function_error(&self) -> Option<&'static str> {
+        match self {
+            Self::Success => None,
+            _ => Some("Unhandled"),
+        }
+    }
+
+    /// The status its record gets.
+    pub fn status(&self) -> InvocationStatus {
+        match self {
+            Self::Success => InvocationStatus::Success,
+            Self::FunctionError { .. } => InvocationStatus::FunctionError,
+            Self::Timeout => InvocationStatus::Timeout,
+            Self::Crashed(_) => InvocationStatus::Crashed,
+        }
+    }
+}
 
 /// How an invocation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -41,16 +141,6 @@ impl InvocationStatus {
         ]
         .into_iter()
         .find(|v| v.as_str() == s)
-    }
-
-    /// The status of a finished invocation, from its error type.
-    pub fn of(out: &InvokeOutput) -> Self {
-        match (out.function_error, out.error_type.as_deref()) {
-            (None, _) => Self::Success,
-            (Some(_), Some("Sandbox.Timedout")) => Self::Timeout,
-            (Some(_), Some("Runtime.ExitError")) => Self::Crashed,
-            (Some(_), _) => Self::FunctionError,
-        }
     }
 }
 
@@ -113,8 +203,8 @@ impl Invocation {
         Self {
             request_id: out.request_id.clone(),
             version: out.executed_version.clone(),
-            status: InvocationStatus::of(out),
-            error_type: out.error_type.clone(),
+            status: out.outcome.status(),
+            error_type: out.outcome.recorded_error_type().map(str::to_owned),
             cold_start: out.cold_start,
             init_duration: out.init_duration,
             duration: out.duration,
@@ -213,5 +303,64 @@ mod tests {
             assert_eq!(InvocationStatus::parse(s.as_str()), Some(s));
         }
         assert_eq!(InvocationStatus::parse("nope"), None);
+    }
+
+    fn failed_init(error_type: Option<&str>, failure: Option<InitFailure>) -> InitDone {
+        InitDone {
+            ok: false,
+            error_type: error_type.map(str::to_owned),
+            failure,
+            duration_us: 0,
+            logs: String::new(),
+        }
+    }
+
+    /// The record's status comes from the typed outcome, never from the error type's
+    /// spelling: a function's own `Sandbox.Timedout` is a function error.
+    #[test]
+    fn outcomes_are_not_read_from_error_type_strings() {
+        for own in ["Sandbox.Timedout", "Runtime.ExitError"] {
+            let o = Outcome::of_result(InvokeStatus::Error {
+                error_type: Some(own.into()),
+            });
+            assert_eq!(o.status(), InvocationStatus::FunctionError);
+            assert_eq!(o.error_type(), Some(own));
+            assert_eq!(
+                Outcome::of_failed_init(&failed_init(Some(own), None)).status(),
+                InvocationStatus::FunctionError
+            );
+        }
+        let timeout = Outcome::of_result(InvokeStatus::Timeout);
+        assert_eq!(
+            (timeout.status(), timeout.error_type()),
+            (InvocationStatus::Timeout, Some(TIMED_OUT))
+        );
+        let killed = Outcome::of_result(InvokeStatus::Crashed {
+            exit: ExitStatus::Signal(9),
+        });
+        assert_eq!(
+            (killed.status(), killed.error_type()),
+            (InvocationStatus::Crashed, Some(EXIT_ERROR))
+        );
+        let init_timeout = failed_init(None, Some(InitFailure::Timeout));
+        assert_eq!(
+            Outcome::of_failed_init(&init_timeout).status(),
+            InvocationStatus::Timeout
+        );
+        let oom = Outcome::Crashed(Crash::OutOfMemory);
+        assert_eq!(
+            (oom.status(), oom.error_type(), oom.recorded_error_type()),
+            (
+                InvocationStatus::Crashed,
+                Some(EXIT_ERROR),
+                Some(OUT_OF_MEMORY)
+            )
+        );
+        assert_eq!(killed.recorded_error_type(), Some(EXIT_ERROR));
+        assert_eq!(Outcome::Success.function_error(), None);
+        assert_eq!(
+            Outcome::Crashed(Crash::Vanished).function_error(),
+            Some("Unhandled")
+        );
     }
 }

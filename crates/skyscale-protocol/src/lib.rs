@@ -25,6 +25,16 @@
 //! After a `Result` whose status is `Timeout` or `Crashed` the agent exits: the control plane
 //! destroys that sandbox and never hands it out again.
 //!
+//! # Outcomes are typed
+//!
+//! A `Result` says how the invocation ended as an [`InvokeStatus`]: `ok`, `error` with the
+//! function's own error type (whatever string the runtime chose, `Sandbox.Timedout`
+//! included), `timeout`, or `crashed` with the runtime's [`ExitStatus`]. A failed `InitDone`
+//! says the same through [`InitFailure`]. Nothing downstream reads meaning into error-type
+//! strings; Lambda's platform error types and wording ([`TIMED_OUT`], [`EXIT_ERROR`],
+//! [`exit_message`]) are derived from these types here, for the agent and the control plane
+//! alike.
+//!
 //! # The runtime pipe
 //!
 //! Inside the sandbox the same frames also run between the agent and the built-in Python
@@ -43,8 +53,8 @@
 //!           client_context, trace_id}            -Invoked-Function-Arn, -Client-Context,
 //!           + event payload                      -Trace-Id (CR/LF replaced by spaces, as in a
 //!                                                header); body = the event (JSON)
-//! runtime → Result{request_id, status: ok}     = POST /invocation/{id}/response; body = response
-//! runtime → Result{request_id, status: error,  = POST /invocation/{id}/error with the
+//! runtime → Result{request_id, status: "ok"}   = POST /invocation/{id}/response; body = response
+//! runtime → Result{request_id, status: "error", = POST /invocation/{id}/error with the
 //!           error_type}                          Lambda-Runtime-Function-Error-Type header
 //!                                                (optional); body = the error document
 //! ```
@@ -97,7 +107,9 @@ use std::io::{self, Read, Write};
 use serde::{Deserialize, Serialize};
 
 /// Version spoken by this build. The control plane refuses an agent with another one.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: `Result` and `InitDone` carry typed outcomes (a crash's exit status; no platform
+/// error types as strings).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest frame accepted (a 6 MB payload plus logs and metadata fit easily).
 pub const MAX_FRAME_LEN: usize = 32 * 1024 * 1024;
@@ -173,10 +185,50 @@ pub struct Init {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InitDone {
     pub ok: bool,
+    /// The runtime's own error type when it reported the failure (`failure` is `None`).
     pub error_type: Option<String>,
+    /// Set by the agent when the runtime did not report the failure itself: it ran out of
+    /// time or exited. Runtimes never send it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<InitFailure>,
     pub duration_us: u64,
     /// What the runtime printed during init.
     pub logs: String,
+}
+
+impl InitDone {
+    /// Lambda's error type of a failed init: the platform's for a [`InitFailure`], else the
+    /// runtime's own (`Runtime.Unknown` when it named none). `None` when init succeeded.
+    pub fn failure_type(&self) -> Option<&str> {
+        if self.ok {
+            return None;
+        }
+        Some(match (&self.failure, &self.error_type) {
+            (Some(failure), _) => failure.error_type(),
+            (None, Some(own)) => own,
+            (None, None) => UNKNOWN_ERROR,
+        })
+    }
+}
+
+/// An init that the runtime did not end by reporting an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InitFailure {
+    /// The init timeout passed; the runtime was killed.
+    Timeout,
+    /// The runtime exited before it asked for its first event.
+    Crashed(ExitStatus),
+}
+
+impl InitFailure {
+    /// Lambda's error type for this ending.
+    pub fn error_type(self) -> &'static str {
+        match self {
+            InitFailure::Timeout => TIMED_OUT,
+            InitFailure::Crashed(_) => EXIT_ERROR,
+        }
+    }
 }
 
 /// One invocation. The body is the event payload.
@@ -196,26 +248,109 @@ pub struct Invoke {
     pub trace_id: Option<String>,
 }
 
-/// How an invocation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Lambda's error type for an invocation or init that ran out of time.
+pub const TIMED_OUT: &str = "Sandbox.Timedout";
+/// Lambda's error type for a runtime that exited (or was killed) instead of answering.
+pub const EXIT_ERROR: &str = "Runtime.ExitError";
+/// The error type of a runtime's error that names none (no header, no `errorType`).
+pub const UNKNOWN_ERROR: &str = "Runtime.Unknown";
+
+/// How the runtime process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+pub enum ExitStatus {
+    /// It exited with this code.
+    Code(i32),
+    /// A signal killed it (SIGKILL is also what an OOM kill looks like).
+    Signal(i32),
+}
+
+impl std::fmt::Display for ExitStatus {
+    /// The wording of Go's `os.ProcessState`, which is what Lambda prints.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            ExitStatus::Code(code) => write!(f, "exit status {code}"),
+            ExitStatus::Signal(sig) => match signal_name(sig) {
+                Some(name) => write!(f, "signal: {name}"),
+                None => write!(f, "signal: signal {sig}"),
+            },
+        }
+    }
+}
+
+/// Go's names for the common signals.
+fn signal_name(sig: i32) -> Option<&'static str> {
+    Some(match sig {
+        1 => "hangup",
+        2 => "interrupt",
+        3 => "quit",
+        4 => "illegal instruction",
+        5 => "trace/breakpoint trap",
+        6 => "aborted",
+        7 => "bus error",
+        8 => "floating point exception",
+        9 => "killed",
+        10 => "user defined signal 1",
+        11 => "segmentation fault",
+        12 => "user defined signal 2",
+        13 => "broken pipe",
+        14 => "alarm clock",
+        15 => "terminated",
+        _ => return None,
+    })
+}
+
+/// Lambda's `Runtime.ExitError` message: `RequestId: <id> Error: Runtime exited with error:
+/// exit status 1`, or `... Runtime exited without providing a reason` when the exit status is
+/// unknown (the whole sandbox died).
+pub fn exit_message(request_id: &str, exit: Option<ExitStatus>) -> String {
+    match exit {
+        Some(exit) => format!("RequestId: {request_id} Error: Runtime exited with error: {exit}"),
+        None => format!("RequestId: {request_id} Error: Runtime exited without providing a reason"),
+    }
+}
+
+/// How an invocation ended: the `status` of a `Result` frame, with what each ending carries.
+/// On the wire it is flattened into [`InvokeResult`]: `"status":"error","error_type":"X"`,
+/// `"status":"crashed","exit":{"signal":9}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
 pub enum InvokeStatus {
     /// The runtime posted a response; the body is the response bytes.
     Ok,
-    /// The runtime posted an error; the body is the error document.
-    Error,
+    /// The runtime posted an error; the body is the error document. `error_type` is the
+    /// function's own, whatever it says (in frames from the agent it is always set).
+    Error {
+        #[serde(default)]
+        error_type: Option<String>,
+    },
     /// The deadline passed; the runtime was killed and the agent exits.
     Timeout,
     /// The runtime process died (exit, signal, OOM kill); the agent exits.
-    Crashed,
+    Crashed { exit: ExitStatus },
+}
+
+impl InvokeStatus {
+    /// Lambda's error type for this ending: none for `Ok`, the function's own for `Error`,
+    /// the platform's for the rest.
+    pub fn error_type(&self) -> Option<&str> {
+        match self {
+            InvokeStatus::Ok => None,
+            InvokeStatus::Error { error_type } => {
+                Some(error_type.as_deref().unwrap_or(UNKNOWN_ERROR))
+            }
+            InvokeStatus::Timeout => Some(TIMED_OUT),
+            InvokeStatus::Crashed { .. } => Some(EXIT_ERROR),
+        }
+    }
 }
 
 /// The end of one invocation. The body is the response or the error document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InvokeResult {
     pub request_id: String,
+    #[serde(flatten)]
     pub status: InvokeStatus,
-    pub error_type: Option<String>,
     pub duration_us: u64,
     /// Peak resident memory of the runtime process so far, in KiB.
     pub max_rss_kb: u64,
@@ -398,6 +533,7 @@ mod tests {
             InitDone {
                 ok: false,
                 error_type: Some("Runtime.ImportModuleError".into()),
+                failure: None,
                 duration_us: 5,
                 logs: "x".into(),
             },
@@ -414,19 +550,97 @@ mod tests {
             },
             vec![0, 255, 1],
         ));
-        roundtrip(Frame::Result(
-            InvokeResult {
-                request_id: "r".into(),
-                status: InvokeStatus::Crashed,
-                error_type: Some("Runtime.ExitError".into()),
-                duration_us: 1,
-                max_rss_kb: 2,
+        roundtrip(Frame::InitDone(
+            InitDone {
+                ok: false,
+                error_type: None,
+                failure: Some(InitFailure::Crashed(ExitStatus::Code(3))),
+                duration_us: 5,
                 logs: String::new(),
             },
-            b"{\"a\":1}".to_vec(),
+            b"{}".to_vec(),
         ));
+        for status in [
+            InvokeStatus::Ok,
+            InvokeStatus::Error {
+                error_type: Some("Sandbox.Timedout".into()),
+            },
+            InvokeStatus::Timeout,
+            InvokeStatus::Crashed {
+                exit: ExitStatus::Signal(9),
+            },
+        ] {
+            roundtrip(Frame::Result(
+                InvokeResult {
+                    request_id: "r".into(),
+                    status,
+                    duration_us: 1,
+                    max_rss_kb: 2,
+                    logs: String::new(),
+                },
+                b"{\"a\":1}".to_vec(),
+            ));
+        }
         roundtrip(Frame::Log(b"hello\n".to_vec()));
         roundtrip(Frame::Shutdown);
+    }
+
+    /// The built-in runtime writes `Result` and `InitDone` metadata by hand
+    /// (`runtime/python/bootstrap.py`): its forms must keep decoding.
+    #[test]
+    fn the_runtimes_hand_written_frames_decode() {
+        let ok: InvokeResult = serde_json::from_str(
+            r#"{"request_id":"r","status":"ok","error_type":null,"duration_us":0,"max_rss_kb":0,"logs":""}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.status, InvokeStatus::Ok);
+        let err: InvokeResult = serde_json::from_str(
+            r#"{"request_id":"r","status":"error","error_type":"Sandbox.Timedout","duration_us":0,"max_rss_kb":0,"logs":""}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            err.status,
+            InvokeStatus::Error {
+                error_type: Some("Sandbox.Timedout".into())
+            }
+        );
+        // A function's own error type is its own, even when it spells a platform one.
+        assert_eq!(err.status.error_type(), Some("Sandbox.Timedout"));
+        let untyped: InvokeResult = serde_json::from_str(
+            r#"{"request_id":"r","status":"error","error_type":null,"duration_us":0,"max_rss_kb":0,"logs":""}"#,
+        )
+        .unwrap();
+        assert_eq!(untyped.status.error_type(), Some(UNKNOWN_ERROR));
+        let done: InitDone =
+            serde_json::from_str(r#"{"ok":true,"error_type":null,"duration_us":0,"logs":""}"#)
+                .unwrap();
+        assert!(done.ok && done.failure.is_none());
+    }
+
+    #[test]
+    fn platform_errors_are_derived_from_the_status() {
+        assert_eq!(InvokeStatus::Timeout.error_type(), Some(TIMED_OUT));
+        let killed = InvokeStatus::Crashed {
+            exit: ExitStatus::Signal(9),
+        };
+        assert_eq!(killed.error_type(), Some(EXIT_ERROR));
+        assert_eq!(InvokeStatus::Ok.error_type(), None);
+        assert_eq!(ExitStatus::Code(1).to_string(), "exit status 1");
+        assert_eq!(ExitStatus::Signal(9).to_string(), "signal: killed");
+        assert_eq!(ExitStatus::Signal(40).to_string(), "signal: signal 40");
+        assert_eq!(
+            exit_message("r1", Some(ExitStatus::Code(1))),
+            "RequestId: r1 Error: Runtime exited with error: exit status 1"
+        );
+        assert_eq!(
+            exit_message("r1", None),
+            "RequestId: r1 Error: Runtime exited without providing a reason"
+        );
+        assert_eq!(InitFailure::Timeout.error_type(), TIMED_OUT);
+        assert_eq!(
+            InitFailure::Crashed(ExitStatus::Code(1)).error_type(),
+            EXIT_ERROR
+        );
     }
 
     #[test]

@@ -36,6 +36,19 @@ pub(crate) fn hierarchy_roots() -> Vec<PathBuf> {
     seen.into_iter().collect()
 }
 
+/// The OOM killer's count in a memory cgroup: `oom_kill` in `memory.oom_control` (v1, Linux
+/// 4.13 and later) or in `memory.events` (v2). `None` when `dir` has neither.
+pub(crate) fn oom_kills(dir: &Path) -> Option<u64> {
+    ["memory.oom_control", "memory.events"]
+        .into_iter()
+        .find_map(|file| parse_oom_kill(&std::fs::read_to_string(dir.join(file)).ok()?))
+}
+
+fn parse_oom_kill(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix("oom_kill ")?.trim().parse().ok())
+}
+
 /// Sets a v1 memory cgroup's limit, memory+swap equal to it (no swap). The kernel requires
 /// `limit <= memsw.limit` at every step, so the order depends on the direction.
 pub(crate) fn set_memory_limit(dir: &Path, bytes: i64) -> io::Result<()> {
@@ -190,5 +203,23 @@ fn collect_procs(dir: &Path, pids: &mut BTreeSet<i32>) {
 pub(crate) fn remove_parent(roots: &[PathBuf], parent: &str) {
     for root in roots {
         let _ = std::fs::remove_dir(root.join(parent));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oom_kills_are_read_from_v1_and_v2_files() {
+        let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n";
+        assert_eq!(parse_oom_kill(v1), Some(2));
+        let v2 = "low 0\nhigh 0\nmax 7\noom 1\noom_kill 1\noom_group_kill 0\n";
+        assert_eq!(parse_oom_kill(v2), Some(1));
+        assert_eq!(parse_oom_kill("oom_kill_disable 0\n"), None);
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(oom_kills(dir.path()), None);
+        std::fs::write(dir.path().join("memory.oom_control"), v1).unwrap();
+        assert_eq!(oom_kills(dir.path()), Some(2));
     }
 }

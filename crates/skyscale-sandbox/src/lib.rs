@@ -181,4 +181,11 @@ pub trait Driver: Send + Sync + 'static {
     /// Removes every sandbox a previous run of this control plane left behind (same state
     /// root). Returns how many were removed.
     async fn cleanup_leftovers(&self) -> Result<usize, DriverError>;
+
+    /// How many processes of a live sandbox the kernel's OOM killer has killed for its
+    /// memory limit; `None` when the driver cannot tell. It tells a memory-limit kill from
+    /// any other SIGKILL (or, under gVisor, from any other death of the whole sandbox).
+    async fn oom_kills(&self, _id: &SandboxId) -> Option<u64> {
+        None
+    }
 }

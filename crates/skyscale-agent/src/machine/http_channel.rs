@@ -88,6 +88,7 @@ impl Machine {
                 let done = InitDone {
                     ok: false,
                     error_type: Some(error_type),
+                    failure: None,
                     duration_us: micros(started),
                     logs,
                 };

@@ -40,7 +40,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rustix::event::{poll, PollFlags, Timespec};
 use rustix::io::Errno;
 use rustix::process::Pid;
-use skyscale_protocol::{Frame, InitDone, Invoke, InvokeResult, InvokeStatus};
+use skyscale_protocol::{
+    exit_message, Frame, InitDone, InitFailure, Invoke, InvokeResult, InvokeStatus, UNKNOWN_ERROR,
+};
 
 use crate::control::Control;
 use crate::error::AgentError;
@@ -52,10 +54,6 @@ use crate::report::{self, error_doc, now_ms};
 use crate::wake::Inbox;
 use crate::Event;
 use poll_set::{PollSet, Ready, Slot};
-
-const TIMED_OUT: &str = "Sandbox.Timedout";
-const EXIT_ERROR: &str = "Runtime.ExitError";
-const UNKNOWN_ERROR: &str = "Runtime.Unknown";
 
 /// Where the runtime is in its life.
 enum State {
@@ -290,11 +288,10 @@ impl Machine {
                 Ok(Flow::Continue)
             }
             State::Exited(status) => {
-                let message = report::exit_message(&meta.request_id, status);
+                let message = exit_message(&meta.request_id, Some(status));
                 self.send_failure(
                     meta.request_id,
-                    InvokeStatus::Crashed,
-                    EXIT_ERROR,
+                    InvokeStatus::Crashed { exit: status },
                     0,
                     0,
                     &message,
@@ -324,8 +321,8 @@ impl Machine {
     fn on_exit(&mut self, status: ExitStatus) -> Result<Flow, AgentError> {
         match std::mem::replace(&mut self.state, State::Exited(status)) {
             State::Initializing { started, .. } => {
-                let message = report::exit_message("<none>", status);
-                self.init_failed(started, EXIT_ERROR, error_doc(EXIT_ERROR, &message))?;
+                let message = exit_message("<none>", Some(status));
+                self.init_aborted(started, InitFailure::Crashed(status), &message)?;
                 Ok(Flow::Exit)
             }
             State::Idle { .. } => {
@@ -337,12 +334,11 @@ impl Machine {
                 Ok(Flow::Continue)
             }
             State::Invoking(inv) => {
-                let message = report::exit_message(&inv.meta.request_id, status);
+                let message = exit_message(&inv.meta.request_id, Some(status));
                 let duration_us = inv.sent.map(micros).unwrap_or(0);
                 self.send_failure(
                     inv.meta.request_id,
-                    InvokeStatus::Crashed,
-                    EXIT_ERROR,
+                    InvokeStatus::Crashed { exit: status },
                     duration_us,
                     0,
                     &message,
@@ -363,7 +359,7 @@ impl Machine {
                 kill_group(self.pid);
                 let allowed = deadline.saturating_duration_since(started).as_millis() as u64;
                 let message = format!("Init timed out after {} seconds", report::seconds(allowed));
-                self.init_failed(started, TIMED_OUT, error_doc(TIMED_OUT, &message))
+                self.init_aborted(started, InitFailure::Timeout, &message)
             }
             State::Invoking(inv) => {
                 // Read the peak memory while the process still exists.
@@ -379,7 +375,6 @@ impl Machine {
                 self.send_failure(
                     inv.meta.request_id,
                     InvokeStatus::Timeout,
-                    TIMED_OUT,
                     duration_us,
                     rss,
                     &message,
@@ -397,6 +392,7 @@ impl Machine {
         let done = InitDone {
             ok: true,
             error_type: None,
+            failure: None,
             duration_us: micros(started),
             logs: self.logs.take(),
         };
@@ -405,19 +401,40 @@ impl Machine {
         Ok(())
     }
 
-    /// Reports a failed init with the output printed so far.
+    /// Reports an init the runtime failed itself (its error type and document) with the
+    /// output printed so far.
     fn init_failed(
         &mut self,
         started: Instant,
-        error_type: &str,
+        error_type: String,
         body: Vec<u8>,
     ) -> Result<(), AgentError> {
         let done = InitDone {
             ok: false,
-            error_type: Some(error_type.to_string()),
+            error_type: Some(error_type),
+            failure: None,
             duration_us: micros(started),
             logs: self.logs.take(),
         };
+        self.control.send(&Frame::InitDone(done, body))
+    }
+
+    /// Reports an init the runtime did not end itself (timeout, exit) with an error document
+    /// written by the agent.
+    fn init_aborted(
+        &mut self,
+        started: Instant,
+        failure: InitFailure,
+        message: &str,
+    ) -> Result<(), AgentError> {
+        let done = InitDone {
+            ok: false,
+            error_type: None,
+            failure: Some(failure),
+            duration_us: micros(started),
+            logs: self.logs.take(),
+        };
+        let body = error_doc(failure.error_type(), message);
         self.control.send(&Frame::InitDone(done, body))
     }
 
@@ -429,13 +446,12 @@ impl Machine {
         error_type: Option<String>,
         body: Vec<u8>,
     ) -> Result<(), AgentError> {
-        let (status, error_type) = if ok {
-            (InvokeStatus::Ok, None)
+        let status = if ok {
+            InvokeStatus::Ok
         } else {
-            (
-                InvokeStatus::Error,
-                Some(resolve_error_type(error_type, &body)),
-            )
+            InvokeStatus::Error {
+                error_type: Some(resolve_error_type(error_type, &body)),
+            }
         };
         let duration_us = inv.sent.map(micros).unwrap_or(0);
         let max_rss_kb = self.rss.max_rss_kb();
@@ -445,7 +461,6 @@ impl Machine {
         let result = InvokeResult {
             request_id: inv.meta.request_id,
             status,
-            error_type,
             duration_us,
             max_rss_kb,
             logs,
@@ -460,21 +475,19 @@ impl Machine {
         &mut self,
         request_id: String,
         status: InvokeStatus,
-        error_type: &str,
         duration_us: u64,
         max_rss_kb: u64,
         message: &str,
     ) -> Result<(), AgentError> {
+        let body = error_doc(status.error_type().unwrap_or(UNKNOWN_ERROR), message);
         let result = InvokeResult {
             request_id,
             status,
-            error_type: Some(error_type.to_string()),
             duration_us,
             max_rss_kb,
             logs: self.logs.take(),
         };
-        self.control
-            .send(&Frame::Result(result, error_doc(error_type, message)))
+        self.control.send(&Frame::Result(result, body))
     }
 
     /// Sends output printed between invocations (already drained) as a `Log` frame.

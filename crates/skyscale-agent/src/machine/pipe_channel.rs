@@ -59,17 +59,20 @@ impl Machine {
                     return Ok(Flow::Continue);
                 }
                 let error_type = resolve_error_type(done.error_type, &body);
-                self.init_failed(started, &error_type, body)?;
+                self.init_failed(started, error_type, body)?;
                 Ok(Flow::Exit)
             }
             (Frame::Result(result, body), State::Invoking(inv))
                 if self.channel == Channel::Pipe
                     && inv.sent.is_some()
                     && result.request_id == inv.meta.request_id
-                    && matches!(result.status, InvokeStatus::Ok | InvokeStatus::Error) =>
+                    && matches!(result.status, InvokeStatus::Ok | InvokeStatus::Error { .. }) =>
             {
-                let ok = result.status == InvokeStatus::Ok;
-                self.complete(inv, ok, result.error_type, body)?;
+                let (ok, error_type) = match result.status {
+                    InvokeStatus::Error { error_type } => (false, error_type),
+                    _ => (true, None),
+                };
+                self.complete(inv, ok, error_type, body)?;
                 Ok(Flow::Continue)
             }
             (frame, state) => {

@@ -104,7 +104,7 @@ pub(super) async fn invoke(
             tokio::spawn(
                 async move {
                     match cp.invoke_with(&by, &name, opts, payload.to_vec()).await {
-                        Ok(out) => match out.error_type {
+                        Ok(out) => match out.error_type() {
                             Some(kind) => tracing::warn!(
                                 request_id = %out.request_id,
                                 error_type = %kind,
@@ -159,7 +159,7 @@ pub(super) async fn invoke(
     if let Ok(v) = HeaderValue::from_str(&out.executed_version) {
         h.insert("X-Amz-Executed-Version", v);
     }
-    if let Some(kind) = out.function_error {
+    if let Some(kind) = out.function_error() {
         h.insert("X-Amz-Function-Error", HeaderValue::from_static(kind));
     }
     if tail {

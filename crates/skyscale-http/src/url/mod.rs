@@ -269,9 +269,9 @@ async fn serve(State(cp): State<AppState>, req: Request) -> Response {
         }
         Err(e) => return core_error(e),
     };
-    let mut response = if out.function_error.is_some() {
+    let mut response = if out.function_error().is_some() {
         tracing::debug!(function = %function, request_id = %out.request_id,
-            error_type = ?out.error_type, "function URL: the function failed");
+            error_type = ?out.error_type(), "function URL: the function failed");
         error::answer(StatusCode::BAD_GATEWAY, "Internal Server Error")
     } else {
         match response::from_result(&out.body) {

@@ -79,7 +79,7 @@ pub(super) async fn invoke(
     if let Ok(v) = HeaderValue::from_str(&server_timing(&out.timing, auth, received.elapsed())) {
         headers.insert("server-timing", v);
     }
-    if let Some(kind) = out.function_error {
+    if let Some(kind) = out.function_error() {
         headers.insert(FUNCTION_ERROR_HEADER, HeaderValue::from_static(kind));
     }
     if tail {

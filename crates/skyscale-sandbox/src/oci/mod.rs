@@ -324,6 +324,14 @@ impl Driver for OciDriver {
         self.destroy_inner(id).instrument(span).await
     }
 
+    async fn oom_kills(&self, id: &SandboxId) -> Option<u64> {
+        // gVisor too: its Sentry is charged to the same host cgroup, and the host's OOM
+        // killer is what enforces the limit.
+        self.cgroup_dirs(id)
+            .into_iter()
+            .find_map(|dir| cgroup::oom_kills(&dir))
+    }
+
     async fn cleanup_leftovers(&self) -> Result<usize, DriverError> {
         let mut ids = self.listed_ids().await;
         if let Ok(entries) = std::fs::read_dir(&self.cfg.bundles_dir) {
