@@ -214,18 +214,8 @@ impl ControlPlane {
         Ok((page.iter().map(info).collect(), next))
     }
 
+    /// Changes a function's configuration, if the function still is as `expect` says.
     pub async fn update_function(
-        &self,
-        by: &Principal,
-        name: &str,
-        req: UpdateFunction,
-    ) -> Result<FunctionInfo, CoreError> {
-        self.update_function_expecting(by, name, req, Expect::default())
-            .await
-    }
-
-    /// Like [`Self::update_function`], if the function still is as `expect` says.
-    pub async fn update_function_expecting(
         &self,
         by: &Principal,
         name: &str,
@@ -299,20 +289,10 @@ impl ControlPlane {
         Ok(info(&record))
     }
 
-    /// Stores a new code package and points the function at it. The package is validated
-    /// completely first; on any error the function keeps its previous code.
+    /// Stores a new code package and points the function at it, if the function still is
+    /// as `expect` says. The package is validated completely first; on any error the
+    /// function keeps its previous code.
     pub async fn deploy_code(
-        &self,
-        by: &Principal,
-        name: &str,
-        zip: Vec<u8>,
-    ) -> Result<FunctionInfo, CoreError> {
-        self.deploy_code_expecting(by, name, zip, Expect::default())
-            .await
-    }
-
-    /// Like [`Self::deploy_code`], if the function still is as `expect` says.
-    pub async fn deploy_code_expecting(
         &self,
         by: &Principal,
         name: &str,

@@ -11,18 +11,8 @@ use crate::{blocking, ControlPlane, CoreError, Principal};
 impl ControlPlane {
     /// Publishes `$LATEST` as an immutable version (or returns the newest version when
     /// nothing changed since it was published). Returns the version and whether it is new.
+    /// Only if `$LATEST` still is as `expect` says.
     pub async fn publish_version(
-        &self,
-        by: &Principal,
-        name: &str,
-        description: Option<String>,
-    ) -> Result<(FunctionInfo, bool), CoreError> {
-        self.publish_version_expecting(by, name, description, Expect::default())
-            .await
-    }
-
-    /// Like [`Self::publish_version`], if `$LATEST` still is as `expect` says.
-    pub async fn publish_version_expecting(
         &self,
         by: &Principal,
         name: &str,

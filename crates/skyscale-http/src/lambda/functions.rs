@@ -155,7 +155,7 @@ async fn published_or_latest(
         revision: Some(f.revision),
     };
     let (v, _) = cp
-        .publish_version_expecting(by, &f.name, None, expect)
+        .publish_version(by, &f.name, None, expect)
         .await
         .map_err(|e| LambdaError::about(e, arn))?;
     Ok(v)
@@ -216,7 +216,7 @@ pub(super) async fn update_code(
         .map_err(|e| LambdaError::invalid(format!("ZipFile is not valid base64: {e}")))?;
     let expect = expect(&cp, &by, &t, req.revision_id.as_deref(), None).await?;
     let f = cp
-        .deploy_code_expecting(&by, &t.name, zip, expect)
+        .deploy_code(&by, &t.name, zip, expect)
         .await
         .map_err(|e| LambdaError::about(e, &t.arn))?;
     let f = published_or_latest(&cp, &by, f, req.publish, &t.arn).await?;
@@ -246,7 +246,7 @@ pub(super) async fn update_configuration(
     };
     let expect = expect(&cp, &by, &t, req.revision_id.as_deref(), None).await?;
     let f = cp
-        .update_function_expecting(&by, &t.name, update, expect)
+        .update_function(&by, &t.name, update, expect)
         .await
         .map_err(|e| LambdaError::about(e, &t.arn))?;
     Ok(config_json(&cp, &f).into_response())

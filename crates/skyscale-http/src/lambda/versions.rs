@@ -43,7 +43,7 @@ pub(super) async fn publish_version(
     )
     .await?;
     let (v, _) = cp
-        .publish_version_expecting(&by, &t.name, req.description, expect)
+        .publish_version(&by, &t.name, req.description, expect)
         .await
         .map_err(about)?;
     Ok((StatusCode::CREATED, config_json(&cp, &v)).into_response())

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use skyscale_core::Principal;
+use skyscale_core::{Expect, Principal};
 use skyscale_types::api::{CreateFunction, FunctionList, PutConcurrency, UpdateFunction};
 
 use super::{read_body, read_json, ApiResult};
@@ -44,7 +44,11 @@ pub(super) async fn update(
     body: Body,
 ) -> ApiResult<Response> {
     let req: UpdateFunction = read_json(body).await?;
-    Ok(Json(cp.update_function(&by, &name, req).await?).into_response())
+    Ok(Json(
+        cp.update_function(&by, &name, req, Expect::default())
+            .await?,
+    )
+    .into_response())
 }
 
 pub(super) async fn delete(
@@ -62,9 +66,12 @@ pub(super) async fn deploy(
     Path(name): Path<String>,
     body: Body,
 ) -> ApiResult<Response> {
-    let limit = usize::try_from(cp.max_code_bytes()).unwrap_or(usize::MAX);
-    let zip = read_body(body, limit, "code package").await?;
-    Ok(Json(cp.deploy_code(&by, &name, zip.to_vec()).await?).into_response())
+    let zip = read_body(body).await?;
+    Ok(Json(
+        cp.deploy_code(&by, &name, zip.to_vec(), Expect::default())
+            .await?,
+    )
+    .into_response())
 }
 
 pub(super) async fn put_concurrency(

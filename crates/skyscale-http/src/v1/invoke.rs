@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use skyscale_core::{InvokeOptions, Principal, MAX_SYNC_PAYLOAD};
+use skyscale_core::{InvokeOptions, Principal};
 use skyscale_types::api::{
     COLD_START_HEADER, DURATION_HEADER, EXECUTED_VERSION_HEADER, FUNCTION_ERROR_HEADER,
     INIT_DURATION_HEADER, LOG_RESULT_HEADER, LOG_TYPE_HEADER, REQUEST_ID_HEADER,
@@ -45,7 +45,7 @@ pub(super) async fn invoke(
     let tail = request_headers
         .get(LOG_TYPE_HEADER)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"Tail"));
-    let payload = read_body(body, MAX_SYNC_PAYLOAD, "invoke payload").await?;
+    let payload = read_body(body).await?;
     let opts = InvokeOptions {
         qualifier,
         ..InvokeOptions::default()

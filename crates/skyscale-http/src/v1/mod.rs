@@ -147,22 +147,21 @@ pub(crate) async fn require_key(State(cp): State<AppState>, req: Request, next: 
     }
 }
 
-/// Reads a request body, refusing more than `limit` bytes with a 413.
-async fn read_body(body: Body, limit: usize, what: &str) -> ApiResult<Bytes> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError(CoreError::PayloadTooLarge(format!(
-            "{what} is larger than the {limit}-byte limit"
-        )))
-    })
+/// The request body, which `require_key` has already read whole within the route's limit
+/// (`body_limit`): taking it is a move of the buffered bytes, and no handler repeats a limit.
+async fn read_body(body: Body) -> ApiResult<Bytes> {
+    axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(|e| ApiError(CoreError::InvalidRequest(format!("reading the body: {e}"))))
 }
 
 async fn read_json<T: DeserializeOwned>(body: Body) -> ApiResult<T> {
-    parse_json(&read_body(body, MAX_JSON_BODY, "request body").await?)
+    parse_json(&read_body(body).await?)
 }
 
 /// Like [`read_json`], but an empty body is the type's default.
 async fn read_optional_json<T: DeserializeOwned + Default>(body: Body) -> ApiResult<T> {
-    let bytes = read_body(body, MAX_JSON_BODY, "request body").await?;
+    let bytes = read_body(body).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }

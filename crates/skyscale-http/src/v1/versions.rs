@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use skyscale_core::Principal;
+use skyscale_core::{Expect, Principal};
 use skyscale_types::api::{PublishVersion, VersionList};
 
 use super::{read_optional_json, ApiResult, LIST_PAGE};
@@ -19,7 +19,9 @@ pub(super) async fn publish_version(
 ) -> ApiResult<Response> {
     let req: PublishVersion = read_optional_json(body).await?;
     // Publishing unchanged code returns the newest version, as in Lambda: 201 either way.
-    let (v, _new) = cp.publish_version(&by, &name, req.description).await?;
+    let (v, _new) = cp
+        .publish_version(&by, &name, req.description, Expect::default())
+        .await?;
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
 
