@@ -156,6 +156,9 @@ fn check_revision(f: &FunctionRecord, expected: Option<u64>) -> Result<(), Store
 pub struct Store {
     conn: Mutex<Connection>,
     records: Mutex<Connection>,
+    /// The event queue's own connection (`events.rs`): accepting and claiming events must
+    /// not wait behind function lookups or record batches.
+    events: Mutex<Connection>,
 }
 
 const FUNCTION_COLUMNS: &str = "name, runtime, handler, memory_mb, timeout_s, environment, \
@@ -186,6 +189,7 @@ impl Store {
         Ok(Self {
             conn: Mutex::new(conn),
             records: Mutex::new(connect()?),
+            events: Mutex::new(connect()?),
         })
     }
 
@@ -193,6 +197,11 @@ impl Store {
         // A panic while holding the lock cannot leave SQLite half-written (each statement or
         // transaction is atomic), so a poisoned lock is safe to keep using.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The event queue's connection (see [`Store`]).
+    pub(crate) fn events_conn(&self) -> MutexGuard<'_, Connection> {
+        self.events.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The connection of invocation records and logs (see [`Store`]).
@@ -383,6 +392,7 @@ impl Store {
         let f = get_function(&tx, name)?
             .ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))?;
         tx.execute("DELETE FROM functions WHERE name = ?1", [name.as_str()])?;
+        crate::events::function_deleted(&tx, name.as_str())?;
         tx.commit()?;
         Ok(f)
     }

@@ -26,6 +26,8 @@ pub struct InvocationRow {
     pub max_memory_used_mb: u64,
     pub memory_size_mb: u32,
     pub response_bytes: u64,
+    /// The asynchronous event this invocation was an attempt of, and which attempt (1…).
+    pub event: Option<(String, u32)>,
 }
 
 /// The logs of one invocation as stored.
@@ -82,7 +84,7 @@ pub struct RecordTotals {
 
 const COLUMNS: &str = "request_id, function, version, caller, trigger, started_at, ended_at, \
      status, error_type, cold_start, queue_wait_us, init_duration_us, duration_us, \
-     max_memory_used_mb, memory_size_mb, response_bytes";
+     max_memory_used_mb, memory_size_mb, response_bytes, event_id, attempt";
 
 const LOG_COLUMNS: &str = "id, request_id, function, started_at, bytes, text";
 
@@ -112,6 +114,13 @@ fn row(r: &Row<'_>) -> rusqlite::Result<InvocationRow> {
         max_memory_used_mb: u(r.get(13)?),
         memory_size_mb: u32::try_from(r.get::<_, i64>(14)?).unwrap_or(0),
         response_bytes: u(r.get(15)?),
+        event: match (
+            r.get::<_, Option<String>>(16)?,
+            r.get::<_, Option<i64>>(17)?,
+        ) {
+            (Some(id), Some(n)) => Some((id, u32::try_from(n.max(0)).unwrap_or(u32::MAX))),
+            _ => None,
+        },
     })
 }
 
@@ -149,7 +158,7 @@ impl Store {
         {
             let mut record = tx.prepare_cached(&format!(
                 "INSERT INTO invocations ({COLUMNS}) VALUES \
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
                  ON CONFLICT(request_id) DO NOTHING"
             ))?;
             let mut log = tx.prepare_cached(
@@ -174,6 +183,8 @@ impl Store {
                     i(r.max_memory_used_mb),
                     r.memory_size_mb,
                     i(r.response_bytes),
+                    r.event.as_ref().map(|(id, _)| id),
+                    r.event.as_ref().map(|(_, n)| n),
                 ])?;
                 let id = if inserted == 1 && !text.is_empty() {
                     log.execute(params![

@@ -7,6 +7,7 @@
 mod audit;
 mod code;
 mod db;
+mod events;
 mod invocations;
 mod keys;
 mod migrations;
@@ -20,6 +21,10 @@ pub use code::{
 pub use db::{
     AliasRecord, AliasUpdate, FunctionRecord, FunctionUpdate, NewFunction, Store, StoreError,
     MAX_TAGS,
+};
+pub use events::{
+    Enqueued, EventConfigRecord, EventConfigUpdate, EventEnd, EventRow, EventState, Idempotency,
+    NewEvent, QueueStats, Retry,
 };
 pub use invocations::{InvocationQuery, InvocationRow, LogPage, LogQuery, LogRow, RecordTotals};
 pub use keys::{ApiKeyRecord, NewApiKey, Revocation};

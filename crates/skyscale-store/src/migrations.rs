@@ -192,4 +192,53 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (function, qualifier, statement_id)
     ) STRICT;
     "#,
+    // 13: the durable queue of asynchronous invocations (events.rs). Times are epoch
+    // milliseconds on the database's clock, so leases mean the same to every process that
+    // shares the database. Events do not reference `functions`: deleting a function turns its
+    // queued events into dead letters, which outlive it. Idempotency keys are a table of their
+    // own because they outlive the event they name (the window is longer than a run).
+    // Event invoke configurations (Lambda's PutFunctionEventInvokeConfig) go with their
+    // function. Each invocation record may name the event and attempt it ran.
+    r#"
+    CREATE TABLE events (
+        id          TEXT PRIMARY KEY,        -- time-ordered UUID
+        function    TEXT NOT NULL,
+        qualifier   TEXT,                    -- NULL: unqualified ($LATEST)
+        payload     BLOB NOT NULL,
+        caller      TEXT,                    -- the key that enqueued it
+        state       TEXT NOT NULL,           -- 'queued' or 'dead'
+        accepted_at INTEGER NOT NULL,
+        attempts    INTEGER NOT NULL,        -- attempts that ran (and failed)
+        throttles   INTEGER NOT NULL,        -- throttled tries since the last attempt
+        next_at     INTEGER NOT NULL,        -- not claimed before this
+        lease_owner TEXT,
+        lease_until INTEGER,
+        last_error  TEXT,
+        dead_reason TEXT,
+        dead_at     INTEGER,
+        record      TEXT                     -- a dead letter's invocation record (JSON)
+    ) STRICT;
+    CREATE INDEX events_due ON events (next_at) WHERE state = 'queued';
+    CREATE INDEX events_function ON events (function, state, accepted_at);
+    CREATE TABLE event_idempotency (
+        function   TEXT NOT NULL,
+        key        TEXT NOT NULL,
+        event_id   TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (function, key)
+    ) STRICT;
+    CREATE INDEX event_idempotency_expires ON event_idempotency (expires_at);
+    CREATE TABLE event_invoke_configs (
+        function      TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        qualifier     TEXT NOT NULL,         -- '$LATEST', a version number or an alias
+        max_retries   INTEGER,               -- NULL: the default
+        max_age_s     INTEGER,               -- NULL: the default
+        on_success    TEXT,                  -- destination ARN
+        on_failure    TEXT,
+        last_modified INTEGER NOT NULL,      -- epoch ms
+        PRIMARY KEY (function, qualifier)
+    ) STRICT;
+    ALTER TABLE invocations ADD COLUMN event_id TEXT;
+    ALTER TABLE invocations ADD COLUMN attempt INTEGER;
+    "#,
 ];

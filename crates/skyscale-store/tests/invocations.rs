@@ -20,6 +20,7 @@ fn inv(id: &str, function: &str, started_at_ms: i64, status: &str) -> Invocation
         max_memory_used_mb: 30,
         memory_size_mb: 128,
         response_bytes: 17,
+        event: (id == "b").then(|| ("ev1".into(), 2)),
     }
 }
 
