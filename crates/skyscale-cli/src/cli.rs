@@ -6,10 +6,14 @@ use clap::builder::NonEmptyStringValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod access;
+mod events;
 mod invocations;
 mod metrics;
 
 pub use access::{AuditArgs, KeyCommand, KeyCreateArgs, KeyIdArg};
+pub use events::{
+    EventArgs, EventConfigCommand, EventConfigPutArgs, EventConfigTarget, EventsArgs, RedriveArgs,
+};
 pub use invocations::{InvocationArgs, InvocationsArgs, LogsArgs};
 pub use metrics::MetricsArgs;
 
@@ -131,6 +135,19 @@ pub enum FunctionCommand {
     /// percentiles over a window, and how many sandboxes it has now.
     #[command(after_help = EXIT_STATUS_HELP)]
     Metrics(MetricsArgs),
+    /// List a function's asynchronous events (queued, retrying, dead letters): id, age,
+    /// attempts, next attempt, last error.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Events(EventsArgs),
+    /// Show one asynchronous event (a dead letter with its invocation record).
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Event(EventArgs),
+    /// Send a function's dead letters (one, or all) back to the queue.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Redrive(RedriveArgs),
+    /// Asynchronous invocation settings: retries, maximum event age, destinations.
+    #[command(subcommand)]
+    EventConfig(EventConfigCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -401,6 +418,14 @@ pub struct InvokeArgs {
     /// The version to run: $LATEST (the default), a published version's number or an alias.
     #[arg(long, value_parser = NonEmptyStringValueParser::new())]
     pub qualifier: Option<String>,
+    /// Queue the event and print its id (202) instead of waiting for the result: it runs
+    /// at least once, with retries, and lands in the dead letters if it keeps failing.
+    #[arg(long = "async")]
+    pub is_async: bool,
+    /// With --async: the same key for the same function within 24 hours queues nothing
+    /// and prints the first event's id.
+    #[arg(long, value_parser = NonEmptyStringValueParser::new())]
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(Debug, Args)]

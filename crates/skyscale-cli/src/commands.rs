@@ -22,6 +22,7 @@ use crate::input::{env_map, read_payload};
 use crate::output::{self, AlreadyReported, NO_KEY};
 
 mod access;
+mod events;
 mod invocations;
 mod metrics;
 
@@ -61,6 +62,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Function(FunctionCommand::Metrics(args)) => {
             metrics::function_metrics(&global, &args)
         }
+        Command::Function(FunctionCommand::Events(args)) => events::events(&global, &args),
+        Command::Function(FunctionCommand::Event(args)) => events::event(&global, &args),
+        Command::Function(FunctionCommand::Redrive(args)) => events::redrive(&global, &args),
+        Command::Function(FunctionCommand::EventConfig(cmd)) => events::event_config(&global, &cmd),
         Command::Alias(AliasCommand::Create(args)) => alias_create(&global, &args),
         Command::Alias(AliasCommand::Update(args)) => alias_update(&global, &args),
         Command::Alias(AliasCommand::List(args)) => alias_list(&global, &args),
@@ -169,8 +174,18 @@ fn deploy(global: &Global, args: &DeployArgs) -> anyhow::Result<()> {
 }
 
 fn invoke(global: &Global, args: &InvokeArgs) -> anyhow::Result<()> {
+    events::check_async_flags(args.is_async, args.idempotency_key.as_deref())?;
     let client = connect(global, true)?;
     let payload = read_payload(args.payload.as_deref(), args.payload_file.as_deref())?;
+    if args.is_async {
+        return events::invoke_async(
+            global,
+            &args.name,
+            args.qualifier.as_deref(),
+            args.idempotency_key.as_deref(),
+            payload,
+        );
+    }
     let outcome = client.invoke_qualified(&args.name, args.qualifier.as_deref(), payload)?;
     let pretty = global.output == OutputFormat::Text;
     if outcome.function_error.is_none() {

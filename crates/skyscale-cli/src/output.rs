@@ -9,10 +9,12 @@ use skyscale_types::api::{AliasInfo, AliasRouting, FunctionInfo, FunctionUrlInfo
 use skyscale_types::{Cors, UrlAuthType};
 
 mod access;
+mod events;
 mod invocations;
 mod metrics;
 
 pub use access::{audit_table, created_key, key_table, warning, KEY_SHOWN_ONCE};
+pub use events::{event_config, event_detail, events_table};
 pub use invocations::{invocation_details, invocation_table};
 pub use metrics::metrics_summary;
 

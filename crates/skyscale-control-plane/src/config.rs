@@ -55,6 +55,8 @@ pub struct Config {
     pub sandbox_root: PathBuf,
     /// Test hook: crash at this point of a sandbox create.
     pub failpoint: Option<Failpoint>,
+    /// The asynchronous invocation queue (`SKYSCALE_ASYNC_*`).
+    pub events: skyscale_core::EventSettings,
 }
 
 /// How the control plane writes its own log (stderr).
@@ -271,7 +273,37 @@ impl Config {
                     .map_err(|e| anyhow::anyhow!("SKYSCALE_FAILPOINT={v:?} is invalid: {e}"))
             })
             .transpose()?;
+        let defaults = skyscale_core::EventSettings::default();
+        let async_concurrency: usize = parsed(
+            "SKYSCALE_ASYNC_CONCURRENCY",
+            defaults.max_in_flight,
+            "a whole number of events",
+        )?;
+        if async_concurrency == 0 {
+            bail!(
+                "SKYSCALE_ASYNC_CONCURRENCY=0 is invalid: at least one event must be able to run"
+            );
+        }
+        let events = skyscale_core::EventSettings {
+            retry_backoff: duration_var("SKYSCALE_ASYNC_RETRY_BACKOFF", defaults.retry_backoff)?,
+            throttle_backoff: duration_var(
+                "SKYSCALE_ASYNC_THROTTLE_BACKOFF",
+                defaults.throttle_backoff,
+            )?,
+            max_throttle_backoff: duration_var(
+                "SKYSCALE_ASYNC_MAX_THROTTLE_BACKOFF",
+                defaults.max_throttle_backoff,
+            )?,
+            lease: duration_var("SKYSCALE_ASYNC_LEASE", defaults.lease)?,
+            idempotency_window: duration_var(
+                "SKYSCALE_IDEMPOTENCY_WINDOW",
+                defaults.idempotency_window,
+            )?,
+            max_in_flight: async_concurrency,
+            ..defaults
+        };
         Ok(Self {
+            events,
             server,
             python_sdk_dir,
             code_storage_bytes: code_storage_mb.saturating_mul(1024 * 1024),

@@ -120,11 +120,14 @@ async fn run() -> anyhow::Result<()> {
             ..CodeLimits::default()
         },
         task_root: Some(visible.join("task")),
+        events: config.events.clone(),
         ..Settings::default()
     };
     let cp = Arc::new(ControlPlane::start(
         store, &data_dir, driver, runtimes, settings,
     )?);
+    // Resumes what a previous run left queued.
+    cp.start_dispatcher()?;
 
     let server_settings = server_settings(&config.server, open_files);
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -38,6 +38,11 @@ pub(crate) enum AuditAction {
     PermissionRemove,
     KeyCreate,
     KeyRevoke,
+    EventConfigPut,
+    EventConfigUpdate,
+    EventConfigDelete,
+    EventRedrive,
+    EventDelete,
 }
 
 impl AuditAction {
@@ -62,6 +67,11 @@ impl AuditAction {
             AuditAction::PermissionRemove => "permission.remove",
             AuditAction::KeyCreate => "key.create",
             AuditAction::KeyRevoke => "key.revoke",
+            AuditAction::EventConfigPut => "event_config.put",
+            AuditAction::EventConfigUpdate => "event_config.update",
+            AuditAction::EventConfigDelete => "event_config.delete",
+            AuditAction::EventRedrive => "event.redrive",
+            AuditAction::EventDelete => "event.delete",
         }
     }
 }

@@ -39,6 +39,15 @@ pub struct InvokeOptions {
     /// When the request was accepted, if earlier than this call (an `Event` invocation
     /// waits in the background): the record's queue wait starts there.
     pub accepted_at: Option<Instant>,
+    /// The asynchronous event this invocation is an attempt of (for its record).
+    pub event: Option<EventAttempt>,
+}
+
+/// An attempt of a queued asynchronous event: its id and which attempt (1…).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventAttempt {
+    pub id: String,
+    pub attempt: u32,
 }
 
 /// What an invocation produced.
@@ -213,6 +222,7 @@ impl ControlPlane {
             started_at: SystemTime::now(),
             queue_wait: accepted_at.elapsed(),
             memory_size_mb: f.memory.get(),
+            event: opts.event,
         };
         // The ARN as invoked: with the alias (or version) the caller named.
         let invoked_arn = match opts.qualifier.as_deref() {

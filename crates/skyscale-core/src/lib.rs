@@ -12,6 +12,7 @@ mod cache;
 mod code;
 mod code_location;
 mod error;
+mod events;
 mod functions;
 mod invoke;
 mod keys;
@@ -42,8 +43,12 @@ pub use aliases::AliasInfo;
 pub use auth::{authenticate, ensure_admin_key, Action, AdminKeySource, FunctionScope, Principal};
 pub use code_location::{CodeDownload, CodeGrant, CODE_LOCATION_TTL};
 pub use error::{CoreError, Throttle};
+pub use events::{
+    Accepted, AsyncInvoke, DeadReason, EventConfig, EventConfigChange, EventInfo, EventRequest,
+    EventSettings, EventStatus, DEFAULT_MAX_AGE_S, DEFAULT_MAX_RETRIES, MAX_ASYNC_PAYLOAD,
+};
 pub use functions::Expect;
-pub use invoke::{InvokeOptions, InvokeOutput, InvokeTiming, MAX_SYNC_PAYLOAD};
+pub use invoke::{EventAttempt, InvokeOptions, InvokeOutput, InvokeTiming, MAX_SYNC_PAYLOAD};
 pub use limiter::AuthLimits;
 pub use metrics::PROMETHEUS_CONTENT_TYPE;
 pub use observe::{Crash, Invocation, InvocationStatus, Outcome, Trigger};
@@ -109,6 +114,8 @@ pub struct Settings {
     /// `<data_dir>/sandboxes/task`. A sandbox sees this path in `/proc/self/mountinfo` (as
     /// the root of its `/var/task` mount), so the daemon puts it under a neutral root.
     pub task_root: Option<PathBuf>,
+    /// The asynchronous invocation queue: backoffs, leases, concurrency.
+    pub events: EventSettings,
 }
 
 impl Settings {
@@ -135,6 +142,7 @@ impl Default for Settings {
             records: RecordSettings::default(),
             code: CodeLimits::default(),
             task_root: None,
+            events: EventSettings::default(),
         }
     }
 }
@@ -171,6 +179,8 @@ pub struct ControlPlane {
     records: records::Records,
     /// Per-function counters and recent samples, fed by `observe`.
     metrics: metrics::Metrics,
+    /// The asynchronous invocation queue's dispatcher (started by `start_dispatcher`).
+    events: events::Queue,
 }
 
 impl ControlPlane {
@@ -228,9 +238,10 @@ impl ControlPlane {
             urls: Cache::new(),
             policies: Cache::new(),
             runtimes,
-            settings,
             server_key,
             metrics: metrics::Metrics::default(),
+            events: events::Queue::new(settings.events.clone()),
+            settings,
         })
     }
 
@@ -362,7 +373,13 @@ impl ControlPlane {
     /// destroys every sandbox.
     pub async fn shutdown(&self, grace: Duration) {
         self.records.close_followers();
+        // No new event starts; those running finish (within the grace) and are ended,
+        // those that had not started stay queued for the next start.
+        self.events.stop_claiming();
         self.scheduler.shutdown(grace).await;
+        if !self.events.drain(Duration::from_secs(5)).await {
+            tracing::warn!("events still running at shutdown run again at the next start");
+        }
         // The records of the invocations that just finished, before the process exits.
         if !self.records.flush(Duration::from_secs(5)).await {
             tracing::warn!("invocation records still queued at shutdown were not written");

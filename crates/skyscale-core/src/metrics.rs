@@ -462,9 +462,11 @@ impl ControlPlane {
         by.authorize(Action::ReadMetrics, None)?;
         let counters = self.metrics.counters();
         let gauges = self.scheduler.gauges();
-        Ok(exposition::render(&counters, &gauges, |name| {
-            skyscale_types::FunctionName::parse(name).is_ok_and(|n| by.may_see(&n))
-        }))
+        let visible =
+            |name: &str| skyscale_types::FunctionName::parse(name).is_ok_and(|n| by.may_see(&n));
+        let mut text = exposition::render(&counters, &gauges, visible);
+        text.push_str(&self.events.metrics.render(visible));
+        Ok(text)
     }
 
     /// A function's invocations since `since` (relative such as `10m`, or RFC 3339; the
@@ -541,6 +543,7 @@ mod tests {
             max_memory_used_mb: 40,
             memory_size_mb: 128,
             response_bytes: 10,
+            event: None,
             logs: if throttled {
                 String::new()
             } else {

@@ -195,6 +195,8 @@ pub struct Invocation {
     pub response_bytes: u64,
     /// The invocation's framed log (`START` … `REPORT`); empty when it never started.
     pub logs: String,
+    /// The asynchronous event it was an attempt of.
+    pub event: Option<crate::EventAttempt>,
 }
 
 impl Invocation {
@@ -244,6 +246,7 @@ pub(crate) struct InvocationHead {
     pub started_at: SystemTime,
     pub queue_wait: Duration,
     pub memory_size_mb: u32,
+    pub event: Option<crate::EventAttempt>,
 }
 
 impl InvocationHead {
@@ -266,6 +269,7 @@ impl InvocationHead {
             memory_size_mb: self.memory_size_mb,
             response_bytes: 0,
             logs: String::new(),
+            event: self.event,
         }
     }
 }

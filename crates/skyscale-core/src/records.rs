@@ -425,6 +425,7 @@ fn row(inv: &Invocation) -> InvocationRow {
         max_memory_used_mb: inv.max_memory_used_mb,
         memory_size_mb: inv.memory_size_mb,
         response_bytes: inv.response_bytes,
+        event: inv.event.as_ref().map(|e| (e.id.clone(), e.attempt)),
     }
 }
 
@@ -446,6 +447,8 @@ fn record(r: InvocationRow) -> InvocationRecord {
         max_memory_used_mb: r.max_memory_used_mb,
         memory_size_mb: r.memory_size_mb,
         response_bytes: r.response_bytes,
+        event_id: r.event.as_ref().map(|(id, _)| id.clone()),
+        attempt: r.event.map(|(_, n)| n),
     }
 }
 
@@ -746,6 +749,7 @@ mod tests {
             memory_size_mb: 128,
             response_bytes: 2,
             logs,
+            event: None,
         }
     }
 

@@ -329,6 +329,11 @@ pub struct InvocationRecord {
     pub max_memory_used_mb: u64,
     pub memory_size_mb: u32,
     pub response_bytes: u64,
+    /// The asynchronous event this invocation was an attempt of, and which attempt (1…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
 }
 
 /// `GET /v1/functions/{name}/invocations`: newest first.

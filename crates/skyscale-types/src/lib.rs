@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod api;
+pub mod events;
 mod key;
 pub mod metrics;
 mod names;

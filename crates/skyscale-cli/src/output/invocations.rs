@@ -99,6 +99,8 @@ mod tests {
             max_memory_used_mb: 20,
             memory_size_mb: 128,
             response_bytes: 90,
+            event_id: None,
+            attempt: None,
         }
     }
 

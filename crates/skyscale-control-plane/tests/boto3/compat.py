@@ -47,13 +47,13 @@ def compiled_bootstrap_zip():
 
 def unsupported_operations(lam):
     for op, call in [
-        ("GetFunctionEventInvokeConfig", lambda: lam.get_function_event_invoke_config(
+        ("GetFunctionCodeSigningConfig", lambda: lam.get_function_code_signing_config(
             FunctionName="f")),
         ("ListLayerVersions", lambda: lam.list_layer_versions(LayerName="l")),
         ("ListLayers", lambda: lam.list_layers()),
         ("ListEventSourceMappings", lambda: lam.list_event_source_mappings()),
-        ("PutFunctionEventInvokeConfig", lambda: lam.put_function_event_invoke_config(
-            FunctionName="f", MaximumRetryAttempts=1)),
+        ("PutProvisionedConcurrencyConfig", lambda: lam.put_provisioned_concurrency_config(
+            FunctionName="f", Qualifier="1", ProvisionedConcurrentExecutions=1)),
         ("GetProvisionedConcurrencyConfig", lambda: lam.get_provisioned_concurrency_config(
             FunctionName="f", Qualifier="1")),
     ]:

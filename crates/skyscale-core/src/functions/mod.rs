@@ -374,6 +374,7 @@ impl ControlPlane {
         self.policies.invalidate(&name);
         self.scheduler.retire(&name);
         self.metrics.forget(name.as_str());
+        self.events.metrics.forget(name.as_str());
         self.code_gc.request();
         tracing::info!(function = %name, "function deleted");
         Ok(())

@@ -1,5 +1,5 @@
-//! Invoke (lambda-compatibility.md §5): `RequestResponse` (200, the raw result), `Event` (202, runs in
-//! the background) and `DryRun` (204).
+//! Invoke (lambda-compatibility.md §5): `RequestResponse` (200, the raw result), `Event` (202 once the
+//! event is committed to the durable queue) and `DryRun` (204).
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -7,16 +7,12 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use base64::Engine;
-use skyscale_core::{CoreError, InvokeOptions, Principal, Trigger};
-use tracing::Instrument;
+use skyscale_core::{AsyncInvoke, CoreError, InvokeOptions, Principal, MAX_ASYNC_PAYLOAD};
 
 use super::error::LambdaError;
 use super::target;
 use super::LambdaResult;
 use crate::AppState;
-
-/// Largest payload of an asynchronous (`Event`) invocation, as in Lambda.
-const MAX_ASYNC_PAYLOAD: usize = 1024 * 1024;
 
 /// Largest decoded `X-Amz-Client-Context`, as in Lambda.
 const MAX_CLIENT_CONTEXT: usize = 3583;
@@ -87,42 +83,20 @@ pub(super) async fn invoke(
                 .into());
             }
             check_json(&payload)?;
-            cp.check_invoke(&by, &t.name, t.qualifier.as_deref())
+            // Committed to the queue before the 202; its id is the request id (§14).
+            let opts = AsyncInvoke {
+                qualifier: t.qualifier.clone(),
+                idempotency_key: None,
+            };
+            let accepted = cp
+                .enqueue(&by, &t.name, opts, payload.to_vec())
                 .await
                 .map_err(about)?;
-            let span = tracing::info_span!("invoke_event", function = %t.name);
-            let cp = cp.clone();
-            let name = t.name.clone();
-            let opts = InvokeOptions {
-                qualifier: t.qualifier.clone(),
-                trigger: Trigger::Event,
-                accepted_at: Some(std::time::Instant::now()),
-                ..InvokeOptions::default()
-            };
-            // Durable queuing and retries come later; for now the event runs once, in the
-            // background, and its outcome is logged.
-            tokio::spawn(
-                async move {
-                    match cp.invoke_with(&by, &name, opts, payload.to_vec()).await {
-                        Ok(out) => match out.error_type() {
-                            Some(kind) => tracing::warn!(
-                                request_id = %out.request_id,
-                                error_type = %kind,
-                                "asynchronous invocation failed"
-                            ),
-                            None => tracing::info!(
-                                request_id = %out.request_id,
-                                "asynchronous invocation done"
-                            ),
-                        },
-                        Err(e) => {
-                            tracing::warn!(error = %e, "asynchronous invocation not run")
-                        }
-                    }
-                }
-                .instrument(span),
-            );
-            return Ok(StatusCode::ACCEPTED.into_response());
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&accepted.event_id) {
+                h.insert(super::REQUEST_ID, v);
+            }
+            return Ok((StatusCode::ACCEPTED, h).into_response());
         }
         other => {
             return Err(LambdaError::invalid(format!(

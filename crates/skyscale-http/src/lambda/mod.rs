@@ -6,6 +6,7 @@
 mod aliases;
 mod concurrency;
 mod error;
+mod event_invoke_config;
 mod functions;
 mod invoke;
 mod model;
@@ -118,6 +119,17 @@ pub(crate) fn routes(cp: AppState) -> Router<AppState> {
         .route(
             &format!("{F}/{{name}}/policy/{{sid}}"),
             axum::routing::delete(policies::remove),
+        )
+        .route(
+            "/2019-09-25/functions/{name}/event-invoke-config",
+            put(event_invoke_config::put)
+                .post(event_invoke_config::update)
+                .get(event_invoke_config::get)
+                .delete(event_invoke_config::delete),
+        )
+        .route(
+            "/2019-09-25/functions/{name}/event-invoke-config/list",
+            get(event_invoke_config::list),
         )
         .route("/2016-08-19/account-settings", get(concurrency::account))
         .route("/2016-08-19/account-settings/", get(concurrency::account));

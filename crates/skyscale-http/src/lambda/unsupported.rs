@@ -120,36 +120,6 @@ const UNSUPPORTED: &[(&str, &str, &str, &str)] = &[
         "RemoveLayerVersionPermission",
     ),
     (
-        "DELETE",
-        "/2019-09-25/functions/{}/event-invoke-config",
-        "",
-        "DeleteFunctionEventInvokeConfig",
-    ),
-    (
-        "GET",
-        "/2019-09-25/functions/{}/event-invoke-config",
-        "",
-        "GetFunctionEventInvokeConfig",
-    ),
-    (
-        "POST",
-        "/2019-09-25/functions/{}/event-invoke-config",
-        "",
-        "UpdateFunctionEventInvokeConfig",
-    ),
-    (
-        "PUT",
-        "/2019-09-25/functions/{}/event-invoke-config",
-        "",
-        "PutFunctionEventInvokeConfig",
-    ),
-    (
-        "GET",
-        "/2019-09-25/functions/{}/event-invoke-config/list",
-        "",
-        "ListFunctionEventInvokeConfigs",
-    ),
-    (
         "GET",
         "/2019-09-30/functions/{}/provisioned-concurrency",
         "List=ALL",
@@ -447,8 +417,12 @@ mod tests {
     #[test]
     fn operations_are_found_by_method_path_and_query() {
         assert_eq!(
-            operation("PUT", "/2019-09-25/functions/f/event-invoke-config", None),
-            Some("PutFunctionEventInvokeConfig")
+            operation(
+                "PUT",
+                "/2019-09-30/functions/f/provisioned-concurrency",
+                None
+            ),
+            Some("PutProvisionedConcurrencyConfig")
         );
         assert_eq!(
             operation("DELETE", "/2018-10-31/layers/l/versions/1/policy/s", None),

@@ -12,6 +12,7 @@ use skyscale_types::api::{
     COLD_START_HEADER, DURATION_HEADER, EXECUTED_VERSION_HEADER, FUNCTION_ERROR_HEADER,
     INIT_DURATION_HEADER, LOG_RESULT_HEADER, LOG_TYPE_HEADER, REQUEST_ID_HEADER,
 };
+use skyscale_types::events::INVOCATION_TYPE_HEADER;
 
 use super::{qualifier, read_body, ApiResult, AuthTiming, QualifierQuery};
 use crate::AppState;
@@ -42,6 +43,18 @@ pub(super) async fn invoke(
     body: Body,
 ) -> ApiResult<Response> {
     let qualifier = qualifier(query, "invoke")?;
+    if let Some(kind) = request_headers.get(INVOCATION_TYPE_HEADER) {
+        return super::events::invoke_async(
+            &cp,
+            &by,
+            &name,
+            qualifier,
+            kind,
+            &request_headers,
+            body,
+        )
+        .await;
+    }
     let tail = request_headers
         .get(LOG_TYPE_HEADER)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"Tail"));

@@ -2,6 +2,7 @@
 //! (the key and body middleware, JSON reading, the qualifier query); one file per resource.
 
 mod aliases;
+mod events;
 mod functions;
 mod invoke;
 mod urls;
@@ -84,6 +85,23 @@ pub(crate) fn routes(cp: AppState) -> Router<AppState> {
                 .delete(urls::delete_url),
         )
         .route("/v1/functions/{name}/urls", get(urls::list_urls))
+        .route("/v1/functions/{name}/events", get(events::list))
+        .route("/v1/functions/{name}/events/redrive", post(events::redrive))
+        .route(
+            "/v1/events/{id}",
+            get(events::get_one).delete(events::delete_one),
+        )
+        .route(
+            "/v1/functions/{name}/event-config",
+            get(events::get_config)
+                .put(events::put_config)
+                .patch(events::update_config)
+                .delete(events::delete_config),
+        )
+        .route(
+            "/v1/functions/{name}/event-configs",
+            get(events::list_configs),
+        )
         .route("/v1/runtimes", get(runtimes))
         .route_layer(middleware::from_fn_with_state(cp, require_key));
     Router::new()
