@@ -170,10 +170,15 @@ fn interrupted_run(
         .map(|n| accepted(&invoke_async(&http, "f", &json!({"n": n}), &[])))
         .collect();
     // Some have run, most have not.
-    wait_for(&server, Duration::from_secs(60), "the first runs", || {
-        (successes(&records(&http, "f")).len() >= 10).then_some(())
+    let before = wait_for(&server, Duration::from_secs(60), "the first runs", || {
+        let n = successes(&records(&http, "f")).len();
+        (n >= 10).then_some(n)
     });
     kill(&mut server);
+    assert!(
+        before < ids.len(),
+        "the stop came too late: every event had run"
+    );
     server.start_again();
     let http = server.http();
     let done = wait_for(
@@ -534,7 +539,11 @@ fn bad_async_input_gets_a_clear_error() {
             400,
             "not a Lambda function ARN",
         ),
-        (json!({"on_failure": "bad name!"}), 400, "on_failure"),
+        (
+            json!({"on_failure": "bad name!"}),
+            400,
+            "OnFailure destination: invalid function name",
+        ),
         (json!({"retries": 1}), 400, "unknown field"),
     ];
     for (body, status, needle) in cases {
@@ -668,4 +677,30 @@ fn events_run_in_runc_sandboxes_and_are_counted() {
         "{metrics}"
     );
     assert!(metrics.contains("skyscale_async_event_age_seconds_count{function=\"r\"} 1"));
+}
+
+/// boto3: the EventInvokeConfig operations, Invoke(Event) → 202 and the errors for bad
+/// values (`tests/boto3/events.py`).
+#[test]
+fn boto3_event_invoke_configs_and_event_invokes() {
+    let server = server(&[]);
+    let (id, secret) = common::ADMIN_KEY.split_once('.').unwrap();
+    let script = common::repo_root().join("crates/skyscale-control-plane/tests/boto3/events.py");
+    let out = std::process::Command::new(common::test_python())
+        .arg(&script)
+        .env("SKYSCALE_URL", &server.url)
+        .env("SKYSCALE_KEY_ID", id)
+        .env("SKYSCALE_SECRET", secret)
+        .env("SKYSCALE_RUNTIME", runtime())
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("ALL OK"),
+        "events.py failed ({})\nstdout:\n{stdout}\nstderr:\n{}\nserver log tail:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        tail(&server.log(), 60)
+    );
 }

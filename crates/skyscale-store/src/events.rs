@@ -140,6 +140,8 @@ pub enum EventEnd<'a> {
         reason: &'a str,
         record: &'a str,
         error: Option<&'a str>,
+        /// Attempts that ran, the last one included.
+        attempts: u32,
     },
 }
 
@@ -403,14 +405,15 @@ impl Store {
                 reason,
                 record,
                 error,
+                attempts,
             } => tx.execute(
                 &format!(
                     "UPDATE events SET state = 'dead', dead_reason = ?3, record = ?4, \
-                     last_error = COALESCE(?5, last_error), dead_at = {NOW_MS}, \
+                     last_error = COALESCE(?5, last_error), attempts = ?6, dead_at = {NOW_MS}, \
                      lease_owner = NULL, lease_until = NULL \
                      WHERE id = ?1 AND lease_owner = ?2 AND state = 'queued'"
                 ),
-                params![id, owner, reason, record, error],
+                params![id, owner, reason, record, error, attempts],
             )?,
         };
         if changed == 0 {

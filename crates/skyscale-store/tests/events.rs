@@ -240,6 +240,7 @@ fn dead_letters_are_listed_redriven_and_deleted() {
         reason: "RetriesExhausted",
         record: "{\"version\":\"1.0\"}",
         error: None,
+        attempts: 3,
     };
     assert!(store.finish_event("e1", "a", dead, None).unwrap());
     assert!(store.finish_event("e2", "a", dead, None).unwrap());

@@ -18,7 +18,7 @@ impl Destination {
     /// EventBridge) are refused by name.
     pub fn parse(raw: &str, settings: &Settings) -> Result<Self, String> {
         let rest = if let Some(arn) = raw.strip_prefix("arn:") {
-            let parts: Vec<&str> = arn.splitn(6, ':').collect();
+            let parts: Vec<&str> = arn.splitn(5, ':').collect();
             let [partition, service, region, account, rest] = parts[..] else {
                 return Err(format!("{raw:?} is not an ARN"));
             };

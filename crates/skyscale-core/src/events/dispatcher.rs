@@ -399,6 +399,7 @@ impl ControlPlane {
                         reason: DeadReason::DestinationFailed.as_str(),
                         record: &record,
                         error: Some(&error),
+                        attempts: row.attempts + 1,
                     },
                     None,
                 )
@@ -464,6 +465,7 @@ impl ControlPlane {
                 reason: reason.as_str(),
                 record: &record,
                 error: error.as_deref(),
+                attempts: invokes,
             },
             None,
         )
@@ -494,6 +496,7 @@ impl ControlPlane {
                 reason: reason.as_str(),
                 record: &record,
                 error,
+                attempts: row.attempts,
             },
             None,
         )
@@ -529,20 +532,23 @@ impl ControlPlane {
                 reason,
                 record,
                 error,
+                attempts,
             } => Ended::Dead(
                 reason.to_owned(),
                 record.to_owned(),
                 error.map(str::to_owned),
+                attempts,
             ),
         };
         let dest_function = forward.as_ref().map(|(d, _)| d.function.to_string());
         let done = blocking(move || {
             let end = match &end {
                 Ended::Done => EventEnd::Done,
-                Ended::Dead(reason, record, error) => EventEnd::Dead {
+                Ended::Dead(reason, record, error, attempts) => EventEnd::Dead {
                     reason,
                     record,
                     error: error.as_deref(),
+                    attempts: *attempts,
                 },
             };
             let new = forward.as_ref().map(|(d, record)| NewEvent {
@@ -622,5 +628,5 @@ impl ControlPlane {
 /// An [`EventEnd`] that owns its strings (to cross into a blocking task).
 enum Ended {
     Done,
-    Dead(String, String, Option<String>),
+    Dead(String, String, Option<String>, u32),
 }

@@ -148,11 +148,24 @@ impl EventMetrics {
                 c.age_count
             );
         }
-        let queues: Vec<&QueueStats> = inner
-            .queues
+        // Every function with counters has gauges, 0 when its queue is empty (the store
+        // only knows functions with rows).
+        let mut queues: BTreeMap<&str, QueueStats> = counters
             .iter()
-            .filter(|q| visible(&q.function))
+            .map(|(f, _)| {
+                let empty = QueueStats {
+                    function: (*f).clone(),
+                    queued: 0,
+                    oldest_age_ms: 0,
+                    dead: 0,
+                };
+                (f.as_str(), empty)
+            })
             .collect();
+        for q in inner.queues.iter().filter(|q| visible(&q.function)) {
+            queues.insert(q.function.as_str(), q.clone());
+        }
+        let queues: Vec<&QueueStats> = queues.values().collect();
         let gauges: [(&str, &str, fn(&QueueStats) -> f64); 3] = [
             (
                 "skyscale_async_queue_depth",
