@@ -1,4 +1,4 @@
-//! Asynchronous invocation that never loses an accepted event (lambda-compatibility.md §14).
+//! Asynchronous invocation that never loses an accepted event (lambda-compatibility.md §13).
 //!
 //! An accepted event is a row in the store before its id is returned ([`ControlPlane::enqueue`]);
 //! the dispatcher (`dispatcher.rs`) claims due rows with a lease on the database's clock,

@@ -1,4 +1,4 @@
-//! Asynchronous invocation settings (lambda-compatibility.md §14): Put, Update, Get, List and
+//! Asynchronous invocation settings (lambda-compatibility.md §13): Put, Update, Get, List and
 //! DeleteFunctionEventInvokeConfig on `/2019-09-25/functions/{name}/event-invoke-config`,
 //! shapes as in botocore's model. Destinations are Skyscale functions (name or ARN).
 

@@ -83,7 +83,7 @@ pub(super) async fn invoke(
                 .into());
             }
             check_json(&payload)?;
-            // Committed to the queue before the 202; its id is the request id (§14).
+            // Committed to the queue before the 202; its id is the request id (§13).
             let opts = AsyncInvoke {
                 qualifier: t.qualifier.clone(),
                 idempotency_key: None,
