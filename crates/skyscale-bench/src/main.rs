@@ -5,10 +5,12 @@
 //! ```sh
 //! cargo build --release --workspace --bins
 //! target/release/skyscale-bench [--drivers runc,gvisor] [--quick] [--out bench/results.json]
+//! target/release/skyscale-bench --events 2000 [--drivers runc]   # async accept and throughput
 //! ```
 
 mod cold;
 mod daemon;
+mod events;
 mod floor;
 mod http;
 mod load;
@@ -50,6 +52,11 @@ struct Args {
     /// binary).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// Measure only asynchronous invocation with this many events per driver: accept
+    /// latency (until the 202, the event committed) and throughput (first accept until the
+    /// queue is empty); prints JSON.
+    #[arg(long, value_name = "N")]
+    events: Option<usize>,
 }
 
 fn main() {
@@ -114,6 +121,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         if d != "runc" && d != "gvisor" {
             bail!("unknown driver {d:?}: expected runc or gvisor");
         }
+    }
+    if let Some(n) = args.events {
+        for d in &args.drivers {
+            let daemon = daemon::Daemon::start(&bin_dir, d, &[]).await?;
+            let figures = events::measure(&daemon, n.max(1))
+                .await
+                .with_context(|| format!("daemon log:\n{}", daemon.log_tail(20)))?;
+            println!("{}", serde_json::to_string_pretty(&figures)?);
+        }
+        return Ok(());
     }
     let payload = load::payload();
     let cfg = scenario::Config {

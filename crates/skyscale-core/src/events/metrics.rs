@@ -27,6 +27,9 @@ struct Inner {
     queues: Vec<QueueStats>,
 }
 
+/// A metric family: name, help, and how to read its value.
+type Family<T, V> = (&'static str, &'static str, fn(&T) -> V);
+
 #[derive(Debug, Default)]
 pub(crate) struct EventMetrics(Mutex<Inner>);
 
@@ -98,7 +101,7 @@ impl EventMetrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         };
         let label = |f: &str| f.replace('\\', "\\\\").replace('"', "\\\"");
-        let counter_families: [(&str, &str, fn(&Counters) -> u64); 5] = [
+        let counter_families: [Family<Counters, u64>; 5] = [
             (
                 "skyscale_async_events_received_total",
                 "Asynchronous events committed to the queue (AsyncEventsReceived).",
@@ -166,7 +169,7 @@ impl EventMetrics {
             queues.insert(q.function.as_str(), q.clone());
         }
         let queues: Vec<&QueueStats> = queues.values().collect();
-        let gauges: [(&str, &str, fn(&QueueStats) -> f64); 3] = [
+        let gauges: [Family<QueueStats, f64>; 3] = [
             (
                 "skyscale_async_queue_depth",
                 "Asynchronous events queued (waiting, running or to be retried).",
