@@ -189,7 +189,14 @@ impl Store {
         Ok(Self {
             conn: Mutex::new(conn),
             records: Mutex::new(connect()?),
-            events: Mutex::new(connect()?),
+            events: Mutex::new({
+                // An accepted event is answered 202 after its commit: that commit must
+                // survive a power cut too, so this connection syncs the WAL on every commit
+                // (`synchronous` is per connection; the others keep NORMAL).
+                let c = connect()?;
+                c.pragma_update(None, "synchronous", "FULL")?;
+                c
+            }),
         })
     }
 

@@ -9,12 +9,20 @@
 //! the poll interval when nothing is due. The set of running ids is a `std` mutex held for
 //! an insert, a remove or a copy, never across an await.
 //!
+//! Host capacity: the claim loop runs at most `window` events at once. A try throttled by
+//! the host (its sandbox cap or memory budget, not the function's own reserved concurrency)
+//! halves the window and is put back after the base throttle backoff, without doubling:
+//! the dispatcher asked for more than the host holds, the event did nothing wrong. Each
+//! event that ran widens the window by one, up to `max_in_flight` (additive increase,
+//! multiplicative decrease). A reserved-concurrency throttle backs off as Lambda's do.
+//!
 //! Shutdown: [`Queue::stop_claiming`] ends the claim loop; the scheduler then finishes (or,
 //! past the grace, kills) the invocations in flight, and events that had not started get
 //! `Unavailable` from it and are put back unchanged; [`Queue::drain`] waits until every
 //! event task has written its end. What is still queued stays queued for the next start.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,6 +37,7 @@ use crate::auth::FunctionScope;
 use crate::observe::{Outcome, Trigger};
 use crate::{
     blocking, ControlPlane, CoreError, EventAttempt, InvokeOptions, InvokeOutput, Principal,
+    Throttle,
 };
 
 /// How often the queue gauges are read from the store.
@@ -47,6 +56,8 @@ pub(crate) struct Queue {
     slots: Arc<Semaphore>,
     /// Ids of the events running now (their leases are renewed).
     running: Mutex<HashSet<String>>,
+    /// Most events run at once now (see the module's documentation): 1..=max_in_flight.
+    window: AtomicUsize,
 }
 
 impl Queue {
@@ -59,6 +70,7 @@ impl Queue {
             stopping: watch::Sender::new(false),
             slots,
             running: Mutex::new(HashSet::new()),
+            window: AtomicUsize::new(settings.max_in_flight.max(1)),
             settings,
         }
     }
@@ -79,6 +91,25 @@ impl Queue {
         tokio::time::timeout(within, self.slots.acquire_many(all))
             .await
             .is_ok_and(|p| p.is_ok())
+    }
+
+    /// The host refused a sandbox: run fewer events at once.
+    fn host_throttled(&self) {
+        let _ = self
+            .window
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                Some((w / 2).max(1))
+            });
+    }
+
+    /// An event ran: one more may run at once.
+    fn ran(&self) {
+        let max = self.settings.max_in_flight.max(1);
+        let _ = self
+            .window
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                Some((w + 1).min(max))
+            });
     }
 
     fn running(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
@@ -105,7 +136,20 @@ async fn claim_loop(cp: Arc<ControlPlane>) {
             },
             _ = stop.wait_for(|s| *s) => break,
         };
-        let want = 1 + q.slots.available_permits();
+        // Events running besides the slot just taken, and how many more the window allows.
+        let max = q.settings.max_in_flight.max(1);
+        let running = max.saturating_sub(q.slots.available_permits() + 1);
+        let room = q.window.load(Ordering::Relaxed).saturating_sub(running);
+        if room == 0 {
+            drop(first);
+            tokio::select! {
+                () = q.wake.notified() => {}
+                () = tokio::time::sleep(q.settings.poll) => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            continue;
+        }
+        let want = room.min(1 + q.slots.available_permits());
         let (store, owner, lease) = (cp.store.clone(), q.owner.clone(), q.settings.lease);
         let rows = match blocking(move || Ok(store.claim_events(&owner, want, lease)?)).await {
             Ok(rows) => rows,
@@ -144,6 +188,8 @@ async fn claim_loop(cp: Arc<ControlPlane>) {
                 tracing::Instrument::instrument(cp.run_event(row), span).await;
                 cp.events.running().remove(&id);
                 drop(permit);
+                // A slot is free: the claim loop may take the next event now.
+                cp.events.wake();
             });
         }
     }
@@ -285,6 +331,9 @@ impl ControlPlane {
             .invoke_with(&principal, function.as_str(), opts, row.payload.clone())
             .await;
         let s = &self.settings.events;
+        if result.is_ok() {
+            self.events.ran();
+        }
         match result {
             Ok(out) if out.outcome == Outcome::Success => {
                 self.event_succeeded(&row, &out, on_success).await
@@ -308,11 +357,16 @@ impl ControlPlane {
                         .await;
                 }
             }
-            Err(CoreError::TooManyRequests { message, .. }) => {
+            Err(CoreError::TooManyRequests { message, limit }) => {
                 // Throttles are not attempts: tried again, backing off, until the age runs
                 // out (checked before each try).
                 self.events.metrics.throttled(&row.function);
-                let delay = doubled(s.throttle_backoff, row.throttles, s.max_throttle_backoff);
+                let delay = if limit == Throttle::Host {
+                    self.events.host_throttled();
+                    s.throttle_backoff
+                } else {
+                    doubled(s.throttle_backoff, row.throttles, s.max_throttle_backoff)
+                };
                 let error = format!("throttled: {message}");
                 self.retry_event(
                     &row,
