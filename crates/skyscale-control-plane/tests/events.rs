@@ -635,6 +635,66 @@ fn bad_async_input_gets_a_clear_error() {
         1,
         "--idempotency-key needs --async",
     );
+
+    // The CLI's event-config commands, and their errors.
+    let out = server.cli_ok(&[
+        "function",
+        "event-config",
+        "put",
+        "--name",
+        "f",
+        "--max-retries",
+        "1",
+        "--on-failure",
+        "other",
+    ]);
+    assert!(out.contains("max retries     1"), "{out}");
+    assert!(out.contains("function:other"), "{out}");
+    let got = server.cli_ok(&[
+        "--output",
+        "json",
+        "function",
+        "event-config",
+        "get",
+        "--name",
+        "f",
+    ]);
+    let got: Value = serde_json::from_str(&got).unwrap();
+    assert_eq!(got["maximum_retry_attempts"], 1);
+    assert_eq!(got["maximum_event_age_seconds"], Value::Null);
+    server.cli_fails(
+        &[
+            "function",
+            "event-config",
+            "put",
+            "--name",
+            "f",
+            "--max-retries",
+            "5",
+        ],
+        1,
+        "MaximumRetryAttempts 5 is out of range",
+    );
+    server.cli_fails(
+        &[
+            "function",
+            "event-config",
+            "put",
+            "--name",
+            "f",
+            "--max-age",
+            "-1",
+        ],
+        1,
+        "--max-age -1 is out of range",
+    );
+    server.cli_ok(&["function", "event-config", "delete", "--name", "f"]);
+    server.cli_fails(
+        &["function", "event-config", "get", "--name", "f"],
+        1,
+        "has no event invoke config",
+    );
+    server.cli_fails(&["function", "redrive", "--name", "f"], 2, "--id");
 }
 
 /// The queue on runc: the same path through a real sandbox, and the metrics.
