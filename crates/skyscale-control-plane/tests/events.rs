@@ -764,3 +764,32 @@ fn boto3_event_invoke_configs_and_event_invokes() {
         tail(&server.log(), 60)
     );
 }
+
+/// An event that runs longer than its lease keeps it (renewed while it runs): it runs once,
+/// not again when the lease would have run out.
+#[test]
+fn a_long_event_keeps_its_lease_and_runs_once() {
+    let server = server(&[("SKYSCALE_ASYNC_LEASE", "600ms")]);
+    let http = server.http();
+    let r = create_fn(
+        &http,
+        "long",
+        "import time\n\ndef handler(event, context):\n    time.sleep(2.5)\n    return {}\n",
+        json!({"runtime": runtime(), "timeout_s": 10}),
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let id = accepted(&invoke_async(&http, "long", &json!({}), &[]));
+    wait_for(&server, Duration::from_secs(30), "the event to end", || {
+        events(&http, "long", None).is_empty().then_some(())
+    });
+    let runs: Vec<Value> = records(&http, "long")
+        .into_iter()
+        .filter(|r| r["event_id"] == id.as_str())
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert!(
+        !server.log().contains("ran out"),
+        "{}",
+        tail(&server.log(), 30)
+    );
+}
