@@ -33,7 +33,7 @@ pub struct AliasInfo {
 impl AliasInfo {
     /// `$LATEST` or the version's number, as the APIs show it.
     pub fn version_label(&self) -> String {
-        crate::invoke::version_label(self.version)
+        skyscale_types::version_label(self.version)
     }
 }
 

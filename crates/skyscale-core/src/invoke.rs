@@ -2,18 +2,21 @@
 //! fresh boot), send the event, and turn the agent's answer into the caller's.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use skyscale_protocol::{exit_message, ExitStatus, Init, Invoke, InvokeResult};
 use skyscale_sandbox::SandboxId;
 use skyscale_store::FunctionRecord;
+use skyscale_types::time::epoch_ms;
+use skyscale_types::version_label;
 use tracing::Instrument;
 
 use crate::logs::{self, Report};
-use crate::observe::{Crash, Invocation, InvocationHead, Outcome, Trigger};
+use crate::observe::{Crash, Invocation, InvocationHead, Outcome};
 use crate::runtimes::{Runtimes, STARTUP_ENV};
 use crate::scheduler::{link_tree, Acquired, BusyGuard, Shape};
 use crate::session::{PoolKey, Session, SessionError};
+use crate::Trigger;
 use crate::{blocking, ControlPlane, CoreError, Principal};
 
 /// Largest synchronous invoke payload, as in Lambda.
@@ -87,16 +90,6 @@ pub struct InvokeTiming {
     pub agent: Duration,
     /// The agent's own measure: event handed to the runtime until its answer arrived.
     pub runtime: Duration,
-}
-
-/// `$LATEST` or the version's number.
-pub(crate) fn version_label(version: Option<u64>) -> String {
-    version.map_or_else(|| "$LATEST".to_owned(), |n| n.to_string())
-}
-
-fn epoch_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn error_doc(error_type: &str, message: &str) -> Vec<u8> {

@@ -46,14 +46,15 @@ pub use functions::Expect;
 pub use invoke::{InvokeOptions, InvokeOutput, InvokeTiming, MAX_SYNC_PAYLOAD};
 pub use limiter::AuthLimits;
 pub use metrics::PROMETHEUS_CONTENT_TYPE;
-pub use observe::{Crash, Invocation, InvocationStatus, Outcome, Trigger};
+pub use observe::{Crash, Invocation, Outcome};
 pub use policies::NewStatement;
 pub use records::{Followed, InvocationFilter, LogFilter, LogFollower, RecordSettings};
 pub use runtimes::{RuntimeInfo, Runtimes, PYTHON_BOOTSTRAP};
 pub use scheduler::{Limits, SandboxCounts};
 pub use secrets::{ServerKey, SERVER_KEY_FILE};
 pub use since::{parse_duration, parse_since};
-pub use skyscale_store::PolicyStatement;
+pub use skyscale_store::{InvocationRecord, LogEntry, PolicyStatement};
+pub use skyscale_types::invocation::{InvocationStatus, Trigger};
 pub use skyscale_types::Role;
 pub use urls::{UrlConfig, INVOKE_MODE_BUFFERED};
 

@@ -21,17 +21,11 @@ pub use db::{
     AliasRecord, AliasUpdate, FunctionRecord, FunctionUpdate, NewFunction, Store, StoreError,
     MAX_TAGS,
 };
-pub use invocations::{InvocationQuery, InvocationRow, LogPage, LogQuery, LogRow, RecordTotals};
+pub use invocations::{
+    InvocationQuery, InvocationRecord, LogEntry, LogPage, LogQuery, RecordTotals,
+};
 pub use keys::{ApiKeyRecord, NewApiKey, Revocation};
 pub use policies::{PolicyStatement, MAX_STATEMENTS};
 pub use urls::{UrlConfigRecord, UrlConfigUpdate};
 
-/// Current time as RFC 3339 UTC with milliseconds, the format every stored timestamp uses.
-pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let fmt = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    now.format(&fmt)
-        .unwrap_or_else(|_| now.unix_timestamp().to_string())
-}
+pub use skyscale_types::time::now_rfc3339;

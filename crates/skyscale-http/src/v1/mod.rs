@@ -1,8 +1,11 @@
 //! The native `/v1` API used by the `skyscale` CLI: the routes and what every route shares
 //! (the key and body middleware, JSON reading, the qualifier query); one file per resource.
 
+mod access;
 mod aliases;
+mod error;
 mod functions;
+mod invocations;
 mod invoke;
 mod urls;
 mod versions;
@@ -24,7 +27,8 @@ use skyscale_types::api::{Health, RuntimeEntry, RuntimeList};
 
 use crate::auth;
 use crate::body::{self, BodyLimits, Sender};
-use crate::{ApiError, AppState};
+use crate::AppState;
+pub use error::ApiError;
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -85,10 +89,12 @@ pub(crate) fn routes(cp: AppState) -> Router<AppState> {
         )
         .route("/v1/functions/{name}/urls", get(urls::list_urls))
         .route("/v1/runtimes", get(runtimes))
-        .route_layer(middleware::from_fn_with_state(cp, require_key));
+        .route_layer(middleware::from_fn_with_state(cp.clone(), require_key));
     Router::new()
         .route("/v1/health", get(health))
         .merge(authed)
+        .merge(access::routes(cp.clone()))
+        .merge(invocations::routes(cp))
         // `require_key` reads the body, with the route's own limit (see `body_limit`).
         .layer(axum::extract::DefaultBodyLimit::disable())
 }

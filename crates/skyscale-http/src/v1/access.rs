@@ -25,7 +25,7 @@ pub(crate) fn routes(cp: AppState) -> Router<AppState> {
         .route("/v1/keys", get(list_keys).post(create_key))
         .route("/v1/keys/{id}", delete(revoke_key))
         .route("/v1/audit", get(audit))
-        .route_layer(middleware::from_fn_with_state(cp, crate::v1::require_key))
+        .route_layer(middleware::from_fn_with_state(cp, super::require_key))
 }
 
 async fn create_key(
