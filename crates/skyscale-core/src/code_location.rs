@@ -49,7 +49,7 @@ impl ControlPlane {
     ) -> Result<Option<CodeGrant>, CoreError> {
         // Authorizes reading the function, like GetFunction itself.
         let f = self.get_function_version(by, name, qualifier).await?;
-        let Some(sha256) = f.code_sha256 else {
+        let Some(sha256) = f.code.map(|c| c.sha256) else {
             return Ok(None);
         };
         let expires = (now + CODE_LOCATION_TTL)

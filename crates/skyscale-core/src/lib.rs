@@ -34,15 +34,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use skyscale_sandbox::Driver;
-use skyscale_store::{CodeLimits, CodeStore, FunctionRecord, Store};
+use skyscale_store::{CodeLimits, CodeStore, Store};
 use skyscale_types::{ApiKey, FunctionName, KeyId};
 
 pub use account::AccountSettings;
-pub use aliases::AliasInfo;
 pub use auth::{authenticate, ensure_admin_key, Action, AdminKeySource, FunctionScope, Principal};
 pub use code_location::{CodeDownload, CodeGrant, CODE_LOCATION_TTL};
 pub use error::{CoreError, Throttle};
-pub use functions::Expect;
+pub use functions::{Expect, FunctionChanges, FunctionSpec};
 pub use invoke::{InvokeOptions, InvokeOutput, InvokeTiming, MAX_SYNC_PAYLOAD};
 pub use limiter::AuthLimits;
 pub use metrics::PROMETHEUS_CONTENT_TYPE;
@@ -53,7 +52,9 @@ pub use runtimes::{RuntimeInfo, Runtimes, PYTHON_BOOTSTRAP};
 pub use scheduler::{Limits, SandboxCounts};
 pub use secrets::{ServerKey, SERVER_KEY_FILE};
 pub use since::{parse_duration, parse_since};
-pub use skyscale_store::{InvocationRecord, LogEntry, PolicyStatement};
+pub use skyscale_store::{
+    AliasRecord, FunctionRecord, InvocationRecord, LogEntry, PolicyStatement,
+};
 pub use skyscale_types::invocation::{InvocationStatus, Trigger};
 pub use skyscale_types::Role;
 pub use urls::{UrlConfig, INVOKE_MODE_BUFFERED};

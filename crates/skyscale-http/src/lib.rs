@@ -49,6 +49,16 @@ pub fn router(cp: AppState, bodies: BodyLimits) -> Router {
         .with_state(cp)
 }
 
+/// The tail of an invocation's logs as an invoke's answer carries it, on every surface:
+/// base64 of the core's one tail (cut at a character boundary).
+pub(crate) fn log_result(logs: &str) -> axum::http::HeaderValue {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD
+        .encode(skyscale_core::logs::invocation_tail(logs));
+    // Base64 is always a valid header value.
+    axum::http::HeaderValue::try_from(b64).unwrap_or(axum::http::HeaderValue::from_static(""))
+}
+
 /// Serves the API on `listener` until `shutdown` resolves, then stops accepting, closes idle
 /// connections and lets in-flight requests finish.
 pub async fn serve(

@@ -56,7 +56,7 @@ pub(super) async fn delete_concurrency(
 }
 
 /// `{"ReservedConcurrentExecutions": N}`, the field omitted when there is no reservation.
-fn concurrency_response(f: &skyscale_types::api::FunctionInfo) -> Response {
+fn concurrency_response(f: &skyscale_core::FunctionRecord) -> Response {
     Json(Concurrency {
         reserved_concurrent_executions: f.reserved_concurrency,
     })

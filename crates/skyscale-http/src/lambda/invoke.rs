@@ -163,10 +163,7 @@ pub(super) async fn invoke(
         h.insert("X-Amz-Function-Error", HeaderValue::from_static(kind));
     }
     if tail {
-        // The same tail as `/v1`'s, cut at a character boundary.
-        if let Ok(v) = HeaderValue::from_str(&skyscale_core::logs::tail_base64(&out.logs)) {
-            h.insert("X-Amz-Log-Result", v);
-        }
+        h.insert("X-Amz-Log-Result", crate::log_result(&out.logs));
     }
     Ok((StatusCode::OK, h, out.body).into_response())
 }

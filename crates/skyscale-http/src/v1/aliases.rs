@@ -8,15 +8,18 @@ use axum::{Extension, Json};
 use skyscale_core::Principal;
 use skyscale_types::api::{AliasInfo, AliasList, AliasRouting, CreateAlias, UpdateAlias};
 
+use skyscale_core::AliasRecord;
+use skyscale_types::version_label;
+
 use super::{read_json, ApiResult, LIST_PAGE};
 use crate::AppState;
 
 /// The core's alias as the wire shows it.
-fn alias_info(a: &skyscale_core::AliasInfo) -> AliasInfo {
+fn alias_info(a: &AliasRecord) -> AliasInfo {
     AliasInfo {
-        function: a.function.clone(),
+        function: a.function.to_string(),
         name: a.name.clone(),
-        version: a.version_label(),
+        version: version_label(a.version),
         description: a.description.clone(),
         routing: a.routing.map(|(version, weight)| AliasRouting {
             version: version.to_string(),

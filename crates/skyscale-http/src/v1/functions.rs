@@ -5,11 +5,79 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use skyscale_core::{Expect, Principal};
-use skyscale_types::api::{CreateFunction, FunctionList, PutConcurrency, UpdateFunction};
+use base64::Engine;
+use skyscale_core::{CoreError, Expect, FunctionChanges, FunctionRecord, FunctionSpec, Principal};
+use skyscale_types::api::{
+    CreateFunction, FunctionInfo, FunctionList, PutConcurrency, UpdateFunction,
+};
 
 use super::{read_body, read_json, ApiResult};
 use crate::AppState;
+
+/// A function as `/v1` shows it.
+pub(super) fn function_info(f: &FunctionRecord) -> FunctionInfo {
+    FunctionInfo {
+        name: f.name.to_string(),
+        runtime: f.runtime.to_string(),
+        handler: f.handler.as_str().to_owned(),
+        memory_mb: f.memory.get(),
+        timeout_s: f.timeout.get(),
+        environment: f.environment.clone(),
+        description: f.description.clone(),
+        code_sha256: f.code.as_ref().map(|c| c.sha256.clone()),
+        code_size: f.code.as_ref().map(|c| c.size),
+        reserved_concurrency: f.reserved_concurrency,
+        revision: f.revision,
+        created_at: f.created_at.clone(),
+        updated_at: f.updated_at.clone(),
+        version: f.version,
+        network: f.network,
+        ephemeral_storage_mb: f.ephemeral_mb,
+    }
+}
+
+fn answer(f: &FunctionRecord) -> Response {
+    Json(function_info(f)).into_response()
+}
+
+fn spec(req: CreateFunction) -> ApiResult<FunctionSpec> {
+    let code = req
+        .code_zip_base64
+        .map(|b64| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .map_err(|e| {
+                    CoreError::InvalidParameter(format!("code_zip_base64 is not valid base64: {e}"))
+                })
+        })
+        .transpose()?;
+    Ok(FunctionSpec {
+        name: req.name,
+        runtime: req.runtime,
+        handler: req.handler,
+        memory_mb: req.memory_mb,
+        timeout_s: req.timeout_s,
+        environment: req.environment,
+        description: req.description,
+        code,
+        network: req.network,
+        ephemeral_storage_mb: req.ephemeral_storage_mb,
+        tags: Default::default(),
+    })
+}
+
+fn changes(req: UpdateFunction) -> FunctionChanges {
+    FunctionChanges {
+        runtime: req.runtime,
+        handler: req.handler,
+        memory_mb: req.memory_mb,
+        timeout_s: req.timeout_s,
+        environment: req.environment,
+        description: req.description,
+        network: req.network,
+        ephemeral_storage_mb: req.ephemeral_storage_mb,
+    }
+}
 
 pub(super) async fn create(
     State(cp): State<AppState>,
@@ -17,8 +85,8 @@ pub(super) async fn create(
     body: Body,
 ) -> ApiResult<Response> {
     let req: CreateFunction = read_json(body).await?;
-    let f = cp.create_function(&by, req).await?;
-    Ok((StatusCode::CREATED, Json(f)).into_response())
+    let f = cp.create_function(&by, spec(req)?).await?;
+    Ok((StatusCode::CREATED, answer(&f)).into_response())
 }
 
 pub(super) async fn list(
@@ -26,6 +94,7 @@ pub(super) async fn list(
     Extension(by): Extension<Principal>,
 ) -> ApiResult<Response> {
     let functions = cp.list_functions(&by).await?;
+    let functions = functions.iter().map(function_info).collect();
     Ok(Json(FunctionList { functions }).into_response())
 }
 
@@ -34,7 +103,7 @@ pub(super) async fn get_one(
     Extension(by): Extension<Principal>,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    Ok(Json(cp.get_function(&by, &name).await?).into_response())
+    Ok(answer(&cp.get_function(&by, &name).await?))
 }
 
 pub(super) async fn update(
@@ -44,11 +113,10 @@ pub(super) async fn update(
     body: Body,
 ) -> ApiResult<Response> {
     let req: UpdateFunction = read_json(body).await?;
-    Ok(Json(
-        cp.update_function(&by, &name, req, Expect::default())
-            .await?,
-    )
-    .into_response())
+    let f = cp
+        .update_function(&by, &name, changes(req), Expect::default())
+        .await?;
+    Ok(answer(&f))
 }
 
 pub(super) async fn delete(
@@ -67,11 +135,10 @@ pub(super) async fn deploy(
     body: Body,
 ) -> ApiResult<Response> {
     let zip = read_body(body).await?;
-    Ok(Json(
-        cp.deploy_code(&by, &name, zip.to_vec(), Expect::default())
-            .await?,
-    )
-    .into_response())
+    let f = cp
+        .deploy_code(&by, &name, zip.to_vec(), Expect::default())
+        .await?;
+    Ok(answer(&f))
 }
 
 pub(super) async fn put_concurrency(
@@ -84,7 +151,7 @@ pub(super) async fn put_concurrency(
     let f = cp
         .set_reserved_concurrency(&by, &name, Some(req.reserved_concurrency))
         .await?;
-    Ok(Json(f).into_response())
+    Ok(answer(&f))
 }
 
 pub(super) async fn delete_concurrency(
@@ -92,5 +159,7 @@ pub(super) async fn delete_concurrency(
     Extension(by): Extension<Principal>,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    Ok(Json(cp.set_reserved_concurrency(&by, &name, None).await?).into_response())
+    Ok(answer(
+        &cp.set_reserved_concurrency(&by, &name, None).await?,
+    ))
 }

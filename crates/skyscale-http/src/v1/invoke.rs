@@ -83,9 +83,7 @@ pub(super) async fn invoke(
         headers.insert(FUNCTION_ERROR_HEADER, HeaderValue::from_static(kind));
     }
     if tail {
-        if let Ok(v) = HeaderValue::from_str(&skyscale_core::logs::tail_base64(&out.logs)) {
-            headers.insert(LOG_RESULT_HEADER, v);
-        }
+        headers.insert(LOG_RESULT_HEADER, crate::log_result(&out.logs));
     }
     Ok((StatusCode::OK, headers, out.body).into_response())
 }

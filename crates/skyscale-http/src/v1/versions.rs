@@ -8,6 +8,7 @@ use axum::{Extension, Json};
 use skyscale_core::{Expect, Principal};
 use skyscale_types::api::{PublishVersion, VersionList};
 
+use super::functions::function_info;
 use super::{read_optional_json, ApiResult, LIST_PAGE};
 use crate::AppState;
 
@@ -22,7 +23,7 @@ pub(super) async fn publish_version(
     let (v, _new) = cp
         .publish_version(&by, &name, req.description, Expect::default())
         .await?;
-    Ok((StatusCode::CREATED, Json(v)).into_response())
+    Ok((StatusCode::CREATED, Json(function_info(&v))).into_response())
 }
 
 pub(super) async fn list_versions(
@@ -36,7 +37,7 @@ pub(super) async fn list_versions(
         let (page, next) = cp
             .list_versions_page(&by, &name, marker.as_deref(), LIST_PAGE)
             .await?;
-        versions.extend(page);
+        versions.extend(page.iter().map(function_info));
         match next {
             Some(m) => marker = Some(m),
             None => break,
