@@ -3,19 +3,18 @@
 
 use std::time::SystemTime;
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 use base64::Engine;
 use skyscale_core::{Expect, FunctionChanges, FunctionRecord, FunctionSpec, Principal};
 
 use super::error::LambdaError;
+use super::extract::{Caller, Function, LambdaJson, Unqualified};
 use super::model::{self};
 use super::{
-    config_json, expect, max_items, page_response, parse_json, target, unqualified, LambdaResult,
-    Params, MAX_PAGE,
+    config_json, expect, max_items, page_response, target, LambdaResult, Params, MAX_PAGE,
 };
 use crate::AppState;
 
@@ -50,10 +49,9 @@ fn zip_required(
 
 pub(super) async fn create(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    body: Bytes,
+    Caller(by): Caller,
+    LambdaJson(req): LambdaJson<model::CreateFunctionIn>,
 ) -> LambdaResult<Response> {
-    let req: model::CreateFunctionIn = parse_json(&body)?;
     req.unhonoured.check()?;
     if req.package_type.as_deref().is_some_and(|p| p != "Zip") {
         return Err(LambdaError::invalid(
@@ -94,12 +92,10 @@ pub(super) async fn create(
 
 pub(super) async fn get_function(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    Path(raw): Path<String>,
-    params: Params,
+    Caller(by): Caller,
+    Function(t): Function,
     headers: axum::http::HeaderMap,
 ) -> LambdaResult<Response> {
-    let t = target(&cp, &raw, &params)?;
     let about = |e| LambdaError::about(e, &t.qualified_arn());
     let f = cp
         .get_function_version(&by, &t.name, t.qualifier.as_deref())
@@ -130,11 +126,9 @@ pub(super) async fn get_function(
 
 pub(super) async fn get_configuration(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    Path(raw): Path<String>,
-    params: Params,
+    Caller(by): Caller,
+    Function(t): Function,
 ) -> LambdaResult<Response> {
-    let t = target(&cp, &raw, &params)?;
     let f = cp
         .get_function_version(&by, &t.name, t.qualifier.as_deref())
         .await
@@ -166,7 +160,7 @@ async fn published_or_latest(
 
 pub(super) async fn list(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     params: Params,
 ) -> LambdaResult<Response> {
     let max = max_items(&params, MAX_PAGE)?;
@@ -203,13 +197,10 @@ pub(super) async fn list(
 
 pub(super) async fn update_code(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    Path(raw): Path<String>,
-    params: Params,
-    body: Bytes,
+    Caller(by): Caller,
+    Unqualified(t): Unqualified,
+    LambdaJson(req): LambdaJson<model::UpdateCodeIn>,
 ) -> LambdaResult<Response> {
-    let t = unqualified(&cp, &raw, &params)?;
-    let req: model::UpdateCodeIn = parse_json(&body)?;
     req.refuse_unhonoured()?;
     only_x86_64(req.architectures.as_deref())?;
     let zip = zip_required(req.zip_file, req.s3_bucket, req.image_uri)?;
@@ -224,13 +215,10 @@ pub(super) async fn update_code(
 
 pub(super) async fn update_configuration(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    Path(raw): Path<String>,
-    params: Params,
-    body: Bytes,
+    Caller(by): Caller,
+    Unqualified(t): Unqualified,
+    LambdaJson(req): LambdaJson<model::UpdateConfigurationIn>,
 ) -> LambdaResult<Response> {
-    let t = unqualified(&cp, &raw, &params)?;
-    let req: model::UpdateConfigurationIn = parse_json(&body)?;
     req.unhonoured.check()?;
     let _ = req.role;
     let update = FunctionChanges {
@@ -253,7 +241,7 @@ pub(super) async fn update_configuration(
 
 pub(super) async fn delete(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(raw): Path<String>,
     params: Params,
 ) -> LambdaResult<Response> {

@@ -2,16 +2,15 @@
 //! the background) and `DryRun` (204).
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use base64::Engine;
-use skyscale_core::{CoreError, InvokeOptions, Principal, Trigger};
+use skyscale_core::{CoreError, InvokeOptions, Trigger};
 use tracing::Instrument;
 
 use super::error::LambdaError;
-use super::target;
+use super::extract::{Caller, Function};
 use super::LambdaResult;
 use crate::AppState;
 
@@ -60,13 +59,11 @@ fn check_json(payload: &[u8]) -> LambdaResult<()> {
 
 pub(super) async fn invoke(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    Path(raw): Path<String>,
-    params: axum::extract::Query<std::collections::HashMap<String, String>>,
+    Caller(by): Caller,
+    Function(t): Function,
     headers: HeaderMap,
     payload: Bytes,
 ) -> LambdaResult<Response> {
-    let t = target(&cp, &raw, &params)?;
     let arn = t.qualified_arn();
     let about = |e| LambdaError::about(e, &arn);
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());

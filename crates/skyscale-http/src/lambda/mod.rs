@@ -6,6 +6,7 @@
 mod aliases;
 mod concurrency;
 mod error;
+mod extract;
 mod functions;
 mod invoke;
 mod model;

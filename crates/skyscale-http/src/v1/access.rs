@@ -8,11 +8,12 @@ use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use serde::Deserialize;
-use skyscale_core::{CoreError, Principal};
+use skyscale_core::CoreError;
 use skyscale_types::access::{AuditLog, CreateKey, KeyList};
 
+use super::extract::Caller;
 use crate::{ApiError, AppState};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -30,7 +31,7 @@ pub(crate) fn routes(cp: AppState) -> Router<AppState> {
 
 async fn create_key(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     body: Body,
 ) -> ApiResult<Response> {
     let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
@@ -47,17 +48,14 @@ async fn create_key(
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
-async fn list_keys(
-    State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-) -> ApiResult<Response> {
+async fn list_keys(State(cp): State<AppState>, Caller(by): Caller) -> ApiResult<Response> {
     let keys = cp.list_keys(&by).await?;
     Ok(Json(KeyList { keys }).into_response())
 }
 
 async fn revoke_key(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     cp.revoke_key(&by, &id).await?;
@@ -74,7 +72,7 @@ struct AuditQuery {
 
 async fn audit(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     query: Result<Query<AuditQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
     let Query(q) = query.map_err(|e| {

@@ -1,17 +1,18 @@
 //! `/v1` functions: create, list, get, update, delete, deploy code, reserved concurrency.
 
-use axum::body::Body;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 use base64::Engine;
-use skyscale_core::{CoreError, Expect, FunctionChanges, FunctionRecord, FunctionSpec, Principal};
+use skyscale_core::{CoreError, Expect, FunctionChanges, FunctionRecord, FunctionSpec};
 use skyscale_types::api::{
     CreateFunction, FunctionInfo, FunctionList, PutConcurrency, UpdateFunction,
 };
 
-use super::{read_body, read_json, ApiResult};
+use super::extract::{Caller, JsonBody};
+use super::ApiResult;
 use crate::AppState;
 
 /// A function as `/v1` shows it.
@@ -81,18 +82,14 @@ fn changes(req: UpdateFunction) -> FunctionChanges {
 
 pub(super) async fn create(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    body: Body,
+    Caller(by): Caller,
+    JsonBody(req): JsonBody<CreateFunction>,
 ) -> ApiResult<Response> {
-    let req: CreateFunction = read_json(body).await?;
     let f = cp.create_function(&by, spec(req)?).await?;
     Ok((StatusCode::CREATED, answer(&f)).into_response())
 }
 
-pub(super) async fn list(
-    State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-) -> ApiResult<Response> {
+pub(super) async fn list(State(cp): State<AppState>, Caller(by): Caller) -> ApiResult<Response> {
     let functions = cp.list_functions(&by).await?;
     let functions = functions.iter().map(function_info).collect();
     Ok(Json(FunctionList { functions }).into_response())
@@ -100,7 +97,7 @@ pub(super) async fn list(
 
 pub(super) async fn get_one(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
     Ok(answer(&cp.get_function(&by, &name).await?))
@@ -108,11 +105,10 @@ pub(super) async fn get_one(
 
 pub(super) async fn update(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(name): Path<String>,
-    body: Body,
+    JsonBody(req): JsonBody<UpdateFunction>,
 ) -> ApiResult<Response> {
-    let req: UpdateFunction = read_json(body).await?;
     let f = cp
         .update_function(&by, &name, changes(req), Expect::default())
         .await?;
@@ -121,7 +117,7 @@ pub(super) async fn update(
 
 pub(super) async fn delete(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
     cp.delete_function(&by, &name).await?;
@@ -130,11 +126,10 @@ pub(super) async fn delete(
 
 pub(super) async fn deploy(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(name): Path<String>,
-    body: Body,
+    zip: Bytes,
 ) -> ApiResult<Response> {
-    let zip = read_body(body).await?;
     let f = cp
         .deploy_code(&by, &name, zip.to_vec(), Expect::default())
         .await?;
@@ -143,11 +138,10 @@ pub(super) async fn deploy(
 
 pub(super) async fn put_concurrency(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(name): Path<String>,
-    body: Body,
+    JsonBody(req): JsonBody<PutConcurrency>,
 ) -> ApiResult<Response> {
-    let req: PutConcurrency = read_json(body).await?;
     let f = cp
         .set_reserved_concurrency(&by, &name, Some(req.reserved_concurrency))
         .await?;
@@ -156,7 +150,7 @@ pub(super) async fn put_concurrency(
 
 pub(super) async fn delete_concurrency(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
     Ok(answer(

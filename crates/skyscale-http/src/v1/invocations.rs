@@ -11,12 +11,11 @@ use axum::middleware;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use skyscale_core::{
     CoreError, Followed, InvocationFilter, InvocationRecord, InvocationStatus, LogEntry, LogFilter,
-    Principal,
 };
 use skyscale_types::api::{
     self, InvocationList, LogList, LogsSkipped, StreamEndReason, StreamEnded,
@@ -24,6 +23,7 @@ use skyscale_types::api::{
 use skyscale_types::api::{LOGS_SKIPPED_EVENT, LOG_EVENT, STREAM_ENDED_EVENT};
 use skyscale_types::time::rfc3339;
 
+use super::extract::Caller;
 use crate::{ApiError, AppState};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -51,7 +51,7 @@ fn query<T>(q: Result<Query<T>, QueryRejection>, what: &str, accepted: &str) -> 
 
 async fn one(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(request_id): Path<String>,
 ) -> ApiResult<Response> {
     Ok(Json(record(cp.invocation(&by, &request_id).await?)).into_response())
@@ -67,7 +67,7 @@ struct ListQuery {
 
 async fn list(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(name): Path<String>,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
@@ -106,7 +106,7 @@ struct LogsQuery {
 
 async fn logs(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(name): Path<String>,
     q: Result<Query<LogsQuery>, QueryRejection>,
 ) -> ApiResult<Response> {

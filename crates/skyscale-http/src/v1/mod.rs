@@ -4,6 +4,7 @@
 mod access;
 mod aliases;
 mod error;
+pub(crate) mod extract;
 mod functions;
 mod invocations;
 mod invoke;
@@ -12,23 +13,23 @@ mod versions;
 
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{MatchedPath, Query, Request, State};
 use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::{Extension, Json, Router};
-use serde::de::DeserializeOwned;
+use axum::{Json, Router};
 use serde::Deserialize;
-use skyscale_core::{CoreError, Principal, MAX_SYNC_PAYLOAD};
+use skyscale_core::{CoreError, MAX_SYNC_PAYLOAD};
 use skyscale_types::api::{Health, RuntimeEntry, RuntimeList};
 
 use crate::auth;
 use crate::body::{self, BodyLimits, Sender};
 use crate::AppState;
 pub use error::ApiError;
+use extract::Caller;
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -153,35 +154,6 @@ pub(crate) async fn require_key(State(cp): State<AppState>, req: Request, next: 
     }
 }
 
-/// The request body, which `require_key` has already read whole within the route's limit
-/// (`body_limit`): taking it is a move of the buffered bytes, and no handler repeats a limit.
-async fn read_body(body: Body) -> ApiResult<Bytes> {
-    axum::body::to_bytes(body, usize::MAX)
-        .await
-        .map_err(|e| ApiError(CoreError::InvalidRequest(format!("reading the body: {e}"))))
-}
-
-async fn read_json<T: DeserializeOwned>(body: Body) -> ApiResult<T> {
-    parse_json(&read_body(body).await?)
-}
-
-/// Like [`read_json`], but an empty body is the type's default.
-async fn read_optional_json<T: DeserializeOwned + Default>(body: Body) -> ApiResult<T> {
-    let bytes = read_body(body).await?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    parse_json(&bytes)
-}
-
-fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        ApiError(CoreError::InvalidRequest(format!(
-            "request body is not valid JSON for this operation: {e}"
-        )))
-    })
-}
-
 /// Liveness for anyone; the host's driver, version and sandbox counts only for a valid key
 /// (they tell an outsider how busy the host is).
 async fn health(State(cp): State<AppState>, req: Request) -> ApiResult<Json<Health>> {
@@ -208,10 +180,7 @@ async fn health(State(cp): State<AppState>, req: Request) -> ApiResult<Json<Heal
     }))
 }
 
-async fn runtimes(
-    State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-) -> Json<RuntimeList> {
+async fn runtimes(State(cp): State<AppState>, Caller(by): Caller) -> Json<RuntimeList> {
     let runtimes = cp
         .list_runtimes(&by)
         .into_iter()

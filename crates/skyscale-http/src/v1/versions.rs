@@ -1,24 +1,23 @@
 //! `/v1` versions: publish, list.
 
-use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
-use skyscale_core::{Expect, Principal};
+use axum::Json;
+use skyscale_core::Expect;
 use skyscale_types::api::{PublishVersion, VersionList};
 
+use super::extract::{Caller, OptionalJsonBody};
 use super::functions::function_info;
-use super::{read_optional_json, ApiResult, LIST_PAGE};
+use super::{ApiResult, LIST_PAGE};
 use crate::AppState;
 
 pub(super) async fn publish_version(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(name): Path<String>,
-    body: Body,
+    OptionalJsonBody(req): OptionalJsonBody<PublishVersion>,
 ) -> ApiResult<Response> {
-    let req: PublishVersion = read_optional_json(body).await?;
     // Publishing unchanged code returns the newest version, as in Lambda: 201 either way.
     let (v, _new) = cp
         .publish_version(&by, &name, req.description, Expect::default())
@@ -28,7 +27,7 @@ pub(super) async fn publish_version(
 
 pub(super) async fn list_versions(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
     let mut versions = Vec::new();
