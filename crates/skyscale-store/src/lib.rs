@@ -4,28 +4,32 @@
 //! The store knows nothing of HTTP or sandboxes. Its methods are blocking; async callers
 //! run them on a blocking thread.
 
+mod aliases;
 mod audit;
 mod code;
 mod db;
+mod functions;
 mod invocations;
 mod keys;
 mod migrations;
 mod policies;
+mod tags;
 mod urls;
+mod versions;
 
+pub use aliases::{AliasRecord, AliasUpdate};
 pub use audit::{AuditRecord, NewAuditEntry};
 pub use code::{
     CodeError, CodeLimits, CodePin, CodeRef, CodeStore, CodeUsage, Collected, StoredCode,
 };
-pub use db::{
-    AliasRecord, AliasUpdate, FunctionRecord, FunctionUpdate, NewFunction, Store, StoreError,
-    MAX_TAGS,
-};
+pub use db::{Store, StoreError};
+pub use functions::{FunctionRecord, FunctionUpdate, NewFunction};
 pub use invocations::{
     InvocationQuery, InvocationRecord, LogEntry, LogPage, LogQuery, RecordTotals,
 };
 pub use keys::{ApiKeyRecord, NewApiKey, Revocation};
 pub use policies::{PolicyStatement, MAX_STATEMENTS};
+pub use tags::MAX_TAGS;
 pub use urls::{UrlConfigRecord, UrlConfigUpdate};
 
 pub use skyscale_types::time::now_rfc3339;
