@@ -404,8 +404,16 @@ pub fn install_runtime_dir(dir: &Path, agent_binary: &Path) -> std::io::Result<P
         &|p| std::fs::write(p, PYTHON_BOOTSTRAP),
         0o644,
     )?;
-    // Where the Python SDK is bound, if the host has it.
-    std::fs::create_dir_all(dir.join("sdk"))?;
+    // Where the Python SDK is bound, if the host has it: an empty directory (the process
+    // driver's link to the SDK, from an earlier start, is replaced).
+    let sdk = dir.join("sdk");
+    if sdk
+        .symlink_metadata()
+        .is_ok_and(|m| m.file_type().is_symlink())
+    {
+        std::fs::remove_file(&sdk)?;
+    }
+    std::fs::create_dir_all(&sdk)?;
     Ok(dir.to_path_buf())
 }
 
