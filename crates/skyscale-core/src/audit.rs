@@ -159,7 +159,9 @@ impl ControlPlane {
         let outcome = outcome(&result);
         let (target, detail) = match &result {
             Ok(v) => describe(v),
-            Err(CoreError::Internal(_)) => (pending.target.clone(), "internal error".to_owned()),
+            Err(CoreError::Internal { .. }) => {
+                (pending.target.clone(), "internal error".to_owned())
+            }
             Err(e) => (pending.target.clone(), e.to_string()),
         };
         pending.recorded = true;

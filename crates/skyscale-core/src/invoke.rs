@@ -231,7 +231,7 @@ impl ControlPlane {
         };
         tokio::spawn(task.instrument(span))
             .await
-            .map_err(|e| CoreError::Internal(format!("invocation task failed: {e}")))?
+            .map_err(|e| CoreError::internal_from("invocation task failed", e))?
     }
 
     /// Checks that `by` may invoke the version `qualifier` names and that it exists, without
@@ -521,7 +521,7 @@ impl ControlPlane {
             let code = f
                 .code
                 .as_ref()
-                .ok_or_else(|| CoreError::Internal("function has no code".into()))?;
+                .ok_or_else(|| CoreError::internal("function has no code"))?;
             // Pinned while it is linked; once linked, the sandbox's hard links (or copies)
             // no longer need the package (see `code.rs`).
             let Some(pin) = self.code.pin(&code.sha256) else {
@@ -531,7 +531,7 @@ impl ControlPlane {
             let dst = self.scheduler.task_dir(&session.id);
             blocking(move || {
                 let linked = link_tree(&src, &dst).map_err(|e| {
-                    CoreError::Internal(format!("linking code into {}: {e}", dst.display()))
+                    CoreError::internal_from(format!("linking code into {}", dst.display()), e)
                 });
                 drop(pin);
                 linked
@@ -590,11 +590,12 @@ impl ControlPlane {
                 let id = session.id.clone();
                 self.scheduler.discard(session);
                 Err(match e {
-                    SessionError::Timeout(_) => {
-                        CoreError::Sandbox(format!("sandbox {id} did not finish init in time: {e}"))
-                    }
+                    SessionError::Timeout(_) => CoreError::sandbox_from(
+                        format!("sandbox {id} did not finish init in time"),
+                        e,
+                    ),
                     other => {
-                        CoreError::Sandbox(format!("sandbox {id} failed during init: {other}"))
+                        CoreError::sandbox_from(format!("sandbox {id} failed during init"), other)
                     }
                 })
             }

@@ -192,7 +192,7 @@ impl ControlPlane {
         // Opening removes what a crash left half-written; the collector's first run removes
         // packages a crash left unreferenced.
         let code = CodeStore::open(&code_dir, settings.code)
-            .map_err(|e| CoreError::Internal(format!("opening {}: {e}", code_dir.display())))?;
+            .map_err(|e| CoreError::internal_from(format!("opening {}", code_dir.display()), e))?;
         let code_gc = code::Collector::start(store.clone(), code.clone());
         let server_key = ServerKey::load_or_create(data_dir)?;
         let keys = KeyTable::load(&store)?;
@@ -213,7 +213,7 @@ impl ControlPlane {
             settings.pids_limit,
             settings.boot_timeout,
         )
-        .map_err(|e| CoreError::Internal(format!("preparing {}: {e}", task_root.display())))?;
+        .map_err(|e| CoreError::internal_from(format!("preparing {}", task_root.display()), e))?;
         let records = records::Records::start(store.clone(), settings.records.clone());
         Ok(Self {
             records,
@@ -378,7 +378,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, CoreError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| CoreError::Internal(format!("blocking task failed: {e}")))?
+        .map_err(|e| CoreError::internal_from("blocking task failed", e))?
 }
 
 /// Writes the agent binary and the Python bootstrap into `dir`, which every sandbox binds

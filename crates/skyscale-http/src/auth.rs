@@ -118,5 +118,5 @@ pub(crate) fn caller(parts: &request::Parts) -> Result<Principal, CoreError> {
         .extensions
         .get::<Principal>()
         .cloned()
-        .ok_or_else(|| CoreError::Internal("no authenticated principal on this route".into()))
+        .ok_or_else(|| CoreError::internal("no authenticated principal on this route"))
 }

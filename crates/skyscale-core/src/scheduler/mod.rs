@@ -366,7 +366,7 @@ impl Scheduler {
         let task_dir = self.task_dir(&id);
         let result = async {
             std::fs::create_dir_all(&task_dir).map_err(|e| {
-                CoreError::Internal(format!("creating {}: {e}", task_dir.display()))
+                CoreError::internal_from(format!("creating {}", task_dir.display()), e)
             })?;
             let spec = SandboxSpec {
                 id: id.clone(),
@@ -379,7 +379,7 @@ impl Scheduler {
             let sandbox = self.driver.create(&spec).await?;
             let mut session = Session::new(sandbox, memory_mb);
             session.handshake(self.boot_timeout).await.map_err(|e| {
-                CoreError::Sandbox(format!("sandbox {id} did not start its agent: {e}"))
+                CoreError::sandbox_from(format!("sandbox {id} did not start its agent"), e)
             })?;
             Ok(session)
         }

@@ -167,7 +167,7 @@ async fn require_sigv4(State(cp): State<AppState>, req: Request, next: Next) -> 
         return LambdaError::from(e).into_response();
     }
     let Some(limits) = parts.extensions.get::<BodyLimits>().cloned() else {
-        return LambdaError::from(CoreError::Internal("body limits not configured".into()))
+        return LambdaError::from(CoreError::internal("body limits not configured"))
             .into_response();
     };
     let route = parts

@@ -32,8 +32,8 @@ impl IntoResponse for UrlError {
             CoreError::Unauthorized(_) | CoreError::Signature(_) | CoreError::Forbidden(_) => {
                 return answer(StatusCode::FORBIDDEN, &format!("Forbidden: {e}"));
             }
-            CoreError::Internal(detail) => {
-                tracing::error!(error = %detail, "function URL: internal error");
+            CoreError::Internal { .. } => {
+                tracing::error!(error = %e.report(), "function URL: internal error");
                 return answer(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
             }
             CoreError::InvalidParameter(_)
@@ -47,8 +47,8 @@ impl IntoResponse for UrlError {
             CoreError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             CoreError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             CoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            CoreError::Sandbox(_) => StatusCode::BAD_GATEWAY,
+            CoreError::Sandbox { .. } => StatusCode::BAD_GATEWAY,
         };
-        answer(status, &e.to_string())
+        answer(status, &e.report())
     }
 }

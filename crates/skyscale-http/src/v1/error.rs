@@ -31,8 +31,8 @@ impl ApiError {
             CoreError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             CoreError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             CoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            CoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            CoreError::Sandbox(_) => StatusCode::BAD_GATEWAY,
+            CoreError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            CoreError::Sandbox { .. } => StatusCode::BAD_GATEWAY,
         };
         (status, self.0.code())
     }
@@ -43,13 +43,13 @@ impl IntoResponse for ApiError {
         let (status, code) = self.status_and_code();
         let message = match &self.0 {
             // Details of internal failures go to the log, not to the caller.
-            CoreError::Internal(detail) => {
-                tracing::error!(error = %detail, "internal error");
+            CoreError::Internal { .. } => {
+                tracing::error!(error = %self.0.report(), "internal error");
                 "internal error; see the control plane's log".to_owned()
             }
-            other => other.to_string(),
+            other => other.report(),
         };
-        if status.is_server_error() && !matches!(self.0, CoreError::Internal(_)) {
+        if status.is_server_error() && !matches!(self.0, CoreError::Internal { .. }) {
             tracing::warn!(%message, "request failed");
         }
         let body = ErrorResponse {

@@ -131,8 +131,7 @@ pub(crate) async fn require_key(State(cp): State<AppState>, req: Request, next: 
             let auth = received.elapsed();
             let (mut parts, body) = req.into_parts();
             let Some(limits) = parts.extensions.get::<BodyLimits>().cloned() else {
-                return ApiError(CoreError::Internal("body limits not configured".into()))
-                    .into_response();
+                return ApiError(CoreError::internal("body limits not configured")).into_response();
             };
             let route = parts
                 .extensions
