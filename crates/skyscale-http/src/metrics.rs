@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
-use skyscale_core::{CoreError, PROMETHEUS_CONTENT_TYPE};
+use skyscale_core::PROMETHEUS_CONTENT_TYPE;
 
 use crate::v1::extract::Caller;
 use crate::{ApiError, AppState};
@@ -41,12 +41,7 @@ async fn function_metrics(
     Path(name): Path<String>,
     query: Result<Query<MetricsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = query.map_err(|e| {
-        ApiError(CoreError::InvalidRequest(format!(
-            "invalid metrics query (accepted: since): {}",
-            e.body_text()
-        )))
-    })?;
+    let q = crate::v1::extract::query(query, "metrics", "since")?;
     let m = cp.function_metrics(&by, &name, q.since.as_deref()).await?;
     Ok(Json(m).into_response())
 }

@@ -17,24 +17,29 @@ impl From<CoreError> for ApiError {
 
 impl ApiError {
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
-        let status = match &self.0 {
-            CoreError::InvalidParameter(_)
-            | CoreError::InvalidRequest(_)
-            | CoreError::Unsupported(_)
-            | CoreError::CodeStorageExceeded(_) => StatusCode::BAD_REQUEST,
-            CoreError::Unauthorized(_) | CoreError::Signature(_) => StatusCode::UNAUTHORIZED,
-            CoreError::Forbidden(_) => StatusCode::FORBIDDEN,
-            CoreError::NotFound(_) => StatusCode::NOT_FOUND,
-            CoreError::Conflict(_) => StatusCode::CONFLICT,
-            CoreError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
-            CoreError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            CoreError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            CoreError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            CoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            CoreError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            CoreError::Sandbox { .. } => StatusCode::BAD_GATEWAY,
-        };
-        (status, self.0.code())
+        (status(&self.0), self.0.code())
+    }
+}
+
+/// The HTTP status of each failure on Skyscale's own surfaces (`/v1`; function URLs take
+/// it for everything they do not answer in Lambda's own way).
+pub(crate) fn status(e: &CoreError) -> StatusCode {
+    match e {
+        CoreError::InvalidParameter(_)
+        | CoreError::InvalidRequest(_)
+        | CoreError::Unsupported(_)
+        | CoreError::CodeStorageExceeded(_) => StatusCode::BAD_REQUEST,
+        CoreError::Unauthorized(_) | CoreError::Signature(_) => StatusCode::UNAUTHORIZED,
+        CoreError::Forbidden(_) => StatusCode::FORBIDDEN,
+        CoreError::NotFound(_) => StatusCode::NOT_FOUND,
+        CoreError::Conflict(_) => StatusCode::CONFLICT,
+        CoreError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+        CoreError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        CoreError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+        CoreError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+        CoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        CoreError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        CoreError::Sandbox { .. } => StatusCode::BAD_GATEWAY,
     }
 }
 

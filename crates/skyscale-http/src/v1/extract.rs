@@ -1,7 +1,8 @@
 //! What `/v1` handlers take from a request, with `/v1`'s errors: the authenticated caller and
 //! JSON bodies (already read by `require_key` within the route's limit).
 
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use skyscale_core::{CoreError, Principal};
@@ -58,4 +59,18 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
         }
         Ok(Self(parse(&bytes)?))
     }
+}
+
+/// A query that does not parse is a 400 naming the parameters accepted.
+pub(crate) fn query<T>(
+    q: Result<Query<T>, QueryRejection>,
+    what: &str,
+    accepted: &str,
+) -> Result<T, ApiError> {
+    q.map(|Query(q)| q).map_err(|e| {
+        ApiError(CoreError::InvalidRequest(format!(
+            "invalid {what} query (accepted: {accepted}): {}",
+            e.body_text()
+        )))
+    })
 }

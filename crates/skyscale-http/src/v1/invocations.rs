@@ -23,7 +23,7 @@ use skyscale_types::api::{
 use skyscale_types::api::{LOGS_SKIPPED_EVENT, LOG_EVENT, STREAM_ENDED_EVENT};
 use skyscale_types::time::rfc3339;
 
-use super::extract::Caller;
+use super::extract::{query, Caller};
 use crate::{ApiError, AppState};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -37,16 +37,6 @@ pub(crate) fn routes(cp: AppState) -> Router<AppState> {
         .route("/v1/functions/{name}/invocations", get(list))
         .route("/v1/functions/{name}/logs", get(logs))
         .route_layer(middleware::from_fn_with_state(cp, super::require_key))
-}
-
-/// A query that does not parse is a 400 naming the parameters accepted.
-fn query<T>(q: Result<Query<T>, QueryRejection>, what: &str, accepted: &str) -> ApiResult<T> {
-    q.map(|Query(q)| q).map_err(|e| {
-        ApiError(CoreError::InvalidRequest(format!(
-            "invalid {what} query (accepted: {accepted}): {}",
-            e.body_text()
-        )))
-    })
 }
 
 async fn one(

@@ -28,6 +28,7 @@ use skyscale_types::api::{Health, RuntimeEntry, RuntimeList};
 use crate::auth;
 use crate::body::{self, BodyLimits, Sender};
 use crate::AppState;
+pub(crate) use error::status;
 pub use error::ApiError;
 use extract::Caller;
 
