@@ -6,8 +6,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use skyscale_store::{NewAuditEntry, Store};
-use skyscale_types::access::AuditEntry;
+use skyscale_store::{AuditRecord, NewAuditEntry, Store};
 
 use crate::auth::{Action, Principal};
 use crate::{blocking, ControlPlane, CoreError};
@@ -191,7 +190,7 @@ impl ControlPlane {
         by: &Principal,
         limit: Option<usize>,
         since: Option<&str>,
-    ) -> Result<Vec<AuditEntry>, CoreError> {
+    ) -> Result<Vec<AuditRecord>, CoreError> {
         by.authorize(Action::ReadAudit, None)?;
         let limit = match limit {
             None => DEFAULT_LIMIT,
@@ -204,19 +203,7 @@ impl ControlPlane {
         };
         let since = since.map(normalise_time).transpose()?;
         let store = self.store.clone();
-        let rows = blocking(move || Ok(store.audit_entries(limit, since.as_deref())?)).await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| AuditEntry {
-                id: r.id,
-                time: r.time,
-                key_id: r.key_id,
-                action: r.action,
-                target: r.target,
-                outcome: r.outcome,
-                detail: r.detail,
-            })
-            .collect())
+        blocking(move || Ok(store.audit_entries(limit, since.as_deref())?)).await
     }
 }
 

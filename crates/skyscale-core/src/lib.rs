@@ -43,6 +43,7 @@ pub use code_location::{CodeDownload, CodeGrant, CODE_LOCATION_TTL};
 pub use error::{CoreError, Throttle};
 pub use functions::{Expect, FunctionChanges, FunctionSpec};
 pub use invoke::{InvokeOptions, InvokeOutput, InvokeTiming, MAX_SYNC_PAYLOAD};
+pub use keys::{KeySpec, KeyView, NewKey};
 pub use limiter::AuthLimits;
 pub use metrics::PROMETHEUS_CONTENT_TYPE;
 pub use observe::{Crash, Invocation, Outcome};
@@ -53,7 +54,7 @@ pub use scheduler::{Limits, SandboxCounts};
 pub use secrets::{ServerKey, SERVER_KEY_FILE};
 pub use since::{parse_duration, parse_since};
 pub use skyscale_store::{
-    AliasRecord, FunctionRecord, InvocationRecord, LogEntry, PolicyStatement,
+    AliasRecord, AuditRecord, FunctionRecord, InvocationRecord, LogEntry, PolicyStatement,
 };
 pub use skyscale_types::invocation::{InvocationStatus, Trigger};
 pub use skyscale_types::Role;

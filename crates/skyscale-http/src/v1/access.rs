@@ -10,10 +10,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde::Deserialize;
-use skyscale_core::CoreError;
-use skyscale_types::access::{AuditLog, CreateKey, KeyList};
+use skyscale_core::{AuditRecord, CoreError, KeySpec, KeyView};
+use skyscale_types::access::{AuditEntry, AuditLog, CreateKey, CreatedKey, KeyInfo, KeyList};
 
-use super::extract::Caller;
+use super::extract::{query, Caller};
 use crate::{ApiError, AppState};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -44,13 +44,39 @@ async fn create_key(
             "request body is not valid JSON for this operation: {e}"
         )))
     })?;
-    let created = cp.create_key(&by, req).await?;
-    Ok((StatusCode::CREATED, Json(created)).into_response())
+    let spec = KeySpec {
+        role: req.role,
+        functions: req.functions,
+        description: req.description,
+    };
+    let created = cp.create_key(&by, spec).await?;
+    let k = created.key;
+    let answer = CreatedKey {
+        id: k.id.to_string(),
+        key: created.token,
+        role: k.role,
+        functions: k.functions,
+        description: k.description,
+        created_at: k.created_at,
+    };
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
 async fn list_keys(State(cp): State<AppState>, Caller(by): Caller) -> ApiResult<Response> {
     let keys = cp.list_keys(&by).await?;
+    let keys = keys.into_iter().map(key_info).collect();
     Ok(Json(KeyList { keys }).into_response())
+}
+
+fn key_info(k: KeyView) -> KeyInfo {
+    KeyInfo {
+        id: k.id.to_string(),
+        role: k.role,
+        functions: k.functions,
+        description: k.description,
+        created_at: k.created_at,
+        revoked_at: k.revoked_at,
+    }
 }
 
 async fn revoke_key(
@@ -73,14 +99,22 @@ struct AuditQuery {
 async fn audit(
     State(cp): State<AppState>,
     Caller(by): Caller,
-    query: Result<Query<AuditQuery>, QueryRejection>,
+    q: Result<Query<AuditQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
-    let Query(q) = query.map_err(|e| {
-        ApiError(CoreError::InvalidRequest(format!(
-            "invalid audit query (accepted: limit, since): {}",
-            e.body_text()
-        )))
-    })?;
+    let q = query(q, "audit", "limit, since")?;
     let entries = cp.audit_log(&by, q.limit, q.since.as_deref()).await?;
+    let entries = entries.into_iter().map(audit_entry).collect();
     Ok(Json(AuditLog { entries }).into_response())
+}
+
+fn audit_entry(r: AuditRecord) -> AuditEntry {
+    AuditEntry {
+        id: r.id,
+        time: r.time,
+        key_id: r.key_id,
+        action: r.action,
+        target: r.target,
+        outcome: r.outcome,
+        detail: r.detail,
+    }
 }
