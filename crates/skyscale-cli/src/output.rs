@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use skyscale_client::{ClientError, InvokeOutcome};
 use skyscale_types::api::{AliasInfo, AliasRouting, FunctionInfo, FunctionUrlInfo};
-use skyscale_types::{Cors, UrlAuthType};
+use skyscale_types::{version_label, Cors, UrlAuthType};
 
 mod access;
 mod events;
@@ -141,11 +141,6 @@ fn key_values(rows: &[(&str, String)]) -> String {
         out.push('\n');
     }
     out
-}
-
-/// `$LATEST` or the published version's number.
-fn version_label(version: Option<u64>) -> String {
-    version.map_or_else(|| "$LATEST".to_owned(), |n| n.to_string())
 }
 
 /// The first 12 digits of a code hash, or `-` without code.

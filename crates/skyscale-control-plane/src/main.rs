@@ -224,6 +224,12 @@ fn build_driver(
                 "WARNING: SKYSCALE_DRIVER=process: no isolation: trusted code only. Functions \
                  run as this user with its files and network, without memory limits"
             );
+            // No bind mounts: the runtime directory's `sdk` becomes a link to the SDK.
+            if let Some(sdk) = python_sdk(config) {
+                let at = runtime_dir.join("sdk");
+                std::fs::remove_dir(&at)?;
+                std::os::unix::fs::symlink(&sdk, &at)?;
+            }
             let mut cfg =
                 ProcessConfig::new(data_dir.join("sandboxes").join("process"), runtime_dir);
             cfg.env.extend(prewarm);

@@ -20,7 +20,7 @@ fn admin_id() -> &'static str {
 }
 
 fn start() -> Server {
-    Server::start_with("runc", &[("WARM_POOL_SIZE", "1")])
+    Server::start_with(common::API_DRIVER, &[("WARM_POOL_SIZE", "1")])
 }
 
 /// `skyscale <args>` as the admin; fails the test unless it succeeds.
@@ -306,7 +306,7 @@ fn keys_and_the_audit_log_through_the_cli() {
 
 #[test]
 fn failed_authentications_are_rate_limited_per_source() {
-    let server = Server::start_with("runc", &[("WARM_POOL_SIZE", "0")]);
+    let server = Server::start_with(common::API_DRIVER, &[("WARM_POOL_SIZE", "0")]);
     let (id, _) = ADMIN_KEY.split_once('.').unwrap();
     let wrong = format!("{id}.{}", "w".repeat(40));
     // The burst: 20 failures are answered as such.

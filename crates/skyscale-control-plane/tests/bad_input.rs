@@ -16,7 +16,7 @@ fn function_json(http: &common::Http, name: &str) -> serde_json::Value {
 
 #[test]
 fn bad_requests_are_refused_and_change_nothing() {
-    let server = Server::start("runc");
+    let server = Server::start(common::API_DRIVER);
     let http = server.http();
     assert_eq!(create_fn(&http, "good", HELLO, json!({})).status, 201);
     let before = function_json(&http, "good");
@@ -153,7 +153,7 @@ fn bad_requests_are_refused_and_change_nothing() {
 
 #[test]
 fn api_keys_are_required_and_checked() {
-    let server = Server::start("runc");
+    let server = Server::start(common::API_DRIVER);
     // Health needs no key.
     assert_eq!(server.http().without_key().get("/v1/health").status, 200);
 
@@ -219,7 +219,7 @@ fn api_keys_are_required_and_checked() {
 #[test]
 fn first_start_generates_an_admin_key_once() {
     use std::os::unix::fs::PermissionsExt;
-    let server = Server::start_with("runc", &[("SKYSCALE_ADMIN_KEY", "")]);
+    let server = Server::start_with(common::API_DRIVER, &[("SKYSCALE_ADMIN_KEY", "")]);
     let path = server.dir.path().join("data/admin-key");
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);

@@ -22,7 +22,7 @@ fn invoke_once(server: &Server) -> String {
 #[test]
 fn json_log_lines_carry_the_request_id() {
     let server = Server::start_with(
-        "runc",
+        common::API_DRIVER,
         &[("SKYSCALE_LOG_FORMAT", "json"), ("WARM_POOL_SIZE", "0")],
     );
     let request_id = invoke_once(&server);
@@ -64,7 +64,10 @@ fn json_log_lines_carry_the_request_id() {
 
 #[test]
 fn text_log_lines_carry_the_request_id_and_bad_settings_are_refused() {
-    let server = Server::start_with("runc", &[("LOG_LEVEL", "info"), ("WARM_POOL_SIZE", "0")]);
+    let server = Server::start_with(
+        common::API_DRIVER,
+        &[("LOG_LEVEL", "info"), ("WARM_POOL_SIZE", "0")],
+    );
     let request_id = invoke_once(&server);
     let log = server.log();
     let finished = log

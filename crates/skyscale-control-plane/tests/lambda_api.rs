@@ -73,6 +73,7 @@ fn boto3_and_aws_cli_run_the_function_lifecycle() {
 
 #[test]
 fn what_deploy_tools_and_sdks_trip_over() {
+    // In a real sandbox: the SDK must be where Lambda has it, at /var/runtime/sdk.
     let server = Server::start("runc");
     let out = run_script(&server, "compat.py");
     eprintln!("{out}");
@@ -127,7 +128,7 @@ fn node_modules() -> PathBuf {
 
 #[test]
 fn the_javascript_sdk_runs_the_lifecycle() {
-    let server = Server::start("runc");
+    let server = Server::start(common::API_DRIVER);
     let dir = tempfile::tempdir().unwrap();
     let zip = dir.path().join("fn.zip");
     std::fs::write(
@@ -226,7 +227,7 @@ fn unsigned_expired_and_bearer_requests_get_aws_errors() {
 #[test]
 fn boto3_sees_the_code_storage_limit_and_usage() {
     let server = Server::start_with(
-        "runc",
+        common::API_DRIVER,
         &[("SKYSCALE_CODE_STORAGE_MB", "2"), ("WARM_POOL_SIZE", "0")],
     );
     let out = run_script(&server, "code_storage.py");

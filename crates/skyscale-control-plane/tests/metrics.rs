@@ -126,7 +126,7 @@ fn create_key(http: &Http, role: &str, functions: &[&str]) -> String {
 
 #[test]
 fn metrics_count_exactly_the_invocations_made() {
-    let server = Server::start_with("runc", &[("WARM_POOL_SIZE", "1")]);
+    let server = Server::start_with(common::API_DRIVER, &[("WARM_POOL_SIZE", "1")]);
     let http = server.http();
     let created = create_fn(&http, "metered", HANDLER, json!({"timeout_s": 1}));
     assert_eq!(created.status, 201);
@@ -358,7 +358,7 @@ fn metrics_count_exactly_the_invocations_made() {
 
 #[test]
 fn metrics_need_a_key_that_may_read_them() {
-    let server = Server::start_with("runc", &[("WARM_POOL_SIZE", "0")]);
+    let server = Server::start_with(common::API_DRIVER, &[("WARM_POOL_SIZE", "0")]);
     let http = server.http();
     assert_eq!(create_fn(&http, "team-a-f", HANDLER, json!({})).status, 201);
     assert_eq!(create_fn(&http, "team-b-f", HANDLER, json!({})).status, 201);

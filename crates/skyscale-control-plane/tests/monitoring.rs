@@ -87,7 +87,7 @@ fn records_until(server: &Server, args: &[&str], cond: impl Fn(&[Value]) -> bool
 
 #[test]
 fn records_and_logs_of_every_kind_of_ending() {
-    let mut server = Server::start("runc");
+    let mut server = Server::start(common::API_DRIVER);
     let http = server.http();
     assert_eq!(
         create_fn(&http, "printer", HANDLER, json!({"timeout_s": 1})).status,
@@ -312,7 +312,7 @@ fn records_and_logs_of_every_kind_of_ending() {
 
 #[test]
 fn follow_shows_what_is_printed_after_it_started() {
-    let server = Server::start("runc");
+    let server = Server::start(common::API_DRIVER);
     let http = server.http();
     assert_eq!(create_fn(&http, "chatty", HANDLER, json!({})).status, 201);
     let (_, before) = invoke(
@@ -396,7 +396,7 @@ fn follow_shows_what_is_printed_after_it_started() {
 
 #[test]
 fn the_log_size_bound_holds_and_keeps_the_newest() {
-    let server = Server::start_with("runc", &[("SKYSCALE_LOG_MAX_MB", "1")]);
+    let server = Server::start_with(common::API_DRIVER, &[("SKYSCALE_LOG_MAX_MB", "1")]);
     let http = server.http();
     assert_eq!(
         create_fn(&http, "flood", HANDLER, json!({"timeout_s": 30})).status,

@@ -12,7 +12,7 @@ const ECHO: &str =
 
 #[test]
 fn a_log_and_a_record_read_right_after_an_invocation_contain_it() {
-    let server = Server::start("runc");
+    let server = Server::start(common::API_DRIVER);
     let http = server.http();
     let r = create_fn(&http, "echo", ECHO, json!({}));
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));

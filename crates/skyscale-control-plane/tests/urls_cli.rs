@@ -35,7 +35,7 @@ fn get(url: &str) -> (u16, String) {
 
 #[test]
 fn function_urls_through_the_cli() {
-    let server = Server::start("runc");
+    let server = Server::start(common::API_DRIVER);
     let code = tempfile::tempdir().unwrap();
     std::fs::write(code.path().join("handler.py"), HANDLER).unwrap();
     server.cli_ok(&[

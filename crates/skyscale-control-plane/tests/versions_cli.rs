@@ -45,7 +45,7 @@ fn invoke(server: &Server, qualifier: Option<&str>) -> (String, String) {
 /// route between two; a deleted alias cannot be invoked; bad input is refused clearly.
 #[test]
 fn versions_and_aliases_through_the_cli() {
-    let server = Server::start("runc");
+    let server = Server::start(common::API_DRIVER);
     let one = tempfile::tempdir().unwrap();
     code(one.path(), "one");
     let two = tempfile::tempdir().unwrap();

@@ -15,40 +15,6 @@ const MAX_ALIAS_NAME: usize = 128;
 const MAX_DESCRIPTION: usize = 256;
 const LATEST: &str = "$LATEST";
 
-/// An alias as the API shows it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AliasInfo {
-    pub function: String,
-    pub name: String,
-    /// `None` for `$LATEST`.
-    pub version: Option<u64>,
-    pub description: String,
-    /// The other version and the share (0..=1) of invocations it gets.
-    pub routing: Option<(u64, f64)>,
-    /// Increases with every change.
-    pub revision: u64,
-    pub created_at: String,
-}
-
-impl AliasInfo {
-    /// `$LATEST` or the version's number, as the APIs show it.
-    pub fn version_label(&self) -> String {
-        crate::invoke::version_label(self.version)
-    }
-}
-
-fn info(a: &AliasRecord) -> AliasInfo {
-    AliasInfo {
-        function: a.function.to_string(),
-        name: a.name.clone(),
-        version: a.version,
-        description: a.description.clone(),
-        routing: a.routing,
-        revision: a.revision,
-        created_at: a.created_at.clone(),
-    }
-}
-
 /// Lambda's alias names: `[a-zA-Z0-9-_]+`, 1–128 characters, not all digits.
 pub(crate) fn is_alias_name(name: &str) -> bool {
     !name.is_empty()
@@ -120,10 +86,14 @@ fn parse_routing(weights: &[(String, f64)]) -> Result<Option<(u64, f64)>, CoreEr
 }
 
 /// What an alias points at, for the audit log: `version 2` or `version 2, 10% to 3`.
-fn alias_detail(a: &AliasInfo) -> String {
+fn alias_detail(a: &AliasRecord) -> String {
     match a.routing {
-        Some((v, w)) => format!("version {}, {}% to {v}", a.version_label(), w * 100.0),
-        None => format!("version {}", a.version_label()),
+        Some((v, w)) => format!(
+            "version {}, {}% to {v}",
+            skyscale_types::version_label(a.version),
+            w * 100.0
+        ),
+        None => format!("version {}", skyscale_types::version_label(a.version)),
     }
 }
 
@@ -183,7 +153,7 @@ impl ControlPlane {
         version: &str,
         description: Option<String>,
         weights: &[(String, f64)],
-    ) -> Result<AliasInfo, CoreError> {
+    ) -> Result<AliasRecord, CoreError> {
         let op = async {
             let function = self.authorize_on(by, Action::ChangeFunction, function)?;
             validate_name(name)?;
@@ -199,7 +169,7 @@ impl ControlPlane {
                 blocking(move || Ok(store.create_alias(&f, &n, version, &description, routing)?))
                     .await?;
             self.aliases.invalidate(&(function, name.to_owned()));
-            Ok(info(&a))
+            Ok(a)
         };
         self.audited_with(
             by,
@@ -241,10 +211,10 @@ impl ControlPlane {
         by: &Principal,
         function: &str,
         name: &str,
-    ) -> Result<AliasInfo, CoreError> {
+    ) -> Result<AliasRecord, CoreError> {
         self.authorize_on(by, Action::ReadFunction, function)?;
         let f = self.function_record(function).await?;
-        Ok(info(&*self.alias_record(&f.name, name).await?))
+        Ok((*self.alias_record(&f.name, name).await?).clone())
     }
 
     /// One page of a function's aliases (optionally only those pointing at `version`): at
@@ -256,7 +226,7 @@ impl ControlPlane {
         version: Option<&str>,
         marker: Option<&str>,
         max: usize,
-    ) -> Result<(Vec<AliasInfo>, Option<String>), CoreError> {
+    ) -> Result<(Vec<AliasRecord>, Option<String>), CoreError> {
         self.authorize_on(by, Action::ReadFunction, function)?;
         let f = self.function_record(function).await?;
         let only = version.map(parse_target).transpose()?;
@@ -271,8 +241,7 @@ impl ControlPlane {
                 })
             })
             .collect();
-        let (page, next) = crate::offset_page(all, marker, max)?;
-        Ok((page.iter().map(info).collect(), next))
+        crate::offset_page(all, marker, max)
     }
 
     /// Changes an alias; `weights: Some(&[])` removes its routing.
@@ -284,7 +253,7 @@ impl ControlPlane {
         version: Option<&str>,
         description: Option<String>,
         weights: Option<&[(String, f64)]>,
-    ) -> Result<AliasInfo, CoreError> {
+    ) -> Result<AliasRecord, CoreError> {
         let op = async {
             let function = self.authorize_on(by, Action::ChangeFunction, function)?;
             let current = self.alias_record(&function, name).await?;
@@ -307,7 +276,7 @@ impl ControlPlane {
                 .invalidate(&(function.clone(), name.to_owned()));
             let a =
                 a.ok_or_else(|| CoreError::NotFound(format!("alias {function}:{name} not found")))?;
-            Ok(info(&a))
+            Ok(a)
         };
         self.audited_with(
             by,

@@ -6,8 +6,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use skyscale_store::{NewAuditEntry, Store};
-use skyscale_types::access::AuditEntry;
+use skyscale_store::{AuditRecord, NewAuditEntry, Store};
 
 use crate::auth::{Action, Principal};
 use crate::{blocking, ControlPlane, CoreError};
@@ -169,7 +168,9 @@ impl ControlPlane {
         let outcome = outcome(&result);
         let (target, detail) = match &result {
             Ok(v) => describe(v),
-            Err(CoreError::Internal(_)) => (pending.target.clone(), "internal error".to_owned()),
+            Err(CoreError::Internal { .. }) => {
+                (pending.target.clone(), "internal error".to_owned())
+            }
             Err(e) => (pending.target.clone(), e.to_string()),
         };
         pending.recorded = true;
@@ -199,7 +200,7 @@ impl ControlPlane {
         by: &Principal,
         limit: Option<usize>,
         since: Option<&str>,
-    ) -> Result<Vec<AuditEntry>, CoreError> {
+    ) -> Result<Vec<AuditRecord>, CoreError> {
         by.authorize(Action::ReadAudit, None)?;
         let limit = match limit {
             None => DEFAULT_LIMIT,
@@ -212,19 +213,7 @@ impl ControlPlane {
         };
         let since = since.map(normalise_time).transpose()?;
         let store = self.store.clone();
-        let rows = blocking(move || Ok(store.audit_entries(limit, since.as_deref())?)).await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| AuditEntry {
-                id: r.id,
-                time: r.time,
-                key_id: r.key_id,
-                action: r.action,
-                target: r.target,
-                outcome: r.outcome,
-                detail: r.detail,
-            })
-            .collect())
+        blocking(move || Ok(store.audit_entries(limit, since.as_deref())?)).await
     }
 }
 

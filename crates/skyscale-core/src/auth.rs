@@ -262,7 +262,7 @@ pub fn ensure_admin_key(
     let key = ApiKey::generate();
     let path = data_dir.join("admin-key");
     write_secret_file(&path, &key.token())
-        .map_err(|e| CoreError::Internal(format!("writing {}: {e}", path.display())))?;
+        .map_err(|e| CoreError::internal_from(format!("writing {}", path.display()), e))?;
     store.insert_api_key(&NewApiKey {
         id: &key.id,
         secret_sha256: &hash_secret(key.secret()),

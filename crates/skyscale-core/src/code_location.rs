@@ -5,7 +5,9 @@
 //! time.
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
+
+use skyscale_types::time::epoch_ms;
 
 use hmac::Mac;
 use skyscale_store::CodePin;
@@ -49,12 +51,10 @@ impl ControlPlane {
     ) -> Result<Option<CodeGrant>, CoreError> {
         // Authorizes reading the function, like GetFunction itself.
         let f = self.get_function_version(by, name, qualifier).await?;
-        let Some(sha256) = f.code_sha256 else {
+        let Some(sha256) = f.code.map(|c| c.sha256) else {
             return Ok(None);
         };
-        let expires = (now + CODE_LOCATION_TTL)
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let expires = epoch_ms(now + CODE_LOCATION_TTL) / 1000;
         let mut mac = self.server_key.mac(PURPOSE);
         mac.update(message(&sha256, expires).as_bytes());
         let signature = hex::encode(mac.finalize().into_bytes());
@@ -80,7 +80,7 @@ impl ControlPlane {
                     .into(),
             )
         };
-        let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let now = epoch_ms(now) / 1000;
         let given = hex::decode(signature).map_err(|_| refused())?;
         let mut mac = self.server_key.mac(PURPOSE);
         mac.update(message(sha256, expires).as_bytes());

@@ -75,18 +75,66 @@ pub enum CoreError {
     #[error("{0}")]
     Unavailable(String),
     /// Something on our side failed (500). Details are logged, not returned.
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("internal error: {message}")]
+    Internal {
+        message: String,
+        #[source]
+        source: Option<Cause>,
+    },
     /// The sandbox could not be started (502).
-    #[error("sandbox failure: {0}")]
-    Sandbox(String),
+    #[error("sandbox failure: {message}")]
+    Sandbox {
+        message: String,
+        #[source]
+        source: Option<Cause>,
+    },
     /// An AWS SigV4 signature was missing or refused (403 on the Lambda API); the variant
     /// says which AWS error code applies.
-    #[error("{0}")]
+    #[error(transparent)]
     Signature(#[from] skyscale_sigv4::SigV4Error),
 }
 
+/// What an internal or sandbox failure came from, kept whole for the log.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 impl CoreError {
+    /// Something on our side failed, with no further cause.
+    pub fn internal(message: impl Into<String>) -> Self {
+        CoreError::Internal {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Something on our side failed while doing `message`, because of `source`.
+    pub fn internal_from(message: impl Into<String>, source: impl Into<Cause>) -> Self {
+        CoreError::Internal {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// A sandbox could not be started or initialised while doing `message`.
+    pub fn sandbox_from(message: impl Into<String>, source: impl Into<Cause>) -> Self {
+        CoreError::Sandbox {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// The error and every cause under it, `: `-joined: what logs (and, for a sandbox
+    /// failure, its caller) are told.
+    pub fn report(&self) -> String {
+        let mut out = self.to_string();
+        let mut next = std::error::Error::source(self);
+        while let Some(cause) = next {
+            out.push_str(": ");
+            out.push_str(&cause.to_string());
+            next = cause.source();
+        }
+        out
+    }
+
     /// A short, stable name of the kind of failure: the `/v1` error code and the outcome the
     /// audit log records.
     pub fn code(&self) -> &'static str {
@@ -104,8 +152,8 @@ impl CoreError {
             CoreError::CodeStorageExceeded(_) => "code_storage_exceeded",
             CoreError::TooManyRequests { .. } => "too_many_requests",
             CoreError::Unavailable(_) => "unavailable",
-            CoreError::Internal(_) => "internal",
-            CoreError::Sandbox(_) => "sandbox_error",
+            CoreError::Internal { .. } => "internal",
+            CoreError::Sandbox { .. } => "sandbox_error",
         }
     }
 }
@@ -142,7 +190,7 @@ impl From<StoreError> for CoreError {
             StoreError::InUse(m) => CoreError::Conflict(m),
             StoreError::Exists(m) => CoreError::Conflict(m),
             StoreError::NotFound(m) => CoreError::NotFound(m),
-            other => CoreError::Internal(other.to_string()),
+            other => CoreError::internal_from("the database failed", other),
         }
     }
 }
@@ -152,7 +200,7 @@ impl From<CodeError> for CoreError {
         match e {
             CodeError::TooLarge { .. } => CoreError::PayloadTooLarge(e.to_string()),
             CodeError::StorageFull { .. } => CoreError::CodeStorageExceeded(e.to_string()),
-            CodeError::Io(_) => CoreError::Internal(e.to_string()),
+            CodeError::Io(_) => CoreError::internal_from("storing code packages failed", e),
             _ => CoreError::InvalidParameter(e.to_string()),
         }
     }
@@ -160,6 +208,26 @@ impl From<CodeError> for CoreError {
 
 impl From<DriverError> for CoreError {
     fn from(e: DriverError) -> Self {
-        CoreError::Sandbox(e.to_string())
+        CoreError::sandbox_from("the sandbox driver failed", e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cause stays an error value under the message, not text folded into it.
+    #[test]
+    fn internal_errors_keep_their_cause() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "no access");
+        let e = CoreError::internal_from("writing /x", io);
+        assert_eq!(e.to_string(), "internal error: writing /x");
+        let cause = std::error::Error::source(&e).expect("a source");
+        assert!(cause.downcast_ref::<std::io::Error>().is_some());
+        assert_eq!(e.report(), "internal error: writing /x: no access");
+        assert_eq!(
+            CoreError::internal("plain").report(),
+            "internal error: plain"
+        );
     }
 }

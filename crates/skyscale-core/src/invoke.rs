@@ -2,18 +2,21 @@
 //! fresh boot), send the event, and turn the agent's answer into the caller's.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use skyscale_protocol::{exit_message, ExitStatus, Init, Invoke, InvokeResult};
 use skyscale_sandbox::SandboxId;
 use skyscale_store::FunctionRecord;
+use skyscale_types::time::epoch_ms;
+use skyscale_types::version_label;
 use tracing::Instrument;
 
 use crate::logs::{self, Report};
-use crate::observe::{Crash, Invocation, InvocationHead, Outcome, Trigger};
+use crate::observe::{Crash, Invocation, InvocationHead, Outcome};
 use crate::runtimes::{Runtimes, STARTUP_ENV};
 use crate::scheduler::{link_tree, Acquired, BusyGuard, Shape};
 use crate::session::{PoolKey, Session, SessionError};
+use crate::Trigger;
 use crate::{blocking, ControlPlane, CoreError, Principal};
 
 /// Largest synchronous invoke payload, as in Lambda.
@@ -96,16 +99,6 @@ pub struct InvokeTiming {
     pub agent: Duration,
     /// The agent's own measure: event handed to the runtime until its answer arrived.
     pub runtime: Duration,
-}
-
-/// `$LATEST` or the version's number.
-pub(crate) fn version_label(version: Option<u64>) -> String {
-    version.map_or_else(|| "$LATEST".to_owned(), |n| n.to_string())
-}
-
-fn epoch_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn error_doc(error_type: &str, message: &str) -> Vec<u8> {
@@ -248,7 +241,7 @@ impl ControlPlane {
         };
         tokio::spawn(task.instrument(span))
             .await
-            .map_err(|e| CoreError::Internal(format!("invocation task failed: {e}")))?
+            .map_err(|e| CoreError::internal_from("invocation task failed", e))?
     }
 
     /// Checks that `by` may invoke the version `qualifier` names and that it exists, without
@@ -538,7 +531,7 @@ impl ControlPlane {
             let code = f
                 .code
                 .as_ref()
-                .ok_or_else(|| CoreError::Internal("function has no code".into()))?;
+                .ok_or_else(|| CoreError::internal("function has no code"))?;
             // Pinned while it is linked; once linked, the sandbox's hard links (or copies)
             // no longer need the package (see `code.rs`).
             let Some(pin) = self.code.pin(&code.sha256) else {
@@ -548,7 +541,7 @@ impl ControlPlane {
             let dst = self.scheduler.task_dir(&session.id);
             blocking(move || {
                 let linked = link_tree(&src, &dst).map_err(|e| {
-                    CoreError::Internal(format!("linking code into {}: {e}", dst.display()))
+                    CoreError::internal_from(format!("linking code into {}", dst.display()), e)
                 });
                 drop(pin);
                 linked
@@ -607,11 +600,12 @@ impl ControlPlane {
                 let id = session.id.clone();
                 self.scheduler.discard(session);
                 Err(match e {
-                    SessionError::Timeout(_) => {
-                        CoreError::Sandbox(format!("sandbox {id} did not finish init in time: {e}"))
-                    }
+                    SessionError::Timeout(_) => CoreError::sandbox_from(
+                        format!("sandbox {id} did not finish init in time"),
+                        e,
+                    ),
                     other => {
-                        CoreError::Sandbox(format!("sandbox {id} failed during init: {other}"))
+                        CoreError::sandbox_from(format!("sandbox {id} failed during init"), other)
                     }
                 })
             }

@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use skyscale_store::{ApiKeyRecord, NewApiKey, Revocation, Store};
-use skyscale_types::access::{CreateKey, CreatedKey, KeyInfo};
 use skyscale_types::{ApiKey, FunctionPattern, KeyId, Role};
 
 use crate::audit::AuditAction;
@@ -84,9 +83,39 @@ impl Keys {
     }
 }
 
-fn key_info(r: &ApiKeyRecord) -> KeyInfo {
-    KeyInfo {
-        id: r.id.to_string(),
+/// A new key as a caller asks for it: raw values the core checks.
+#[derive(Debug, Clone, Default)]
+pub struct KeySpec {
+    /// `admin`, `developer` or `invoker`.
+    pub role: String,
+    /// Patterns of the function names the key may use; empty: every function.
+    pub functions: Vec<String>,
+    pub description: Option<String>,
+}
+
+/// A key as the core shows it: never its secret, nor anything derived from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyView {
+    pub id: KeyId,
+    pub role: Role,
+    /// Patterns of the function names the key may use; empty: every function.
+    pub functions: Vec<String>,
+    pub description: String,
+    pub created_at: String,
+    /// `None` while the key is active.
+    pub revoked_at: Option<String>,
+}
+
+/// A key just created: the only time its token (`<id>.<secret>`) exists outside the caller.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub key: KeyView,
+    pub token: String,
+}
+
+fn key_info(r: &ApiKeyRecord) -> KeyView {
+    KeyView {
+        id: r.id.clone(),
         // A row with an unknown role is listed as an invoker (the least privilege); it
         // cannot authenticate at all.
         role: Role::parse(&r.role).unwrap_or(Role::Invoker),
@@ -100,7 +129,7 @@ fn key_info(r: &ApiKeyRecord) -> KeyInfo {
 /// A new key's role and patterns, checked: patterns are valid, at most
 /// `FunctionPattern::MAX_PER_KEY`, and an admin key has none (it manages keys, so a
 /// limit would not hold).
-fn parse_new_key(req: &CreateKey) -> Result<(Role, Option<Vec<String>>), CoreError> {
+fn parse_new_key(req: &KeySpec) -> Result<(Role, Option<Vec<String>>), CoreError> {
     let role = Role::parse(&req.role)?;
     if req.functions.is_empty() {
         return Ok((role, None));
@@ -140,11 +169,7 @@ impl ControlPlane {
 
     /// Creates a key; its secret is in the answer and nowhere else (the store keeps its
     /// hash, and the secret sealed with the server key for SigV4).
-    pub async fn create_key(
-        &self,
-        by: &Principal,
-        req: CreateKey,
-    ) -> Result<CreatedKey, CoreError> {
+    pub async fn create_key(&self, by: &Principal, req: KeySpec) -> Result<NewKey, CoreError> {
         self.audited_with(
             by,
             AuditAction::KeyCreate,
@@ -177,30 +202,25 @@ impl ControlPlane {
                 .await?;
                 self.reload_keys().await?;
                 tracing::info!(key = %record.id, role = %role, "API key created");
-                let info = key_info(&record);
-                Ok(CreatedKey {
-                    id: info.id,
-                    key: key.token(),
-                    role: info.role,
-                    functions: info.functions,
-                    description: info.description,
-                    created_at: info.created_at,
+                Ok(NewKey {
+                    key: key_info(&record),
+                    token: key.token(),
                 })
             },
-            |k| {
+            |NewKey { key: k, .. }| {
                 let functions = if k.functions.is_empty() {
                     "all functions".to_owned()
                 } else {
                     format!("functions {}", k.functions.join(", "))
                 };
-                (k.id.clone(), format!("role {}, {functions}", k.role))
+                (k.id.to_string(), format!("role {}, {functions}", k.role))
             },
         )
         .await
     }
 
     /// Every key, revoked ones included, without secrets.
-    pub async fn list_keys(&self, by: &Principal) -> Result<Vec<KeyInfo>, CoreError> {
+    pub async fn list_keys(&self, by: &Principal) -> Result<Vec<KeyView>, CoreError> {
         by.authorize(Action::ManageKeys, None)?;
         let store = self.store.clone();
         let keys = blocking(move || Ok(store.list_api_keys()?)).await?;
@@ -209,7 +229,7 @@ impl ControlPlane {
 
     /// Revokes a key: the next request with it is refused. The last active admin key cannot
     /// be revoked (409). Revoking a revoked key changes nothing.
-    pub async fn revoke_key(&self, by: &Principal, id: &str) -> Result<KeyInfo, CoreError> {
+    pub async fn revoke_key(&self, by: &Principal, id: &str) -> Result<KeyView, CoreError> {
         self.audited(by, AuditAction::KeyRevoke, id, async {
             by.authorize(Action::ManageKeys, None)?;
             let not_found = || CoreError::NotFound(format!("key {id} not found"));
@@ -240,8 +260,8 @@ impl ControlPlane {
 mod tests {
     use super::*;
 
-    fn req(role: &str, functions: &[&str]) -> CreateKey {
-        CreateKey {
+    fn req(role: &str, functions: &[&str]) -> KeySpec {
+        KeySpec {
             role: role.into(),
             functions: functions.iter().map(|s| s.to_string()).collect(),
             description: None,

@@ -35,11 +35,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use skyscale_sandbox::Driver;
-use skyscale_store::{CodeLimits, CodeStore, FunctionRecord, Store};
+use skyscale_store::{CodeLimits, CodeStore, Store};
 use skyscale_types::{ApiKey, FunctionName, KeyId};
 
 pub use account::AccountSettings;
-pub use aliases::AliasInfo;
 pub use auth::{authenticate, ensure_admin_key, Action, AdminKeySource, FunctionScope, Principal};
 pub use code_location::{CodeDownload, CodeGrant, CODE_LOCATION_TTL};
 pub use error::{CoreError, Throttle};
@@ -47,18 +46,22 @@ pub use events::{
     Accepted, AsyncInvoke, DeadReason, EventConfig, EventConfigChange, EventInfo, EventRequest,
     EventSettings, EventStatus, DEFAULT_MAX_AGE_S, DEFAULT_MAX_RETRIES, MAX_ASYNC_PAYLOAD,
 };
-pub use functions::Expect;
+pub use functions::{Expect, FunctionChanges, FunctionSpec};
 pub use invoke::{EventAttempt, InvokeOptions, InvokeOutput, InvokeTiming, MAX_SYNC_PAYLOAD};
+pub use keys::{KeySpec, KeyView, NewKey};
 pub use limiter::AuthLimits;
 pub use metrics::PROMETHEUS_CONTENT_TYPE;
-pub use observe::{Crash, Invocation, InvocationStatus, Outcome, Trigger};
+pub use observe::{Crash, Invocation, Outcome};
 pub use policies::NewStatement;
 pub use records::{Followed, InvocationFilter, LogFilter, LogFollower, RecordSettings};
 pub use runtimes::{RuntimeInfo, Runtimes, PYTHON_BOOTSTRAP};
 pub use scheduler::{Limits, SandboxCounts};
 pub use secrets::{ServerKey, SERVER_KEY_FILE};
 pub use since::{parse_duration, parse_since};
-pub use skyscale_store::PolicyStatement;
+pub use skyscale_store::{
+    AliasRecord, AuditRecord, FunctionRecord, InvocationRecord, LogEntry, PolicyStatement,
+};
+pub use skyscale_types::invocation::{InvocationStatus, Trigger};
 pub use skyscale_types::Role;
 pub use urls::{UrlConfig, INVOKE_MODE_BUFFERED};
 
@@ -200,7 +203,7 @@ impl ControlPlane {
         // Opening removes what a crash left half-written; the collector's first run removes
         // packages a crash left unreferenced.
         let code = CodeStore::open(&code_dir, settings.code)
-            .map_err(|e| CoreError::Internal(format!("opening {}: {e}", code_dir.display())))?;
+            .map_err(|e| CoreError::internal_from(format!("opening {}", code_dir.display()), e))?;
         let code_gc = code::Collector::start(store.clone(), code.clone());
         let server_key = ServerKey::load_or_create(data_dir)?;
         let keys = KeyTable::load(&store)?;
@@ -221,7 +224,7 @@ impl ControlPlane {
             settings.pids_limit,
             settings.boot_timeout,
         )
-        .map_err(|e| CoreError::Internal(format!("preparing {}: {e}", task_root.display())))?;
+        .map_err(|e| CoreError::internal_from(format!("preparing {}", task_root.display()), e))?;
         let records = records::Records::start(store.clone(), settings.records.clone());
         Ok(Self {
             records,
@@ -393,7 +396,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, CoreError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| CoreError::Internal(format!("blocking task failed: {e}")))?
+        .map_err(|e| CoreError::internal_from("blocking task failed", e))?
 }
 
 /// Writes the agent binary and the Python bootstrap into `dir`, which every sandbox binds
@@ -419,8 +422,16 @@ pub fn install_runtime_dir(dir: &Path, agent_binary: &Path) -> std::io::Result<P
         &|p| std::fs::write(p, PYTHON_BOOTSTRAP),
         0o644,
     )?;
-    // Where the Python SDK is bound, if the host has it.
-    std::fs::create_dir_all(dir.join("sdk"))?;
+    // Where the Python SDK is bound, if the host has it: an empty directory (the process
+    // driver's link to the SDK, from an earlier start, is replaced).
+    let sdk = dir.join("sdk");
+    if sdk
+        .symlink_metadata()
+        .is_ok_and(|m| m.file_type().is_symlink())
+    {
+        std::fs::remove_file(&sdk)?;
+    }
+    std::fs::create_dir_all(&sdk)?;
     Ok(dir.to_path_buf())
 }
 

@@ -25,8 +25,11 @@ use std::time::{Duration, SystemTime};
 use skyscale_types::metrics::{FunctionMetrics, Percentiles};
 
 use crate::auth::{Action, Principal};
-use crate::observe::{Invocation, InvocationStatus};
-use crate::since::{parse_since, rfc3339};
+use crate::observe::Invocation;
+use crate::InvocationStatus;
+use skyscale_types::time::{epoch_ms, rfc3339};
+
+use crate::since::parse_since;
 use crate::{ControlPlane, CoreError};
 
 /// Most samples kept per function for windowed percentiles.
@@ -272,16 +275,17 @@ impl FunctionStats {
 
     fn record(&mut self, inv: &Invocation) {
         let c = &mut self.counters;
-        c.by_status[status_index(inv.status)] += 1;
+        let rec = &inv.record;
+        c.by_status[status_index(rec.status)] += 1;
         // A refused invocation never started: no logs, no duration.
         let ran = !inv.logs.is_empty();
         let mut error = 0;
-        match inv.status {
+        match rec.status {
             InvocationStatus::Success => {}
             InvocationStatus::Throttled => {
                 count_type(
                     &mut c.throttles,
-                    inv.error_type.as_deref().unwrap_or(UNKNOWN_TYPE),
+                    rec.error_type.as_deref().unwrap_or(UNKNOWN_TYPE),
                 );
             }
             InvocationStatus::FunctionError
@@ -289,38 +293,33 @@ impl FunctionStats {
             | InvocationStatus::Crashed => {
                 let i = count_type(
                     &mut c.errors,
-                    inv.error_type.as_deref().unwrap_or(UNKNOWN_TYPE),
+                    rec.error_type.as_deref().unwrap_or(UNKNOWN_TYPE),
                 );
                 error = u16::try_from(i + 1).unwrap_or(0);
             }
         }
-        if inv.cold_start {
+        if rec.cold_start {
             c.cold_starts += 1;
         }
-        c.response_bytes += inv.response_bytes;
+        c.response_bytes += rec.response_bytes;
         if ran {
-            c.duration.observe(inv.duration);
+            c.duration.observe(rec.duration);
         }
-        if let Some(init) = inv.init_duration {
+        if let Some(init) = rec.init_duration {
             c.init.observe(init);
         }
         let micros = |d: Duration| u32::try_from(d.as_micros()).unwrap_or(u32::MAX - 1);
         self.window.push(Sample {
-            ended_ms: epoch_ms(inv.ended_at),
-            duration_us: micros(inv.duration),
-            init_us: inv.init_duration.map_or(NO_INIT, micros),
-            max_memory_mb: u32::try_from(inv.max_memory_used_mb).unwrap_or(u32::MAX),
+            ended_ms: epoch_ms(rec.ended_at),
+            duration_us: micros(rec.duration),
+            init_us: rec.init_duration.map_or(NO_INIT, micros),
+            max_memory_mb: u32::try_from(rec.max_memory_used_mb).unwrap_or(u32::MAX),
             error,
-            status: status_index(inv.status) as u8,
+            status: status_index(rec.status) as u8,
             ran,
-            cold: inv.cold_start,
+            cold: rec.cold_start,
         });
     }
-}
-
-fn epoch_ms(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Every function's metrics.
@@ -350,12 +349,12 @@ impl Metrics {
     /// Counts one invocation.
     pub fn record(&self, inv: &Invocation) {
         let mut functions = self.lock();
-        if let Some(stats) = functions.get_mut(inv.function.as_str()) {
+        if let Some(stats) = functions.get_mut(inv.record.function.as_str()) {
             stats.record(inv);
             return;
         }
         functions
-            .entry(inv.function.clone())
+            .entry(inv.record.function.clone())
             .or_insert_with(FunctionStats::new)
             .record(inv);
     }
@@ -515,35 +514,38 @@ impl ControlPlane {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::Trigger;
+    use crate::Trigger;
+    use skyscale_store::InvocationRecord;
 
     pub(super) fn inv(function: &str, status: InvocationStatus, ms: u64) -> Invocation {
         let ended_at = SystemTime::now();
         let throttled = status == InvocationStatus::Throttled;
         Invocation {
-            request_id: "r".into(),
-            function: function.into(),
-            version: "$LATEST".into(),
-            caller: None,
-            trigger: Trigger::Sync,
-            started_at: ended_at,
-            ended_at,
-            status,
-            error_type: match status {
-                InvocationStatus::Success => None,
-                InvocationStatus::FunctionError => Some("ValueError".into()),
-                InvocationStatus::Timeout => Some("Sandbox.Timedout".into()),
-                InvocationStatus::Throttled => Some("reserved_concurrency".into()),
-                InvocationStatus::Crashed => Some("Runtime.ExitError".into()),
+            record: InvocationRecord {
+                request_id: "r".into(),
+                function: function.into(),
+                version: "$LATEST".into(),
+                caller: None,
+                trigger: Trigger::Sync,
+                started_at: ended_at,
+                ended_at,
+                status,
+                error_type: match status {
+                    InvocationStatus::Success => None,
+                    InvocationStatus::FunctionError => Some("ValueError".into()),
+                    InvocationStatus::Timeout => Some("Sandbox.Timedout".into()),
+                    InvocationStatus::Throttled => Some("reserved_concurrency".into()),
+                    InvocationStatus::Crashed => Some("Runtime.ExitError".into()),
+                },
+                cold_start: false,
+                queue_wait: Duration::ZERO,
+                init_duration: None,
+                duration: Duration::from_millis(ms),
+                max_memory_used_mb: 40,
+                memory_size_mb: 128,
+                response_bytes: 10,
+                event: None,
             },
-            cold_start: false,
-            queue_wait: Duration::ZERO,
-            init_duration: None,
-            duration: Duration::from_millis(ms),
-            max_memory_used_mb: 40,
-            memory_size_mb: 128,
-            response_bytes: 10,
-            event: None,
             logs: if throttled {
                 String::new()
             } else {
@@ -594,8 +596,8 @@ mod tests {
     fn counters_and_windows_follow_the_invocations() {
         let m = Metrics::default();
         let mut cold = inv("f", InvocationStatus::Success, 100);
-        cold.cold_start = true;
-        cold.init_duration = Some(Duration::from_millis(300));
+        cold.record.cold_start = true;
+        cold.record.init_duration = Some(Duration::from_millis(300));
         m.record(&cold);
         for ms in [1, 2, 3, 4] {
             m.record(&inv("f", InvocationStatus::Success, ms));

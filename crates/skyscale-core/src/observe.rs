@@ -5,6 +5,8 @@
 use std::time::{Duration, SystemTime};
 
 use skyscale_protocol::{ExitStatus, InitDone, InitFailure, InvokeStatus, EXIT_ERROR, TIMED_OUT};
+use skyscale_store::InvocationRecord;
+use skyscale_types::invocation::{InvocationStatus, Trigger};
 
 use crate::{ControlPlane, CoreError, InvokeOutput};
 
@@ -106,115 +108,32 @@ impl Outcome {
     }
 }
 
-/// How an invocation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum InvocationStatus {
-    Success,
-    /// The handler raised, or the runtime failed to initialise.
-    FunctionError,
-    /// The function ran past its timeout.
-    Timeout,
-    /// Refused before it started: a concurrency, host or rate limit.
-    Throttled,
-    /// The sandbox died (memory limit, the runtime exiting) or could not be started.
-    Crashed,
-}
-
-impl InvocationStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Success => "success",
-            Self::FunctionError => "function_error",
-            Self::Timeout => "timeout",
-            Self::Throttled => "throttled",
-            Self::Crashed => "crashed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Success,
-            Self::FunctionError,
-            Self::Timeout,
-            Self::Throttled,
-            Self::Crashed,
-        ]
-        .into_iter()
-        .find(|v| v.as_str() == s)
-    }
-}
-
-/// How the invocation reached the control plane.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Trigger {
-    /// A synchronous call on `/v1` or the Lambda API.
-    #[default]
-    Sync,
-    /// Lambda's `Event` invocation type, run in the background.
-    Event,
-    /// A request to a function URL.
-    Url,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Sync => "sync",
-            Self::Event => "event",
-            Self::Url => "url",
-        }
-    }
-}
-
-/// One invocation, as recorded.
+/// One invocation as observed: its record and its framed log (`START` … `REPORT`; empty
+/// when it never started).
 #[derive(Debug, Clone)]
 pub struct Invocation {
-    pub request_id: String,
-    pub function: String,
-    /// `$LATEST` or a published version's number.
-    pub version: String,
-    /// The key that invoked it; `None` for a public function URL.
-    pub caller: Option<String>,
-    pub trigger: Trigger,
-    pub started_at: SystemTime,
-    pub ended_at: SystemTime,
-    pub status: InvocationStatus,
-    /// e.g. `ValueError`, `Sandbox.Timedout`, `Runtime.ExitError`, or the throttle's reason.
-    pub error_type: Option<String>,
-    pub cold_start: bool,
-    /// From the request's acceptance until the control plane asked for a sandbox (an
-    /// `Event` invocation's time in the background queue; a lookup for a synchronous one).
-    pub queue_wait: Duration,
-    /// Cold starts: getting a sandbox ready.
-    pub init_duration: Option<Duration>,
-    /// Running the handler.
-    pub duration: Duration,
-    /// Peak memory of the sandbox's processes during the invocation, MiB.
-    pub max_memory_used_mb: u64,
-    pub memory_size_mb: u32,
-    pub response_bytes: u64,
-    /// The invocation's framed log (`START` … `REPORT`); empty when it never started.
+    pub record: InvocationRecord,
     pub logs: String,
-    /// The asynchronous event it was an attempt of.
-    pub event: Option<crate::EventAttempt>,
 }
 
 impl Invocation {
     /// A finished invocation.
     pub(crate) fn finished(head: InvocationHead, out: &InvokeOutput, ended_at: SystemTime) -> Self {
         Self {
-            request_id: out.request_id.clone(),
-            version: out.executed_version.clone(),
-            status: out.outcome.status(),
-            error_type: out.outcome.recorded_error_type().map(str::to_owned),
-            cold_start: out.cold_start,
-            init_duration: out.init_duration,
-            duration: out.duration,
-            max_memory_used_mb: out.max_memory_used_mb,
-            response_bytes: out.body.len() as u64,
+            record: InvocationRecord {
+                request_id: out.request_id.clone(),
+                version: out.executed_version.clone(),
+                status: out.outcome.status(),
+                error_type: out.outcome.recorded_error_type().map(str::to_owned),
+                cold_start: out.cold_start,
+                init_duration: out.init_duration,
+                duration: out.duration,
+                max_memory_used_mb: out.max_memory_used_mb,
+                response_bytes: out.body.len() as u64,
+                ended_at,
+                ..head.into_record()
+            },
             logs: out.logs.clone(),
-            ended_at,
-            ..head.into_invocation()
         }
     }
 
@@ -227,10 +146,13 @@ impl Invocation {
             other => (InvocationStatus::Crashed, other.code().to_owned()),
         };
         Self {
-            status,
-            error_type: Some(error_type),
-            ended_at,
-            ..head.into_invocation()
+            record: InvocationRecord {
+                status,
+                error_type: Some(error_type),
+                ended_at,
+                ..head.into_record()
+            },
+            logs: String::new(),
         }
     }
 }
@@ -250,8 +172,8 @@ pub(crate) struct InvocationHead {
 }
 
 impl InvocationHead {
-    fn into_invocation(self) -> Invocation {
-        Invocation {
+    fn into_record(self) -> InvocationRecord {
+        InvocationRecord {
             request_id: self.request_id,
             function: self.function,
             version: self.version,
@@ -268,8 +190,7 @@ impl InvocationHead {
             max_memory_used_mb: 0,
             memory_size_mb: self.memory_size_mb,
             response_bytes: 0,
-            logs: String::new(),
-            event: self.event,
+            event: self.event.map(|e| (e.id, e.attempt)),
         }
     }
 }
@@ -281,9 +202,9 @@ impl ControlPlane {
         // Metrics first: they only borrow it (a short lock, no allocation).
         self.metrics.record(&inv);
         tracing::debug!(
-            request_id = %inv.request_id,
-            function = %inv.function,
-            status = inv.status.as_str(),
+            request_id = %inv.record.request_id,
+            function = %inv.record.function,
+            status = inv.record.status.as_str(),
             "invocation observed"
         );
         // Then the record and its logs, to the background writer: never waits.
@@ -294,20 +215,6 @@ impl ControlPlane {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn statuses_round_trip() {
-        for s in [
-            InvocationStatus::Success,
-            InvocationStatus::FunctionError,
-            InvocationStatus::Timeout,
-            InvocationStatus::Throttled,
-            InvocationStatus::Crashed,
-        ] {
-            assert_eq!(InvocationStatus::parse(s.as_str()), Some(s));
-        }
-        assert_eq!(InvocationStatus::parse("nope"), None);
-    }
 
     fn failed_init(error_type: Option<&str>, failure: Option<InitFailure>) -> InitDone {
         InitDone {

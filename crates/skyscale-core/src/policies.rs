@@ -19,7 +19,7 @@ use skyscale_types::{FunctionName, UrlAuthType};
 
 use crate::audit::AuditAction;
 use crate::auth::{Action, Principal};
-use crate::observe::Trigger;
+use crate::Trigger;
 use crate::{blocking, ControlPlane, CoreError};
 
 const INVOKE: &str = "lambda:InvokeFunction";

@@ -49,11 +49,11 @@ impl ServerKey {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let path = data_dir.join(SERVER_KEY_FILE);
-        let io_err = |e: std::io::Error| CoreError::Internal(format!("{}: {e}", path.display()));
+        let io_err = |e: std::io::Error| CoreError::internal_from(format!("{}", path.display()), e);
         match std::fs::read(&path) {
             Ok(bytes) => {
                 let key: [u8; KEY_LEN] = bytes.as_slice().try_into().map_err(|_| {
-                    CoreError::Internal(format!(
+                    CoreError::internal(format!(
                         "{} holds {} bytes, expected {KEY_LEN}",
                         path.display(),
                         bytes.len()
@@ -101,7 +101,7 @@ impl ServerKey {
                     aad: id.as_str().as_bytes(),
                 },
             )
-            .map_err(|_| CoreError::Internal("sealing a key secret failed".into()))?;
+            .map_err(|_| CoreError::internal("sealing a key secret failed"))?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&sealed);
         Ok(out)
@@ -110,7 +110,7 @@ impl ServerKey {
     /// Opens what `seal` produced for the same key id.
     pub fn open(&self, id: &KeyId, sealed: &[u8]) -> Result<String, CoreError> {
         let broken = || {
-            CoreError::Internal(format!(
+            CoreError::internal(format!(
                 "the sealed secret of key {id} does not open with this server key"
             ))
         };

@@ -55,19 +55,10 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     n.checked_mul(secs).map(Duration::from_secs)
 }
 
-/// `t` as RFC 3339 in UTC, to the millisecond.
-pub(crate) fn rfc3339(t: SystemTime) -> String {
-    let fmt = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    time::OffsetDateTime::from(t)
-        .format(&fmt)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use skyscale_types::time::rfc3339;
 
     fn now() -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)

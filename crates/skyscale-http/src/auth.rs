@@ -110,3 +110,13 @@ pub(crate) async fn sigv4_principal(
     )
     .await
 }
+
+/// The principal a surface's middleware authenticated for this request. Every route behind
+/// a middleware has one; a route without is a wiring mistake, answered as an internal error.
+pub(crate) fn caller(parts: &request::Parts) -> Result<Principal, CoreError> {
+    parts
+        .extensions
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| CoreError::internal("no authenticated principal on this route"))
+}

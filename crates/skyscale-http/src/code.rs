@@ -50,19 +50,19 @@ async fn download(
     })?;
     let grant = cp.redeem_code_location(&sha256, q.expires, &q.signature, SystemTime::now())?;
     let file = tokio::fs::File::open(&grant.zip).await.map_err(|e| {
-        ApiError(CoreError::Internal(format!(
-            "opening {}: {e}",
-            grant.zip.display()
-        )))
+        ApiError(CoreError::internal_from(
+            format!("opening {}", grant.zip.display()),
+            e,
+        ))
     })?;
     let len = file
         .metadata()
         .await
         .map_err(|e| {
-            ApiError(CoreError::Internal(format!(
-                "reading {}: {e}",
-                grant.zip.display()
-            )))
+            ApiError(CoreError::internal_from(
+                format!("reading {}", grant.zip.display()),
+                e,
+            ))
         })?
         .len();
     // The grant (its pin on the package) lives as long as the stream.

@@ -4,12 +4,9 @@
 //! `serve` takes an already-bound listener and a shutdown future, so tests run the real
 //! server on `127.0.0.1:0`.
 
-mod access;
 mod auth;
 mod body;
 mod code;
-mod error;
-mod invocations;
 mod lambda;
 mod metrics;
 mod rejections;
@@ -25,8 +22,8 @@ use skyscale_core::ControlPlane;
 use tokio::net::TcpListener;
 
 pub use body::BodyLimits;
-pub use error::ApiError;
 pub use server::ConnectionLimits;
+pub use v1::ApiError;
 
 /// Shared state of every handler.
 pub type AppState = Arc<ControlPlane>;
@@ -42,8 +39,6 @@ pub struct ServerSettings {
 pub fn router(cp: AppState, bodies: BodyLimits) -> Router {
     Router::new()
         .merge(v1::routes(cp.clone()))
-        .merge(access::routes(cp.clone()))
-        .merge(invocations::routes(cp.clone()))
         .merge(lambda::routes(cp.clone()))
         .merge(metrics::routes(cp.clone()))
         .merge(url::routes())
@@ -52,6 +47,16 @@ pub fn router(cp: AppState, bodies: BodyLimits) -> Router {
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(axum::Extension(bodies))
         .with_state(cp)
+}
+
+/// The tail of an invocation's logs as an invoke's answer carries it, on every surface:
+/// base64 of the core's one tail (cut at a character boundary).
+pub(crate) fn log_result(logs: &str) -> axum::http::HeaderValue {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD
+        .encode(skyscale_core::logs::invocation_tail(logs));
+    // Base64 is always a valid header value.
+    axum::http::HeaderValue::try_from(b64).unwrap_or(axum::http::HeaderValue::from_static(""))
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then stops accepting, closes idle

@@ -9,10 +9,11 @@ use axum::http::header;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use serde::Deserialize;
-use skyscale_core::{CoreError, Principal, PROMETHEUS_CONTENT_TYPE};
+use skyscale_core::PROMETHEUS_CONTENT_TYPE;
 
+use crate::v1::extract::Caller;
 use crate::{ApiError, AppState};
 
 pub(crate) fn routes(cp: AppState) -> Router<AppState> {
@@ -22,10 +23,7 @@ pub(crate) fn routes(cp: AppState) -> Router<AppState> {
         .route_layer(middleware::from_fn_with_state(cp, crate::v1::require_key))
 }
 
-async fn prometheus(
-    State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-) -> Result<Response, ApiError> {
+async fn prometheus(State(cp): State<AppState>, Caller(by): Caller) -> Result<Response, ApiError> {
     let text = cp.prometheus_metrics(&by)?;
     Ok(([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], text).into_response())
 }
@@ -39,16 +37,11 @@ struct MetricsQuery {
 
 async fn function_metrics(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(name): Path<String>,
     query: Result<Query<MetricsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = query.map_err(|e| {
-        ApiError(CoreError::InvalidRequest(format!(
-            "invalid metrics query (accepted: since): {}",
-            e.body_text()
-        )))
-    })?;
+    let q = crate::v1::extract::query(query, "metrics", "since")?;
     let m = cp.function_metrics(&by, &name, q.since.as_deref()).await?;
     Ok(Json(m).into_response())
 }

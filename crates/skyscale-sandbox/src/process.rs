@@ -26,7 +26,7 @@
 //!   cgroups that enforce it are what the OCI drivers are for. A function that exceeds its
 //!   memory is not killed, and no out-of-memory is reported.
 //! - No CPU quota (`limit_cpu` does nothing), no pids limit, no `/tmp` of its own (size or
-//!   privacy), no network policy, no read-only code, no boto3 at `/var/runtime/sdk`.
+//!   privacy), no network policy, no read-only code.
 //!
 //! # Leftovers
 //!

@@ -3,26 +3,40 @@
 //! request id or by function, and pruned oldest first: by age, by the total size of the
 //! logs and by the number of records. They live on the store's second connection.
 
+use std::time::{Duration, SystemTime};
+
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use skyscale_types::invocation::{InvocationStatus, Trigger};
+use skyscale_types::time::{epoch_ms, from_epoch_ms};
 
 use crate::db::{Store, StoreError};
 
-/// One invocation as stored. Times are epoch milliseconds, durations microseconds.
+/// One invocation's record: who ran what, how it ended and what it cost.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvocationRow {
+pub struct InvocationRecord {
     pub request_id: String,
     pub function: String,
+    /// `$LATEST` or a published version's number.
     pub version: String,
+    /// The key that invoked it; `None` for a public function URL.
     pub caller: Option<String>,
-    pub trigger: String,
-    pub started_at_ms: i64,
-    pub ended_at_ms: i64,
-    pub status: String,
+    pub trigger: Trigger,
+    /// Stored to the millisecond.
+    pub started_at: SystemTime,
+    pub ended_at: SystemTime,
+    pub status: InvocationStatus,
+    /// e.g. `ValueError`, `Sandbox.Timedout`, `Runtime.ExitError`, or the throttle's reason.
     pub error_type: Option<String>,
     pub cold_start: bool,
-    pub queue_wait_us: u64,
-    pub init_duration_us: Option<u64>,
-    pub duration_us: u64,
+    /// From the request's acceptance until the control plane asked for a sandbox (an
+    /// `Event` invocation's time in the background queue; a lookup for a synchronous one).
+    /// Durations are stored to the microsecond.
+    pub queue_wait: Duration,
+    /// Cold starts: getting a sandbox ready.
+    pub init_duration: Option<Duration>,
+    /// Running the handler.
+    pub duration: Duration,
+    /// Peak memory of the sandbox's processes during the invocation, MiB.
     pub max_memory_used_mb: u64,
     pub memory_size_mb: u32,
     pub response_bytes: u64,
@@ -30,14 +44,16 @@ pub struct InvocationRow {
     pub event: Option<(String, u32)>,
 }
 
-/// The logs of one invocation as stored.
+/// The logs of one invocation: what it printed, framed by `START` … `END` … `REPORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogRow {
+pub struct LogEntry {
     /// Increases with every log written: the order they were written in.
     pub id: u64,
     pub request_id: String,
     pub function: String,
-    pub started_at_ms: i64,
+    /// When the invocation started (to the millisecond).
+    pub started_at: SystemTime,
+    /// Size of `text` in bytes.
     pub bytes: u64,
     pub text: String,
 }
@@ -46,9 +62,9 @@ pub struct LogRow {
 #[derive(Debug, Clone, Default)]
 pub struct InvocationQuery<'a> {
     pub function: &'a str,
-    pub status: Option<&'a str>,
-    /// Only those that started at or after this (epoch ms).
-    pub since_ms: Option<i64>,
+    pub status: Option<InvocationStatus>,
+    /// Only those that started at or after this.
+    pub since: Option<SystemTime>,
     pub limit: usize,
 }
 
@@ -57,8 +73,8 @@ pub struct InvocationQuery<'a> {
 pub struct LogQuery<'a> {
     pub function: &'a str,
     pub request_id: Option<&'a str>,
-    /// Only those of invocations that started at or after this (epoch ms).
-    pub since_ms: Option<i64>,
+    /// Only those of invocations that started at or after this.
+    pub since: Option<SystemTime>,
     /// The newest this many.
     pub limit: usize,
     /// And only as many of those as fit in this many bytes (the newest always comes);
@@ -70,7 +86,7 @@ pub struct LogQuery<'a> {
 /// when there is none): a follower skips what is at or below it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogPage {
-    pub entries: Vec<LogRow>,
+    pub entries: Vec<LogEntry>,
     pub last_id: u64,
 }
 
@@ -96,21 +112,48 @@ fn i(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn row(r: &Row<'_>) -> rusqlite::Result<InvocationRow> {
-    Ok(InvocationRow {
+fn ms(t: SystemTime) -> i64 {
+    i(epoch_ms(t))
+}
+
+fn time(ms: i64) -> SystemTime {
+    from_epoch_ms(u(ms))
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+fn duration(us: i64) -> Duration {
+    Duration::from_micros(u(us))
+}
+
+/// A stored enum's text that this build does not know (a newer build wrote it).
+fn unknown(column: usize, what: &str, value: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        column,
+        rusqlite::types::Type::Text,
+        format!("unknown {what} {value:?}").into(),
+    )
+}
+
+fn row(r: &Row<'_>) -> rusqlite::Result<InvocationRecord> {
+    let trigger: String = r.get(4)?;
+    let status: String = r.get(7)?;
+    Ok(InvocationRecord {
         request_id: r.get(0)?,
         function: r.get(1)?,
         version: r.get(2)?,
         caller: r.get(3)?,
-        trigger: r.get(4)?,
-        started_at_ms: r.get(5)?,
-        ended_at_ms: r.get(6)?,
-        status: r.get(7)?,
+        trigger: Trigger::parse(&trigger).ok_or_else(|| unknown(4, "trigger", &trigger))?,
+        started_at: time(r.get(5)?),
+        ended_at: time(r.get(6)?),
+        status: InvocationStatus::parse(&status).ok_or_else(|| unknown(7, "status", &status))?,
         error_type: r.get(8)?,
         cold_start: r.get(9)?,
-        queue_wait_us: u(r.get(10)?),
-        init_duration_us: r.get::<_, Option<i64>>(11)?.map(u),
-        duration_us: u(r.get(12)?),
+        queue_wait: duration(r.get(10)?),
+        init_duration: r.get::<_, Option<i64>>(11)?.map(duration),
+        duration: duration(r.get(12)?),
         max_memory_used_mb: u(r.get(13)?),
         memory_size_mb: u32::try_from(r.get::<_, i64>(14)?).unwrap_or(0),
         response_bytes: u(r.get(15)?),
@@ -124,12 +167,12 @@ fn row(r: &Row<'_>) -> rusqlite::Result<InvocationRow> {
     })
 }
 
-fn log_row(r: &Row<'_>) -> rusqlite::Result<LogRow> {
-    Ok(LogRow {
+fn log_row(r: &Row<'_>) -> rusqlite::Result<LogEntry> {
+    Ok(LogEntry {
         id: u(r.get(0)?),
         request_id: r.get(1)?,
         function: r.get(2)?,
-        started_at_ms: r.get(3)?,
+        started_at: time(r.get(3)?),
         bytes: u(r.get(4)?),
         text: r.get(5)?,
     })
@@ -150,7 +193,7 @@ impl Store {
     /// A request id already recorded is left as it is.
     pub fn insert_invocations(
         &self,
-        batch: &[(&InvocationRow, &str)],
+        batch: &[(&InvocationRecord, &str)],
     ) -> Result<Vec<Option<u64>>, StoreError> {
         let mut conn = self.records_conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -171,15 +214,15 @@ impl Store {
                     r.function,
                     r.version,
                     r.caller,
-                    r.trigger,
-                    r.started_at_ms,
-                    r.ended_at_ms,
-                    r.status,
+                    r.trigger.as_str(),
+                    ms(r.started_at),
+                    ms(r.ended_at),
+                    r.status.as_str(),
                     r.error_type,
                     r.cold_start,
-                    i(r.queue_wait_us),
-                    r.init_duration_us.map(i),
-                    i(r.duration_us),
+                    micros(r.queue_wait),
+                    r.init_duration.map(micros),
+                    micros(r.duration),
                     i(r.max_memory_used_mb),
                     r.memory_size_mb,
                     i(r.response_bytes),
@@ -190,7 +233,7 @@ impl Store {
                     log.execute(params![
                         r.request_id,
                         r.function,
-                        r.started_at_ms,
+                        ms(r.started_at),
                         text.len() as i64,
                         text
                     ])?;
@@ -206,7 +249,7 @@ impl Store {
     }
 
     /// One invocation by its request id.
-    pub fn invocation(&self, request_id: &str) -> Result<Option<InvocationRow>, StoreError> {
+    pub fn invocation(&self, request_id: &str) -> Result<Option<InvocationRecord>, StoreError> {
         let conn = self.records_conn();
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM invocations WHERE request_id = ?1"
@@ -215,7 +258,10 @@ impl Store {
     }
 
     /// A function's invocations, newest first.
-    pub fn invocations(&self, q: &InvocationQuery<'_>) -> Result<Vec<InvocationRow>, StoreError> {
+    pub fn invocations(
+        &self,
+        q: &InvocationQuery<'_>,
+    ) -> Result<Vec<InvocationRecord>, StoreError> {
         let conn = self.records_conn();
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM invocations WHERE function = ?1 \
@@ -225,8 +271,8 @@ impl Store {
         let rows = stmt.query_map(
             params![
                 q.function,
-                q.status,
-                q.since_ms.unwrap_or(i64::MIN),
+                q.status.map(InvocationStatus::as_str),
+                q.since.map_or(i64::MIN, ms),
                 i(q.limit as u64)
             ],
             row,
@@ -240,14 +286,14 @@ impl Store {
         let conn = self.records_conn();
         // One lock, one connection, no write in between: the page and `last_id` agree.
         let last_id = last_log_id(&conn)?;
-        let mut entries: Vec<LogRow> = match q.request_id {
+        let mut entries: Vec<LogEntry> = match q.request_id {
             Some(id) => {
                 let mut stmt = conn.prepare_cached(&format!(
                     "SELECT {LOG_COLUMNS} FROM invocation_logs WHERE request_id = ?1 \
                      AND function = ?2 AND started_at >= ?3"
                 ))?;
                 let rows = stmt.query_map(
-                    params![id, q.function, q.since_ms.unwrap_or(i64::MIN)],
+                    params![id, q.function, q.since.map_or(i64::MIN, ms)],
                     log_row,
                 )?;
                 rows.collect::<Result<_, _>>()?
@@ -259,7 +305,7 @@ impl Store {
                 ))?;
                 let mut rows = stmt.query(params![
                     q.function,
-                    q.since_ms.unwrap_or(i64::MIN),
+                    q.since.map_or(i64::MIN, ms),
                     i(q.limit as u64)
                 ])?;
                 let (mut entries, mut bytes) = (Vec::new(), 0u64);
@@ -296,8 +342,9 @@ impl Store {
         })
     }
 
-    /// Deletes the records and logs of invocations that started before `cutoff_ms`.
-    pub fn prune_invocations_before(&self, cutoff_ms: i64) -> Result<RecordTotals, StoreError> {
+    /// Deletes the records and logs of invocations that started before `cutoff`.
+    pub fn prune_invocations_before(&self, cutoff: SystemTime) -> Result<RecordTotals, StoreError> {
+        let cutoff_ms = ms(cutoff);
         let mut conn = self.records_conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let (logs, log_bytes) = tx.query_row(

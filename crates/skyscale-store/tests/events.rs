@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use skyscale_store::{
     Enqueued, EventConfigRecord, EventConfigUpdate, EventEnd, EventState, Idempotency,
-    InvocationRow, NewEvent, NewFunction, Retry, Store, StoreError,
+    InvocationRecord, NewEvent, NewFunction, Retry, Store, StoreError,
 };
+use skyscale_types::invocation::{InvocationStatus, Trigger};
+use skyscale_types::time::from_epoch_ms;
 use skyscale_types::{FunctionName, Handler, MemoryMb, Runtime, TimeoutSecs};
 
 fn open() -> (tempfile::TempDir, Store) {
@@ -410,20 +412,20 @@ fn event_invoke_configs_are_put_updated_listed_and_deleted() {
 #[test]
 fn invocation_records_name_their_event_and_attempt() {
     let (_dir, store) = open();
-    let row = InvocationRow {
+    let row = InvocationRecord {
         request_id: "r1".into(),
         function: "f".into(),
         version: "$LATEST".into(),
         caller: None,
-        trigger: "event".into(),
-        started_at_ms: 1,
-        ended_at_ms: 2,
-        status: "success".into(),
+        trigger: Trigger::Event,
+        started_at: from_epoch_ms(1),
+        ended_at: from_epoch_ms(2),
+        status: InvocationStatus::Success,
         error_type: None,
         cold_start: false,
-        queue_wait_us: 0,
-        init_duration_us: None,
-        duration_us: 1,
+        queue_wait: Duration::ZERO,
+        init_duration: None,
+        duration: Duration::from_micros(1),
         max_memory_used_mb: 1,
         memory_size_mb: 128,
         response_bytes: 0,

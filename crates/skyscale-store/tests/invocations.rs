@@ -1,27 +1,35 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-use skyscale_store::{InvocationQuery, InvocationRow, LogQuery, RecordTotals, Store};
+use std::time::{Duration, SystemTime};
 
-fn inv(id: &str, function: &str, started_at_ms: i64, status: &str) -> InvocationRow {
-    InvocationRow {
+use skyscale_store::{InvocationQuery, InvocationRecord, LogQuery, RecordTotals, Store};
+use skyscale_types::invocation::{InvocationStatus, Trigger};
+use skyscale_types::time::from_epoch_ms;
+
+fn inv(id: &str, function: &str, started_at_ms: u64, status: InvocationStatus) -> InvocationRecord {
+    InvocationRecord {
         request_id: id.into(),
         function: function.into(),
         version: "$LATEST".into(),
         caller: Some("SKYKEY".into()),
-        trigger: "sync".into(),
-        started_at_ms,
-        ended_at_ms: started_at_ms + 5,
-        status: status.into(),
-        error_type: (status != "success").then(|| "ValueError".into()),
+        trigger: Trigger::Sync,
+        started_at: from_epoch_ms(started_at_ms),
+        ended_at: from_epoch_ms(started_at_ms + 5),
+        status,
+        error_type: (status != InvocationStatus::Success).then(|| "ValueError".into()),
         cold_start: started_at_ms == 1000,
-        queue_wait_us: 12,
-        init_duration_us: (started_at_ms == 1000).then_some(120_000),
-        duration_us: 4_321,
+        queue_wait: Duration::from_micros(12),
+        init_duration: (started_at_ms == 1000).then_some(Duration::from_millis(120)),
+        duration: Duration::from_micros(4_321),
         max_memory_used_mb: 30,
         memory_size_mb: 128,
         response_bytes: 17,
         event: (id == "b").then(|| ("ev1".into(), 2)),
     }
+}
+
+fn at(ms: u64) -> SystemTime {
+    from_epoch_ms(ms)
 }
 
 fn open() -> (tempfile::TempDir, Store) {
@@ -33,10 +41,10 @@ fn open() -> (tempfile::TempDir, Store) {
 #[test]
 fn records_and_logs_are_written_queried_and_survive_reopening() {
     let (dir, store) = open();
-    let a = inv("a", "f", 1000, "success");
-    let b = inv("b", "f", 2000, "function_error");
-    let c = inv("c", "g", 3000, "success");
-    let t = inv("t", "f", 4000, "throttled");
+    let a = inv("a", "f", 1000, InvocationStatus::Success);
+    let b = inv("b", "f", 2000, InvocationStatus::FunctionError);
+    let c = inv("c", "g", 3000, InvocationStatus::Success);
+    let t = inv("t", "f", 4000, InvocationStatus::Throttled);
     let ids = store
         .insert_invocations(&[(&a, "log a\n"), (&b, "log b\n"), (&c, "log c\n"), (&t, "")])
         .unwrap();
@@ -49,13 +57,14 @@ fn records_and_logs_are_written_queried_and_survive_reopening() {
 
     assert_eq!(store.invocation("b").unwrap(), Some(b.clone()));
     assert_eq!(store.invocation("nope").unwrap(), None);
-    let q = |status, since_ms, limit| InvocationQuery {
+    let q = |status, since: Option<u64>, limit| InvocationQuery {
         function: "f",
         status,
-        since_ms,
+        since: since.map(at),
         limit,
     };
-    let ids = |rows: Vec<InvocationRow>| rows.into_iter().map(|r| r.request_id).collect::<Vec<_>>();
+    let ids =
+        |rows: Vec<InvocationRecord>| rows.into_iter().map(|r| r.request_id).collect::<Vec<_>>();
     assert_eq!(
         ids(store.invocations(&q(None, None, 10)).unwrap()),
         ["t", "b", "a"]
@@ -63,7 +72,7 @@ fn records_and_logs_are_written_queried_and_survive_reopening() {
     assert_eq!(ids(store.invocations(&q(None, None, 1)).unwrap()), ["t"]);
     assert_eq!(
         ids(store
-            .invocations(&q(Some("function_error"), None, 10))
+            .invocations(&q(Some(InvocationStatus::FunctionError), None, 10))
             .unwrap()),
         ["b"]
     );
@@ -76,7 +85,7 @@ fn records_and_logs_are_written_queried_and_survive_reopening() {
         .logs(&LogQuery {
             function: "f",
             request_id: None,
-            since_ms: None,
+            since: None,
             limit: 10,
             max_bytes: 0,
         })
@@ -89,7 +98,7 @@ fn records_and_logs_are_written_queried_and_survive_reopening() {
         .logs(&LogQuery {
             function: "f",
             request_id: Some("b"),
-            since_ms: None,
+            since: None,
             limit: 1,
             max_bytes: 0,
         })
@@ -101,7 +110,7 @@ fn records_and_logs_are_written_queried_and_survive_reopening() {
         .logs(&LogQuery {
             function: "f",
             request_id: Some("c"),
-            since_ms: None,
+            since: None,
             limit: 1,
             max_bytes: 0,
         })
@@ -125,7 +134,14 @@ fn records_and_logs_are_written_queried_and_survive_reopening() {
 fn pruning_goes_oldest_first() {
     let (_dir, store) = open();
     let rows: Vec<_> = (0..10)
-        .map(|i| inv(&format!("r{i}"), "f", 1000 + i * 1000, "success"))
+        .map(|i| {
+            inv(
+                &format!("r{i}"),
+                "f",
+                1000 + i * 1000,
+                InvocationStatus::Success,
+            )
+        })
         .collect();
     let text = "x".repeat(100);
     let batch: Vec<_> = rows.iter().map(|r| (r, text.as_str())).collect();
@@ -171,7 +187,7 @@ fn pruning_goes_oldest_first() {
     assert!(store.invocation("r2").unwrap().is_some());
 
     // By age: everything that started before 6000 ms, records and logs.
-    let pruned = store.prune_invocations_before(6000).unwrap();
+    let pruned = store.prune_invocations_before(at(6000)).unwrap();
     assert_eq!((pruned.records, pruned.logs, pruned.log_bytes), (3, 2, 200));
     let totals = store.record_totals().unwrap();
     assert_eq!((totals.records, totals.logs, totals.log_bytes), (5, 5, 500));
@@ -207,10 +223,17 @@ fn function_writes_wait_for_record_batches_instead_of_failing() {
         let store = store.clone();
         std::thread::spawn(move || {
             for batch in 0..200 {
-                let rows: Vec<InvocationRow> = (0..50)
-                    .map(|i| inv(&format!("r{batch}-{i}"), "busy", 1000 + i, "success"))
+                let rows: Vec<InvocationRecord> = (0..50)
+                    .map(|i| {
+                        inv(
+                            &format!("r{batch}-{i}"),
+                            "busy",
+                            1000 + i,
+                            InvocationStatus::Success,
+                        )
+                    })
                     .collect();
-                let with_logs: Vec<(&InvocationRow, &str)> =
+                let with_logs: Vec<(&InvocationRecord, &str)> =
                     rows.iter().map(|r| (r, "a log line\n")).collect();
                 store.insert_invocations(&with_logs).unwrap();
             }

@@ -7,12 +7,14 @@
 pub mod access;
 pub mod api;
 pub mod events;
+pub mod invocation;
 mod key;
 pub mod metrics;
 mod names;
+pub mod time;
 mod url;
 
-pub use names::{validate_env_name, RESERVED_ENV};
+pub use names::{validate_env_name, version_label, RESERVED_ENV};
 
 pub use access::{FunctionPattern, Role};
 pub use key::{ApiKey, KeyId, KeyParseError};

@@ -242,6 +242,11 @@ pub const RESERVED_ENV: &[&str] = &[
 ];
 
 /// Checks one user environment variable name.
+/// How a version is named everywhere: `$LATEST` (`None`) or a published version's number.
+pub fn version_label(version: Option<u64>) -> String {
+    version.map_or_else(|| "$LATEST".to_owned(), |n| n.to_string())
+}
+
 pub fn validate_env_name(name: &str) -> Result<(), ValidationError> {
     let mut bytes = name.bytes();
     let first_ok = bytes

@@ -57,6 +57,13 @@ pub fn example(name: &str) -> PathBuf {
     repo_root().join("examples").join(name)
 }
 
+/// The driver of tests about the HTTP surfaces and the core (API shapes, errors, auth,
+/// records, metrics, the CLI): the process driver runs the real agent and runtime without
+/// isolation, so these tests need neither runsc nor runc and take seconds. Isolation,
+/// limits and the sandbox drivers themselves are tested on runc and gVisor.
+#[allow(dead_code)] // not every test file uses it
+pub const API_DRIVER: &str = "process";
+
 /// A running control plane. Dropping it stops it with SIGTERM.
 pub struct Server {
     pub dir: tempfile::TempDir,

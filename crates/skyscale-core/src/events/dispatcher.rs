@@ -34,11 +34,12 @@ use super::destination::{invocation_record, Condition, Destination};
 use super::metrics::EventMetrics;
 use super::{DeadReason, EventSettings, DEFAULT_MAX_AGE_S, DEFAULT_MAX_RETRIES};
 use crate::auth::FunctionScope;
-use crate::observe::{Outcome, Trigger};
+use crate::observe::Outcome;
 use crate::{
     blocking, ControlPlane, CoreError, EventAttempt, InvokeOptions, InvokeOutput, Principal,
     Throttle,
 };
+use skyscale_types::invocation::Trigger;
 
 /// How often the queue gauges are read from the store.
 const STATS_EVERY: Duration = Duration::from_secs(2);

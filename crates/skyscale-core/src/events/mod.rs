@@ -24,8 +24,8 @@ use skyscale_store::{Enqueued, EventRow, EventState, Idempotency, NewEvent};
 use skyscale_types::FunctionName;
 
 use crate::auth::Action;
-use crate::observe::Trigger;
 use crate::{blocking, ControlPlane, CoreError, Principal};
+use skyscale_types::invocation::Trigger;
 
 pub use config::{EventConfig, EventConfigChange, DEFAULT_MAX_AGE_S, DEFAULT_MAX_RETRIES};
 pub(crate) use dispatcher::Queue;

@@ -4,10 +4,8 @@
 use std::sync::Arc;
 
 use skyscale_store::FunctionRecord;
-use skyscale_types::api::FunctionInfo;
 use skyscale_types::FunctionName;
 
-use super::info;
 use super::validate::{parse_name, parse_qualifier, Qualifier};
 use crate::auth::Action;
 use crate::{blocking, ControlPlane, CoreError, Principal};
@@ -17,9 +15,9 @@ impl ControlPlane {
         &self,
         by: &Principal,
         name: &str,
-    ) -> Result<FunctionInfo, CoreError> {
+    ) -> Result<FunctionRecord, CoreError> {
         self.authorize_on(by, Action::ReadFunction, name)?;
-        Ok(info(&*self.function_record(name).await?))
+        Ok((*self.function_record(name).await?).clone())
     }
 
     /// Parses a function name and checks that `by` may do `action` on it: a refusal
@@ -128,8 +126,8 @@ impl ControlPlane {
         by: &Principal,
         name: &str,
         qualifier: Option<&str>,
-    ) -> Result<FunctionInfo, CoreError> {
+    ) -> Result<FunctionRecord, CoreError> {
         self.authorize_on(by, Action::ReadFunction, name)?;
-        Ok(info(&*self.version_record(name, qualifier, false).await?))
+        Ok((*self.version_record(name, qualifier, false).await?).clone())
     }
 }

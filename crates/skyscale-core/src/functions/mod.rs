@@ -2,15 +2,14 @@
 //! validated here, before anything is written.
 
 mod lookup;
+mod spec;
 mod tags;
 mod validate;
 mod versions;
 
-use std::collections::BTreeMap;
+pub use spec::{FunctionChanges, FunctionSpec};
 
-use base64::Engine;
 use skyscale_store::{FunctionRecord, FunctionUpdate, NewFunction};
-use skyscale_types::api::{CreateFunction, FunctionInfo, UpdateFunction};
 use skyscale_types::{Handler, MemoryMb, TimeoutSecs};
 
 use crate::audit::AuditAction;
@@ -30,49 +29,20 @@ pub struct Expect {
     pub revision: Option<u64>,
 }
 
-pub(crate) fn info(f: &FunctionRecord) -> FunctionInfo {
-    FunctionInfo {
-        name: f.name.to_string(),
-        runtime: f.runtime.to_string(),
-        handler: f.handler.as_str().to_owned(),
-        memory_mb: f.memory.get(),
-        timeout_s: f.timeout.get(),
-        environment: f.environment.clone(),
-        description: f.description.clone(),
-        code_sha256: f.code.as_ref().map(|c| c.sha256.clone()),
-        code_size: f.code.as_ref().map(|c| c.size),
-        reserved_concurrency: f.reserved_concurrency,
-        revision: f.revision,
-        created_at: f.created_at.clone(),
-        updated_at: f.updated_at.clone(),
-        version: f.version,
-        network: f.network,
-        ephemeral_storage_mb: f.ephemeral_mb,
-    }
-}
-
 impl ControlPlane {
+    /// Creates a function (with its tags and code, if given), validated whole before
+    /// anything is written.
     pub async fn create_function(
         &self,
         by: &Principal,
-        req: CreateFunction,
-    ) -> Result<FunctionInfo, CoreError> {
-        self.create_function_tagged(by, req, BTreeMap::new()).await
-    }
-
-    /// Creates a function with tags (validated before anything is written).
-    pub async fn create_function_tagged(
-        &self,
-        by: &Principal,
-        req: CreateFunction,
-        tags: BTreeMap<String, String>,
-    ) -> Result<FunctionInfo, CoreError> {
-        let target = req.name.clone();
+        spec: FunctionSpec,
+    ) -> Result<FunctionRecord, CoreError> {
+        let target = spec.name.clone();
         self.audited(
             by,
             AuditAction::FunctionCreate,
             &target,
-            self.create_function_inner(by, req, tags),
+            self.create_function_inner(by, spec),
         )
         .await
     }
@@ -80,9 +50,9 @@ impl ControlPlane {
     pub(super) async fn create_function_inner(
         &self,
         by: &Principal,
-        req: CreateFunction,
-        tags: BTreeMap<String, String>,
-    ) -> Result<FunctionInfo, CoreError> {
+        req: FunctionSpec,
+    ) -> Result<FunctionRecord, CoreError> {
+        let tags = req.tags;
         let name = parse_name(&req.name)?;
         by.authorize(Action::CreateFunction, Some(&name))?;
         validate_tags(&tags)?;
@@ -108,18 +78,7 @@ impl ControlPlane {
         let network = req.network.unwrap_or(false);
         let description = req.description.unwrap_or_default();
         validate_description(&description)?;
-        let zip = req
-            .code_zip_base64
-            .map(|b64| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(b64.trim())
-                    .map_err(|e| {
-                        CoreError::InvalidParameter(format!(
-                            "code_zip_base64 is not valid base64: {e}"
-                        ))
-                    })
-            })
-            .transpose()?;
+        let zip = req.code;
         let store = self.store.clone();
         let code_store = self.code.clone();
         let uploads = zip.is_some();
@@ -162,19 +121,15 @@ impl ControlPlane {
         // for it, but invalidating keeps the rule simple: every write invalidates.
         self.changed(&record.name, false);
         tracing::info!(function = %record.name, "function created");
-        Ok(info(&record))
+        Ok(record)
     }
 
     /// Every function the key may see.
-    pub async fn list_functions(&self, by: &Principal) -> Result<Vec<FunctionInfo>, CoreError> {
+    pub async fn list_functions(&self, by: &Principal) -> Result<Vec<FunctionRecord>, CoreError> {
         by.authorize(Action::ListFunctions, None)?;
         let store = self.store.clone();
         let all = blocking(move || Ok(store.list_functions()?)).await?;
-        Ok(all
-            .iter()
-            .filter(|f| by.may_see(&f.name))
-            .map(info)
-            .collect())
+        Ok(all.into_iter().filter(|f| by.may_see(&f.name)).collect())
     }
 
     /// One page of the functions the key may see, by name: at most `max` after `marker` (a
@@ -185,7 +140,7 @@ impl ControlPlane {
         by: &Principal,
         marker: Option<String>,
         max: usize,
-    ) -> Result<(Vec<FunctionInfo>, Option<String>), CoreError> {
+    ) -> Result<(Vec<FunctionRecord>, Option<String>), CoreError> {
         by.authorize(Action::ListFunctions, None)?;
         let max = max.max(1);
         // Functions the key may not see are skipped, so the store is read in chunks until
@@ -211,7 +166,7 @@ impl ControlPlane {
         } else {
             None
         };
-        Ok((page.iter().map(info).collect(), next))
+        Ok((page, next))
     }
 
     /// Changes a function's configuration, if the function still is as `expect` says.
@@ -219,9 +174,9 @@ impl ControlPlane {
         &self,
         by: &Principal,
         name: &str,
-        req: UpdateFunction,
+        req: FunctionChanges,
         expect: Expect,
-    ) -> Result<FunctionInfo, CoreError> {
+    ) -> Result<FunctionRecord, CoreError> {
         self.audited(
             by,
             AuditAction::FunctionUpdate,
@@ -235,9 +190,9 @@ impl ControlPlane {
         &self,
         by: &Principal,
         name: &str,
-        req: UpdateFunction,
+        req: FunctionChanges,
         expect: Expect,
-    ) -> Result<FunctionInfo, CoreError> {
+    ) -> Result<FunctionRecord, CoreError> {
         let name = self.authorize_on(by, Action::ChangeFunction, name)?;
         let update = FunctionUpdate {
             runtime: req
@@ -286,7 +241,7 @@ impl ControlPlane {
         .await?;
         self.changed(&name, true);
         tracing::info!(function = %name, revision = record.revision, "function configuration updated");
-        Ok(info(&record))
+        Ok(record)
     }
 
     /// Stores a new code package and points the function at it, if the function still is
@@ -298,17 +253,17 @@ impl ControlPlane {
         name: &str,
         zip: Vec<u8>,
         expect: Expect,
-    ) -> Result<FunctionInfo, CoreError> {
+    ) -> Result<FunctionRecord, CoreError> {
         self.audited_with(
             by,
             AuditAction::FunctionDeploy,
             name,
             self.deploy_code_inner(by, name, zip, expect),
             |f| {
-                let sha = f.code_sha256.as_deref().unwrap_or_default();
+                let sha = f.code.as_ref().map_or("", |c| c.sha256.as_str());
                 let short = sha.get(..12).unwrap_or(sha);
                 (
-                    f.name.clone(),
+                    f.name.to_string(),
                     format!("revision {}, code {short}", f.revision),
                 )
             },
@@ -322,7 +277,7 @@ impl ControlPlane {
         name: &str,
         zip: Vec<u8>,
         expect: Expect,
-    ) -> Result<FunctionInfo, CoreError> {
+    ) -> Result<FunctionRecord, CoreError> {
         let name = self.authorize_on(by, Action::ChangeFunction, name)?;
         let store = self.store.clone();
         let code_store = self.code.clone();
@@ -345,7 +300,7 @@ impl ControlPlane {
         self.code_gc.request();
         let record = deployed?;
         tracing::info!(function = %name, revision = record.revision, "code deployed");
-        Ok(info(&record))
+        Ok(record)
     }
 
     pub async fn delete_function(&self, by: &Principal, name: &str) -> Result<(), CoreError> {
@@ -387,7 +342,7 @@ impl ControlPlane {
         by: &Principal,
         name: &str,
         reserved: Option<i64>,
-    ) -> Result<FunctionInfo, CoreError> {
+    ) -> Result<FunctionRecord, CoreError> {
         self.audited_with(
             by,
             AuditAction::FunctionConcurrency,
@@ -398,7 +353,7 @@ impl ControlPlane {
                     Some(n) => format!("reserved {n}"),
                     None => "reservation removed".to_owned(),
                 };
-                (f.name.clone(), detail)
+                (f.name.to_string(), detail)
             },
         )
         .await
@@ -409,7 +364,7 @@ impl ControlPlane {
         by: &Principal,
         name: &str,
         reserved: Option<i64>,
-    ) -> Result<FunctionInfo, CoreError> {
+    ) -> Result<FunctionRecord, CoreError> {
         let name = self.authorize_on(by, Action::ChangeFunction, name)?;
         let reserved = reserved
             .map(|n| {
@@ -428,7 +383,7 @@ impl ControlPlane {
         let record = blocking(move || Ok(store.set_reserved_concurrency(&n, reserved)?)).await?;
         self.changed(&name, false);
         tracing::info!(function = %record.name, reserved = ?reserved, "reserved concurrency set");
-        Ok(info(&record))
+        Ok(record)
     }
 
     /// Largest code package accepted, in bytes.

@@ -1,9 +1,9 @@
 //! Published versions: publish, list, delete.
 
-use skyscale_types::api::FunctionInfo;
+use skyscale_store::FunctionRecord;
 
 use super::validate::{parse_name, parse_qualifier, validate_description, Qualifier};
-use super::{info, Expect};
+use super::Expect;
 use crate::audit::AuditAction;
 use crate::auth::Action;
 use crate::{blocking, ControlPlane, CoreError, Principal};
@@ -18,7 +18,7 @@ impl ControlPlane {
         name: &str,
         description: Option<String>,
         expect: Expect,
-    ) -> Result<(FunctionInfo, bool), CoreError> {
+    ) -> Result<(FunctionRecord, bool), CoreError> {
         let op = async {
             let name = self.authorize_on(by, Action::ChangeFunction, name)?;
             if let Some(d) = &description {
@@ -31,7 +31,7 @@ impl ControlPlane {
             })
             .await?;
             tracing::info!(function = %name, version = ?v.version, new, "version published");
-            Ok((info(&v), new))
+            Ok((v, new))
         };
         self.audited_with(by, AuditAction::VersionPublish, name, op, |(v, new)| {
             let n = v.version.unwrap_or_default();
@@ -53,14 +53,12 @@ impl ControlPlane {
         name: &str,
         marker: Option<&str>,
         max: usize,
-    ) -> Result<(Vec<FunctionInfo>, Option<String>), CoreError> {
+    ) -> Result<(Vec<FunctionRecord>, Option<String>), CoreError> {
         let latest = self.get_function(by, name).await?; // authorizes ReadFunction
         let store = self.store.clone();
         let n = parse_name(name)?;
         let versions = blocking(move || Ok(store.list_versions(&n)?)).await?;
-        let all: Vec<FunctionInfo> = std::iter::once(latest)
-            .chain(versions.iter().map(info))
-            .collect();
+        let all: Vec<FunctionRecord> = std::iter::once(latest).chain(versions).collect();
         crate::offset_page(all, marker, max)
     }
 

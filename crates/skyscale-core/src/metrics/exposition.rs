@@ -256,7 +256,7 @@ mod tests {
     use super::super::tests::inv;
     use super::super::Metrics;
     use super::*;
-    use crate::observe::InvocationStatus;
+    use crate::InvocationStatus;
 
     fn gauges() -> Gauges {
         Gauges {
@@ -283,7 +283,7 @@ mod tests {
         let m = Metrics::default();
         m.record(&inv("f", InvocationStatus::Success, 2));
         let mut odd = inv("f", InvocationStatus::FunctionError, 3);
-        odd.error_type = Some("Bad\"Type\\\nX".into());
+        odd.record.error_type = Some("Bad\"Type\\\nX".into());
         m.record(&odd);
         m.record(&inv("secret-fn", InvocationStatus::Success, 2));
         let text = render(&m.counters(), &gauges(), |n| n != "secret-fn");

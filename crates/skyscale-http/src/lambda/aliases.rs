@@ -4,23 +4,21 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
-use skyscale_core::{CoreError, Principal};
+use axum::Json;
+use skyscale_core::CoreError;
 
 use super::error::LambdaError;
+use super::extract::{Caller, LambdaJson, Unqualified};
 use super::model::{self};
-use super::{max_items, page_response, parse_json, unqualified, LambdaResult, Params, MAX_PAGE};
+use super::{max_items, page_response, parse_json, LambdaResult, Params, MAX_PAGE};
 use crate::AppState;
 
 pub(super) async fn create_alias(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    Path(raw): Path<String>,
-    params: Params,
-    body: Bytes,
+    Caller(by): Caller,
+    Unqualified(t): Unqualified,
+    LambdaJson(req): LambdaJson<model::CreateAliasIn>,
 ) -> LambdaResult<Response> {
-    let t = unqualified(&cp, &raw, &params)?;
-    let req: model::CreateAliasIn = parse_json(&body)?;
     let weights = req.routing_config.map(|r| r.weights()).unwrap_or_default();
     let a = cp
         .create_alias(
@@ -42,11 +40,10 @@ pub(super) async fn create_alias(
 
 pub(super) async fn get_alias(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    Path((raw, alias)): Path<(String, String)>,
-    params: Params,
+    Caller(by): Caller,
+    Unqualified(t): Unqualified,
+    Path((_, alias)): Path<(String, String)>,
 ) -> LambdaResult<Response> {
-    let t = unqualified(&cp, &raw, &params)?;
     let a = cp
         .get_alias(&by, &t.name, &alias)
         .await
@@ -56,11 +53,10 @@ pub(super) async fn get_alias(
 
 pub(super) async fn list_aliases(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    Path(raw): Path<String>,
+    Caller(by): Caller,
+    Unqualified(t): Unqualified,
     params: Params,
 ) -> LambdaResult<Response> {
-    let t = unqualified(&cp, &raw, &params)?;
     let max = max_items(&params, MAX_PAGE)?;
     let marker = params.get("Marker").filter(|m| !m.is_empty());
     let version = params.get("FunctionVersion").filter(|v| !v.is_empty());
@@ -82,12 +78,11 @@ pub(super) async fn list_aliases(
 
 pub(super) async fn update_alias(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    Path((raw, alias)): Path<(String, String)>,
-    params: Params,
+    Caller(by): Caller,
+    Unqualified(t): Unqualified,
+    Path((_, alias)): Path<(String, String)>,
     body: Bytes,
 ) -> LambdaResult<Response> {
-    let t = unqualified(&cp, &raw, &params)?;
     let arn = format!("{}:{alias}", t.arn);
     let about = |e| LambdaError::about(e, &arn);
     let req: model::UpdateAliasIn = if body.iter().all(u8::is_ascii_whitespace) {
@@ -123,11 +118,10 @@ pub(super) async fn update_alias(
 
 pub(super) async fn delete_alias(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    Path((raw, alias)): Path<(String, String)>,
-    params: Params,
+    Caller(by): Caller,
+    Unqualified(t): Unqualified,
+    Path((_, alias)): Path<(String, String)>,
 ) -> LambdaResult<Response> {
-    let t = unqualified(&cp, &raw, &params)?;
     cp.delete_alias(&by, &t.name, &alias)
         .await
         .map_err(|e| LambdaError::about(e, &format!("{}:{alias}", t.arn)))?;

@@ -1,26 +1,22 @@
 //! Reserved concurrency (Put/Get/DeleteFunctionConcurrency) and GetAccountSettings.
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
-use skyscale_core::Principal;
+use axum::Json;
 
 use super::error::LambdaError;
+use super::extract::{Caller, LambdaJson, Unqualified};
 use super::model::{self, Concurrency};
-use super::{parse_json, unqualified, LambdaResult, Params};
+use super::LambdaResult;
 use crate::AppState;
 
 pub(super) async fn put_concurrency(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    Path(raw): Path<String>,
-    params: Params,
-    body: Bytes,
+    Caller(by): Caller,
+    Unqualified(t): Unqualified,
+    LambdaJson(req): LambdaJson<model::ConcurrencyIn>,
 ) -> LambdaResult<Response> {
-    let t = unqualified(&cp, &raw, &params)?;
-    let req: model::ConcurrencyIn = parse_json(&body)?;
     let f = cp
         .set_reserved_concurrency(&by, &t.name, Some(req.reserved_concurrent_executions))
         .await
@@ -30,11 +26,9 @@ pub(super) async fn put_concurrency(
 
 pub(super) async fn get_concurrency(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    Path(raw): Path<String>,
-    params: Params,
+    Caller(by): Caller,
+    Unqualified(t): Unqualified,
 ) -> LambdaResult<Response> {
-    let t = unqualified(&cp, &raw, &params)?;
     let f = cp
         .get_function(&by, &t.name)
         .await
@@ -44,11 +38,9 @@ pub(super) async fn get_concurrency(
 
 pub(super) async fn delete_concurrency(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    Path(raw): Path<String>,
-    params: Params,
+    Caller(by): Caller,
+    Unqualified(t): Unqualified,
 ) -> LambdaResult<Response> {
-    let t = unqualified(&cp, &raw, &params)?;
     cp.set_reserved_concurrency(&by, &t.name, None)
         .await
         .map_err(|e| LambdaError::about(e, &t.arn))?;
@@ -56,7 +48,7 @@ pub(super) async fn delete_concurrency(
 }
 
 /// `{"ReservedConcurrentExecutions": N}`, the field omitted when there is no reservation.
-fn concurrency_response(f: &skyscale_types::api::FunctionInfo) -> Response {
+fn concurrency_response(f: &skyscale_core::FunctionRecord) -> Response {
     Json(Concurrency {
         reserved_concurrent_executions: f.reserved_concurrency,
     })
@@ -65,7 +57,7 @@ fn concurrency_response(f: &skyscale_types::api::FunctionInfo) -> Response {
 
 pub(super) async fn account(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
 ) -> LambdaResult<Response> {
     let a = cp.account_settings(&by).await?;
     Ok(Json(model::account_settings(&a)).into_response())

@@ -187,8 +187,8 @@ fn wire(e: &LambdaError) -> Wire {
             m.clone(),
             false,
         ),
-        CoreError::Internal(detail) => {
-            tracing::error!(error = %detail, "internal error");
+        CoreError::Internal { .. } => {
+            tracing::error!(error = %e.error.report(), "internal error");
             w(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "ServiceException",
@@ -197,10 +197,10 @@ fn wire(e: &LambdaError) -> Wire {
             )
         }
         // A sandbox that failed to start is not deterministic: a retry may well succeed.
-        CoreError::Sandbox(m) => w(
+        CoreError::Sandbox { .. } => w(
             StatusCode::BAD_GATEWAY,
             "ResourceNotReadyException",
-            m.clone(),
+            e.error.report(),
             true,
         ),
     }
@@ -209,7 +209,7 @@ fn wire(e: &LambdaError) -> Wire {
 impl IntoResponse for LambdaError {
     fn into_response(self) -> Response {
         let w = wire(&self);
-        if w.status.is_server_error() && !matches!(self.error, CoreError::Internal(_)) {
+        if w.status.is_server_error() && !matches!(self.error, CoreError::Internal { .. }) {
             tracing::warn!(code = w.code, message = %w.message, "lambda api request failed");
         }
         let mut body = serde_json::Map::new();

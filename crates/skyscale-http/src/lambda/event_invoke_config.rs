@@ -5,16 +5,17 @@
 use std::time::UNIX_EPOCH;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use skyscale_core::{CoreError, EventConfig, EventConfigChange, Principal};
 
 use super::error::LambdaError;
+use super::extract::{Caller, Function, Unqualified};
 use super::model::Target;
-use super::{parse_json, target, unqualified, LambdaResult, Params};
+use super::{parse_json, LambdaResult, Params};
 use crate::AppState;
 
 /// Most configurations on one page of ListFunctionEventInvokeConfigs, as in Lambda.
@@ -147,12 +148,10 @@ async fn about(cp: &AppState, by: &Principal, t: &Target, e: CoreError) -> Lambd
 
 pub(super) async fn put(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    Path(raw): Path<String>,
-    params: Params,
+    Caller(by): Caller,
+    Function(t): Function,
     body: Bytes,
 ) -> LambdaResult<Response> {
-    let t = target(&cp, &raw, &params)?;
     let c = change(&body)?;
     let config = cp
         .put_event_config(&by, &t.name, t.qualifier.as_deref(), c)
@@ -163,12 +162,10 @@ pub(super) async fn put(
 
 pub(super) async fn update(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    Path(raw): Path<String>,
-    params: Params,
+    Caller(by): Caller,
+    Function(t): Function,
     body: Bytes,
 ) -> LambdaResult<Response> {
-    let t = target(&cp, &raw, &params)?;
     let c = change(&body)?;
     match cp
         .update_event_config(&by, &t.name, t.qualifier.as_deref(), c)
@@ -181,11 +178,9 @@ pub(super) async fn update(
 
 pub(super) async fn get(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    Path(raw): Path<String>,
-    params: Params,
+    Caller(by): Caller,
+    Function(t): Function,
 ) -> LambdaResult<Response> {
-    let t = target(&cp, &raw, &params)?;
     match cp.event_config(&by, &t.name, t.qualifier.as_deref()).await {
         Ok(config) => Ok(Json(out(config)).into_response()),
         Err(e) => Err(about(&cp, &by, &t, e).await),
@@ -194,11 +189,9 @@ pub(super) async fn get(
 
 pub(super) async fn delete(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    Path(raw): Path<String>,
-    params: Params,
+    Caller(by): Caller,
+    Function(t): Function,
 ) -> LambdaResult<Response> {
-    let t = target(&cp, &raw, &params)?;
     match cp
         .delete_event_config(&by, &t.name, t.qualifier.as_deref())
         .await
@@ -210,11 +203,10 @@ pub(super) async fn delete(
 
 pub(super) async fn list(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    Path(raw): Path<String>,
+    Caller(by): Caller,
+    Unqualified(t): Unqualified,
     params: Params,
 ) -> LambdaResult<Response> {
-    let t = unqualified(&cp, &raw, &params)?;
     let max = match params.get("MaxItems") {
         None => MAX_LIST,
         Some(s) => match s.parse::<usize>() {

@@ -3,19 +3,18 @@
 
 use std::time::SystemTime;
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
-use skyscale_core::{Expect, Principal};
-use skyscale_types::api::{CreateFunction, FunctionInfo, UpdateFunction};
+use axum::Json;
+use base64::Engine;
+use skyscale_core::{Expect, FunctionChanges, FunctionRecord, FunctionSpec, Principal};
 
 use super::error::LambdaError;
+use super::extract::{Caller, Function, LambdaJson, Unqualified};
 use super::model::{self};
 use super::{
-    config_json, expect, max_items, page_response, parse_json, target, unqualified, LambdaResult,
-    Params, MAX_PAGE,
+    config_json, expect, max_items, page_response, target, LambdaResult, Params, MAX_PAGE,
 };
 use crate::AppState;
 
@@ -28,13 +27,16 @@ fn only_x86_64(architectures: Option<&[String]>) -> LambdaResult<()> {
     }
 }
 
+/// The zip of a request's `ZipFile` (base64); code from S3 or an image is refused by name.
 fn zip_required(
     zip: Option<String>,
     s3: Option<String>,
     image: Option<String>,
-) -> LambdaResult<String> {
+) -> LambdaResult<Vec<u8>> {
     match (zip, s3, image) {
-        (Some(z), _, _) => Ok(z),
+        (Some(b64), _, _) => base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map_err(|e| LambdaError::invalid(format!("ZipFile is not valid base64: {e}"))),
         (None, Some(_), _) => Err(LambdaError::invalid(
             "code from S3 is not supported: send the zip in ZipFile",
         )),
@@ -47,10 +49,9 @@ fn zip_required(
 
 pub(super) async fn create(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    body: Bytes,
+    Caller(by): Caller,
+    LambdaJson(req): LambdaJson<model::CreateFunctionIn>,
 ) -> LambdaResult<Response> {
-    let req: model::CreateFunctionIn = parse_json(&body)?;
     req.unhonoured.check()?;
     if req.package_type.as_deref().is_some_and(|p| p != "Zip") {
         return Err(LambdaError::invalid(
@@ -65,9 +66,9 @@ pub(super) async fn create(
     let _ = req.role;
     let arn = cp.settings().function_arn(&req.function_name);
     let f = cp
-        .create_function_tagged(
+        .create_function(
             &by,
-            CreateFunction {
+            FunctionSpec {
                 name: req.function_name,
                 runtime,
                 handler: req.handler,
@@ -75,13 +76,13 @@ pub(super) async fn create(
                 timeout_s: req.timeout,
                 environment: req.environment.unwrap_or_default().variables,
                 description: req.description,
-                code_zip_base64: Some(zip),
+                code: Some(zip),
                 // Lambda functions outside a VPC reach the internet; Skyscale's do not unless
                 // given network explicitly (through /v1 or the CLI).
                 network: None,
                 ephemeral_storage_mb: req.ephemeral_storage.map(|e| e.size),
+                tags: req.tags.unwrap_or_default(),
             },
-            req.tags.unwrap_or_default(),
         )
         .await
         .map_err(|e| LambdaError::about(e, &arn))?;
@@ -91,12 +92,10 @@ pub(super) async fn create(
 
 pub(super) async fn get_function(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    Path(raw): Path<String>,
-    params: Params,
+    Caller(by): Caller,
+    Function(t): Function,
     headers: axum::http::HeaderMap,
 ) -> LambdaResult<Response> {
-    let t = target(&cp, &raw, &params)?;
     let about = |e| LambdaError::about(e, &t.qualified_arn());
     let f = cp
         .get_function_version(&by, &t.name, t.qualifier.as_deref())
@@ -127,11 +126,9 @@ pub(super) async fn get_function(
 
 pub(super) async fn get_configuration(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    Path(raw): Path<String>,
-    params: Params,
+    Caller(by): Caller,
+    Function(t): Function,
 ) -> LambdaResult<Response> {
-    let t = target(&cp, &raw, &params)?;
     let f = cp
         .get_function_version(&by, &t.name, t.qualifier.as_deref())
         .await
@@ -144,10 +141,10 @@ pub(super) async fn get_configuration(
 async fn published_or_latest(
     cp: &AppState,
     by: &Principal,
-    f: FunctionInfo,
+    f: FunctionRecord,
     publish: bool,
     arn: &str,
-) -> LambdaResult<FunctionInfo> {
+) -> LambdaResult<FunctionRecord> {
     if !publish {
         return Ok(f);
     }
@@ -155,7 +152,7 @@ async fn published_or_latest(
         revision: Some(f.revision),
     };
     let (v, _) = cp
-        .publish_version(by, &f.name, None, expect)
+        .publish_version(by, f.name.as_str(), None, expect)
         .await
         .map_err(|e| LambdaError::about(e, arn))?;
     Ok(v)
@@ -163,7 +160,7 @@ async fn published_or_latest(
 
 pub(super) async fn list(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     params: Params,
 ) -> LambdaResult<Response> {
     let max = max_items(&params, MAX_PAGE)?;
@@ -200,20 +197,13 @@ pub(super) async fn list(
 
 pub(super) async fn update_code(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    Path(raw): Path<String>,
-    params: Params,
-    body: Bytes,
+    Caller(by): Caller,
+    Unqualified(t): Unqualified,
+    LambdaJson(req): LambdaJson<model::UpdateCodeIn>,
 ) -> LambdaResult<Response> {
-    use base64::Engine;
-    let t = unqualified(&cp, &raw, &params)?;
-    let req: model::UpdateCodeIn = parse_json(&body)?;
     req.refuse_unhonoured()?;
     only_x86_64(req.architectures.as_deref())?;
-    let b64 = zip_required(req.zip_file, req.s3_bucket, req.image_uri)?;
-    let zip = base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .map_err(|e| LambdaError::invalid(format!("ZipFile is not valid base64: {e}")))?;
+    let zip = zip_required(req.zip_file, req.s3_bucket, req.image_uri)?;
     let expect = expect(&cp, &by, &t, req.revision_id.as_deref(), None).await?;
     let f = cp
         .deploy_code(&by, &t.name, zip, expect)
@@ -225,16 +215,13 @@ pub(super) async fn update_code(
 
 pub(super) async fn update_configuration(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    Path(raw): Path<String>,
-    params: Params,
-    body: Bytes,
+    Caller(by): Caller,
+    Unqualified(t): Unqualified,
+    LambdaJson(req): LambdaJson<model::UpdateConfigurationIn>,
 ) -> LambdaResult<Response> {
-    let t = unqualified(&cp, &raw, &params)?;
-    let req: model::UpdateConfigurationIn = parse_json(&body)?;
     req.unhonoured.check()?;
     let _ = req.role;
-    let update = UpdateFunction {
+    let update = FunctionChanges {
         runtime: req.runtime,
         handler: req.handler,
         memory_mb: req.memory_size,
@@ -254,7 +241,7 @@ pub(super) async fn update_configuration(
 
 pub(super) async fn delete(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(raw): Path<String>,
     params: Params,
 ) -> LambdaResult<Response> {

@@ -2,15 +2,14 @@
 //! event is committed to the durable queue) and `DryRun` (204).
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use base64::Engine;
-use skyscale_core::{AsyncInvoke, CoreError, InvokeOptions, Principal, MAX_ASYNC_PAYLOAD};
+use skyscale_core::{AsyncInvoke, CoreError, InvokeOptions, MAX_ASYNC_PAYLOAD};
 
 use super::error::LambdaError;
-use super::target;
+use super::extract::{Caller, Function};
 use super::LambdaResult;
 use crate::AppState;
 
@@ -56,13 +55,11 @@ fn check_json(payload: &[u8]) -> LambdaResult<()> {
 
 pub(super) async fn invoke(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    Path(raw): Path<String>,
-    params: axum::extract::Query<std::collections::HashMap<String, String>>,
+    Caller(by): Caller,
+    Function(t): Function,
     headers: HeaderMap,
     payload: Bytes,
 ) -> LambdaResult<Response> {
-    let t = target(&cp, &raw, &params)?;
     let arn = t.qualified_arn();
     let about = |e| LambdaError::about(e, &arn);
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -137,10 +134,7 @@ pub(super) async fn invoke(
         h.insert("X-Amz-Function-Error", HeaderValue::from_static(kind));
     }
     if tail {
-        // The same tail as `/v1`'s, cut at a character boundary.
-        if let Ok(v) = HeaderValue::from_str(&skyscale_core::logs::tail_base64(&out.logs)) {
-            h.insert("X-Amz-Log-Result", v);
-        }
+        h.insert("X-Amz-Log-Result", crate::log_result(&out.logs));
     }
     Ok((StatusCode::OK, h, out.body).into_response())
 }

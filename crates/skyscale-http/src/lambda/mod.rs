@@ -7,6 +7,7 @@ mod aliases;
 mod concurrency;
 mod error;
 mod event_invoke_config;
+mod extract;
 mod functions;
 mod invoke;
 mod model;
@@ -28,8 +29,8 @@ use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 
 use axum::extract::Query;
+use skyscale_core::FunctionRecord;
 use skyscale_core::{CoreError, Expect, Principal, MAX_SYNC_PAYLOAD};
-use skyscale_types::api::FunctionInfo;
 
 use model::Target;
 
@@ -178,7 +179,7 @@ async fn require_sigv4(State(cp): State<AppState>, req: Request, next: Next) -> 
         return LambdaError::from(e).into_response();
     }
     let Some(limits) = parts.extensions.get::<BodyLimits>().cloned() else {
-        return LambdaError::from(CoreError::Internal("body limits not configured".into()))
+        return LambdaError::from(CoreError::internal("body limits not configured"))
             .into_response();
     };
     let route = parts
@@ -311,7 +312,7 @@ async fn expect(
         .get_function(by, &t.name)
         .await
         .map_err(|e| LambdaError::about(e, &t.arn))?;
-    let sha = model::code_sha256_b64(latest.code_sha256.as_deref());
+    let sha = model::code_sha256_b64(latest.code.as_ref().map(|c| c.sha256.as_str()));
     if let Some(c) = code_sha256.filter(|c| *c != sha) {
         return Err(CoreError::PreconditionFailed(format!(
             "CodeSha256 {c:?} does not match the function's current code ({sha})"
@@ -346,6 +347,6 @@ fn page_response<T: serde::Serialize>(
     Json(out).into_response()
 }
 
-fn config_json(cp: &AppState, f: &FunctionInfo) -> Json<model::FunctionConfiguration> {
+fn config_json(cp: &AppState, f: &FunctionRecord) -> Json<model::FunctionConfiguration> {
     Json(model::configuration(cp.settings(), f))
 }

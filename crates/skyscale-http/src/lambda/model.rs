@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use skyscale_core::{AccountSettings, AliasInfo, Settings, UrlConfig};
-use skyscale_types::api::FunctionInfo;
+use skyscale_core::{AccountSettings, AliasRecord, FunctionRecord, Settings, UrlConfig};
+use skyscale_types::version_label;
 
 pub(crate) use super::unhonoured::Unhonoured;
 
@@ -150,7 +150,7 @@ pub(crate) struct UpdateAliasIn {
 }
 
 /// A UUID-shaped id for one revision of an alias.
-pub(crate) fn alias_revision_id(a: &AliasInfo) -> String {
+pub(crate) fn alias_revision_id(a: &AliasRecord) -> String {
     uuid_shaped(&format!(
         "alias\n{}\n{}\n{}\n{}",
         a.function, a.name, a.created_at, a.revision
@@ -158,11 +158,11 @@ pub(crate) fn alias_revision_id(a: &AliasInfo) -> String {
 }
 
 /// AliasConfiguration.
-pub(crate) fn alias_configuration(settings: &Settings, a: &AliasInfo) -> serde_json::Value {
+pub(crate) fn alias_configuration(settings: &Settings, a: &AliasRecord) -> serde_json::Value {
     let mut out = serde_json::json!({
-        "AliasArn": format!("{}:{}", settings.function_arn(&a.function), a.name),
+        "AliasArn": format!("{}:{}", settings.function_arn(a.function.as_str()), a.name),
         "Name": a.name,
-        "FunctionVersion": a.version_label(),
+        "FunctionVersion": version_label(a.version),
         "Description": a.description,
         "RevisionId": alias_revision_id(a),
     });
@@ -325,7 +325,7 @@ fn lambda_time(rfc3339: &str) -> String {
 
 /// A UUID-shaped id that is stable for one revision of one function (and differs when
 /// a function of the same name is created again).
-pub(crate) fn revision_id(f: &FunctionInfo) -> String {
+pub(crate) fn revision_id(f: &FunctionRecord) -> String {
     uuid_shaped(&format!(
         "{}\n{}\n{}\n{:?}",
         f.name, f.created_at, f.revision, f.version
@@ -353,25 +353,23 @@ pub(crate) fn code_sha256_b64(hex_digest: Option<&str>) -> String {
         .unwrap_or_default()
 }
 
-pub(crate) fn configuration(settings: &Settings, f: &FunctionInfo) -> FunctionConfiguration {
+pub(crate) fn configuration(settings: &Settings, f: &FunctionRecord) -> FunctionConfiguration {
     FunctionConfiguration {
-        function_name: f.name.clone(),
+        function_name: f.name.to_string(),
         function_arn: match f.version {
-            Some(n) => format!("{}:{n}", settings.function_arn(&f.name)),
-            None => settings.function_arn(&f.name),
+            Some(n) => format!("{}:{n}", settings.function_arn(f.name.as_str())),
+            None => settings.function_arn(f.name.as_str()),
         },
-        runtime: f.runtime.clone(),
+        runtime: f.runtime.to_string(),
         role: format!("arn:aws:iam::{}:role/skyscale", settings.account_id),
-        handler: f.handler.clone(),
-        code_size: f.code_size.unwrap_or(0),
+        handler: f.handler.as_str().to_owned(),
+        code_size: f.code.as_ref().map_or(0, |c| c.size),
         description: f.description.clone(),
-        timeout: f.timeout_s,
-        memory_size: f.memory_mb,
+        timeout: f.timeout.get(),
+        memory_size: f.memory.get(),
         last_modified: lambda_time(&f.updated_at),
-        code_sha256: code_sha256_b64(f.code_sha256.as_deref()),
-        version: f
-            .version
-            .map_or_else(|| "$LATEST".to_owned(), |n| n.to_string()),
+        code_sha256: code_sha256_b64(f.code.as_ref().map(|c| c.sha256.as_str())),
+        version: version_label(f.version),
         environment: EnvironmentOut {
             variables: f.environment.clone(),
         },
@@ -381,7 +379,7 @@ pub(crate) fn configuration(settings: &Settings, f: &FunctionInfo) -> FunctionCo
         last_update_status: "Successful",
         package_type: "Zip",
         architectures: ["x86_64"],
-        ephemeral_storage: serde_json::json!({ "Size": f.ephemeral_storage_mb }),
+        ephemeral_storage: serde_json::json!({ "Size": f.ephemeral_mb }),
         logging_config: serde_json::json!({
             "LogFormat": "Text",
             "LogGroup": format!("/aws/lambda/{}", f.name),

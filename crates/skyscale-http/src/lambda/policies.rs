@@ -2,24 +2,24 @@
 //! Lambda's shapes (the policy and each statement are JSON documents inside JSON strings).
 //! What a statement means in Skyscale is the core's business (`policies.rs` there).
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use skyscale_core::{NewStatement, PolicyStatement, Principal};
+use skyscale_core::{NewStatement, PolicyStatement};
 
 use super::error::LambdaError;
-use super::{expect, target, Params};
-use super::{missing_resource, parse_json, LambdaResult};
+use super::extract::{Caller, Function, LambdaJson};
+use super::{expect, Params};
+use super::{missing_resource, LambdaResult};
 use crate::AppState;
 
 /// AddPermission's body.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct AddPermissionIn {
+pub(super) struct AddPermissionIn {
     statement_id: String,
     action: String,
     principal: String,
@@ -79,13 +79,10 @@ fn statement_json(arn: &str, s: &PolicyStatement) -> Value {
 
 pub(super) async fn add(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    Path(raw): Path<String>,
-    params: Params,
-    body: Bytes,
+    Caller(by): Caller,
+    Function(t): Function,
+    LambdaJson(req): LambdaJson<AddPermissionIn>,
 ) -> LambdaResult<Response> {
-    let t = target(&cp, &raw, &params)?;
-    let req: AddPermissionIn = parse_json(&body)?;
     if req
         .event_source_token
         .as_deref()
@@ -126,11 +123,9 @@ pub(super) async fn add(
 
 pub(super) async fn get(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    Path(raw): Path<String>,
-    params: Params,
+    Caller(by): Caller,
+    Function(t): Function,
 ) -> LambdaResult<Response> {
-    let t = target(&cp, &raw, &params)?;
     let statements = match cp.policy(&by, &t.name, t.qualifier.as_deref()).await {
         Ok(s) => s,
         Err(e) => return Err(missing_resource(&cp, &by, &t, e).await),
@@ -148,11 +143,11 @@ pub(super) async fn get(
 
 pub(super) async fn remove(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    Path((raw, sid)): Path<(String, String)>,
+    Caller(by): Caller,
+    Function(t): Function,
+    Path((_, sid)): Path<(String, String)>,
     params: Params,
 ) -> LambdaResult<Response> {
-    let t = target(&cp, &raw, &params)?;
     expect(
         &cp,
         &by,

@@ -1,15 +1,14 @@
 //! Tags: TagResource, UntagResource, ListTags.
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
-use skyscale_core::Principal;
+use axum::Json;
 
 use super::error::LambdaError;
+use super::extract::{Caller, LambdaJson};
 use super::model::{self, Target};
-use super::{parse_json, LambdaResult};
+use super::LambdaResult;
 use crate::AppState;
 
 /// The function a tagging call names: an unqualified function ARN.
@@ -24,7 +23,7 @@ fn tag_target(cp: &AppState, resource: &str) -> LambdaResult<Target> {
 
 pub(super) async fn list_tags(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(resource): Path<String>,
 ) -> LambdaResult<Response> {
     let t = tag_target(&cp, &resource)?;
@@ -37,12 +36,11 @@ pub(super) async fn list_tags(
 
 pub(super) async fn tag_resource(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(resource): Path<String>,
-    body: Bytes,
+    LambdaJson(req): LambdaJson<model::TagsIn>,
 ) -> LambdaResult<Response> {
     let t = tag_target(&cp, &resource)?;
-    let req: model::TagsIn = parse_json(&body)?;
     cp.tag_function(&by, &t.name, req.tags)
         .await
         .map_err(|e| LambdaError::about(e, &t.arn))?;
@@ -51,7 +49,7 @@ pub(super) async fn tag_resource(
 
 pub(super) async fn untag_resource(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(resource): Path<String>,
     Query(query): Query<Vec<(String, String)>>,
 ) -> LambdaResult<Response> {

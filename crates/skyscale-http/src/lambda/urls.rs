@@ -1,18 +1,18 @@
 //! Function URL configurations: Create/Get/Update/Delete/ListFunctionUrlConfigs. The URLs
 //! themselves are served by `crate::url`.
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
-use skyscale_core::{Principal, UrlConfig};
+use axum::Json;
+use skyscale_core::UrlConfig;
 use skyscale_types::UrlAuthType;
 
 use super::error::LambdaError;
+use super::extract::{Caller, Function, LambdaJson};
 use super::model::{self, Target};
-use super::{max_items, page_response, target, Params, MAX_PAGE};
-use super::{missing_resource, parse_json, LambdaResult};
+use super::{max_items, page_response, Params, MAX_PAGE};
+use super::{missing_resource, LambdaResult};
 use crate::AppState;
 
 fn auth_type(s: &str) -> LambdaResult<UrlAuthType> {
@@ -30,14 +30,11 @@ fn about(t: &Target) -> impl Fn(skyscale_core::CoreError) -> LambdaError + '_ {
 
 pub(super) async fn create(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    Path(raw): Path<String>,
-    params: Params,
+    Caller(by): Caller,
+    Function(t): Function,
     headers: HeaderMap,
-    body: Bytes,
+    LambdaJson(req): LambdaJson<model::UrlConfigIn>,
 ) -> LambdaResult<Response> {
-    let t = target(&cp, &raw, &params)?;
-    let req: model::UrlConfigIn = parse_json(&body)?;
     let auth = auth_type(
         req.auth_type
             .as_deref()
@@ -64,12 +61,10 @@ pub(super) async fn create(
 
 pub(super) async fn get(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    Path(raw): Path<String>,
-    params: Params,
+    Caller(by): Caller,
+    Function(t): Function,
     headers: HeaderMap,
 ) -> LambdaResult<Response> {
-    let t = target(&cp, &raw, &params)?;
     let c = match cp
         .get_url_config(&by, &t.name, t.qualifier.as_deref())
         .await
@@ -82,14 +77,11 @@ pub(super) async fn get(
 
 pub(super) async fn update(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    Path(raw): Path<String>,
-    params: Params,
+    Caller(by): Caller,
+    Function(t): Function,
     headers: HeaderMap,
-    body: Bytes,
+    LambdaJson(req): LambdaJson<model::UrlConfigIn>,
 ) -> LambdaResult<Response> {
-    let t = target(&cp, &raw, &params)?;
-    let req: model::UrlConfigIn = parse_json(&body)?;
     let auth = req.auth_type.as_deref().map(auth_type).transpose()?;
     let updated = cp
         .update_url_config(
@@ -111,11 +103,9 @@ pub(super) async fn update(
 
 pub(super) async fn delete(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    Path(raw): Path<String>,
-    params: Params,
+    Caller(by): Caller,
+    Function(t): Function,
 ) -> LambdaResult<Response> {
-    let t = target(&cp, &raw, &params)?;
     if let Err(e) = cp
         .delete_url_config(&by, &t.name, t.qualifier.as_deref())
         .await
@@ -127,12 +117,11 @@ pub(super) async fn delete(
 
 pub(super) async fn list(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    Path(raw): Path<String>,
+    Caller(by): Caller,
+    Function(t): Function,
     params: Params,
     headers: HeaderMap,
 ) -> LambdaResult<Response> {
-    let t = target(&cp, &raw, &params)?;
     let max = max_items(&params, MAX_PAGE)?;
     let marker = params.get("Marker").filter(|m| !m.is_empty());
     let (page, next) = cp

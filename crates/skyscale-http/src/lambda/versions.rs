@@ -1,28 +1,24 @@
 //! Versions: PublishVersion, ListVersionsByFunction.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
-use skyscale_core::Principal;
 
 use super::error::LambdaError;
+use super::extract::{Caller, Unqualified};
 use super::model::{self};
 use super::{
-    config_json, expect, max_items, page_response, parse_json, unqualified, LambdaResult, Params,
-    MAX_PAGE,
+    config_json, expect, max_items, page_response, parse_json, LambdaResult, Params, MAX_PAGE,
 };
 use crate::AppState;
 
 pub(super) async fn publish_version(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    Path(raw): Path<String>,
-    params: Params,
+    Caller(by): Caller,
+    Unqualified(t): Unqualified,
     body: Bytes,
 ) -> LambdaResult<Response> {
-    let t = unqualified(&cp, &raw, &params)?;
     let about = |e| LambdaError::about(e, &t.arn);
     let req: model::PublishVersionIn = if body.iter().all(u8::is_ascii_whitespace) {
         model::PublishVersionIn::default()
@@ -51,11 +47,10 @@ pub(super) async fn publish_version(
 
 pub(super) async fn list_versions(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    Path(raw): Path<String>,
+    Caller(by): Caller,
+    Unqualified(t): Unqualified,
     params: Params,
 ) -> LambdaResult<Response> {
-    let t = unqualified(&cp, &raw, &params)?;
     let max = max_items(&params, MAX_PAGE)?;
     let marker = params.get("Marker").filter(|m| !m.is_empty());
     let (page, next) = cp

@@ -32,23 +32,12 @@ impl IntoResponse for UrlError {
             CoreError::Unauthorized(_) | CoreError::Signature(_) | CoreError::Forbidden(_) => {
                 return answer(StatusCode::FORBIDDEN, &format!("Forbidden: {e}"));
             }
-            CoreError::Internal(detail) => {
-                tracing::error!(error = %detail, "function URL: internal error");
+            CoreError::Internal { .. } => {
+                tracing::error!(error = %e.report(), "function URL: internal error");
                 return answer(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
             }
-            CoreError::InvalidParameter(_)
-            | CoreError::InvalidRequest(_)
-            | CoreError::Unsupported(_)
-            | CoreError::CodeStorageExceeded(_) => StatusCode::BAD_REQUEST,
-            CoreError::NotFound(_) => StatusCode::NOT_FOUND,
-            CoreError::Conflict(_) => StatusCode::CONFLICT,
-            CoreError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
-            CoreError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            CoreError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            CoreError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            CoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            CoreError::Sandbox(_) => StatusCode::BAD_GATEWAY,
+            other => crate::v1::status(other),
         };
-        answer(status, &e.to_string())
+        answer(status, &e.report())
     }
 }

@@ -3,7 +3,7 @@
 //! repeated query keys joined by `,`, binary bodies base64-encoded.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use axum::http::{header, HeaderMap, Method};
 use base64::Engine;
@@ -57,8 +57,8 @@ fn is_textual(content_type: Option<&str>) -> bool {
 
 /// `12/Mar/2020:19:03:58 +0000`.
 fn clf_time(now: SystemTime) -> String {
-    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let t = time::OffsetDateTime::from_unix_timestamp(secs as i64)
+    let t = time::OffsetDateTime::from(now)
+        .replace_nanosecond(0)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let fmt = time::macros::format_description!(
         "[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000"
@@ -120,10 +120,7 @@ pub(crate) fn event(r: &UrlRequest<'_>) -> Value {
     }
     headers.insert("x-amzn-trace-id".into(), r.trace_id.to_owned());
 
-    let epoch_ms = r
-        .now
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let epoch_ms = skyscale_types::time::epoch_ms(r.now);
     let user_agent = headers.get("user-agent").cloned().unwrap_or_default();
     let mut context = json!({
         "accountId": r.iam.as_ref().map_or("anonymous", |c| c.account_id.as_str()),
@@ -205,7 +202,7 @@ mod tests {
             domain: "127.0.0.1:8080",
             request_id: "req-1",
             trace_id: "Root=1-5e6b4a2e-0123456789abcdef01234567",
-            now: UNIX_EPOCH + std::time::Duration::from_millis(1_583_348_638_390),
+            now: skyscale_types::time::from_epoch_ms(1_583_348_638_390),
             iam: None,
         }
     }

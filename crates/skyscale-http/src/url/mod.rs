@@ -195,7 +195,7 @@ async fn serve(State(cp): State<AppState>, req: Request) -> Response {
     // Public or not yet authenticated either way: the body comes from the shared budget
     // until it has become the event (`body.rs`).
     let Some(limits) = parts.extensions.get::<BodyLimits>().cloned() else {
-        return core_error(CoreError::Internal("body limits not configured".into()));
+        return core_error(CoreError::internal("body limits not configured"));
     };
     let declared = body::declared_length(&parts.headers);
     let body = match body::read(

@@ -1,22 +1,24 @@
 //! `/v1` aliases: create, list, get, update, delete.
 
-use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
-use skyscale_core::Principal;
+use axum::Json;
 use skyscale_types::api::{AliasInfo, AliasList, AliasRouting, CreateAlias, UpdateAlias};
 
-use super::{read_json, ApiResult, LIST_PAGE};
+use skyscale_core::AliasRecord;
+use skyscale_types::version_label;
+
+use super::extract::{Caller, JsonBody};
+use super::{ApiResult, LIST_PAGE};
 use crate::AppState;
 
 /// The core's alias as the wire shows it.
-fn alias_info(a: &skyscale_core::AliasInfo) -> AliasInfo {
+fn alias_info(a: &AliasRecord) -> AliasInfo {
     AliasInfo {
-        function: a.function.clone(),
+        function: a.function.to_string(),
         name: a.name.clone(),
-        version: a.version_label(),
+        version: version_label(a.version),
         description: a.description.clone(),
         routing: a.routing.map(|(version, weight)| AliasRouting {
             version: version.to_string(),
@@ -34,11 +36,10 @@ fn weights(routing: Option<AliasRouting>) -> Vec<(String, f64)> {
 
 pub(super) async fn create_alias(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(function): Path<String>,
-    body: Body,
+    JsonBody(req): JsonBody<CreateAlias>,
 ) -> ApiResult<Response> {
-    let req: CreateAlias = read_json(body).await?;
     let a = cp
         .create_alias(
             &by,
@@ -54,7 +55,7 @@ pub(super) async fn create_alias(
 
 pub(super) async fn list_aliases(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(function): Path<String>,
 ) -> ApiResult<Response> {
     let mut aliases = Vec::new();
@@ -74,7 +75,7 @@ pub(super) async fn list_aliases(
 
 pub(super) async fn get_alias(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path((function, alias)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let a = cp.get_alias(&by, &function, &alias).await?;
@@ -83,11 +84,10 @@ pub(super) async fn get_alias(
 
 pub(super) async fn update_alias(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path((function, alias)): Path<(String, String)>,
-    body: Body,
+    JsonBody(req): JsonBody<UpdateAlias>,
 ) -> ApiResult<Response> {
-    let req: UpdateAlias = read_json(body).await?;
     let weights = req.routing.map(weights);
     let a = cp
         .update_alias(
@@ -104,7 +104,7 @@ pub(super) async fn update_alias(
 
 pub(super) async fn delete_alias(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path((function, alias)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     cp.delete_alias(&by, &function, &alias).await?;

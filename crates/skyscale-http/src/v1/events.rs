@@ -2,14 +2,12 @@
 //! `POST /v1/functions/{name}/invoke`, with an optional `Idempotency-Key`), a function's
 //! events and dead letters, redrives, and event invoke configurations.
 
-use std::time::SystemTime;
-
-use axum::body::Body;
+use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 use serde::Deserialize;
 use skyscale_core::{
     AsyncInvoke, CoreError, EventConfig, EventConfigChange, EventInfo, EventStatus, Principal,
@@ -19,18 +17,11 @@ use skyscale_types::events::{
     AsyncAccepted, EventConfigInfo, EventConfigList, EventConfigRequest, EventEntry, EventList,
     RedriveRequest, Redriven, IDEMPOTENCY_KEY_HEADER,
 };
+use skyscale_types::time::rfc3339;
 
-use super::{qualifier, read_body, read_json, read_optional_json, ApiResult, QualifierQuery};
+use super::extract::{query, Caller, JsonBody, OptionalJsonBody};
+use super::{qualifier, ApiResult, QualifierQuery};
 use crate::{ApiError, AppState};
-
-fn rfc3339(t: SystemTime) -> String {
-    let fmt = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    time::OffsetDateTime::from(t)
-        .format(&fmt)
-        .unwrap_or_default()
-}
 
 /// The async branch of `POST /v1/functions/{name}/invoke`: 202 once the event is committed.
 pub(super) async fn invoke_async(
@@ -40,7 +31,7 @@ pub(super) async fn invoke_async(
     qualifier: Option<String>,
     kind: &HeaderValue,
     headers: &HeaderMap,
-    body: Body,
+    payload: Bytes,
 ) -> ApiResult<Response> {
     if kind.as_bytes() != b"Event" {
         return Err(ApiError(CoreError::InvalidParameter(format!(
@@ -61,7 +52,6 @@ pub(super) async fn invoke_async(
                 .to_owned(),
         ),
     };
-    let payload = read_body(body).await?;
     let accepted = cp
         .enqueue(
             by,
@@ -121,16 +111,11 @@ pub(super) struct EventsQuery {
 
 pub(super) async fn list(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(name): Path<String>,
-    query: Result<Query<EventsQuery>, QueryRejection>,
+    q: Result<Query<EventsQuery>, QueryRejection>,
 ) -> ApiResult<Json<EventList>> {
-    let Query(q) = query.map_err(|e| {
-        ApiError(CoreError::InvalidRequest(format!(
-            "invalid events query (only 'status' and 'limit' are accepted): {}",
-            e.body_text()
-        )))
-    })?;
+    let q = query(q, "events", "status, limit")?;
     let status = q.status.as_deref().map(EventStatus::parse).transpose()?;
     let events = cp.events(&by, &name, status, q.limit).await?;
     Ok(Json(EventList {
@@ -140,7 +125,7 @@ pub(super) async fn list(
 
 pub(super) async fn get_one(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<EventEntry>> {
     Ok(Json(entry(cp.event(&by, &id).await?, true)))
@@ -148,7 +133,7 @@ pub(super) async fn get_one(
 
 pub(super) async fn delete_one(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     cp.delete_dead_letter(&by, &id).await?;
@@ -157,11 +142,10 @@ pub(super) async fn delete_one(
 
 pub(super) async fn redrive(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(name): Path<String>,
-    body: Body,
+    JsonBody(req): JsonBody<RedriveRequest>,
 ) -> ApiResult<Json<Redriven>> {
-    let req: RedriveRequest = read_json(body).await?;
     let id = match (req.id.as_deref(), req.all) {
         (Some(id), false) => Some(id),
         (None, true) => None,
@@ -206,7 +190,7 @@ fn change(r: EventConfigRequest) -> EventConfigChange {
 
 pub(super) async fn get_config(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(name): Path<String>,
     query: Result<Query<QualifierQuery>, QueryRejection>,
 ) -> ApiResult<Json<EventConfigInfo>> {
@@ -218,13 +202,12 @@ pub(super) async fn get_config(
 
 pub(super) async fn put_config(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(name): Path<String>,
     query: Result<Query<QualifierQuery>, QueryRejection>,
-    body: Body,
+    OptionalJsonBody(req): OptionalJsonBody<EventConfigRequest>,
 ) -> ApiResult<Json<EventConfigInfo>> {
     let q = qualifier(query, "event config")?;
-    let req: EventConfigRequest = read_optional_json(body).await?;
     Ok(Json(config_info(
         cp.put_event_config(&by, &name, q.as_deref(), change(req))
             .await?,
@@ -233,13 +216,12 @@ pub(super) async fn put_config(
 
 pub(super) async fn update_config(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(name): Path<String>,
     query: Result<Query<QualifierQuery>, QueryRejection>,
-    body: Body,
+    JsonBody(req): JsonBody<EventConfigRequest>,
 ) -> ApiResult<Json<EventConfigInfo>> {
     let q = qualifier(query, "event config")?;
-    let req: EventConfigRequest = read_json(body).await?;
     Ok(Json(config_info(
         cp.update_event_config(&by, &name, q.as_deref(), change(req))
             .await?,
@@ -248,7 +230,7 @@ pub(super) async fn update_config(
 
 pub(super) async fn delete_config(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(name): Path<String>,
     query: Result<Query<QualifierQuery>, QueryRejection>,
 ) -> ApiResult<StatusCode> {
@@ -259,7 +241,7 @@ pub(super) async fn delete_config(
 
 pub(super) async fn list_configs(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Json<EventConfigList>> {
     let configs = cp.event_configs(&by, &name).await?;

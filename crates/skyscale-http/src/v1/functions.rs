@@ -1,59 +1,123 @@
 //! `/v1` functions: create, list, get, update, delete, deploy code, reserved concurrency.
 
-use axum::body::Body;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
-use skyscale_core::{Expect, Principal};
-use skyscale_types::api::{CreateFunction, FunctionList, PutConcurrency, UpdateFunction};
+use axum::Json;
+use base64::Engine;
+use skyscale_core::{CoreError, Expect, FunctionChanges, FunctionRecord, FunctionSpec};
+use skyscale_types::api::{
+    CreateFunction, FunctionInfo, FunctionList, PutConcurrency, UpdateFunction,
+};
 
-use super::{read_body, read_json, ApiResult};
+use super::extract::{Caller, JsonBody};
+use super::ApiResult;
 use crate::AppState;
+
+/// A function as `/v1` shows it.
+pub(super) fn function_info(f: &FunctionRecord) -> FunctionInfo {
+    FunctionInfo {
+        name: f.name.to_string(),
+        runtime: f.runtime.to_string(),
+        handler: f.handler.as_str().to_owned(),
+        memory_mb: f.memory.get(),
+        timeout_s: f.timeout.get(),
+        environment: f.environment.clone(),
+        description: f.description.clone(),
+        code_sha256: f.code.as_ref().map(|c| c.sha256.clone()),
+        code_size: f.code.as_ref().map(|c| c.size),
+        reserved_concurrency: f.reserved_concurrency,
+        revision: f.revision,
+        created_at: f.created_at.clone(),
+        updated_at: f.updated_at.clone(),
+        version: f.version,
+        network: f.network,
+        ephemeral_storage_mb: f.ephemeral_mb,
+    }
+}
+
+fn answer(f: &FunctionRecord) -> Response {
+    Json(function_info(f)).into_response()
+}
+
+fn spec(req: CreateFunction) -> ApiResult<FunctionSpec> {
+    let code = req
+        .code_zip_base64
+        .map(|b64| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .map_err(|e| {
+                    CoreError::InvalidParameter(format!("code_zip_base64 is not valid base64: {e}"))
+                })
+        })
+        .transpose()?;
+    Ok(FunctionSpec {
+        name: req.name,
+        runtime: req.runtime,
+        handler: req.handler,
+        memory_mb: req.memory_mb,
+        timeout_s: req.timeout_s,
+        environment: req.environment,
+        description: req.description,
+        code,
+        network: req.network,
+        ephemeral_storage_mb: req.ephemeral_storage_mb,
+        tags: Default::default(),
+    })
+}
+
+fn changes(req: UpdateFunction) -> FunctionChanges {
+    FunctionChanges {
+        runtime: req.runtime,
+        handler: req.handler,
+        memory_mb: req.memory_mb,
+        timeout_s: req.timeout_s,
+        environment: req.environment,
+        description: req.description,
+        network: req.network,
+        ephemeral_storage_mb: req.ephemeral_storage_mb,
+    }
+}
 
 pub(super) async fn create(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    body: Body,
+    Caller(by): Caller,
+    JsonBody(req): JsonBody<CreateFunction>,
 ) -> ApiResult<Response> {
-    let req: CreateFunction = read_json(body).await?;
-    let f = cp.create_function(&by, req).await?;
-    Ok((StatusCode::CREATED, Json(f)).into_response())
+    let f = cp.create_function(&by, spec(req)?).await?;
+    Ok((StatusCode::CREATED, answer(&f)).into_response())
 }
 
-pub(super) async fn list(
-    State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-) -> ApiResult<Response> {
+pub(super) async fn list(State(cp): State<AppState>, Caller(by): Caller) -> ApiResult<Response> {
     let functions = cp.list_functions(&by).await?;
+    let functions = functions.iter().map(function_info).collect();
     Ok(Json(FunctionList { functions }).into_response())
 }
 
 pub(super) async fn get_one(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    Ok(Json(cp.get_function(&by, &name).await?).into_response())
+    Ok(answer(&cp.get_function(&by, &name).await?))
 }
 
 pub(super) async fn update(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(name): Path<String>,
-    body: Body,
+    JsonBody(req): JsonBody<UpdateFunction>,
 ) -> ApiResult<Response> {
-    let req: UpdateFunction = read_json(body).await?;
-    Ok(Json(
-        cp.update_function(&by, &name, req, Expect::default())
-            .await?,
-    )
-    .into_response())
+    let f = cp
+        .update_function(&by, &name, changes(req), Expect::default())
+        .await?;
+    Ok(answer(&f))
 }
 
 pub(super) async fn delete(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
     cp.delete_function(&by, &name).await?;
@@ -62,35 +126,34 @@ pub(super) async fn delete(
 
 pub(super) async fn deploy(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(name): Path<String>,
-    body: Body,
+    zip: Bytes,
 ) -> ApiResult<Response> {
-    let zip = read_body(body).await?;
-    Ok(Json(
-        cp.deploy_code(&by, &name, zip.to_vec(), Expect::default())
-            .await?,
-    )
-    .into_response())
+    let f = cp
+        .deploy_code(&by, &name, zip.to_vec(), Expect::default())
+        .await?;
+    Ok(answer(&f))
 }
 
 pub(super) async fn put_concurrency(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(name): Path<String>,
-    body: Body,
+    JsonBody(req): JsonBody<PutConcurrency>,
 ) -> ApiResult<Response> {
-    let req: PutConcurrency = read_json(body).await?;
     let f = cp
         .set_reserved_concurrency(&by, &name, Some(req.reserved_concurrency))
         .await?;
-    Ok(Json(f).into_response())
+    Ok(answer(&f))
 }
 
 pub(super) async fn delete_concurrency(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    Ok(Json(cp.set_reserved_concurrency(&by, &name, None).await?).into_response())
+    Ok(answer(
+        &cp.set_reserved_concurrency(&by, &name, None).await?,
+    ))
 }

@@ -1,20 +1,21 @@
 //! `/v1` invoke: the payload in, the result and the invocation's headers out.
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use skyscale_core::{InvokeOptions, Principal};
+use skyscale_core::InvokeOptions;
 use skyscale_types::api::{
     COLD_START_HEADER, DURATION_HEADER, EXECUTED_VERSION_HEADER, FUNCTION_ERROR_HEADER,
     INIT_DURATION_HEADER, LOG_RESULT_HEADER, LOG_TYPE_HEADER, REQUEST_ID_HEADER,
 };
 use skyscale_types::events::INVOCATION_TYPE_HEADER;
 
-use super::{qualifier, read_body, ApiResult, AuthTiming, QualifierQuery};
+use super::extract::Caller;
+use super::{qualifier, ApiResult, AuthTiming, QualifierQuery};
 use crate::AppState;
 
 /// `server-timing` for an invocation, in milliseconds with microsecond precision:
@@ -35,12 +36,12 @@ fn server_timing(t: &skyscale_core::InvokeTiming, auth: Duration, total: Duratio
 
 pub(super) async fn invoke(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Extension(AuthTiming { received, auth }): Extension<AuthTiming>,
     Path(name): Path<String>,
     query: Result<Query<QualifierQuery>, QueryRejection>,
     request_headers: HeaderMap,
-    body: Body,
+    payload: Bytes,
 ) -> ApiResult<Response> {
     let qualifier = qualifier(query, "invoke")?;
     if let Some(kind) = request_headers.get(INVOCATION_TYPE_HEADER) {
@@ -51,14 +52,13 @@ pub(super) async fn invoke(
             qualifier,
             kind,
             &request_headers,
-            body,
+            payload,
         )
         .await;
     }
     let tail = request_headers
         .get(LOG_TYPE_HEADER)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"Tail"));
-    let payload = read_body(body).await?;
     let opts = InvokeOptions {
         qualifier,
         ..InvokeOptions::default()
@@ -96,9 +96,7 @@ pub(super) async fn invoke(
         headers.insert(FUNCTION_ERROR_HEADER, HeaderValue::from_static(kind));
     }
     if tail {
-        if let Ok(v) = HeaderValue::from_str(&skyscale_core::logs::tail_base64(&out.logs)) {
-            headers.insert(LOG_RESULT_HEADER, v);
-        }
+        headers.insert(LOG_RESULT_HEADER, crate::log_result(&out.logs));
     }
     Ok((StatusCode::OK, headers, out.body).into_response())
 }

@@ -1,31 +1,37 @@
 //! The native `/v1` API used by the `skyscale` CLI: the routes and what every route shares
 //! (the key and body middleware, JSON reading, the qualifier query); one file per resource.
 
+mod access;
 mod aliases;
+mod error;
 mod events;
+pub(crate) mod extract;
 mod functions;
+mod invocations;
 mod invoke;
 mod urls;
 mod versions;
 
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{MatchedPath, Query, Request, State};
 use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::{Extension, Json, Router};
-use serde::de::DeserializeOwned;
+use axum::{Json, Router};
 use serde::Deserialize;
-use skyscale_core::{CoreError, Principal, MAX_SYNC_PAYLOAD};
+use skyscale_core::{CoreError, MAX_SYNC_PAYLOAD};
 use skyscale_types::api::{Health, RuntimeEntry, RuntimeList};
 
 use crate::auth;
 use crate::body::{self, BodyLimits, Sender};
-use crate::{ApiError, AppState};
+use crate::AppState;
+pub(crate) use error::status;
+pub use error::ApiError;
+use extract::Caller;
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -103,10 +109,12 @@ pub(crate) fn routes(cp: AppState) -> Router<AppState> {
             get(events::list_configs),
         )
         .route("/v1/runtimes", get(runtimes))
-        .route_layer(middleware::from_fn_with_state(cp, require_key));
+        .route_layer(middleware::from_fn_with_state(cp.clone(), require_key));
     Router::new()
         .route("/v1/health", get(health))
         .merge(authed)
+        .merge(access::routes(cp.clone()))
+        .merge(invocations::routes(cp))
         // `require_key` reads the body, with the route's own limit (see `body_limit`).
         .layer(axum::extract::DefaultBodyLimit::disable())
 }
@@ -142,8 +150,7 @@ pub(crate) async fn require_key(State(cp): State<AppState>, req: Request, next: 
             let auth = received.elapsed();
             let (mut parts, body) = req.into_parts();
             let Some(limits) = parts.extensions.get::<BodyLimits>().cloned() else {
-                return ApiError(CoreError::Internal("body limits not configured".into()))
-                    .into_response();
+                return ApiError(CoreError::internal("body limits not configured")).into_response();
             };
             let route = parts
                 .extensions
@@ -163,35 +170,6 @@ pub(crate) async fn require_key(State(cp): State<AppState>, req: Request, next: 
         }
         Err(e) => ApiError(e).into_response(),
     }
-}
-
-/// The request body, which `require_key` has already read whole within the route's limit
-/// (`body_limit`): taking it is a move of the buffered bytes, and no handler repeats a limit.
-async fn read_body(body: Body) -> ApiResult<Bytes> {
-    axum::body::to_bytes(body, usize::MAX)
-        .await
-        .map_err(|e| ApiError(CoreError::InvalidRequest(format!("reading the body: {e}"))))
-}
-
-async fn read_json<T: DeserializeOwned>(body: Body) -> ApiResult<T> {
-    parse_json(&read_body(body).await?)
-}
-
-/// Like [`read_json`], but an empty body is the type's default.
-async fn read_optional_json<T: DeserializeOwned + Default>(body: Body) -> ApiResult<T> {
-    let bytes = read_body(body).await?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    parse_json(&bytes)
-}
-
-fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        ApiError(CoreError::InvalidRequest(format!(
-            "request body is not valid JSON for this operation: {e}"
-        )))
-    })
 }
 
 /// Liveness for anyone; the host's driver, version and sandbox counts only for a valid key
@@ -220,10 +198,7 @@ async fn health(State(cp): State<AppState>, req: Request) -> ApiResult<Json<Heal
     }))
 }
 
-async fn runtimes(
-    State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-) -> Json<RuntimeList> {
+async fn runtimes(State(cp): State<AppState>, Caller(by): Caller) -> Json<RuntimeList> {
     let runtimes = cp
         .list_runtimes(&by)
         .into_iter()

@@ -1,15 +1,14 @@
 //! `/v1` function URLs: create, get, update, delete, list.
 
-use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
-use skyscale_core::Principal;
+use axum::Json;
 use skyscale_types::api::{CreateFunctionUrl, FunctionUrlInfo, FunctionUrlList, UpdateFunctionUrl};
 
-use super::{qualifier, read_json, ApiResult, QualifierQuery, LIST_PAGE};
+use super::extract::{Caller, JsonBody};
+use super::{qualifier, ApiResult, QualifierQuery, LIST_PAGE};
 use crate::AppState;
 
 /// The core's function URL as the wire shows it; the address uses the host this request
@@ -30,14 +29,13 @@ fn url_info(headers: &HeaderMap, c: &skyscale_core::UrlConfig) -> FunctionUrlInf
 
 pub(super) async fn create_url(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(function): Path<String>,
     query: Result<Query<QualifierQuery>, QueryRejection>,
     headers: HeaderMap,
-    body: Body,
+    JsonBody(req): JsonBody<CreateFunctionUrl>,
 ) -> ApiResult<Response> {
     let qualifier = qualifier(query, "function URL")?;
-    let req: CreateFunctionUrl = read_json(body).await?;
     let c = cp
         .create_url_config(
             &by,
@@ -53,7 +51,7 @@ pub(super) async fn create_url(
 
 pub(super) async fn get_url(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(function): Path<String>,
     query: Result<Query<QualifierQuery>, QueryRejection>,
     headers: HeaderMap,
@@ -67,14 +65,13 @@ pub(super) async fn get_url(
 
 pub(super) async fn update_url(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(function): Path<String>,
     query: Result<Query<QualifierQuery>, QueryRejection>,
     headers: HeaderMap,
-    body: Body,
+    JsonBody(req): JsonBody<UpdateFunctionUrl>,
 ) -> ApiResult<Response> {
     let qualifier = qualifier(query, "function URL")?;
-    let req: UpdateFunctionUrl = read_json(body).await?;
     let c = cp
         .update_url_config(
             &by,
@@ -90,7 +87,7 @@ pub(super) async fn update_url(
 
 pub(super) async fn delete_url(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(function): Path<String>,
     query: Result<Query<QualifierQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
@@ -102,7 +99,7 @@ pub(super) async fn delete_url(
 
 pub(super) async fn list_urls(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(function): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {

@@ -8,11 +8,12 @@ use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use serde::Deserialize;
-use skyscale_core::{CoreError, Principal};
-use skyscale_types::access::{AuditLog, CreateKey, KeyList};
+use skyscale_core::{AuditRecord, CoreError, KeySpec, KeyView};
+use skyscale_types::access::{AuditEntry, AuditLog, CreateKey, CreatedKey, KeyInfo, KeyList};
 
+use super::extract::{query, Caller};
 use crate::{ApiError, AppState};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -25,12 +26,12 @@ pub(crate) fn routes(cp: AppState) -> Router<AppState> {
         .route("/v1/keys", get(list_keys).post(create_key))
         .route("/v1/keys/{id}", delete(revoke_key))
         .route("/v1/audit", get(audit))
-        .route_layer(middleware::from_fn_with_state(cp, crate::v1::require_key))
+        .route_layer(middleware::from_fn_with_state(cp, super::require_key))
 }
 
 async fn create_key(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     body: Body,
 ) -> ApiResult<Response> {
     let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
@@ -43,21 +44,44 @@ async fn create_key(
             "request body is not valid JSON for this operation: {e}"
         )))
     })?;
-    let created = cp.create_key(&by, req).await?;
-    Ok((StatusCode::CREATED, Json(created)).into_response())
+    let spec = KeySpec {
+        role: req.role,
+        functions: req.functions,
+        description: req.description,
+    };
+    let created = cp.create_key(&by, spec).await?;
+    let k = created.key;
+    let answer = CreatedKey {
+        id: k.id.to_string(),
+        key: created.token,
+        role: k.role,
+        functions: k.functions,
+        description: k.description,
+        created_at: k.created_at,
+    };
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
-async fn list_keys(
-    State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-) -> ApiResult<Response> {
+async fn list_keys(State(cp): State<AppState>, Caller(by): Caller) -> ApiResult<Response> {
     let keys = cp.list_keys(&by).await?;
+    let keys = keys.into_iter().map(key_info).collect();
     Ok(Json(KeyList { keys }).into_response())
+}
+
+fn key_info(k: KeyView) -> KeyInfo {
+    KeyInfo {
+        id: k.id.to_string(),
+        role: k.role,
+        functions: k.functions,
+        description: k.description,
+        created_at: k.created_at,
+        revoked_at: k.revoked_at,
+    }
 }
 
 async fn revoke_key(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     cp.revoke_key(&by, &id).await?;
@@ -74,15 +98,23 @@ struct AuditQuery {
 
 async fn audit(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
-    query: Result<Query<AuditQuery>, QueryRejection>,
+    Caller(by): Caller,
+    q: Result<Query<AuditQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
-    let Query(q) = query.map_err(|e| {
-        ApiError(CoreError::InvalidRequest(format!(
-            "invalid audit query (accepted: limit, since): {}",
-            e.body_text()
-        )))
-    })?;
+    let q = query(q, "audit", "limit, since")?;
     let entries = cp.audit_log(&by, q.limit, q.since.as_deref()).await?;
+    let entries = entries.into_iter().map(audit_entry).collect();
     Ok(Json(AuditLog { entries }).into_response())
+}
+
+fn audit_entry(r: AuditRecord) -> AuditEntry {
+    AuditEntry {
+        id: r.id,
+        time: r.time,
+        key_id: r.key_id,
+        action: r.action,
+        target: r.target,
+        outcome: r.outcome,
+        detail: r.detail,
+    }
 }

@@ -14,6 +14,12 @@
 //! map operations only, never across an `.await`. Sessions move out of the state while an
 //! invocation uses them, so the agent conversation itself needs no lock. Sandbox creation and
 //! destruction happen outside the lock, in the caller's task or in spawned tasks.
+//!
+//! The decisions themselves (admission, which sandbox, eviction, pool refill, keep-alive)
+//! are pure functions in [`policy`]; this module holds the state they are asked about and
+//! carries out what they decide.
+
+mod policy;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -25,7 +31,8 @@ use skyscale_types::FunctionName;
 use tokio::sync::Notify;
 
 use crate::session::{PoolKey, Session};
-use crate::{CoreError, Throttle};
+use crate::CoreError;
+use policy::{Eviction, IdleSandbox, Occupancy, Refusal};
 
 /// The scheduler's limits (from the daemon's configuration).
 #[derive(Debug, Clone)]
@@ -115,71 +122,78 @@ impl State {
         self.live.values().map(|&m| u64::from(m)).sum()
     }
 
-    /// Takes the least recently used idle sandbox of any function.
-    fn pop_lru_idle(&mut self) -> Option<Session> {
-        let (name, _) = self
-            .idle
-            .iter()
-            .filter_map(|(n, v)| v.first().map(|s| (n, s.last_used)))
-            .min_by_key(|(_, t)| *t)?;
-        let name = name.clone();
-        let list = self.idle.get_mut(&name)?;
-        let s = list.remove(0);
-        if list.is_empty() {
-            self.idle.remove(&name);
-        }
-        Some(s)
+    /// The memory `id` is charged, MiB (0 if it is not counted).
+    fn charged_mb(&self, id: &SandboxId) -> u32 {
+        self.live.get(id).copied().unwrap_or(0)
     }
 
-    /// Evicts idle sandboxes (function ones LRU first, then generic ones) into `doomed`
-    /// until one more sandbox of `memory_mb` fits. Refuses, evicting nothing, when even
-    /// evicting every idle sandbox would not make room.
+    /// The idle and generic sandboxes and what they are charged, for [`policy::make_room`].
+    fn occupancy(&self) -> Occupancy<&FunctionName> {
+        Occupancy {
+            live: self.live.len(),
+            used_mb: self.used_mb(),
+            idle: self
+                .idle
+                .iter()
+                .map(|(name, list)| {
+                    let list = list
+                        .iter()
+                        .map(|s| IdleSandbox {
+                            last_used: s.last_used,
+                            charged_mb: self.charged_mb(&s.id),
+                        })
+                        .collect();
+                    (name, list)
+                })
+                .collect(),
+            generic_mb: self
+                .generic
+                .iter()
+                .map(|s| self.charged_mb(&s.id))
+                .collect(),
+        }
+    }
+
+    /// Evicts idle sandboxes into `doomed` until one more sandbox of `memory_mb` fits, as
+    /// [`policy::make_room`] decides; refuses, evicting nothing, when that cannot be done.
     fn make_room(
         &mut self,
         memory_mb: u32,
         limits: &Limits,
         doomed: &mut Vec<Session>,
-    ) -> Result<(), CoreError> {
-        let idle_ids = self
-            .idle
-            .values()
-            .flatten()
-            .chain(&self.generic)
-            .map(|s| &s.id);
-        let (idle_count, idle_mb) = idle_ids.fold((0usize, 0u64), |(n, mb), id| {
-            (
-                n + 1,
-                mb + u64::from(self.live.get(id).copied().unwrap_or(0)),
-            )
-        });
-        if self.live.len() - idle_count.min(self.live.len()) >= limits.max_sandboxes {
-            return Err(CoreError::TooManyRequests {
-                limit: Throttle::Host,
-                message: format!(
-                    "the host is at its limit of {} sandboxes and all of them are busy",
-                    limits.max_sandboxes
-                ),
-            });
-        }
-        if self.used_mb().saturating_sub(idle_mb) + u64::from(memory_mb) > limits.memory_budget_mb {
-            return Err(CoreError::TooManyRequests {
-                limit: Throttle::Host,
-                message: format!(
-                    "the host's sandbox memory budget of {} MB is in use by busy sandboxes",
-                    limits.memory_budget_mb
-                ),
-            });
-        }
-        while self.live.len() >= limits.max_sandboxes
-            || self.used_mb() + u64::from(memory_mb) > limits.memory_budget_mb
-        {
-            let Some(victim) = self.pop_lru_idle().or_else(|| self.generic.pop()) else {
-                break;
+    ) -> Result<(), Refusal> {
+        let evictions: Vec<Eviction<FunctionName>> =
+            policy::make_room(&self.occupancy(), memory_mb, limits)?
+                .into_iter()
+                .map(|e| match e {
+                    Eviction::Idle(name) => Eviction::Idle(name.clone()),
+                    Eviction::Generic => Eviction::Generic,
+                })
+                .collect();
+        for eviction in evictions {
+            let victim = match eviction {
+                Eviction::Idle(name) => self.take_first_idle(&name),
+                Eviction::Generic => self.generic.pop(),
             };
-            self.live.remove(&victim.id);
-            doomed.push(victim);
+            if let Some(victim) = victim {
+                self.live.remove(&victim.id);
+                doomed.push(victim);
+            }
         }
         Ok(())
+    }
+
+    /// Takes the first (longest ago put back) idle sandbox of `function`.
+    fn take_first_idle(&mut self, function: &FunctionName) -> Option<Session> {
+        let list = self.idle.get_mut(function)?;
+        if list.is_empty() {
+            return None;
+        }
+        let s = list.remove(0);
+        if list.is_empty() {
+            self.idle.remove(function);
+        }
+        Some(s)
     }
 }
 
@@ -266,8 +280,7 @@ impl Scheduler {
         shape: Shape,
     ) -> Result<(Acquired, BusyGuard), CoreError> {
         let mut doomed = Vec::new();
-        let generic_ok = shape == self.generic_shape();
-        let result = self.acquire_locked(key, memory_mb, reserved, generic_ok, &mut doomed);
+        let result = self.acquire_locked(key, memory_mb, reserved, shape, &mut doomed);
         for s in doomed {
             self.destroy(s);
         }
@@ -287,7 +300,7 @@ impl Scheduler {
         key: &PoolKey,
         memory_mb: u32,
         reserved: Option<u32>,
-        generic_ok: bool,
+        shape: Shape,
         doomed: &mut Vec<Session>,
     ) -> Result<Acquired, CoreError> {
         let mut st = self.lock();
@@ -297,42 +310,16 @@ impl Scheduler {
             ));
         }
         let busy = st.busy.get(&key.function).copied().unwrap_or(0);
-        match reserved {
-            Some(0) => {
-                return Err(CoreError::TooManyRequests {
-                    limit: Throttle::ReservedConcurrency,
-                    message: format!(
-                        "function {} is disabled: its reserved concurrency is 0",
-                        key.function
-                    ),
-                })
-            }
-            Some(n) if busy >= n => {
-                return Err(CoreError::TooManyRequests {
-                    limit: Throttle::ReservedConcurrency,
-                    message: format!(
-                        "function {} is at its reserved concurrency of {n}",
-                        key.function
-                    ),
-                })
-            }
-            _ => {}
-        }
+        policy::admit(busy, reserved).map_err(|r| r.into_error(&key.function))?;
         // 1. A warm sandbox of this revision; older revisions of the same version found on
         //    the way go (other versions' sandboxes stay).
         let mut warm = None;
         if let Some(list) = st.idle.get_mut(&key.function) {
             let stale: Vec<Session> = list
-                .extract_if(.., |s| {
-                    s.key
-                        .as_ref()
-                        .is_none_or(|k| k.version == key.version && k != key)
-                })
+                .extract_if(.., |s| policy::is_stale(s.key.as_ref(), key))
                 .collect();
-            warm = list
-                .iter()
-                .rposition(|s| s.key.as_ref() == Some(key))
-                .map(|i| list.remove(i));
+            warm =
+                policy::pick_warm(list.iter().map(|s| s.key.as_ref()), key).map(|i| list.remove(i));
             for s in stale {
                 st.live.remove(&s.id);
                 doomed.push(s);
@@ -340,17 +327,17 @@ impl Scheduler {
         }
         let acquired = if let Some(s) = warm {
             Acquired::Warm(s)
-        } else if let Some(g) = (generic_ok && !st.generic.is_empty()).then(|| st.generic.remove(0))
+        } else if let Some(i) = policy::pick_generic(shape, self.generic_shape(), st.generic.len())
         {
-            // 2. A generic sandbox, charged the function's memory from now on. The oldest:
-            //    its pre-started runtime has had the most time to get ready.
+            // 2. A generic sandbox, charged the function's memory from now on.
+            let g = st.generic.remove(i);
             st.live.remove(&g.id);
             match st.make_room(memory_mb, &self.limits, doomed) {
                 Ok(()) => {}
-                Err(e) => {
+                Err(refusal) => {
                     st.live.insert(g.id.clone(), self.limits.generic_memory_mb);
-                    st.generic.insert(0, g);
-                    return Err(e);
+                    st.generic.insert(i, g);
+                    return Err(refusal.into_error(&key.function));
                 }
             }
             st.live.insert(g.id.clone(), memory_mb);
@@ -358,7 +345,8 @@ impl Scheduler {
             Acquired::Generic(g)
         } else {
             // 3. Boot one.
-            st.make_room(memory_mb, &self.limits, doomed)?;
+            st.make_room(memory_mb, &self.limits, doomed)
+                .map_err(|r| r.into_error(&key.function))?;
             let id = SandboxId::generate();
             st.live.insert(id.clone(), memory_mb);
             Acquired::Boot(id)
@@ -378,7 +366,7 @@ impl Scheduler {
         let task_dir = self.task_dir(&id);
         let result = async {
             std::fs::create_dir_all(&task_dir).map_err(|e| {
-                CoreError::Internal(format!("creating {}: {e}", task_dir.display()))
+                CoreError::internal_from(format!("creating {}", task_dir.display()), e)
             })?;
             let spec = SandboxSpec {
                 id: id.clone(),
@@ -391,7 +379,7 @@ impl Scheduler {
             let sandbox = self.driver.create(&spec).await?;
             let mut session = Session::new(sandbox, memory_mb);
             session.handshake(self.boot_timeout).await.map_err(|e| {
-                CoreError::Sandbox(format!("sandbox {id} did not start its agent: {e}"))
+                CoreError::sandbox_from(format!("sandbox {id} did not start its agent"), e)
             })?;
             Ok(session)
         }
@@ -581,11 +569,13 @@ impl Scheduler {
                 if st.closing {
                     return;
                 }
-                let have = st.generic.len() + st.generic_booting;
-                let fits = st.live.len() < self.limits.max_sandboxes
-                    && st.used_mb() + u64::from(self.limits.generic_memory_mb)
-                        <= self.limits.memory_budget_mb;
-                if have < self.limits.warm_pool_size && fits {
+                if policy::should_boot_generic(
+                    st.generic.len(),
+                    st.generic_booting,
+                    st.live.len(),
+                    st.used_mb(),
+                    &self.limits,
+                ) {
                     let id = SandboxId::generate();
                     st.live.insert(id.clone(), self.limits.generic_memory_mb);
                     st.generic_booting += 1;
@@ -644,7 +634,7 @@ impl Scheduler {
                 let mut out = Vec::new();
                 for list in st.idle.values_mut() {
                     out.extend(
-                        list.extract_if(.., |s| now.duration_since(s.last_used) > keep_alive),
+                        list.extract_if(.., |s| policy::expired(s.last_used, now, keep_alive)),
                     );
                 }
                 st.idle.retain(|_, l| !l.is_empty());

@@ -11,15 +11,19 @@ use axum::middleware;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use skyscale_core::{CoreError, Followed, InvocationFilter, LogFilter, Principal};
-use skyscale_types::api::{
-    InvocationList, LogEntry, LogList, LogsSkipped, StreamEndReason, StreamEnded,
-    LOGS_SKIPPED_EVENT, LOG_EVENT, STREAM_ENDED_EVENT,
+use skyscale_core::{
+    CoreError, Followed, InvocationFilter, InvocationRecord, InvocationStatus, LogEntry, LogFilter,
 };
+use skyscale_types::api::{
+    self, InvocationList, LogList, LogsSkipped, StreamEndReason, StreamEnded,
+};
+use skyscale_types::api::{LOGS_SKIPPED_EVENT, LOG_EVENT, STREAM_ENDED_EVENT};
+use skyscale_types::time::rfc3339;
 
+use super::extract::{query, Caller};
 use crate::{ApiError, AppState};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -32,25 +36,15 @@ pub(crate) fn routes(cp: AppState) -> Router<AppState> {
         .route("/v1/invocations/{request_id}", get(one))
         .route("/v1/functions/{name}/invocations", get(list))
         .route("/v1/functions/{name}/logs", get(logs))
-        .route_layer(middleware::from_fn_with_state(cp, crate::v1::require_key))
-}
-
-/// A query that does not parse is a 400 naming the parameters accepted.
-fn query<T>(q: Result<Query<T>, QueryRejection>, what: &str, accepted: &str) -> ApiResult<T> {
-    q.map(|Query(q)| q).map_err(|e| {
-        ApiError(CoreError::InvalidRequest(format!(
-            "invalid {what} query (accepted: {accepted}): {}",
-            e.body_text()
-        )))
-    })
+        .route_layer(middleware::from_fn_with_state(cp, super::require_key))
 }
 
 async fn one(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(request_id): Path<String>,
 ) -> ApiResult<Response> {
-    Ok(Json(cp.invocation(&by, &request_id).await?).into_response())
+    Ok(Json(record(cp.invocation(&by, &request_id).await?)).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -63,17 +57,29 @@ struct ListQuery {
 
 async fn list(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(name): Path<String>,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
     let q = query(q, "invocations", "status, since, limit")?;
+    let status = q
+        .status
+        .map(|s| {
+            InvocationStatus::parse(&s).ok_or_else(|| {
+                CoreError::InvalidParameter(format!(
+                    "invalid status {s:?}: expected success, function_error, timeout, \
+                     throttled or crashed"
+                ))
+            })
+        })
+        .transpose()?;
     let filter = InvocationFilter {
-        status: q.status,
+        status,
         since: q.since,
         limit: q.limit,
     };
     let invocations = cp.invocations(&by, &name, &filter).await?;
+    let invocations = invocations.into_iter().map(record).collect();
     Ok(Json(InvocationList { invocations }).into_response())
 }
 
@@ -90,7 +96,7 @@ struct LogsQuery {
 
 async fn logs(
     State(cp): State<AppState>,
-    Extension(by): Extension<Principal>,
+    Caller(by): Caller,
     Path(name): Path<String>,
     q: Result<Query<LogsQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
@@ -142,6 +148,7 @@ async fn logs(
     }
     let entries = cp.logs(&by, &name, &filter).await?;
     if json {
+        let entries = entries.iter().map(log_entry).collect();
         return Ok(Json(LogList { entries }).into_response());
     }
     let text: String = entries.iter().map(|e| e.text.as_str()).collect();
@@ -154,7 +161,45 @@ fn ended(reason: StreamEndReason, message: String) -> Event {
 
 /// `event: log`, `id: <entry id>`, `data: <the entry as JSON>` (one line).
 fn log_event(e: &LogEntry) -> Event {
-    json_event(LOG_EVENT, e).id(e.id.to_string())
+    json_event(LOG_EVENT, &log_entry(e)).id(e.id.to_string())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn record(r: InvocationRecord) -> api::InvocationRecord {
+    api::InvocationRecord {
+        started_at: rfc3339(r.started_at),
+        ended_at: rfc3339(r.ended_at),
+        request_id: r.request_id,
+        function: r.function,
+        version: r.version,
+        caller_key_id: r.caller,
+        trigger: r.trigger.as_str().to_owned(),
+        status: r.status.as_str().to_owned(),
+        error_type: r.error_type,
+        cold_start: r.cold_start,
+        queue_wait_ms: ms(r.queue_wait),
+        init_duration_ms: r.init_duration.map(ms),
+        duration_ms: ms(r.duration),
+        max_memory_used_mb: r.max_memory_used_mb,
+        memory_size_mb: r.memory_size_mb,
+        response_bytes: r.response_bytes,
+        attempt: r.event.as_ref().map(|(_, n)| *n),
+        event_id: r.event.map(|(id, _)| id),
+    }
+}
+
+fn log_entry(e: &LogEntry) -> api::LogEntry {
+    api::LogEntry {
+        id: e.id,
+        request_id: e.request_id.clone(),
+        function: e.function.clone(),
+        started_at: rfc3339(e.started_at),
+        bytes: e.bytes,
+        text: e.text.clone(),
+    }
 }
 
 fn json_event<T: serde::Serialize>(name: &str, value: &T) -> Event {

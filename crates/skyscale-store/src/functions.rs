@@ -1,0 +1,334 @@
+//! Functions (`$LATEST`): create, read, list, update, new code, reserved concurrency,
+//! delete; and the row mapping that versions share.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use skyscale_types::{FunctionName, Handler, MemoryMb, Runtime, TimeoutSecs};
+
+use crate::code::CodeRef;
+use crate::db::{Store, StoreError};
+use crate::now_rfc3339;
+
+/// A function as stored: validated domain values only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionRecord {
+    pub name: FunctionName,
+    pub runtime: Runtime,
+    pub handler: Handler,
+    pub memory: MemoryMb,
+    pub timeout: TimeoutSecs,
+    pub environment: BTreeMap<String, String>,
+    pub description: String,
+    pub code: Option<CodeRef>,
+    /// Most invocations running at once; `Some(0)` disables the function.
+    pub reserved_concurrency: Option<u32>,
+    /// Outbound network access for its sandboxes.
+    pub network: bool,
+    /// Size of its sandboxes' `/tmp`, MiB.
+    pub ephemeral_mb: u32,
+    pub revision: u64,
+    pub created_at: String,
+    pub updated_at: String,
+    /// `None` for `$LATEST` (the function's row), else the published version's number.
+    pub version: Option<u64>,
+}
+
+/// Everything needed to create a function.
+#[derive(Debug, Clone)]
+pub struct NewFunction {
+    pub name: FunctionName,
+    pub runtime: Runtime,
+    pub handler: Handler,
+    pub memory: MemoryMb,
+    pub timeout: TimeoutSecs,
+    pub environment: BTreeMap<String, String>,
+    pub description: String,
+    pub code: Option<CodeRef>,
+    pub network: bool,
+    pub ephemeral_mb: u32,
+}
+
+/// A partial update of a function's configuration; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct FunctionUpdate {
+    pub runtime: Option<Runtime>,
+    pub handler: Option<Handler>,
+    pub memory: Option<MemoryMb>,
+    pub timeout: Option<TimeoutSecs>,
+    pub environment: Option<BTreeMap<String, String>>,
+    pub description: Option<String>,
+    pub network: Option<bool>,
+    pub ephemeral_mb: Option<u32>,
+    /// Apply only if the function is still at this revision (checked in the transaction).
+    pub expected_revision: Option<u64>,
+}
+
+const FUNCTION_COLUMNS: &str = "name, runtime, handler, memory_mb, timeout_s, environment, \
+     description, code_sha256, code_size, revision, created_at, updated_at, reserved_concurrency, \
+     NULL, network, ephemeral_mb";
+
+impl Store {
+    pub fn create_function(&self, f: &NewFunction) -> Result<FunctionRecord, StoreError> {
+        let now = now_rfc3339();
+        let env = serde_json::to_string(&f.environment).map_err(|e| StoreError::Corrupt {
+            table: "functions",
+            message: e.to_string(),
+        })?;
+        let conn = self.conn();
+        let inserted = conn.execute(
+            "INSERT INTO functions (name, runtime, handler, memory_mb, timeout_s, environment, \
+             description, code_sha256, code_size, revision, created_at, updated_at, network, \
+             ephemeral_mb) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?10, ?11, ?12) \
+             ON CONFLICT(name) DO NOTHING",
+            params![
+                f.name.as_str(),
+                f.runtime.as_str(),
+                f.handler.as_str(),
+                f.memory.get(),
+                f.timeout.get(),
+                env,
+                f.description,
+                f.code.as_ref().map(|c| c.sha256.as_str()),
+                f.code.as_ref().map(|c| c.size as i64),
+                now,
+                f.network,
+                f.ephemeral_mb,
+            ],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::FunctionExists(f.name.to_string()));
+        }
+        get_function(&conn, &f.name)?
+            .ok_or_else(|| StoreError::FunctionNotFound(f.name.to_string()))
+    }
+
+    pub fn get_function(&self, name: &FunctionName) -> Result<Option<FunctionRecord>, StoreError> {
+        get_function(&self.conn(), name)
+    }
+
+    pub fn list_functions(&self) -> Result<Vec<FunctionRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {FUNCTION_COLUMNS} FROM functions ORDER BY name"
+        ))?;
+        let rows = stmt.query_map([], |row| Ok(function_from_row(row)))?;
+        rows.map(|r| r?).collect()
+    }
+
+    /// Up to `limit` functions whose names sort after `after` (all when `None`), by name.
+    pub fn list_functions_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<FunctionRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {FUNCTION_COLUMNS} FROM functions WHERE name > ?1 ORDER BY name LIMIT ?2"
+        ))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![after.unwrap_or(""), limit], |row| {
+            Ok(function_from_row(row))
+        })?;
+        rows.map(|r| r?).collect()
+    }
+
+    /// Applies a partial configuration update and bumps the revision, atomically.
+    pub fn update_function(
+        &self,
+        name: &FunctionName,
+        u: &FunctionUpdate,
+    ) -> Result<FunctionRecord, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut f = get_function(&tx, name)?
+            .ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))?;
+        check_revision(&f, u.expected_revision)?;
+        if let Some(v) = &u.runtime {
+            f.runtime = v.clone();
+        }
+        if let Some(v) = &u.handler {
+            f.handler = v.clone();
+        }
+        if let Some(v) = u.memory {
+            f.memory = v;
+        }
+        if let Some(v) = u.timeout {
+            f.timeout = v;
+        }
+        if let Some(v) = &u.environment {
+            f.environment = v.clone();
+        }
+        if let Some(v) = &u.description {
+            f.description = v.clone();
+        }
+        if let Some(v) = u.network {
+            f.network = v;
+        }
+        if let Some(v) = u.ephemeral_mb {
+            f.ephemeral_mb = v;
+        }
+        let env = serde_json::to_string(&f.environment).map_err(|e| StoreError::Corrupt {
+            table: "functions",
+            message: e.to_string(),
+        })?;
+        tx.execute(
+            "UPDATE functions SET runtime = ?2, handler = ?3, memory_mb = ?4, timeout_s = ?5, \
+             environment = ?6, description = ?7, revision = revision + 1, updated_at = ?8, \
+             network = ?9, ephemeral_mb = ?10 WHERE name = ?1",
+            params![
+                name.as_str(),
+                f.runtime.as_str(),
+                f.handler.as_str(),
+                f.memory.get(),
+                f.timeout.get(),
+                env,
+                f.description,
+                now_rfc3339(),
+                f.network,
+                f.ephemeral_mb,
+            ],
+        )?;
+        let out = get_function(&tx, name)?
+            .ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Points the function at new code (already stored) and bumps the revision.
+    pub fn set_function_code(
+        &self,
+        name: &FunctionName,
+        code: &CodeRef,
+    ) -> Result<FunctionRecord, StoreError> {
+        self.set_function_code_if(name, code, None)
+    }
+
+    /// Like [`Self::set_function_code`], only if the function is at `expected` revision.
+    pub fn set_function_code_if(
+        &self,
+        name: &FunctionName,
+        code: &CodeRef,
+        expected: Option<u64>,
+    ) -> Result<FunctionRecord, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let f = get_function(&tx, name)?
+            .ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))?;
+        check_revision(&f, expected)?;
+        tx.execute(
+            "UPDATE functions SET code_sha256 = ?2, code_size = ?3, revision = revision + 1, \
+             updated_at = ?4 WHERE name = ?1",
+            params![name.as_str(), code.sha256, code.size as i64, now_rfc3339()],
+        )?;
+        let out = get_function(&tx, name)?
+            .ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Sets or clears the reserved concurrency. It limits how a function runs, not what
+    /// runs, so the revision (and with it the warm sandboxes) stays.
+    pub fn set_reserved_concurrency(
+        &self,
+        name: &FunctionName,
+        reserved: Option<u32>,
+    ) -> Result<FunctionRecord, StoreError> {
+        let conn = self.conn();
+        let changed = conn.execute(
+            "UPDATE functions SET reserved_concurrency = ?2, updated_at = ?3 WHERE name = ?1",
+            params![name.as_str(), reserved, now_rfc3339()],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::FunctionNotFound(name.to_string()));
+        }
+        get_function(&conn, name)?.ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))
+    }
+
+    /// Deletes a function. Returns the deleted record.
+    pub fn delete_function(&self, name: &FunctionName) -> Result<FunctionRecord, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let f = get_function(&tx, name)?
+            .ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))?;
+        tx.execute("DELETE FROM functions WHERE name = ?1", [name.as_str()])?;
+        crate::events::function_deleted(&tx, name.as_str())?;
+        tx.commit()?;
+        Ok(f)
+    }
+
+    /// Every code hash some function still points at (for garbage collection of packages).
+    pub fn referenced_code(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT code_sha256 FROM functions WHERE code_sha256 IS NOT NULL \
+             UNION SELECT code_sha256 FROM function_versions",
+        )?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// Refuses a change to `f` unless it is at the `expected` revision.
+pub(crate) fn check_revision(f: &FunctionRecord, expected: Option<u64>) -> Result<(), StoreError> {
+    match expected {
+        Some(e) if e != f.revision => Err(StoreError::RevisionMismatch {
+            name: f.name.to_string(),
+            expected: e,
+            actual: f.revision,
+        }),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn get_function(
+    conn: &Connection,
+    name: &FunctionName,
+) -> Result<Option<FunctionRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {FUNCTION_COLUMNS} FROM functions WHERE name = ?1"
+    ))?;
+    stmt.query_row([name.as_str()], |row| Ok(function_from_row(row)))
+        .optional()?
+        .transpose()
+}
+
+pub(crate) fn corrupt(message: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        table: "functions",
+        message: message.to_string(),
+    }
+}
+
+pub(crate) fn function_from_row(row: &Row<'_>) -> Result<FunctionRecord, StoreError> {
+    let name: String = row.get(0)?;
+    let env: String = row.get(5)?;
+    let sha: Option<String> = row.get(7)?;
+    let size: Option<i64> = row.get(8)?;
+    Ok(FunctionRecord {
+        name: FunctionName::parse(&name).map_err(corrupt)?,
+        runtime: Runtime::parse(&row.get::<_, String>(1)?).map_err(corrupt)?,
+        handler: Handler::free_text(&row.get::<_, String>(2)?).map_err(corrupt)?,
+        memory: MemoryMb::new(row.get(3)?).map_err(corrupt)?,
+        timeout: TimeoutSecs::new(row.get(4)?).map_err(corrupt)?,
+        environment: serde_json::from_str(&env).map_err(corrupt)?,
+        description: row.get(6)?,
+        code: sha.map(|sha256| CodeRef {
+            sha256,
+            size: size.unwrap_or(0) as u64,
+        }),
+        revision: row.get::<_, i64>(9)? as u64,
+        created_at: row.get(10)?,
+        updated_at: row.get(11)?,
+        reserved_concurrency: row
+            .get::<_, Option<i64>>(12)?
+            .map(|n| u32::try_from(n).map_err(corrupt))
+            .transpose()?,
+        version: row
+            .get::<_, Option<i64>>(13)?
+            .map(|n| u64::try_from(n).map_err(corrupt))
+            .transpose()?,
+        network: row.get(14)?,
+        ephemeral_mb: u32::try_from(row.get::<_, i64>(15)?).map_err(corrupt)?,
+    })
+}

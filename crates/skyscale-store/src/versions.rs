@@ -1,0 +1,169 @@
+//! Published versions: immutable snapshots of `$LATEST`, numbered per function.
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use skyscale_types::FunctionName;
+
+use crate::db::{Store, StoreError};
+use crate::functions::{check_revision, corrupt, function_from_row, get_function, FunctionRecord};
+use crate::now_rfc3339;
+
+/// A version row in the shape of `FUNCTION_COLUMNS` (functions.rs): its own timestamp, no
+/// reservation.
+const VERSION_COLUMNS: &str = "function, runtime, handler, memory_mb, timeout_s, environment, \
+     description, code_sha256, code_size, revision, created_at, created_at, NULL, version, \
+     network, ephemeral_mb";
+
+impl Store {
+    /// Publishes `$LATEST` as a new version (numbered after the highest ever given), or
+    /// returns the newest version when its code and configuration equal `$LATEST`'s.
+    /// `description` defaults to `$LATEST`'s. Returns the version and whether it is new.
+    pub fn publish_version(
+        &self,
+        name: &FunctionName,
+        description: Option<&str>,
+    ) -> Result<(FunctionRecord, bool), StoreError> {
+        self.publish_version_if(name, description, None)
+    }
+
+    /// Like [`Self::publish_version`], only if `$LATEST` is at `expected` revision: what is
+    /// published is exactly what the caller saw (or just wrote).
+    pub fn publish_version_if(
+        &self,
+        name: &FunctionName,
+        description: Option<&str>,
+        expected: Option<u64>,
+    ) -> Result<(FunctionRecord, bool), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let f = get_function(&tx, name)?
+            .ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))?;
+        check_revision(&f, expected)?;
+        let Some(code) = &f.code else {
+            return Err(StoreError::Limit(format!(
+                "function {name} has no code to publish"
+            )));
+        };
+        let newest: Option<i64> = tx.query_row(
+            "SELECT MAX(version) FROM function_versions WHERE function = ?1",
+            [name.as_str()],
+            |r| r.get(0),
+        )?;
+        if let Some(n) = newest {
+            if let Some(v) = get_version(&tx, name, n as u64)? {
+                let same = v.code == f.code
+                    && v.runtime == f.runtime
+                    && v.handler == f.handler
+                    && v.memory == f.memory
+                    && v.timeout == f.timeout
+                    && v.environment == f.environment;
+                if same {
+                    return Ok((v, false));
+                }
+            }
+        }
+        let last: i64 = tx.query_row(
+            "SELECT last_version FROM functions WHERE name = ?1",
+            [name.as_str()],
+            |r| r.get(0),
+        )?;
+        let n = last + 1;
+        let env = serde_json::to_string(&f.environment).map_err(corrupt)?;
+        tx.execute(
+            "INSERT INTO function_versions (function, version, runtime, handler, memory_mb, \
+             timeout_s, environment, description, code_sha256, code_size, revision, created_at, \
+             network, ephemeral_mb) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            params![
+                name.as_str(),
+                n,
+                f.runtime.as_str(),
+                f.handler.as_str(),
+                f.memory.get(),
+                f.timeout.get(),
+                env,
+                description.unwrap_or(&f.description),
+                code.sha256,
+                code.size as i64,
+                f.revision as i64,
+                now_rfc3339(),
+                f.network,
+                f.ephemeral_mb,
+            ],
+        )?;
+        tx.execute(
+            "UPDATE functions SET last_version = ?2 WHERE name = ?1",
+            params![name.as_str(), n],
+        )?;
+        let v = get_version(&tx, name, n as u64)?.ok_or_else(|| StoreError::Corrupt {
+            table: "function_versions",
+            message: format!("version {n} of {name} vanished after insert"),
+        })?;
+        tx.commit()?;
+        Ok((v, true))
+    }
+
+    /// One published version of a function.
+    pub fn get_version(
+        &self,
+        name: &FunctionName,
+        version: u64,
+    ) -> Result<Option<FunctionRecord>, StoreError> {
+        get_version(&self.conn(), name, version)
+    }
+
+    /// Every published version of a function, oldest first.
+    pub fn list_versions(&self, name: &FunctionName) -> Result<Vec<FunctionRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {VERSION_COLUMNS} FROM function_versions WHERE function = ?1 \
+             ORDER BY version"
+        ))?;
+        let rows = stmt.query_map([name.as_str()], |row| Ok(function_from_row(row)))?;
+        rows.map(|r| r?).collect()
+    }
+
+    /// Deletes one published version; returns whether it existed. A version an alias
+    /// points at stays (`InUse`).
+    pub fn delete_version(&self, name: &FunctionName, version: u64) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let alias: Option<String> = tx
+            .query_row(
+                "SELECT name FROM function_aliases WHERE function = ?1 \
+                 AND (version = ?2 OR extra_version = ?2) ORDER BY name LIMIT 1",
+                params![name.as_str(), version as i64],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(alias) = alias {
+            return Err(StoreError::InUse(format!(
+                "version {version} of {name} cannot be deleted: alias {alias} refers to it"
+            )));
+        }
+        let changed = tx.execute(
+            "DELETE FROM function_versions WHERE function = ?1 AND version = ?2",
+            params![name.as_str(), version as i64],
+        )?;
+        tx.execute(
+            "DELETE FROM function_policies WHERE function = ?1 AND qualifier = ?2",
+            params![name.as_str(), version.to_string()],
+        )?;
+        tx.commit()?;
+        Ok(changed > 0)
+    }
+}
+
+fn get_version(
+    conn: &Connection,
+    name: &FunctionName,
+    version: u64,
+) -> Result<Option<FunctionRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {VERSION_COLUMNS} FROM function_versions WHERE function = ?1 AND version = ?2"
+    ))?;
+    stmt.query_row(params![name.as_str(), version as i64], |row| {
+        Ok(function_from_row(row))
+    })
+    .optional()?
+    .transpose()
+}
