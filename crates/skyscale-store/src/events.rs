@@ -54,6 +54,28 @@ impl EventState {
     }
 }
 
+/// Which of a function's events to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventFilter {
+    All,
+    /// Queued, no attempt failed and none was throttled yet.
+    Queued,
+    /// Queued after a failed or throttled try.
+    Retrying,
+    Dead,
+}
+
+impl EventFilter {
+    fn as_str(self) -> Option<&'static str> {
+        match self {
+            Self::All => None,
+            Self::Queued => Some("queued"),
+            Self::Retrying => Some("retrying"),
+            Self::Dead => Some("dead"),
+        }
+    }
+}
+
 /// One event as stored. Times are epoch milliseconds on the database's clock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventRow {
@@ -464,22 +486,25 @@ impl Store {
             .transpose()
     }
 
-    /// A function's events, oldest first, optionally only those in `state`.
+    /// A function's events that `filter` takes, oldest first.
     pub fn events(
         &self,
         function: &str,
-        state: Option<EventState>,
+        filter: EventFilter,
         limit: usize,
     ) -> Result<Vec<EventRow>, StoreError> {
         let conn = self.events_conn();
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS}, {NOW_MS} FROM events WHERE function = ?1 \
-             AND (?2 IS NULL OR state = ?2) ORDER BY accepted_at, id LIMIT ?3"
+            "SELECT {COLUMNS}, {NOW_MS} FROM events WHERE function = ?1 AND (?2 IS NULL \
+                 OR (?2 = 'dead' AND state = 'dead') \
+                 OR (?2 = 'queued' AND state = 'queued' AND attempts = 0 AND throttles = 0) \
+                 OR (?2 = 'retrying' AND state = 'queued' AND (attempts > 0 OR throttles > 0))) \
+             ORDER BY accepted_at, id LIMIT ?3"
         ))?;
         let rows = stmt.query_map(
             params![
                 function,
-                state.map(EventState::as_str),
+                filter.as_str(),
                 i64::try_from(limit).unwrap_or(i64::MAX)
             ],
             event_row,

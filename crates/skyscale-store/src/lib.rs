@@ -25,8 +25,8 @@ pub use code::{
 };
 pub use db::{Store, StoreError};
 pub use events::{
-    Enqueued, EventConfigRecord, EventConfigUpdate, EventEnd, EventRow, EventState, Idempotency,
-    NewEvent, QueueStats, Retry,
+    Enqueued, EventConfigRecord, EventConfigUpdate, EventEnd, EventFilter, EventRow, EventState,
+    Idempotency, NewEvent, QueueStats, Retry,
 };
 pub use functions::{FunctionRecord, FunctionUpdate, NewFunction};
 pub use invocations::{

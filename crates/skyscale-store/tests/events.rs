@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use skyscale_store::{
-    Enqueued, EventConfigRecord, EventConfigUpdate, EventEnd, EventState, Idempotency,
+    Enqueued, EventConfigRecord, EventConfigUpdate, EventEnd, EventFilter, EventState, Idempotency,
     InvocationRecord, NewEvent, NewFunction, Retry, Store, StoreError,
 };
 use skyscale_types::invocation::{InvocationStatus, Trigger};
@@ -138,6 +138,14 @@ fn rescheduled_events_wait_for_their_time_and_keep_their_counts() {
         store.claim_events("a", 10, LEASE).unwrap().is_empty(),
         "not due yet"
     );
+    assert!(store
+        .events("f", EventFilter::Queued, 10)
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.events("f", EventFilter::Retrying, 10).unwrap().len(),
+        1
+    );
     let queued = store.event("e1").unwrap().unwrap();
     assert_eq!(queued.attempts, 1);
     assert_eq!(queued.last_error.as_deref(), Some("ValueError: boom"));
@@ -165,6 +173,12 @@ fn claims_are_bounded_and_oldest_first() {
     for i in 0..5 {
         store.enqueue_event(&event(&format!("e{i}"), "f")).unwrap();
     }
+    assert_eq!(store.events("f", EventFilter::Queued, 10).unwrap().len(), 5);
+    assert_eq!(store.events("f", EventFilter::Queued, 2).unwrap().len(), 2);
+    assert!(store
+        .events("f", EventFilter::Retrying, 10)
+        .unwrap()
+        .is_empty());
     let first = store.claim_events("a", 3, LEASE).unwrap();
     let ids: Vec<_> = first.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids, ["e0", "e1", "e2"]);
@@ -251,9 +265,9 @@ fn dead_letters_are_listed_redriven_and_deleted() {
     assert_eq!(e1.dead_reason.as_deref(), Some("RetriesExhausted"));
     assert_eq!(e1.record.as_deref(), Some("{\"version\":\"1.0\"}"));
     assert!(!e1.leased());
-    let listed = store.events("f", Some(EventState::Dead), 100).unwrap();
+    let listed = store.events("f", EventFilter::Dead, 100).unwrap();
     assert_eq!(listed.len(), 2);
-    assert_eq!(store.events("f", None, 100).unwrap().len(), 3);
+    assert_eq!(store.events("f", EventFilter::All, 100).unwrap().len(), 3);
     assert!(
         store.claim_events("b", 10, LEASE).unwrap().is_empty(),
         "dead letters are never claimed (e3 is still leased)"

@@ -20,7 +20,7 @@ mod metrics;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use skyscale_store::{Enqueued, EventRow, EventState, Idempotency, NewEvent};
+use skyscale_store::{Enqueued, EventFilter, EventRow, EventState, Idempotency, NewEvent};
 use skyscale_types::FunctionName;
 
 use crate::auth::Action;
@@ -374,25 +374,15 @@ impl ControlPlane {
                 "invalid limit {limit}: expected 1 to 1000"
             )));
         }
-        let state = match status {
-            Some(EventStatus::Dead) => Some(EventState::Dead),
-            Some(_) => Some(EventState::Queued),
-            None => None,
+        let filter = match status {
+            None => EventFilter::All,
+            Some(EventStatus::Queued) => EventFilter::Queued,
+            Some(EventStatus::Retrying) => EventFilter::Retrying,
+            Some(EventStatus::Dead) => EventFilter::Dead,
         };
         let store = self.store.clone();
-        // Queued and retrying share a state: read generously, then keep the status asked.
-        let read = if matches!(status, Some(EventStatus::Queued | EventStatus::Retrying)) {
-            usize::MAX
-        } else {
-            limit
-        };
-        let rows = blocking(move || Ok(store.events(name.as_str(), state, read)?)).await?;
-        Ok(rows
-            .into_iter()
-            .map(EventInfo::of)
-            .filter(|e| status.is_none_or(|s| s == e.status))
-            .take(limit)
-            .collect())
+        let rows = blocking(move || Ok(store.events(name.as_str(), filter, limit)?)).await?;
+        Ok(rows.into_iter().map(EventInfo::of).collect())
     }
 
     /// One event by id. An event of a function `by` may not read is "not found", as is one
