@@ -793,3 +793,73 @@ fn a_long_event_keeps_its_lease_and_runs_once() {
         tail(&server.log(), 30)
     );
 }
+
+/// A destination that fails does not lose the record: a destination that runs and fails
+/// keeps it as its own dead letter (the record is its payload), and a destination that is
+/// gone leaves the event a dead letter of its source (`DestinationFailed`).
+#[test]
+fn a_failing_destination_keeps_the_record() {
+    let server = server(&[]);
+    let http = server.http();
+    create(&server, "src", ALWAYS_FAILS);
+    create(&server, "sink", ALWAYS_FAILS);
+    create(&server, "gone", FIXED);
+    let r = put_config(&http, "sink", json!({"maximum_retry_attempts": 0}));
+    assert_eq!(r.status, 200);
+    let r = put_config(
+        &http,
+        "src",
+        json!({"maximum_retry_attempts": 0, "on_failure": "sink"}),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let id = accepted(&invoke_async(&http, "src", &json!({"k": 1}), &[]));
+    let dead = wait_for(
+        &server,
+        Duration::from_secs(60),
+        "the sink's dead letter",
+        || events(&http, "sink", Some("dead")).into_iter().next(),
+    );
+    let one = http
+        .get(&format!("/v1/events/{}", dead["id"].as_str().unwrap()))
+        .json();
+    assert_eq!(one["payload"]["requestContext"]["requestId"], id.as_str());
+    assert_eq!(
+        one["payload"]["requestContext"]["condition"],
+        "RetriesExhausted"
+    );
+    assert_eq!(one["payload"]["requestPayload"], json!({"k": 1}));
+    assert!(
+        events(&http, "src", None).is_empty(),
+        "the source event was handed over"
+    );
+
+    // The destination is deleted: the record stays with the source.
+    let r = put_config(
+        &http,
+        "src",
+        json!({"maximum_retry_attempts": 0, "on_failure": "gone"}),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(http.send("DELETE", "/v1/functions/gone", None).status, 204);
+    let id = accepted(&invoke_async(&http, "src", &json!({"k": 2}), &[]));
+    let dead = wait_for(
+        &server,
+        Duration::from_secs(60),
+        "the source's dead letter",
+        || events(&http, "src", Some("dead")).into_iter().next(),
+    );
+    assert_eq!(dead["id"], id.as_str());
+    assert_eq!(dead["dead_reason"], "DestinationFailed");
+    assert!(
+        dead["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("OnFailure destination"),
+        "{dead}"
+    );
+    let one = http.get(&format!("/v1/events/{id}")).json();
+    assert_eq!(
+        one["record"]["requestContext"]["condition"],
+        "RetriesExhausted"
+    );
+}

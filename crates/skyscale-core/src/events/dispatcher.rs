@@ -496,7 +496,7 @@ impl ControlPlane {
             out,
         )
         .to_string();
-        let reason = match condition {
+        let mut reason = match condition {
             Condition::EventAgeExceeded => DeadReason::EventAgeExceeded,
             _ => DeadReason::RetriesExhausted,
         };
@@ -511,6 +511,7 @@ impl ControlPlane {
                 Err(e) => {
                     tracing::warn!(destination = %dest, error = %e, "the failure destination cannot take the record; keeping it as a dead letter");
                     error = Some(format!("OnFailure destination {dest}: {e}"));
+                    reason = DeadReason::DestinationFailed;
                 }
             }
         }
