@@ -440,12 +440,13 @@ fn throttled_events_wait_without_counting_attempts_then_run() {
             "{e}"
         );
     }
-    let r = http.send("DELETE", "/v1/functions/held/concurrency", None);
-    assert!(
-        r.status == 200 || r.status == 204,
-        "{}",
-        String::from_utf8_lossy(&r.body)
+    // Raised: the held events run, on their first attempt.
+    let r = http.send(
+        "PUT",
+        "/v1/functions/held/concurrency",
+        Some(br#"{"reserved_concurrency": 2}"#.to_vec()),
     );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     wait_for(
         &server,
         Duration::from_secs(60),
