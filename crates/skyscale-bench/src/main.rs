@@ -124,10 +124,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(n) = args.events {
         for d in &args.drivers {
-            let daemon = daemon::Daemon::start(&bin_dir, d, &[]).await?;
+            // The queue's own settings pass through, to measure them.
+            let env: Vec<(&str, String)> = events::SETTINGS
+                .iter()
+                .filter_map(|k| std::env::var(k).ok().map(|v| (*k, v)))
+                .collect();
+            let daemon = daemon::Daemon::start(&bin_dir, d, &env).await?;
             let figures = events::measure(&daemon, n.max(1))
                 .await
                 .with_context(|| format!("daemon log:\n{}", daemon.log_tail(20)))?;
+            eprint!("{}", figures.table());
             println!("{}", serde_json::to_string_pretty(&figures)?);
         }
         return Ok(());

@@ -60,9 +60,14 @@ pub enum StoreError {
 pub struct Store {
     conn: Mutex<Connection>,
     records: Mutex<Connection>,
-    /// The event queue's own connection (`events.rs`): accepting and claiming events must
-    /// not wait behind function lookups or record batches.
+    /// The event queue's own connection (`events.rs`): accepting events must not wait
+    /// behind function lookups or record batches. It syncs every commit (see `open`).
     events: Mutex<Connection>,
+    /// The dispatcher's connection: claims, lease renewals and the ends of attempts. These
+    /// need not survive a power cut: one lost puts its event back where it was, and the
+    /// event runs again (delivery is at least once), so this connection does not sync every
+    /// commit. In WAL mode the next synced commit syncs them too.
+    dispatch: Mutex<Connection>,
 }
 
 impl Store {
@@ -89,6 +94,7 @@ impl Store {
                 c.pragma_update(None, "synchronous", "FULL")?;
                 c
             }),
+            dispatch: Mutex::new(connect()?),
         })
     }
 
@@ -101,6 +107,11 @@ impl Store {
     /// The event queue's connection (see [`Store`]).
     pub(crate) fn events_conn(&self) -> MutexGuard<'_, Connection> {
         self.events.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The dispatcher's connection (see [`Store`]).
+    pub(crate) fn dispatch_conn(&self) -> MutexGuard<'_, Connection> {
+        self.dispatch.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The connection of invocation records and logs (see [`Store`]).

@@ -352,7 +352,7 @@ impl Store {
         limit: usize,
         lease: Duration,
     ) -> Result<Vec<EventRow>, StoreError> {
-        let conn = self.events_conn();
+        let conn = self.dispatch_conn();
         let mut stmt = conn.prepare_cached(&format!(
             "UPDATE events SET lease_owner = ?1, lease_until = {NOW_MS} + ?2 \
              WHERE id IN (SELECT id FROM events WHERE state = 'queued' AND next_at <= {NOW_MS} \
@@ -379,7 +379,7 @@ impl Store {
         ids: &[String],
         lease: Duration,
     ) -> Result<usize, StoreError> {
-        let mut conn = self.events_conn();
+        let mut conn = self.dispatch_conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut renewed = 0;
         {
@@ -398,7 +398,7 @@ impl Store {
     /// Gives up every lease: at the start of the only control plane that uses this database
     /// (SQLite), any lease is a previous run's, which died holding it.
     pub fn release_all_event_leases(&self) -> Result<usize, StoreError> {
-        let conn = self.events_conn();
+        let conn = self.dispatch_conn();
         Ok(conn.execute(
             "UPDATE events SET lease_owner = NULL, lease_until = NULL \
              WHERE lease_owner IS NOT NULL",
@@ -416,7 +416,7 @@ impl Store {
         end: EventEnd<'_>,
         forward: Option<&NewEvent<'_>>,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.events_conn();
+        let mut conn = self.dispatch_conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let changed = match end {
             EventEnd::Done => tx.execute(
@@ -455,7 +455,7 @@ impl Store {
         owner: &str,
         retry: &Retry<'_>,
     ) -> Result<bool, StoreError> {
-        let conn = self.events_conn();
+        let conn = self.dispatch_conn();
         let changed = conn.execute(
             &format!(
                 "UPDATE events SET next_at = {NOW_MS} + ?3, attempts = ?4, throttles = ?5, \

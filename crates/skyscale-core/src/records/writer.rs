@@ -48,10 +48,7 @@ impl Writer {
             tokio::select! {
                 first = rx.recv() => match first {
                     Some(first) => {
-                        if matches!(first, Message::Record(_)) {
-                            tokio::time::sleep(BATCH_LINGER).await;
-                        }
-                        let batch = self.take_batch(first, &mut rx);
+                        let batch = self.take_batch(first, &mut rx).await;
                         self.write(batch).await;
                     }
                     None => break,
@@ -61,24 +58,37 @@ impl Writer {
         }
     }
 
-    /// `first` and whatever else is queued, up to a batch.
-    fn take_batch(&self, first: Message, rx: &mut mpsc::Receiver<Message>) -> Vec<Message> {
-        let mut batch = vec![first];
+    /// `first` and what follows it, up to a batch: after a record, whatever arrives within
+    /// `BATCH_LINGER` (one transaction for many invocations under load); but as soon as a
+    /// flush arrives, someone is waiting, so only what is already queued joins it.
+    async fn take_batch(&self, first: Message, rx: &mut mpsc::Receiver<Message>) -> Vec<Message> {
+        let mut linger_until =
+            matches!(first, Message::Record(_)).then(|| tokio::time::Instant::now() + BATCH_LINGER);
+        let mut batch = Vec::new();
         let mut bytes = 0;
-        loop {
-            if let Some(Message::Record(inv)) = batch.last() {
-                let n = inv.logs.len() as u64;
-                self.queued_log_bytes.fetch_sub(n, Ordering::Relaxed);
-                bytes += n;
+        let mut next = Some(first);
+        while let Some(m) = next.take() {
+            match &m {
+                Message::Record(inv) => {
+                    let n = inv.logs.len() as u64;
+                    self.queued_log_bytes.fetch_sub(n, Ordering::Relaxed);
+                    bytes += n;
+                }
+                Message::Flush(_) => linger_until = None,
             }
+            batch.push(m);
             if batch.len() >= BATCH_RECORDS || bytes >= BATCH_LOG_BYTES {
-                return batch;
+                break;
             }
-            match rx.try_recv() {
-                Ok(m) => batch.push(m),
-                Err(_) => return batch,
-            }
+            next = match rx.try_recv() {
+                Ok(m) => Some(m),
+                Err(_) => match linger_until {
+                    Some(t) => tokio::time::timeout_at(t, rx.recv()).await.ok().flatten(),
+                    None => None,
+                },
+            };
         }
+        batch
     }
 
     async fn write(&mut self, batch: Vec<Message>) {
