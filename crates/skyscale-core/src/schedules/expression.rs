@@ -399,10 +399,12 @@ impl Field {
                 Some((r, s)) => {
                     let step: i64 = match s.parse() {
                         Ok(v) if v >= 1 && s.bytes().all(|b| b.is_ascii_digit()) => v,
-                        _ => return err(format!(
+                        _ => {
+                            return err(format!(
                             "{}: the step {s:?} in {item:?} is not a whole number of at least 1",
                             self.name
-                        )),
+                        ))
+                        }
                     };
                     (r, Some(step))
                 }
