@@ -657,4 +657,52 @@ fn bad_schedules_get_clear_errors() {
     let next: jiff::Timestamp = s["next_fire_at"].as_str().unwrap().parse().unwrap();
     let local = next.to_zoned(jiff::tz::TimeZone::get("Europe/Paris").unwrap());
     assert_eq!((local.hour(), local.minute()), (3, 0), "{next}");
+
+    // Updates through the CLI: the options given change, the others stay.
+    let u: Value = serde_json::from_str(&server.cli_ok(&[
+        "--output",
+        "json",
+        "schedule",
+        "update",
+        "--name",
+        "nightly",
+        "--expression",
+        "cron(30 4 ? * MON-FRI *)",
+        "--payload",
+        r#"{"k": 1}"#,
+    ]))
+    .unwrap();
+    assert_eq!(
+        (
+            &u["expression"],
+            &u["timezone"],
+            &u["missed"],
+            &u["payload"]
+        ),
+        (
+            &json!("cron(30 4 ? * MON-FRI *)"),
+            &json!("Europe/Paris"),
+            &json!("skip"),
+            &json!({"k": 1})
+        )
+    );
+    let u: Value = serde_json::from_str(&server.cli_ok(&[
+        "--output",
+        "json",
+        "schedule",
+        "update",
+        "--name",
+        "nightly",
+        "--default-payload",
+        "--missed",
+        "run-once",
+    ]))
+    .unwrap();
+    assert!(u["payload"].is_null(), "{u}");
+    assert_eq!(u["missed"], "run-once");
+    let text = server.cli_ok(&["schedule", "get", "--name", "nightly"]);
+    assert!(
+        text.contains("EventBridge Scheduled Event document"),
+        "{text}"
+    );
 }

@@ -36,7 +36,7 @@ pub use invocations::{
 
 pub use keys::{ApiKeyRecord, NewApiKey, Revocation};
 pub use policies::{PolicyStatement, MAX_STATEMENTS};
-pub use schedules::{Fire, Fired, ScheduleFields, ScheduleRecord};
+pub use schedules::{Fire, Fired, ScheduleFields, ScheduleRecord, Through};
 pub use tags::MAX_TAGS;
 pub use urls::{UrlConfigRecord, UrlConfigUpdate};
 

@@ -50,6 +50,29 @@ pub struct ScheduleRecord {
     pub updated_at_ms: i64,
 }
 
+/// How a create or an update sets `through`. An update that is not about the slots keeps
+/// it: a fire may have moved it since the schedule was read, and writing back the value
+/// read would fire that slot again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Through {
+    /// As it is (a create: none yet).
+    Keep,
+    /// To this (a new expression starts afresh).
+    Set(i64),
+    /// To this, unless it is later already (a resume passes over the paused time).
+    AtLeast(i64),
+}
+
+impl Through {
+    fn sql(self) -> (&'static str, Option<i64>) {
+        match self {
+            Self::Keep => ("keep", None),
+            Self::Set(v) => ("set", Some(v)),
+            Self::AtLeast(v) => ("at-least", Some(v)),
+        }
+    }
+}
+
 /// What create and update write (everything but the id, the fire bookkeeping, the times).
 #[derive(Debug, Clone)]
 pub struct ScheduleFields<'a> {
@@ -61,7 +84,7 @@ pub struct ScheduleFields<'a> {
     pub state: ScheduleState,
     pub missed: MissedFires,
     pub anchor_ms: i64,
-    pub through_ms: Option<i64>,
+    pub through: Through,
     pub caller: Option<&'a str>,
 }
 
@@ -181,7 +204,7 @@ impl Store {
                 f.state.as_str(),
                 f.missed.as_str(),
                 f.anchor_ms,
-                f.through_ms,
+                f.through.sql().1,
                 f.caller
             ],
         )?;
@@ -206,7 +229,9 @@ impl Store {
             &format!(
                 "UPDATE schedules SET function = ?3, qualifier = ?4, expression = ?5, \
                  timezone = ?6, payload = ?7, state = ?8, missed = ?9, anchor = ?10, \
-                 through = ?11, caller = ?12, revision = revision + 1, updated_at = {NOW_MS} \
+                 through = CASE ?13 WHEN 'keep' THEN through WHEN 'set' THEN ?11 \
+                     ELSE MAX(COALESCE(through, ?11), ?11) END, \
+                 caller = ?12, revision = revision + 1, updated_at = {NOW_MS} \
                  WHERE name = ?1 AND revision = ?2"
             ),
             params![
@@ -220,8 +245,9 @@ impl Store {
                 f.state.as_str(),
                 f.missed.as_str(),
                 f.anchor_ms,
-                f.through_ms,
-                f.caller
+                f.through.sql().1,
+                f.caller,
+                f.through.sql().0
             ],
         )?;
         if changed == 0 {

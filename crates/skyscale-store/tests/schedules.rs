@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use skyscale_store::{
     Enqueued, EventFilter, Fire, Fired, Idempotency, NewEvent, NewFunction, ScheduleFields, Store,
-    StoreError,
+    StoreError, Through,
 };
 use skyscale_types::schedules::{MissedFires, ScheduleState};
 use skyscale_types::{FunctionName, Handler, MemoryMb, Runtime, TimeoutSecs};
@@ -37,7 +37,7 @@ fn fields(function: &str) -> ScheduleFields<'_> {
         state: ScheduleState::Enabled,
         missed: MissedFires::RunOnce,
         anchor_ms: 1_000,
-        through_ms: None,
+        through: Through::Keep,
         caller: Some("SKYKEY"),
     }
 }
@@ -168,7 +168,6 @@ fn a_slot_fires_once_with_its_event_in_one_transaction() {
     // A changed schedule (another revision) or a paused one does not fire.
     let mut paused = fields("f");
     paused.state = ScheduleState::Paused;
-    paused.through_ms = s.through_ms;
     let p = store.update_schedule("s", s.revision, &paused).unwrap();
     let fire = Fire {
         schedule_id: "sid",
@@ -184,6 +183,46 @@ fn a_slot_fires_once_with_its_event_in_one_transaction() {
     };
     assert_eq!(store.fire_schedule(&fire).unwrap(), Fired::Stale);
     assert_eq!(store.events("f", EventFilter::All, 10).unwrap().len(), 1);
+}
+
+#[test]
+fn an_update_keeps_what_a_fire_moved_unless_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    create_function(&store, "f");
+    let mut f = fields("f");
+    f.through = Through::Set(1_000);
+    let read = store.create_schedule("sid", "s", &f).unwrap();
+    assert_eq!(read.through_ms, Some(1_000));
+    // A fire commits after the schedule was read for an update...
+    let fire = Fire {
+        schedule_id: "sid",
+        through_before: Some(1_000),
+        revision: read.revision,
+        slot_ms: 3_000,
+        event: Some(event("e1", "schedule:sid:3000")),
+    };
+    assert!(matches!(
+        store.fire_schedule(&fire).unwrap(),
+        Fired::Done(_)
+    ));
+    // ...and the update (of the payload, say) does not put `through` back: the slot would
+    // fire again.
+    let mut u = fields("f");
+    u.payload = Some(b"{\"a\":1}");
+    let s = store.update_schedule("s", read.revision, &u).unwrap();
+    assert_eq!(s.through_ms, Some(3_000));
+    // A resume moves it to now unless it is later already.
+    u.through = Through::AtLeast(2_000);
+    let s = store.update_schedule("s", s.revision, &u).unwrap();
+    assert_eq!(s.through_ms, Some(3_000));
+    u.through = Through::AtLeast(9_000);
+    let s = store.update_schedule("s", s.revision, &u).unwrap();
+    assert_eq!(s.through_ms, Some(9_000));
+    // A new expression starts afresh.
+    u.through = Through::Set(4_000);
+    let s = store.update_schedule("s", s.revision, &u).unwrap();
+    assert_eq!(s.through_ms, Some(4_000));
 }
 
 #[test]

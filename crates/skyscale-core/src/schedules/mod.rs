@@ -15,7 +15,7 @@ mod expression;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use skyscale_store::{ScheduleFields, ScheduleRecord};
+use skyscale_store::{ScheduleFields, ScheduleRecord, Through};
 use skyscale_types::invocation::Trigger;
 use skyscale_types::schedules::{MissedFires, ScheduleName, ScheduleState};
 use skyscale_types::time::{epoch_ms, from_epoch_ms};
@@ -230,7 +230,7 @@ impl ControlPlane {
                         state: ScheduleState::Enabled,
                         missed,
                         anchor_ms: anchor,
-                        through_ms: Some(anchor),
+                        through: Through::Set(anchor),
                         caller: caller.as_deref(),
                     },
                 )?)
@@ -296,10 +296,10 @@ impl ControlPlane {
                 Some(None) => None,
                 Some(Some(p)) => Some(crate::events::check_payload(p)?),
             };
-            let (mut anchor, mut through) = (rec.anchor_ms, rec.through_ms);
+            let (mut anchor, mut through) = (rec.anchor_ms, Through::Keep);
             if expression != rec.expression || timezone != rec.timezone {
                 anchor = now_ms() / 1000 * 1000;
-                through = Some(anchor);
+                through = Through::Set(anchor);
                 if expr.next_after(anchor, anchor).is_none() {
                     return Err(CoreError::InvalidParameter(format!(
                         "{expression} never fires after now in {timezone}"
@@ -317,7 +317,7 @@ impl ControlPlane {
                 state: rec.state,
                 missed: changes.missed.unwrap_or(rec.missed),
                 anchor_ms: anchor,
-                through_ms: through,
+                through,
                 caller: by.key_id.as_ref().map(|k| k.as_str()),
             };
             self.write_schedule(&rec, &fields).await
@@ -365,10 +365,11 @@ impl ControlPlane {
             if rec.state == state {
                 return Ok(self.schedule_view(rec.clone()));
             }
+            // Slots that passed while paused are passed over.
             let through = if enabled {
-                Some(rec.through_ms.unwrap_or(rec.anchor_ms).max(now_ms()))
+                Through::AtLeast(now_ms())
             } else {
-                rec.through_ms
+                Through::Keep
             };
             let fields = ScheduleFields {
                 function: &rec.function,
@@ -379,7 +380,7 @@ impl ControlPlane {
                 state,
                 missed: rec.missed,
                 anchor_ms: rec.anchor_ms,
-                through_ms: through,
+                through,
                 caller: rec.caller.as_deref(),
             };
             self.write_schedule(&rec, &fields).await
@@ -423,7 +424,7 @@ struct OwnedFields {
     state: ScheduleState,
     missed: MissedFires,
     anchor_ms: i64,
-    through_ms: Option<i64>,
+    through: Through,
     caller: Option<String>,
 }
 
@@ -438,7 +439,7 @@ impl OwnedFields {
             state: f.state,
             missed: f.missed,
             anchor_ms: f.anchor_ms,
-            through_ms: f.through_ms,
+            through: f.through,
             caller: f.caller.map(str::to_owned),
         }
     }
@@ -453,7 +454,7 @@ impl OwnedFields {
             state: self.state,
             missed: self.missed,
             anchor_ms: self.anchor_ms,
-            through_ms: self.through_ms,
+            through: self.through,
             caller: self.caller.as_deref(),
         }
     }
