@@ -9,6 +9,7 @@ mod access;
 mod events;
 mod invocations;
 mod metrics;
+mod schedules;
 
 pub use access::{AuditArgs, KeyCommand, KeyCreateArgs, KeyIdArg};
 pub use events::{
@@ -16,6 +17,7 @@ pub use events::{
 };
 pub use invocations::{InvocationArgs, InvocationsArgs, LogsArgs};
 pub use metrics::MetricsArgs;
+pub use schedules::ScheduleCommand;
 
 const EXIT_STATUS_HELP: &str = "\
 Exit status:
@@ -81,6 +83,9 @@ pub enum Command {
     /// Show the audit log of management actions, newest first (admin keys only).
     #[command(after_help = EXIT_STATUS_HELP)]
     Audit(AuditArgs),
+    /// Invoke functions on cron, rate or at expressions (EventBridge's syntax).
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
 }
 
 #[derive(Debug, Subcommand)]

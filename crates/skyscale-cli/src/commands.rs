@@ -25,6 +25,7 @@ mod access;
 mod events;
 mod invocations;
 mod metrics;
+mod schedules;
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let Cli { global, command } = cli;
@@ -75,6 +76,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Key(KeyCommand::List) => access::key_list(&global),
         Command::Key(KeyCommand::Revoke(args)) => access::key_revoke(&global, &args),
         Command::Audit(args) => access::audit(&global, &args),
+        Command::Schedule(c) => schedules::run(&global, &c),
     }
 }
 

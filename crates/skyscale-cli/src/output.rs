@@ -12,11 +12,13 @@ mod access;
 mod events;
 mod invocations;
 mod metrics;
+mod schedules;
 
 pub use access::{audit_table, created_key, key_table, warning, KEY_SHOWN_ONCE};
 pub use events::{event_config, event_detail, events_table};
 pub use invocations::{invocation_details, invocation_table};
 pub use metrics::metrics_summary;
+pub use schedules::{schedule_detail, schedules_table};
 
 /// What `error:` says when a call needs a key and none was given.
 pub const NO_KEY: &str = "no API key: set SKYSCALE_API_KEY or pass --api-key";

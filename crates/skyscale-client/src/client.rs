@@ -20,6 +20,7 @@ mod access;
 mod events;
 mod invocations;
 mod metrics;
+mod schedules;
 
 pub use invocations::{InvocationsQuery, LogEvent, LogsQuery};
 

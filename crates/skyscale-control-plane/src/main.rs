@@ -128,6 +128,8 @@ async fn run() -> anyhow::Result<()> {
     )?);
     // Resumes what a previous run left queued.
     cp.start_dispatcher()?;
+    // Fires what schedules missed while the control plane was down, then each slot.
+    cp.start_schedules();
 
     let server_settings = server_settings(&config.server, open_files);
     let listener = tokio::net::TcpListener::bind(config.listen)

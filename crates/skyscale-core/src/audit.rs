@@ -42,6 +42,11 @@ pub(crate) enum AuditAction {
     EventConfigDelete,
     EventRedrive,
     EventDelete,
+    ScheduleCreate,
+    ScheduleUpdate,
+    SchedulePause,
+    ScheduleResume,
+    ScheduleDelete,
 }
 
 impl AuditAction {
@@ -71,6 +76,11 @@ impl AuditAction {
             AuditAction::EventConfigDelete => "event_config.delete",
             AuditAction::EventRedrive => "event.redrive",
             AuditAction::EventDelete => "event.delete",
+            AuditAction::ScheduleCreate => "schedule.create",
+            AuditAction::ScheduleUpdate => "schedule.update",
+            AuditAction::SchedulePause => "schedule.pause",
+            AuditAction::ScheduleResume => "schedule.resume",
+            AuditAction::ScheduleDelete => "schedule.delete",
         }
     }
 }

@@ -24,6 +24,7 @@ mod policies;
 mod records;
 mod runtimes;
 mod scheduler;
+mod schedules;
 mod secrets;
 mod session;
 mod since;
@@ -56,6 +57,9 @@ pub use policies::NewStatement;
 pub use records::{Followed, InvocationFilter, LogFilter, LogFollower, RecordSettings};
 pub use runtimes::{RuntimeInfo, Runtimes, PYTHON_BOOTSTRAP};
 pub use scheduler::{Limits, SandboxCounts};
+pub use schedules::{
+    ExpressionError, Schedule, ScheduleChanges, ScheduleExpression, ScheduleSettings, ScheduleSpec,
+};
 pub use secrets::{ServerKey, SERVER_KEY_FILE};
 pub use since::{parse_duration, parse_since};
 pub use skyscale_store::{
@@ -119,6 +123,8 @@ pub struct Settings {
     pub task_root: Option<PathBuf>,
     /// The asynchronous invocation queue: backoffs, leases, concurrency.
     pub events: EventSettings,
+    /// The schedule chore.
+    pub schedules: ScheduleSettings,
 }
 
 impl Settings {
@@ -146,6 +152,7 @@ impl Default for Settings {
             code: CodeLimits::default(),
             task_root: None,
             events: EventSettings::default(),
+            schedules: ScheduleSettings::default(),
         }
     }
 }
@@ -184,6 +191,8 @@ pub struct ControlPlane {
     metrics: metrics::Metrics,
     /// The asynchronous invocation queue's dispatcher (started by `start_dispatcher`).
     events: events::Queue,
+    /// The schedule chore (started by `start_schedules`).
+    schedules: schedules::Chore,
 }
 
 impl ControlPlane {
@@ -244,6 +253,7 @@ impl ControlPlane {
             server_key,
             metrics: metrics::Metrics::default(),
             events: events::Queue::new(settings.events.clone()),
+            schedules: schedules::Chore::new(settings.schedules.clone()),
             settings,
         })
     }
@@ -376,6 +386,8 @@ impl ControlPlane {
     /// destroys every sandbox.
     pub async fn shutdown(&self, grace: Duration) {
         self.records.close_followers();
+        // No slot fires from now on; one being committed commits whole.
+        self.schedules.stop(Duration::from_secs(5)).await;
         // No new event starts; those running finish (within the grace) and are ended,
         // those that had not started stay queued for the next start.
         self.events.stop_claiming();

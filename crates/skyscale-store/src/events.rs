@@ -275,7 +275,7 @@ fn config_row(r: &Row<'_>) -> rusqlite::Result<EventConfigRecord> {
 }
 
 /// Inserts `e` (or finds the event its idempotency key names) inside `tx`.
-fn enqueue_in(tx: &Connection, e: &NewEvent<'_>) -> Result<Enqueued, StoreError> {
+pub(crate) fn enqueue_in(tx: &Connection, e: &NewEvent<'_>) -> Result<Enqueued, StoreError> {
     if let Some(idem) = e.idempotency {
         tx.execute(
             &format!(

@@ -14,6 +14,7 @@ mod invocations;
 mod keys;
 mod migrations;
 mod policies;
+mod schedules;
 mod tags;
 mod urls;
 mod versions;
@@ -35,6 +36,7 @@ pub use invocations::{
 
 pub use keys::{ApiKeyRecord, NewApiKey, Revocation};
 pub use policies::{PolicyStatement, MAX_STATEMENTS};
+pub use schedules::{Fire, Fired, ScheduleFields, ScheduleRecord, Through};
 pub use tags::MAX_TAGS;
 pub use urls::{UrlConfigRecord, UrlConfigUpdate};
 

@@ -241,4 +241,28 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE invocations ADD COLUMN event_id TEXT;
     ALTER TABLE invocations ADD COLUMN attempt INTEGER;
     "#,
+    // 14: schedules (schedules.rs): a function invoked asynchronously at the slots of an
+    // expression. `through` is the fire bookkeeping (every slot at or before it is dealt
+    // with), moved in the same transaction that enqueues a fire's event.
+    r#"
+    CREATE TABLE schedules (
+        id         TEXT PRIMARY KEY,        -- UUID, named by fires' idempotency keys
+        name       TEXT NOT NULL UNIQUE,
+        function   TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        qualifier  TEXT,                    -- NULL: unqualified ($LATEST)
+        expression TEXT NOT NULL,           -- cron(...), rate(...) or at(...)
+        timezone   TEXT NOT NULL,           -- IANA name
+        payload    BLOB,                    -- NULL: the Scheduled Event document
+        state      TEXT NOT NULL,           -- 'enabled' or 'paused'
+        missed     TEXT NOT NULL,           -- 'run-once' or 'skip'
+        anchor     INTEGER NOT NULL,        -- epoch ms; rate slots count from here
+        through    INTEGER,                 -- epoch ms; slots up to here are dealt with
+        last_fired INTEGER,                 -- epoch ms; the slot of the last fire
+        caller     TEXT,                    -- the key fires run as
+        revision   INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX schedules_function ON schedules (function);
+    "#,
 ];

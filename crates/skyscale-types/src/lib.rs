@@ -11,6 +11,7 @@ pub mod invocation;
 mod key;
 pub mod metrics;
 mod names;
+pub mod schedules;
 pub mod time;
 mod url;
 

@@ -9,6 +9,7 @@ pub(crate) mod extract;
 mod functions;
 mod invocations;
 mod invoke;
+mod schedules;
 mod urls;
 mod versions;
 
@@ -109,6 +110,7 @@ pub(crate) fn routes(cp: AppState) -> Router<AppState> {
             get(events::list_configs),
         )
         .route("/v1/runtimes", get(runtimes))
+        .merge(schedules::routes())
         .route_layer(middleware::from_fn_with_state(cp.clone(), require_key));
     Router::new()
         .route("/v1/health", get(health))
