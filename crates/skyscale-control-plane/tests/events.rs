@@ -8,9 +8,9 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{create_fn, tail, Http, Resp, Server};
+use common::{create_fn, tail, wait_for, Http, Resp, Server};
 use serde_json::{json, Value};
 
 /// Quick backoffs and a short lease, so that a test waits seconds, not minutes.
@@ -123,26 +123,6 @@ fn events(http: &Http, name: &str, status: Option<&str>) -> Vec<Value> {
     let r = http.get(&format!("/v1/functions/{name}/events{q}"));
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     r.json()["events"].as_array().unwrap().clone()
-}
-
-fn wait_for<T>(
-    server: &Server,
-    within: Duration,
-    what: &str,
-    mut f: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            tail(&server.log(), 40)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Successful attempts per event id, from the invocation records.

@@ -12,9 +12,9 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{create_fn, tail, Http, Server};
+use common::{create_fn, tail, wait_for, Http, Server};
 use serde_json::{json, Value};
 
 /// Writes each event it receives to `$OUT_DIR/run-<request id>.json`.
@@ -101,26 +101,6 @@ fn slots(out: &Path, arn: &str) -> BTreeMap<i64, BTreeMap<String, usize>> {
         }
     }
     by_slot
-}
-
-fn wait_for<T>(
-    server: &Server,
-    within: Duration,
-    what: &str,
-    mut f: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            tail(&server.log(), 40)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Waits until the function's queue is empty (every fire committed so far has run) and

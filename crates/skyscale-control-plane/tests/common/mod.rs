@@ -533,3 +533,26 @@ pub fn create_fn(http: &Http, name: &str, source: &str, extra: serde_json::Value
     }
     http.post_json("/v1/functions", &body)
 }
+
+/// Polls `f` every 100 ms until it gives a value; past `within`, fails with `what` and the
+/// end of the server's log.
+#[allow(dead_code)] // not every test file uses it
+pub fn wait_for<T>(
+    server: &Server,
+    within: Duration,
+    what: &str,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            tail(&server.log(), 40)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
