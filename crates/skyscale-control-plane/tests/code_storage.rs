@@ -61,19 +61,20 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// Names directly under the code directory and the bytes of every file below it.
+/// Names directly under the code directory and the bytes of every file below it. The
+/// collection runs in the background: what it removes while this walks counts for nothing
+/// (the callers poll until what they expect holds).
 fn code_dir(server: &Server) -> (BTreeSet<String>, u64) {
     fn bytes(dir: &Path) -> u64 {
-        std::fs::read_dir(dir)
-            .unwrap()
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        entries
             .flatten()
-            .map(|e| {
-                let m = e.metadata().unwrap();
-                if m.is_dir() {
-                    bytes(&e.path())
-                } else {
-                    m.len()
-                }
+            .map(|e| match e.metadata() {
+                Ok(m) if m.is_dir() => bytes(&e.path()),
+                Ok(m) => m.len(),
+                Err(_) => 0,
             })
             .sum()
     }
