@@ -2,10 +2,8 @@
 //! `require_sigv4` authenticated, the function a path names (with its `Qualifier`), and
 //! JSON bodies.
 
-use std::collections::HashMap;
-
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use skyscale_core::Principal;
@@ -34,11 +32,12 @@ pub(super) struct Unqualified(pub Target);
 
 async fn raw_and_params(parts: &mut Parts, cp: &AppState) -> Result<(String, Params), LambdaError> {
     // By name: some routes have more segments after the function's (`/aliases/{alias}`).
-    let Path(mut segments) = Path::<HashMap<String, String>>::from_request_parts(parts, cp)
+    let segments = RawPathParams::from_request_parts(parts, cp)
         .await
         .map_err(|e| LambdaError::invalid(format!("invalid path: {e}")))?;
     let raw = segments
-        .remove("name")
+        .iter()
+        .find_map(|(k, v)| (k == "name").then(|| v.to_owned()))
         .ok_or_else(|| LambdaError::invalid("the path names no function"))?;
     let params = Params::from_request_parts(parts, cp)
         .await

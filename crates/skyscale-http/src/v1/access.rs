@@ -1,7 +1,6 @@
 //! `/v1/keys` (create, list, revoke API keys) and `/v1/audit` (the audit log): admin keys
 //! only, which the core decides like every other permission.
 
-use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -10,20 +9,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde::Deserialize;
-use skyscale_core::{AuditRecord, CoreError, KeySpec, KeyView};
+use skyscale_core::{AuditRecord, KeySpec, KeyView};
 use skyscale_types::access::{AuditEntry, AuditLog, CreateKey, CreatedKey, KeyInfo, KeyList};
 
-use super::extract::{query, Caller};
+use super::extract::{query, Caller, JsonBody};
 use crate::{ApiError, AppState};
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// Key requests are tiny.
-const MAX_BODY: usize = 64 * 1024;
-
 pub(crate) fn routes(cp: AppState) -> Router<AppState> {
     Router::new()
-        .route("/v1/keys", get(list_keys).post(create_key))
+        .route(super::KEYS, get(list_keys).post(create_key))
         .route("/v1/keys/{id}", delete(revoke_key))
         .route("/v1/audit", get(audit))
         .route_layer(middleware::from_fn_with_state(cp, super::require_key))
@@ -32,18 +28,8 @@ pub(crate) fn routes(cp: AppState) -> Router<AppState> {
 async fn create_key(
     State(cp): State<AppState>,
     Caller(by): Caller,
-    body: Body,
+    JsonBody(req): JsonBody<CreateKey>,
 ) -> ApiResult<Response> {
-    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
-        ApiError(CoreError::PayloadTooLarge(format!(
-            "request body is larger than the {MAX_BODY}-byte limit"
-        )))
-    })?;
-    let req: CreateKey = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError(CoreError::InvalidRequest(format!(
-            "request body is not valid JSON for this operation: {e}"
-        )))
-    })?;
     let spec = KeySpec {
         role: req.role,
         functions: req.functions,

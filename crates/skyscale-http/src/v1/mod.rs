@@ -49,6 +49,11 @@ const DEPLOY: &str = "/v1/functions/{name}/code";
 
 const INVOKE: &str = "/v1/functions/{name}/invoke";
 
+const KEYS: &str = "/v1/keys";
+
+/// Key requests are tiny.
+const MAX_KEY_BODY: usize = 64 * 1024;
+
 /// `/v1` lists are not paged: the core's pages are read this many at a time until the end.
 const LIST_PAGE: usize = 1000;
 
@@ -138,6 +143,7 @@ fn body_limit(cp: &AppState, method: &Method, route: Option<&str>) -> (usize, &'
             "code package",
         ),
         (&Method::POST, Some(INVOKE)) => (MAX_SYNC_PAYLOAD, "invoke payload"),
+        (&Method::POST, Some(KEYS)) => (MAX_KEY_BODY, "request body"),
         _ => (MAX_SMALL_BODY, "request body"),
     }
 }
@@ -225,11 +231,5 @@ fn qualifier(
     query: Result<Query<QualifierQuery>, QueryRejection>,
     what: &str,
 ) -> ApiResult<Option<String>> {
-    match query {
-        Ok(Query(q)) => Ok(q.qualifier),
-        Err(e) => Err(ApiError(CoreError::InvalidRequest(format!(
-            "invalid {what} query (only 'qualifier' is accepted): {}",
-            e.body_text()
-        )))),
-    }
+    Ok(extract::query(query, what, "qualifier")?.qualifier)
 }
