@@ -162,6 +162,16 @@ async fn invoke(sb: &mut Sandbox, event: &serde_json::Value) -> serde_json::Valu
 }
 
 /// Waits until no live process of session `sid` is left.
+/// `pid` is gone from `/proc`: killed and reaped. A killed runtime stays a zombie until its
+/// new parent reaps it, which takes a moment after its session is gone.
+fn assert_reaped(pid: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "process {pid} was never reaped");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn assert_session_gone(sid: i32) {
     let in_session = || {
         std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
@@ -233,7 +243,7 @@ async fn destroy_kills_the_session_removes_its_state_and_is_idempotent() {
     assert!(f.driver.state_dir(&sb.id).is_dir());
     f.driver.destroy(&sb.id).await.unwrap();
     assert_session_gone(sid);
-    assert!(!Path::new(&format!("/proc/{runtime_pid}")).exists());
+    assert_reaped(runtime_pid);
     assert!(!f.driver.state_dir(&sb.id).exists());
     assert_eq!(f.driver.session_of(&sb.id), None);
     assert!(closed_within(&mut sb, Duration::from_secs(5)).await);
@@ -249,7 +259,7 @@ async fn cleanup_leftovers_after_a_crash() {
     let restarted = ProcessDriver::new(f.driver.config().clone()).unwrap();
     assert_eq!(restarted.cleanup_leftovers().await.unwrap(), 1);
     assert_session_gone(sid);
-    assert!(!Path::new(&format!("/proc/{runtime_pid}")).exists());
+    assert_reaped(runtime_pid);
     assert!(!f.driver.state_dir(&sb.id).exists());
     assert!(closed_within(&mut sb, Duration::from_secs(5)).await);
     assert_eq!(restarted.cleanup_leftovers().await.unwrap(), 0);
