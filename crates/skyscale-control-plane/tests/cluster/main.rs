@@ -5,48 +5,48 @@
 mod common;
 mod forward;
 mod net;
+mod nodes;
 mod pg;
 
+use std::time::Duration;
+
 #[test]
-fn setup_smoke() {
-    let network = net::Network::create(3);
-    let base = pg::base_url();
-    let db = pg::Database::create(&base, 0);
-    let fwd = forward::Forwarder::start(
-        std::net::SocketAddr::new(network.host.into(), 0),
-        base.socket_addr(),
+fn launch_smoke() {
+    let network = net::Network::create(1);
+    let ns = &network.namespaces[0];
+    let mut node = nodes::Node::worker(
+        "worker-1",
+        &ns.name,
+        &[
+            ("SKYSCALE_ROLE", "all".into()),
+            ("SKYSCALE_HOST", ns.addr.to_string()),
+            ("PORT", "7100".into()),
+            ("SKYSCALE_DRIVER", "runc".into()),
+            ("WARM_POOL_SIZE", "1".into()),
+            ("DB_PATH", "/tmp/ctest-smoke.db".into()),
+        ],
     );
-    let url = db.url.via(fwd.addr);
-    for ns in &network.namespaces {
-        let out = std::process::Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", ns.name))
-            .args(["--", "psql"])
-            .arg(url.to_string())
-            .args(["-XAtc", "select current_database(), inet_client_addr()"])
-            .output()
-            .unwrap();
-        eprintln!("{}: {} {}", ns.name, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success());
+    let dbp = node.dir.path().join("x.db");
+    let _ = dbp;
+    let url = node.wait_line("skyscale-control-plane listening on ", Duration::from_secs(60));
+    eprintln!("url {url}");
+    let http = common::Http {
+        base: url.clone(),
+        key: Some(common::ADMIN_KEY.into()),
+        client: reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+    };
+    let r = common::create_fn(&http, "f", "import os\ndef handler(e, c):\n    return {'pid': os.getpid(), 'tok': e['tok']}\n", serde_json::json!({}));
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let r = http.invoke("f", r#"{"tok": "abc"}"#);
+    eprintln!("{} {}", r.status, String::from_utf8_lossy(&r.body));
+    assert_eq!(r.status, 200);
+    let init = node.daemon_pid();
+    let members = nodes::pid_namespace_members(init);
+    eprintln!("init {init} members {members:?}");
+    for m in &members {
+        eprintln!("  {m}: {}", std::fs::read_to_string(format!("/proc/{m}/cmdline")).unwrap_or_default().replace('\0', " "));
     }
-    network.set_link(2, false);
-    let out = std::process::Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{}", network.namespaces[1].name))
-        .args(["--", "timeout", "3", "psql"])
-        .arg(url.to_string())
-        .args(["-XAtc", "select 1"])
-        .output()
-        .unwrap();
-    eprintln!("down: {:?} {}", out.status, String::from_utf8_lossy(&out.stderr));
-    assert!(!out.status.success());
-    network.set_link(2, true);
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    let out = std::process::Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{}", network.namespaces[1].name))
-        .args(["--", "timeout", "5", "psql"])
-        .arg(url.to_string())
-        .args(["-XAtc", "select 1"])
-        .output()
-        .unwrap();
-    eprintln!("up again: {:?} {}", out.status, String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success());
+    assert!(members.len() > 2);
+    node.kill9();
+    eprintln!("killed; sandbox bundles: {:?}", std::fs::read_dir("/run/skyscale/sandboxes").unwrap().count());
 }
