@@ -157,12 +157,7 @@ impl Network {
     /// Takes worker `i`'s (1-based) link down (`up = false`) or up again.
     pub fn set_link(&self, i: usize, up: bool) {
         let ns = &self.namespaces[i - 1];
-        ip(&[
-            "link",
-            "set",
-            &ns.host_veth,
-            if up { "up" } else { "down" },
-        ]);
+        ip(&["link", "set", &ns.host_veth, if up { "up" } else { "down" }]);
     }
 }
 

@@ -4,7 +4,7 @@
 //! sandboxes with it).
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -34,7 +34,9 @@ fn base_command(program: &Path, dir: &Path) -> Command {
         .env("SKYSCALE_DATA_DIR", dir.join("data"))
         .env("SKYSCALE_ADMIN_KEY", ADMIN_KEY)
         .env("SKYSCALE_AGENT_PATH", workspace_bin("skyscale-agent"))
-        .env("LOG_LEVEL", "info");
+        .env("LOG_LEVEL", "info")
+        // Relative paths (a default `DB_PATH`) land in the node's own directory.
+        .current_dir(dir);
     cmd
 }
 
@@ -53,7 +55,10 @@ impl Node {
             cmd.env(k, v);
         }
         let mut node = Node::spawn(name, dir, None, cmd);
-        node.url = Some(node.wait_line("skyscale-control-plane listening on ", Duration::from_secs(60)));
+        node.url = Some(node.wait_line(
+            "skyscale-control-plane listening on ",
+            Duration::from_secs(60),
+        ));
         node
     }
 
@@ -67,7 +72,15 @@ impl Node {
         let mut cmd = base_command(Path::new("setpriv"), dir.path());
         cmd.args(["--pdeathsig", "KILL", "--", "nsenter"])
             .arg(format!("--net=/run/netns/{netns}"))
-            .args(["--", "unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "--"])
+            .args([
+                "--",
+                "unshare",
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--mount-proc",
+                "--",
+            ])
             .arg(env!("CARGO_BIN_EXE_skyscale-control-plane"))
             .env("SKYSCALE_ROLE", "worker")
             .env("SKYSCALE_NODE_NAME", name);
@@ -123,7 +136,10 @@ impl Node {
                     }
                 }
                 Err(_) => {
-                    let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+                    let exited = self
+                        .child
+                        .as_mut()
+                        .and_then(|c| c.try_wait().ok().flatten());
                     return Err(format!(
                         "{} printed no `{prefix}` line within {within:?} (exit: {exited:?})\n{}",
                         self.name,
@@ -150,17 +166,6 @@ impl Node {
         )
     }
 
-    pub fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
-    }
-
-    /// Still running?
-    pub fn running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
-    }
-
     /// The daemon's pid in the root PID namespace: the child itself for an API node; for a
     /// worker, `unshare`'s one child, the new PID namespace's init.
     pub fn daemon_pid(&self) -> u32 {
@@ -170,8 +175,8 @@ impl Node {
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let children =
-                std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default();
             if let Some(c) = children.split_whitespace().next() {
                 return c.parse().unwrap();
             }
@@ -225,11 +230,9 @@ impl Node {
         let mut child = self.child.take()?;
         let target = if self.netns.is_some() {
             // unshare forwards nothing: signal the worker itself.
-            let children = std::fs::read_to_string(format!(
-                "/proc/{0}/task/{0}/children",
-                child.id()
-            ))
-            .unwrap_or_default();
+            let children =
+                std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id()))
+                    .unwrap_or_default();
             children.split_whitespace().next().map(str::to_owned)
         } else {
             Some(child.id().to_string())
@@ -243,7 +246,10 @@ impl Node {
                 return Some(status);
             }
             if Instant::now() > deadline {
-                eprintln!("cluster test: {} did not stop within {grace:?}: SIGKILL", self.name);
+                eprintln!(
+                    "cluster test: {} did not stop within {grace:?}: SIGKILL",
+                    self.name
+                );
                 if let Some(pid) = &target {
                     let _ = Command::new("kill").args(["-KILL", pid]).status();
                 }
@@ -274,7 +280,10 @@ impl Node {
             .env("DB_PATH", self.dir.path().join("scrub.db"));
         let mut scrub = Node::spawn(&format!("{}-cleanup", self.name), scrub_dir(), None, cmd);
         // Never panics: this runs in drops, also while a failed test unwinds.
-        match scrub.try_wait_line("skyscale-control-plane listening on ", Duration::from_secs(60)) {
+        match scrub.try_wait_line(
+            "skyscale-control-plane listening on ",
+            Duration::from_secs(60),
+        ) {
             Ok(_) => {
                 scrub.stop(Duration::from_secs(30));
             }
@@ -305,9 +314,17 @@ pub fn pid_namespace_members(init: u32) -> Vec<u32> {
     let mut members = vec![init];
     let mut frontier = vec![init];
     while let Some(p) = frontier.pop() {
-        for task in std::fs::read_dir(format!("/proc/{p}/task")).into_iter().flatten().flatten() {
-            let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-            for c in children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()) {
+        for task in std::fs::read_dir(format!("/proc/{p}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for c in children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok())
+            {
                 if !members.contains(&c) {
                     members.push(c);
                     frontier.push(c);
@@ -316,7 +333,11 @@ pub fn pid_namespace_members(init: u32) -> Vec<u32> {
         }
     }
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         if !members.contains(&pid)
@@ -335,9 +356,4 @@ impl Drop for Node {
         }
         self.scrub();
     }
-}
-
-/// Where a node keeps its data (`SKYSCALE_DATA_DIR`).
-pub fn data_dir(node: &Node) -> PathBuf {
-    node.dir.path().join("data")
 }

@@ -147,14 +147,19 @@ impl Database {
                 .strip_prefix("skyscale_ctest_")
                 .and_then(|r| r.split('_').next())
                 .and_then(|p| p.parse().ok());
-            if owner.is_some_and(|p| p != pid && !std::path::Path::new(&format!("/proc/{p}")).exists())
+            if owner
+                .is_some_and(|p| p != pid && !std::path::Path::new(&format!("/proc/{p}")).exists())
             {
                 eprintln!("cluster test: dropping stale database {db}");
                 let _ = psql(base, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
             }
         }
         let name = format!("skyscale_ctest_{pid}_{n}");
-        psql(base, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
+        psql(
+            base,
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        )
+        .unwrap();
         psql(base, &format!("CREATE DATABASE {name}"))
             .unwrap_or_else(|e| panic!("creating database {name} on {base}: {e}"));
         Database {
