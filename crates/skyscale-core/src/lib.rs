@@ -58,6 +58,7 @@ pub use keys::{KeySpec, KeyView, NewKey};
 pub use limiter::AuthLimits;
 pub use metrics::PROMETHEUS_CONTENT_TYPE;
 pub use observe::{Crash, Invocation, Outcome};
+pub use skyscale_protocol::ExitStatus;
 pub use policies::NewStatement;
 pub use records::{Followed, InvocationFilter, LogFilter, LogFollower, RecordSettings};
 pub use runtimes::{RuntimeInfo, Runtimes, PYTHON_BOOTSTRAP};
@@ -68,7 +69,7 @@ pub use schedules::{
 pub use secrets::{ServerKey, SERVER_KEY_FILE};
 pub use since::{parse_duration, parse_since};
 pub use skyscale_store::{
-    AliasRecord, AuditRecord, FunctionRecord, InvocationRecord, LogEntry, PolicyStatement,
+    AliasRecord, AuditRecord, CodeRef, FunctionRecord, InvocationRecord, LogEntry, PolicyStatement,
 };
 pub use skyscale_types::invocation::{InvocationStatus, Trigger};
 pub use skyscale_types::Role;
