@@ -520,8 +520,7 @@ impl ControlPlane {
             tmp_mb: f.ephemeral_mb,
         };
         let (acquired, busy) =
-            sched
-                .acquire(&key, f.memory.get(), f.reserved_concurrency, shape)?;
+            sched.acquire(&key, f.memory.get(), f.reserved_concurrency, shape)?;
         let ready = match acquired {
             Acquired::Warm(session) => Some(Ready::Session {
                 session,
@@ -608,9 +607,7 @@ impl ControlPlane {
                 // Init ran with the CPU the host could spare (Lambda's init gets a boost too:
                 // imports are the heaviest part of a cold start); the function's share of the
                 // CPU applies from its first invocation on.
-                let limited = sched
-                    .limit_cpu(&session.id, session.memory_mb)
-                    .await;
+                let limited = sched.limit_cpu(&session.id, session.memory_mb).await;
                 if let Err(e) = limited {
                     sched.discard(session);
                     return Err(e);

@@ -58,7 +58,6 @@ pub use keys::{KeySpec, KeyView, NewKey};
 pub use limiter::AuthLimits;
 pub use metrics::PROMETHEUS_CONTENT_TYPE;
 pub use observe::{Crash, Invocation, Outcome};
-pub use skyscale_protocol::ExitStatus;
 pub use policies::NewStatement;
 pub use records::{Followed, InvocationFilter, LogFilter, LogFollower, RecordSettings};
 pub use runtimes::{RuntimeInfo, Runtimes, PYTHON_BOOTSTRAP};
@@ -68,6 +67,7 @@ pub use schedules::{
 };
 pub use secrets::{ServerKey, SERVER_KEY_FILE};
 pub use since::{parse_duration, parse_since};
+pub use skyscale_protocol::ExitStatus;
 pub use skyscale_store::{
     AliasRecord, AuditRecord, CodeRef, FunctionRecord, InvocationRecord, LogEntry, PolicyStatement,
 };
@@ -245,7 +245,11 @@ impl ControlPlane {
             return Err(CoreError::internal(format!(
                 "a node of role {} {} a sandbox driver",
                 role.as_str(),
-                if role == NodeRole::Api { "takes no" } else { "needs" }
+                if role == NodeRole::Api {
+                    "takes no"
+                } else {
+                    "needs"
+                }
             )));
         }
         Self::build(store, data_dir, driver, runtimes, settings, node)
@@ -337,7 +341,9 @@ impl ControlPlane {
 
     /// The sandbox driver's name; `none` on an API node.
     pub fn driver_name(&self) -> &'static str {
-        self.scheduler.as_ref().map_or("none", |s| s.driver().name())
+        self.scheduler
+            .as_ref()
+            .map_or("none", |s| s.driver().name())
     }
 
     /// This node's role in a cluster.

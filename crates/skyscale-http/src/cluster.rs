@@ -261,9 +261,7 @@ fn unframe<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<(T, &[u8]), Stri
     if len > MAX_HEADER {
         return Err(format!("header of {len} bytes is too large"));
     }
-    let header = body
-        .get(4..4 + len)
-        .ok_or("body shorter than its header")?;
+    let header = body.get(4..4 + len).ok_or("body shorter than its header")?;
     let parsed = serde_json::from_slice(header).map_err(|e| format!("bad header: {e}"))?;
     Ok((parsed, &body[4 + len..]))
 }
@@ -407,7 +405,10 @@ impl HttpWorkerLink {
         };
         let body = frame(&header, &req.payload);
         let request = axum::http::Request::post(format!("http://{address}{INVOKE_PATH}"))
-            .header(axum::http::header::AUTHORIZATION, self.authorization.clone())
+            .header(
+                axum::http::header::AUTHORIZATION,
+                self.authorization.clone(),
+            )
             .header(axum::http::header::CONTENT_TYPE, "application/octet-stream")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| LinkError::NotSent(format!("building the request: {e}")))?;

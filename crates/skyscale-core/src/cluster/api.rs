@@ -195,10 +195,9 @@ impl ApiNode {
                     return Err(match kind {
                         FailureKind::Conflict => CoreError::Conflict(message),
                         FailureKind::Unavailable => CoreError::Unavailable(message),
-                        FailureKind::Internal => CoreError::internal(format!(
-                            "worker {} failed: {message}",
-                            m.name
-                        )),
+                        FailureKind::Internal => {
+                            CoreError::internal(format!("worker {} failed: {message}", m.name))
+                        }
                     });
                 }
                 Err(LinkError::NotSent(e)) => {
@@ -247,7 +246,11 @@ impl ApiNode {
         }
         addresses.sort();
         let mut t = String::new();
-        let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+        let esc = |s: &str| {
+            s.replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n")
+        };
         let _ = writeln!(t, "# HELP skyscale_cluster_worker_live Whether the worker's lease is live in this API node's view (1) or not (0).");
         let _ = writeln!(t, "# TYPE skyscale_cluster_worker_live gauge");
         for a in &addresses {
@@ -261,20 +264,34 @@ impl ApiNode {
                 u8::from(m.is_some())
             );
         }
-        let _ = writeln!(t, "# HELP skyscale_cluster_routed_total Invocations this API node sent to the worker.");
+        let _ = writeln!(
+            t,
+            "# HELP skyscale_cluster_routed_total Invocations this API node sent to the worker."
+        );
         let _ = writeln!(t, "# TYPE skyscale_cluster_routed_total counter");
         for a in &addresses {
             let v = counters.get(*a).map_or(0, |c| c.routed);
-            let _ = writeln!(t, "skyscale_cluster_routed_total{{worker=\"{}\"}} {v}", esc(a));
+            let _ = writeln!(
+                t,
+                "skyscale_cluster_routed_total{{worker=\"{}\"}} {v}",
+                esc(a)
+            );
         }
         let _ = writeln!(t, "# HELP skyscale_cluster_spills_total Invocations that went on to another worker because this one was full, fenced or unreachable.");
         let _ = writeln!(t, "# TYPE skyscale_cluster_spills_total counter");
         for a in &addresses {
             let v = counters.get(*a).map_or(0, |c| c.spilled);
-            let _ = writeln!(t, "skyscale_cluster_spills_total{{worker=\"{}\"}} {v}", esc(a));
+            let _ = writeln!(
+                t,
+                "skyscale_cluster_spills_total{{worker=\"{}\"}} {v}",
+                esc(a)
+            );
         }
         let _ = writeln!(t, "# HELP skyscale_cluster_stale_results_refused_total Results refused because their worker generation was no longer live.");
-        let _ = writeln!(t, "# TYPE skyscale_cluster_stale_results_refused_total counter");
+        let _ = writeln!(
+            t,
+            "# TYPE skyscale_cluster_stale_results_refused_total counter"
+        );
         let _ = writeln!(
             t,
             "skyscale_cluster_stale_results_refused_total {}",

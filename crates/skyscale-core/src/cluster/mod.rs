@@ -24,7 +24,7 @@ use skyscale_store::FunctionRecord;
 
 use crate::{InvokeOutput, Throttle};
 
-pub use api::{ClusterView, ApiNodeView, WorkerView};
+pub use api::{ApiNodeView, ClusterView, WorkerView};
 
 /// Which part of a cluster this process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,10 +112,7 @@ pub enum WorkerAnswer {
     Fenced,
     /// The invocation could not be run (a failed boot, a package that kept changing, a
     /// worker shutting down).
-    Failed {
-        kind: FailureKind,
-        message: String,
-    },
+    Failed { kind: FailureKind, message: String },
 }
 
 /// Why a worker could not run an invocation, as the API node's caller sees it.
@@ -152,7 +149,8 @@ pub enum LinkError {
 }
 
 /// The future a [`WorkerLink`] returns.
-pub type LinkFuture<'a> = Pin<Box<dyn Future<Output = Result<WorkerAnswer, LinkError>> + Send + 'a>>;
+pub type LinkFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<WorkerAnswer, LinkError>> + Send + 'a>>;
 
 /// How an API node reaches workers (implemented by the HTTP layer: authenticated with the
 /// cluster secret, a keep-alive connection pool per worker).

@@ -97,11 +97,21 @@ mod tests {
 
     #[test]
     fn the_order_does_not_depend_on_the_listing_order() {
-        let a = vec![member("10.0.0.1:9"), member("10.0.0.2:9"), member("10.0.0.3:9")];
+        let a = vec![
+            member("10.0.0.1:9"),
+            member("10.0.0.2:9"),
+            member("10.0.0.3:9"),
+        ];
         let b = vec![a[2].clone(), a[0].clone(), a[1].clone()];
         for f in ["alpha", "beta", "gamma", "delta"] {
-            let oa: Vec<&str> = rendezvous(f, &a).iter().map(|&i| a[i].address.as_str()).collect();
-            let ob: Vec<&str> = rendezvous(f, &b).iter().map(|&i| b[i].address.as_str()).collect();
+            let oa: Vec<&str> = rendezvous(f, &a)
+                .iter()
+                .map(|&i| a[i].address.as_str())
+                .collect();
+            let ob: Vec<&str> = rendezvous(f, &b)
+                .iter()
+                .map(|&i| b[i].address.as_str())
+                .collect();
             assert_eq!(oa, ob, "{f}");
             assert_eq!(oa.len(), 3);
         }
@@ -122,7 +132,11 @@ mod tests {
         for n in &names {
             let before = home(&all, n);
             if before != all[2].address {
-                assert_eq!(home(&without, n), before, "{n} moved though its home stayed");
+                assert_eq!(
+                    home(&without, n),
+                    before,
+                    "{n} moved though its home stayed"
+                );
             }
         }
     }

@@ -73,7 +73,11 @@ impl ControlPlane {
     fn fence(&self, node: &WorkerNode, why: &str) {
         let was = node.generation.swap(FENCED, Ordering::AcqRel);
         if was != FENCED {
-            tracing::warn!(generation = was, reason = why, "worker fenced: destroying every sandbox");
+            tracing::warn!(
+                generation = was,
+                reason = why,
+                "worker fenced: destroying every sandbox"
+            );
         }
         if let Some(s) = &self.scheduler {
             s.fence();
@@ -169,8 +173,8 @@ impl ControlPlane {
         node.generation.store(FENCED, Ordering::Release);
         let store = self.store.clone();
         let address = node.settings.address.clone();
-        let _ = tokio::task::spawn_blocking(move || store.release_worker(&address, generation))
-            .await;
+        let _ =
+            tokio::task::spawn_blocking(move || store.release_worker(&address, generation)).await;
     }
 
     /// Runs an invocation an API node sent (authenticated by the HTTP layer with the
