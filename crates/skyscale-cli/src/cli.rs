@@ -86,6 +86,15 @@ pub enum Command {
     /// Invoke functions on cron, rate or at expressions (EventBridge's syntax).
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// The cluster: workers and API nodes (admin keys only).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Show the workers (generation, lease age, sandboxes, load) and the API nodes.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,10 +13,10 @@ use skyscale_types::api::{
 use skyscale_types::{Cors, UrlAuthType};
 
 use crate::cli::{
-    AliasArg, AliasCommand, AliasCreateArgs, AliasUpdateArgs, Cli, Command, ConcurrencyArgs,
-    CorsArgs, CreateArgs, DeployArgs, FunctionArg, FunctionCommand, Global, InvokeArgs, KeyCommand,
-    NameArg, OutputFormat, PublishArgs, RuntimeCommand, UpdateArgs, UrlArg, UrlAuth, UrlCommand,
-    UrlCreateArgs, UrlUpdateArgs,
+    AliasArg, AliasCommand, AliasCreateArgs, AliasUpdateArgs, Cli, ClusterCommand, Command,
+    ConcurrencyArgs, CorsArgs, CreateArgs, DeployArgs, FunctionArg, FunctionCommand, Global,
+    InvokeArgs, KeyCommand, NameArg, OutputFormat, PublishArgs, RuntimeCommand, UpdateArgs, UrlArg,
+    UrlAuth, UrlCommand, UrlCreateArgs, UrlUpdateArgs,
 };
 use crate::input::{env_map, read_payload};
 use crate::output::{self, AlreadyReported, NO_KEY};
@@ -77,6 +77,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Key(KeyCommand::Revoke(args)) => access::key_revoke(&global, &args),
         Command::Audit(args) => access::audit(&global, &args),
         Command::Schedule(c) => schedules::run(&global, &c),
+        Command::Cluster(ClusterCommand::Status) => cluster_status(&global),
+    }
+}
+
+fn cluster_status(global: &Global) -> anyhow::Result<()> {
+    let status = connect(global, true)?.cluster_status()?;
+    match global.output {
+        OutputFormat::Json => output::json(&status),
+        OutputFormat::Text => Ok(output::stdout(output::cluster_status(&status).as_bytes())?),
     }
 }
 

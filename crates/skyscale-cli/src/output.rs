@@ -9,12 +9,14 @@ use skyscale_types::api::{AliasInfo, AliasRouting, FunctionInfo, FunctionUrlInfo
 use skyscale_types::{version_label, Cors, UrlAuthType};
 
 mod access;
+mod cluster;
 mod events;
 mod invocations;
 mod metrics;
 mod schedules;
 
 pub use access::{audit_table, created_key, key_table, warning, KEY_SHOWN_ONCE};
+pub use cluster::cluster_status;
 pub use events::{event_config, event_detail, events_table};
 pub use invocations::{invocation_details, invocation_table};
 pub use metrics::metrics_summary;

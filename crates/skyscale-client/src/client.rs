@@ -17,6 +17,7 @@ use skyscale_types::{ApiKey, FunctionName};
 use crate::ClientError;
 
 mod access;
+mod cluster;
 mod events;
 mod invocations;
 mod metrics;

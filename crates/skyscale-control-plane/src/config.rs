@@ -57,6 +57,148 @@ pub struct Config {
     pub failpoint: Option<Failpoint>,
     /// The asynchronous invocation queue (`SKYSCALE_ASYNC_*`).
     pub events: skyscale_core::EventSettings,
+    /// This node's role and, for `api` and `worker`, its cluster settings.
+    pub cluster: ClusterConfig,
+}
+
+/// `SKYSCALE_ROLE` and the settings of a cluster node.
+#[derive(Debug, Clone)]
+pub enum ClusterConfig {
+    /// One node does everything (the default).
+    All,
+    Api(ClusterNode),
+    Worker {
+        node: ClusterNode,
+        /// `SKYSCALE_WORKER_LISTEN`: the internal server binds exactly this and registers
+        /// it as the worker's address.
+        listen: SocketAddr,
+    },
+}
+
+/// What `api` and `worker` nodes share.
+#[derive(Clone)]
+pub struct ClusterNode {
+    /// `SKYSCALE_CLUSTER_SECRET` (at least 32 characters).
+    pub secret: String,
+    /// `SKYSCALE_NODE_NAME` (default: the host name).
+    pub name: String,
+    /// `SKYSCALE_WORKER_LEASE` (default 3 s).
+    pub lease: Duration,
+}
+
+impl std::fmt::Debug for ClusterNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterNode")
+            .field("secret", &"…")
+            .field("name", &self.name)
+            .field("lease", &self.lease)
+            .finish()
+    }
+}
+
+/// The shortest cluster secret accepted.
+const MIN_SECRET_LEN: usize = 32;
+
+/// The shortest worker lease: it must leave room for renewals every third of it and for
+/// the worker to fence itself half a second before it ends.
+const MIN_LEASE: Duration = Duration::from_secs(1);
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+impl ClusterConfig {
+    fn from_env() -> anyhow::Result<Self> {
+        let role = var("SKYSCALE_ROLE")?;
+        let role = match role.as_deref() {
+            None | Some("all") => "all",
+            Some("api") => "api",
+            Some("worker") => "worker",
+            Some(other) => {
+                bail!("SKYSCALE_ROLE={other:?} is invalid: expected all, api or worker")
+            }
+        };
+        let listen = var("SKYSCALE_WORKER_LISTEN")?;
+        let secret = var("SKYSCALE_CLUSTER_SECRET")?;
+        if role != "worker" {
+            if let Some(l) = &listen {
+                bail!(
+                    "SKYSCALE_WORKER_LISTEN={l:?} is set but SKYSCALE_ROLE={role}: only a worker                      listens for API nodes"
+                );
+            }
+        }
+        if role == "all" {
+            if secret.is_some() {
+                bail!(
+                    "SKYSCALE_CLUSTER_SECRET is set but SKYSCALE_ROLE=all: a single node has no                      cluster traffic (set SKYSCALE_ROLE=api or worker)"
+                );
+            }
+            for name in ["SKYSCALE_WORKER_LEASE", "SKYSCALE_NODE_NAME"] {
+                if var(name)?.is_some() {
+                    bail!(
+                        "{name} is set but SKYSCALE_ROLE=all: it applies to api and worker nodes"
+                    );
+                }
+            }
+            return Ok(ClusterConfig::All);
+        }
+        let Some(secret) = secret else {
+            bail!(
+                "SKYSCALE_CLUSTER_SECRET is required with SKYSCALE_ROLE={role}: API nodes and                  workers authenticate each other with it (at least {MIN_SECRET_LEN} characters)"
+            );
+        };
+        if secret.chars().count() < MIN_SECRET_LEN {
+            bail!(
+                "SKYSCALE_CLUSTER_SECRET is invalid: it has {} characters, at least                  {MIN_SECRET_LEN} are required",
+                secret.chars().count()
+            );
+        }
+        if !secret.bytes().all(|b| b.is_ascii_graphic()) {
+            bail!(
+                "SKYSCALE_CLUSTER_SECRET is invalid: only printable ASCII characters without                  spaces are allowed"
+            );
+        }
+        let lease = duration_var("SKYSCALE_WORKER_LEASE", Duration::from_secs(3))?;
+        if lease < MIN_LEASE {
+            bail!(
+                "SKYSCALE_WORKER_LEASE={lease:?} is invalid: at least 1s (a worker renews every                  third of it and fences itself 0.5s before it ends)"
+            );
+        }
+        let node = ClusterNode {
+            secret,
+            name: var("SKYSCALE_NODE_NAME")?.unwrap_or_else(host_name),
+            lease,
+        };
+        if role == "api" {
+            return Ok(ClusterConfig::Api(node));
+        }
+        let Some(listen) = listen else {
+            bail!(
+                "SKYSCALE_WORKER_LISTEN is required with SKYSCALE_ROLE=worker: the ip:port its                  internal server binds and API nodes reach it at"
+            );
+        };
+        let addr: SocketAddr = listen.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "SKYSCALE_WORKER_LISTEN={listen:?} is invalid: expected ip:port such as                  10.0.0.5:7070"
+            )
+        })?;
+        if addr.ip().is_unspecified() {
+            bail!(
+                "SKYSCALE_WORKER_LISTEN={listen:?} is invalid: a worker listens on the address                  API nodes reach it at, not on every interface ({})",
+                addr.ip()
+            );
+        }
+        if addr.port() == 0 {
+            bail!(
+                "SKYSCALE_WORKER_LISTEN={listen:?} is invalid: port 0 is not an address API                  nodes can reach; give a fixed port"
+            );
+        }
+        Ok(ClusterConfig::Worker { node, listen: addr })
+    }
 }
 
 /// How the control plane writes its own log (stderr).
@@ -302,7 +444,9 @@ impl Config {
             max_in_flight: async_concurrency,
             ..defaults
         };
+        let cluster = ClusterConfig::from_env()?;
         Ok(Self {
+            cluster,
             events,
             server,
             python_sdk_dir,

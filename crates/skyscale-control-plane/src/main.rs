@@ -6,9 +6,11 @@ mod config;
 use std::sync::Arc;
 
 use anyhow::Context;
-use config::{Config, DriverKind, LogFormat};
+use config::{ClusterConfig, ClusterNode, Config, DriverKind, LogFormat};
 use sha2::{Digest, Sha256};
-use skyscale_core::{AdminKeySource, ControlPlane, Limits, RecordSettings, Runtimes, Settings};
+use skyscale_core::{
+    AdminKeySource, ClusterSettings, ControlPlane, Limits, Node, RecordSettings, Runtimes, Settings,
+};
 use skyscale_sandbox::{
     Driver, OciConfig, OciDriver, ProcessConfig, ProcessDriver, Runtime as OciRuntime,
 };
@@ -51,24 +53,47 @@ async fn run() -> anyhow::Result<()> {
         Store::open(&config.db_path)
             .with_context(|| format!("opening database {}", config.db_path.display()))?,
     );
-    match skyscale_core::ensure_admin_key(&store, &data_dir, config.admin_key.as_ref())? {
-        AdminKeySource::Generated { key, path } => {
-            println!(
-                "generated the first admin API key (shown once, also saved to {}):",
-                path.display()
-            );
-            println!("  SKYSCALE_API_KEY={}", key.token());
+    if !matches!(config.cluster, ClusterConfig::All) {
+        tracing::warn!(
+            "a cluster role on SQLite: every node must share this database file, so the \
+             cluster cannot leave this machine (PostgreSQL is the cluster's database)"
+        );
+    }
+    // A worker serves no public API: the API nodes hold the keys.
+    if !matches!(config.cluster, ClusterConfig::Worker { .. }) {
+        match skyscale_core::ensure_admin_key(&store, &data_dir, config.admin_key.as_ref())? {
+            AdminKeySource::Generated { key, path } => {
+                println!(
+                    "generated the first admin API key (shown once, also saved to {}):",
+                    path.display()
+                );
+                println!("  SKYSCALE_API_KEY={}", key.token());
+            }
+            AdminKeySource::Environment => tracing::info!("admin key from SKYSCALE_ADMIN_KEY"),
+            AdminKeySource::Existing => {}
         }
-        AdminKeySource::Environment => tracing::info!("admin key from SKYSCALE_ADMIN_KEY"),
-        AdminKeySource::Existing => {}
+    }
+    if let ClusterConfig::Api(node) = &config.cluster {
+        // No sandboxes, driver or warm pool on an API node.
+        return run_api(&config, node, store, &data_dir, open_files).await;
     }
 
     // Everything a sandbox sees of the host (its bundle's root, `/var/task`, `/var/runtime`)
     // lives under a neutral root, not the data directory: a sandbox reads these paths in
     // `/proc/self/mountinfo`. One directory per data directory, so a restarted control plane
     // finds exactly its own leftovers and two instances never touch each other's sandboxes.
-    let instance =
-        hex::encode(Sha256::digest(data_dir.as_os_str().as_encoded_bytes()))[..12].to_owned();
+    // Workers sharing a data directory (one machine) are an instance each, by address.
+    let mut instance_key = data_dir.as_os_str().as_encoded_bytes().to_vec();
+    if let ClusterConfig::Worker { listen, .. } = &config.cluster {
+        instance_key.extend_from_slice(format!("\0worker\0{listen}").as_bytes());
+    }
+    let instance = hex::encode(Sha256::digest(&instance_key))[..12].to_owned();
+    let sandboxes_dir = match &config.cluster {
+        ClusterConfig::Worker { .. } => data_dir
+            .join("sandboxes")
+            .join(format!("worker-{instance}")),
+        _ => data_dir.join("sandboxes"),
+    };
     let visible = config.sandbox_root.join(&instance);
     let runtime_dir =
         skyscale_core::install_runtime_dir(&visible.join("runtime"), &config.agent_path)
@@ -80,14 +105,10 @@ async fn run() -> anyhow::Result<()> {
             })?;
     warn_if_code_is_copied(&data_dir, &visible);
     // Found once: the driver pre-starts the default one, the core resolves functions' names.
-    let mut runtimes = Runtimes::discover(std::path::Path::new("/usr/bin"));
-    if let Some(sdk) = python_sdk(&config) {
-        runtimes = runtimes.with_python_sdk(&sdk);
-    }
-    tracing::info!(installed = ?runtimes.installed(), "runtimes");
+    let runtimes = discover_runtimes(&config);
     let driver = build_driver(
         &config,
-        &data_dir,
+        &sandboxes_dir,
         &instance,
         &visible,
         runtime_dir,
@@ -100,7 +121,39 @@ async fn run() -> anyhow::Result<()> {
     if removed > 0 {
         tracing::warn!(removed, "removed sandboxes left behind by a previous run");
     }
-    let settings = Settings {
+    let settings = core_settings(&config, Some(visible.join("task")));
+    let served = match &config.cluster {
+        ClusterConfig::Worker { node, listen } => {
+            run_worker(
+                &config, node, *listen, store, &data_dir, driver, runtimes, settings, open_files,
+            )
+            .await
+        }
+        _ => {
+            run_all(
+                &config, store, &data_dir, driver, runtimes, settings, open_files,
+            )
+            .await
+        }
+    };
+    remove_sandbox_dirs(&visible);
+    served?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn discover_runtimes(config: &Config) -> Runtimes {
+    let mut runtimes = Runtimes::discover(std::path::Path::new("/usr/bin"));
+    if let Some(sdk) = python_sdk(config) {
+        runtimes = runtimes.with_python_sdk(&sdk);
+    }
+    tracing::info!(installed = ?runtimes.installed(), "runtimes");
+    runtimes
+}
+
+/// The core's settings from the configuration.
+fn core_settings(config: &Config, task_root: Option<std::path::PathBuf>) -> Settings {
+    Settings {
         limits: Limits {
             warm_pool_size: config.warm_pool_size as usize,
             max_sandboxes: config.max_sandboxes,
@@ -119,19 +172,45 @@ async fn run() -> anyhow::Result<()> {
             max_total_bytes: config.code_storage_bytes,
             ..CodeLimits::default()
         },
-        task_root: Some(visible.join("task")),
+        task_root,
         events: config.events.clone(),
         ..Settings::default()
-    };
+    }
+}
+
+/// The runtime copy, and the directories if they are empty: a bundle still there is the
+/// record of a sandbox that could not be destroyed, for the cleanup at the next start.
+fn remove_sandbox_dirs(visible: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(visible.join("runtime"));
+    for dir in [
+        visible.join("bundles"),
+        visible.join("task"),
+        visible.to_path_buf(),
+    ] {
+        if let Err(e) = std::fs::remove_dir(&dir) {
+            tracing::debug!(error = %e, dir = %dir.display(), "keeping a sandbox directory");
+        }
+    }
+}
+
+/// Role `all`: today's single node.
+async fn run_all(
+    config: &Config,
+    store: Arc<Store>,
+    data_dir: &std::path::Path,
+    driver: Arc<dyn Driver>,
+    runtimes: Runtimes,
+    settings: Settings,
+    open_files: Option<u64>,
+) -> anyhow::Result<()> {
     let cp = Arc::new(ControlPlane::start(
-        store, &data_dir, driver, runtimes, settings,
+        store, data_dir, driver, runtimes, settings,
     )?);
     // Resumes what a previous run left queued.
     cp.start_dispatcher()?;
     // Fires what schedules missed while the control plane was down, then each slot.
     cp.start_schedules();
 
-    let server_settings = server_settings(&config.server, open_files);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {} (set PORT or SKYSCALE_HOST)", config.listen))?;
@@ -147,7 +226,137 @@ async fn run() -> anyhow::Result<()> {
     );
     // Scripts and tests read the address from this line.
     println!("skyscale-control-plane listening on http://{addr}");
+    serve_public(config, cp, listener, open_files).await;
+    Ok(())
+}
 
+/// Role `api`: the public APIs, auth, routing and async dispatch; invocations run on
+/// workers.
+async fn run_api(
+    config: &Config,
+    node: &ClusterNode,
+    store: Arc<Store>,
+    data_dir: &std::path::Path,
+    open_files: Option<u64>,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {} (set PORT or SKYSCALE_HOST)", config.listen))?;
+    let addr = listener.local_addr()?;
+    let secret = skyscale_http::ClusterSecret::new(&node.secret);
+    let link = skyscale_http::HttpWorkerLink::new(&secret)
+        .map_err(|e| anyhow::anyhow!("SKYSCALE_CLUSTER_SECRET: {e}"))?;
+    let runtimes = discover_runtimes(config);
+    let cp = Arc::new(ControlPlane::start_node(
+        store,
+        data_dir,
+        None,
+        runtimes,
+        core_settings(config, None),
+        Node::Api {
+            settings: ClusterSettings {
+                node_name: node.name.clone(),
+                address: addr.to_string(),
+                lease: node.lease,
+                refresh: ClusterSettings::DEFAULT_REFRESH,
+            },
+            link: Arc::new(link),
+        },
+    )?);
+    cp.start_cluster();
+    cp.start_dispatcher()?;
+    cp.start_schedules();
+    tracing::info!(%addr, name = %node.name, "API node started");
+    println!("skyscale-control-plane listening on http://{addr}");
+    serve_public(config, cp, listener, open_files).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Role `worker`: sandboxes and the limits of this host, reached by API nodes on its
+/// internal address only; no public API, dispatcher or schedules.
+#[allow(clippy::too_many_arguments)]
+async fn run_worker(
+    config: &Config,
+    node: &ClusterNode,
+    listen: std::net::SocketAddr,
+    store: Arc<Store>,
+    data_dir: &std::path::Path,
+    driver: Arc<dyn Driver>,
+    runtimes: Runtimes,
+    settings: Settings,
+    open_files: Option<u64>,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding SKYSCALE_WORKER_LISTEN={listen}"))?;
+    let cp = Arc::new(ControlPlane::start_node(
+        store,
+        data_dir,
+        Some(driver),
+        runtimes,
+        settings,
+        Node::Worker {
+            settings: ClusterSettings {
+                node_name: node.name.clone(),
+                address: listen.to_string(),
+                lease: node.lease,
+                refresh: ClusterSettings::DEFAULT_REFRESH,
+            },
+        },
+    )?);
+    cp.start_cluster();
+    tracing::info!(
+        %listen,
+        name = %node.name,
+        driver = cp.driver_name(),
+        max_sandboxes = config.max_sandboxes,
+        lease = ?node.lease,
+        "worker started"
+    );
+    println!("skyscale-control-plane worker listening on http://{listen}");
+    let limits = server_settings(&config.server, open_files).connections;
+    let secret = skyscale_http::ClusterSecret::new(&node.secret);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(skyscale_http::serve_worker(
+        listener,
+        cp.clone(),
+        secret,
+        limits,
+        async move {
+            let mut rx = stop_rx;
+            let _ = rx.wait_for(|stop| *stop).await;
+        },
+    ));
+    shutdown_signal().await;
+    tracing::info!(grace = ?config.shutdown_grace, "shutting down: giving up the lease, finishing in-flight invocations, then destroying sandboxes");
+    let _ = stop_tx.send(true);
+    let grace = config.shutdown_grace;
+    let (served, ()) = tokio::join!(tokio::time::timeout(grace, server), cp.shutdown(grace));
+    log_served(served);
+    Ok(())
+}
+
+type Served =
+    Result<Result<std::io::Result<()>, tokio::task::JoinError>, tokio::time::error::Elapsed>;
+
+fn log_served(served: Served) {
+    match served {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "server failed"),
+        Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
+        Err(_) => tracing::warn!("requests still open after the grace period were dropped"),
+    }
+}
+
+/// Serves the public API until SIGINT/SIGTERM, then shuts the control plane down.
+async fn serve_public(
+    config: &Config,
+    cp: Arc<ControlPlane>,
+    listener: tokio::net::TcpListener,
+    open_files: Option<u64>,
+) {
+    let server_settings = server_settings(&config.server, open_files);
     // On SIGTERM/SIGINT the server stops accepting and lets in-flight requests finish; the
     // grace bounds how long that may take before the sandboxes are destroyed regardless.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -165,26 +374,7 @@ async fn run() -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let grace = config.shutdown_grace;
     let (served, ()) = tokio::join!(tokio::time::timeout(grace, server), cp.shutdown(grace),);
-    match served {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::error!(error = %e, "server failed"),
-        Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
-        Err(_) => tracing::warn!("requests still open after the grace period were dropped"),
-    }
-    // The runtime copy, and the directories if they are empty: a bundle still there is the
-    // record of a sandbox that could not be destroyed, for the cleanup at the next start.
-    let _ = std::fs::remove_dir_all(visible.join("runtime"));
-    for dir in [
-        visible.join("bundles"),
-        visible.join("task"),
-        visible.clone(),
-    ] {
-        if let Err(e) = std::fs::remove_dir(&dir) {
-            tracing::debug!(error = %e, dir = %dir.display(), "keeping a sandbox directory");
-        }
-    }
-    tracing::info!("stopped");
-    Ok(())
+    log_served(served);
 }
 
 /// Code is hard-linked from the data directory into each sandbox's `/var/task`; across
@@ -205,7 +395,7 @@ fn warn_if_code_is_copied(data_dir: &std::path::Path, visible: &std::path::Path)
 
 fn build_driver(
     config: &Config,
-    data_dir: &std::path::Path,
+    sandboxes_dir: &std::path::Path,
     instance: &str,
     visible: &std::path::Path,
     runtime_dir: std::path::PathBuf,
@@ -232,8 +422,7 @@ fn build_driver(
                 std::fs::remove_dir(&at)?;
                 std::os::unix::fs::symlink(&sdk, &at)?;
             }
-            let mut cfg =
-                ProcessConfig::new(data_dir.join("sandboxes").join("process"), runtime_dir);
+            let mut cfg = ProcessConfig::new(sandboxes_dir.join("process"), runtime_dir);
             cfg.env.extend(prewarm);
             return Ok(Arc::new(ProcessDriver::new(cfg)?));
         }
@@ -241,7 +430,7 @@ fn build_driver(
     // One cgroup parent per data directory, like the sandbox root.
     let mut oci = OciConfig::new(
         runtime,
-        data_dir.join("sandboxes").join("state"),
+        sandboxes_dir.join("state"),
         visible.join("bundles"),
         runtime_dir,
         format!("skyscale/{instance}"),

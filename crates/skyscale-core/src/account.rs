@@ -9,7 +9,8 @@ pub struct AccountSettings {
     pub total_code_size_limit: u64,
     pub code_size_zipped_limit: u64,
     pub code_size_unzipped_limit: u64,
-    /// Invocations that may run at once: the host's sandbox cap.
+    /// Invocations that may run at once: the host's sandbox cap (on an API node, the sum
+    /// of the live workers' caps).
     pub concurrent_executions: u64,
     /// `concurrent_executions` minus every function's reserved concurrency.
     pub unreserved_concurrent_executions: u64,
@@ -29,7 +30,12 @@ impl ControlPlane {
         let store = self.store.clone();
         let all = blocking(move || Ok(store.list_functions()?)).await?;
         let visible: Vec<_> = all.iter().filter(|f| by.may_see(&f.name)).collect();
-        let concurrent = self.settings.limits.max_sandboxes as u64;
+        // On an API node: the cluster's, the sum of the live workers' capacities (each
+        // worker enforces its own; docs/cluster.md).
+        let concurrent = match &self.cluster {
+            crate::Cluster::Api(node) => node.capacity(),
+            _ => self.settings.limits.max_sandboxes as u64,
+        };
         let reserved: u64 = all
             .iter()
             .filter_map(|f| f.reserved_concurrency)

@@ -79,6 +79,8 @@ pub enum Action {
     ReadMetrics,
     ManageKeys,
     ReadAudit,
+    /// Read the cluster's membership (workers, API nodes).
+    ReadCluster,
 }
 
 impl Action {
@@ -86,7 +88,9 @@ impl Action {
     fn allowed_for(self, role: Role) -> bool {
         match (role, self) {
             (Role::Admin, _) => true,
-            (Role::Developer, Action::ManageKeys | Action::ReadAudit) => false,
+            (Role::Developer, Action::ManageKeys | Action::ReadAudit | Action::ReadCluster) => {
+                false
+            }
             (Role::Developer, _) => true,
             (Role::Invoker, Action::Invoke) => true,
             (Role::Invoker, _) => false,
@@ -105,6 +109,7 @@ impl Action {
             Action::ReadMetrics => "read metrics",
             Action::ManageKeys => "manage API keys",
             Action::ReadAudit => "read the audit log",
+            Action::ReadCluster => "read the cluster status",
         }
     }
 }
@@ -413,13 +418,14 @@ mod tests {
             ReadMetrics,
             ManageKeys,
             ReadAudit,
+            ReadCluster,
         ] {
             assert!(allowed(&admin, action, b), "admin {action:?}");
             let on_function = !matches!(
                 action,
-                ListFunctions | ReadAccount | ReadMetrics | ManageKeys | ReadAudit
+                ListFunctions | ReadAccount | ReadMetrics | ManageKeys | ReadAudit | ReadCluster
             );
-            let dev_may = !matches!(action, ManageKeys | ReadAudit);
+            let dev_may = !matches!(action, ManageKeys | ReadAudit | ReadCluster);
             assert_eq!(
                 allowed(&dev, action, on_function.then_some("team-a-x")),
                 dev_may,

@@ -14,10 +14,10 @@ use tracing::Instrument;
 use crate::logs::{self, Report};
 use crate::observe::{Crash, Invocation, InvocationHead, Outcome};
 use crate::runtimes::{Runtimes, STARTUP_ENV};
-use crate::scheduler::{link_tree, Acquired, BusyGuard, Shape};
+use crate::scheduler::{link_tree, Acquired, BusyGuard, Scheduler, Shape};
 use crate::session::{PoolKey, Session, SessionError};
 use crate::Trigger;
-use crate::{blocking, ControlPlane, CoreError, Principal};
+use crate::{blocking, Cluster, ControlPlane, CoreError, Principal};
 
 /// Largest synchronous invoke payload, as in Lambda.
 pub const MAX_SYNC_PAYLOAD: usize = 6 * 1024 * 1024;
@@ -258,7 +258,31 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Runs one invocation: here (roles `all` and `worker`) or, on an API node, on a worker
+    /// (`cluster::api`).
     async fn invoke_function(
+        &self,
+        f: Arc<FunctionRecord>,
+        request_id: String,
+        payload: Vec<u8>,
+        context: (String, Option<String>),
+        lookup: Duration,
+    ) -> Result<InvokeOutput, CoreError> {
+        match &self.cluster {
+            Cluster::Api(node) => {
+                let mut out = node.invoke(f, request_id, payload, context).await?;
+                out.timing.lookup = lookup;
+                Ok(out)
+            }
+            Cluster::Single | Cluster::Worker(_) => {
+                self.invoke_local(f, request_id, payload, context, lookup)
+                    .await
+            }
+        }
+    }
+
+    /// Runs one invocation in a sandbox of this node.
+    pub(crate) async fn invoke_local(
         &self,
         f: Arc<FunctionRecord>,
         request_id: String,
@@ -266,13 +290,17 @@ impl ControlPlane {
         (invoked_arn, client_context): (String, Option<String>),
         lookup: Duration,
     ) -> Result<InvokeOutput, CoreError> {
+        let sched = self
+            .scheduler
+            .as_ref()
+            .ok_or_else(|| CoreError::internal("this node runs no sandboxes"))?;
         let acquire_started = Instant::now();
         let mut f = f;
         let mut restarts = 0;
         // `_busy` is held until this function returns: the slot counts against the
         // function's reserved concurrency on every path, including errors.
         let (ready, _busy) = loop {
-            match self.acquire_ready(&f).await? {
+            match self.acquire_ready(sched, &f).await? {
                 (Some(ready), busy) => break (ready, busy),
                 // The package `f` names was collected: a deploy or delete replaced `f`
                 // after it was read. Start over with the current record.
@@ -368,18 +396,18 @@ impl ControlPlane {
                             .unwrap_or_else(|| timeout_message(&out.request_id, timeout)),
                     );
                 }
-                self.finish(&mut out, session, result, body).await
+                self.finish(sched, &mut out, session, result, body).await
             }
             Ok(Err(e)) => {
                 // The agent vanished mid-invocation: the sandbox was killed (often by the
                 // memory limit) or crashed.
                 tracing::warn!(sandbox = %session.id, error = %e, "sandbox failed during invocation");
-                out.outcome = self.crash_cause(&session.id, Crash::Vanished).await;
+                out.outcome = self.crash_cause(sched, &session.id, Crash::Vanished).await;
                 out.body = error_doc(
                     out.outcome.error_type().unwrap_or_default(),
                     &exit_message(&out.request_id, None),
                 );
-                self.scheduler.discard(session);
+                sched.discard(session);
             }
             Err(_) => {
                 tracing::warn!(sandbox = %session.id, "agent missed the deadline; destroying sandbox");
@@ -387,7 +415,7 @@ impl ControlPlane {
                 let message = timeout_message(&out.request_id, timeout);
                 out.body = error_doc(out.outcome.error_type().unwrap_or_default(), &message);
                 timeout_line = Some(message);
-                self.scheduler.discard(session);
+                sched.discard(session);
             }
         }
         out.max_memory_used_mb = max_rss_kb.div_ceil(1024);
@@ -416,6 +444,7 @@ impl ControlPlane {
     /// Records the agent's answer; a sandbox that timed out or crashed is never reused.
     async fn finish(
         &self,
+        sched: &Arc<Scheduler>,
         out: &mut InvokeOutput,
         session: Session,
         result: InvokeResult,
@@ -425,12 +454,12 @@ impl ControlPlane {
         out.timing.runtime = Duration::from_micros(result.duration_us);
         out.body = body;
         out.outcome = match Outcome::of_result(result.status) {
-            Outcome::Crashed(crash) => self.crash_cause(&session.id, crash).await,
+            Outcome::Crashed(crash) => self.crash_cause(sched, &session.id, crash).await,
             other => other,
         };
         match out.outcome {
-            Outcome::Success | Outcome::FunctionError { .. } => self.scheduler.release(session),
-            Outcome::Timeout | Outcome::Crashed(_) => self.scheduler.discard(session),
+            Outcome::Success | Outcome::FunctionError { .. } => sched.release(session),
+            Outcome::Timeout | Outcome::Crashed(_) => sched.discard(session),
         }
     }
 
@@ -439,14 +468,18 @@ impl ControlPlane {
     /// process is often the Sentry, so the agent vanishes. Asked only after a crash (the
     /// warm path reads nothing), before the sandbox is destroyed; a sandbox serves one
     /// function and a crash ends it, so any OOM kill it counts belongs to this function.
-    async fn crash_cause(&self, sandbox: &SandboxId, crash: Crash) -> Outcome {
+    async fn crash_cause(
+        &self,
+        sched: &Arc<Scheduler>,
+        sandbox: &SandboxId,
+        crash: Crash,
+    ) -> Outcome {
         let killed = matches!(
             crash,
             Crash::Vanished | Crash::Exited(ExitStatus::Signal(9))
         );
         if killed
-            && self
-                .scheduler
+            && sched
                 .driver()
                 .oom_kills(sandbox)
                 .await
@@ -474,6 +507,7 @@ impl ControlPlane {
     /// `f`'s code package was collected before it could be linked (`f` is stale).
     async fn acquire_ready(
         &self,
+        sched: &Arc<Scheduler>,
         f: &FunctionRecord,
     ) -> Result<(Option<Ready>, BusyGuard), CoreError> {
         let key = PoolKey {
@@ -486,8 +520,7 @@ impl ControlPlane {
             tmp_mb: f.ephemeral_mb,
         };
         let (acquired, busy) =
-            self.scheduler
-                .acquire(&key, f.memory.get(), f.reserved_concurrency, shape)?;
+            sched.acquire(&key, f.memory.get(), f.reserved_concurrency, shape)?;
         let ready = match acquired {
             Acquired::Warm(session) => Some(Ready::Session {
                 session,
@@ -496,12 +529,12 @@ impl ControlPlane {
             }),
             Acquired::Generic(session) => {
                 tracing::debug!(sandbox = %session.id, "specialising a generic sandbox");
-                self.specialize(session, f, key).await?
+                self.specialize(sched, session, f, key).await?
             }
             Acquired::Boot(id) => {
                 tracing::debug!(sandbox = %id, "no generic sandbox ready; booting one");
-                let session = self.scheduler.boot(id, f.memory.get(), shape).await?;
-                self.specialize(session, f, key).await?
+                let session = sched.boot(id, f.memory.get(), shape).await?;
+                self.specialize(sched, session, f, key).await?
             }
         };
         Ok((ready, busy))
@@ -523,6 +556,7 @@ impl ControlPlane {
     /// discarded) if `f`'s package is no longer stored.
     async fn specialize(
         &self,
+        sched: &Arc<Scheduler>,
         mut session: Session,
         f: &FunctionRecord,
         key: PoolKey,
@@ -538,7 +572,7 @@ impl ControlPlane {
                 return Ok(false);
             };
             let src = self.code.dir(&code.sha256);
-            let dst = self.scheduler.task_dir(&session.id);
+            let dst = sched.task_dir(&session.id);
             blocking(move || {
                 let linked = link_tree(&src, &dst).map_err(|e| {
                     CoreError::internal_from(format!("linking code into {}", dst.display()), e)
@@ -547,7 +581,7 @@ impl ControlPlane {
                 linked
             })
             .await?;
-            self.scheduler.resize(&mut session, f.memory.get()).await?;
+            sched.resize(&mut session, f.memory.get()).await?;
             Ok(true)
         }
         .await;
@@ -555,11 +589,11 @@ impl ControlPlane {
             Ok(true) => {}
             Ok(false) => {
                 tracing::info!(sandbox = %session.id, "the function's code changed before its sandbox was specialised; starting over");
-                self.scheduler.discard(session);
+                sched.discard(session);
                 return Ok(None);
             }
             Err(e) => {
-                self.scheduler.discard(session);
+                sched.discard(session);
                 return Err(e);
             }
         }
@@ -573,12 +607,9 @@ impl ControlPlane {
                 // Init ran with the CPU the host could spare (Lambda's init gets a boost too:
                 // imports are the heaviest part of a cold start); the function's share of the
                 // CPU applies from its first invocation on.
-                let limited = self
-                    .scheduler
-                    .limit_cpu(&session.id, session.memory_mb)
-                    .await;
+                let limited = sched.limit_cpu(&session.id, session.memory_mb).await;
                 if let Err(e) = limited {
-                    self.scheduler.discard(session);
+                    sched.discard(session);
                     return Err(e);
                 }
                 tracing::info!(sandbox = %session.id, "sandbox ready");
@@ -589,7 +620,7 @@ impl ControlPlane {
                 }))
             }
             Ok((done, body)) => {
-                self.scheduler.discard(session);
+                sched.discard(session);
                 Ok(Some(Ready::InitFailed {
                     outcome: Outcome::of_failed_init(&done),
                     body,
@@ -598,7 +629,7 @@ impl ControlPlane {
             }
             Err(e) => {
                 let id = session.id.clone();
-                self.scheduler.discard(session);
+                sched.discard(session);
                 Err(match e {
                     SessionError::Timeout(_) => CoreError::sandbox_from(
                         format!("sandbox {id} did not finish init in time"),

@@ -9,6 +9,7 @@ mod aliases;
 mod audit;
 mod auth;
 mod cache;
+mod cluster;
 mod code;
 mod code_location;
 mod error;
@@ -41,6 +42,10 @@ use skyscale_types::{ApiKey, FunctionName, KeyId};
 
 pub use account::AccountSettings;
 pub use auth::{authenticate, ensure_admin_key, Action, AdminKeySource, FunctionScope, Principal};
+pub use cluster::{
+    ApiNodeView, ClusterSettings, ClusterView, FailureKind, LinkError, LinkFuture, Node, NodeRole,
+    WorkerAnswer, WorkerInvocation, WorkerLink, WorkerView,
+};
 pub use code_location::{CodeDownload, CodeGrant, CODE_LOCATION_TTL};
 pub use error::{CoreError, Throttle};
 pub use events::{
@@ -62,8 +67,9 @@ pub use schedules::{
 };
 pub use secrets::{ServerKey, SERVER_KEY_FILE};
 pub use since::{parse_duration, parse_since};
+pub use skyscale_protocol::ExitStatus;
 pub use skyscale_store::{
-    AliasRecord, AuditRecord, FunctionRecord, InvocationRecord, LogEntry, PolicyStatement,
+    AliasRecord, AuditRecord, CodeRef, FunctionRecord, InvocationRecord, LogEntry, PolicyStatement,
 };
 pub use skyscale_types::invocation::{InvocationStatus, Trigger};
 pub use skyscale_types::Role;
@@ -161,9 +167,13 @@ impl Default for Settings {
 pub struct ControlPlane {
     store: Arc<Store>,
     code: CodeStore,
-    /// Removes unreferenced code packages in the background.
-    code_gc: code::Collector,
-    scheduler: Arc<Scheduler>,
+    /// Removes unreferenced code packages in the background (not on a worker: API nodes
+    /// own the packages).
+    code_gc: Option<code::Collector>,
+    /// Sandboxes and their limits; `None` on an API node, which has none.
+    scheduler: Option<Arc<Scheduler>>,
+    /// This node's part in a cluster.
+    cluster: Cluster,
     /// Every API key, read on every request; replaced after every key write.
     keys: Arc<Keys>,
     /// Failed authentications per source address.
@@ -195,12 +205,16 @@ pub struct ControlPlane {
     schedules: schedules::Chore,
 }
 
+/// This node's part in a cluster, and its state there.
+pub(crate) enum Cluster {
+    /// One node does everything.
+    Single,
+    Api(Arc<cluster::api::ApiNode>),
+    Worker(Arc<cluster::worker::WorkerNode>),
+}
+
 impl ControlPlane {
-    /// Builds the control plane on an open store and starts its scheduler (which boots the
-    /// generic warm pool in the background). `data_dir` holds code packages (`code/`), the
-    /// per-sandbox task directories (`sandboxes/task/`, unless `settings.task_root` puts them
-    /// elsewhere) and the server key (created if
-    /// missing). Must run inside a tokio runtime.
+    /// Builds a single-node control plane (role `all`): see [`Self::start_node`].
     pub fn start(
         store: Arc<Store>,
         data_dir: &Path,
@@ -208,12 +222,59 @@ impl ControlPlane {
         runtimes: Runtimes,
         settings: Settings,
     ) -> Result<Self, CoreError> {
+        Self::start_node(store, data_dir, Some(driver), runtimes, settings, Node::All)
+    }
+
+    /// Builds the control plane of a node: `all` and `worker` need a driver (their
+    /// scheduler starts, booting the generic pool in the background); an `api` node has no
+    /// sandboxes and takes none. Cluster membership starts with [`Self::start_cluster`].
+    pub fn start_node(
+        store: Arc<Store>,
+        data_dir: &Path,
+        driver: Option<Arc<dyn Driver>>,
+        runtimes: Runtimes,
+        settings: Settings,
+        node: Node,
+    ) -> Result<Self, CoreError> {
+        let role = match &node {
+            Node::All => NodeRole::All,
+            Node::Api { .. } => NodeRole::Api,
+            Node::Worker { .. } => NodeRole::Worker,
+        };
+        if (role == NodeRole::Api) != driver.is_none() {
+            return Err(CoreError::internal(format!(
+                "a node of role {} {} a sandbox driver",
+                role.as_str(),
+                if role == NodeRole::Api {
+                    "takes no"
+                } else {
+                    "needs"
+                }
+            )));
+        }
+        Self::build(store, data_dir, driver, runtimes, settings, node)
+    }
+
+    /// Builds the control plane on an open store and starts its scheduler (which boots the
+    /// generic warm pool in the background). `data_dir` holds code packages (`code/`), the
+    /// per-sandbox task directories (`sandboxes/task/`, unless `settings.task_root` puts them
+    /// elsewhere) and the server key (created if
+    /// missing). Must run inside a tokio runtime.
+    fn build(
+        store: Arc<Store>,
+        data_dir: &Path,
+        driver: Option<Arc<dyn Driver>>,
+        runtimes: Runtimes,
+        settings: Settings,
+        node: Node,
+    ) -> Result<Self, CoreError> {
         let code_dir = data_dir.join("code");
         // Opening removes what a crash left half-written; the collector's first run removes
         // packages a crash left unreferenced.
         let code = CodeStore::open(&code_dir, settings.code)
             .map_err(|e| CoreError::internal_from(format!("opening {}", code_dir.display()), e))?;
-        let code_gc = code::Collector::start(store.clone(), code.clone());
+        let code_gc = (!matches!(node, Node::Worker { .. }))
+            .then(|| code::Collector::start(store.clone(), code.clone()));
         let server_key = ServerKey::load_or_create(data_dir)?;
         let keys = KeyTable::load(&store)?;
         let dummy = ApiKey::generate();
@@ -225,15 +286,30 @@ impl ControlPlane {
             .task_root
             .clone()
             .unwrap_or_else(|| data_dir.join("sandboxes").join("task"));
-        let scheduler = Scheduler::start(
-            driver,
-            settings.limits.clone(),
-            task_root.clone(),
-            settings.tmp_mb,
-            settings.pids_limit,
-            settings.boot_timeout,
-        )
-        .map_err(|e| CoreError::internal_from(format!("preparing {}", task_root.display()), e))?;
+        let scheduler = driver
+            .map(|driver| {
+                Scheduler::start(
+                    driver,
+                    settings.limits.clone(),
+                    task_root.clone(),
+                    settings.tmp_mb,
+                    settings.pids_limit,
+                    settings.boot_timeout,
+                )
+                .map_err(|e| {
+                    CoreError::internal_from(format!("preparing {}", task_root.display()), e)
+                })
+            })
+            .transpose()?;
+        let cluster = match node {
+            Node::All => Cluster::Single,
+            Node::Api { settings, link } => {
+                Cluster::Api(Arc::new(cluster::api::ApiNode::new(settings, link)))
+            }
+            Node::Worker { settings: cs } => Cluster::Worker(Arc::new(
+                cluster::worker::WorkerNode::new(cs, settings.limits.max_sandboxes as u64),
+            )),
+        };
         let records = records::Records::start(store.clone(), settings.records.clone());
         Ok(Self {
             records,
@@ -241,6 +317,7 @@ impl ControlPlane {
             code,
             code_gc,
             scheduler,
+            cluster,
             keys: Arc::new(Keys::new(keys)),
             auth_limiter: AuthLimiter::new(settings.auth_limits),
             dummy_sealed,
@@ -262,8 +339,56 @@ impl ControlPlane {
         &self.settings
     }
 
+    /// The sandbox driver's name; `none` on an API node.
     pub fn driver_name(&self) -> &'static str {
-        self.scheduler.driver().name()
+        self.scheduler
+            .as_ref()
+            .map_or("none", |s| s.driver().name())
+    }
+
+    /// This node's role in a cluster.
+    pub fn role(&self) -> NodeRole {
+        match &self.cluster {
+            Cluster::Single => NodeRole::All,
+            Cluster::Api(_) => NodeRole::Api,
+            Cluster::Worker(_) => NodeRole::Worker,
+        }
+    }
+
+    /// Starts this node's cluster membership: a worker registers and keeps its lease; an
+    /// API node refreshes the live workers. Nothing in role `all`.
+    pub fn start_cluster(self: &Arc<Self>) {
+        match &self.cluster {
+            Cluster::Single => {}
+            Cluster::Api(node) => node.start_refresh(self.store.clone()),
+            Cluster::Worker(node) => self.start_worker_membership(node.clone()),
+        }
+    }
+
+    /// The workers and API nodes (admin keys). In role `all`: a single node, no workers.
+    pub async fn cluster_status(&self, by: &Principal) -> Result<ClusterView, CoreError> {
+        by.authorize(Action::ReadCluster, None)?;
+        let role = self.role();
+        let (name, this_api) = match &self.cluster {
+            Cluster::Single => {
+                return Ok(ClusterView {
+                    role,
+                    node_name: String::new(),
+                    workers: Vec::new(),
+                    api_nodes: Vec::new(),
+                })
+            }
+            Cluster::Api(n) => (n.settings.node_name.clone(), Some(n.id.clone())),
+            Cluster::Worker(n) => (n.settings.node_name.clone(), None),
+        };
+        let store = self.store.clone();
+        blocking(move || ClusterView::read(&store, role, name, this_api.as_deref())).await
+    }
+
+    fn request_code_collection(&self) {
+        if let Some(gc) = &self.code_gc {
+            gc.request();
+        }
     }
 
     /// The runtimes functions may name, for any valid key.
@@ -379,7 +504,14 @@ impl ControlPlane {
 
     /// How many sandboxes exist and how many invocations run.
     pub fn sandbox_counts(&self) -> SandboxCounts {
-        self.scheduler.counts()
+        self.scheduler.as_ref().map_or(
+            SandboxCounts {
+                generic: 0,
+                live: 0,
+                busy: 0,
+            },
+            |s| s.counts(),
+        )
     }
 
     /// Stops handing out sandboxes, waits up to `grace` for in-flight invocations, then
@@ -391,7 +523,13 @@ impl ControlPlane {
         // No new event starts; those running finish (within the grace) and are ended,
         // those that had not started stay queued for the next start.
         self.events.stop_claiming();
-        self.scheduler.shutdown(grace).await;
+        // A worker gives its lease up first: API nodes stop sending it work.
+        if let Cluster::Worker(node) = &self.cluster {
+            self.release_worker(node).await;
+        }
+        if let Some(s) = &self.scheduler {
+            s.shutdown(grace).await;
+        }
         if !self.events.drain(Duration::from_secs(5)).await {
             tracing::warn!("events still running at shutdown run again at the next start");
         }

@@ -460,11 +460,18 @@ impl ControlPlane {
     pub fn prometheus_metrics(&self, by: &Principal) -> Result<String, CoreError> {
         by.authorize(Action::ReadMetrics, None)?;
         let counters = self.metrics.counters();
-        let gauges = self.scheduler.gauges();
+        let gauges = self
+            .scheduler
+            .as_ref()
+            .map(|s| s.gauges())
+            .unwrap_or_default();
         let visible =
             |name: &str| skyscale_types::FunctionName::parse(name).is_ok_and(|n| by.may_see(&n));
         let mut text = exposition::render(&counters, &gauges, visible);
         text.push_str(&self.events.metrics.render(visible));
+        if let crate::Cluster::Api(node) = &self.cluster {
+            text.push_str(&node.render_metrics());
+        }
         Ok(text)
     }
 
@@ -487,7 +494,10 @@ impl ControlPlane {
         // A function that does not exist is a 404, not a page of zeros.
         self.function_record(name.as_str()).await?;
         let s = self.metrics.summary(name.as_str(), since, now);
-        let (running, idle) = self.scheduler.function_gauges(&name);
+        let (running, idle) = self
+            .scheduler
+            .as_ref()
+            .map_or((0, 0), |s| s.function_gauges(&name));
         let [successes, function_errors, timeouts, throttles, crashes] = s.by_status;
         Ok(FunctionMetrics {
             function: name.to_string(),

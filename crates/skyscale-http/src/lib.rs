@@ -6,6 +6,7 @@
 
 mod auth;
 mod body;
+mod cluster;
 mod code;
 mod lambda;
 mod metrics;
@@ -22,6 +23,7 @@ use skyscale_core::ControlPlane;
 use tokio::net::TcpListener;
 
 pub use body::BodyLimits;
+pub use cluster::{serve_worker, worker_router, ClusterSecret, HttpWorkerLink};
 pub use server::ConnectionLimits;
 pub use v1::ApiError;
 

@@ -7,6 +7,7 @@
 
 mod aliases;
 mod audit;
+mod cluster;
 mod code;
 mod db;
 mod events;
@@ -24,6 +25,7 @@ mod versions;
 
 pub use aliases::{AliasRecord, AliasUpdate};
 pub use audit::{AuditRecord, NewAuditEntry};
+pub use cluster::{ApiNodeRow, WarmKey, WorkerLease, WorkerRow, WorkerStatus};
 pub use code::{
     CodeError, CodeLimits, CodePin, CodeRef, CodeStore, CodeUsage, Collected, StoredCode,
 };

@@ -270,4 +270,32 @@ pub const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX schedules_function ON schedules (function);
     "#,
+    // 15: cluster membership (cluster.rs). A worker's row is keyed by its address; each
+    // registration takes a new generation from `worker_generations` (AUTOINCREMENT: strictly
+    // increasing, never reused), its fencing token. Leases and `last_seen` are epoch ms on
+    // the database's clock.
+    r#"
+    CREATE TABLE worker_generations (
+        generation INTEGER PRIMARY KEY AUTOINCREMENT,
+        address    TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE workers (
+        address     TEXT PRIMARY KEY,       -- ip:port of its internal server
+        name        TEXT NOT NULL,
+        capacity    INTEGER NOT NULL,       -- most sandboxes it runs at once
+        generation  INTEGER NOT NULL UNIQUE,
+        lease_until INTEGER NOT NULL,
+        started_at  INTEGER NOT NULL,
+        renewed_at  INTEGER NOT NULL,
+        status      TEXT NOT NULL           -- JSON: sandboxes, busy, load, idle warm keys
+    ) STRICT;
+    CREATE TABLE api_nodes (
+        id         TEXT PRIMARY KEY,        -- UUID per process
+        name       TEXT NOT NULL,
+        address    TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        last_seen  INTEGER NOT NULL
+    ) STRICT;
+    "#,
 ];

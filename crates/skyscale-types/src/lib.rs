@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod api;
+pub mod cluster;
 pub mod events;
 pub mod invocation;
 mod key;

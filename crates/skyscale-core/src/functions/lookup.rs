@@ -62,7 +62,9 @@ impl ControlPlane {
     pub(super) fn changed(&self, name: &FunctionName, retire: bool) {
         self.functions.invalidate(name);
         if retire {
-            self.scheduler.retire_where(name, |v| v.is_none());
+            if let Some(s) = &self.scheduler {
+                s.retire_where(name, |v| v.is_none());
+            }
         }
     }
 

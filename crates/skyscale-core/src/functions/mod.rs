@@ -114,7 +114,7 @@ impl ControlPlane {
         .await;
         if uploads && created.is_err() {
             // The package may be stored with nothing referencing it.
-            self.code_gc.request();
+            self.request_code_collection();
         }
         let record = created?;
         // A failed lookup of this name may have run before the create; nothing is cached
@@ -297,7 +297,7 @@ impl ControlPlane {
             self.changed(&name, true);
         }
         // Either the previous package or (after a failure) this one may be unused now.
-        self.code_gc.request();
+        self.request_code_collection();
         let record = deployed?;
         tracing::info!(function = %name, revision = record.revision, "code deployed");
         Ok(record)
@@ -327,10 +327,12 @@ impl ControlPlane {
         self.aliases.invalidate_where(|(f, _)| f == &name);
         self.urls.invalidate_where(|(f, _)| f == &name);
         self.policies.invalidate(&name);
-        self.scheduler.retire(&name);
+        if let Some(s) = &self.scheduler {
+            s.retire(&name);
+        }
         self.metrics.forget(name.as_str());
         self.events.metrics.forget(name.as_str());
-        self.code_gc.request();
+        self.request_code_collection();
         tracing::info!(function = %name, "function deleted");
         Ok(())
     }

@@ -111,8 +111,10 @@ impl ControlPlane {
                 f.name
             )));
         }
-        self.scheduler.retire_where(&f.name, |v| v == Some(n));
-        self.code_gc.request();
+        if let Some(s) = &self.scheduler {
+            s.retire_where(&f.name, |v| v == Some(n));
+        }
+        self.request_code_collection();
         tracing::info!(function = %f.name, version = n, "version deleted");
         Ok(())
     }

@@ -474,6 +474,47 @@ impl Scheduler {
         }
     }
 
+    /// The idle warm sandboxes by function revision and version, and how many of each
+    /// (a worker's status: API nodes route to warm sandboxes).
+    pub fn idle_keys(&self) -> Vec<(PoolKey, usize)> {
+        let st = self.lock();
+        let mut out: Vec<(PoolKey, usize)> = Vec::new();
+        for s in st.idle.values().flatten() {
+            let Some(k) = &s.key else { continue };
+            match out.iter_mut().find(|(o, _)| o == k) {
+                Some((_, n)) => *n += 1,
+                None => out.push((k.clone(), 1)),
+            }
+        }
+        out
+    }
+
+    /// Destroys every sandbox, idle, generic and busy (a fenced worker: another may own its
+    /// work now). A busy one's invocation fails when its agent dies, and its session is
+    /// destroyed when it comes back. Admission is the caller's to stop.
+    pub fn fence(self: &Arc<Self>) {
+        let (idle, busy) = {
+            let mut st = self.lock();
+            let mut all: Vec<Session> = st.idle.drain().flat_map(|(_, v)| v).collect();
+            all.append(&mut st.generic);
+            for s in &all {
+                st.live.remove(&s.id);
+            }
+            let busy: Vec<SandboxId> = st.live.keys().cloned().collect();
+            for id in &busy {
+                st.live.remove(id);
+            }
+            (all, busy)
+        };
+        for s in idle {
+            self.destroy(s);
+        }
+        for id in busy {
+            self.destroy_id(id);
+        }
+        self.refill.notify_one();
+    }
+
     /// Numbers for health and metrics.
     pub fn counts(&self) -> SandboxCounts {
         let st = self.lock();

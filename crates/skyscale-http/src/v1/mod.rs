@@ -3,6 +3,7 @@
 
 mod access;
 mod aliases;
+mod cluster;
 mod error;
 mod events;
 pub(crate) mod extract;
@@ -115,6 +116,7 @@ pub(crate) fn routes(cp: AppState) -> Router<AppState> {
             get(events::list_configs),
         )
         .route("/v1/runtimes", get(runtimes))
+        .route("/v1/cluster", get(cluster::status))
         .merge(schedules::routes())
         .route_layer(middleware::from_fn_with_state(cp.clone(), require_key));
     Router::new()
