@@ -42,7 +42,7 @@ fn owner_pid(name: &str) -> Option<u32> {
 fn is_live_test(pid: u32) -> bool {
     std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| {
         exe.file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with("cluster-"))
+            .is_some_and(|n| n.to_string_lossy().starts_with("cluster_faults-"))
     })
 }
 
