@@ -228,6 +228,15 @@ impl Cluster {
             let live = live_workers(&api);
             (live.len() == workers).then_some(())
         });
+        // And in every API node's routing snapshot (refreshed every 500 ms).
+        for i in 0..cluster.apis.len() {
+            let api = cluster.api(i);
+            cluster.wait(
+                &format!("api-{} to route to every worker", i + 1),
+                Duration::from_secs(10),
+                || (routable_workers(&api) == workers).then_some(()),
+            );
+        }
         cluster
     }
 
@@ -284,19 +293,57 @@ fn live_workers(api: &Http) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// The sum of an un-labelled counter over the API nodes' `/metrics`.
-fn counter(apis: &[&Http], name: &str) -> f64 {
+/// How many workers an API node routes to (`skyscale_cluster_worker_live` of its
+/// `/metrics`: its own snapshot, not the database's view).
+fn routable_workers(api: &Http) -> usize {
+    let r = api.get("/metrics");
+    assert_eq!(r.status, 200);
+    String::from_utf8_lossy(&r.body)
+        .lines()
+        .filter(|l| l.starts_with("skyscale_cluster_worker_live{") && l.ends_with(" 1"))
+        .count()
+}
+
+/// The sum over the API nodes' `/metrics` of the series whose name and labels are `series`
+/// (`skyscale_cluster_stale_results_refused_total`, `..._spills_total{worker="..."}`).
+fn series_sum(apis: &[&Http], series: &str) -> f64 {
     apis.iter()
         .map(|api| {
             let r = api.get("/metrics");
             assert_eq!(r.status, 200);
             String::from_utf8_lossy(&r.body)
                 .lines()
-                .filter_map(|l| l.strip_prefix(name))
-                .filter_map(|rest| rest.trim().parse::<f64>().ok())
+                .filter_map(|l| l.strip_prefix(series))
+                .filter_map(|rest| rest.strip_prefix(' '))
+                .filter_map(|v| v.trim().parse::<f64>().ok())
                 .sum::<f64>()
         })
         .sum()
+}
+
+/// An un-labelled counter, summed over the API nodes.
+fn counter(apis: &[&Http], name: &str) -> f64 {
+    series_sum(apis, name)
+}
+
+/// A per-worker counter (`worker="<address>"`), summed over the API nodes.
+fn worker_counter(apis: &[&Http], name: &str, address: &str) -> f64 {
+    series_sum(apis, &format!("{name}{{worker=\"{address}\"}}"))
+}
+
+/// The workers' addresses by name, from `GET /v1/cluster`.
+fn worker_addresses(api: &Http) -> BTreeMap<String, String> {
+    cluster_view(api)["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["name"].as_str().unwrap().to_owned(),
+                w["address"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
 }
 
 /// Successful runs per event id, from the function's invocation records (the records are in
@@ -394,7 +441,7 @@ fn cluster_survives_worker_and_api_node_faults_under_load() {
     for id in 0..3 {
         let s = shared.clone();
         threads.push(std::thread::spawn(move || {
-            load::limited_client(s, LIMITED.into(), id, Duration::from_millis(10))
+            load::limited_client(s, LIMITED.into(), id, Duration::from_millis(30))
         }));
     }
     {
@@ -424,55 +471,90 @@ fn cluster_survives_worker_and_api_node_faults_under_load() {
         until: shared.now() + DETECTION,
     });
     let api_https: Vec<Http> = (0..2).map(|i| cluster.api(i)).collect();
+    let api_https: Vec<&Http> = api_https.iter().collect();
     cluster.wait("worker-1's lease to run out", LEASE + DETECTION, || {
         (!live_workers(&api1).contains_key("worker-1")).then_some(())
     });
     eprintln!("{:?}: worker-1 is no longer live", shared.now());
 
-    // Fault 2: worker 2's link down for longer than its lease, then up: it comes back under
-    // a new generation.
+    // Fault 2: the link of the busier surviving worker (by what the API nodes routed to it
+    // over the last 2 s) down for longer than its lease, then up: it must fence itself, come
+    // back under a new generation, and none of its answers may be taken meanwhile.
+    sleep_until(at(0.4) - Duration::from_secs(2));
+    let addresses = worker_addresses(&api1);
+    let routed = |name: &str| {
+        worker_counter(
+            &api_https,
+            "skyscale_cluster_routed_total",
+            &addresses[name],
+        )
+    };
+    let early: Vec<f64> = ["worker-2", "worker-3"].iter().map(|w| routed(w)).collect();
     sleep_until(at(0.4));
+    let late: Vec<f64> = ["worker-2", "worker-3"].iter().map(|w| routed(w)).collect();
+    let cut = if late[0] - early[0] >= late[1] - early[1] {
+        2
+    } else {
+        3
+    };
+    let cut_name = format!("worker-{cut}");
+    eprintln!(
+        "routed over 2 s: worker-2 {}, worker-3 {}: cutting {cut_name} off",
+        late[0] - early[0],
+        late[1] - early[1]
+    );
     let before = live_workers(&api1);
     let generation = *before
-        .get("worker-2")
-        .unwrap_or_else(|| panic!("worker-2 is not live before its link goes down: {before:?}"));
-    let refused_before = counter(
-        &api_https.iter().collect::<Vec<_>>(),
-        "skyscale_cluster_stale_results_refused_total",
+        .get(&cut_name)
+        .unwrap_or_else(|| panic!("{cut_name} is not live before its link goes down: {before:?}"));
+    let refused_before = counter(&api_https, "skyscale_cluster_stale_results_refused_total");
+    let spills_before = worker_counter(
+        &api_https,
+        "skyscale_cluster_spills_total",
+        &addresses[&cut_name],
     );
     let from = shared.now();
-    cluster.network().set_link(2, false);
-    eprintln!("{from:?}: worker-2's link is down");
+    cluster.network().set_link(cut, false);
+    eprintln!("{from:?}: {cut_name}'s link is down");
     std::thread::sleep(LINK_DOWN);
-    cluster.network().set_link(2, true);
+    cluster.network().set_link(cut, true);
     let up = shared.now();
-    eprintln!("{up:?}: worker-2's link is up");
+    eprintln!("{up:?}: {cut_name}'s link is up");
     windows.push(Window {
-        what: "worker-2's link down".into(),
+        what: format!("{cut_name}'s link down"),
         from,
         until: up + DETECTION,
     });
     let new_generation = cluster.wait(
-        "worker-2 to be live again under a new generation",
+        &format!("{cut_name} to be live again under a new generation"),
         Duration::from_secs(15),
         || {
             live_workers(&api1)
-                .get("worker-2")
+                .get(&cut_name)
                 .copied()
                 .filter(|g| *g > generation)
         },
     );
-    eprintln!(
-        "{:?}: worker-2 is live again, generation {generation} -> {new_generation}",
-        shared.now()
-    );
+    let back = shared.now();
+    eprintln!("{back:?}: {cut_name} is live again, generation {generation} -> {new_generation}");
+    // Both API nodes route to it again.
+    for api in &api_https {
+        cluster.wait(
+            "the API nodes to route to the worker again",
+            Duration::from_secs(5),
+            || (routable_workers(api) == 2).then_some(()),
+        );
+    }
+    let refused =
+        counter(&api_https, "skyscale_cluster_stale_results_refused_total") - refused_before;
+    let spilled = worker_counter(
+        &api_https,
+        "skyscale_cluster_spills_total",
+        &addresses[&cut_name],
+    ) - spills_before;
 
     // Fault 3: kill -9 API node 2; the load goes on through API node 1.
     sleep_until(at(0.7));
-    let refused_api2 = counter(
-        &[&api_https[1]],
-        "skyscale_cluster_stale_results_refused_total",
-    );
     shared.node_down[1].store(true, Ordering::SeqCst);
     let from = shared.now();
     cluster.apis[1].kill9();
@@ -561,20 +643,16 @@ fn cluster_survives_worker_and_api_node_faults_under_load() {
         "the load hardly ran: {sync_ok} sync successes"
     );
 
-    // Worker 2's stale results were refused, or its in-flight calls answered 503.
-    let refused_after = counter(
-        &[&api_https[0]],
-        "skyscale_cluster_stale_results_refused_total",
-    ) + refused_api2;
-    let refused = refused_after - refused_before;
+    // The calls routed to the cut-off worker were not answered by it: they went on to another
+    // worker (unreachable, or fenced: `spills`), were refused as stale, or were answered 503.
     eprintln!(
-        "worker-2's link down: {refused} stale results refused, {in_link_window} calls answered \
-         503 in its window"
+        "{cut_name}'s link down: {spilled} calls moved to another worker, {refused} stale \
+         results refused, {in_link_window} calls answered 503 in its window"
     );
     assert!(
-        refused > 0.0 || in_link_window > 0,
-        "worker-2 lost its link with calls in flight, yet no stale result was refused and no \
-         call was answered 503 in that window"
+        spilled > 0.0 || refused > 0.0 || in_link_window > 0,
+        "{cut_name} lost its link under load, yet no call routed to it moved to another worker, \
+         was refused as stale or was answered 503"
     );
 
     // Reserved concurrency, from when the handler really ran.

@@ -24,6 +24,36 @@ pub struct Node {
     /// Killed with SIGKILL by the test: its sandboxes may be left behind.
     killed: bool,
     lines: Option<mpsc::Receiver<String>>,
+    /// A worker's own settings, to start it again.
+    env: Vec<(String, String)>,
+}
+
+/// `setpriv --pdeathsig KILL -- nsenter --net=/run/netns/<ns> -- unshare --pid --fork
+/// --kill-child --mount-proc -- <daemon>`: the worker in network namespace `netns` and as
+/// init of a new PID namespace. `nsenter` rather than `ip netns exec`, which remounts `/sys`
+/// in a mount namespace of its own and so hides the cgroup hierarchies runc needs; `/proc`
+/// mounted for the new PID namespace, since runc reads its own processes there. The
+/// parent-death signal stops the worker should the test process die.
+fn worker_command(dir: &Path, name: &str, netns: &str, env: &[(String, String)]) -> Command {
+    let mut cmd = base_command(Path::new("setpriv"), dir);
+    cmd.args(["--pdeathsig", "KILL", "--", "nsenter"])
+        .arg(format!("--net=/run/netns/{netns}"))
+        .args([
+            "--",
+            "unshare",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--mount-proc",
+            "--",
+        ])
+        .arg(env!("CARGO_BIN_EXE_skyscale-control-plane"))
+        .env("SKYSCALE_ROLE", "worker")
+        .env("SKYSCALE_NODE_NAME", name);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
 }
 
 /// What every node gets: the admin key, the agent, a data directory.
@@ -62,32 +92,18 @@ impl Node {
         node
     }
 
-    /// Starts a worker in network namespace `netns`, in a new PID namespace:
-    /// `setpriv --pdeathsig KILL -- nsenter --net=/run/netns/<ns> -- unshare --pid --fork
-    /// --kill-child -- <daemon>`. `nsenter` rather than `ip netns exec`, which remounts
-    /// `/sys` in a mount namespace of its own and so hides the cgroup hierarchies runc needs.
-    /// The parent-death signal stops the worker should the test process die.
+    /// Starts a worker in network namespace `netns`, in a new PID namespace (see
+    /// [`worker_command`]).
     pub fn worker(name: &str, netns: &str, env: &[(&str, String)]) -> Node {
         let dir = tempfile::tempdir().unwrap();
-        let mut cmd = base_command(Path::new("setpriv"), dir.path());
-        cmd.args(["--pdeathsig", "KILL", "--", "nsenter"])
-            .arg(format!("--net=/run/netns/{netns}"))
-            .args([
-                "--",
-                "unshare",
-                "--pid",
-                "--fork",
-                "--kill-child",
-                "--mount-proc",
-                "--",
-            ])
-            .arg(env!("CARGO_BIN_EXE_skyscale-control-plane"))
-            .env("SKYSCALE_ROLE", "worker")
-            .env("SKYSCALE_NODE_NAME", name);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        Node::spawn(name, dir, Some(netns.to_owned()), cmd)
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        let cmd = worker_command(dir.path(), name, netns, &env);
+        let mut node = Node::spawn(name, dir, Some(netns.to_owned()), cmd);
+        node.env = env;
+        node
     }
 
     fn spawn(name: &str, dir: tempfile::TempDir, netns: Option<String>, mut cmd: Command) -> Node {
@@ -115,6 +131,7 @@ impl Node {
             child: Some(child),
             killed: false,
             lines: Some(rx),
+            env: Vec::new(),
         }
     }
 
@@ -262,39 +279,29 @@ impl Node {
     }
 
     /// After a SIGKILL, removes what the worker's sandboxes left on the host (bundles,
-    /// cgroups, runc state, uid claims) the way the daemon does after any crash: starts it
-    /// once as a single node on the same data directory (which removes them before it
-    /// listens), then stops it.
+    /// cgroups, runc state, uid claims) the way the daemon does after any crash: starts the
+    /// worker again (its cleanup runs before it listens), then stops it. Needs its network
+    /// namespace and the database, so the cluster runs it before removing them.
     pub fn scrub(&mut self) {
-        if !self.killed || self.netns.is_none() {
+        let Some(netns) = self.netns.clone().filter(|_| self.killed) else {
             return;
-        }
+        };
         self.killed = false;
-        let mut cmd = base_command(
-            Path::new(env!("CARGO_BIN_EXE_skyscale-control-plane")),
-            self.dir.path(),
-        );
-        cmd.env("PORT", "0")
-            .env("SKYSCALE_DRIVER", "runc")
-            .env("WARM_POOL_SIZE", "0")
-            .env("DB_PATH", self.dir.path().join("scrub.db"));
-        let mut scrub = Node::spawn(&format!("{}-cleanup", self.name), scrub_dir(), None, cmd);
+        let cmd = worker_command(self.dir.path(), &self.name, &netns, &self.env);
+        let name = format!("{}-restarted", self.name);
+        let mut again = Node::spawn(&name, tempfile::tempdir().unwrap(), Some(netns), cmd);
         // Never panics: this runs in drops, also while a failed test unwinds.
-        match scrub.try_wait_line(
-            "skyscale-control-plane listening on ",
+        match again.try_wait_line(
+            "skyscale-control-plane worker listening on ",
             Duration::from_secs(60),
         ) {
             Ok(_) => {
-                scrub.stop(Duration::from_secs(30));
+                again.stop(Duration::from_secs(30));
+                again.killed = false;
             }
             Err(e) => eprintln!("cluster test: cleaning up after {}: {e}", self.name),
         }
     }
-}
-
-/// A directory for the cleanup run's logs.
-fn scrub_dir() -> tempfile::TempDir {
-    tempfile::tempdir().unwrap()
 }
 
 fn is_zombie(pid: u32) -> bool {
@@ -355,5 +362,16 @@ impl Drop for Node {
             self.stop(Duration::from_secs(20));
         }
         self.scrub();
+        // `SKYSCALE_CLUSTER_TEST_LOGS=<dir>` keeps every node's output there.
+        if let Some(keep) = std::env::var_os("SKYSCALE_CLUSTER_TEST_LOGS") {
+            let keep = Path::new(&keep);
+            let _ = std::fs::create_dir_all(keep);
+            for (from, to) in [("stdout.log", "stdout"), ("stderr.log", "stderr")] {
+                let _ = std::fs::copy(
+                    self.dir.path().join(from),
+                    keep.join(format!("{}.{to}.log", self.name)),
+                );
+            }
+        }
     }
 }

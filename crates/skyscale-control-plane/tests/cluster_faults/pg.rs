@@ -99,13 +99,16 @@ impl std::fmt::Display for PgUrl {
 
 /// The base URL from `SKYSCALE_TEST_DATABASE_URL`; missing is a failure, never a skip.
 pub fn base_url() -> PgUrl {
-    let url = std::env::var("SKYSCALE_TEST_DATABASE_URL").unwrap_or_else(|_| {
-        panic!(
+    let url = std::env::var("SKYSCALE_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| {
+            panic!(
             "SKYSCALE_TEST_DATABASE_URL is not set: the cluster tests need PostgreSQL. Start it \
              with `export SKYSCALE_TEST_DATABASE_URL=$(scripts/test-postgres)` (scripts/test \
              does), or point it at a server where the user may create databases"
         )
-    });
+        });
     PgUrl::parse(&url)
 }
 
