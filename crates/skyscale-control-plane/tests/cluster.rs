@@ -363,3 +363,276 @@ fn routed_sticky_and_a_lost_worker_is_replaced() {
         "{metrics}"
     );
 }
+
+/// Sends a raw HTTP/1.1 request and returns the status code.
+fn raw_status(addr: SocketAddr, request: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"))
+}
+
+#[test]
+fn a_worker_answers_only_the_cluster_and_only_on_its_address() {
+    let dir = tempfile::tempdir().unwrap();
+    // The database is made (migrated) by an API node first.
+    let api = Node::api(dir.path(), "api-1");
+    let addr = free_addr("127.0.0.2");
+    let worker = Node::worker(dir.path(), "worker-1", addr);
+    let post = |auth: Option<&str>, path: &str| {
+        let auth = auth
+            .map(|a| format!("authorization: {a}\r\n"))
+            .unwrap_or_default();
+        format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\n{auth}content-length: 4\r\nconnection: close\r\n\r\n\0\0\0\0"
+        )
+    };
+    assert_eq!(raw_status(addr, &post(None, "/cluster/v1/invoke")), 401);
+    let wrong = format!("Cluster {}x", &SECRET[..SECRET.len() - 1]);
+    assert_eq!(
+        raw_status(addr, &post(Some(&wrong), "/cluster/v1/invoke")),
+        401
+    );
+    let short = format!("Cluster {}", &SECRET[..SECRET.len() - 1]);
+    assert_eq!(
+        raw_status(addr, &post(Some(&short), "/cluster/v1/invoke")),
+        401
+    );
+    let bearer = format!("Bearer {ADMIN_KEY}");
+    assert_eq!(
+        raw_status(addr, &post(Some(&bearer), "/cluster/v1/invoke")),
+        401
+    );
+    // With the secret, a malformed body is refused before anything runs.
+    let right = format!("Cluster {SECRET}");
+    assert_eq!(
+        raw_status(addr, &post(Some(&right), "/cluster/v1/invoke")),
+        400
+    );
+    // No public API on a worker.
+    assert_eq!(raw_status(addr, &post(Some(&right), "/v1/functions")), 404);
+    assert_eq!(
+        raw_status(
+            addr,
+            "GET /v1/health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+        ),
+        404
+    );
+    // Bound to its address only: the same port on another loopback address is closed.
+    let other: SocketAddr = format!("127.0.0.1:{}", addr.port()).parse().unwrap();
+    let refused = TcpStream::connect_timeout(&other, Duration::from_secs(2));
+    assert!(refused.is_err(), "the worker answers on {other}");
+    assert!(
+        worker.log().contains("worker registered"),
+        "{}",
+        worker.log()
+    );
+    drop(api);
+}
+
+#[test]
+fn reserved_concurrency_holds_across_api_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let api1 = Node::api(dir.path(), "api-1");
+    let a1 = free_addr("127.0.0.2");
+    let a2 = free_addr("127.0.0.3");
+    let w1 = Node::worker(dir.path(), "worker-1", a1);
+    let w2 = Node::worker(dir.path(), "worker-2", a2);
+    let http1 = api1.http();
+    let r = create_fn(&http1, "one", WHO, json!({"runtime": runtime()}));
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let r = http1.send(
+        "PUT",
+        "/v1/functions/one/concurrency",
+        Some(br#"{"reserved_concurrency": 1}"#.to_vec()),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    // The second API node starts after the change (caches across nodes are not this
+    // test's subject).
+    let api2 = Node::api(dir.path(), "api-2");
+    wait_routable(&api1, 2, &[&api1, &w1, &w2]);
+    wait_routable(&api2, 2, &[&api2, &w1, &w2]);
+    assert_eq!(cluster(&api2)["api_nodes"].as_array().unwrap().len(), 2);
+
+    let bases = [api1.address.clone(), api2.address.clone()];
+    let threads: Vec<_> = (0..6)
+        .map(|i| {
+            let base = bases[i % 2].clone();
+            std::thread::spawn(move || {
+                let http = Http {
+                    base,
+                    key: Some(ADMIN_KEY.to_owned()),
+                    client: reqwest::blocking::Client::builder()
+                        .timeout(Duration::from_secs(60))
+                        .build()
+                        .unwrap(),
+                };
+                let mut ran = Vec::new();
+                let mut throttled = 0;
+                for _ in 0..6 {
+                    let r = http.invoke("one", r#"{"sleep": 0.15}"#);
+                    match r.status {
+                        200 => {
+                            let v = r.json();
+                            ran.push((
+                                v["start"].as_f64().unwrap(),
+                                v["end"].as_f64().unwrap(),
+                                v["worker"].as_u64().unwrap(),
+                            ));
+                        }
+                        429 => throttled += 1,
+                        s => panic!("{s}: {}", String::from_utf8_lossy(&r.body)),
+                    }
+                }
+                (ran, throttled)
+            })
+        })
+        .collect();
+    let mut ran = Vec::new();
+    let mut throttled = 0;
+    for t in threads {
+        let (r, n) = t.join().unwrap();
+        ran.extend(r);
+        throttled += n;
+    }
+    assert!(ran.len() >= 2, "{ran:?}");
+    assert!(throttled > 0, "36 overlapping calls, none throttled");
+    // One worker ran them all, one at a time.
+    assert!(ran.iter().all(|r| r.2 == ran[0].2), "{ran:?}");
+    ran.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for w in ran.windows(2) {
+        assert!(w[1].0 >= w[0].1, "overlap: {:?} and {:?}", w[0], w[1]);
+    }
+
+    // Its home killed: the function is refused (503, retryable) until the lease ran out,
+    // then runs on the other worker, within the lease and a refresh.
+    let home = ran[0].2 as u32;
+    let (mut victim, survivor) = if home == w1.pid() { (w1, w2) } else { (w2, w1) };
+    let killed_at = Instant::now();
+    victim.kill();
+    loop {
+        let r = http1.invoke("one", "{}");
+        if r.status == 200 {
+            assert_eq!(ran_on(&r), survivor.pid());
+            break;
+        }
+        assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(6),
+            "still refused {:?} after the kill",
+            killed_at.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = killed_at.elapsed();
+    assert!(took < Duration::from_millis(5500), "{took:?}");
+    drop(api2);
+}
+
+fn refused(env: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_skyscale-control-plane"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DB_PATH", dir.path().join("skyscale.db"))
+        .env("SKYSCALE_AGENT_PATH", workspace_bin("skyscale-agent"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success(), "{env:?} was accepted");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn cluster_settings_are_checked_by_name() {
+    let ok_listen = "127.0.0.2:7071";
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("SKYSCALE_ROLE", "leader")],
+            "SKYSCALE_ROLE=\"leader\" is invalid",
+        ),
+        (
+            &[("SKYSCALE_ROLE", "api")],
+            "SKYSCALE_CLUSTER_SECRET is required",
+        ),
+        (
+            &[
+                ("SKYSCALE_ROLE", "worker"),
+                ("SKYSCALE_CLUSTER_SECRET", "short"),
+            ],
+            "SKYSCALE_CLUSTER_SECRET is invalid",
+        ),
+        (
+            &[
+                ("SKYSCALE_ROLE", "worker"),
+                ("SKYSCALE_CLUSTER_SECRET", SECRET),
+            ],
+            "SKYSCALE_WORKER_LISTEN is required",
+        ),
+        (
+            &[
+                ("SKYSCALE_ROLE", "worker"),
+                ("SKYSCALE_CLUSTER_SECRET", SECRET),
+                ("SKYSCALE_WORKER_LISTEN", "0.0.0.0:7071"),
+            ],
+            "SKYSCALE_WORKER_LISTEN=\"0.0.0.0:7071\" is invalid",
+        ),
+        (
+            &[
+                ("SKYSCALE_ROLE", "worker"),
+                ("SKYSCALE_CLUSTER_SECRET", SECRET),
+                ("SKYSCALE_WORKER_LISTEN", "[::]:7071"),
+            ],
+            "SKYSCALE_WORKER_LISTEN=\"[::]:7071\" is invalid",
+        ),
+        (
+            &[
+                ("SKYSCALE_ROLE", "worker"),
+                ("SKYSCALE_CLUSTER_SECRET", SECRET),
+                ("SKYSCALE_WORKER_LISTEN", "127.0.0.2:0"),
+            ],
+            "SKYSCALE_WORKER_LISTEN=\"127.0.0.2:0\" is invalid: port 0",
+        ),
+        (
+            &[
+                ("SKYSCALE_ROLE", "worker"),
+                ("SKYSCALE_CLUSTER_SECRET", SECRET),
+                ("SKYSCALE_WORKER_LISTEN", "localhost"),
+            ],
+            "SKYSCALE_WORKER_LISTEN=\"localhost\" is invalid",
+        ),
+        (
+            &[
+                ("SKYSCALE_ROLE", "api"),
+                ("SKYSCALE_CLUSTER_SECRET", SECRET),
+                ("SKYSCALE_WORKER_LISTEN", ok_listen),
+            ],
+            "SKYSCALE_WORKER_LISTEN=\"127.0.0.2:7071\" is set but SKYSCALE_ROLE=api",
+        ),
+        (
+            &[("SKYSCALE_CLUSTER_SECRET", SECRET)],
+            "SKYSCALE_CLUSTER_SECRET is set but SKYSCALE_ROLE=all",
+        ),
+        (
+            &[
+                ("SKYSCALE_ROLE", "worker"),
+                ("SKYSCALE_CLUSTER_SECRET", SECRET),
+                ("SKYSCALE_WORKER_LISTEN", ok_listen),
+                ("SKYSCALE_WORKER_LEASE", "500ms"),
+            ],
+            "SKYSCALE_WORKER_LEASE=500ms is invalid",
+        ),
+    ];
+    for (env, needle) in cases {
+        let err = refused(env);
+        assert!(err.contains(needle), "{env:?}: {err}");
+    }
+}
