@@ -1,12 +1,13 @@
 //! Aliases: a name for `$LATEST` or a published version, with optional weighted routing;
 //! deleting one removes its function URL and policy statements.
 
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use skyscale_types::FunctionName;
 
 use crate::db::{Store, StoreError};
 use crate::functions::get_function;
+use crate::functions::lock_function;
 use crate::now_rfc3339;
+use crate::sql::{args, Db, Row};
 
 /// An alias of a function: a name for `$LATEST` or a published version, optionally routing
 /// a share of the invocations to a second published version.
@@ -48,16 +49,16 @@ impl Store {
         description: &str,
         routing: Option<(u64, f64)>,
     ) -> Result<AliasRecord, StoreError> {
-        let conn = self.conn();
-        if get_function(&conn, function)?.is_none() {
+        let mut db = self.db();
+        if get_function(&mut db, function)?.is_none() {
             return Err(StoreError::FunctionNotFound(function.to_string()));
         }
         let now = now_rfc3339();
-        let inserted = conn.execute(
+        let inserted = db.execute(
             "INSERT INTO function_aliases (function, name, version, description, extra_version, \
              extra_weight, revision, created_at, updated_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7) ON CONFLICT(function, name) DO NOTHING",
-            params![
+            args![
                 function.as_str(),
                 name,
                 version.map(|v| v as i64),
@@ -70,7 +71,7 @@ impl Store {
         if inserted == 0 {
             return Err(StoreError::AliasExists(format!("{function}:{name}")));
         }
-        get_alias(&conn, function, name)?.ok_or_else(|| StoreError::Corrupt {
+        get_alias(&mut db, function, name)?.ok_or_else(|| StoreError::Corrupt {
             table: "function_aliases",
             message: format!("alias {function}:{name} vanished after insert"),
         })
@@ -81,17 +82,19 @@ impl Store {
         function: &FunctionName,
         name: &str,
     ) -> Result<Option<AliasRecord>, StoreError> {
-        get_alias(&self.conn(), function, name)
+        get_alias(&mut self.db(), function, name)
     }
 
     /// A function's aliases by name.
     pub fn list_aliases(&self, function: &FunctionName) -> Result<Vec<AliasRecord>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {ALIAS_COLUMNS} FROM function_aliases WHERE function = ?1 ORDER BY name"
-        ))?;
-        let rows = stmt.query_map([function.as_str()], |row| Ok(alias_from_row(row)))?;
-        rows.map(|r| r?).collect()
+        let mut db = self.db();
+        db.query_map(
+            &format!(
+                "SELECT {ALIAS_COLUMNS} FROM function_aliases WHERE function = ?1 ORDER BY name"
+            ),
+            args![function.as_str()],
+            alias_from_row,
+        )
     }
 
     /// Applies a partial update; `None` when the alias does not exist.
@@ -101,9 +104,12 @@ impl Store {
         name: &str,
         u: &AliasUpdate,
     ) -> Result<Option<AliasRecord>, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let Some(mut a) = get_alias(&tx, function, name)? else {
+        let mut db = self.db();
+        let mut tx = db.transaction()?;
+        // Serialises changes to one function's aliases, versions and URLs (PostgreSQL; see
+        // `lock_function`).
+        lock_function(&mut tx, function)?;
+        let Some(mut a) = get_alias(&mut tx, function, name)? else {
             return Ok(None);
         };
         if let Some(v) = u.version {
@@ -119,7 +125,7 @@ impl Store {
             "UPDATE function_aliases SET version = ?3, description = ?4, extra_version = ?5, \
              extra_weight = ?6, revision = revision + 1, updated_at = ?7 \
              WHERE function = ?1 AND name = ?2",
-            params![
+            args![
                 function.as_str(),
                 name,
                 a.version.map(|v| v as i64),
@@ -129,26 +135,29 @@ impl Store {
                 now_rfc3339(),
             ],
         )?;
-        let out = get_alias(&tx, function, name)?;
+        let out = get_alias(&mut tx, function, name)?;
         tx.commit()?;
         Ok(out)
     }
 
     /// Deletes an alias, its function URL and its policy statements; returns whether the alias existed.
     pub fn delete_alias(&self, function: &FunctionName, name: &str) -> Result<bool, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut db = self.db();
+        let mut tx = db.transaction()?;
+        // Serialises changes to one function's aliases, versions and URLs (PostgreSQL; see
+        // `lock_function`).
+        lock_function(&mut tx, function)?;
         let changed = tx.execute(
             "DELETE FROM function_aliases WHERE function = ?1 AND name = ?2",
-            params![function.as_str(), name],
+            args![function.as_str(), name],
         )?;
         tx.execute(
             "DELETE FROM function_urls WHERE function = ?1 AND qualifier = ?2",
-            params![function.as_str(), name],
+            args![function.as_str(), name],
         )?;
         tx.execute(
             "DELETE FROM function_policies WHERE function = ?1 AND qualifier = ?2",
-            params![function.as_str(), name],
+            args![function.as_str(), name],
         )?;
         tx.commit()?;
         Ok(changed > 0)
@@ -156,21 +165,19 @@ impl Store {
 }
 
 fn get_alias(
-    conn: &Connection,
+    db: &mut Db<'_>,
     function: &FunctionName,
     name: &str,
 ) -> Result<Option<AliasRecord>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {ALIAS_COLUMNS} FROM function_aliases WHERE function = ?1 AND name = ?2"
-    ))?;
-    stmt.query_row(params![function.as_str(), name], |row| {
-        Ok(alias_from_row(row))
-    })
-    .optional()?
+    db.query_opt(
+        &format!("SELECT {ALIAS_COLUMNS} FROM function_aliases WHERE function = ?1 AND name = ?2"),
+        args![function.as_str(), name],
+    )?
+    .map(|r| alias_from_row(&r))
     .transpose()
 }
 
-fn alias_from_row(row: &Row<'_>) -> Result<AliasRecord, StoreError> {
+fn alias_from_row(row: &Row) -> Result<AliasRecord, StoreError> {
     let bad = |m: String| StoreError::Corrupt {
         table: "function_aliases",
         message: m,
@@ -186,10 +193,10 @@ fn alias_from_row(row: &Row<'_>) -> Result<AliasRecord, StoreError> {
         _ => None,
     };
     Ok(AliasRecord {
-        function: FunctionName::parse(&row.get::<_, String>(0)?).map_err(|e| bad(e.to_string()))?,
+        function: FunctionName::parse(&row.get::<String>(0)?).map_err(|e| bad(e.to_string()))?,
         name: row.get(1)?,
         version: row
-            .get::<_, Option<i64>>(2)?
+            .get::<Option<i64>>(2)?
             .map(|v| u64::try_from(v).map_err(|e| bad(e.to_string())))
             .transpose()?,
         description: row.get(3)?,

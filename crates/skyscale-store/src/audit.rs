@@ -1,10 +1,9 @@
 //! The audit log: one row per management action (who, when, what, about which function or
 //! key, and how it ended). Rows are only ever appended.
 
-use rusqlite::params;
-
 use crate::db::{Store, StoreError};
 use crate::now_rfc3339;
+use crate::sql::args;
 
 /// Longest target and detail kept; longer ones are cut (on a character boundary).
 const MAX_TARGET: usize = 256;
@@ -45,11 +44,11 @@ fn cut(s: &str, max: usize) -> &str {
 
 impl Store {
     pub fn append_audit(&self, e: &NewAuditEntry<'_>) -> Result<(), StoreError> {
-        self.conn().execute(
+        self.db().execute(
             "INSERT INTO audit_log (time, key_id, action, target, outcome, detail) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                now_rfc3339(),
+            args![
+                &now_rfc3339(),
                 e.key_id,
                 e.action,
                 cut(e.target, MAX_TARGET),
@@ -67,24 +66,22 @@ impl Store {
         limit: usize,
         since: Option<&str>,
     ) -> Result<Vec<AuditRecord>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        self.db().query_map(
             "SELECT id, time, key_id, action, target, outcome, detail FROM audit_log \
-             WHERE ?1 IS NULL OR time >= ?1 ORDER BY id DESC LIMIT ?2",
-        )?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = stmt.query_map(params![since, limit], |r| {
-            Ok(AuditRecord {
-                id: r.get::<_, i64>(0)?.max(0) as u64,
-                time: r.get(1)?,
-                key_id: r.get(2)?,
-                action: r.get(3)?,
-                target: r.get(4)?,
-                outcome: r.get(5)?,
-                detail: r.get(6)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+             WHERE CAST(?1 AS TEXT) IS NULL OR time >= ?1 ORDER BY id DESC LIMIT ?2",
+            args![since, limit],
+            |r| {
+                Ok(AuditRecord {
+                    id: r.get::<i64>(0)?.max(0) as u64,
+                    time: r.get(1)?,
+                    key_id: r.get(2)?,
+                    action: r.get(3)?,
+                    target: r.get(4)?,
+                    outcome: r.get(5)?,
+                    detail: r.get(6)?,
+                })
+            },
+        )
     }
 }
 

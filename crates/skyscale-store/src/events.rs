@@ -4,25 +4,27 @@
 //! An event is one row from the moment it is accepted until it is done (the row is deleted)
 //! or dead (the row stays, with the reason and the invocation record, until the user deletes
 //! or redrives it). Dispatchers claim due rows with a lease: `lease_owner` and `lease_until`,
-//! the latter on the database's clock ([`NOW_MS`]), so that every process sharing the
+//! the latter on the database's clock ([`crate::sql::Dialect::now_ms`]), so that every process sharing the
 //! database agrees on when a lease has run out. Every change a dispatcher makes to an event
 //! it claimed names its owner id and changes nothing if another owner holds the row now (its
 //! lease ran out and the event was claimed again): a late dispatcher cannot undo a newer one.
 //!
-//! Each operation is one statement or one `IMMEDIATE` transaction, chosen so that it maps
-//! one-to-one onto PostgreSQL: the claim is `UPDATE … WHERE id IN (SELECT … ORDER BY next_at
-//! LIMIT n FOR UPDATE SKIP LOCKED) RETURNING …` there, and [`NOW_MS`] is
-//! `(extract(epoch from clock_timestamp()) * 1000)::bigint`.
+//! Each operation is one statement or one transaction, written once for both databases
+//! (`sql.rs`). The claim is `UPDATE … WHERE id IN (SELECT … ORDER BY next_at LIMIT n) RETURNING
+//! …`; on PostgreSQL its subquery adds `FOR UPDATE SKIP LOCKED`
+//! ([`crate::sql::Dialect::skip_locked`]), so dispatchers of several nodes claiming at once
+//! each take other rows and never the same one. Every other change names the event and its
+//! owner in its `WHERE`, so on PostgreSQL a concurrent change waits for the row lock and then
+//! re-checks the owner (read committed): a dispatcher whose lease was taken over changes
+//! nothing.
 
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use skyscale_types::FunctionName;
 
 use crate::db::{Store, StoreError};
-
-/// The database's clock in epoch milliseconds (SQL expression).
-const NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
+use crate::functions::lock_function;
+use crate::sql::{args, Db, Row};
 
 /// Where an event is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -228,7 +230,7 @@ fn count(v: i64) -> u32 {
 }
 
 /// A row of `COLUMNS` followed by the database's now.
-fn event_row(r: &Row<'_>) -> rusqlite::Result<(EventRow, String)> {
+fn event_row(r: &Row) -> Result<(EventRow, String), StoreError> {
     let state: String = r.get(5)?;
     Ok((
         EventRow {
@@ -259,57 +261,61 @@ fn typed((mut row, state): (EventRow, String)) -> Result<EventRow, StoreError> {
     Ok(row)
 }
 
-fn config_row(r: &Row<'_>) -> rusqlite::Result<EventConfigRecord> {
+fn config_row(r: &Row) -> Result<EventConfigRecord, StoreError> {
     let function: String = r.get(0)?;
     Ok(EventConfigRecord {
-        function: FunctionName::parse(&function).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        function: FunctionName::parse(&function).map_err(|e| StoreError::Corrupt {
+            table: "event_invoke_configs",
+            message: e.to_string(),
         })?,
         qualifier: r.get(1)?,
-        max_retries: r.get::<_, Option<i64>>(2)?.map(count),
-        max_age_s: r.get::<_, Option<i64>>(3)?.map(count),
+        max_retries: r.get::<Option<i64>>(2)?.map(count),
+        max_age_s: r.get::<Option<i64>>(3)?.map(count),
         on_success: r.get(4)?,
         on_failure: r.get(5)?,
         last_modified_ms: r.get(6)?,
     })
 }
 
-/// Inserts `e` (or finds the event its idempotency key names) inside `tx`.
-pub(crate) fn enqueue_in(tx: &Connection, e: &NewEvent<'_>) -> Result<Enqueued, StoreError> {
+/// Inserts `e` (or finds the event its idempotency key names) inside `tx`. The key is
+/// claimed by inserting it (`ON CONFLICT DO NOTHING`) before the event: of two enqueues with
+/// one key at once (PostgreSQL), the second waits for the first's row, inserts nothing and
+/// answers the first event.
+pub(crate) fn enqueue_in(tx: &mut Db<'_>, e: &NewEvent<'_>) -> Result<Enqueued, StoreError> {
+    let now = tx.dialect().now_ms();
     if let Some(idem) = e.idempotency {
         tx.execute(
             &format!(
                 "DELETE FROM event_idempotency WHERE function = ?1 AND key = ?2 \
-                 AND expires_at <= {NOW_MS}"
+                 AND expires_at <= {now}"
             ),
-            params![e.function, idem.key],
+            args![e.function, idem.key],
         )?;
-        let first: Option<String> = tx
-            .query_row(
-                "SELECT event_id FROM event_idempotency WHERE function = ?1 AND key = ?2",
-                params![e.function, idem.key],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(id) = first {
-            return Ok(Enqueued::Existing { id });
-        }
-        tx.execute(
+        let claimed = tx.execute(
             &format!(
                 "INSERT INTO event_idempotency (function, key, event_id, expires_at) \
-                 VALUES (?1, ?2, ?3, {NOW_MS} + ?4)"
+                 VALUES (?1, ?2, ?3, {now} + ?4) ON CONFLICT (function, key) DO NOTHING"
             ),
-            params![e.function, idem.key, e.id, ms(idem.window)],
+            args![e.function, idem.key, e.id, ms(idem.window)],
         )?;
+        if claimed == 0 {
+            let first: String = tx
+                .query_one(
+                    "SELECT event_id FROM event_idempotency WHERE function = ?1 AND key = ?2",
+                    args![e.function, idem.key],
+                )?
+                .get(0)?;
+            return Ok(Enqueued::Existing { id: first });
+        }
     }
     let inserted = tx.execute(
         &format!(
             "INSERT INTO events (id, function, qualifier, payload, caller, state, accepted_at, \
              attempts, throttles, next_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, 'queued', {NOW_MS}, 0, 0, {NOW_MS}) \
+             VALUES (?1, ?2, ?3, ?4, ?5, 'queued', {now}, 0, 0, {now}) \
              ON CONFLICT(id) DO NOTHING"
         ),
-        params![e.id, e.function, e.qualifier, e.payload, e.caller],
+        args![e.id, e.function, e.qualifier, e.payload, e.caller],
     )?;
     if inserted == 0 {
         return Err(StoreError::Exists(format!("event {} already exists", e.id)));
@@ -321,14 +327,15 @@ pub(crate) fn enqueue_in(tx: &Connection, e: &NewEvent<'_>) -> Result<Enqueued, 
 
 /// Inside `delete_function`'s transaction: the function's queued events become dead letters
 /// (nothing accepted is dropped without a trace); its dead letters stay.
-pub(crate) fn function_deleted(tx: &Connection, function: &str) -> Result<(), StoreError> {
+pub(crate) fn function_deleted(tx: &mut Db<'_>, function: &str) -> Result<(), StoreError> {
+    let now = tx.dialect().now_ms();
     tx.execute(
         &format!(
             "UPDATE events SET state = 'dead', dead_reason = 'FunctionDeleted', \
-             dead_at = {NOW_MS}, lease_owner = NULL, lease_until = NULL \
+             dead_at = {now}, lease_owner = NULL, lease_until = NULL \
              WHERE function = ?1 AND state = 'queued'"
         ),
-        [function],
+        args![function],
     )?;
     Ok(())
 }
@@ -337,9 +344,9 @@ impl Store {
     /// Commits one event (or answers the first event of its idempotency key) in one
     /// transaction: when this returns, the event is durable.
     pub fn enqueue_event(&self, e: &NewEvent<'_>) -> Result<Enqueued, StoreError> {
-        let mut conn = self.events_conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = enqueue_in(&tx, e)?;
+        let mut db = self.events_db();
+        let mut tx = db.transaction()?;
+        let out = enqueue_in(&mut tx, e)?;
         tx.commit()?;
         Ok(out)
     }
@@ -352,21 +359,19 @@ impl Store {
         limit: usize,
         lease: Duration,
     ) -> Result<Vec<EventRow>, StoreError> {
-        let conn = self.dispatch_conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "UPDATE events SET lease_owner = ?1, lease_until = {NOW_MS} + ?2 \
-             WHERE id IN (SELECT id FROM events WHERE state = 'queued' AND next_at <= {NOW_MS} \
-                 AND (lease_until IS NULL OR lease_until <= {NOW_MS}) \
-                 ORDER BY next_at, id LIMIT ?3) \
-             RETURNING {COLUMNS}, {NOW_MS}"
-        ))?;
-        let rows = stmt.query_map(
-            params![owner, ms(lease), i64::try_from(limit).unwrap_or(i64::MAX)],
-            event_row,
+        let mut db = self.dispatch_db();
+        let (now, skip_locked) = (db.dialect().now_ms(), db.dialect().skip_locked());
+        let mut out = db.query_map(
+            &format!(
+                "UPDATE events SET lease_owner = ?1, lease_until = {now} + ?2 \
+                 WHERE id IN (SELECT id FROM events WHERE state = 'queued' AND next_at <= {now} \
+                     AND (lease_until IS NULL OR lease_until <= {now}) \
+                     ORDER BY next_at, id LIMIT ?3{skip_locked}) \
+                 RETURNING {COLUMNS}, {now}"
+            ),
+            args![owner, ms(lease), limit],
+            |r| typed(event_row(r)?),
         )?;
-        let mut out = rows
-            .map(|r| typed(r?))
-            .collect::<Result<Vec<_>, StoreError>>()?;
         out.sort_by(|a, b| (a.next_at_ms, &a.id).cmp(&(b.next_at_ms, &b.id)));
         Ok(out)
     }
@@ -379,17 +384,16 @@ impl Store {
         ids: &[String],
         lease: Duration,
     ) -> Result<usize, StoreError> {
-        let mut conn = self.dispatch_conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut db = self.dispatch_db();
+        let mut tx = db.transaction()?;
+        let now = tx.dialect().now_ms();
+        let sql = format!(
+            "UPDATE events SET lease_until = {now} + ?3 \
+             WHERE id = ?1 AND lease_owner = ?2 AND state = 'queued'"
+        );
         let mut renewed = 0;
-        {
-            let mut stmt = tx.prepare_cached(&format!(
-                "UPDATE events SET lease_until = {NOW_MS} + ?3 \
-                 WHERE id = ?1 AND lease_owner = ?2 AND state = 'queued'"
-            ))?;
-            for id in ids {
-                renewed += stmt.execute(params![id, owner, ms(lease)])?;
-            }
+        for id in ids {
+            renewed += tx.execute(&sql, args![id, owner, ms(lease)])?;
         }
         tx.commit()?;
         Ok(renewed)
@@ -398,12 +402,12 @@ impl Store {
     /// Gives up every lease: at the start of the only control plane that uses this database
     /// (SQLite), any lease is a previous run's, which died holding it.
     pub fn release_all_event_leases(&self) -> Result<usize, StoreError> {
-        let conn = self.dispatch_conn();
-        Ok(conn.execute(
+        let mut db = self.dispatch_db();
+        db.execute(
             "UPDATE events SET lease_owner = NULL, lease_until = NULL \
              WHERE lease_owner IS NOT NULL",
-            [],
-        )?)
+            args![],
+        )
     }
 
     /// Ends `owner`'s claimed event as `end` and, in the same transaction, enqueues
@@ -416,12 +420,13 @@ impl Store {
         end: EventEnd<'_>,
         forward: Option<&NewEvent<'_>>,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.dispatch_conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut db = self.dispatch_db();
+        let mut tx = db.transaction()?;
+        let now = tx.dialect().now_ms();
         let changed = match end {
             EventEnd::Done => tx.execute(
                 "DELETE FROM events WHERE id = ?1 AND lease_owner = ?2 AND state = 'queued'",
-                params![id, owner],
+                args![id, owner],
             )?,
             EventEnd::Dead {
                 reason,
@@ -431,18 +436,18 @@ impl Store {
             } => tx.execute(
                 &format!(
                     "UPDATE events SET state = 'dead', dead_reason = ?3, record = ?4, \
-                     last_error = COALESCE(?5, last_error), attempts = ?6, dead_at = {NOW_MS}, \
+                     last_error = COALESCE(?5, last_error), attempts = ?6, dead_at = {now}, \
                      lease_owner = NULL, lease_until = NULL \
                      WHERE id = ?1 AND lease_owner = ?2 AND state = 'queued'"
                 ),
-                params![id, owner, reason, record, error, attempts],
+                args![id, owner, reason, record, error, attempts],
             )?,
         };
         if changed == 0 {
             return Ok(false);
         }
         if let Some(f) = forward {
-            enqueue_in(&tx, f)?;
+            enqueue_in(&mut tx, f)?;
         }
         tx.commit()?;
         Ok(true)
@@ -455,14 +460,15 @@ impl Store {
         owner: &str,
         retry: &Retry<'_>,
     ) -> Result<bool, StoreError> {
-        let conn = self.dispatch_conn();
-        let changed = conn.execute(
+        let mut db = self.dispatch_db();
+        let now = db.dialect().now_ms();
+        let changed = db.execute(
             &format!(
-                "UPDATE events SET next_at = {NOW_MS} + ?3, attempts = ?4, throttles = ?5, \
+                "UPDATE events SET next_at = {now} + ?3, attempts = ?4, throttles = ?5, \
                  last_error = COALESCE(?6, last_error), lease_owner = NULL, lease_until = NULL \
                  WHERE id = ?1 AND lease_owner = ?2 AND state = 'queued'"
             ),
-            params![
+            args![
                 id,
                 owner,
                 ms(retry.delay),
@@ -476,14 +482,14 @@ impl Store {
 
     /// One event by id.
     pub fn event(&self, id: &str) -> Result<Option<EventRow>, StoreError> {
-        let conn = self.events_conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS}, {NOW_MS} FROM events WHERE id = ?1"
-        ))?;
-        stmt.query_row([id], event_row)
-            .optional()?
-            .map(typed)
-            .transpose()
+        let mut db = self.events_db();
+        let now = db.dialect().now_ms();
+        db.query_opt(
+            &format!("SELECT {COLUMNS}, {now} FROM events WHERE id = ?1"),
+            args![id],
+        )?
+        .map(|r| typed(event_row(&r)?))
+        .transpose()
     }
 
     /// A function's events that `filter` takes, oldest first.
@@ -493,23 +499,20 @@ impl Store {
         filter: EventFilter,
         limit: usize,
     ) -> Result<Vec<EventRow>, StoreError> {
-        let conn = self.events_conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS}, {NOW_MS} FROM events WHERE function = ?1 AND (?2 IS NULL \
-                 OR (?2 = 'dead' AND state = 'dead') \
-                 OR (?2 = 'queued' AND state = 'queued' AND attempts = 0 AND throttles = 0) \
-                 OR (?2 = 'retrying' AND state = 'queued' AND (attempts > 0 OR throttles > 0))) \
-             ORDER BY accepted_at, id LIMIT ?3"
-        ))?;
-        let rows = stmt.query_map(
-            params![
-                function,
-                filter.as_str(),
-                i64::try_from(limit).unwrap_or(i64::MAX)
-            ],
-            event_row,
-        )?;
-        rows.map(|r| typed(r?)).collect()
+        let mut db = self.events_db();
+        let now = db.dialect().now_ms();
+        db.query_map(
+            &format!(
+                "SELECT {COLUMNS}, {now} FROM events WHERE function = ?1 AND (CAST(?2 AS TEXT) IS NULL \
+                     OR (?2 = 'dead' AND state = 'dead') \
+                     OR (?2 = 'queued' AND state = 'queued' AND attempts = 0 AND throttles = 0) \
+                     OR (?2 = 'retrying' AND state = 'queued' \
+                         AND (attempts > 0 OR throttles > 0))) \
+                 ORDER BY accepted_at, id LIMIT ?3"
+            ),
+            args![function, filter.as_str(), limit],
+            |r| typed(event_row(r)?),
+        )
     }
 
     /// Sends a function's dead letters (all, or the one `id`) back to the queue, due now,
@@ -519,88 +522,91 @@ impl Store {
         function: &str,
         id: Option<&str>,
     ) -> Result<Vec<String>, StoreError> {
-        let conn = self.events_conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "UPDATE events SET state = 'queued', attempts = 0, throttles = 0, \
-             accepted_at = {NOW_MS}, next_at = {NOW_MS}, last_error = NULL, dead_reason = NULL, \
-             dead_at = NULL, record = NULL, lease_owner = NULL, lease_until = NULL \
-             WHERE function = ?1 AND state = 'dead' AND (?2 IS NULL OR id = ?2) RETURNING id"
-        ))?;
-        let rows = stmt.query_map(params![function, id], |r| r.get::<_, String>(0))?;
-        let mut ids = rows.collect::<Result<Vec<_>, _>>()?;
+        let mut db = self.events_db();
+        let now = db.dialect().now_ms();
+        let mut ids = db.query_map(
+            &format!(
+                "UPDATE events SET state = 'queued', attempts = 0, throttles = 0, \
+                 accepted_at = {now}, next_at = {now}, last_error = NULL, dead_reason = NULL, \
+                 dead_at = NULL, record = NULL, lease_owner = NULL, lease_until = NULL \
+                 WHERE function = ?1 AND state = 'dead' AND (CAST(?2 AS TEXT) IS NULL OR id = ?2) RETURNING id"
+            ),
+            args![function, id],
+            |r| r.get::<String>(0),
+        )?;
         ids.sort();
         Ok(ids)
     }
 
     /// Deletes one of a function's dead letters. `false`: there is no such dead letter.
     pub fn delete_dead_letter(&self, function: &str, id: &str) -> Result<bool, StoreError> {
-        let conn = self.events_conn();
-        Ok(conn.execute(
+        let mut db = self.events_db();
+        Ok(db.execute(
             "DELETE FROM events WHERE id = ?1 AND function = ?2 AND state = 'dead'",
-            params![id, function],
+            args![id, function],
         )? == 1)
     }
 
     /// Each function's queue depth, the age of its oldest queued event and its dead letters.
     pub fn queue_stats(&self) -> Result<Vec<QueueStats>, StoreError> {
-        let conn = self.events_conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT function, \
-                 COUNT(*) FILTER (WHERE state = 'queued'), \
-                 COALESCE({NOW_MS} - MIN(accepted_at) FILTER (WHERE state = 'queued'), 0), \
-                 COUNT(*) FILTER (WHERE state = 'dead') \
-             FROM events GROUP BY function ORDER BY function"
-        ))?;
-        let rows = stmt.query_map([], |r| {
-            Ok(QueueStats {
-                function: r.get(0)?,
-                queued: r.get::<_, i64>(1)?.max(0) as u64,
-                oldest_age_ms: r.get::<_, i64>(2)?.max(0) as u64,
-                dead: r.get::<_, i64>(3)?.max(0) as u64,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut db = self.events_db();
+        let now = db.dialect().now_ms();
+        db.query_map(
+            &format!(
+                "SELECT function, \
+                     COUNT(*) FILTER (WHERE state = 'queued'), \
+                     COALESCE({now} - MIN(accepted_at) FILTER (WHERE state = 'queued'), 0), \
+                     COUNT(*) FILTER (WHERE state = 'dead') \
+                 FROM events GROUP BY function ORDER BY function"
+            ),
+            args![],
+            |r| {
+                Ok(QueueStats {
+                    function: r.get(0)?,
+                    queued: r.get::<i64>(1)?.max(0) as u64,
+                    oldest_age_ms: r.get::<i64>(2)?.max(0) as u64,
+                    dead: r.get::<i64>(3)?.max(0) as u64,
+                })
+            },
+        )
     }
 
     /// Deletes idempotency keys whose window has passed. Returns how many.
     pub fn prune_idempotency_keys(&self) -> Result<usize, StoreError> {
-        let conn = self.events_conn();
-        Ok(conn.execute(
-            &format!("DELETE FROM event_idempotency WHERE expires_at <= {NOW_MS}"),
-            [],
-        )?)
+        let mut db = self.events_db();
+        let now = db.dialect().now_ms();
+        db.execute(
+            &format!("DELETE FROM event_idempotency WHERE expires_at <= {now}"),
+            args![],
+        )
     }
 
     /// Creates or replaces the event invoke configuration of `c.function` and `c.qualifier`
     /// (the function must exist; `last_modified_ms` is set here).
     pub fn put_event_config(&self, c: &EventConfigRecord) -> Result<EventConfigRecord, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let exists: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM functions WHERE name = ?1)",
-            [c.function.as_str()],
-            |r| r.get(0),
-        )?;
-        if !exists {
+        let mut db = self.db();
+        let mut tx = db.transaction()?;
+        let now = tx.dialect().now_ms();
+        if lock_function(&mut tx, &c.function)?.is_none() {
             return Err(StoreError::FunctionNotFound(c.function.to_string()));
         }
         tx.execute(
             &format!(
                 "INSERT INTO event_invoke_configs ({CONFIG_COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, {NOW_MS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, {now}) \
                  ON CONFLICT(function, qualifier) DO UPDATE SET max_retries = ?3, \
-                 max_age_s = ?4, on_success = ?5, on_failure = ?6, last_modified = {NOW_MS}"
+                 max_age_s = ?4, on_success = ?5, on_failure = ?6, last_modified = {now}"
             ),
-            params![
+            args![
                 c.function.as_str(),
-                c.qualifier,
+                &c.qualifier,
                 c.max_retries,
                 c.max_age_s,
-                c.on_success,
-                c.on_failure
+                &c.on_success,
+                &c.on_failure
             ],
         )?;
-        let out = get_config(&tx, c.function.as_str(), &c.qualifier)?
+        let out = get_config(&mut tx, c.function.as_str(), &c.qualifier)?
             .ok_or_else(|| StoreError::NotFound("event invoke config vanished".into()))?;
         tx.commit()?;
         Ok(out)
@@ -613,9 +619,13 @@ impl Store {
         qualifier: &str,
         u: &EventConfigUpdate,
     ) -> Result<EventConfigRecord, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let Some(mut c) = get_config(&tx, function.as_str(), qualifier)? else {
+        let mut db = self.db();
+        let mut tx = db.transaction()?;
+        let now = tx.dialect().now_ms();
+        // The function's row lock (PostgreSQL) keeps a concurrent update of the same
+        // configuration from writing over this one's read.
+        lock_function(&mut tx, function)?;
+        let Some(mut c) = get_config(&mut tx, function.as_str(), qualifier)? else {
             return Err(StoreError::NotFound(format!(
                 "the event invoke config of {function}:{qualifier} does not exist"
             )));
@@ -635,19 +645,19 @@ impl Store {
         tx.execute(
             &format!(
                 "UPDATE event_invoke_configs SET max_retries = ?3, max_age_s = ?4, \
-                 on_success = ?5, on_failure = ?6, last_modified = {NOW_MS} \
+                 on_success = ?5, on_failure = ?6, last_modified = {now} \
                  WHERE function = ?1 AND qualifier = ?2"
             ),
-            params![
+            args![
                 function.as_str(),
                 qualifier,
                 c.max_retries,
                 c.max_age_s,
-                c.on_success,
-                c.on_failure
+                &c.on_success,
+                &c.on_failure
             ],
         )?;
-        let out = get_config(&tx, function.as_str(), qualifier)?
+        let out = get_config(&mut tx, function.as_str(), qualifier)?
             .ok_or_else(|| StoreError::NotFound("event invoke config vanished".into()))?;
         tx.commit()?;
         Ok(out)
@@ -658,38 +668,42 @@ impl Store {
         function: &str,
         qualifier: &str,
     ) -> Result<Option<EventConfigRecord>, StoreError> {
-        get_config(&self.conn(), function, qualifier)
+        get_config(&mut self.db(), function, qualifier)
     }
 
     /// A function's configurations, by qualifier.
     pub fn event_configs(&self, function: &str) -> Result<Vec<EventConfigRecord>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {CONFIG_COLUMNS} FROM event_invoke_configs WHERE function = ?1 \
-             ORDER BY qualifier"
-        ))?;
-        let rows = stmt.query_map([function], config_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db().query_map(
+            &format!(
+                "SELECT {CONFIG_COLUMNS} FROM event_invoke_configs WHERE function = ?1 \
+                 ORDER BY qualifier"
+            ),
+            args![function],
+            config_row,
+        )
     }
 
     /// `false`: there was none.
     pub fn delete_event_config(&self, function: &str, qualifier: &str) -> Result<bool, StoreError> {
-        Ok(self.conn().execute(
+        Ok(self.db().execute(
             "DELETE FROM event_invoke_configs WHERE function = ?1 AND qualifier = ?2",
-            params![function, qualifier],
+            args![function, qualifier],
         )? == 1)
     }
 }
 
 fn get_config(
-    conn: &Connection,
+    db: &mut Db<'_>,
     function: &str,
     qualifier: &str,
 ) -> Result<Option<EventConfigRecord>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {CONFIG_COLUMNS} FROM event_invoke_configs WHERE function = ?1 AND qualifier = ?2"
-    ))?;
-    Ok(stmt
-        .query_row(params![function, qualifier], config_row)
-        .optional()?)
+    db.query_opt(
+        &format!(
+            "SELECT {CONFIG_COLUMNS} FROM event_invoke_configs \
+             WHERE function = ?1 AND qualifier = ?2"
+        ),
+        args![function, qualifier],
+    )?
+    .map(|r| config_row(&r))
+    .transpose()
 }

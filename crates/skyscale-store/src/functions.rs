@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use skyscale_types::{FunctionName, Handler, MemoryMb, Runtime, TimeoutSecs};
 
 use crate::code::CodeRef;
 use crate::db::{Store, StoreError};
 use crate::now_rfc3339;
+use crate::sql::{args, Db, Row};
 
 /// A function as stored: validated domain values only.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,23 +75,23 @@ impl Store {
             table: "functions",
             message: e.to_string(),
         })?;
-        let conn = self.conn();
-        let inserted = conn.execute(
+        let mut db = self.db();
+        let inserted = db.execute(
             "INSERT INTO functions (name, runtime, handler, memory_mb, timeout_s, environment, \
              description, code_sha256, code_size, revision, created_at, updated_at, network, \
              ephemeral_mb) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?10, ?11, ?12) \
              ON CONFLICT(name) DO NOTHING",
-            params![
+            args![
                 f.name.as_str(),
                 f.runtime.as_str(),
                 f.handler.as_str(),
                 f.memory.get(),
                 f.timeout.get(),
-                env,
-                f.description,
+                &env,
+                &f.description,
                 f.code.as_ref().map(|c| c.sha256.as_str()),
-                f.code.as_ref().map(|c| c.size as i64),
-                now,
+                f.code.as_ref().map(|c| c.size),
+                &now,
                 f.network,
                 f.ephemeral_mb,
             ],
@@ -99,21 +99,21 @@ impl Store {
         if inserted == 0 {
             return Err(StoreError::FunctionExists(f.name.to_string()));
         }
-        get_function(&conn, &f.name)?
+        get_function(&mut db, &f.name)?
             .ok_or_else(|| StoreError::FunctionNotFound(f.name.to_string()))
     }
 
     pub fn get_function(&self, name: &FunctionName) -> Result<Option<FunctionRecord>, StoreError> {
-        get_function(&self.conn(), name)
+        get_function(&mut self.db(), name)
     }
 
     pub fn list_functions(&self) -> Result<Vec<FunctionRecord>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {FUNCTION_COLUMNS} FROM functions ORDER BY name"
-        ))?;
-        let rows = stmt.query_map([], |row| Ok(function_from_row(row)))?;
-        rows.map(|r| r?).collect()
+        let mut db = self.db();
+        db.query_map(
+            &format!("SELECT {FUNCTION_COLUMNS} FROM functions ORDER BY name"),
+            args![],
+            function_from_row,
+        )
     }
 
     /// Up to `limit` functions whose names sort after `after` (all when `None`), by name.
@@ -122,15 +122,14 @@ impl Store {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<FunctionRecord>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {FUNCTION_COLUMNS} FROM functions WHERE name > ?1 ORDER BY name LIMIT ?2"
-        ))?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = stmt.query_map(params![after.unwrap_or(""), limit], |row| {
-            Ok(function_from_row(row))
-        })?;
-        rows.map(|r| r?).collect()
+        let mut db = self.db();
+        db.query_map(
+            &format!(
+                "SELECT {FUNCTION_COLUMNS} FROM functions WHERE name > ?1 ORDER BY name LIMIT ?2"
+            ),
+            args![after.unwrap_or(""), limit],
+            function_from_row,
+        )
     }
 
     /// Applies a partial configuration update and bumps the revision, atomically.
@@ -139,9 +138,9 @@ impl Store {
         name: &FunctionName,
         u: &FunctionUpdate,
     ) -> Result<FunctionRecord, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut f = get_function(&tx, name)?
+        let mut db = self.db();
+        let mut tx = db.transaction()?;
+        let mut f = lock_function(&mut tx, name)?
             .ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))?;
         check_revision(&f, u.expected_revision)?;
         if let Some(v) = &u.runtime {
@@ -176,20 +175,20 @@ impl Store {
             "UPDATE functions SET runtime = ?2, handler = ?3, memory_mb = ?4, timeout_s = ?5, \
              environment = ?6, description = ?7, revision = revision + 1, updated_at = ?8, \
              network = ?9, ephemeral_mb = ?10 WHERE name = ?1",
-            params![
+            args![
                 name.as_str(),
                 f.runtime.as_str(),
                 f.handler.as_str(),
                 f.memory.get(),
                 f.timeout.get(),
-                env,
-                f.description,
-                now_rfc3339(),
+                &env,
+                &f.description,
+                &now_rfc3339(),
                 f.network,
                 f.ephemeral_mb,
             ],
         )?;
-        let out = get_function(&tx, name)?
+        let out = get_function(&mut tx, name)?
             .ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))?;
         tx.commit()?;
         Ok(out)
@@ -211,17 +210,17 @@ impl Store {
         code: &CodeRef,
         expected: Option<u64>,
     ) -> Result<FunctionRecord, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let f = get_function(&tx, name)?
+        let mut db = self.db();
+        let mut tx = db.transaction()?;
+        let f = lock_function(&mut tx, name)?
             .ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))?;
         check_revision(&f, expected)?;
         tx.execute(
             "UPDATE functions SET code_sha256 = ?2, code_size = ?3, revision = revision + 1, \
              updated_at = ?4 WHERE name = ?1",
-            params![name.as_str(), code.sha256, code.size as i64, now_rfc3339()],
+            args![name.as_str(), &code.sha256, code.size, &now_rfc3339()],
         )?;
-        let out = get_function(&tx, name)?
+        let out = get_function(&mut tx, name)?
             .ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))?;
         tx.commit()?;
         Ok(out)
@@ -234,38 +233,41 @@ impl Store {
         name: &FunctionName,
         reserved: Option<u32>,
     ) -> Result<FunctionRecord, StoreError> {
-        let conn = self.conn();
-        let changed = conn.execute(
+        let mut db = self.db();
+        let changed = db.execute(
             "UPDATE functions SET reserved_concurrency = ?2, updated_at = ?3 WHERE name = ?1",
-            params![name.as_str(), reserved, now_rfc3339()],
+            args![name.as_str(), reserved, &now_rfc3339()],
         )?;
         if changed == 0 {
             return Err(StoreError::FunctionNotFound(name.to_string()));
         }
-        get_function(&conn, name)?.ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))
+        get_function(&mut db, name)?.ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))
     }
 
     /// Deletes a function. Returns the deleted record.
     pub fn delete_function(&self, name: &FunctionName) -> Result<FunctionRecord, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let f = get_function(&tx, name)?
+        let mut db = self.db();
+        let mut tx = db.transaction()?;
+        let f = lock_function(&mut tx, name)?
             .ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))?;
-        tx.execute("DELETE FROM functions WHERE name = ?1", [name.as_str()])?;
-        crate::events::function_deleted(&tx, name.as_str())?;
+        tx.execute(
+            "DELETE FROM functions WHERE name = ?1",
+            args![name.as_str()],
+        )?;
+        crate::events::function_deleted(&mut tx, name.as_str())?;
         tx.commit()?;
         Ok(f)
     }
 
     /// Every code hash some function still points at (for garbage collection of packages).
     pub fn referenced_code(&self) -> Result<Vec<String>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        let mut db = self.db();
+        db.query_map(
             "SELECT code_sha256 FROM functions WHERE code_sha256 IS NOT NULL \
              UNION SELECT code_sha256 FROM function_versions",
-        )?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            args![],
+            |r| r.get::<String>(0),
+        )
     }
 }
 
@@ -282,15 +284,33 @@ pub(crate) fn check_revision(f: &FunctionRecord, expected: Option<u64>) -> Resul
 }
 
 pub(crate) fn get_function(
-    conn: &Connection,
+    db: &mut Db<'_>,
     name: &FunctionName,
 ) -> Result<Option<FunctionRecord>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {FUNCTION_COLUMNS} FROM functions WHERE name = ?1"
-    ))?;
-    stmt.query_row([name.as_str()], |row| Ok(function_from_row(row)))
-        .optional()?
-        .transpose()
+    db.query_opt(
+        &format!("SELECT {FUNCTION_COLUMNS} FROM functions WHERE name = ?1"),
+        args![name.as_str()],
+    )?
+    .map(|r| function_from_row(&r))
+    .transpose()
+}
+
+/// [`get_function`] inside a transaction that changes the function or what hangs off it
+/// (tags, versions, aliases, URLs, policies, configurations): on PostgreSQL the row stays
+/// locked until the transaction ends, so such changes to one function are serialised as
+/// SQLite's single writer serialises them, and what the transaction read (the revision, the
+/// last version number, whether the function exists) still holds when it writes.
+pub(crate) fn lock_function(
+    db: &mut Db<'_>,
+    name: &FunctionName,
+) -> Result<Option<FunctionRecord>, StoreError> {
+    let lock = db.dialect().for_update();
+    db.query_opt(
+        &format!("SELECT {FUNCTION_COLUMNS} FROM functions WHERE name = ?1{lock}"),
+        args![name.as_str()],
+    )?
+    .map(|r| function_from_row(&r))
+    .transpose()
 }
 
 pub(crate) fn corrupt(message: impl ToString) -> StoreError {
@@ -300,15 +320,15 @@ pub(crate) fn corrupt(message: impl ToString) -> StoreError {
     }
 }
 
-pub(crate) fn function_from_row(row: &Row<'_>) -> Result<FunctionRecord, StoreError> {
+pub(crate) fn function_from_row(row: &Row) -> Result<FunctionRecord, StoreError> {
     let name: String = row.get(0)?;
     let env: String = row.get(5)?;
     let sha: Option<String> = row.get(7)?;
     let size: Option<i64> = row.get(8)?;
     Ok(FunctionRecord {
         name: FunctionName::parse(&name).map_err(corrupt)?,
-        runtime: Runtime::parse(&row.get::<_, String>(1)?).map_err(corrupt)?,
-        handler: Handler::free_text(&row.get::<_, String>(2)?).map_err(corrupt)?,
+        runtime: Runtime::parse(&row.get::<String>(1)?).map_err(corrupt)?,
+        handler: Handler::free_text(&row.get::<String>(2)?).map_err(corrupt)?,
         memory: MemoryMb::new(row.get(3)?).map_err(corrupt)?,
         timeout: TimeoutSecs::new(row.get(4)?).map_err(corrupt)?,
         environment: serde_json::from_str(&env).map_err(corrupt)?,
@@ -317,18 +337,18 @@ pub(crate) fn function_from_row(row: &Row<'_>) -> Result<FunctionRecord, StoreEr
             sha256,
             size: size.unwrap_or(0) as u64,
         }),
-        revision: row.get::<_, i64>(9)? as u64,
+        revision: row.get::<i64>(9)? as u64,
         created_at: row.get(10)?,
         updated_at: row.get(11)?,
         reserved_concurrency: row
-            .get::<_, Option<i64>>(12)?
+            .get::<Option<i64>>(12)?
             .map(|n| u32::try_from(n).map_err(corrupt))
             .transpose()?,
         version: row
-            .get::<_, Option<i64>>(13)?
+            .get::<Option<i64>>(13)?
             .map(|n| u64::try_from(n).map_err(corrupt))
             .transpose()?,
         network: row.get(14)?,
-        ephemeral_mb: u32::try_from(row.get::<_, i64>(15)?).map_err(corrupt)?,
+        ephemeral_mb: u32::try_from(row.get::<i64>(15)?).map_err(corrupt)?,
     })
 }

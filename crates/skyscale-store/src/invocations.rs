@@ -5,11 +5,11 @@
 
 use std::time::{Duration, SystemTime};
 
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use skyscale_types::invocation::{InvocationStatus, Trigger};
 use skyscale_types::time::{epoch_ms, from_epoch_ms};
 
 use crate::db::{Store, StoreError};
+use crate::sql::{args, Db, Row};
 
 /// One invocation's record: who ran what, how it ended and what it cost.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,15 +129,14 @@ fn duration(us: i64) -> Duration {
 }
 
 /// A stored enum's text that this build does not know (a newer build wrote it).
-fn unknown(column: usize, what: &str, value: &str) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        column,
-        rusqlite::types::Type::Text,
-        format!("unknown {what} {value:?}").into(),
-    )
+fn unknown(what: &str, value: &str) -> StoreError {
+    StoreError::Corrupt {
+        table: "invocations",
+        message: format!("unknown {what} {value:?}"),
+    }
 }
 
-fn row(r: &Row<'_>) -> rusqlite::Result<InvocationRecord> {
+fn row(r: &Row) -> Result<InvocationRecord, StoreError> {
     let trigger: String = r.get(4)?;
     let status: String = r.get(7)?;
     Ok(InvocationRecord {
@@ -145,29 +144,26 @@ fn row(r: &Row<'_>) -> rusqlite::Result<InvocationRecord> {
         function: r.get(1)?,
         version: r.get(2)?,
         caller: r.get(3)?,
-        trigger: Trigger::parse(&trigger).ok_or_else(|| unknown(4, "trigger", &trigger))?,
+        trigger: Trigger::parse(&trigger).ok_or_else(|| unknown("trigger", &trigger))?,
         started_at: time(r.get(5)?),
         ended_at: time(r.get(6)?),
-        status: InvocationStatus::parse(&status).ok_or_else(|| unknown(7, "status", &status))?,
+        status: InvocationStatus::parse(&status).ok_or_else(|| unknown("status", &status))?,
         error_type: r.get(8)?,
         cold_start: r.get(9)?,
         queue_wait: duration(r.get(10)?),
-        init_duration: r.get::<_, Option<i64>>(11)?.map(duration),
+        init_duration: r.get::<Option<i64>>(11)?.map(duration),
         duration: duration(r.get(12)?),
         max_memory_used_mb: u(r.get(13)?),
-        memory_size_mb: u32::try_from(r.get::<_, i64>(14)?).unwrap_or(0),
+        memory_size_mb: u32::try_from(r.get::<i64>(14)?).unwrap_or(0),
         response_bytes: u(r.get(15)?),
-        event: match (
-            r.get::<_, Option<String>>(16)?,
-            r.get::<_, Option<i64>>(17)?,
-        ) {
+        event: match (r.get::<Option<String>>(16)?, r.get::<Option<i64>>(17)?) {
             (Some(id), Some(n)) => Some((id, u32::try_from(n.max(0)).unwrap_or(u32::MAX))),
             _ => None,
         },
     })
 }
 
-fn log_row(r: &Row<'_>) -> rusqlite::Result<LogEntry> {
+fn log_row(r: &Row) -> Result<LogEntry, StoreError> {
     Ok(LogEntry {
         id: u(r.get(0)?),
         request_id: r.get(1)?,
@@ -178,13 +174,10 @@ fn log_row(r: &Row<'_>) -> rusqlite::Result<LogEntry> {
     })
 }
 
-fn last_log_id(conn: &Connection) -> rusqlite::Result<u64> {
-    conn.query_row(
-        "SELECT COALESCE(MAX(id), 0) FROM invocation_logs",
-        [],
-        |r| r.get::<_, i64>(0),
-    )
-    .map(u)
+fn last_log_id(db: &mut Db<'_>) -> Result<u64, StoreError> {
+    Ok(u(db
+        .query_one("SELECT COALESCE(MAX(id), 0) FROM invocation_logs", args![])?
+        .get(0)?))
 }
 
 impl Store {
@@ -195,30 +188,27 @@ impl Store {
         &self,
         batch: &[(&InvocationRecord, &str)],
     ) -> Result<Vec<Option<u64>>, StoreError> {
-        let mut conn = self.records_conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut db = self.records_db();
+        let mut tx = db.transaction()?;
         let mut ids = Vec::with_capacity(batch.len());
-        {
-            let mut record = tx.prepare_cached(&format!(
-                "INSERT INTO invocations ({COLUMNS}) VALUES \
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
-                 ON CONFLICT(request_id) DO NOTHING"
-            ))?;
-            let mut log = tx.prepare_cached(
-                "INSERT INTO invocation_logs (request_id, function, started_at, bytes, text) \
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(request_id) DO NOTHING",
-            )?;
-            for (r, text) in batch {
-                let inserted = record.execute(params![
-                    r.request_id,
-                    r.function,
-                    r.version,
-                    r.caller,
+        let record_sql = format!(
+            "INSERT INTO invocations ({COLUMNS}) VALUES \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
+             ON CONFLICT(request_id) DO NOTHING"
+        );
+        for (r, text) in batch {
+            let inserted = tx.execute(
+                &record_sql,
+                args![
+                    &r.request_id,
+                    &r.function,
+                    &r.version,
+                    &r.caller,
                     r.trigger.as_str(),
                     ms(r.started_at),
                     ms(r.ended_at),
                     r.status.as_str(),
-                    r.error_type,
+                    &r.error_type,
                     r.cold_start,
                     micros(r.queue_wait),
                     r.init_duration.map(micros),
@@ -227,22 +217,27 @@ impl Store {
                     r.memory_size_mb,
                     i(r.response_bytes),
                     r.event.as_ref().map(|(id, _)| id),
-                    r.event.as_ref().map(|(_, n)| n),
-                ])?;
-                let id = if inserted == 1 && !text.is_empty() {
-                    log.execute(params![
-                        r.request_id,
-                        r.function,
+                    r.event.as_ref().map(|(_, n)| *n),
+                ],
+            )?;
+            let id = if inserted == 1 && !text.is_empty() {
+                tx.query_opt(
+                    "INSERT INTO invocation_logs (request_id, function, started_at, bytes, text) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(request_id) DO NOTHING RETURNING id",
+                    args![
+                        &r.request_id,
+                        &r.function,
                         ms(r.started_at),
-                        text.len() as i64,
-                        text
-                    ])?;
-                    Some(u(tx.last_insert_rowid()))
-                } else {
-                    None
-                };
-                ids.push(id);
-            }
+                        text.len(),
+                        *text
+                    ],
+                )?
+                .map(|row| row.get::<i64>(0).map(u))
+                .transpose()?
+            } else {
+                None
+            };
+            ids.push(id);
         }
         tx.commit()?;
         Ok(ids)
@@ -250,11 +245,13 @@ impl Store {
 
     /// One invocation by its request id.
     pub fn invocation(&self, request_id: &str) -> Result<Option<InvocationRecord>, StoreError> {
-        let conn = self.records_conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM invocations WHERE request_id = ?1"
-        ))?;
-        Ok(stmt.query_row([request_id], row).optional()?)
+        self.records_db()
+            .query_opt(
+                &format!("SELECT {COLUMNS} FROM invocations WHERE request_id = ?1"),
+                args![request_id],
+            )?
+            .map(|r| row(&r))
+            .transpose()
     }
 
     /// A function's invocations, newest first.
@@ -262,61 +259,57 @@ impl Store {
         &self,
         q: &InvocationQuery<'_>,
     ) -> Result<Vec<InvocationRecord>, StoreError> {
-        let conn = self.records_conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM invocations WHERE function = ?1 \
-             AND (?2 IS NULL OR status = ?2) AND started_at >= ?3 \
-             ORDER BY started_at DESC, rowid DESC LIMIT ?4"
-        ))?;
-        let rows = stmt.query_map(
-            params![
+        let mut db = self.records_db();
+        let order = db.dialect().row_order();
+        db.query_map(
+            &format!(
+                "SELECT {COLUMNS} FROM invocations WHERE function = ?1 \
+                 AND (CAST(?2 AS TEXT) IS NULL OR status = ?2) AND started_at >= ?3 \
+                 ORDER BY started_at DESC, {order} DESC LIMIT ?4"
+            ),
+            args![
                 q.function,
                 q.status.map(InvocationStatus::as_str),
                 q.since.map_or(i64::MIN, ms),
-                i(q.limit as u64)
+                q.limit
             ],
             row,
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        )
     }
 
     /// The newest `limit` logs of a function (or of one of its invocations), oldest first,
     /// read together with the id of the newest log stored.
     pub fn logs(&self, q: &LogQuery<'_>) -> Result<LogPage, StoreError> {
-        let conn = self.records_conn();
+        let mut db = self.records_db();
         // One lock, one connection, no write in between: the page and `last_id` agree.
-        let last_id = last_log_id(&conn)?;
+        let last_id = last_log_id(&mut db)?;
         let mut entries: Vec<LogEntry> = match q.request_id {
-            Some(id) => {
-                let mut stmt = conn.prepare_cached(&format!(
+            Some(id) => db.query_map(
+                &format!(
                     "SELECT {LOG_COLUMNS} FROM invocation_logs WHERE request_id = ?1 \
                      AND function = ?2 AND started_at >= ?3"
-                ))?;
-                let rows = stmt.query_map(
-                    params![id, q.function, q.since.map_or(i64::MIN, ms)],
-                    log_row,
-                )?;
-                rows.collect::<Result<_, _>>()?
-            }
+                ),
+                args![id, q.function, q.since.map_or(i64::MIN, ms)],
+                log_row,
+            )?,
             None => {
-                let mut stmt = conn.prepare_cached(&format!(
-                    "SELECT {LOG_COLUMNS} FROM invocation_logs WHERE function = ?1 \
-                     AND started_at >= ?2 ORDER BY id DESC LIMIT ?3"
-                ))?;
-                let mut rows = stmt.query(params![
-                    q.function,
-                    q.since.map_or(i64::MIN, ms),
-                    i(q.limit as u64)
-                ])?;
                 let (mut entries, mut bytes) = (Vec::new(), 0u64);
-                while let Some(r) = rows.next()? {
-                    let row = log_row(r)?;
-                    bytes += row.bytes;
-                    if q.max_bytes > 0 && bytes > q.max_bytes && !entries.is_empty() {
-                        break;
-                    }
-                    entries.push(row);
-                }
+                db.query_each(
+                    &format!(
+                        "SELECT {LOG_COLUMNS} FROM invocation_logs WHERE function = ?1 \
+                         AND started_at >= ?2 ORDER BY id DESC LIMIT ?3"
+                    ),
+                    args![q.function, q.since.map_or(i64::MIN, ms), q.limit],
+                    |r| {
+                        let row = log_row(r)?;
+                        bytes += row.bytes;
+                        if q.max_bytes > 0 && bytes > q.max_bytes && !entries.is_empty() {
+                            return Ok(false);
+                        }
+                        entries.push(row);
+                        Ok(true)
+                    },
+                )?;
                 entries
             }
         };
@@ -326,15 +319,15 @@ impl Store {
 
     /// How many records and logs are stored, and the logs' total size.
     pub fn record_totals(&self) -> Result<RecordTotals, StoreError> {
-        let conn = self.records_conn();
-        let records = conn.query_row("SELECT COUNT(*) FROM invocations", [], |r| {
-            r.get::<_, i64>(0)
-        })?;
-        let (logs, log_bytes) = conn.query_row(
-            "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM invocation_logs",
-            [],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+        let mut db = self.records_db();
+        let records: i64 = db
+            .query_one("SELECT COUNT(*) FROM invocations", args![])?
+            .get(0)?;
+        let r = db.query_one(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM invocation_logs",
+            args![],
         )?;
+        let (logs, log_bytes) = (r.get::<i64>(0)?, r.get::<i64>(1)?);
         Ok(RecordTotals {
             records: u(records),
             logs: u(logs),
@@ -345,18 +338,22 @@ impl Store {
     /// Deletes the records and logs of invocations that started before `cutoff`.
     pub fn prune_invocations_before(&self, cutoff: SystemTime) -> Result<RecordTotals, StoreError> {
         let cutoff_ms = ms(cutoff);
-        let mut conn = self.records_conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (logs, log_bytes) = tx.query_row(
-            "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM invocation_logs WHERE started_at < ?1",
-            [cutoff_ms],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+        let mut db = self.records_db();
+        let mut tx = db.transaction()?;
+        let r = tx.query_one(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM invocation_logs \
+             WHERE started_at < ?1",
+            args![cutoff_ms],
         )?;
+        let (logs, log_bytes) = (r.get::<i64>(0)?, r.get::<i64>(1)?);
         tx.execute(
             "DELETE FROM invocation_logs WHERE started_at < ?1",
-            [cutoff_ms],
+            args![cutoff_ms],
         )?;
-        let records = tx.execute("DELETE FROM invocations WHERE started_at < ?1", [cutoff_ms])?;
+        let records = tx.execute(
+            "DELETE FROM invocations WHERE started_at < ?1",
+            args![cutoff_ms],
+        )?;
         tx.commit()?;
         Ok(RecordTotals {
             records: records as u64,
@@ -368,22 +365,24 @@ impl Store {
     /// Deletes the oldest logs (in the order they were written) until at least `free`
     /// bytes are freed or none are left.
     pub fn prune_oldest_logs(&self, free: u64) -> Result<RecordTotals, StoreError> {
-        let mut conn = self.records_conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut db = self.records_db();
+        let mut tx = db.transaction()?;
         let (mut logs, mut freed, mut upto) = (0u64, 0u64, None);
-        {
-            let mut stmt =
-                tx.prepare_cached("SELECT id, bytes FROM invocation_logs ORDER BY id")?;
-            let mut rows = stmt.query([])?;
-            while freed < free {
-                let Some(r) = rows.next()? else { break };
-                upto = Some(r.get::<_, i64>(0)?);
+        tx.query_each(
+            "SELECT id, bytes FROM invocation_logs ORDER BY id",
+            args![],
+            |r| {
+                if freed >= free {
+                    return Ok(false);
+                }
+                upto = Some(r.get::<i64>(0)?);
                 freed += u(r.get(1)?);
                 logs += 1;
-            }
-        }
+                Ok(true)
+            },
+        )?;
         if let Some(upto) = upto {
-            tx.execute("DELETE FROM invocation_logs WHERE id <= ?1", [upto])?;
+            tx.execute("DELETE FROM invocation_logs WHERE id <= ?1", args![upto])?;
         }
         tx.commit()?;
         Ok(RecordTotals {
@@ -395,11 +394,14 @@ impl Store {
 
     /// Deletes the `count` oldest records (by start time).
     pub fn prune_oldest_invocations(&self, count: u64) -> Result<RecordTotals, StoreError> {
-        let conn = self.records_conn();
-        let records = conn.execute(
-            "DELETE FROM invocations WHERE rowid IN \
-             (SELECT rowid FROM invocations ORDER BY started_at, rowid LIMIT ?1)",
-            [i(count)],
+        let mut db = self.records_db();
+        let order = db.dialect().row_order();
+        let records = db.execute(
+            &format!(
+                "DELETE FROM invocations WHERE {order} IN \
+                 (SELECT {order} FROM invocations ORDER BY started_at, {order} LIMIT ?1)"
+            ),
+            args![count],
         )?;
         Ok(RecordTotals {
             records: records as u64,

@@ -1,5 +1,6 @@
-//! All persistent state of the control plane: the SQLite database (schema migrations and
-//! every SQL statement) and the content-addressed code packages on disk.
+//! All persistent state of the control plane: the database (SQLite, or PostgreSQL shared by
+//! the nodes of a cluster: schema migrations and every SQL statement, written once for both
+//! through `sql.rs`) and the content-addressed code packages on disk.
 //!
 //! The store knows nothing of HTTP or sandboxes. Its methods are blocking; async callers
 //! run them on a blocking thread.
@@ -14,8 +15,10 @@ mod functions;
 mod invocations;
 mod keys;
 mod migrations;
+mod migrations_pg;
 mod policies;
 mod schedules;
+mod sql;
 mod tags;
 mod urls;
 mod versions;

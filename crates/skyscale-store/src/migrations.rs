@@ -1,5 +1,10 @@
-//! Versioned schema migrations. Each entry runs once, in order, inside a transaction; the
-//! database's `user_version` records how many have run. Never edit a released entry: add one.
+//! Versioned schema migrations of SQLite. Each entry runs once, in order, inside a transaction;
+//! the database's `user_version` records how many have run. Never edit a released entry: add
+//! one.
+//!
+//! Migrations come in pairs: PostgreSQL has its own list (`migrations_pg.rs`) reaching the same
+//! schema entry for entry, so a new migration is added here and there together (the store's
+//! tests run against both, and `migration_lists_have_the_same_length` checks the count).
 
 pub const MIGRATIONS: &[&str] = &[
     // 1: functions and API keys.

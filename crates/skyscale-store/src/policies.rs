@@ -1,11 +1,12 @@
 //! Resource-based policy statements of functions (Lambda's AddPermission / GetPolicy /
 //! RemovePermission), removed with their function, alias or version.
 
-use rusqlite::{params, Row, TransactionBehavior};
 use skyscale_types::FunctionName;
 
 use crate::db::{Store, StoreError};
+use crate::functions::lock_function;
 use crate::now_rfc3339;
+use crate::sql::{args, Row};
 
 /// Most statements one function (with all its qualifiers) may hold: Lambda bounds a policy
 /// at 20 KB, which is about this many statements.
@@ -30,7 +31,7 @@ pub struct PolicyStatement {
 const COLUMNS: &str = "function, qualifier, statement_id, action, principal, source_arn, \
      source_account, principal_org_id, url_auth_type, created_at";
 
-fn from_row(r: &Row<'_>, function: &FunctionName) -> rusqlite::Result<PolicyStatement> {
+fn from_row(r: &Row, function: &FunctionName) -> Result<PolicyStatement, StoreError> {
     let qualifier: String = r.get(1)?;
     Ok(PolicyStatement {
         function: function.clone(),
@@ -53,34 +54,33 @@ impl Store {
         &self,
         statement: &PolicyStatement,
     ) -> Result<PolicyStatement, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut db = self.db();
+        let mut tx = db.transaction()?;
         let function = statement.function.as_str();
-        let exists: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM functions WHERE name = ?1)",
-            [function],
-            |r| r.get(0),
-        )?;
-        if !exists {
+        // The function's row lock (PostgreSQL) serialises the count and the id check below
+        // with other additions to the same policy.
+        if lock_function(&mut tx, &statement.function)?.is_none() {
             return Err(StoreError::FunctionNotFound(function.to_owned()));
         }
-        let count: i64 = tx.query_row(
-            "SELECT COUNT(*) FROM function_policies WHERE function = ?1",
-            [function],
-            |r| r.get(0),
-        )?;
+        let count: i64 = tx
+            .query_one(
+                "SELECT COUNT(*) FROM function_policies WHERE function = ?1",
+                args![function],
+            )?
+            .get(0)?;
         if count as usize >= MAX_STATEMENTS {
             return Err(StoreError::Limit(format!(
                 "function {function} has {MAX_STATEMENTS} policy statements: the most allowed"
             )));
         }
         let qualifier = statement.qualifier.as_deref().unwrap_or("");
-        let taken: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM function_policies WHERE function = ?1 \
+        let taken: bool = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM function_policies WHERE function = ?1 \
              AND qualifier = ?2 AND statement_id = ?3)",
-            params![function, qualifier, statement.statement_id],
-            |r| r.get(0),
-        )?;
+                args![function, qualifier, &statement.statement_id],
+            )?
+            .get(0)?;
         if taken {
             return Err(StoreError::Exists(format!(
                 "the statement id {} is already used in the policy of {function}",
@@ -91,17 +91,17 @@ impl Store {
         stored.created_at = now_rfc3339();
         tx.execute(
             &format!("INSERT INTO function_policies ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
-            params![
+            args![
                 function,
                 qualifier,
-                stored.statement_id,
-                stored.action,
-                stored.principal,
-                stored.source_arn,
-                stored.source_account,
-                stored.principal_org_id,
-                stored.url_auth_type,
-                stored.created_at,
+                &stored.statement_id,
+                &stored.action,
+                &stored.principal,
+                &stored.source_arn,
+                &stored.source_account,
+                &stored.principal_org_id,
+                &stored.url_auth_type,
+                &stored.created_at,
             ],
         )?;
         tx.commit()?;
@@ -115,11 +115,11 @@ impl Store {
         qualifier: Option<&str>,
         statement_id: &str,
     ) -> Result<bool, StoreError> {
-        let conn = self.conn();
-        let changed = conn.execute(
+        let mut db = self.db();
+        let changed = db.execute(
             "DELETE FROM function_policies WHERE function = ?1 AND qualifier = ?2 \
              AND statement_id = ?3",
-            params![function.as_str(), qualifier.unwrap_or(""), statement_id],
+            args![function.as_str(), qualifier.unwrap_or(""), statement_id],
         )?;
         Ok(changed > 0)
     }
@@ -129,12 +129,13 @@ impl Store {
         &self,
         function: &FunctionName,
     ) -> Result<Vec<PolicyStatement>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM function_policies WHERE function = ?1 \
-             ORDER BY created_at, statement_id"
-        ))?;
-        let rows = stmt.query_map([function.as_str()], |r| from_row(r, function))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db().query_map(
+            &format!(
+                "SELECT {COLUMNS} FROM function_policies WHERE function = ?1 \
+                 ORDER BY created_at, statement_id"
+            ),
+            args![function.as_str()],
+            |r| from_row(r, function),
+        )
     }
 }

@@ -8,14 +8,11 @@
 //! once, and a crash before the commit leaves it due, to be fired at the next start.
 //! Schedules go with their function (`ON DELETE CASCADE`).
 
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use skyscale_types::schedules::{MissedFires, ScheduleState};
 
 use crate::db::{Store, StoreError};
 use crate::events::{enqueue_in, Enqueued, NewEvent};
-
-/// The database's clock in epoch milliseconds (SQL expression).
-const NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
+use crate::sql::{args, Db, Row};
 
 const COLUMNS: &str = "id, name, function, qualifier, expression, timezone, payload, state, \
      missed, anchor, through, last_fired, caller, revision, created_at, updated_at";
@@ -111,7 +108,7 @@ pub enum Fired {
     Stale,
 }
 
-fn record(r: &Row<'_>) -> rusqlite::Result<(ScheduleRecord, String, String)> {
+fn record(r: &Row) -> Result<(ScheduleRecord, String, String), StoreError> {
     Ok((
         ScheduleRecord {
             id: r.get(0)?,
@@ -149,21 +146,25 @@ fn typed(
     Ok(rec)
 }
 
-fn get(conn: &Connection, name: &str) -> Result<Option<ScheduleRecord>, StoreError> {
-    let mut stmt =
-        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM schedules WHERE name = ?1"))?;
-    stmt.query_row([name], record)
-        .optional()?
-        .map(typed)
-        .transpose()
+fn get(db: &mut Db<'_>, name: &str) -> Result<Option<ScheduleRecord>, StoreError> {
+    db.query_opt(
+        &format!("SELECT {COLUMNS} FROM schedules WHERE name = ?1"),
+        args![name],
+    )?
+    .map(|r| typed(record(&r)?))
+    .transpose()
 }
 
-fn function_exists(conn: &Connection, function: &str) -> Result<(), StoreError> {
-    let exists: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM functions WHERE name = ?1)",
-        [function],
-        |r| r.get(0),
-    )?;
+/// Inside a transaction: the function exists, and (PostgreSQL) stays until the commit (its
+/// row is locked, so a concurrent deletion waits and then takes the schedule with it).
+fn function_exists(db: &mut Db<'_>, function: &str) -> Result<(), StoreError> {
+    let lock = db.dialect().for_update();
+    let exists = db
+        .query_opt(
+            &format!("SELECT 1 FROM functions WHERE name = ?1{lock}"),
+            args![function],
+        )?
+        .is_some();
     if exists {
         Ok(())
     } else {
@@ -180,20 +181,18 @@ impl Store {
         name: &str,
         f: &ScheduleFields<'_>,
     ) -> Result<ScheduleRecord, StoreError> {
-        let mut conn = self.events_conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        function_exists(&tx, f.function)?;
-        if get(&tx, name)?.is_some() {
-            return Err(StoreError::Exists(format!(
-                "schedule {name} already exists"
-            )));
-        }
-        tx.execute(
+        let mut db = self.events_db();
+        let mut tx = db.transaction()?;
+        function_exists(&mut tx, f.function)?;
+        let now = tx.dialect().now_ms();
+        // A name taken (even by a schedule created concurrently: the insert waits for it) is
+        // a conflict that inserts nothing.
+        let inserted = tx.execute(
             &format!(
                 "INSERT INTO schedules ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
-                 ?10, ?11, NULL, ?12, 1, {NOW_MS}, {NOW_MS})"
+                 ?10, ?11, NULL, ?12, 1, {now}, {now}) ON CONFLICT DO NOTHING"
             ),
-            params![
+            args![
                 id,
                 name,
                 f.function,
@@ -208,7 +207,12 @@ impl Store {
                 f.caller
             ],
         )?;
-        let out = get(&tx, name)?
+        if inserted == 0 {
+            return Err(StoreError::Exists(format!(
+                "schedule {name} already exists"
+            )));
+        }
+        let out = get(&mut tx, name)?
             .ok_or_else(|| StoreError::NotFound(format!("schedule {name} vanished")))?;
         tx.commit()?;
         Ok(out)
@@ -222,19 +226,20 @@ impl Store {
         revision: i64,
         f: &ScheduleFields<'_>,
     ) -> Result<ScheduleRecord, StoreError> {
-        let mut conn = self.events_conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        function_exists(&tx, f.function)?;
+        let mut db = self.events_db();
+        let mut tx = db.transaction()?;
+        function_exists(&mut tx, f.function)?;
+        let (now, greatest) = (tx.dialect().now_ms(), tx.dialect().greatest());
         let changed = tx.execute(
             &format!(
                 "UPDATE schedules SET function = ?3, qualifier = ?4, expression = ?5, \
                  timezone = ?6, payload = ?7, state = ?8, missed = ?9, anchor = ?10, \
                  through = CASE ?13 WHEN 'keep' THEN through WHEN 'set' THEN ?11 \
-                     ELSE MAX(COALESCE(through, ?11), ?11) END, \
-                 caller = ?12, revision = revision + 1, updated_at = {NOW_MS} \
+                     ELSE {greatest}(COALESCE(through, ?11), ?11) END, \
+                 caller = ?12, revision = revision + 1, updated_at = {now} \
                  WHERE name = ?1 AND revision = ?2"
             ),
-            params![
+            args![
                 name,
                 revision,
                 f.function,
@@ -251,52 +256,56 @@ impl Store {
             ],
         )?;
         if changed == 0 {
-            return Err(match get(&tx, name)? {
+            return Err(match get(&mut tx, name)? {
                 None => StoreError::NotFound(format!("schedule {name} not found")),
                 Some(_) => StoreError::InUse(format!(
                     "schedule {name} changed while this change was made: read it again and retry"
                 )),
             });
         }
-        let out = get(&tx, name)?
+        let out = get(&mut tx, name)?
             .ok_or_else(|| StoreError::NotFound(format!("schedule {name} vanished")))?;
         tx.commit()?;
         Ok(out)
     }
 
     pub fn schedule(&self, name: &str) -> Result<Option<ScheduleRecord>, StoreError> {
-        get(&self.events_conn(), name)
+        get(&mut self.events_db(), name)
     }
 
     /// Every schedule (`enabled_only`: those that fire), by name.
     pub fn schedules(&self, enabled_only: bool) -> Result<Vec<ScheduleRecord>, StoreError> {
-        let conn = self.events_conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM schedules WHERE ?1 = 0 OR state = 'enabled' ORDER BY name"
-        ))?;
-        let rows = stmt.query_map([enabled_only], record)?;
-        rows.map(|r| typed(r?)).collect()
+        self.events_db().query_map(
+            &format!(
+                "SELECT {COLUMNS} FROM schedules WHERE ?1 = 0 OR state = 'enabled' ORDER BY name"
+            ),
+            args![enabled_only],
+            |r| typed(record(r)?),
+        )
     }
 
     /// `false`: there was none.
     pub fn delete_schedule(&self, name: &str) -> Result<bool, StoreError> {
         Ok(self
-            .events_conn()
-            .execute("DELETE FROM schedules WHERE name = ?1", [name])?
+            .events_db()
+            .execute("DELETE FROM schedules WHERE name = ?1", args![name])?
             == 1)
     }
 
     /// Fires one slot (see [`Fire`]): in one transaction, moves the schedule's `through`
-    /// to the slot and enqueues the event, or does nothing at all.
+    /// to the slot and enqueues the event, or does nothing at all. The move is guarded by the
+    /// `through` and revision the firer read: of two nodes firing one slot at once
+    /// (PostgreSQL), the second waits for the row, finds `through` moved and does nothing.
     pub fn fire_schedule(&self, f: &Fire<'_>) -> Result<Fired, StoreError> {
-        let mut conn = self.events_conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut db = self.events_db();
+        let mut tx = db.transaction()?;
         let moved = tx.execute(
             "UPDATE schedules SET through = ?4, \
              last_fired = CASE WHEN ?5 THEN ?4 ELSE last_fired END \
-             WHERE id = ?1 AND revision = ?2 AND state = 'enabled' AND through IS ?3 \
+             WHERE id = ?1 AND revision = ?2 AND state = 'enabled' \
+             AND through IS NOT DISTINCT FROM ?3 \
              AND (through IS NULL OR through < ?4)",
-            params![
+            args![
                 f.schedule_id,
                 f.revision,
                 f.through_before,
@@ -307,7 +316,11 @@ impl Store {
         if moved == 0 {
             return Ok(Fired::Stale);
         }
-        let enqueued = f.event.as_ref().map(|e| enqueue_in(&tx, e)).transpose()?;
+        let enqueued = f
+            .event
+            .as_ref()
+            .map(|e| enqueue_in(&mut tx, e))
+            .transpose()?;
         tx.commit()?;
         Ok(Fired::Done(enqueued))
     }

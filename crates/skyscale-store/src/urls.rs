@@ -1,11 +1,12 @@
 //! Function URL configurations: at most one per function and qualifier (`$LATEST` or an
 //! alias), removed with their function or alias.
 
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use skyscale_types::{Cors, FunctionName, UrlAuthType};
 
 use crate::db::{Store, StoreError};
+use crate::functions::lock_function;
 use crate::now_rfc3339;
+use crate::sql::{args, Db, Row};
 
 /// A function URL's settings as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,22 +59,15 @@ impl Store {
         cors: Option<&Cors>,
         invoke_mode: &str,
     ) -> Result<UrlConfigRecord, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let function_exists: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM functions WHERE name = ?1)",
-            [function.as_str()],
-            |r| r.get(0),
-        )?;
-        if !function_exists {
+        let mut db = self.db();
+        let mut tx = db.transaction()?;
+        // The function's row lock (PostgreSQL) keeps the alias checked below from being
+        // deleted before this commits (see `lock_function`).
+        if lock_function(&mut tx, function)?.is_none() {
             return Err(StoreError::FunctionNotFound(function.to_string()));
         }
         if let Some(alias) = alias {
-            let alias_exists: bool = tx.query_row(
-                "SELECT EXISTS (SELECT 1 FROM function_aliases WHERE function = ?1 AND name = ?2)",
-                params![function.as_str(), alias],
-                |r| r.get(0),
-            )?;
+            let alias_exists: bool = tx.query_one("SELECT EXISTS (SELECT 1 FROM function_aliases WHERE function = ?1 AND name = ?2)", args![function.as_str(), alias])?.get(0)?;
             if !alias_exists {
                 return Err(StoreError::NotFound(format!(
                     "alias {function}:{alias} not found"
@@ -85,7 +79,7 @@ impl Store {
             "INSERT INTO function_urls (function, qualifier, url_id, auth_type, cors, \
              invoke_mode, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) \
              ON CONFLICT(function, qualifier) DO NOTHING",
-            params![
+            args![
                 function.as_str(),
                 qualifier(alias),
                 url_id,
@@ -101,7 +95,7 @@ impl Store {
                 qualifier(alias)
             )));
         }
-        let out = get(&tx, function, alias)?.ok_or_else(|| vanished(function, alias))?;
+        let out = get(&mut tx, function, alias)?.ok_or_else(|| vanished(function, alias))?;
         tx.commit()?;
         Ok(out)
     }
@@ -111,7 +105,7 @@ impl Store {
         function: &FunctionName,
         alias: Option<&str>,
     ) -> Result<Option<UrlConfigRecord>, StoreError> {
-        get(&self.conn(), function, alias)
+        get(&mut self.db(), function, alias)
     }
 
     /// A function's URLs, `$LATEST`'s first, then by alias name.
@@ -119,13 +113,15 @@ impl Store {
         &self,
         function: &FunctionName,
     ) -> Result<Vec<UrlConfigRecord>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM function_urls WHERE function = ?1 \
+        let mut db = self.db();
+        db.query_map(
+            &format!(
+                "SELECT {COLUMNS} FROM function_urls WHERE function = ?1 \
              ORDER BY qualifier != '{LATEST}', qualifier"
-        ))?;
-        let rows = stmt.query_map([function.as_str()], |row| Ok(from_row(row)))?;
-        rows.map(|r| r?).collect()
+            ),
+            args![function.as_str()],
+            from_row,
+        )
     }
 
     /// Applies a partial update; `None` when there is no such URL.
@@ -135,9 +131,12 @@ impl Store {
         alias: Option<&str>,
         u: &UrlConfigUpdate,
     ) -> Result<Option<UrlConfigRecord>, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let Some(mut c) = get(&tx, function, alias)? else {
+        let mut db = self.db();
+        let mut tx = db.transaction()?;
+        // Serialises changes to one function's aliases, versions and URLs (PostgreSQL; see
+        // `lock_function`).
+        lock_function(&mut tx, function)?;
+        let Some(mut c) = get(&mut tx, function, alias)? else {
             return Ok(None);
         };
         if let Some(a) = u.auth_type {
@@ -152,7 +151,7 @@ impl Store {
         tx.execute(
             "UPDATE function_urls SET auth_type = ?3, cors = ?4, invoke_mode = ?5, \
              updated_at = ?6 WHERE function = ?1 AND qualifier = ?2",
-            params![
+            args![
                 function.as_str(),
                 qualifier(alias),
                 c.auth_type.as_str(),
@@ -161,7 +160,7 @@ impl Store {
                 now_rfc3339(),
             ],
         )?;
-        let out = get(&tx, function, alias)?.ok_or_else(|| vanished(function, alias))?;
+        let out = get(&mut tx, function, alias)?.ok_or_else(|| vanished(function, alias))?;
         tx.commit()?;
         Ok(Some(out))
     }
@@ -172,9 +171,9 @@ impl Store {
         function: &FunctionName,
         alias: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let changed = self.conn().execute(
+        let changed = self.db().execute(
             "DELETE FROM function_urls WHERE function = ?1 AND qualifier = ?2",
-            params![function.as_str(), qualifier(alias)],
+            args![function.as_str(), qualifier(alias)],
         )?;
         Ok(changed > 0)
     }
@@ -191,21 +190,19 @@ fn vanished(function: &FunctionName, alias: Option<&str>) -> StoreError {
 }
 
 fn get(
-    conn: &Connection,
+    db: &mut Db<'_>,
     function: &FunctionName,
     alias: Option<&str>,
 ) -> Result<Option<UrlConfigRecord>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM function_urls WHERE function = ?1 AND qualifier = ?2"
-    ))?;
-    stmt.query_row(params![function.as_str(), qualifier(alias)], |row| {
-        Ok(from_row(row))
-    })
-    .optional()?
+    db.query_opt(
+        &format!("SELECT {COLUMNS} FROM function_urls WHERE function = ?1 AND qualifier = ?2"),
+        args![function.as_str(), qualifier(alias)],
+    )?
+    .map(|r| from_row(&r))
     .transpose()
 }
 
-fn from_row(row: &Row<'_>) -> Result<UrlConfigRecord, StoreError> {
+fn from_row(row: &Row) -> Result<UrlConfigRecord, StoreError> {
     let bad = |m: String| StoreError::Corrupt {
         table: "function_urls",
         message: m,
@@ -213,10 +210,10 @@ fn from_row(row: &Row<'_>) -> Result<UrlConfigRecord, StoreError> {
     let q: String = row.get(1)?;
     let cors: Option<String> = row.get(4)?;
     Ok(UrlConfigRecord {
-        function: FunctionName::parse(&row.get::<_, String>(0)?).map_err(|e| bad(e.to_string()))?,
+        function: FunctionName::parse(&row.get::<String>(0)?).map_err(|e| bad(e.to_string()))?,
         alias: (q != LATEST).then_some(q),
         url_id: row.get(2)?,
-        auth_type: UrlAuthType::parse(&row.get::<_, String>(3)?).map_err(bad)?,
+        auth_type: UrlAuthType::parse(&row.get::<String>(3)?).map_err(bad)?,
         cors: cors
             .map(|c| serde_json::from_str(&c))
             .transpose()

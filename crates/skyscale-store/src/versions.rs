@@ -1,11 +1,11 @@
 //! Published versions: immutable snapshots of `$LATEST`, numbered per function.
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use skyscale_types::FunctionName;
 
 use crate::db::{Store, StoreError};
-use crate::functions::{check_revision, corrupt, function_from_row, get_function, FunctionRecord};
+use crate::functions::{check_revision, corrupt, function_from_row, lock_function, FunctionRecord};
 use crate::now_rfc3339;
+use crate::sql::{args, Db};
 
 /// A version row in the shape of `FUNCTION_COLUMNS` (functions.rs): its own timestamp, no
 /// reservation.
@@ -33,9 +33,11 @@ impl Store {
         description: Option<&str>,
         expected: Option<u64>,
     ) -> Result<(FunctionRecord, bool), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let f = get_function(&tx, name)?
+        let mut db = self.db();
+        let mut tx = db.transaction()?;
+        // Locked (PostgreSQL): the revision checked and the last version number read hold
+        // until the commit, so two publishes never take the same number.
+        let f = lock_function(&mut tx, name)?
             .ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))?;
         check_revision(&f, expected)?;
         let Some(code) = &f.code else {
@@ -43,13 +45,14 @@ impl Store {
                 "function {name} has no code to publish"
             )));
         };
-        let newest: Option<i64> = tx.query_row(
-            "SELECT MAX(version) FROM function_versions WHERE function = ?1",
-            [name.as_str()],
-            |r| r.get(0),
-        )?;
+        let newest: Option<i64> = tx
+            .query_one(
+                "SELECT MAX(version) FROM function_versions WHERE function = ?1",
+                args![name.as_str()],
+            )?
+            .get(0)?;
         if let Some(n) = newest {
-            if let Some(v) = get_version(&tx, name, n as u64)? {
+            if let Some(v) = get_version(&mut tx, name, n as u64)? {
                 let same = v.code == f.code
                     && v.runtime == f.runtime
                     && v.handler == f.handler
@@ -61,11 +64,12 @@ impl Store {
                 }
             }
         }
-        let last: i64 = tx.query_row(
-            "SELECT last_version FROM functions WHERE name = ?1",
-            [name.as_str()],
-            |r| r.get(0),
-        )?;
+        let last: i64 = tx
+            .query_one(
+                "SELECT last_version FROM functions WHERE name = ?1",
+                args![name.as_str()],
+            )?
+            .get(0)?;
         let n = last + 1;
         let env = serde_json::to_string(&f.environment).map_err(corrupt)?;
         tx.execute(
@@ -73,7 +77,7 @@ impl Store {
              timeout_s, environment, description, code_sha256, code_size, revision, created_at, \
              network, ephemeral_mb) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-            params![
+            args![
                 name.as_str(),
                 n,
                 f.runtime.as_str(),
@@ -82,7 +86,7 @@ impl Store {
                 f.timeout.get(),
                 env,
                 description.unwrap_or(&f.description),
-                code.sha256,
+                &code.sha256,
                 code.size as i64,
                 f.revision as i64,
                 now_rfc3339(),
@@ -92,9 +96,9 @@ impl Store {
         )?;
         tx.execute(
             "UPDATE functions SET last_version = ?2 WHERE name = ?1",
-            params![name.as_str(), n],
+            args![name.as_str(), n],
         )?;
-        let v = get_version(&tx, name, n as u64)?.ok_or_else(|| StoreError::Corrupt {
+        let v = get_version(&mut tx, name, n as u64)?.ok_or_else(|| StoreError::Corrupt {
             table: "function_versions",
             message: format!("version {n} of {name} vanished after insert"),
         })?;
@@ -108,33 +112,37 @@ impl Store {
         name: &FunctionName,
         version: u64,
     ) -> Result<Option<FunctionRecord>, StoreError> {
-        get_version(&self.conn(), name, version)
+        get_version(&mut self.db(), name, version)
     }
 
     /// Every published version of a function, oldest first.
     pub fn list_versions(&self, name: &FunctionName) -> Result<Vec<FunctionRecord>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {VERSION_COLUMNS} FROM function_versions WHERE function = ?1 \
+        let mut db = self.db();
+        db.query_map(
+            &format!(
+                "SELECT {VERSION_COLUMNS} FROM function_versions WHERE function = ?1 \
              ORDER BY version"
-        ))?;
-        let rows = stmt.query_map([name.as_str()], |row| Ok(function_from_row(row)))?;
-        rows.map(|r| r?).collect()
+            ),
+            args![name.as_str()],
+            function_from_row,
+        )
     }
 
     /// Deletes one published version; returns whether it existed. A version an alias
     /// points at stays (`InUse`).
     pub fn delete_version(&self, name: &FunctionName, version: u64) -> Result<bool, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut db = self.db();
+        let mut tx = db.transaction()?;
+        // Serialised with alias changes of the function (see `lock_function`).
+        lock_function(&mut tx, name)?;
         let alias: Option<String> = tx
-            .query_row(
+            .query_opt(
                 "SELECT name FROM function_aliases WHERE function = ?1 \
                  AND (version = ?2 OR extra_version = ?2) ORDER BY name LIMIT 1",
-                params![name.as_str(), version as i64],
-                |r| r.get(0),
-            )
-            .optional()?;
+                args![name.as_str(), version as i64],
+            )?
+            .map(|r| r.get(0))
+            .transpose()?;
         if let Some(alias) = alias {
             return Err(StoreError::InUse(format!(
                 "version {version} of {name} cannot be deleted: alias {alias} refers to it"
@@ -142,11 +150,11 @@ impl Store {
         }
         let changed = tx.execute(
             "DELETE FROM function_versions WHERE function = ?1 AND version = ?2",
-            params![name.as_str(), version as i64],
+            args![name.as_str(), version as i64],
         )?;
         tx.execute(
             "DELETE FROM function_policies WHERE function = ?1 AND qualifier = ?2",
-            params![name.as_str(), version.to_string()],
+            args![name.as_str(), version.to_string()],
         )?;
         tx.commit()?;
         Ok(changed > 0)
@@ -154,16 +162,16 @@ impl Store {
 }
 
 fn get_version(
-    conn: &Connection,
+    db: &mut Db<'_>,
     name: &FunctionName,
     version: u64,
 ) -> Result<Option<FunctionRecord>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {VERSION_COLUMNS} FROM function_versions WHERE function = ?1 AND version = ?2"
-    ))?;
-    stmt.query_row(params![name.as_str(), version as i64], |row| {
-        Ok(function_from_row(row))
-    })
-    .optional()?
+    db.query_opt(
+        &format!(
+            "SELECT {VERSION_COLUMNS} FROM function_versions WHERE function = ?1 AND version = ?2"
+        ),
+        args![name.as_str(), version as i64],
+    )?
+    .map(|r| function_from_row(&r))
     .transpose()
 }

@@ -1,5 +1,8 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod common;
+use common::TestDb;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -10,12 +13,6 @@ use skyscale_store::{
 use skyscale_types::invocation::{InvocationStatus, Trigger};
 use skyscale_types::time::from_epoch_ms;
 use skyscale_types::{FunctionName, Handler, MemoryMb, Runtime, TimeoutSecs};
-
-fn open() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("db")).unwrap();
-    (dir, store)
-}
 
 fn event<'a>(id: &'a str, function: &'a str) -> NewEvent<'a> {
     NewEvent {
@@ -49,12 +46,9 @@ fn create_function(store: &Store, name: &str) -> FunctionName {
 
 const LEASE: Duration = Duration::from_secs(30);
 
-#[test]
-fn an_enqueued_event_survives_reopening_and_is_claimed_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("db");
+fn an_enqueued_event_survives_reopening_and_is_claimed_once(db: &TestDb) {
     {
-        let store = Store::open(&path).unwrap();
+        let store = db.open();
         let out = store.enqueue_event(&event("e1", "f")).unwrap();
         assert_eq!(out, Enqueued::New { id: "e1".into() });
         assert!(matches!(
@@ -62,7 +56,7 @@ fn an_enqueued_event_survives_reopening_and_is_claimed_once() {
             Err(StoreError::Exists(_))
         ));
     }
-    let store = Store::open(&path).unwrap();
+    let store = db.open();
     let got = store.event("e1").unwrap().unwrap();
     assert_eq!(got.state, EventState::Queued);
     assert_eq!(got.payload, b"{\"n\":1}");
@@ -84,9 +78,8 @@ fn an_enqueued_event_survives_reopening_and_is_claimed_once() {
     assert!(store.event("e1").unwrap().is_none(), "a done event is gone");
 }
 
-#[test]
-fn an_expired_lease_puts_the_event_back_and_fences_the_old_owner() {
-    let (_dir, store) = open();
+fn an_expired_lease_puts_the_event_back_and_fences_the_old_owner(db: &TestDb) {
+    let store = db.open();
     store.enqueue_event(&event("e1", "f")).unwrap();
     let first = store
         .claim_events("a", 10, Duration::from_millis(50))
@@ -122,9 +115,8 @@ fn an_expired_lease_puts_the_event_back_and_fences_the_old_owner() {
     assert!(store.finish_event("e1", "b", EventEnd::Done, None).unwrap());
 }
 
-#[test]
-fn rescheduled_events_wait_for_their_time_and_keep_their_counts() {
-    let (_dir, store) = open();
+fn rescheduled_events_wait_for_their_time_and_keep_their_counts(db: &TestDb) {
+    let store = db.open();
     store.enqueue_event(&event("e1", "f")).unwrap();
     store.claim_events("a", 10, LEASE).unwrap();
     let retry = Retry {
@@ -167,9 +159,8 @@ fn rescheduled_events_wait_for_their_time_and_keep_their_counts() {
     assert_eq!(e.last_error.as_deref(), Some("ValueError: boom"));
 }
 
-#[test]
-fn claims_are_bounded_and_oldest_first() {
-    let (_dir, store) = open();
+fn claims_are_bounded_and_oldest_first(db: &TestDb) {
+    let store = db.open();
     for i in 0..5 {
         store.enqueue_event(&event(&format!("e{i}"), "f")).unwrap();
     }
@@ -188,9 +179,8 @@ fn claims_are_bounded_and_oldest_first() {
     assert_eq!(store.claim_events("b", 10, LEASE).unwrap().len(), 5);
 }
 
-#[test]
-fn an_idempotency_key_answers_the_first_event_within_its_window() {
-    let (_dir, store) = open();
+fn an_idempotency_key_answers_the_first_event_within_its_window(db: &TestDb) {
+    let store = db.open();
     let with_key = |id: &'static str, function: &'static str, window| NewEvent {
         idempotency: Some(Idempotency { key: "k1", window }),
         ..event(id, function)
@@ -245,9 +235,8 @@ fn an_idempotency_key_answers_the_first_event_within_its_window() {
     assert_eq!(again, Enqueued::New { id: "e6".into() });
 }
 
-#[test]
-fn dead_letters_are_listed_redriven_and_deleted() {
-    let (_dir, store) = open();
+fn dead_letters_are_listed_redriven_and_deleted(db: &TestDb) {
+    let store = db.open();
     for id in ["e1", "e2", "e3"] {
         store.enqueue_event(&event(id, "f")).unwrap();
     }
@@ -299,9 +288,8 @@ fn dead_letters_are_listed_redriven_and_deleted() {
     assert_eq!(store.claim_events("b", 10, LEASE).unwrap().len(), 1);
 }
 
-#[test]
-fn finishing_forwards_the_record_in_the_same_transaction() {
-    let (_dir, store) = open();
+fn finishing_forwards_the_record_in_the_same_transaction(db: &TestDb) {
+    let store = db.open();
     store.enqueue_event(&event("e1", "f")).unwrap();
     store.enqueue_event(&event("d1", "dest")).unwrap();
     store.claim_events("a", 10, LEASE).unwrap();
@@ -332,9 +320,10 @@ fn finishing_forwards_the_record_in_the_same_transaction() {
     );
 }
 
-#[test]
-fn deleting_a_function_turns_its_queued_events_into_dead_letters_and_drops_its_configs() {
-    let (_dir, store) = open();
+fn deleting_a_function_turns_its_queued_events_into_dead_letters_and_drops_its_configs(
+    db: &TestDb,
+) {
+    let store = db.open();
     let f = create_function(&store, "f");
     store.enqueue_event(&event("e1", "f")).unwrap();
     store
@@ -355,9 +344,8 @@ fn deleting_a_function_turns_its_queued_events_into_dead_letters_and_drops_its_c
     assert!(store.event_configs("f").unwrap().is_empty());
 }
 
-#[test]
-fn event_invoke_configs_are_put_updated_listed_and_deleted() {
-    let (_dir, store) = open();
+fn event_invoke_configs_are_put_updated_listed_and_deleted(db: &TestDb) {
+    let store = db.open();
     let f = create_function(&store, "f");
     let base = EventConfigRecord {
         function: f.clone(),
@@ -423,9 +411,8 @@ fn event_invoke_configs_are_put_updated_listed_and_deleted() {
     ));
 }
 
-#[test]
-fn invocation_records_name_their_event_and_attempt() {
-    let (_dir, store) = open();
+fn invocation_records_name_their_event_and_attempt(db: &TestDb) {
+    let store = db.open();
     let row = InvocationRecord {
         request_id: "r1".into(),
         function: "f".into(),
@@ -451,3 +438,16 @@ fn invocation_records_name_their_event_and_attempt() {
         Some(("e1".into(), 3))
     );
 }
+
+store_tests!(
+    an_enqueued_event_survives_reopening_and_is_claimed_once,
+    an_expired_lease_puts_the_event_back_and_fences_the_old_owner,
+    rescheduled_events_wait_for_their_time_and_keep_their_counts,
+    claims_are_bounded_and_oldest_first,
+    an_idempotency_key_answers_the_first_event_within_its_window,
+    dead_letters_are_listed_redriven_and_deleted,
+    finishing_forwards_the_record_in_the_same_transaction,
+    deleting_a_function_turns_its_queued_events_into_dead_letters_and_drops_its_configs,
+    event_invoke_configs_are_put_updated_listed_and_deleted,
+    invocation_records_name_their_event_and_attempt
+);

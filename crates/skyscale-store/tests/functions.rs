@@ -1,10 +1,12 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod common;
+use common::TestDb;
+
 use std::collections::BTreeMap;
 
 use skyscale_store::{
-    AliasUpdate, CodeRef, FunctionUpdate, NewApiKey, NewFunction, Store, StoreError,
-    UrlConfigUpdate,
+    AliasUpdate, CodeRef, FunctionUpdate, NewApiKey, NewFunction, StoreError, UrlConfigUpdate,
 };
 use skyscale_types::{
     ApiKey, Cors, FunctionName, Handler, MemoryMb, Runtime, TimeoutSecs, UrlAuthType,
@@ -25,13 +27,10 @@ fn new_fn(name: &str) -> NewFunction {
     }
 }
 
-#[test]
-fn function_lifecycle_survives_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("s.db");
+fn function_lifecycle_survives_reopen(db: &TestDb) {
     let name = FunctionName::parse("f1").unwrap();
     {
-        let s = Store::open(&db).unwrap();
+        let s = db.open();
         let f = s.create_function(&new_fn("f1")).unwrap();
         assert_eq!(f.revision, 1);
         assert!(matches!(
@@ -64,7 +63,7 @@ fn function_lifecycle_survives_reopen() {
         assert_eq!((r.reserved_concurrency, r.revision), (Some(0), 3));
     }
     // Reopening runs no migration twice and keeps everything.
-    let s = Store::open(&db).unwrap();
+    let s = db.open();
     let f = s.get_function(&name).unwrap().unwrap();
     assert_eq!(f.memory.get(), 256);
     assert_eq!(f.reserved_concurrency, Some(0));
@@ -87,11 +86,8 @@ fn function_lifecycle_survives_reopen() {
     ));
 }
 
-#[test]
-fn api_keys_store_hashes_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("s.db");
-    let s = Store::open(&db).unwrap();
+fn api_keys_store_hashes_only(db: &TestDb) {
+    let s = db.open();
     let key = ApiKey::generate();
     s.insert_api_key(&NewApiKey {
         id: &key.id,
@@ -109,9 +105,7 @@ fn api_keys_store_hashes_only() {
     assert!(!s.set_api_key_sealed_secret(&key.id, b"other").unwrap());
     assert_eq!(s.count_active_api_keys().unwrap(), 1);
     drop(s);
-    let raw = std::fs::read(&db).unwrap();
-    let wal = std::fs::read(dir.path().join("s.db-wal")).unwrap_or_default();
-    for bytes in [raw, wal] {
+    for bytes in db.raw_contents("api_keys") {
         assert!(
             !bytes
                 .windows(key.secret().len())
@@ -121,10 +115,8 @@ fn api_keys_store_hashes_only() {
     }
 }
 
-#[test]
-fn versions_tags_and_aliases_go_with_their_function() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(&dir.path().join("s.db")).unwrap();
+fn versions_tags_and_aliases_go_with_their_function(db: &TestDb) {
+    let s = db.open();
     let name = FunctionName::parse("f").unwrap();
     s.create_function(&new_fn("f")).unwrap();
     assert!(matches!(
@@ -174,10 +166,8 @@ fn versions_tags_and_aliases_go_with_their_function() {
     assert!(s.list_aliases(&name).unwrap().is_empty());
 }
 
-#[test]
-fn aliases_may_point_at_latest() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(&dir.path().join("s.db")).unwrap();
+fn aliases_may_point_at_latest(db: &TestDb) {
+    let s = db.open();
     let name = FunctionName::parse("f").unwrap();
     let mut f = new_fn("f");
     f.code = Some(CodeRef {
@@ -215,10 +205,7 @@ fn aliases_may_point_at_latest() {
     assert_eq!(s.list_aliases(&name).unwrap(), vec![a]);
 }
 
-#[test]
-fn url_configs_follow_their_function_and_alias() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("s.db");
+fn url_configs_follow_their_function_and_alias(db: &TestDb) {
     let name = FunctionName::parse("web").unwrap();
     let cors = Cors {
         allow_origins: vec!["*".into()],
@@ -226,7 +213,7 @@ fn url_configs_follow_their_function_and_alias() {
         ..Cors::default()
     };
     {
-        let s = Store::open(&db).unwrap();
+        let s = db.open();
         assert!(matches!(
             s.create_url_config(&name, None, "u0", UrlAuthType::None, None, "BUFFERED"),
             Err(StoreError::FunctionNotFound(_))
@@ -270,7 +257,7 @@ fn url_configs_follow_their_function_and_alias() {
         .unwrap();
     }
     // Survives a restart; updates are partial.
-    let s = Store::open(&db).unwrap();
+    let s = db.open();
     let all = s.list_url_configs(&name).unwrap();
     let ids: Vec<_> = all
         .iter()
@@ -297,3 +284,11 @@ fn url_configs_follow_their_function_and_alias() {
     assert!(s.list_url_configs(&name).unwrap().is_empty());
     assert!(!s.delete_url_config(&name, None).unwrap());
 }
+
+store_tests!(
+    function_lifecycle_survives_reopen,
+    api_keys_store_hashes_only,
+    versions_tags_and_aliases_go_with_their_function,
+    aliases_may_point_at_latest,
+    url_configs_follow_their_function_and_alias
+);

@@ -1,8 +1,11 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod common;
+use common::TestDb;
+
 use std::time::{Duration, SystemTime};
 
-use skyscale_store::{InvocationQuery, InvocationRecord, LogQuery, RecordTotals, Store};
+use skyscale_store::{InvocationQuery, InvocationRecord, LogQuery, RecordTotals};
 use skyscale_types::invocation::{InvocationStatus, Trigger};
 use skyscale_types::time::from_epoch_ms;
 
@@ -32,15 +35,8 @@ fn at(ms: u64) -> SystemTime {
     from_epoch_ms(ms)
 }
 
-fn open() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("db")).unwrap();
-    (dir, store)
-}
-
-#[test]
-fn records_and_logs_are_written_queried_and_survive_reopening() {
-    let (dir, store) = open();
+fn records_and_logs_are_written_queried_and_survive_reopening(db: &TestDb) {
+    let store = db.open();
     let a = inv("a", "f", 1000, InvocationStatus::Success);
     let b = inv("b", "f", 2000, InvocationStatus::FunctionError);
     let c = inv("c", "g", 3000, InvocationStatus::Success);
@@ -118,7 +114,7 @@ fn records_and_logs_are_written_queried_and_survive_reopening() {
     assert!(other.entries.is_empty());
 
     drop(store);
-    let store = Store::open(&dir.path().join("db")).unwrap();
+    let store = db.open();
     assert_eq!(store.invocation("a").unwrap(), Some(a));
     assert_eq!(
         store.record_totals().unwrap(),
@@ -130,9 +126,8 @@ fn records_and_logs_are_written_queried_and_survive_reopening() {
     );
 }
 
-#[test]
-fn pruning_goes_oldest_first() {
-    let (_dir, store) = open();
+fn pruning_goes_oldest_first(db: &TestDb) {
+    let store = db.open();
     let rows: Vec<_> = (0..10)
         .map(|i| {
             inv(
@@ -198,11 +193,10 @@ fn pruning_goes_oldest_first() {
 /// Records are written on their own connection while functions change on the main one: a
 /// read-then-write transaction must wait for the other writer, never fail with "database
 /// is locked" (a deferred transaction cannot wait when it upgrades to a write).
-#[test]
-fn function_writes_wait_for_record_batches_instead_of_failing() {
+fn function_writes_wait_for_record_batches_instead_of_failing(db: &TestDb) {
     use skyscale_store::{FunctionUpdate, NewFunction};
     use skyscale_types::{FunctionName, Handler, MemoryMb, Runtime, TimeoutSecs};
-    let (_dir, store) = open();
+    let store = db.open();
     let store = std::sync::Arc::new(store);
     let name = FunctionName::parse("busy").unwrap();
     store
@@ -250,3 +244,9 @@ fn function_writes_wait_for_record_batches_instead_of_failing() {
     }
     writer.join().unwrap();
 }
+
+store_tests!(
+    records_and_logs_are_written_queried_and_survive_reopening,
+    pruning_goes_oldest_first,
+    function_writes_wait_for_record_batches_instead_of_failing
+);

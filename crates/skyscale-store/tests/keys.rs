@@ -1,6 +1,9 @@
-//! API keys (patterns, revocation, the last admin key) and the audit log against a real
-//! SQLite file.
+//! API keys (patterns, revocation, the last admin key) and the audit log, against real
+//! SQLite and PostgreSQL databases.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod common;
+use common::TestDb;
 
 use skyscale_store::{NewApiKey, NewAuditEntry, Revocation, Store};
 use skyscale_types::ApiKey;
@@ -19,10 +22,8 @@ fn add_key(s: &Store, role: &str, functions: Option<&[String]>) -> ApiKey {
     key
 }
 
-#[test]
-fn keys_keep_their_patterns_and_the_last_admin_cannot_be_revoked() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(&dir.path().join("s.db")).unwrap();
+fn keys_keep_their_patterns_and_the_last_admin_cannot_be_revoked(db: &TestDb) {
+    let s = db.open();
     let admin = add_key(&s, "admin", None);
     let patterns = vec!["team-a-*".to_owned(), "shared".to_owned()];
     let dev = add_key(&s, "developer", Some(&patterns));
@@ -79,10 +80,8 @@ fn keys_keep_their_patterns_and_the_last_admin_cannot_be_revoked() {
         .is_err());
 }
 
-#[test]
-fn audit_entries_come_newest_first() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(&dir.path().join("s.db")).unwrap();
+fn audit_entries_come_newest_first(db: &TestDb) {
+    let s = db.open();
     for (i, outcome) in ["ok", "refused", "not_found"].iter().enumerate() {
         s.append_audit(&NewAuditEntry {
             key_id: Some("SKYKEY1"),
@@ -104,3 +103,8 @@ fn audit_entries_come_newest_first() {
     assert_eq!(s.audit_entries(10, Some("9999")).unwrap().len(), 0);
     assert_eq!(s.audit_entries(10, Some(&all[2].time)).unwrap().len(), 3);
 }
+
+store_tests!(
+    keys_keep_their_patterns_and_the_last_admin_cannot_be_revoked,
+    audit_entries_come_newest_first
+);

@@ -1,5 +1,8 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod common;
+use common::TestDb;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -56,10 +59,8 @@ fn event<'a>(id: &'a str, key: &'a str) -> NewEvent<'a> {
     }
 }
 
-#[test]
-fn create_get_list_update_delete() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("db")).unwrap();
+fn create_get_list_update_delete(db: &TestDb) {
+    let store = db.open();
     create_function(&store, "f");
     let s = store
         .create_schedule("id1", "nightly", &fields("f"))
@@ -116,12 +117,9 @@ fn create_get_list_update_delete() {
     assert!(store.schedule("nightly").unwrap().is_none());
 }
 
-#[test]
-fn a_slot_fires_once_with_its_event_in_one_transaction() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("db");
+fn a_slot_fires_once_with_its_event_in_one_transaction(db: &TestDb) {
     {
-        let store = Store::open(&path).unwrap();
+        let store = db.open();
         create_function(&store, "f");
         let s = store.create_schedule("sid", "s", &fields("f")).unwrap();
         let fire = Fire {
@@ -159,7 +157,7 @@ fn a_slot_fires_once_with_its_event_in_one_transaction() {
         assert_eq!(store.fire_schedule(&skip).unwrap(), Fired::Done(None));
     }
     // Reopened (a restart): the bookkeeping and the one event are there.
-    let store = Store::open(&path).unwrap();
+    let store = db.open();
     let s = store.schedule("s").unwrap().unwrap();
     assert_eq!((s.through_ms, s.last_fired_ms), (Some(5_000), Some(3_000)));
     let events = store.events("f", EventFilter::All, 10).unwrap();
@@ -185,10 +183,8 @@ fn a_slot_fires_once_with_its_event_in_one_transaction() {
     assert_eq!(store.events("f", EventFilter::All, 10).unwrap().len(), 1);
 }
 
-#[test]
-fn an_update_keeps_what_a_fire_moved_unless_told() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("db")).unwrap();
+fn an_update_keeps_what_a_fire_moved_unless_told(db: &TestDb) {
+    let store = db.open();
     create_function(&store, "f");
     let mut f = fields("f");
     f.through = Through::Set(1_000);
@@ -225,10 +221,8 @@ fn an_update_keeps_what_a_fire_moved_unless_told() {
     assert_eq!(s.through_ms, Some(4_000));
 }
 
-#[test]
-fn a_schedule_goes_with_its_function() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("db")).unwrap();
+fn a_schedule_goes_with_its_function(db: &TestDb) {
+    let store = db.open();
     create_function(&store, "f");
     store.create_schedule("sid", "s", &fields("f")).unwrap();
     store
@@ -236,3 +230,10 @@ fn a_schedule_goes_with_its_function() {
         .unwrap();
     assert!(store.schedule("s").unwrap().is_none());
 }
+
+store_tests!(
+    create_get_list_update_delete,
+    a_slot_fires_once_with_its_event_in_one_transaction,
+    an_update_keeps_what_a_fire_moved_unless_told,
+    a_schedule_goes_with_its_function
+);
