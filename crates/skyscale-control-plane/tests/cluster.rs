@@ -77,32 +77,29 @@ impl Node {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
+        let mut address = None;
+        while address.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(url) = line.strip_prefix("skyscale-control-plane listening on ") {
-                        return Node {
-                            child: Some(child),
-                            address: url.trim().to_owned(),
-                            log,
-                        };
-                    }
-                    if let Some(url) =
-                        line.strip_prefix("skyscale-control-plane worker listening on http://")
-                    {
-                        return Node {
-                            child: Some(child),
-                            address: url.trim().to_owned(),
-                            log,
-                        };
-                    }
-                }
-                Err(_) => panic!(
-                    "{name} did not start:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                ),
-            }
+            let Ok(line) = rx.recv_timeout(left) else {
+                break;
+            };
+            address = line
+                .strip_prefix("skyscale-control-plane listening on ")
+                .or_else(|| line.strip_prefix("skyscale-control-plane worker listening on http://"))
+                .map(|a| a.trim().to_owned());
+        }
+        let Some(address) = address else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{name} did not start:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        };
+        Node {
+            child: Some(child),
+            address,
+            log,
         }
     }
 
@@ -268,7 +265,7 @@ fn routed_sticky_and_a_lost_worker_is_replaced() {
 
     // Kill f1's home worker.
     let home = ran_on(&http.invoke("f1", "{}"));
-    let mut workers = vec![(w1, a1, "worker-1"), (w2, a2, "worker-2")];
+    let mut workers = [(w1, a1, "worker-1"), (w2, a2, "worker-2")];
     let v = workers
         .iter()
         .position(|(w, _, _)| w.pid() == home)

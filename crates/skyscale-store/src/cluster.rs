@@ -139,17 +139,24 @@ impl Store {
             .get(0)?;
         let lease_until: i64 = tx
             .query_one(
-            &format!(
-                "INSERT INTO workers ({WORKER_COLUMNS}) \
+                &format!(
+                    "INSERT INTO workers ({WORKER_COLUMNS}) \
                  VALUES (?1, ?2, ?3, ?4, {now} + ?5, {now}, {now}, ?6) \
                  ON CONFLICT (address) DO UPDATE SET name = excluded.name, \
                      capacity = excluded.capacity, generation = excluded.generation, \
                      lease_until = excluded.lease_until, started_at = excluded.started_at, \
                      renewed_at = excluded.renewed_at, status = excluded.status \
                  RETURNING lease_until"
-            ),
-            args![address, name, capacity, generation, ms(lease), json.as_str()],
-        )?
+                ),
+                args![
+                    address,
+                    name,
+                    capacity,
+                    generation,
+                    ms(lease),
+                    json.as_str()
+                ],
+            )?
             .get(0)?;
         tx.commit()?;
         Ok(WorkerLease {
@@ -260,4 +267,3 @@ impl Store {
         )
     }
 }
-
