@@ -47,11 +47,29 @@ async fn run() -> anyhow::Result<()> {
         .data_dir
         .canonicalize()
         .with_context(|| format!("resolving {}", config.data_dir.display()))?;
-    let store = Arc::new(
-        Store::open(&config.db_path)
-            .with_context(|| format!("opening database {}", config.db_path.display()))?,
-    );
-    match skyscale_core::ensure_admin_key(&store, &data_dir, config.admin_key.as_ref())? {
+    // The store is blocking (PostgreSQL's client even refuses to run on an async thread):
+    // everything that touches it at startup runs on a blocking thread.
+    let store = {
+        let (url, path) = (config.database_url.clone(), config.db_path.clone());
+        Arc::new(
+            tokio::task::spawn_blocking(move || match url {
+                // The URL holds a password: it is not repeated in the message.
+                Some(url) => Store::connect(&url)
+                    .context("connecting to the PostgreSQL database of SKYSCALE_DATABASE_URL"),
+                None => Store::open(&path)
+                    .with_context(|| format!("opening database {}", path.display())),
+            })
+            .await??,
+        )
+    };
+    let admin = {
+        let (store, dir, key) = (store.clone(), data_dir.clone(), config.admin_key.clone());
+        tokio::task::spawn_blocking(move || {
+            skyscale_core::ensure_admin_key(&store, &dir, key.as_ref())
+        })
+        .await??
+    };
+    match admin {
         AdminKeySource::Generated { key, path } => {
             println!(
                 "generated the first admin API key (shown once, also saved to {}):",
@@ -123,11 +141,18 @@ async fn run() -> anyhow::Result<()> {
         events: config.events.clone(),
         ..Settings::default()
     };
-    let cp = Arc::new(ControlPlane::start(
-        store, &data_dir, driver, runtimes, settings,
-    )?);
+    let cp = {
+        let dir = data_dir.clone();
+        // On a blocking thread (it reads the keys); the tasks it starts run on the runtime.
+        Arc::new(
+            tokio::task::spawn_blocking(move || {
+                ControlPlane::start(store, &dir, driver, runtimes, settings)
+            })
+            .await??,
+        )
+    };
     // Resumes what a previous run left queued.
-    cp.start_dispatcher()?;
+    cp.start_dispatcher().await?;
     // Fires what schedules missed while the control plane was down, then each slot.
     cp.start_schedules();
 
