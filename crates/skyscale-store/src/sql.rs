@@ -445,6 +445,22 @@ pub(crate) struct PgConn {
     last_used: Instant,
 }
 
+/// Closing a client blocks on its own runtime, which panics on an async runtime's thread
+/// (where the last handle of a store may well be dropped, e.g. by a task ending at
+/// shutdown): a client is closed on a thread of its own.
+impl Drop for PgConn {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            if let Ok(closer) = std::thread::Builder::new()
+                .name("skyscale-pg-close".into())
+                .spawn(move || drop(client))
+            {
+                let _ = closer.join();
+            }
+        }
+    }
+}
+
 /// A connection idle for longer than this is checked (one round trip) before use, so a
 /// server restarted while it was idle costs no failed operation.
 const CHECK_IDLE: Duration = Duration::from_secs(1);
