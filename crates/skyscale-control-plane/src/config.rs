@@ -23,6 +23,9 @@ pub enum DriverKind {
 pub struct Config {
     pub listen: SocketAddr,
     pub db_path: PathBuf,
+    /// `SKYSCALE_DATABASE_URL`: a PostgreSQL database shared by the nodes of a cluster,
+    /// instead of the SQLite file at `db_path`.
+    pub database_url: Option<String>,
     pub data_dir: PathBuf,
     pub log_level: tracing::Level,
     pub log_format: LogFormat,
@@ -269,6 +272,20 @@ impl Config {
             IpAddr::V4(Ipv4Addr::LOCALHOST),
             "an IP address such as 127.0.0.1 or 0.0.0.0",
         )?;
+        let database_url = var("SKYSCALE_DATABASE_URL")?;
+        if database_url.is_some() && var("DB_PATH")?.is_some() {
+            bail!(
+                "SKYSCALE_DATABASE_URL and DB_PATH are both set: set SKYSCALE_DATABASE_URL for \
+                 PostgreSQL or DB_PATH for SQLite, not both"
+            );
+        }
+        if let Some(url) = &database_url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                bail!(
+                    "SKYSCALE_DATABASE_URL is invalid: expected postgres://user:password@host:port/database"
+                );
+            }
+        }
         let db_path = PathBuf::from(var("DB_PATH")?.unwrap_or_else(|| "skyscale.db".into()));
         let data_dir = match var("SKYSCALE_DATA_DIR")? {
             Some(d) => PathBuf::from(d),
@@ -464,6 +481,7 @@ impl Config {
             shutdown_grace,
             listen: SocketAddr::new(host, port),
             db_path,
+            database_url,
             data_dir,
             log_level,
             log_format,

@@ -49,11 +49,22 @@ async fn run() -> anyhow::Result<()> {
         .data_dir
         .canonicalize()
         .with_context(|| format!("resolving {}", config.data_dir.display()))?;
-    let store = Arc::new(
-        Store::open(&config.db_path)
-            .with_context(|| format!("opening database {}", config.db_path.display()))?,
-    );
-    if !matches!(config.cluster, ClusterConfig::All) {
+    // The store is blocking (PostgreSQL's client even refuses to run on an async thread):
+    // everything that touches it at startup runs on a blocking thread.
+    let store = {
+        let (url, path) = (config.database_url.clone(), config.db_path.clone());
+        Arc::new(
+            tokio::task::spawn_blocking(move || match url {
+                // The URL holds a password: it is not repeated in the message.
+                Some(url) => Store::connect(&url)
+                    .context("connecting to the PostgreSQL database of SKYSCALE_DATABASE_URL"),
+                None => Store::open(&path)
+                    .with_context(|| format!("opening database {}", path.display())),
+            })
+            .await??,
+        )
+    };
+    if !matches!(config.cluster, ClusterConfig::All) && !store.is_shared() {
         tracing::warn!(
             "a cluster role on SQLite: every node must share this database file, so the \
              cluster cannot leave this machine (PostgreSQL is the cluster's database)"
@@ -61,7 +72,14 @@ async fn run() -> anyhow::Result<()> {
     }
     // A worker serves no public API: the API nodes hold the keys.
     if !matches!(config.cluster, ClusterConfig::Worker { .. }) {
-        match skyscale_core::ensure_admin_key(&store, &data_dir, config.admin_key.as_ref())? {
+        let admin = {
+            let (store, dir, key) = (store.clone(), data_dir.clone(), config.admin_key.clone());
+            tokio::task::spawn_blocking(move || {
+                skyscale_core::ensure_admin_key(&store, &dir, key.as_ref())
+            })
+            .await??
+        };
+        match admin {
             AdminKeySource::Generated { key, path } => {
                 println!(
                     "generated the first admin API key (shown once, also saved to {}):",
@@ -203,11 +221,18 @@ async fn run_all(
     settings: Settings,
     open_files: Option<u64>,
 ) -> anyhow::Result<()> {
-    let cp = Arc::new(ControlPlane::start(
-        store, data_dir, driver, runtimes, settings,
-    )?);
+    let cp = {
+        let dir = data_dir.to_path_buf();
+        // On a blocking thread (it reads the keys); the tasks it starts run on the runtime.
+        Arc::new(
+            tokio::task::spawn_blocking(move || {
+                ControlPlane::start(store, &dir, driver, runtimes, settings)
+            })
+            .await??,
+        )
+    };
     // Resumes what a previous run left queued.
-    cp.start_dispatcher()?;
+    cp.start_dispatcher().await?;
     // Fires what schedules missed while the control plane was down, then each slot.
     cp.start_schedules();
 
@@ -247,24 +272,26 @@ async fn run_api(
     let link = skyscale_http::HttpWorkerLink::new(&secret)
         .map_err(|e| anyhow::anyhow!("SKYSCALE_CLUSTER_SECRET: {e}"))?;
     let runtimes = discover_runtimes(config);
-    let cp = Arc::new(ControlPlane::start_node(
-        store,
-        data_dir,
-        None,
-        runtimes,
-        core_settings(config, None),
-        Node::Api {
-            settings: ClusterSettings {
-                node_name: node.name.clone(),
-                address: addr.to_string(),
-                lease: node.lease,
-                refresh: ClusterSettings::DEFAULT_REFRESH,
-            },
-            link: Arc::new(link),
+    let settings = core_settings(config, None);
+    let dir = data_dir.to_path_buf();
+    let role = Node::Api {
+        settings: ClusterSettings {
+            node_name: node.name.clone(),
+            address: addr.to_string(),
+            lease: node.lease,
+            refresh: ClusterSettings::DEFAULT_REFRESH,
         },
-    )?);
+        link: Arc::new(link),
+    };
+    // On a blocking thread (it reads the keys); the tasks it starts run on the runtime.
+    let cp = Arc::new(
+        tokio::task::spawn_blocking(move || {
+            ControlPlane::start_node(store, &dir, None, runtimes, settings, role)
+        })
+        .await??,
+    );
     cp.start_cluster();
-    cp.start_dispatcher()?;
+    cp.start_dispatcher().await?;
     cp.start_schedules();
     tracing::info!(%addr, name = %node.name, "API node started");
     println!("skyscale-control-plane listening on http://{addr}");
@@ -290,21 +317,22 @@ async fn run_worker(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding SKYSCALE_WORKER_LISTEN={listen}"))?;
-    let cp = Arc::new(ControlPlane::start_node(
-        store,
-        data_dir,
-        Some(driver),
-        runtimes,
-        settings,
-        Node::Worker {
-            settings: ClusterSettings {
-                node_name: node.name.clone(),
-                address: listen.to_string(),
-                lease: node.lease,
-                refresh: ClusterSettings::DEFAULT_REFRESH,
-            },
+    let role = Node::Worker {
+        settings: ClusterSettings {
+            node_name: node.name.clone(),
+            address: listen.to_string(),
+            lease: node.lease,
+            refresh: ClusterSettings::DEFAULT_REFRESH,
         },
-    )?);
+    };
+    let dir = data_dir.to_path_buf();
+    // On a blocking thread (it reads the keys); the tasks it starts run on the runtime.
+    let cp = Arc::new(
+        tokio::task::spawn_blocking(move || {
+            ControlPlane::start_node(store, &dir, Some(driver), runtimes, settings, role)
+        })
+        .await??,
+    );
     cp.start_cluster();
     tracing::info!(
         %listen,

@@ -568,8 +568,17 @@ impl ControlPlane {
                 .ok_or_else(|| CoreError::internal("function has no code"))?;
             // Pinned while it is linked; once linked, the sandbox's hard links (or copies)
             // no longer need the package (see `code.rs`).
-            let Some(pin) = self.code.pin(&code.sha256) else {
-                return Ok(false);
+            let pin = match self.code.pin(&code.sha256) {
+                Some(pin) => Some(pin),
+                // A worker's code directory is filled by others (the API nodes write the
+                // packages; this process's ledger knows only what was there at its start).
+                // A package appears whole, by rename, so a present directory is complete.
+                None if matches!(self.cluster, Cluster::Worker(_))
+                    && self.code.dir(&code.sha256).is_dir() =>
+                {
+                    None
+                }
+                None => return Ok(false),
             };
             let src = self.code.dir(&code.sha256);
             let dst = sched.task_dir(&session.id);

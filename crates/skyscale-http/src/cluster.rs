@@ -448,7 +448,7 @@ impl HttpWorkerLink {
         Ok(match answer {
             WireAnswer::Done { generation, output } => WorkerAnswer::Done {
                 generation,
-                output: InvokeOutput {
+                output: Box::new(InvokeOutput {
                     request_id: output.request_id,
                     executed_version: output.executed_version,
                     body: tail.to_vec(),
@@ -464,7 +464,7 @@ impl HttpWorkerLink {
                         agent: Duration::from_micros(output.agent_us),
                         runtime: Duration::from_micros(output.runtime_us),
                     },
-                },
+                }),
             },
             WireAnswer::Full { limit, message } => WorkerAnswer::Full {
                 limit: throttle_from_wire(&limit),

@@ -257,4 +257,30 @@ pub const MIGRATIONS_PG: &[&str] = &[
     );
     CREATE INDEX schedules_function ON schedules (function);
     "#,
+    // 15: cluster membership (cluster.rs), as in SQLite's 15. The generation is an
+    // identity column: strictly increasing, never reused.
+    r#"
+    CREATE TABLE worker_generations (
+        generation BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        address    TEXT COLLATE "C" NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE TABLE workers (
+        address     TEXT COLLATE "C" PRIMARY KEY,
+        name        TEXT COLLATE "C" NOT NULL,
+        capacity    BIGINT NOT NULL,
+        generation  BIGINT NOT NULL UNIQUE,
+        lease_until BIGINT NOT NULL,
+        started_at  BIGINT NOT NULL,
+        renewed_at  BIGINT NOT NULL,
+        status      TEXT COLLATE "C" NOT NULL
+    );
+    CREATE TABLE api_nodes (
+        id         TEXT COLLATE "C" PRIMARY KEY,
+        name       TEXT COLLATE "C" NOT NULL,
+        address    TEXT COLLATE "C" NOT NULL,
+        started_at BIGINT NOT NULL,
+        last_seen  BIGINT NOT NULL
+    );
+    "#,
 ];

@@ -445,6 +445,22 @@ pub(crate) struct PgConn {
     last_used: Instant,
 }
 
+/// Closing a client blocks on its own runtime, which panics on an async runtime's thread
+/// (where the last handle of a store may well be dropped, e.g. by a task ending at
+/// shutdown): a client is closed on a thread of its own.
+impl Drop for PgConn {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            if let Ok(closer) = std::thread::Builder::new()
+                .name("skyscale-pg-close".into())
+                .spawn(move || drop(client))
+            {
+                let _ = closer.join();
+            }
+        }
+    }
+}
+
 /// A connection idle for longer than this is checked (one round trip) before use, so a
 /// server restarted while it was idle costs no failed operation.
 const CHECK_IDLE: Duration = Duration::from_secs(1);
@@ -491,12 +507,28 @@ impl PgConn {
         })
     }
 
-    /// After an error: forget a connection that is closed now, to open another next time.
-    fn after_error(&mut self) {
-        if self
-            .client
-            .as_ref()
-            .is_some_and(postgres::Client::is_closed)
+    /// After an error: forget a connection that is closed now, or whose session the server
+    /// ended (a `FATAL` error, e.g. a restart or `pg_terminate_backend`), to open another
+    /// next time.
+    fn after_error(&mut self, e: &StoreError) {
+        use postgres::error::Severity;
+        let ended = match e {
+            StoreError::Database {
+                source: Some(source),
+                ..
+            } => source.downcast_ref::<postgres::Error>().is_some_and(|pe| {
+                pe.is_closed()
+                    || pe.as_db_error().is_some_and(|d| {
+                        matches!(d.parsed_severity(), Some(Severity::Fatal | Severity::Panic))
+                    })
+            }),
+            _ => false,
+        };
+        if ended
+            || self
+                .client
+                .as_ref()
+                .is_some_and(postgres::Client::is_closed)
         {
             self.client = None;
             self.statements.clear();
@@ -529,16 +561,16 @@ impl PgConn {
                 params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
             Ok(f(self.client()?, &stmt, &refs)?)
         })();
-        if out.is_err() {
-            self.after_error();
+        if let Err(e) = &out {
+            self.after_error(e);
         }
         out
     }
 
     fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
         let out = self.client().and_then(|c| Ok(c.batch_execute(sql)?));
-        if out.is_err() {
-            self.after_error();
+        if let Err(e) = &out {
+            self.after_error(e);
         }
         out
     }
@@ -651,8 +683,8 @@ impl<'a> Db<'a> {
                     }
                     Ok(())
                 })();
-                if out.is_err() {
-                    c.after_error();
+                if let Err(e) = &out {
+                    c.after_error(e);
                 }
                 out
             }

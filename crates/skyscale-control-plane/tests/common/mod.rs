@@ -73,6 +73,22 @@ pub struct Server {
     extra_env: Vec<(String, String)>,
     /// Soft and hard `RLIMIT_NOFILE` of the process (through `prlimit`), if set.
     open_files: Option<u64>,
+    /// With `SKYSCALE_TEST_E2E_DATABASE_URL` (a PostgreSQL server's base URL, as
+    /// `scripts/test-postgres` prints): this server's own database there (base URL, name),
+    /// used instead of a SQLite file and dropped with the server. Unset: SQLite.
+    pg: Option<(String, String)>,
+}
+
+/// Creates a fresh PostgreSQL database for one server when `SKYSCALE_TEST_E2E_DATABASE_URL`
+/// asks for the end-to-end tests to run on PostgreSQL.
+fn e2e_database() -> Option<(String, String)> {
+    let base = std::env::var("SKYSCALE_TEST_E2E_DATABASE_URL").ok()?;
+    let base = base.trim_end_matches('/').to_owned();
+    let name = format!("skyscale_e2e_{}", uuid::Uuid::new_v4().simple());
+    postgres::Client::connect(&format!("{base}/postgres"), postgres::NoTls)
+        .and_then(|mut c| c.batch_execute(&format!("CREATE DATABASE {name}")))
+        .unwrap_or_else(|e| panic!("creating database {name} at {base}: {e}"));
+    Some((base, name))
 }
 
 impl Server {
@@ -98,6 +114,7 @@ impl Server {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             open_files,
+            pg: e2e_database(),
         };
         s.spawn();
         s
@@ -122,7 +139,6 @@ impl Server {
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("PORT", "0")
-            .env("DB_PATH", self.dir.path().join("skyscale.db"))
             .env("SKYSCALE_DATA_DIR", self.dir.path().join("data"))
             .env("SKYSCALE_DRIVER", &self.driver)
             .env("SKYSCALE_ADMIN_KEY", ADMIN_KEY)
@@ -134,6 +150,10 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log);
+        match &self.pg {
+            Some((base, name)) => cmd.env("SKYSCALE_DATABASE_URL", format!("{base}/{name}")),
+            None => cmd.env("DB_PATH", self.dir.path().join("skyscale.db")),
+        };
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
         }
@@ -395,6 +415,15 @@ impl Drop for Server {
     fn drop(&mut self) {
         if self.child.is_some() {
             let _ = self.stop();
+        }
+        if let Some((base, name)) = &self.pg {
+            let dropped = postgres::Client::connect(&format!("{base}/postgres"), postgres::NoTls)
+                .and_then(|mut c| {
+                    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                });
+            if let Err(e) = dropped {
+                eprintln!("dropping test database {name}: {e}");
+            }
         }
     }
 }

@@ -68,7 +68,7 @@ impl ApiNode {
             let mut n: u64 = 0;
             loop {
                 tick.tick().await;
-                let touch = n % 4 == 0;
+                let touch = n.is_multiple_of(4);
                 n += 1;
                 let store = store.clone();
                 let (id, name, address) = (
@@ -164,7 +164,7 @@ impl ApiNode {
             match answer {
                 Ok(WorkerAnswer::Done { generation, output }) => {
                     if generation == m.generation && self.is_live(&m.address, generation) {
-                        return Ok(output);
+                        return Ok(*output);
                     }
                     self.stale_refused.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(worker = %m.address, generation, "refused a result of a worker generation that is no longer live");

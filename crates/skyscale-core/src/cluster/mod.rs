@@ -102,7 +102,7 @@ pub enum WorkerAnswer {
     /// The invocation ran (successfully or not: `output.outcome` says) under `generation`.
     Done {
         generation: u64,
-        output: InvokeOutput,
+        output: Box<InvokeOutput>,
     },
     /// Its admission refused: the host's capacity or the function's reserved concurrency.
     /// Nothing ran.

@@ -216,7 +216,10 @@ impl ControlPlane {
             return WorkerAnswer::Fenced;
         }
         match result {
-            Ok(output) => WorkerAnswer::Done { generation, output },
+            Ok(output) => WorkerAnswer::Done {
+                generation,
+                output: Box::new(output),
+            },
             Err(CoreError::TooManyRequests { limit, message }) => {
                 WorkerAnswer::Full { limit, message }
             }

@@ -480,15 +480,20 @@ impl ControlPlane {
         .await
     }
 
-    /// Starts the dispatcher: releases the leases a previous run left (this control plane
-    /// is the database's only one) and works the queue until [`ControlPlane::shutdown`].
-    pub fn start_dispatcher(self: &Arc<Self>) -> Result<(), CoreError> {
-        let released = self.store.release_all_event_leases()?;
-        if released > 0 {
-            tracing::warn!(
-                released,
-                "events a previous run was running when it stopped are queued again"
-            );
+    /// Starts the dispatcher and works the queue until [`ControlPlane::shutdown`]. On a
+    /// store of its own (SQLite) this control plane is the database's only one, so it first
+    /// releases the leases a previous run left; on a shared store (PostgreSQL) leases may be
+    /// other nodes', live ones: a dead node's run out and its events are claimed again then.
+    pub async fn start_dispatcher(self: &Arc<Self>) -> Result<(), CoreError> {
+        if !self.store.is_shared() {
+            let store = self.store.clone();
+            let released = blocking(move || Ok(store.release_all_event_leases()?)).await?;
+            if released > 0 {
+                tracing::warn!(
+                    released,
+                    "events a previous run was running when it stopped are queued again"
+                );
+            }
         }
         dispatcher::start(self);
         Ok(())
