@@ -681,3 +681,114 @@ fn cluster_settings_are_checked_by_name() {
         assert!(err.contains(needle), "{env:?}: {err}");
     }
 }
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// A worker cut off (SIGSTOP: it neither renews nor answers) loses its work within the
+/// lease and a refresh: the invocation it holds fails retryably instead of hanging, new ones
+/// go to the other worker. When it comes back it has fenced itself (its sandboxes destroyed)
+/// and registers again under a new generation.
+#[test]
+fn a_cut_off_worker_is_fenced_and_comes_back_with_a_new_generation() {
+    let dir = Shared::new();
+    let api = Node::api(&dir, "api-1");
+    let a1 = free_addr("127.0.0.2");
+    let a2 = free_addr("127.0.0.3");
+    let w1 = Node::worker(&dir, "worker-1", a1);
+    let w2 = Node::worker(&dir, "worker-2", a2);
+    wait_routable(&api, 2, &[&api, &w1, &w2]);
+    let http = api.http();
+    let r = create_fn(
+        &http,
+        "slow",
+        WHO,
+        json!({"runtime": runtime(), "timeout_s": 30}),
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let home = ran_on(&http.invoke("slow", "{}"));
+    let (cut, other) = if home == w1.pid() {
+        (&w1, &w2)
+    } else {
+        (&w2, &w1)
+    };
+    let cut_addr = if home == w1.pid() { a1 } else { a2 };
+    let gen_before = live_workers(&api)
+        .iter()
+        .find(|w| w["address"] == cut_addr.to_string())
+        .unwrap()["generation"]
+        .as_u64()
+        .unwrap();
+
+    let base = api.address.clone();
+    let held = std::thread::spawn(move || {
+        let http = Http {
+            base,
+            key: Some(ADMIN_KEY.to_owned()),
+            client: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        };
+        let started = Instant::now();
+        let r = http.invoke("slow", r#"{"sleep": 3}"#);
+        (
+            r.status,
+            started.elapsed(),
+            String::from_utf8_lossy(&r.body).into_owned(),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let stopped_at = Instant::now();
+    signal(cut.pid(), "-STOP");
+    // New invocations reach the other worker once the lease ran out.
+    loop {
+        let r = http.invoke("slow", "{}");
+        if r.status == 200 {
+            assert_eq!(ran_on(&r), other.pid());
+            break;
+        }
+        assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+        assert!(stopped_at.elapsed() < Duration::from_secs(8));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, took, body) = held.join().unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        took < Duration::from_secs(6),
+        "the held invocation took {took:?}"
+    );
+    assert!(stopped_at.elapsed() < Duration::from_secs(8));
+
+    signal(cut.pid(), "-CONT");
+    wait_until(
+        Duration::from_secs(15),
+        "the cut-off worker to come back under a new generation",
+        &[&api, cut],
+        || {
+            live_workers(&api).iter().any(|w| {
+                w["address"] == cut_addr.to_string()
+                    && w["generation"].as_u64().unwrap() > gen_before
+            })
+        },
+    );
+    assert!(
+        cut.log().contains("worker fenced"),
+        "{}",
+        common::tail(&cut.log(), 30)
+    );
+    let metrics = String::from_utf8(http.get("/metrics").body).unwrap();
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("skyscale_cluster_stale_results_refused_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(refused >= 1, "{metrics}");
+}
