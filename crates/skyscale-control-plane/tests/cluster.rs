@@ -33,7 +33,52 @@ def handler(event, context):
     return {"worker": worker, "start": start, "end": time.time()}
 "#;
 
-/// One process of the cluster. Dropping it kills it (SIGKILL).
+/// What the nodes of one test share: a data directory and a database (PostgreSQL when
+/// `SKYSCALE_TEST_E2E_DATABASE_URL` names a server, as the cluster runs in production; else
+/// one SQLite file all processes open).
+struct Shared {
+    dir: tempfile::TempDir,
+    pg: Option<(String, String)>,
+}
+
+impl Shared {
+    fn new() -> Shared {
+        Shared {
+            dir: tempfile::tempdir().unwrap(),
+            pg: common::e2e_database(),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn database_env(&self) -> (&'static str, String) {
+        match &self.pg {
+            Some((base, name)) => ("SKYSCALE_DATABASE_URL", format!("{base}/{name}")),
+            None => (
+                "DB_PATH",
+                self.dir.path().join("skyscale.db").display().to_string(),
+            ),
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some((base, name)) = &self.pg {
+            let dropped = postgres::Client::connect(&format!("{base}/postgres"), postgres::NoTls)
+                .and_then(|mut c| {
+                    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                });
+            if let Err(e) = dropped {
+                eprintln!("dropping test database {name}: {e}");
+            }
+        }
+    }
+}
+
+/// One process of the cluster. Dropping it stops it (SIGTERM).
 struct Node {
     child: Option<Child>,
     /// `http://ip:port` of an API node, `ip:port` of a worker.
@@ -42,8 +87,10 @@ struct Node {
 }
 
 impl Node {
-    fn spawn(dir: &Path, name: &str, env: &[(&str, String)]) -> Node {
+    fn spawn(shared: &Shared, name: &str, env: &[(&str, String)]) -> Node {
+        let dir = shared.path();
         let log = dir.join(format!("{name}.log"));
+        let (db_var, db) = shared.database_env();
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -52,7 +99,7 @@ impl Node {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_skyscale-control-plane"));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DB_PATH", dir.join("skyscale.db"))
+            .env(db_var, db)
             .env("SKYSCALE_DATA_DIR", dir.join("data"))
             .env("SKYSCALE_DRIVER", "process")
             .env("SKYSCALE_AGENT_PATH", workspace_bin("skyscale-agent"))
@@ -103,9 +150,9 @@ impl Node {
         }
     }
 
-    fn api(dir: &Path, name: &str) -> Node {
+    fn api(shared: &Shared, name: &str) -> Node {
         Node::spawn(
-            dir,
+            shared,
             name,
             &[
                 ("SKYSCALE_ROLE", "api".into()),
@@ -115,9 +162,9 @@ impl Node {
         )
     }
 
-    fn worker(dir: &Path, name: &str, listen: SocketAddr) -> Node {
+    fn worker(shared: &Shared, name: &str, listen: SocketAddr) -> Node {
         Node::spawn(
-            dir,
+            shared,
             name,
             &[
                 ("SKYSCALE_ROLE", "worker".into()),
@@ -236,12 +283,12 @@ fn ran_on(r: &common::Resp) -> u32 {
 
 #[test]
 fn routed_sticky_and_a_lost_worker_is_replaced() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = Node::api(dir.path(), "api-1");
+    let dir = Shared::new();
+    let api = Node::api(&dir, "api-1");
     let a1 = free_addr("127.0.0.2");
     let a2 = free_addr("127.0.0.3");
-    let w1 = Node::worker(dir.path(), "worker-1", a1);
-    let w2 = Node::worker(dir.path(), "worker-2", a2);
+    let w1 = Node::worker(&dir, "worker-1", a1);
+    let w2 = Node::worker(&dir, "worker-2", a2);
     wait_routable(&api, 2, &[&api, &w1, &w2]);
     let http = api.http();
     let rt = runtime();
@@ -312,7 +359,7 @@ fn routed_sticky_and_a_lost_worker_is_replaced() {
     }
 
     // Restarted at the same address: a higher generation.
-    workers[v].0 = Node::worker(dir.path(), victim_name, victim_addr);
+    workers[v].0 = Node::worker(&dir, victim_name, victim_addr);
     wait_routable(&api, 2, &[&api, &workers[0].0, &workers[1].0]);
     let gen_after = live_workers(&api)
         .iter()
@@ -378,11 +425,11 @@ fn raw_status(addr: SocketAddr, request: &str) -> u16 {
 
 #[test]
 fn a_worker_answers_only_the_cluster_and_only_on_its_address() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Shared::new();
     // The database is made (migrated) by an API node first.
-    let api = Node::api(dir.path(), "api-1");
+    let api = Node::api(&dir, "api-1");
     let addr = free_addr("127.0.0.2");
-    let worker = Node::worker(dir.path(), "worker-1", addr);
+    let worker = Node::worker(&dir, "worker-1", addr);
     let post = |auth: Option<&str>, path: &str| {
         let auth = auth
             .map(|a| format!("authorization: {a}\r\n"))
@@ -426,22 +473,23 @@ fn a_worker_answers_only_the_cluster_and_only_on_its_address() {
     let other: SocketAddr = format!("127.0.0.1:{}", addr.port()).parse().unwrap();
     let refused = TcpStream::connect_timeout(&other, Duration::from_secs(2));
     assert!(refused.is_err(), "the worker answers on {other}");
-    assert!(
-        worker.log().contains("worker registered"),
-        "{}",
-        worker.log()
+    wait_until(
+        Duration::from_secs(10),
+        "the worker to register",
+        &[&worker],
+        || worker.log().contains("worker registered"),
     );
     drop(api);
 }
 
 #[test]
 fn reserved_concurrency_holds_across_api_nodes() {
-    let dir = tempfile::tempdir().unwrap();
-    let api1 = Node::api(dir.path(), "api-1");
+    let dir = Shared::new();
+    let api1 = Node::api(&dir, "api-1");
     let a1 = free_addr("127.0.0.2");
     let a2 = free_addr("127.0.0.3");
-    let w1 = Node::worker(dir.path(), "worker-1", a1);
-    let w2 = Node::worker(dir.path(), "worker-2", a2);
+    let w1 = Node::worker(&dir, "worker-1", a1);
+    let w2 = Node::worker(&dir, "worker-2", a2);
     let http1 = api1.http();
     let r = create_fn(&http1, "one", WHO, json!({"runtime": runtime()}));
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
@@ -453,7 +501,7 @@ fn reserved_concurrency_holds_across_api_nodes() {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     // The second API node starts after the change (caches across nodes are not this
     // test's subject).
-    let api2 = Node::api(dir.path(), "api-2");
+    let api2 = Node::api(&dir, "api-2");
     wait_routable(&api1, 2, &[&api1, &w1, &w2]);
     wait_routable(&api2, 2, &[&api2, &w1, &w2]);
     assert_eq!(cluster(&api2)["api_nodes"].as_array().unwrap().len(), 2);
@@ -632,4 +680,115 @@ fn cluster_settings_are_checked_by_name() {
         let err = refused(env);
         assert!(err.contains(needle), "{env:?}: {err}");
     }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// A worker cut off (SIGSTOP: it neither renews nor answers) loses its work within the
+/// lease and a refresh: the invocation it holds fails retryably instead of hanging, new ones
+/// go to the other worker. When it comes back it has fenced itself (its sandboxes destroyed)
+/// and registers again under a new generation.
+#[test]
+fn a_cut_off_worker_is_fenced_and_comes_back_with_a_new_generation() {
+    let dir = Shared::new();
+    let api = Node::api(&dir, "api-1");
+    let a1 = free_addr("127.0.0.2");
+    let a2 = free_addr("127.0.0.3");
+    let w1 = Node::worker(&dir, "worker-1", a1);
+    let w2 = Node::worker(&dir, "worker-2", a2);
+    wait_routable(&api, 2, &[&api, &w1, &w2]);
+    let http = api.http();
+    let r = create_fn(
+        &http,
+        "slow",
+        WHO,
+        json!({"runtime": runtime(), "timeout_s": 30}),
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let home = ran_on(&http.invoke("slow", "{}"));
+    let (cut, other) = if home == w1.pid() {
+        (&w1, &w2)
+    } else {
+        (&w2, &w1)
+    };
+    let cut_addr = if home == w1.pid() { a1 } else { a2 };
+    let gen_before = live_workers(&api)
+        .iter()
+        .find(|w| w["address"] == cut_addr.to_string())
+        .unwrap()["generation"]
+        .as_u64()
+        .unwrap();
+
+    let base = api.address.clone();
+    let held = std::thread::spawn(move || {
+        let http = Http {
+            base,
+            key: Some(ADMIN_KEY.to_owned()),
+            client: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        };
+        let started = Instant::now();
+        let r = http.invoke("slow", r#"{"sleep": 3}"#);
+        (
+            r.status,
+            started.elapsed(),
+            String::from_utf8_lossy(&r.body).into_owned(),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let stopped_at = Instant::now();
+    signal(cut.pid(), "-STOP");
+    // New invocations reach the other worker once the lease ran out.
+    loop {
+        let r = http.invoke("slow", "{}");
+        if r.status == 200 {
+            assert_eq!(ran_on(&r), other.pid());
+            break;
+        }
+        assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+        assert!(stopped_at.elapsed() < Duration::from_secs(8));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, took, body) = held.join().unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        took < Duration::from_secs(6),
+        "the held invocation took {took:?}"
+    );
+    assert!(stopped_at.elapsed() < Duration::from_secs(8));
+
+    signal(cut.pid(), "-CONT");
+    wait_until(
+        Duration::from_secs(15),
+        "the cut-off worker to come back under a new generation",
+        &[&api, cut],
+        || {
+            live_workers(&api).iter().any(|w| {
+                w["address"] == cut_addr.to_string()
+                    && w["generation"].as_u64().unwrap() > gen_before
+            })
+        },
+    );
+    assert!(
+        cut.log().contains("worker fenced"),
+        "{}",
+        common::tail(&cut.log(), 30)
+    );
+    let metrics = String::from_utf8(http.get("/metrics").body).unwrap();
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("skyscale_cluster_stale_results_refused_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(refused >= 1, "{metrics}");
 }

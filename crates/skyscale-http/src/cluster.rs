@@ -132,6 +132,7 @@ enum WireAnswer {
     Done { generation: u64, output: WireOutput },
     Full { limit: String, message: String },
     Fenced,
+    Dropped,
     Failed { kind: String, message: String },
 }
 
@@ -332,6 +333,7 @@ async fn invoke(
             &[],
         ),
         WorkerAnswer::Fenced => frame(&WireAnswer::Fenced, &[]),
+        WorkerAnswer::Dropped => frame(&WireAnswer::Dropped, &[]),
         WorkerAnswer::Failed { kind, message } => frame(
             &WireAnswer::Failed {
                 kind: kind.as_str().to_owned(),
@@ -471,6 +473,7 @@ impl HttpWorkerLink {
                 message,
             },
             WireAnswer::Fenced => WorkerAnswer::Fenced,
+            WireAnswer::Dropped => WorkerAnswer::Dropped,
             WireAnswer::Failed { kind, message } => WorkerAnswer::Failed {
                 kind: kind_from_wire(&kind),
                 message,

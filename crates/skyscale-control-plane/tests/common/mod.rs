@@ -81,7 +81,7 @@ pub struct Server {
 
 /// Creates a fresh PostgreSQL database for one server when `SKYSCALE_TEST_E2E_DATABASE_URL`
 /// asks for the end-to-end tests to run on PostgreSQL.
-fn e2e_database() -> Option<(String, String)> {
+pub fn e2e_database() -> Option<(String, String)> {
     let base = std::env::var("SKYSCALE_TEST_E2E_DATABASE_URL").ok()?;
     let base = base.trim_end_matches('/').to_owned();
     let name = format!("skyscale_e2e_{}", uuid::Uuid::new_v4().simple());

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use skyscale_store::{FunctionRecord, Store};
@@ -32,7 +32,9 @@ pub(crate) struct ApiNode {
     /// This process's row in `api_nodes`.
     pub id: String,
     link: Arc<dyn WorkerLink>,
-    members: RwLock<Arc<Vec<Member>>>,
+    /// The live workers as last read; invocations in flight watch it to give up on a
+    /// worker whose lease ran out.
+    members: tokio::sync::watch::Sender<Arc<Vec<Member>>>,
     counters: Mutex<HashMap<String, WorkerCounters>>,
     stale_refused: AtomicU64,
     no_worker: AtomicU64,
@@ -44,7 +46,7 @@ impl ApiNode {
             settings,
             id: uuid::Uuid::new_v4().to_string(),
             link,
-            members: RwLock::new(Arc::new(Vec::new())),
+            members: tokio::sync::watch::Sender::new(Arc::new(Vec::new())),
             counters: Mutex::new(HashMap::new()),
             stale_refused: AtomicU64::new(0),
             no_worker: AtomicU64::new(0),
@@ -52,10 +54,22 @@ impl ApiNode {
     }
 
     fn members(&self) -> Arc<Vec<Member>> {
-        self.members
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.members.borrow().clone()
+    }
+
+    /// Resolves once the worker at `address` of `generation` is no longer live in this
+    /// node's view (its lease ran out, or it registered again).
+    async fn lapsed(&self, address: &str, generation: u64) {
+        let mut rx = self.members.subscribe();
+        loop {
+            let live = rx
+                .borrow_and_update()
+                .iter()
+                .any(|m| m.address == address && m.generation == generation);
+            if !live || rx.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Reads the live workers every `refresh` and records this node as up. Runs until the
@@ -101,8 +115,7 @@ impl ApiNode {
                                 capacity: w.capacity,
                             })
                             .collect();
-                        *node.members.write().unwrap_or_else(|p| p.into_inner()) =
-                            Arc::new(members);
+                        node.members.send_replace(Arc::new(members));
                     }
                     // The last snapshot stays: workers are dropped from it only when the
                     // database says their lease ran out (they fence themselves before).
@@ -160,7 +173,21 @@ impl ApiNode {
             let m = &members[i];
             req.generation = m.generation;
             self.count(&m.address, |c| c.routed += 1);
-            let answer = self.link.invoke(&m.address, &req).await;
+            // A worker whose lease runs out while it runs the invocation has fenced itself:
+            // its answer would be refused, so it is not waited for (a partitioned worker's
+            // connection may hang much longer).
+            let answer = tokio::select! {
+                a = self.link.invoke(&m.address, &req) => a,
+                () = self.lapsed(&m.address, m.generation) => {
+                    self.stale_refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(worker = %m.address, generation = m.generation, "the worker's lease ran out during the invocation");
+                    return Err(CoreError::Unavailable(format!(
+                        "worker {} lost its lease during the invocation; it may have run: \
+                         retry if it is safe",
+                        m.name
+                    )));
+                }
+            };
             match answer {
                 Ok(WorkerAnswer::Done { generation, output }) => {
                     if generation == m.generation && self.is_live(&m.address, generation) {
@@ -171,6 +198,14 @@ impl ApiNode {
                     return Err(CoreError::Unavailable(format!(
                         "the worker that ran this invocation ({}) lost its lease meanwhile: its \
                          result is refused; retry",
+                        m.name
+                    )));
+                }
+                Ok(WorkerAnswer::Dropped) => {
+                    self.stale_refused.fetch_add(1, Ordering::Relaxed);
+                    return Err(CoreError::Unavailable(format!(
+                        "worker {} lost its lease while the invocation ran: its result is \
+                         refused; retry",
                         m.name
                     )));
                 }

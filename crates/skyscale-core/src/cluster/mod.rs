@@ -107,9 +107,12 @@ pub enum WorkerAnswer {
     /// Its admission refused: the host's capacity or the function's reserved concurrency.
     /// Nothing ran.
     Full { limit: Throttle, message: String },
-    /// The worker is fenced or of another generation. Nothing ran, or its result was
-    /// dropped.
+    /// The worker is fenced or of another generation: nothing ran (another worker may
+    /// take it).
     Fenced,
+    /// The worker was fenced while the invocation ran: its result is dropped (it may have
+    /// had effects, so it is not sent to another worker).
+    Dropped,
     /// The invocation could not be run (a failed boot, a package that kept changing, a
     /// worker shutting down).
     Failed { kind: FailureKind, message: String },

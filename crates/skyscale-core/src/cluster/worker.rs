@@ -213,7 +213,7 @@ impl ControlPlane {
         };
         // Never a result once fenced: another worker may own this work by now.
         if node.generation() != Some(generation) {
-            return WorkerAnswer::Fenced;
+            return WorkerAnswer::Dropped;
         }
         match result {
             Ok(output) => WorkerAnswer::Done {
