@@ -298,4 +298,14 @@ pub const MIGRATIONS: &[&str] = &[
         last_seen  INTEGER NOT NULL
     ) STRICT;
     "#,
+    // 16: a reserved function's home worker (cluster.rs): claimed by the worker that first
+    // runs it under a generation; another may take it only once that generation's lease ran
+    // out, so one scheduler at a time enforces the reservation.
+    r#"
+    CREATE TABLE function_homes (
+        function   TEXT PRIMARY KEY,
+        address    TEXT NOT NULL,
+        generation INTEGER NOT NULL
+    ) STRICT;
+    "#,
 ];

@@ -283,4 +283,12 @@ pub const MIGRATIONS_PG: &[&str] = &[
         last_seen  BIGINT NOT NULL
     );
     "#,
+    // 16: a reserved function's home worker (cluster.rs), as in SQLite's 16.
+    r#"
+    CREATE TABLE function_homes (
+        function   TEXT COLLATE "C" PRIMARY KEY,
+        address    TEXT COLLATE "C" NOT NULL,
+        generation BIGINT NOT NULL
+    );
+    "#,
 ];
