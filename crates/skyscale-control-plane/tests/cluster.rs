@@ -861,3 +861,30 @@ fn reserved_homes_stay_when_a_worker_joins() {
         }
     }
 }
+
+/// A single node (`SKYSCALE_ROLE=all`) has no cluster: `cluster status` says so, and it is
+/// an admin's read like the rest of it.
+#[test]
+fn a_single_node_says_it_is_one() {
+    let server = common::Server::start(common::API_DRIVER);
+    let out = server.cli_ok(&["cluster", "status"]);
+    assert!(out.contains("single node"), "{out}");
+    let status = server.http().get("/v1/cluster");
+    assert_eq!(status.status, 200);
+    assert_eq!(status.json()["role"], "all");
+    assert_eq!(status.json()["workers"], json!([]));
+    // A developer key may not read it.
+    let dev = server.http().post_json(
+        "/v1/keys",
+        &json!({"role": "developer", "description": "dev"}),
+    );
+    assert_eq!(dev.status, 201, "{}", String::from_utf8_lossy(&dev.body));
+    let token = dev.json()["key"].as_str().unwrap().to_owned();
+    let refused = server.http().with_key(&token).get("/v1/cluster");
+    assert_eq!(
+        refused.status,
+        403,
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
+}
