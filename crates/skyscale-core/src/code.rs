@@ -8,10 +8,20 @@
 //! package's names. A cold start that finds its package already collected was working from
 //! a function record that a deploy or delete has since replaced; it starts over with the
 //! current record (`invoke.rs`).
+//!
+//! On a store shared by several hosts (PostgreSQL) packages are also kept in the database,
+//! so that every host can run every function: an upload stores the zip there before the row
+//! that references it is committed, and a host that lacks a package fetches it on the cold
+//! start that needs it, checks its SHA-256 and unpacks it into its own package directory,
+//! which is then a cache (a local collection only costs a fetch). The database's copies are
+//! removed only when unreferenced and older than [`SHARED_PACKAGE_GRACE`]: pins are local to
+//! a host and cannot protect another host's upload that has not committed its row yet.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use skyscale_store::{CodeError, CodeStore, Collected, Store, StoredCode};
+use sha2::{Digest, Sha256};
+use skyscale_store::{CodeError, CodePin, CodeStore, Collected, Store, StoredCode};
 use tokio::sync::mpsc;
 
 use crate::{blocking, CoreError};
@@ -55,9 +65,57 @@ impl Collector {
     }
 }
 
-/// Removes the packages nothing references (blocking).
+/// How long a package in a shared database stays although nothing references it: longer
+/// than any upload takes between storing its package and committing its row.
+pub(crate) const SHARED_PACKAGE_GRACE: Duration = Duration::from_secs(15 * 60);
+
+/// Removes the packages nothing references (blocking): this host's, and on a shared store
+/// the database's that are older than [`SHARED_PACKAGE_GRACE`].
 pub(crate) fn collect(store: &Store, code: &CodeStore) -> Result<Collected, CoreError> {
-    Ok(code.collect(|| store.referenced_code())?)
+    let local = code.collect(|| store.referenced_code())?;
+    if store.is_shared() {
+        let removed = store.collect_code_packages(SHARED_PACKAGE_GRACE)?;
+        if removed > 0 {
+            tracing::info!(
+                packages = removed,
+                "removed code packages from the database that nothing references any more"
+            );
+        }
+    }
+    Ok(local)
+}
+
+/// Pins the package `sha256` for a cold start on a host that does not have it (blocking):
+/// on a shared store, fetches it from the database, checks it against its SHA-256 and
+/// unpacks it into this host's package directory. `None`: the package is in neither (it
+/// was collected after the record naming it was read, or the store is this host's own).
+pub(crate) fn fetch_code(
+    store: &Store,
+    code: &CodeStore,
+    sha256: &str,
+) -> Result<Option<CodePin>, CoreError> {
+    if let Some(pin) = code.pin(sha256) {
+        return Ok(Some(pin));
+    }
+    if !store.is_shared() {
+        return Ok(None);
+    }
+    let Some(zip) = store.code_package(sha256)? else {
+        return Ok(None);
+    };
+    let actual = hex::encode(Sha256::digest(&zip));
+    if actual != sha256 {
+        return Err(CoreError::internal(format!(
+            "the database's code package {sha256} has SHA-256 {actual}: refusing to run it"
+        )));
+    }
+    let stored = put_local(store, code, &zip)?;
+    tracing::info!(
+        sha256,
+        bytes = zip.len(),
+        "fetched a code package from the database"
+    );
+    Ok(Some(stored.pin))
 }
 
 /// Stores a zip for a function, pinned until the caller drops it after committing the
@@ -68,6 +126,16 @@ pub(crate) fn put_code(
     code: &CodeStore,
     zip: &[u8],
 ) -> Result<StoredCode, CoreError> {
+    let stored = put_local(store, code, zip)?;
+    if store.is_shared() {
+        // Before the row that references it: every host can fetch what a row names.
+        store.put_code_package(&stored.code.sha256, zip)?;
+    }
+    Ok(stored)
+}
+
+/// Stores a zip in this host's package directory, collecting first when it is full.
+fn put_local(store: &Store, code: &CodeStore, zip: &[u8]) -> Result<StoredCode, CoreError> {
     match code.put_zip(zip) {
         Err(CodeError::StorageFull { .. }) => {
             collect(store, code)?;

@@ -534,7 +534,17 @@ impl ControlPlane {
                 .ok_or_else(|| CoreError::internal("function has no code"))?;
             // Pinned while it is linked; once linked, the sandbox's hard links (or copies)
             // no longer need the package (see `code.rs`).
-            let Some(pin) = self.code.pin(&code.sha256) else {
+            let pin = match self.code.pin(&code.sha256) {
+                Some(pin) => Some(pin),
+                // Not on this host: on a shared store, another host took the upload.
+                None if self.store.is_shared() => {
+                    let (store, cs, sha) =
+                        (self.store.clone(), self.code.clone(), code.sha256.clone());
+                    blocking(move || crate::code::fetch_code(&store, &cs, &sha)).await?
+                }
+                None => None,
+            };
+            let Some(pin) = pin else {
                 return Ok(false);
             };
             let src = self.code.dir(&code.sha256);

@@ -8,6 +8,7 @@
 mod aliases;
 mod audit;
 mod code;
+mod code_packages;
 mod db;
 mod events;
 mod functions;

@@ -270,4 +270,15 @@ pub const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX schedules_function ON schedules (function);
     "#,
+    // 15: code packages in the database, for stores shared by several hosts
+    // (code_packages.rs): each host unpacks them into its own package directory. Unused on a
+    // store of its own (SQLite): packages live in the data directory only.
+    r#"
+    CREATE TABLE code_packages (
+        sha256    TEXT PRIMARY KEY,         -- hex SHA-256 of the zip
+        zip       BLOB NOT NULL,            -- the zip, byte for byte as uploaded
+        size      INTEGER NOT NULL,
+        stored_at INTEGER NOT NULL          -- epoch ms, database clock; set at each upload
+    ) STRICT;
+    "#,
 ];

@@ -257,4 +257,13 @@ pub const MIGRATIONS_PG: &[&str] = &[
     );
     CREATE INDEX schedules_function ON schedules (function);
     "#,
+    // 15: code packages in the database (see migrations.rs).
+    r#"
+    CREATE TABLE code_packages (
+        sha256    TEXT COLLATE "C" PRIMARY KEY,
+        zip       BYTEA NOT NULL,
+        size      BIGINT NOT NULL,
+        stored_at BIGINT NOT NULL
+    );
+    "#,
 ];

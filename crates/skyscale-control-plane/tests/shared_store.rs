@@ -1,0 +1,63 @@
+//! Control planes sharing one PostgreSQL database (`SKYSCALE_DATABASE_URL`): what one node
+//! writes, another serves — code packages included, which travel through the database.
+//! Needs `SKYSCALE_TEST_DATABASE_URL` (scripts/test-postgres; scripts/test sets it).
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod common;
+
+use common::{create_fn, Server, SharedDatabase};
+use serde_json::json;
+
+const HANDLER: &str = r#"
+def handler(event, context):
+    return {"doubled": event["n"] * 2, "function": context.function_name}
+"#;
+
+#[test]
+fn a_function_deployed_through_one_node_runs_on_another() {
+    let db = SharedDatabase::create();
+    let a = Server::start_shared(common::API_DRIVER, &db, &[]);
+    let b = Server::start_shared(common::API_DRIVER, &db, &[]);
+    let runtime = skyscale_core::Runtimes::discover(std::path::Path::new("/usr/bin"))
+        .default_runtime()
+        .expect("a python3.N is installed");
+    let r = create_fn(
+        &a.http(),
+        "f",
+        HANDLER,
+        json!({"runtime": runtime.as_str()}),
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let sha = r.json()["code_sha256"].as_str().unwrap().to_owned();
+
+    // The package is in the database as soon as the function exists.
+    let stored: Vec<String> = db
+        .client()
+        .query("SELECT sha256 FROM code_packages", &[])
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(stored, vec![sha.clone()]);
+
+    // B never saw the upload: its cold start fetches the package, checks it and runs it.
+    let zip_on_b = b.dir.path().join("data/code").join(format!("{sha}.zip"));
+    assert!(!zip_on_b.exists());
+    let out = b.http().invoke("f", r#"{"n": 21}"#);
+    assert_eq!(out.status, 200, "{}", common::tail(&b.log(), 30));
+    assert_eq!(out.json(), json!({"doubled": 42, "function": "f"}));
+    assert!(
+        b.log().contains("fetched a code package from the database"),
+        "{}",
+        common::tail(&b.log(), 30)
+    );
+    assert!(
+        zip_on_b.is_file(),
+        "B keeps its copy: {}",
+        zip_on_b.display()
+    );
+    // And A, which took the upload, runs it from its own copy.
+    let out = a.http().invoke("f", r#"{"n": 1}"#);
+    assert_eq!(out.json(), json!({"doubled": 2, "function": "f"}));
+    assert!(!a.log().contains("fetched a code package from the database"));
+}
