@@ -61,3 +61,65 @@ fn a_function_deployed_through_one_node_runs_on_another() {
     assert_eq!(out.json(), json!({"doubled": 2, "function": "f"}));
     assert!(!a.log().contains("fetched a code package from the database"));
 }
+
+/// Whether `server`'s log says it took the singleton of `chore`.
+fn runs(server: &Server, chore: &str) -> bool {
+    server.log().lines().any(|l| {
+        l.contains("this node runs the chore") && l.contains(&format!("chore=\"{chore}\""))
+    })
+}
+
+#[test]
+fn one_node_runs_the_schedule_chore_and_another_takes_over_when_it_stops() {
+    let db = SharedDatabase::create();
+    let a = Server::start_shared(common::API_DRIVER, &db, &[]);
+    let b = Server::start_shared(common::API_DRIVER, &db, &[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let first = loop {
+        match (runs(&a, "schedules"), runs(&b, "schedules")) {
+            (true, false) => break 'a',
+            (false, true) => break 'b',
+            (true, true) => panic!("both nodes run the schedule chore"),
+            (false, false) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no node runs the schedule chore"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+    };
+    // Each chore has its singleton: the records pruning and the package collection too.
+    for chore in ["records", "code-packages"] {
+        common::wait_for(&a, std::time::Duration::from_secs(90), chore, || {
+            (runs(&a, chore) || runs(&b, chore)).then_some(())
+        });
+        assert!(
+            !(runs(&a, chore) && runs(&b, chore)),
+            "both nodes run {chore}"
+        );
+    }
+    // The other node tried, and found the chore taken.
+    let (mut holder, other) = if first == 'a' { (a, b) } else { (b, a) };
+    common::wait_for(
+        &other,
+        std::time::Duration::from_secs(15),
+        "a refused try",
+        || {
+            other
+                .log()
+                .lines()
+                .any(|l| l.contains("another node runs the chore") && l.contains("\"schedules\""))
+                .then_some(())
+        },
+    );
+    assert!(!runs(&other, "schedules"));
+    // The holder stops: the other node takes the chore at its next try, a few seconds on.
+    holder.stop();
+    common::wait_for(
+        &other,
+        std::time::Duration::from_secs(15),
+        "the takeover",
+        || runs(&other, "schedules").then_some(()),
+    );
+}

@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 use skyscale_store::{CodeError, CodePin, CodeStore, Collected, Store, StoredCode};
 use tokio::sync::mpsc;
 
+use crate::singleton::ChoreLock;
 use crate::{blocking, CoreError};
 
 /// Runs collections in the background, one at a time.
@@ -39,10 +40,28 @@ impl Collector {
     /// by a crash between an upload and its commit). Must run inside a tokio runtime.
     pub(crate) fn start(store: Arc<Store>, code: CodeStore) -> Self {
         let (wake, mut requests) = mpsc::channel(1);
+        // The database's packages (shared store): collected by one node (see
+        // `singleton.rs`), also every third of the grace, since the deletes that leave
+        // packages unused happen on every node.
+        let lock = ChoreLock::new(store.clone(), "code-packages");
         tokio::spawn(async move {
-            while requests.recv().await.is_some() {
-                let (store, code) = (store.clone(), code.clone());
-                match blocking(move || collect(&store, &code)).await {
+            let mut shared_round = tokio::time::interval(SHARED_PACKAGE_GRACE / 3);
+            shared_round.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    request = requests.recv() => if request.is_none() { break },
+                    _ = shared_round.tick(), if store.is_shared() => {}
+                }
+                let (store, code, lock) = (store.clone(), code.clone(), lock.clone());
+                match blocking(move || {
+                    let local = collect(&store, &code)?;
+                    if store.is_shared() && lock.check() {
+                        collect_shared(&store)?;
+                    }
+                    Ok(local)
+                })
+                .await
+                {
                     Ok(c) if c.packages > 0 => tracing::info!(
                         packages = c.packages,
                         bytes = c.bytes,
@@ -69,20 +88,22 @@ impl Collector {
 /// than any upload takes between storing its package and committing its row.
 pub(crate) const SHARED_PACKAGE_GRACE: Duration = Duration::from_secs(15 * 60);
 
-/// Removes the packages nothing references (blocking): this host's, and on a shared store
-/// the database's that are older than [`SHARED_PACKAGE_GRACE`].
+/// Removes this host's packages nothing references (blocking).
 pub(crate) fn collect(store: &Store, code: &CodeStore) -> Result<Collected, CoreError> {
-    let local = code.collect(|| store.referenced_code())?;
-    if store.is_shared() {
-        let removed = store.collect_code_packages(SHARED_PACKAGE_GRACE)?;
-        if removed > 0 {
-            tracing::info!(
-                packages = removed,
-                "removed code packages from the database that nothing references any more"
-            );
-        }
+    Ok(code.collect(|| store.referenced_code())?)
+}
+
+/// Removes the database's packages (shared store) that nothing references and that are
+/// older than [`SHARED_PACKAGE_GRACE`] (blocking).
+fn collect_shared(store: &Store) -> Result<(), CoreError> {
+    let removed = store.collect_code_packages(SHARED_PACKAGE_GRACE)?;
+    if removed > 0 {
+        tracing::info!(
+            packages = removed,
+            "removed code packages from the database that nothing references any more"
+        );
     }
-    Ok(local)
+    Ok(())
 }
 
 /// Pins the package `sha256` for a cold start on a host that does not have it (blocking):

@@ -18,6 +18,7 @@ mod migrations;
 mod migrations_pg;
 mod policies;
 mod schedules;
+mod singleton;
 mod sql;
 mod tags;
 mod urls;
@@ -41,6 +42,7 @@ pub use invocations::{
 pub use keys::{ApiKeyRecord, NewApiKey, Revocation};
 pub use policies::{PolicyStatement, MAX_STATEMENTS};
 pub use schedules::{Fire, Fired, ScheduleFields, ScheduleRecord, Through};
+pub use singleton::Singleton;
 pub use tags::MAX_TAGS;
 pub use urls::{UrlConfigRecord, UrlConfigUpdate};
 

@@ -451,13 +451,19 @@ pub(crate) struct PgConn {
 impl Drop for PgConn {
     fn drop(&mut self) {
         if let Some(client) = self.client.take() {
-            if let Ok(closer) = std::thread::Builder::new()
-                .name("skyscale-pg-close".into())
-                .spawn(move || drop(client))
-            {
-                let _ = closer.join();
-            }
+            close_client(client);
         }
+    }
+}
+
+/// Closes a PostgreSQL client on a thread of its own (see [`PgConn`]'s `Drop`), waiting for
+/// it.
+pub(crate) fn close_client(client: postgres::Client) {
+    if let Ok(closer) = std::thread::Builder::new()
+        .name("skyscale-pg-close".into())
+        .spawn(move || drop(client))
+    {
+        let _ = closer.join();
     }
 }
 
