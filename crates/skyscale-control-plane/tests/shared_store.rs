@@ -123,3 +123,28 @@ fn one_node_runs_the_schedule_chore_and_another_takes_over_when_it_stops() {
         || runs(&other, "schedules").then_some(()),
     );
 }
+
+#[test]
+fn a_database_url_with_db_path_or_of_another_kind_is_refused_by_name() {
+    // refused_setting sets DB_PATH too: both are named.
+    let err = common::refused_setting(
+        "SKYSCALE_DATABASE_URL",
+        "postgres://u:p@127.0.0.1:5432/skyscale",
+    );
+    assert!(
+        err.contains("SKYSCALE_DATABASE_URL") && err.contains("DB_PATH"),
+        "{err}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skyscale-control-plane"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SKYSCALE_DATABASE_URL", "mysql://u:p@127.0.0.1/skyscale")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("SKYSCALE_DATABASE_URL is invalid") && err.contains("postgres://"),
+        "{err}"
+    );
+}
