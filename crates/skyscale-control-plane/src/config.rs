@@ -85,7 +85,7 @@ pub struct ClusterNode {
     pub secret: String,
     /// `SKYSCALE_NODE_NAME` (default: the host name).
     pub name: String,
-    /// `SKYSCALE_WORKER_LEASE` (default 3 s).
+    /// `SKYSCALE_WORKER_LEASE` (default 3 s; a worker's setting).
     pub lease: Duration,
 }
 
@@ -164,6 +164,14 @@ impl ClusterConfig {
             bail!(
                 "SKYSCALE_CLUSTER_SECRET is invalid: only printable ASCII characters without                  spaces are allowed"
             );
+        }
+        if role == "api" {
+            if let Some(v) = var("SKYSCALE_WORKER_LEASE")? {
+                bail!(
+                    "SKYSCALE_WORKER_LEASE={v:?} is set but SKYSCALE_ROLE=api: it is a worker's \
+                     setting (API nodes read the workers' leases from the database)"
+                );
+            }
         }
         let lease = duration_var("SKYSCALE_WORKER_LEASE", Duration::from_secs(3))?;
         if lease < MIN_LEASE {

@@ -668,6 +668,14 @@ fn cluster_settings_are_checked_by_name() {
         ),
         (
             &[
+                ("SKYSCALE_ROLE", "api"),
+                ("SKYSCALE_CLUSTER_SECRET", SECRET),
+                ("SKYSCALE_WORKER_LEASE", "5s"),
+            ],
+            "SKYSCALE_WORKER_LEASE=\"5s\" is set but SKYSCALE_ROLE=api",
+        ),
+        (
+            &[
                 ("SKYSCALE_ROLE", "worker"),
                 ("SKYSCALE_CLUSTER_SECRET", SECRET),
                 ("SKYSCALE_WORKER_LISTEN", ok_listen),
@@ -791,4 +799,92 @@ fn a_cut_off_worker_is_fenced_and_comes_back_with_a_new_generation() {
         .parse()
         .unwrap();
     assert!(refused >= 1, "{metrics}");
+}
+
+/// A reserved function's home is held by the worker that first ran it: a worker joining
+/// (even one that outranks it in the rendezvous order) does not take it while its holder
+/// lives, so the reservation never has two schedulers. When the holder dies, the home moves.
+#[test]
+fn reserved_homes_stay_when_a_worker_joins() {
+    let dir = Shared::new();
+    let api = Node::api(&dir, "api-1");
+    let a1 = free_addr("127.0.0.2");
+    let a2 = free_addr("127.0.0.3");
+    let mut w1 = Node::worker(&dir, "worker-1", a1);
+    wait_routable(&api, 1, &[&api, &w1]);
+    let http = api.http();
+    let names = ["r1", "r2", "r3", "r4", "r5", "r6"];
+    for name in names {
+        let r = create_fn(&http, name, WHO, json!({"runtime": runtime()}));
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        let r = http.send(
+            "PUT",
+            &format!("/v1/functions/{name}/concurrency"),
+            Some(br#"{"reserved_concurrency": 2}"#.to_vec()),
+        );
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(ran_on(&http.invoke(name, "{}")), w1.pid());
+    }
+    let w2 = Node::worker(&dir, "worker-2", a2);
+    wait_routable(&api, 2, &[&api, &w1, &w2]);
+    for name in names {
+        for _ in 0..2 {
+            assert_eq!(ran_on(&http.invoke(name, "{}")), w1.pid(), "{name} moved");
+        }
+    }
+    // Unreserved functions do use the new worker (rendezvous spreads them).
+    let mut used = std::collections::BTreeSet::new();
+    for i in 0..8 {
+        let name = format!("u{i}");
+        let r = create_fn(&http, &name, WHO, json!({"runtime": runtime()}));
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        used.insert(ran_on(&http.invoke(&name, "{}")));
+    }
+    assert_eq!(used.len(), 2, "8 functions all on one worker: {used:?}");
+    // The holder dies: every home moves to the survivor within the lease and a refresh.
+    let killed_at = Instant::now();
+    w1.kill();
+    for name in names {
+        loop {
+            let r = http.invoke(name, "{}");
+            if r.status == 200 {
+                assert_eq!(ran_on(&r), w2.pid());
+                break;
+            }
+            assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+            assert!(
+                killed_at.elapsed() < Duration::from_secs(6),
+                "{name} still refused {:?} after the kill",
+                killed_at.elapsed()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// A single node (`SKYSCALE_ROLE=all`) has no cluster: `cluster status` says so, and it is
+/// an admin's read like the rest of it.
+#[test]
+fn a_single_node_says_it_is_one() {
+    let server = common::Server::start(common::API_DRIVER);
+    let out = server.cli_ok(&["cluster", "status"]);
+    assert!(out.contains("single node"), "{out}");
+    let status = server.http().get("/v1/cluster");
+    assert_eq!(status.status, 200);
+    assert_eq!(status.json()["role"], "all");
+    assert_eq!(status.json()["workers"], json!([]));
+    // A developer key may not read it.
+    let dev = server.http().post_json(
+        "/v1/keys",
+        &json!({"role": "developer", "description": "dev"}),
+    );
+    assert_eq!(dev.status, 201, "{}", String::from_utf8_lossy(&dev.body));
+    let token = dev.json()["key"].as_str().unwrap().to_owned();
+    let refused = server.http().with_key(&token).get("/v1/cluster");
+    assert_eq!(
+        refused.status,
+        403,
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
 }

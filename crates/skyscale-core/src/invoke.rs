@@ -570,9 +570,20 @@ impl ControlPlane {
             // no longer need the package (see `code.rs`).
             let pin = match self.code.pin(&code.sha256) {
                 Some(pin) => Some(pin),
-                // A worker's code directory is filled by others (the API nodes write the
-                // packages; this process's ledger knows only what was there at its start).
-                // A package appears whole, by rename, so a present directory is complete.
+                // Not on this host: on a shared store, another host took the upload.
+                None if self.store.is_shared() => {
+                    let (store, cs, sha) =
+                        (self.store.clone(), self.code.clone(), code.sha256.clone());
+                    blocking(move || crate::code::fetch_code(&store, &cs, &sha)).await?
+                }
+                None => None,
+            };
+            let pin = match pin {
+                Some(pin) => Some(pin),
+                // A worker on a store of its own (SQLite, one machine) shares the API nodes'
+                // data directory: its ledger knows only the packages that were there at its
+                // start. A package appears whole, by rename, so a present directory is
+                // complete; the API nodes' collection removes it only once unreferenced.
                 None if matches!(self.cluster, Cluster::Worker(_))
                     && self.code.dir(&code.sha256).is_dir() =>
                 {

@@ -29,6 +29,7 @@ mod schedules;
 mod secrets;
 mod session;
 mod since;
+mod singleton;
 mod urls;
 
 use std::net::IpAddr;

@@ -132,6 +132,7 @@ enum WireAnswer {
     Done { generation: u64, output: WireOutput },
     Full { limit: String, message: String },
     Fenced,
+    NotHome,
     Dropped,
     Failed { kind: String, message: String },
 }
@@ -334,6 +335,7 @@ async fn invoke(
         ),
         WorkerAnswer::Fenced => frame(&WireAnswer::Fenced, &[]),
         WorkerAnswer::Dropped => frame(&WireAnswer::Dropped, &[]),
+        WorkerAnswer::NotHome => frame(&WireAnswer::NotHome, &[]),
         WorkerAnswer::Failed { kind, message } => frame(
             &WireAnswer::Failed {
                 kind: kind.as_str().to_owned(),
@@ -474,6 +476,7 @@ impl HttpWorkerLink {
             },
             WireAnswer::Fenced => WorkerAnswer::Fenced,
             WireAnswer::Dropped => WorkerAnswer::Dropped,
+            WireAnswer::NotHome => WorkerAnswer::NotHome,
             WireAnswer::Failed { kind, message } => WorkerAnswer::Failed {
                 kind: kind_from_wire(&kind),
                 message,

@@ -229,6 +229,47 @@ impl Store {
         )
     }
 
+    /// Makes the worker `generation` at `address` the home of `function` (a function with
+    /// reserved concurrency), unless another generation holds it and its lease has not run
+    /// out. Answers whether `generation` holds it now.
+    pub fn claim_home(
+        &self,
+        function: &str,
+        address: &str,
+        generation: u64,
+    ) -> Result<bool, StoreError> {
+        let mut db = self.db();
+        let now = db.dialect().now_ms();
+        let n = db.execute(
+            &format!(
+                "INSERT INTO function_homes (function, address, generation) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (function) DO UPDATE SET address = excluded.address, \
+                     generation = excluded.generation \
+                 WHERE function_homes.generation = excluded.generation \
+                    OR NOT EXISTS (SELECT 1 FROM workers w \
+                        WHERE w.generation = function_homes.generation \
+                          AND w.lease_until > {now})"
+            ),
+            args![function, address, generation],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// The homes held by live workers: (function, address, generation).
+    pub fn live_homes(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
+        let mut db = self.db();
+        let now = db.dialect().now_ms();
+        db.query_map(
+            &format!(
+                "SELECT h.function, h.address, h.generation FROM function_homes h \
+                 JOIN workers w ON w.generation = h.generation \
+                 WHERE w.lease_until > {now}"
+            ),
+            args![],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get::<i64>(2)?.max(0) as u64)),
+        )
+    }
+
     /// Records that the API node `id` is up (inserted at its first call).
     pub fn touch_api_node(&self, id: &str, name: &str, address: &str) -> Result<(), StoreError> {
         let mut db = self.db();

@@ -111,6 +111,8 @@ impl From<postgres::Error> for StoreError {
 ///   in WAL mode the next synced commit syncs them too; PostgreSQL: `synchronous_commit = off`).
 pub struct Store {
     dialect: Dialect,
+    /// PostgreSQL: how to connect (singletons open connections of their own).
+    pg_config: Option<postgres::Config>,
     conn: Conn,
     records: Conn,
     events: Conn,
@@ -137,6 +139,7 @@ impl Store {
         migrate_sqlite(&mut conn)?;
         Ok(Self {
             dialect: Dialect::Sqlite,
+            pg_config: None,
             conn: Conn::Sqlite(Mutex::new(conn)),
             records: Conn::Sqlite(Mutex::new(connect()?)),
             events: Conn::Sqlite(Mutex::new({
@@ -176,6 +179,7 @@ impl Store {
         migrate_pg(&mut conn.lock())?;
         Ok(Self {
             dialect: Dialect::Postgres,
+            pg_config: Some(config.clone()),
             conn,
             // Record batches and dispatcher writes may be lost with the server's last
             // moments, as on SQLite (see `Store`); an accepted event may not (`events`).
@@ -189,6 +193,10 @@ impl Store {
     /// may be other nodes', and chores must be coordinated.
     pub fn is_shared(&self) -> bool {
         self.dialect == Dialect::Postgres
+    }
+
+    pub(crate) fn pg_config(&self) -> Option<&postgres::Config> {
+        self.pg_config.as_ref()
     }
 
     /// The functions, keys and configurations connection (see [`Store`]).

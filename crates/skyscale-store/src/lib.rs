@@ -9,6 +9,7 @@ mod aliases;
 mod audit;
 mod cluster;
 mod code;
+mod code_packages;
 mod db;
 mod events;
 mod functions;
@@ -18,6 +19,7 @@ mod migrations;
 mod migrations_pg;
 mod policies;
 mod schedules;
+mod singleton;
 mod sql;
 mod tags;
 mod urls;
@@ -42,6 +44,7 @@ pub use invocations::{
 pub use keys::{ApiKeyRecord, NewApiKey, Revocation};
 pub use policies::{PolicyStatement, MAX_STATEMENTS};
 pub use schedules::{Fire, Fired, ScheduleFields, ScheduleRecord, Through};
+pub use singleton::Singleton;
 pub use tags::MAX_TAGS;
 pub use urls::{UrlConfigRecord, UrlConfigUpdate};
 

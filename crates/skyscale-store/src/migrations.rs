@@ -270,7 +270,18 @@ pub const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX schedules_function ON schedules (function);
     "#,
-    // 15: cluster membership (cluster.rs). A worker's row is keyed by its address; each
+    // 15: code packages in the database, for stores shared by several hosts
+    // (code_packages.rs): each host unpacks them into its own package directory. Unused on a
+    // store of its own (SQLite): packages live in the data directory only.
+    r#"
+    CREATE TABLE code_packages (
+        sha256    TEXT PRIMARY KEY,         -- hex SHA-256 of the zip
+        zip       BLOB NOT NULL,            -- the zip, byte for byte as uploaded
+        size      INTEGER NOT NULL,
+        stored_at INTEGER NOT NULL          -- epoch ms, database clock; set at each upload
+    ) STRICT;
+    "#,
+    // 16: cluster membership (cluster.rs). A worker's row is keyed by its address; each
     // registration takes a new generation from `worker_generations` (AUTOINCREMENT: strictly
     // increasing, never reused), its fencing token. Leases and `last_seen` are epoch ms on
     // the database's clock.
@@ -296,6 +307,16 @@ pub const MIGRATIONS: &[&str] = &[
         address    TEXT NOT NULL,
         started_at INTEGER NOT NULL,
         last_seen  INTEGER NOT NULL
+    ) STRICT;
+    "#,
+    // 17: a reserved function's home worker (cluster.rs): claimed by the worker that first
+    // runs it under a generation; another may take it only once that generation's lease ran
+    // out, so one scheduler at a time enforces the reservation.
+    r#"
+    CREATE TABLE function_homes (
+        function   TEXT PRIMARY KEY,
+        address    TEXT NOT NULL,
+        generation INTEGER NOT NULL
     ) STRICT;
     "#,
 ];

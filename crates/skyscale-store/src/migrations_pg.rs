@@ -257,7 +257,16 @@ pub const MIGRATIONS_PG: &[&str] = &[
     );
     CREATE INDEX schedules_function ON schedules (function);
     "#,
-    // 15: cluster membership (cluster.rs), as in SQLite's 15. The generation is an
+    // 15: code packages in the database (see migrations.rs).
+    r#"
+    CREATE TABLE code_packages (
+        sha256    TEXT COLLATE "C" PRIMARY KEY,
+        zip       BYTEA NOT NULL,
+        size      BIGINT NOT NULL,
+        stored_at BIGINT NOT NULL
+    );
+    "#,
+    // 16: cluster membership (cluster.rs), as in SQLite's 16. The generation is an
     // identity column: strictly increasing, never reused.
     r#"
     CREATE TABLE worker_generations (
@@ -281,6 +290,14 @@ pub const MIGRATIONS_PG: &[&str] = &[
         address    TEXT COLLATE "C" NOT NULL,
         started_at BIGINT NOT NULL,
         last_seen  BIGINT NOT NULL
+    );
+    "#,
+    // 17: a reserved function's home worker (cluster.rs), as in SQLite's 16.
+    r#"
+    CREATE TABLE function_homes (
+        function   TEXT COLLATE "C" PRIMARY KEY,
+        address    TEXT COLLATE "C" NOT NULL,
+        generation BIGINT NOT NULL
     );
     "#,
 ];

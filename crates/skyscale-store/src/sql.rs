@@ -451,13 +451,19 @@ pub(crate) struct PgConn {
 impl Drop for PgConn {
     fn drop(&mut self) {
         if let Some(client) = self.client.take() {
-            if let Ok(closer) = std::thread::Builder::new()
-                .name("skyscale-pg-close".into())
-                .spawn(move || drop(client))
-            {
-                let _ = closer.join();
-            }
+            close_client(client);
         }
+    }
+}
+
+/// Closes a PostgreSQL client on a thread of its own (see [`PgConn`]'s `Drop`), waiting for
+/// it.
+pub(crate) fn close_client(client: postgres::Client) {
+    if let Ok(closer) = std::thread::Builder::new()
+        .name("skyscale-pg-close".into())
+        .spawn(move || drop(client))
+    {
+        let _ = closer.join();
     }
 }
 
@@ -556,6 +562,9 @@ impl PgConn {
         ) -> Result<T, postgres::Error>,
     ) -> Result<T, StoreError> {
         let out = (|| {
+            // Connect (or reconnect) first: a statement prepared on a connection replaced
+            // afterwards would not exist on the new one.
+            self.client()?;
             let stmt = self.statement(sql)?;
             let refs: Vec<&(dyn ToSql + Sync)> =
                 params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
@@ -674,6 +683,7 @@ impl<'a> Db<'a> {
             Self::Postgres(c) => {
                 let out = (|| -> Result<(), StoreError> {
                     use postgres::fallible_iterator::FallibleIterator;
+                    c.client()?;
                     let stmt = c.statement(sql)?;
                     let mut rows = c.client()?.query_raw(&stmt, params.iter())?;
                     while let Some(r) = rows.next()? {

@@ -108,7 +108,47 @@ fn api_nodes_are_listed_while_seen(db: &TestDb) {
     assert!(nodes.iter().all(|n| n.last_seen_ms <= n.now_ms));
 }
 
+fn a_home_moves_only_when_its_holder_lapsed(db: &TestDb) {
+    let s = db.open();
+    let st = WorkerStatus::default();
+    let short = Duration::from_millis(300);
+    let a = s
+        .register_worker("127.0.0.2:9000", "a", 4, short, &st)
+        .unwrap();
+    let b = s
+        .register_worker("127.0.0.3:9000", "b", 4, Duration::from_secs(30), &st)
+        .unwrap();
+    assert!(s.claim_home("f", "127.0.0.2:9000", a.generation).unwrap());
+    // Claiming again is a no-op success; another live worker is refused.
+    assert!(s.claim_home("f", "127.0.0.2:9000", a.generation).unwrap());
+    assert!(!s.claim_home("f", "127.0.0.3:9000", b.generation).unwrap());
+    assert_eq!(
+        s.live_homes().unwrap(),
+        vec![("f".to_owned(), "127.0.0.2:9000".to_owned(), a.generation)]
+    );
+    // Its holder's lease runs out: no live home, and another worker may take it.
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(s.live_homes().unwrap().is_empty());
+    assert!(s.claim_home("f", "127.0.0.3:9000", b.generation).unwrap());
+    // The old holder, registered again, cannot take it back while b is live.
+    let a2 = s
+        .register_worker("127.0.0.2:9000", "a", 4, Duration::from_secs(30), &st)
+        .unwrap();
+    assert!(!s.claim_home("f", "127.0.0.2:9000", a2.generation).unwrap());
+    assert!(s.claim_home("g", "127.0.0.2:9000", a2.generation).unwrap());
+    let mut homes = s.live_homes().unwrap();
+    homes.sort();
+    assert_eq!(
+        homes,
+        vec![
+            ("f".to_owned(), "127.0.0.3:9000".to_owned(), b.generation),
+            ("g".to_owned(), "127.0.0.2:9000".to_owned(), a2.generation),
+        ]
+    );
+}
+
 store_tests!(
+    a_home_moves_only_when_its_holder_lapsed,
     generations_only_grow_and_fence_the_old_one,
     a_lapsed_lease_cannot_be_renewed,
     generations_are_never_reused_across_stores,

@@ -77,6 +77,57 @@ pub struct Server {
     /// `scripts/test-postgres` prints): this server's own database there (base URL, name),
     /// used instead of a SQLite file and dropped with the server. Unset: SQLite.
     pg: Option<(String, String)>,
+    /// A PostgreSQL database this server shares with others ([`Server::start_shared`]).
+    shared_url: Option<String>,
+}
+
+/// A fresh PostgreSQL database on the server `SKYSCALE_TEST_DATABASE_URL` names (as
+/// `scripts/test-postgres` prints it; a test that needs one fails without it), dropped with
+/// this value: for several control planes sharing one database.
+pub struct SharedDatabase {
+    base: String,
+    name: String,
+}
+
+impl SharedDatabase {
+    pub fn create() -> Self {
+        let base = std::env::var("SKYSCALE_TEST_DATABASE_URL").unwrap_or_else(|_| {
+            panic!(
+                "SKYSCALE_TEST_DATABASE_URL is not set: this test needs a PostgreSQL server. Run \
+                 `export SKYSCALE_TEST_DATABASE_URL=\"$(scripts/test-postgres)\"` (scripts/test does)"
+            )
+        });
+        let base = base.trim_end_matches('/').to_owned();
+        let name = format!("skyscale_shared_{}", uuid::Uuid::new_v4().simple());
+        postgres::Client::connect(&format!("{base}/postgres"), postgres::NoTls)
+            .and_then(|mut c| c.batch_execute(&format!("CREATE DATABASE {name}")))
+            .unwrap_or_else(|e| panic!("creating database {name} at {base}: {e}"));
+        Self { base, name }
+    }
+
+    pub fn url(&self) -> String {
+        format!("{}/{}", self.base, self.name)
+    }
+
+    pub fn client(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url(), postgres::NoTls).unwrap()
+    }
+}
+
+impl Drop for SharedDatabase {
+    fn drop(&mut self) {
+        let dropped =
+            postgres::Client::connect(&format!("{}/postgres", self.base), postgres::NoTls)
+                .and_then(|mut c| {
+                    c.batch_execute(&format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        self.name
+                    ))
+                });
+        if let Err(e) = dropped {
+            eprintln!("dropping test database {}: {e}", self.name);
+        }
+    }
 }
 
 /// Creates a fresh PostgreSQL database for one server when `SKYSCALE_TEST_E2E_DATABASE_URL`
@@ -115,6 +166,26 @@ impl Server {
                 .collect(),
             open_files,
             pg: e2e_database(),
+            shared_url: None,
+        };
+        s.spawn();
+        s
+    }
+
+    /// A control plane on the PostgreSQL database `db`, which other servers may share.
+    pub fn start_shared(driver: &str, db: &SharedDatabase, env: &[(&str, &str)]) -> Server {
+        let mut s = Server {
+            dir: tempfile::tempdir().unwrap(),
+            url: String::new(),
+            driver: driver.to_owned(),
+            child: None,
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            open_files: None,
+            pg: None,
+            shared_url: Some(db.url()),
         };
         s.spawn();
         s
@@ -150,9 +221,12 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log);
-        match &self.pg {
-            Some((base, name)) => cmd.env("SKYSCALE_DATABASE_URL", format!("{base}/{name}")),
-            None => cmd.env("DB_PATH", self.dir.path().join("skyscale.db")),
+        match (&self.shared_url, &self.pg) {
+            (Some(url), _) => cmd.env("SKYSCALE_DATABASE_URL", url),
+            (None, Some((base, name))) => {
+                cmd.env("SKYSCALE_DATABASE_URL", format!("{base}/{name}"))
+            }
+            (None, None) => cmd.env("DB_PATH", self.dir.path().join("skyscale.db")),
         };
         for (k, v) in &self.extra_env {
             cmd.env(k, v);

@@ -27,14 +27,22 @@ struct WorkerCounters {
     spilled: u64,
 }
 
+/// One read of the membership.
+#[derive(Default)]
+struct View {
+    members: Vec<Member>,
+    /// Reserved functions' homes held by live workers: function → (address, generation).
+    homes: HashMap<String, (String, u64)>,
+}
+
 pub(crate) struct ApiNode {
     pub settings: ClusterSettings,
     /// This process's row in `api_nodes`.
     pub id: String,
     link: Arc<dyn WorkerLink>,
-    /// The live workers as last read; invocations in flight watch it to give up on a
-    /// worker whose lease ran out.
-    members: tokio::sync::watch::Sender<Arc<Vec<Member>>>,
+    /// The live workers and the homes they hold, as last read; invocations in flight watch
+    /// it to give up on a worker whose lease ran out.
+    view: tokio::sync::watch::Sender<Arc<View>>,
     counters: Mutex<HashMap<String, WorkerCounters>>,
     stale_refused: AtomicU64,
     no_worker: AtomicU64,
@@ -46,24 +54,25 @@ impl ApiNode {
             settings,
             id: uuid::Uuid::new_v4().to_string(),
             link,
-            members: tokio::sync::watch::Sender::new(Arc::new(Vec::new())),
+            view: tokio::sync::watch::Sender::new(Arc::new(View::default())),
             counters: Mutex::new(HashMap::new()),
             stale_refused: AtomicU64::new(0),
             no_worker: AtomicU64::new(0),
         }
     }
 
-    fn members(&self) -> Arc<Vec<Member>> {
-        self.members.borrow().clone()
+    fn view(&self) -> Arc<View> {
+        self.view.borrow().clone()
     }
 
     /// Resolves once the worker at `address` of `generation` is no longer live in this
     /// node's view (its lease ran out, or it registered again).
     async fn lapsed(&self, address: &str, generation: u64) {
-        let mut rx = self.members.subscribe();
+        let mut rx = self.view.subscribe();
         loop {
             let live = rx
                 .borrow_and_update()
+                .members
                 .iter()
                 .any(|m| m.address == address && m.generation == generation);
             if !live || rx.changed().await.is_err() {
@@ -90,15 +99,17 @@ impl ApiNode {
                     node.settings.node_name.clone(),
                     node.settings.address.clone(),
                 );
-                let read = tokio::task::spawn_blocking(move || {
-                    if touch {
-                        store.touch_api_node(&id, &name, &address)?;
-                    }
-                    store.live_workers()
-                })
+                let read = tokio::task::spawn_blocking(
+                    move || -> Result<_, skyscale_store::StoreError> {
+                        if touch {
+                            store.touch_api_node(&id, &name, &address)?;
+                        }
+                        Ok((store.live_workers()?, store.live_homes()?))
+                    },
+                )
                 .await;
                 match read {
-                    Ok(Ok(rows)) => {
+                    Ok(Ok((rows, homes))) => {
                         let members: Vec<Member> = rows
                             .into_iter()
                             .map(|w| Member {
@@ -115,7 +126,11 @@ impl ApiNode {
                                 capacity: w.capacity,
                             })
                             .collect();
-                        node.members.send_replace(Arc::new(members));
+                        let homes = homes
+                            .into_iter()
+                            .map(|(f, address, generation)| (f, (address, generation)))
+                            .collect();
+                        node.view.send_replace(Arc::new(View { members, homes }));
                     }
                     // The last snapshot stays: workers are dropped from it only when the
                     // database says their lease ran out (they fence themselves before).
@@ -128,7 +143,7 @@ impl ApiNode {
 
     /// The cluster's concurrency: the sum of the live workers' capacities.
     pub fn capacity(&self) -> u64 {
-        self.members().iter().map(|m| m.capacity).sum()
+        self.view().members.iter().map(|m| m.capacity).sum()
     }
 
     fn count(&self, address: &str, f: impl FnOnce(&mut WorkerCounters)) {
@@ -149,9 +164,21 @@ impl ApiNode {
         payload: Vec<u8>,
         (invoked_arn, client_context): (String, Option<String>),
     ) -> Result<InvokeOutput, CoreError> {
-        let members = self.members();
+        let view = self.view();
+        let members = &view.members;
         let reserved = f.reserved_concurrency.is_some();
-        let order = candidates(&members, f.name.as_str(), f.revision, f.version, reserved);
+        let home = view
+            .homes
+            .get(f.name.as_str())
+            .map(|(a, g)| (a.as_str(), *g));
+        let order = candidates(
+            members,
+            f.name.as_str(),
+            f.revision,
+            f.version,
+            reserved,
+            home,
+        );
         if order.is_empty() {
             self.no_worker.fetch_add(1, Ordering::Relaxed);
             return Err(CoreError::Unavailable(
@@ -199,6 +226,13 @@ impl ApiNode {
                         "the worker that ran this invocation ({}) lost its lease meanwhile: its \
                          result is refused; retry",
                         m.name
+                    )));
+                }
+                Ok(WorkerAnswer::NotHome) => {
+                    return Err(CoreError::Unavailable(format!(
+                        "function {} is moving to another worker (its reserved concurrency is \
+                         held by one worker at a time); retry",
+                        req.function.name
                     )));
                 }
                 Ok(WorkerAnswer::Dropped) => {
@@ -264,14 +298,16 @@ impl ApiNode {
     }
 
     fn is_live(&self, address: &str, generation: u64) -> bool {
-        self.members()
+        self.view()
+            .members
             .iter()
             .any(|m| m.address == address && m.generation == generation)
     }
 
     /// `skyscale_cluster_*` series in the Prometheus text format.
     pub fn render_metrics(&self) -> String {
-        let members = self.members();
+        let view = self.view();
+        let members = &view.members;
         let counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
         let mut addresses: Vec<&String> = counters.keys().collect();
         for m in members.iter() {

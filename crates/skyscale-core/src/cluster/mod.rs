@@ -110,6 +110,9 @@ pub enum WorkerAnswer {
     /// The worker is fenced or of another generation: nothing ran (another worker may
     /// take it).
     Fenced,
+    /// The function has reserved concurrency and another live worker holds its home: nothing
+    /// ran (the API node's view was behind).
+    NotHome,
     /// The worker was fenced while the invocation ran: its result is dropped (it may have
     /// had effects, so it is not sent to another worker).
     Dropped,

@@ -57,8 +57,9 @@ pub(crate) fn rendezvous(function: &str, members: &[Member]) -> Vec<usize> {
 
 /// The workers to try for one invocation, in order.
 ///
-/// - A function with reserved concurrency goes to its home worker only (the first in
-///   rendezvous order), so one scheduler enforces its reservation.
+/// - A function with reserved concurrency goes to its home worker only, so one scheduler
+///   enforces its reservation: the live worker holding its home (`home`: address and
+///   generation), else the first in rendezvous order (which claims it on its first run).
 /// - Otherwise a worker that listed an idle warm sandbox of this revision comes first (the
 ///   first such in rendezvous order), then the rendezvous order.
 pub(crate) fn candidates(
@@ -67,7 +68,18 @@ pub(crate) fn candidates(
     revision: u64,
     version: Option<u64>,
     reserved: bool,
+    home: Option<(&str, u64)>,
 ) -> Vec<usize> {
+    if reserved {
+        if let Some((address, generation)) = home {
+            if let Some(i) = members
+                .iter()
+                .position(|m| m.address == address && m.generation == generation)
+            {
+                return vec![i];
+            }
+        }
+    }
     let mut order = rendezvous(function, members);
     if reserved {
         order.truncate(1);
@@ -147,12 +159,25 @@ mod tests {
         let order = rendezvous("f", &ms);
         let second = order[1];
         ms[second].warm.insert(("f".into(), 7, None));
-        assert_eq!(candidates(&ms, "f", 7, None, false), vec![second, order[0]]);
+        assert_eq!(
+            candidates(&ms, "f", 7, None, false, None),
+            vec![second, order[0]]
+        );
         // Another revision or version is not warm.
-        assert_eq!(candidates(&ms, "f", 8, None, false), order);
-        assert_eq!(candidates(&ms, "f", 7, Some(1), false), order);
-        // Reserved: the home only.
-        assert_eq!(candidates(&ms, "f", 7, None, true), vec![order[0]]);
-        assert!(candidates(&[], "f", 7, None, false).is_empty());
+        assert_eq!(candidates(&ms, "f", 8, None, false, None), order);
+        assert_eq!(candidates(&ms, "f", 7, Some(1), false, None), order);
+        // Reserved: the home only: the live holder of its home, else the rendezvous first.
+        assert_eq!(candidates(&ms, "f", 7, None, true, None), vec![order[0]]);
+        let holder = ms[second].address.clone();
+        assert_eq!(
+            candidates(&ms, "f", 7, None, true, Some((&holder, 1))),
+            vec![second]
+        );
+        // A home held by a generation that is not live is no home.
+        assert_eq!(
+            candidates(&ms, "f", 7, None, true, Some((&holder, 2))),
+            vec![order[0]]
+        );
+        assert!(candidates(&[], "f", 7, None, false, None).is_empty());
     }
 }

@@ -20,6 +20,8 @@ pub(crate) struct WorkerNode {
     generation: AtomicU64,
     /// The capacity it registers: its host's sandbox cap.
     capacity: u64,
+    /// Reserved functions whose home this worker holds, and under which generation.
+    homes: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl WorkerNode {
@@ -28,6 +30,7 @@ impl WorkerNode {
             settings,
             generation: AtomicU64::new(FENCED),
             capacity,
+            homes: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -177,6 +180,39 @@ impl ControlPlane {
             tokio::task::spawn_blocking(move || store.release_worker(&address, generation)).await;
     }
 
+    /// Whether this worker (of `generation`) holds the home of the reserved function
+    /// `function`, claiming it in the database the first time (once per function and
+    /// generation: a cold path). Another worker takes a home only once its holder's lease
+    /// ran out, and the holder fenced itself before that: one scheduler at a time enforces
+    /// the reservation.
+    async fn hold_home(
+        &self,
+        node: &WorkerNode,
+        function: &str,
+        generation: u64,
+    ) -> Result<bool, CoreError> {
+        let held = node
+            .homes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(function)
+            .is_some_and(|&g| g == generation);
+        if held {
+            return Ok(true);
+        }
+        let store = self.store.clone();
+        let (f, address) = (function.to_owned(), node.settings.address.clone());
+        let claimed =
+            crate::blocking(move || Ok(store.claim_home(&f, &address, generation)?)).await?;
+        if claimed {
+            node.homes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(function.to_owned(), generation);
+        }
+        Ok(claimed)
+    }
+
     /// Runs an invocation an API node sent (authenticated by the HTTP layer with the
     /// cluster secret). No authorization and no record here: the API node did and does.
     pub async fn run_for_api(self: &Arc<Self>, req: WorkerInvocation) -> WorkerAnswer {
@@ -189,6 +225,21 @@ impl ControlPlane {
         let generation = req.generation;
         if node.generation() != Some(generation) {
             return WorkerAnswer::Fenced;
+        }
+        if req.function.reserved_concurrency.is_some() {
+            match self
+                .hold_home(node, req.function.name.as_str(), generation)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => return WorkerAnswer::NotHome,
+                Err(e) => {
+                    return WorkerAnswer::Failed {
+                        kind: FailureKind::Unavailable,
+                        message: format!("claiming the function's home failed: {e}"),
+                    }
+                }
+            }
         }
         let node = node.clone();
         let cp = self.clone();

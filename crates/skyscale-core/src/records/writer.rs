@@ -8,6 +8,7 @@ use skyscale_store::{InvocationRecord, LogEntry, RecordTotals, Store};
 use tokio::sync::{broadcast, mpsc};
 
 use super::{Message, RecordSettings, BATCH_LINGER, BATCH_LOG_BYTES, BATCH_RECORDS};
+use crate::singleton::ChoreLock;
 use crate::{blocking, CoreError};
 
 /// The writer task's state.
@@ -44,6 +45,10 @@ impl Writer {
         }
         let mut prune = tokio::time::interval(self.settings.prune_interval);
         prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // On a shared store one node prunes (see `singleton.rs`), at each tick, from the
+        // totals of every node's records read afresh; alone, this writer's running totals
+        // are exact and it prunes by size after each batch too.
+        let lock = ChoreLock::new(self.store.clone(), "records");
         loop {
             tokio::select! {
                 first = rx.recv() => match first {
@@ -53,7 +58,21 @@ impl Writer {
                     }
                     None => break,
                 },
-                _ = prune.tick() => self.prune_by_age().await,
+                _ = prune.tick() => {
+                    if self.store.is_shared() {
+                        if lock.runs_here().await {
+                            let store = self.store.clone();
+                            match blocking(move || Ok(store.record_totals()?)).await {
+                                Ok(t) => self.totals = t,
+                                Err(e) => tracing::error!(error = %e, "reading the stored invocation totals"),
+                            }
+                            self.prune_by_age().await;
+                            self.prune_by_size().await;
+                        }
+                    } else {
+                        self.prune_by_age().await;
+                    }
+                }
             }
         }
     }
@@ -128,7 +147,9 @@ impl Writer {
                             }));
                         }
                     }
-                    self.prune_by_size().await;
+                    if !self.store.is_shared() {
+                        self.prune_by_size().await;
+                    }
                 }
                 Err(e) => tracing::error!(error = %e, "writing invocation records"),
             }

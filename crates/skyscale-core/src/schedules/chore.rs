@@ -21,6 +21,7 @@ use skyscale_types::schedules::MissedFires;
 use tokio::sync::{watch, Notify};
 
 use super::{now_ms, ScheduleExpression, ScheduleSettings};
+use crate::singleton::ChoreLock;
 use crate::{blocking, ControlPlane, CoreError};
 
 /// Most slots of one schedule fired in one round (a control plane that was stalled catches
@@ -79,12 +80,27 @@ pub(super) fn start(cp: &Arc<ControlPlane>) {
 async fn run(cp: Arc<ControlPlane>) {
     let chore = &cp.schedules;
     let mut stop = chore.stopping.subscribe();
-    if let Err(e) = cp.catch_up(&stop).await {
-        tracing::warn!(error = %e.report(), "catching up missed schedule slots failed; they fire now");
-    }
+    // On a shared store one node fires (see `singleton.rs`); the others try again every
+    // few seconds, and the one that takes over catches up first, as a start does.
+    let lock = ChoreLock::new(cp.store.clone(), "schedules");
+    let mut caught_up = false;
     loop {
         if *stop.borrow() {
             break;
+        }
+        if !lock.runs_here().await {
+            caught_up = false;
+            tokio::select! {
+                () = tokio::time::sleep(crate::singleton::RETRY) => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            continue;
+        }
+        if !caught_up {
+            if let Err(e) = cp.catch_up(&stop).await {
+                tracing::warn!(error = %e.report(), "catching up missed schedule slots failed; they fire now");
+            }
+            caught_up = true;
         }
         let next = match cp.fire_due(&stop).await {
             Ok(next) => next,
