@@ -111,6 +111,8 @@ impl From<postgres::Error> for StoreError {
 ///   in WAL mode the next synced commit syncs them too; PostgreSQL: `synchronous_commit = off`).
 pub struct Store {
     dialect: Dialect,
+    /// How to open another connection to the same PostgreSQL database (a listener).
+    pg: Option<postgres::Config>,
     conn: Conn,
     records: Conn,
     events: Conn,
@@ -137,6 +139,7 @@ impl Store {
         migrate_sqlite(&mut conn)?;
         Ok(Self {
             dialect: Dialect::Sqlite,
+            pg: None,
             conn: Conn::Sqlite(Mutex::new(conn)),
             records: Conn::Sqlite(Mutex::new(connect()?)),
             events: Conn::Sqlite(Mutex::new({
@@ -176,6 +179,7 @@ impl Store {
         migrate_pg(&mut conn.lock())?;
         Ok(Self {
             dialect: Dialect::Postgres,
+            pg: Some(config.clone()),
             conn,
             // Record batches and dispatcher writes may be lost with the server's last
             // moments, as on SQLite (see `Store`); an accepted event may not (`events`).
@@ -189,6 +193,11 @@ impl Store {
     /// may be other nodes', and chores must be coordinated.
     pub fn is_shared(&self) -> bool {
         self.dialect == Dialect::Postgres
+    }
+
+    /// The PostgreSQL database's connection settings; `None` on SQLite.
+    pub(crate) fn pg_config(&self) -> Option<&postgres::Config> {
+        self.pg.as_ref()
     }
 
     /// The functions, keys and configurations connection (see [`Store`]).
