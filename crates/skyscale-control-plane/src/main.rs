@@ -231,6 +231,7 @@ async fn run_all(
             .await??,
         )
     };
+    cp.start_cache_coherence();
     // Resumes what a previous run left queued.
     cp.start_dispatcher().await?;
     // Fires what schedules missed while the control plane was down, then each slot.
@@ -291,6 +292,7 @@ async fn run_api(
         .await??,
     );
     cp.start_cluster();
+    cp.start_cache_coherence();
     cp.start_dispatcher().await?;
     cp.start_schedules();
     tracing::info!(%addr, name = %node.name, "API node started");

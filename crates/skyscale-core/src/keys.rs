@@ -55,7 +55,7 @@ impl KeyTable {
 pub(crate) struct Keys {
     table: RwLock<Arc<KeyTable>>,
     /// Serialises key writes with their reload, so an older reload never replaces a newer one.
-    writes: tokio::sync::Mutex<()>,
+    pub(crate) writes: tokio::sync::Mutex<()>,
 }
 
 impl Keys {
@@ -160,7 +160,7 @@ fn parse_new_key(req: &KeySpec) -> Result<(Role, Option<Vec<String>>), CoreError
 
 impl ControlPlane {
     /// Re-reads every key after a write (call with `keys.writes` held).
-    async fn reload_keys(&self) -> Result<(), CoreError> {
+    pub(crate) async fn reload_keys(&self) -> Result<(), CoreError> {
         let store = self.store.clone();
         let table = blocking(move || KeyTable::load(&store)).await?;
         self.keys.replace(table);

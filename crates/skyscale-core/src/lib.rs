@@ -12,6 +12,7 @@ mod cache;
 mod cluster;
 mod code;
 mod code_location;
+mod coherence;
 mod error;
 mod events;
 mod functions;
@@ -177,6 +178,9 @@ pub struct ControlPlane {
     cluster: Cluster,
     /// Every API key, read on every request; replaced after every key write.
     keys: Arc<Keys>,
+    /// On a shared store (not on a worker): when this node last saw the cache epoch, so
+    /// changes made through other nodes reach its caches (see `coherence.rs`).
+    coherence: Option<Arc<coherence::Coherence>>,
     /// Failed authentications per source address.
     auth_limiter: AuthLimiter,
     /// A sealed secret of no key, opened when a SigV4 request names an unknown key so that
@@ -312,6 +316,8 @@ impl ControlPlane {
             )),
         };
         let records = records::Records::start(store.clone(), settings.records.clone());
+        let coherence = (store.is_shared() && !matches!(cluster, Cluster::Worker(_)))
+            .then(|| Arc::new(coherence::Coherence::new()));
         Ok(Self {
             records,
             store,
@@ -320,6 +326,7 @@ impl ControlPlane {
             scheduler,
             cluster,
             keys: Arc::new(Keys::new(keys)),
+            coherence,
             auth_limiter: AuthLimiter::new(settings.auth_limits),
             dummy_sealed,
             functions: Cache::new(),
@@ -425,6 +432,7 @@ impl ControlPlane {
 
     /// Checks a bearer token `<id>.<secret>` sent from `source`.
     pub async fn authenticate(&self, token: &str, source: IpAddr) -> Result<Principal, CoreError> {
+        self.check_coherent()?;
         self.rate_limited(source, || {
             let key = ApiKey::parse(token)?;
             let keys = self.keys.snapshot();
@@ -455,6 +463,7 @@ impl ControlPlane {
         use skyscale_sigv4::{Authorization, SigV4Error};
         // No credentials at all is not a guess: not counted.
         let authorization = authorization.ok_or(SigV4Error::Missing)?;
+        self.check_coherent()?;
         self.rate_limited(source, || {
             let auth = Authorization::parse(authorization)?;
             let keys = self.keys.snapshot();

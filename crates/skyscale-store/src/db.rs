@@ -195,6 +195,7 @@ impl Store {
         self.dialect == Dialect::Postgres
     }
 
+    /// How to open another connection to the same PostgreSQL database; `None` on SQLite.
     pub(crate) fn pg_config(&self) -> Option<&postgres::Config> {
         self.pg_config.as_ref()
     }

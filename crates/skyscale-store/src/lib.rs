@@ -7,6 +7,7 @@
 
 mod aliases;
 mod audit;
+mod changes;
 mod cluster;
 mod code;
 mod code_packages;
@@ -27,6 +28,7 @@ mod versions;
 
 pub use aliases::{AliasRecord, AliasUpdate};
 pub use audit::{AuditRecord, NewAuditEntry};
+pub use changes::{CacheListener, CHANNEL as CACHE_CHANNEL};
 pub use cluster::{ApiNodeRow, WarmKey, WorkerLease, WorkerRow, WorkerStatus};
 pub use code::{
     CodeError, CodeLimits, CodePin, CodeRef, CodeStore, CodeUsage, Collected, StoredCode,
@@ -40,6 +42,7 @@ pub use functions::{FunctionRecord, FunctionUpdate, NewFunction};
 pub use invocations::{
     InvocationQuery, InvocationRecord, LogEntry, LogPage, LogQuery, RecordTotals,
 };
+pub use migrations::SCHEMA_VERSION;
 
 pub use keys::{ApiKeyRecord, NewApiKey, Revocation};
 pub use policies::{PolicyStatement, MAX_STATEMENTS};

@@ -6,6 +6,9 @@
 //! schema entry for entry, so a new migration is added here and there together (the store's
 //! tests run against both, and `migration_lists_have_the_same_length` checks the count).
 
+/// The schema version this build migrates to (the same on both databases).
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
 pub const MIGRATIONS: &[&str] = &[
     // 1: functions and API keys.
     r#"
@@ -318,5 +321,49 @@ pub const MIGRATIONS: &[&str] = &[
         address    TEXT NOT NULL,
         generation INTEGER NOT NULL
     ) STRICT;
+    // 18: the cache epoch (changes.rs): every committed change of a row nodes cache moves it,
+    // in the change's own transaction.
+    r#"
+    CREATE TABLE cache_epoch (
+        id    INTEGER PRIMARY KEY CHECK (id = 1),
+        epoch INTEGER NOT NULL
+    ) STRICT;
+    INSERT INTO cache_epoch (id, epoch) VALUES (1, 0);
+    CREATE TRIGGER functions_insert_epoch AFTER INSERT ON functions
+        BEGIN UPDATE cache_epoch SET epoch = epoch + 1 WHERE id = 1; END;
+    CREATE TRIGGER functions_update_epoch AFTER UPDATE ON functions
+        BEGIN UPDATE cache_epoch SET epoch = epoch + 1 WHERE id = 1; END;
+    CREATE TRIGGER functions_delete_epoch AFTER DELETE ON functions
+        BEGIN UPDATE cache_epoch SET epoch = epoch + 1 WHERE id = 1; END;
+    CREATE TRIGGER function_versions_insert_epoch AFTER INSERT ON function_versions
+        BEGIN UPDATE cache_epoch SET epoch = epoch + 1 WHERE id = 1; END;
+    CREATE TRIGGER function_versions_update_epoch AFTER UPDATE ON function_versions
+        BEGIN UPDATE cache_epoch SET epoch = epoch + 1 WHERE id = 1; END;
+    CREATE TRIGGER function_versions_delete_epoch AFTER DELETE ON function_versions
+        BEGIN UPDATE cache_epoch SET epoch = epoch + 1 WHERE id = 1; END;
+    CREATE TRIGGER function_aliases_insert_epoch AFTER INSERT ON function_aliases
+        BEGIN UPDATE cache_epoch SET epoch = epoch + 1 WHERE id = 1; END;
+    CREATE TRIGGER function_aliases_update_epoch AFTER UPDATE ON function_aliases
+        BEGIN UPDATE cache_epoch SET epoch = epoch + 1 WHERE id = 1; END;
+    CREATE TRIGGER function_aliases_delete_epoch AFTER DELETE ON function_aliases
+        BEGIN UPDATE cache_epoch SET epoch = epoch + 1 WHERE id = 1; END;
+    CREATE TRIGGER function_urls_insert_epoch AFTER INSERT ON function_urls
+        BEGIN UPDATE cache_epoch SET epoch = epoch + 1 WHERE id = 1; END;
+    CREATE TRIGGER function_urls_update_epoch AFTER UPDATE ON function_urls
+        BEGIN UPDATE cache_epoch SET epoch = epoch + 1 WHERE id = 1; END;
+    CREATE TRIGGER function_urls_delete_epoch AFTER DELETE ON function_urls
+        BEGIN UPDATE cache_epoch SET epoch = epoch + 1 WHERE id = 1; END;
+    CREATE TRIGGER function_policies_insert_epoch AFTER INSERT ON function_policies
+        BEGIN UPDATE cache_epoch SET epoch = epoch + 1 WHERE id = 1; END;
+    CREATE TRIGGER function_policies_update_epoch AFTER UPDATE ON function_policies
+        BEGIN UPDATE cache_epoch SET epoch = epoch + 1 WHERE id = 1; END;
+    CREATE TRIGGER function_policies_delete_epoch AFTER DELETE ON function_policies
+        BEGIN UPDATE cache_epoch SET epoch = epoch + 1 WHERE id = 1; END;
+    CREATE TRIGGER api_keys_insert_epoch AFTER INSERT ON api_keys
+        BEGIN UPDATE cache_epoch SET epoch = epoch + 1 WHERE id = 1; END;
+    CREATE TRIGGER api_keys_update_epoch AFTER UPDATE ON api_keys
+        BEGIN UPDATE cache_epoch SET epoch = epoch + 1 WHERE id = 1; END;
+    CREATE TRIGGER api_keys_delete_epoch AFTER DELETE ON api_keys
+        BEGIN UPDATE cache_epoch SET epoch = epoch + 1 WHERE id = 1; END;
     "#,
 ];

@@ -299,5 +299,33 @@ pub const MIGRATIONS_PG: &[&str] = &[
         address    TEXT COLLATE "C" NOT NULL,
         generation BIGINT NOT NULL
     );
+    // 18: the cache epoch (changes.rs), as in SQLite's 18; the same trigger notifies
+    // `skyscale_cache` (delivered at commit), a hint for the nodes that listen.
+    r#"
+    CREATE TABLE cache_epoch (
+        id    BIGINT PRIMARY KEY CHECK (id = 1),
+        epoch BIGINT NOT NULL
+    );
+    INSERT INTO cache_epoch (id, epoch) VALUES (1, 0);
+    CREATE FUNCTION skyscale_cache_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE e BIGINT;
+    BEGIN
+        UPDATE cache_epoch SET epoch = epoch + 1 WHERE id = 1 RETURNING epoch INTO e;
+        PERFORM pg_notify('skyscale_cache', e::text);
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER functions_epoch AFTER INSERT OR UPDATE OR DELETE ON functions
+        FOR EACH ROW EXECUTE FUNCTION skyscale_cache_changed();
+    CREATE TRIGGER function_versions_epoch AFTER INSERT OR UPDATE OR DELETE ON function_versions
+        FOR EACH ROW EXECUTE FUNCTION skyscale_cache_changed();
+    CREATE TRIGGER function_aliases_epoch AFTER INSERT OR UPDATE OR DELETE ON function_aliases
+        FOR EACH ROW EXECUTE FUNCTION skyscale_cache_changed();
+    CREATE TRIGGER function_urls_epoch AFTER INSERT OR UPDATE OR DELETE ON function_urls
+        FOR EACH ROW EXECUTE FUNCTION skyscale_cache_changed();
+    CREATE TRIGGER function_policies_epoch AFTER INSERT OR UPDATE OR DELETE ON function_policies
+        FOR EACH ROW EXECUTE FUNCTION skyscale_cache_changed();
+    CREATE TRIGGER api_keys_epoch AFTER INSERT OR UPDATE OR DELETE ON api_keys
+        FOR EACH ROW EXECUTE FUNCTION skyscale_cache_changed();
     "#,
 ];
