@@ -321,6 +321,7 @@ pub const MIGRATIONS: &[&str] = &[
         address    TEXT NOT NULL,
         generation INTEGER NOT NULL
     ) STRICT;
+    "#,
     // 18: the cache epoch (changes.rs): every committed change of a row nodes cache moves it,
     // in the change's own transaction.
     r#"

@@ -292,13 +292,14 @@ pub const MIGRATIONS_PG: &[&str] = &[
         last_seen  BIGINT NOT NULL
     );
     "#,
-    // 17: a reserved function's home worker (cluster.rs), as in SQLite's 16.
+    // 17: a reserved function's home worker (cluster.rs), as in SQLite's 17.
     r#"
     CREATE TABLE function_homes (
         function   TEXT COLLATE "C" PRIMARY KEY,
         address    TEXT COLLATE "C" NOT NULL,
         generation BIGINT NOT NULL
     );
+    "#,
     // 18: the cache epoch (changes.rs), as in SQLite's 18; the same trigger notifies
     // `skyscale_cache` (delivered at commit), a hint for the nodes that listen.
     r#"
