@@ -67,7 +67,7 @@ impl ControlPlane {
 
     /// The package a grant names, if its signature holds and it has not expired. Every
     /// refusal says the same, so a caller learns nothing about which part was wrong.
-    pub fn redeem_code_location(
+    pub async fn redeem_code_location(
         &self,
         sha256: &str,
         expires: u64,
@@ -89,9 +89,19 @@ impl ControlPlane {
             return Err(refused());
         }
         // Signed by us, so `sha256` is a package name this server wrote, not a path.
-        let pin = self.code.pin(sha256).ok_or_else(|| {
-            CoreError::NotFound("the package of this code location no longer exists".into())
-        })?;
+        let gone =
+            || CoreError::NotFound("the package of this code location no longer exists".into());
+        let pin = match self.code.pin(sha256) {
+            Some(pin) => pin,
+            // On a shared store another host may have taken the upload (see `code.rs`).
+            None if self.store.is_shared() => {
+                let (store, code, sha) = (self.store.clone(), self.code.clone(), sha256.to_owned());
+                crate::blocking(move || crate::code::fetch_code(&store, &code, &sha))
+                    .await?
+                    .ok_or_else(gone)?
+            }
+            None => return Err(gone()),
+        };
         Ok(CodeDownload {
             zip: self.code.zip_path(sha256),
             _pin: pin,

@@ -48,7 +48,9 @@ async fn download(
             "a code location needs its expires and signature parameters".into(),
         ))
     })?;
-    let grant = cp.redeem_code_location(&sha256, q.expires, &q.signature, SystemTime::now())?;
+    let grant = cp
+        .redeem_code_location(&sha256, q.expires, &q.signature, SystemTime::now())
+        .await?;
     let file = tokio::fs::File::open(&grant.zip).await.map_err(|e| {
         ApiError(CoreError::internal_from(
             format!("opening {}", grant.zip.display()),
