@@ -53,6 +53,15 @@ impl Shared {
         self.dir.path()
     }
 
+    /// A node's data directory: its own on PostgreSQL (each host has one: packages reach
+    /// workers through the database), one for all on SQLite (one machine).
+    fn data_dir(&self, node: &str) -> PathBuf {
+        match &self.pg {
+            Some(_) => self.dir.path().join(node).join("data"),
+            None => self.dir.path().join("data"),
+        }
+    }
+
     fn database_env(&self) -> (&'static str, String) {
         match &self.pg {
             Some((base, name)) => ("SKYSCALE_DATABASE_URL", format!("{base}/{name}")),
@@ -100,7 +109,7 @@ impl Node {
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env(db_var, db)
-            .env("SKYSCALE_DATA_DIR", dir.join("data"))
+            .env("SKYSCALE_DATA_DIR", shared.data_dir(name))
             .env("SKYSCALE_DRIVER", "process")
             .env("SKYSCALE_AGENT_PATH", workspace_bin("skyscale-agent"))
             .env("SKYSCALE_CLUSTER_SECRET", SECRET)
@@ -823,7 +832,16 @@ fn reserved_homes_stay_when_a_worker_joins() {
             Some(br#"{"reserved_concurrency": 2}"#.to_vec()),
         );
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-        assert_eq!(ran_on(&http.invoke(name, "{}")), w1.pid());
+        let r = http.invoke(name, "{}");
+        assert_eq!(
+            r.status,
+            200,
+            "{}\n{}\n{}",
+            String::from_utf8_lossy(&r.body),
+            common::tail(&api.log(), 20),
+            common::tail(&w1.log(), 20)
+        );
+        assert_eq!(ran_on(&r), w1.pid());
     }
     let w2 = Node::worker(&dir, "worker-2", a2);
     wait_routable(&api, 2, &[&api, &w1, &w2]);
