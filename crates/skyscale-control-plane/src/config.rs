@@ -130,14 +130,14 @@ impl ClusterConfig {
         if role != "worker" {
             if let Some(l) = &listen {
                 bail!(
-                    "SKYSCALE_WORKER_LISTEN={l:?} is set but SKYSCALE_ROLE={role}: only a worker                      listens for API nodes"
+                    "SKYSCALE_WORKER_LISTEN={l:?} is set but SKYSCALE_ROLE={role}: only a worker listens for API nodes"
                 );
             }
         }
         if role == "all" {
             if secret.is_some() {
                 bail!(
-                    "SKYSCALE_CLUSTER_SECRET is set but SKYSCALE_ROLE=all: a single node has no                      cluster traffic (set SKYSCALE_ROLE=api or worker)"
+                    "SKYSCALE_CLUSTER_SECRET is set but SKYSCALE_ROLE=all: a single node has no cluster traffic (set SKYSCALE_ROLE=api or worker)"
                 );
             }
             for name in ["SKYSCALE_WORKER_LEASE", "SKYSCALE_NODE_NAME"] {
@@ -151,18 +151,18 @@ impl ClusterConfig {
         }
         let Some(secret) = secret else {
             bail!(
-                "SKYSCALE_CLUSTER_SECRET is required with SKYSCALE_ROLE={role}: API nodes and                  workers authenticate each other with it (at least {MIN_SECRET_LEN} characters)"
+                "SKYSCALE_CLUSTER_SECRET is required with SKYSCALE_ROLE={role}: API nodes and workers authenticate each other with it (at least {MIN_SECRET_LEN} characters)"
             );
         };
         if secret.chars().count() < MIN_SECRET_LEN {
             bail!(
-                "SKYSCALE_CLUSTER_SECRET is invalid: it has {} characters, at least                  {MIN_SECRET_LEN} are required",
+                "SKYSCALE_CLUSTER_SECRET is invalid: it has {} characters, at least {MIN_SECRET_LEN} are required",
                 secret.chars().count()
             );
         }
         if !secret.bytes().all(|b| b.is_ascii_graphic()) {
             bail!(
-                "SKYSCALE_CLUSTER_SECRET is invalid: only printable ASCII characters without                  spaces are allowed"
+                "SKYSCALE_CLUSTER_SECRET is invalid: only printable ASCII characters without spaces are allowed"
             );
         }
         if role == "api" {
@@ -176,7 +176,7 @@ impl ClusterConfig {
         let lease = duration_var("SKYSCALE_WORKER_LEASE", Duration::from_secs(3))?;
         if lease < MIN_LEASE {
             bail!(
-                "SKYSCALE_WORKER_LEASE={lease:?} is invalid: at least 1s (a worker renews every                  third of it and fences itself 0.5s before it ends)"
+                "SKYSCALE_WORKER_LEASE={lease:?} is invalid: at least 1s (a worker renews every third of it and fences itself 0.5s before it ends)"
             );
         }
         let node = ClusterNode {
@@ -189,23 +189,23 @@ impl ClusterConfig {
         }
         let Some(listen) = listen else {
             bail!(
-                "SKYSCALE_WORKER_LISTEN is required with SKYSCALE_ROLE=worker: the ip:port its                  internal server binds and API nodes reach it at"
+                "SKYSCALE_WORKER_LISTEN is required with SKYSCALE_ROLE=worker: the ip:port its internal server binds and API nodes reach it at"
             );
         };
         let addr: SocketAddr = listen.parse().map_err(|_| {
             anyhow::anyhow!(
-                "SKYSCALE_WORKER_LISTEN={listen:?} is invalid: expected ip:port such as                  10.0.0.5:7070"
+                "SKYSCALE_WORKER_LISTEN={listen:?} is invalid: expected ip:port such as 10.0.0.5:7070"
             )
         })?;
         if addr.ip().is_unspecified() {
             bail!(
-                "SKYSCALE_WORKER_LISTEN={listen:?} is invalid: a worker listens on the address                  API nodes reach it at, not on every interface ({})",
+                "SKYSCALE_WORKER_LISTEN={listen:?} is invalid: a worker listens on the address API nodes reach it at, not on every interface ({})",
                 addr.ip()
             );
         }
         if addr.port() == 0 {
             bail!(
-                "SKYSCALE_WORKER_LISTEN={listen:?} is invalid: port 0 is not an address API                  nodes can reach; give a fixed port"
+                "SKYSCALE_WORKER_LISTEN={listen:?} is invalid: port 0 is not an address API nodes can reach; give a fixed port"
             );
         }
         Ok(ClusterConfig::Worker { node, listen: addr })
@@ -470,6 +470,20 @@ impl Config {
             ..defaults
         };
         let cluster = ClusterConfig::from_env()?;
+        if database_url.is_none() {
+            let role = match &cluster {
+                ClusterConfig::All => None,
+                ClusterConfig::Api(_) => Some("api"),
+                ClusterConfig::Worker { .. } => Some("worker"),
+            };
+            if let Some(role) = role {
+                bail!(
+                    "SKYSCALE_ROLE={role} needs SKYSCALE_DATABASE_URL: the nodes of a cluster \
+                     share a PostgreSQL database (SQLite is one machine's single node, \
+                     SKYSCALE_ROLE=all)"
+                );
+            }
+        }
         Ok(Self {
             cluster,
             events,

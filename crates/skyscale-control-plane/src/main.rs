@@ -9,7 +9,8 @@ use anyhow::Context;
 use config::{ClusterConfig, ClusterNode, Config, DriverKind, LogFormat};
 use sha2::{Digest, Sha256};
 use skyscale_core::{
-    AdminKeySource, ClusterSettings, ControlPlane, Limits, Node, RecordSettings, Runtimes, Settings,
+    AdminKeySource, ClusterSettings, ControlPlane, Limits, Node, RecordSettings, Runtimes,
+    ServerKey, Settings,
 };
 use skyscale_sandbox::{
     Driver, OciConfig, OciDriver, ProcessConfig, ProcessDriver, Runtime as OciRuntime,
@@ -64,18 +65,19 @@ async fn run() -> anyhow::Result<()> {
             .await??,
         )
     };
-    if !matches!(config.cluster, ClusterConfig::All) && !store.is_shared() {
-        tracing::warn!(
-            "a cluster role on SQLite: every node must share this database file, so the \
-             cluster cannot leave this machine (PostgreSQL is the cluster's database)"
-        );
-    }
+    // The key that seals API key secrets: a cluster's API nodes share one, derived from
+    // the cluster secret; a single node keeps its own in the data directory.
+    let server_key = match &config.cluster {
+        ClusterConfig::Api(node) => ServerKey::derive(&node.secret),
+        _ => ServerKey::load_or_create(&data_dir)?,
+    };
     // A worker serves no public API: the API nodes hold the keys.
     if !matches!(config.cluster, ClusterConfig::Worker { .. }) {
         let admin = {
             let (store, dir, key) = (store.clone(), data_dir.clone(), config.admin_key.clone());
+            let server_key = server_key.clone();
             tokio::task::spawn_blocking(move || {
-                skyscale_core::ensure_admin_key(&store, &dir, key.as_ref())
+                skyscale_core::ensure_admin_key(&store, &dir, key.as_ref(), &server_key)
             })
             .await??
         };
@@ -273,7 +275,10 @@ async fn run_api(
     let link = skyscale_http::HttpWorkerLink::new(&secret)
         .map_err(|e| anyhow::anyhow!("SKYSCALE_CLUSTER_SECRET: {e}"))?;
     let runtimes = discover_runtimes(config);
-    let settings = core_settings(config, None);
+    let settings = Settings {
+        server_key: Some(ServerKey::derive(&node.secret)),
+        ..core_settings(config, None)
+    };
     let dir = data_dir.to_path_buf();
     let role = Node::Api {
         settings: ClusterSettings {

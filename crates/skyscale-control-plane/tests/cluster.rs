@@ -33,19 +33,19 @@ def handler(event, context):
     return {"worker": worker, "start": start, "end": time.time()}
 "#;
 
-/// What the nodes of one test share: a data directory and a database (PostgreSQL when
-/// `SKYSCALE_TEST_E2E_DATABASE_URL` names a server, as the cluster runs in production; else
-/// one SQLite file all processes open).
+/// What the nodes of one test share: a PostgreSQL database (a cluster runs on nothing
+/// else) and a temporary directory holding each node's own data directory (each host has
+/// one: packages reach workers through the database).
 struct Shared {
     dir: tempfile::TempDir,
-    pg: Option<(String, String)>,
+    db: common::SharedDatabase,
 }
 
 impl Shared {
     fn new() -> Shared {
         Shared {
             dir: tempfile::tempdir().unwrap(),
-            pg: common::e2e_database(),
+            db: common::SharedDatabase::create(),
         }
     }
 
@@ -53,37 +53,12 @@ impl Shared {
         self.dir.path()
     }
 
-    /// A node's data directory: its own on PostgreSQL (each host has one: packages reach
-    /// workers through the database), one for all on SQLite (one machine).
     fn data_dir(&self, node: &str) -> PathBuf {
-        match &self.pg {
-            Some(_) => self.dir.path().join(node).join("data"),
-            None => self.dir.path().join("data"),
-        }
+        self.dir.path().join(node).join("data")
     }
 
     fn database_env(&self) -> (&'static str, String) {
-        match &self.pg {
-            Some((base, name)) => ("SKYSCALE_DATABASE_URL", format!("{base}/{name}")),
-            None => (
-                "DB_PATH",
-                self.dir.path().join("skyscale.db").display().to_string(),
-            ),
-        }
-    }
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        if let Some((base, name)) = &self.pg {
-            let dropped = postgres::Client::connect(&format!("{base}/postgres"), postgres::NoTls)
-                .and_then(|mut c| {
-                    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                });
-            if let Err(e) = dropped {
-                eprintln!("dropping test database {name}: {e}");
-            }
-        }
+        ("SKYSCALE_DATABASE_URL", self.db.url())
     }
 }
 
@@ -619,6 +594,13 @@ fn cluster_settings_are_checked_by_name() {
         ),
         (
             &[
+                ("SKYSCALE_ROLE", "api"),
+                ("SKYSCALE_CLUSTER_SECRET", SECRET),
+            ],
+            "SKYSCALE_ROLE=api needs SKYSCALE_DATABASE_URL",
+        ),
+        (
+            &[
                 ("SKYSCALE_ROLE", "worker"),
                 ("SKYSCALE_CLUSTER_SECRET", "short"),
             ],
@@ -905,4 +887,45 @@ fn a_single_node_says_it_is_one() {
         "{}",
         String::from_utf8_lossy(&refused.body)
     );
+}
+
+/// A key made through one API node signs AWS requests to another: the API nodes share the
+/// server key that seals key secrets (derived from the cluster secret), checked with boto3.
+#[test]
+fn a_key_made_on_one_api_node_signs_requests_to_another() {
+    let dir = Shared::new();
+    let api1 = Node::api(&dir, "api-1");
+    let api2 = Node::api(&dir, "api-2");
+    let r = api1
+        .http()
+        .post_json("/v1/keys", &json!({"role": "developer"}));
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let token = r.json()["key"].as_str().unwrap().to_owned();
+    let (id, secret) = token.split_once('.').unwrap();
+    let script = r#"
+import sys, boto3
+from botocore.config import Config
+c = boto3.client("lambda", endpoint_url=sys.argv[1], region_name="us-east-1",
+                 aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3],
+                 config=Config(retries={"max_attempts": 1}))
+print(len(c.list_functions()["Functions"]))
+"#;
+    // The key is seen by the second node within the coherence bound.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = Command::new(common::test_python())
+            .args(["-c", script, &api2.address, id, secret])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "boto3 against api-2 with a key made on api-1 failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

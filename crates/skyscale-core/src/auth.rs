@@ -218,14 +218,14 @@ pub(crate) fn hash_secret(secret: &str) -> String {
 }
 
 /// Makes sure an admin key exists: registers `from_env` if given, otherwise generates one
-/// on the first start and writes it once, mode 0600, to `data_dir/admin-key`. Creates the
-/// server key (`data_dir/server.key`) that seals key secrets if it does not exist.
+/// on the first start and writes it once, mode 0600, to `data_dir/admin-key`. Its secret is
+/// sealed with `server_key` (the one the control plane will open it with).
 pub fn ensure_admin_key(
     store: &Store,
     data_dir: &Path,
     from_env: Option<&ApiKey>,
+    server_key: &ServerKey,
 ) -> Result<AdminKeySource, CoreError> {
-    let server_key = ServerKey::load_or_create(data_dir)?;
     if let Some(key) = from_env {
         match store.get_api_key(&key.id)? {
             Some(rec) if rec.secret_sha256 == hash_secret(key.secret()) => {
@@ -337,9 +337,13 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
-        let AdminKeySource::Generated { key, path } =
-            ensure_admin_key(&store, dir.path(), None).unwrap()
-        else {
+        let AdminKeySource::Generated { key, path } = ensure_admin_key(
+            &store,
+            dir.path(),
+            None,
+            &ServerKey::load_or_create(dir.path()).unwrap(),
+        )
+        .unwrap() else {
             panic!("expected a generated key");
         };
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
@@ -354,7 +358,13 @@ mod tests {
             .any(|w| w == key.secret().as_bytes()));
         assert_eq!(server_key.open(&key.id, &sealed).unwrap(), key.secret());
         assert!(matches!(
-            ensure_admin_key(&store, dir.path(), None).unwrap(),
+            ensure_admin_key(
+                &store,
+                dir.path(),
+                None,
+                &ServerKey::load_or_create(dir.path()).unwrap()
+            )
+            .unwrap(),
             AdminKeySource::Existing
         ));
         assert_eq!(

@@ -578,18 +578,8 @@ impl ControlPlane {
                 }
                 None => None,
             };
-            let pin = match pin {
-                Some(pin) => Some(pin),
-                // A worker on a store of its own (SQLite, one machine) shares the API nodes'
-                // data directory: its ledger knows only the packages that were there at its
-                // start. A package appears whole, by rename, so a present directory is
-                // complete; the API nodes' collection removes it only once unreferenced.
-                None if matches!(self.cluster, Cluster::Worker(_))
-                    && self.code.dir(&code.sha256).is_dir() =>
-                {
-                    None
-                }
-                None => return Ok(false),
+            let Some(pin) = pin else {
+                return Ok(false);
             };
             let src = self.code.dir(&code.sha256);
             let dst = sched.task_dir(&session.id);

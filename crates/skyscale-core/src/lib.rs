@@ -133,6 +133,9 @@ pub struct Settings {
     pub events: EventSettings,
     /// The schedule chore.
     pub schedules: ScheduleSettings,
+    /// The key that seals API key secrets; `None`: `<data_dir>/server.key`, created on
+    /// first use (a cluster's API nodes share one derived from the cluster secret).
+    pub server_key: Option<ServerKey>,
 }
 
 impl Settings {
@@ -161,6 +164,7 @@ impl Default for Settings {
             task_root: None,
             events: EventSettings::default(),
             schedules: ScheduleSettings::default(),
+            server_key: None,
         }
     }
 }
@@ -280,7 +284,10 @@ impl ControlPlane {
             .map_err(|e| CoreError::internal_from(format!("opening {}", code_dir.display()), e))?;
         let code_gc = (!matches!(node, Node::Worker { .. }))
             .then(|| code::Collector::start(store.clone(), code.clone()));
-        let server_key = ServerKey::load_or_create(data_dir)?;
+        let server_key = match &settings.server_key {
+            Some(key) => key.clone(),
+            None => ServerKey::load_or_create(data_dir)?,
+        };
         let keys = KeyTable::load(&store)?;
         let dummy = ApiKey::generate();
         let dummy_sealed = (

@@ -44,6 +44,19 @@ impl ServerKey {
             .unwrap_or_else(|_| unreachable!("hmac accepts any key length"))
     }
 
+    /// The server key of a cluster's API nodes, derived from the cluster secret every node
+    /// is given, so that every API node opens what any of them sealed (a key made through
+    /// one signs SigV4 requests to all) and honours the code locations any of them signed.
+    /// Changing the cluster secret changes it: keys made before can then only use bearer
+    /// tokens (create new ones for SigV4).
+    pub fn derive(cluster_secret: &str) -> Self {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(cluster_secret.as_bytes())
+            .unwrap_or_else(|_| unreachable!("hmac accepts any key length"));
+        mac.update(b"skyscale server key v1");
+        Self(mac.finalize().into_bytes().into())
+    }
+
     /// Reads `<data_dir>/server.key`, creating it (32 random bytes, mode 0600) on first use.
     pub fn load_or_create(data_dir: &Path) -> Result<Self, CoreError> {
         use std::io::Write;
@@ -135,6 +148,17 @@ impl ServerKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_derived_key_is_the_same_for_the_same_secret_only() {
+        let id = KeyId::parse("SKYTESTKEY000001").unwrap();
+        let a = ServerKey::derive("a-cluster-secret-a-cluster-secret-0001");
+        let b = ServerKey::derive("a-cluster-secret-a-cluster-secret-0001");
+        let other = ServerKey::derive("a-cluster-secret-a-cluster-secret-0002");
+        let sealed = a.seal(&id, "the secret").unwrap();
+        assert_eq!(b.open(&id, &sealed).unwrap(), "the secret");
+        assert!(other.open(&id, &sealed).is_err());
+    }
 
     #[test]
     fn server_key_is_created_once_with_mode_0600_and_seals() {
