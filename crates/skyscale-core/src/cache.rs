@@ -6,8 +6,8 @@
 //! could otherwise put the old row back; the generation number prevents that: a loaded row
 //! is only inserted if no invalidation happened since the load began.
 //!
-//! Only one control plane may write the database while this holds (true until replicas
-//! share PostgreSQL; then invalidation must come from the store).
+//! Other nodes sharing a PostgreSQL database write it too: their changes reach these caches
+//! through the store's cache epoch (`coherence.rs`), which drops every row.
 
 use std::collections::HashMap;
 use std::hash::Hash;
