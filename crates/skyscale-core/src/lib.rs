@@ -173,9 +173,8 @@ impl Default for Settings {
 pub struct ControlPlane {
     store: Arc<Store>,
     code: CodeStore,
-    /// Removes unreferenced code packages in the background (not on a worker: API nodes
-    /// own the packages).
-    code_gc: Option<code::Collector>,
+    /// Removes unreferenced code packages in the background.
+    code_gc: code::Collector,
     /// Sandboxes and their limits; `None` on an API node, which has none.
     scheduler: Option<Arc<Scheduler>>,
     /// This node's part in a cluster.
@@ -282,8 +281,9 @@ impl ControlPlane {
         // packages a crash left unreferenced.
         let code = CodeStore::open(&code_dir, settings.code)
             .map_err(|e| CoreError::internal_from(format!("opening {}", code_dir.display()), e))?;
-        let code_gc = (!matches!(node, Node::Worker { .. }))
-            .then(|| code::Collector::start(store.clone(), code.clone()));
+        // On a worker too: the packages it fetched from the database go once nothing
+        // references them (every host has its own data directory).
+        let code_gc = code::Collector::start(store.clone(), code.clone());
         let server_key = match &settings.server_key {
             Some(key) => key.clone(),
             None => ServerKey::load_or_create(data_dir)?,
@@ -401,9 +401,7 @@ impl ControlPlane {
     }
 
     fn request_code_collection(&self) {
-        if let Some(gc) = &self.code_gc {
-            gc.request();
-        }
+        self.code_gc.request();
     }
 
     /// The runtimes functions may name, for any valid key.

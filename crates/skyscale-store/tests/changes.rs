@@ -4,31 +4,12 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod common;
-use common::{Backend, TestDb};
+use common::{new_function, some_code, Backend, TestDb};
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use skyscale_store::{CodeRef, NewApiKey, NewEvent, NewFunction, Store};
-use skyscale_types::{ApiKey, FunctionName, Handler, MemoryMb, Runtime, TimeoutSecs};
-
-fn new_function(name: &FunctionName) -> NewFunction {
-    NewFunction {
-        name: name.clone(),
-        runtime: Runtime::parse("python3.11").unwrap(),
-        handler: Handler::parse("handler.handler").unwrap(),
-        memory: MemoryMb::DEFAULT,
-        timeout: TimeoutSecs::DEFAULT,
-        environment: BTreeMap::new(),
-        description: String::new(),
-        code: Some(CodeRef {
-            sha256: "ab".repeat(32),
-            size: 1,
-        }),
-        network: false,
-        ephemeral_mb: 512,
-    }
-}
+use skyscale_store::{NewApiKey, NewEvent, Store};
+use skyscale_types::{ApiKey, FunctionName};
 
 /// Runs `change` and returns whether the epoch moved.
 fn moves(s: &Store, change: impl FnOnce(&Store)) -> bool {
@@ -43,7 +24,8 @@ fn every_change_of_a_cached_row_moves_the_epoch_and_nothing_else_does(db: &TestD
     let s = db.open();
     let f = FunctionName::parse("epoch").unwrap();
     assert!(moves(&s, |s| {
-        s.create_function(&new_function(&f)).unwrap();
+        s.create_function(&new_function("epoch", some_code()))
+            .unwrap();
     }));
     assert!(moves(&s, |s| {
         s.set_reserved_concurrency(&f, Some(3)).unwrap();
@@ -109,8 +91,8 @@ fn another_node_hears_of_a_change_at_its_commit() {
     let mut listener = b.listen_cache().unwrap().expect("PostgreSQL listens");
     assert!(!listener.wait(Duration::from_millis(50)).unwrap());
     let before = b.cache_epoch().unwrap();
-    let f = FunctionName::parse("heard").unwrap();
-    a.create_function(&new_function(&f)).unwrap();
+    a.create_function(&new_function("heard", some_code()))
+        .unwrap();
     assert!(
         listener.wait(Duration::from_secs(5)).unwrap(),
         "no notification"

@@ -1,18 +1,17 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod common;
-use common::TestDb;
+use common::{create_function, TestDb};
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use skyscale_store::{
     Enqueued, EventConfigRecord, EventConfigUpdate, EventEnd, EventFilter, EventState, Idempotency,
-    InvocationRecord, NewEvent, NewFunction, Retry, Store, StoreError,
+    InvocationRecord, NewEvent, Retry, StoreError,
 };
 use skyscale_types::invocation::{InvocationStatus, Trigger};
 use skyscale_types::time::from_epoch_ms;
-use skyscale_types::{FunctionName, Handler, MemoryMb, Runtime, TimeoutSecs};
+use skyscale_types::FunctionName;
 
 fn event<'a>(id: &'a str, function: &'a str) -> NewEvent<'a> {
     NewEvent {
@@ -23,25 +22,6 @@ fn event<'a>(id: &'a str, function: &'a str) -> NewEvent<'a> {
         caller: Some("SKYKEY"),
         idempotency: None,
     }
-}
-
-fn create_function(store: &Store, name: &str) -> FunctionName {
-    let name = FunctionName::parse(name).unwrap();
-    store
-        .create_function(&NewFunction {
-            name: name.clone(),
-            runtime: Runtime::parse("python3.11").unwrap(),
-            handler: Handler::parse("handler.handler").unwrap(),
-            memory: MemoryMb::DEFAULT,
-            timeout: TimeoutSecs::DEFAULT,
-            environment: BTreeMap::new(),
-            description: String::new(),
-            code: None,
-            network: false,
-            ephemeral_mb: 512,
-        })
-        .unwrap();
-    name
 }
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -324,7 +304,7 @@ fn deleting_a_function_turns_its_queued_events_into_dead_letters_and_drops_its_c
     db: &TestDb,
 ) {
     let store = db.open();
-    let f = create_function(&store, "f");
+    let f = create_function(&store, "f", None);
     store.enqueue_event(&event("e1", "f")).unwrap();
     store
         .put_event_config(&EventConfigRecord {
@@ -346,7 +326,7 @@ fn deleting_a_function_turns_its_queued_events_into_dead_letters_and_drops_its_c
 
 fn event_invoke_configs_are_put_updated_listed_and_deleted(db: &TestDb) {
     let store = db.open();
-    let f = create_function(&store, "f");
+    let f = create_function(&store, "f", None);
     let base = EventConfigRecord {
         function: f.clone(),
         qualifier: "$LATEST".into(),

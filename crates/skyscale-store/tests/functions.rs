@@ -8,22 +8,13 @@ use std::collections::BTreeMap;
 use skyscale_store::{
     AliasUpdate, CodeRef, FunctionUpdate, NewApiKey, NewFunction, StoreError, UrlConfigUpdate,
 };
-use skyscale_types::{
-    ApiKey, Cors, FunctionName, Handler, MemoryMb, Runtime, TimeoutSecs, UrlAuthType,
-};
+use skyscale_types::{ApiKey, Cors, FunctionName, MemoryMb, UrlAuthType};
 
 fn new_fn(name: &str) -> NewFunction {
     NewFunction {
-        name: FunctionName::parse(name).unwrap(),
-        runtime: Runtime::parse("python3.11").unwrap(),
-        handler: Handler::parse("handler.handler").unwrap(),
-        memory: MemoryMb::DEFAULT,
-        timeout: TimeoutSecs::DEFAULT,
         environment: BTreeMap::from([("A".into(), "1".into())]),
         description: "d".into(),
-        code: None,
-        network: false,
-        ephemeral_mb: 512,
+        ..common::new_function(name, None)
     }
 }
 

@@ -5,39 +5,17 @@
 #![allow(clippy::unwrap_used, clippy::panic)] // tests fail loudly by design
 
 mod common;
-use common::{Backend, TestDb};
+use common::{create_function, some_code, Backend, TestDb};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use skyscale_store::{CodeRef, NewApiKey, NewEvent, NewFunction, Revocation, Store};
-use skyscale_types::{ApiKey, FunctionName, Handler, MemoryMb, Runtime, TimeoutSecs};
+use skyscale_store::{NewApiKey, NewEvent, Revocation, Store};
+use skyscale_types::ApiKey;
 
 fn pg() -> TestDb {
     TestDb::new(Backend::Postgres)
-}
-
-fn create_function(store: &Store, name: &str) -> FunctionName {
-    let name = FunctionName::parse(name).unwrap();
-    store
-        .create_function(&NewFunction {
-            name: name.clone(),
-            runtime: Runtime::parse("python3.11").unwrap(),
-            handler: Handler::parse("handler.handler").unwrap(),
-            memory: MemoryMb::DEFAULT,
-            timeout: TimeoutSecs::DEFAULT,
-            environment: BTreeMap::new(),
-            description: String::new(),
-            code: Some(CodeRef {
-                sha256: "ab".repeat(32),
-                size: 1,
-            }),
-            network: false,
-            ephemeral_mb: 512,
-        })
-        .unwrap();
-    name
 }
 
 /// Terminates every other session on the test's database (the store's connections), as a
@@ -139,7 +117,7 @@ fn nodes_starting_together_migrate_once() {
     );
     // The schema works after all that.
     let store = db.open();
-    create_function(&store, "after");
+    create_function(&store, "after", some_code());
     assert_eq!(store.list_functions().unwrap().len(), 1);
 }
 
@@ -161,7 +139,7 @@ fn a_newer_schema_is_refused() {
 fn the_store_reconnects_after_the_server_closes_its_connections() {
     let db = pg();
     let store = db.open();
-    let name = create_function(&store, "survivor");
+    let name = create_function(&store, "survivor", some_code());
 
     // A transaction begun on a closed connection begins again on a new one: no error.
     assert!(kill_sessions(&db) >= 1);
@@ -258,7 +236,7 @@ fn versions_published_from_two_nodes_at_once_get_distinct_numbers() {
     use skyscale_store::FunctionUpdate;
     let db = pg();
     let setup = db.open();
-    let name = create_function(&setup, "versioned");
+    let name = create_function(&setup, "versioned", some_code());
     let barrier = Arc::new(Barrier::new(2));
     let threads: Vec<_> = (0..2)
         .map(|n| {

@@ -1,34 +1,15 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod common;
-use common::TestDb;
+use common::{create_function, TestDb};
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use skyscale_store::{
-    Enqueued, EventFilter, Fire, Fired, Idempotency, NewEvent, NewFunction, ScheduleFields, Store,
-    StoreError, Through,
+    Enqueued, EventFilter, Fire, Fired, Idempotency, NewEvent, ScheduleFields, StoreError, Through,
 };
 use skyscale_types::schedules::{MissedFires, ScheduleState};
-use skyscale_types::{FunctionName, Handler, MemoryMb, Runtime, TimeoutSecs};
-
-fn create_function(store: &Store, name: &str) {
-    store
-        .create_function(&NewFunction {
-            name: FunctionName::parse(name).unwrap(),
-            runtime: Runtime::parse("python3.11").unwrap(),
-            handler: Handler::parse("handler.handler").unwrap(),
-            memory: MemoryMb::DEFAULT,
-            timeout: TimeoutSecs::DEFAULT,
-            environment: BTreeMap::new(),
-            description: String::new(),
-            code: None,
-            network: false,
-            ephemeral_mb: 512,
-        })
-        .unwrap();
-}
+use skyscale_types::FunctionName;
 
 fn fields(function: &str) -> ScheduleFields<'_> {
     ScheduleFields {
@@ -61,7 +42,7 @@ fn event<'a>(id: &'a str, key: &'a str) -> NewEvent<'a> {
 
 fn create_get_list_update_delete(db: &TestDb) {
     let store = db.open();
-    create_function(&store, "f");
+    create_function(&store, "f", None);
     let s = store
         .create_schedule("id1", "nightly", &fields("f"))
         .unwrap();
@@ -120,7 +101,7 @@ fn create_get_list_update_delete(db: &TestDb) {
 fn a_slot_fires_once_with_its_event_in_one_transaction(db: &TestDb) {
     {
         let store = db.open();
-        create_function(&store, "f");
+        create_function(&store, "f", None);
         let s = store.create_schedule("sid", "s", &fields("f")).unwrap();
         let fire = Fire {
             schedule_id: "sid",
@@ -185,7 +166,7 @@ fn a_slot_fires_once_with_its_event_in_one_transaction(db: &TestDb) {
 
 fn an_update_keeps_what_a_fire_moved_unless_told(db: &TestDb) {
     let store = db.open();
-    create_function(&store, "f");
+    create_function(&store, "f", None);
     let mut f = fields("f");
     f.through = Through::Set(1_000);
     let read = store.create_schedule("sid", "s", &f).unwrap();
@@ -223,7 +204,7 @@ fn an_update_keeps_what_a_fire_moved_unless_told(db: &TestDb) {
 
 fn a_schedule_goes_with_its_function(db: &TestDb) {
     let store = db.open();
-    create_function(&store, "f");
+    create_function(&store, "f", None);
     store.create_schedule("sid", "s", &fields("f")).unwrap();
     store
         .delete_function(&FunctionName::parse("f").unwrap())

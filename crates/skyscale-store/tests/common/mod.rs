@@ -11,7 +11,10 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use skyscale_store::Store;
+use std::collections::BTreeMap;
+
+use skyscale_store::{CodeRef, NewFunction, Store};
+use skyscale_types::{FunctionName, Handler, MemoryMb, Runtime, TimeoutSecs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -145,4 +148,36 @@ macro_rules! store_tests {
             })+
         }
     };
+}
+
+/// A function as the tests make it: python3.11 with the default settings, and `code` when
+/// given.
+pub fn new_function(name: &str, code: Option<CodeRef>) -> NewFunction {
+    NewFunction {
+        name: FunctionName::parse(name).unwrap(),
+        runtime: Runtime::parse("python3.11").unwrap(),
+        handler: Handler::parse("handler.handler").unwrap(),
+        memory: MemoryMb::DEFAULT,
+        timeout: TimeoutSecs::DEFAULT,
+        environment: BTreeMap::new(),
+        description: String::new(),
+        code,
+        network: false,
+        ephemeral_mb: 512,
+    }
+}
+
+/// Creates [`new_function`] and returns its name.
+pub fn create_function(store: &Store, name: &str, code: Option<CodeRef>) -> FunctionName {
+    let f = new_function(name, code);
+    store.create_function(&f).unwrap();
+    f.name
+}
+
+/// A code reference to a package that need not exist (the store only records it).
+pub fn some_code() -> Option<CodeRef> {
+    Some(CodeRef {
+        sha256: "ab".repeat(32),
+        size: 1,
+    })
 }
