@@ -91,6 +91,8 @@ pub struct ClusterDriver {
     /// on CPU 0: the single node, the cluster, and their difference. With no wake-up on the
     /// other CPU, what is left of the difference is the work itself.
     pub pinned: Option<(WarmPoint, WarmPoint, Difference)>,
+    /// What each point cost each daemon in CPU time, per request.
+    pub cpu_per_request: Vec<CpuPerRequest>,
     /// Async accept on the single node (SQLite).
     pub async_single: Option<AsyncFigures>,
     /// Async accept on the API node (PostgreSQL).
@@ -234,7 +236,7 @@ struct Rig {
     single: Daemon,
     _forwarder: Forwarder,
     network: Network,
-    _db: pg::Database,
+    db: pg::Database,
 }
 
 impl Rig {
@@ -255,8 +257,9 @@ impl Rig {
             ns.addr, ns.name, db.name
         ));
         // As the warm scenario starts it.
-        let single =
+        let mut single =
             Daemon::start(&cfg.bin_dir, driver, &[("WARM_POOL_SIZE", "0".to_owned())]).await?;
+        single.label = "single node".to_owned();
         let secret = cluster_secret();
         let api = Daemon::launch(
             &cfg.bin_dir,
@@ -304,7 +307,7 @@ impl Rig {
             single,
             _forwarder: forwarder,
             network,
-            _db: db,
+            db,
         };
         rig.wait_routable().await?;
         Ok(rig)
@@ -359,9 +362,88 @@ fn target(d: &Daemon) -> Target {
     }
 }
 
-async fn point(cfg: &Config, who: &str, t: &Target, c: usize) -> anyhow::Result<WarmPoint> {
-    let run = load::run(cfg.spec(t, c, None)).await?;
-    let p = WarmPoint::from_run(c, SCHEDULER, &run, nproc());
+/// CPU time (user and system, every thread) a process has used so far, µs.
+fn cpu_us(pid: u32) -> Option<f64> {
+    static TICK_US: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let tick_us = *TICK_US.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .filter(|t| *t > 0.0)
+            .map_or(10_000.0, |t| 1e6 / t)
+    });
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After `pid (comm) `: state is field 3, utime 14 and stime 15.
+    let rest = stat.rsplit_once(") ")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 * tick_us)
+}
+
+/// The label of the database server's share in [`CpuPerRequest`].
+const POSTGRES: &str = "PostgreSQL";
+
+/// The PostgreSQL server processes serving `db`'s connections (the nodes keep theirs open).
+fn backends(db: &pg::Database) -> anyhow::Result<Vec<u32>> {
+    let out = pg::psql(
+        &db.url,
+        &format!(
+            "SELECT pid FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
+            db.name
+        ),
+    )
+    .context("listing the database's server processes")?;
+    Ok(out.lines().filter_map(|l| l.trim().parse().ok()).collect())
+}
+
+/// CPU time per request of each daemon of a setup over one load point.
+#[derive(Debug, Clone, Serialize)]
+pub struct CpuPerRequest {
+    pub concurrency: usize,
+    pub setup: String,
+    pub placement: String,
+    /// Requests sent, warm-up included (the CPU time covers the whole point).
+    pub requests: u64,
+    /// Daemon (`single node`, `API node`, `worker`) → its CPU µs per request, every thread,
+    /// its sandboxes not included; `PostgreSQL`: the server processes of the cluster's
+    /// database connections.
+    pub per_daemon_us: std::collections::BTreeMap<String, f64>,
+}
+
+/// One load point against `t`, and what it cost the `daemons` in CPU time.
+async fn point(
+    who: &str,
+    spec: load::LoadSpec,
+    placement: &str,
+    daemons: &[&Daemon],
+    db: Option<&pg::Database>,
+) -> anyhow::Result<(WarmPoint, CpuPerRequest)> {
+    let c = spec.concurrency;
+    let mut procs: Vec<(String, Vec<u32>)> = daemons
+        .iter()
+        .map(|d| (d.label.clone(), vec![d.pid]))
+        .collect();
+    if let Some(db) = db {
+        procs.push((POSTGRES.to_owned(), backends(db)?));
+    }
+    let cpu = |pids: &[u32]| pids.iter().filter_map(|p| cpu_us(*p)).sum::<f64>();
+    let before: Vec<f64> = procs.iter().map(|(_, pids)| cpu(pids)).collect();
+    let run = load::run(spec).await?;
+    let requests = run.samples.len() as u64 + run.errors + run.warmup_requests;
+    let per_daemon_us = procs
+        .iter()
+        .zip(before)
+        .filter(|_| requests > 0)
+        .map(|((label, pids), b)| (label.clone(), (cpu(pids) - b) / requests as f64))
+        .collect();
+    let p = WarmPoint::from_run(c, placement, &run, nproc());
     progress(&format!(
         "  c={c} {who}: {} requests, p50 {}, p99 {}, {:.0}/s, {} errors",
         p.requests,
@@ -370,7 +452,14 @@ async fn point(cfg: &Config, who: &str, t: &Target, c: usize) -> anyhow::Result<
         p.throughput_per_s,
         p.errors
     ));
-    Ok(p)
+    let cpu = CpuPerRequest {
+        concurrency: c,
+        setup: who.to_owned(),
+        placement: placement.to_owned(),
+        requests,
+        per_daemon_us,
+    };
+    Ok((p, cpu))
 }
 
 /// Sets the CPUs of the daemons' threads and of their sandboxes' processes.
@@ -389,9 +478,9 @@ async fn pinned(
     cfg: &Config,
     rig: &Rig,
     (single, cluster): (&Target, &Target),
-) -> anyhow::Result<(WarmPoint, WarmPoint, Difference)> {
+) -> anyhow::Result<((WarmPoint, WarmPoint, Difference), Vec<CpuPerRequest>)> {
     let all = all_cpus();
-    let mut points = Vec::new();
+    let (mut points, mut cpus) = (Vec::new(), Vec::new());
     for (who, daemons, t) in [
         ("single node, all on CPU 0", vec![&rig.single], single),
         (
@@ -401,29 +490,25 @@ async fn pinned(
         ),
     ] {
         let pinned = pin(&daemons, "0");
-        let run = match pinned {
-            Ok(()) => load::run(cfg.spec(t, 1, Some(0))).await,
+        let measured = match pinned {
+            Ok(()) => {
+                let db = (daemons.len() > 1).then_some(&rig.db);
+                point(who, cfg.spec(t, 1, Some(0)), PIN_ALL, &daemons, db).await
+            }
             Err(e) => Err(e),
         };
         // Back on every CPU whatever happened, before anything else runs.
         let unpinned = pin(&daemons, &all);
-        let run = run?;
+        let (p, cpu) = measured?;
         unpinned?;
-        let p = WarmPoint::from_run(1, PIN_ALL, &run, nproc());
-        progress(&format!(
-            "  c=1 {who}: {} requests, p50 {}, p99 {}, {} errors",
-            p.requests,
-            fmt_opt_us(p.p50()),
-            fmt_opt_us(p.latency_us.map(|s| s.p99)),
-            p.errors
-        ));
         points.push(p);
+        cpus.push(cpu);
     }
     let (Some(c), Some(s)) = (points.pop(), points.pop()) else {
         bail!("two pinned points expected");
     };
     let d = diff(1, &s, &c);
-    Ok((s, c, d))
+    Ok(((s, c, d), cpus))
 }
 
 /// One driver: both setups up at once, measured alternately.
@@ -442,6 +527,7 @@ async fn compare(
         cluster: Vec::new(),
         difference: Vec::new(),
         pinned: None,
+        cpu_per_request: Vec::new(),
         async_single: None,
         async_cluster: None,
         rtt: None,
@@ -462,15 +548,43 @@ async fn compare(
         } else {
             (("cluster", &cluster), ("single node", &single))
         };
-        let pa = point(cfg, a.0, a.1, c).await.with_context(|| rig.logs())?;
-        let pb = point(cfg, b.0, b.1, c).await.with_context(|| rig.logs())?;
+        let daemons = |who: &str| {
+            if who == "cluster" {
+                vec![&rig.api, &rig.worker]
+            } else {
+                vec![&rig.single]
+            }
+        };
+        let db = |who: &str| (who == "cluster").then_some(&rig.db);
+        let (pa, ca) = point(
+            a.0,
+            cfg.spec(a.1, c, None),
+            SCHEDULER,
+            &daemons(a.0),
+            db(a.0),
+        )
+        .await
+        .with_context(|| rig.logs())?;
+        let (pb, cb) = point(
+            b.0,
+            cfg.spec(b.1, c, None),
+            SCHEDULER,
+            &daemons(b.0),
+            db(b.0),
+        )
+        .await
+        .with_context(|| rig.logs())?;
+        out.cpu_per_request.extend([ca, cb]);
         let (ps, pc) = if single_first { (pa, pb) } else { (pb, pa) };
         out.difference.push(diff(c, &ps, &pc));
         out.single.push(ps);
         out.cluster.push(pc);
     }
     match pinned(cfg, &rig, (&single, &cluster)).await {
-        Ok(p) => out.pinned = Some(p),
+        Ok((p, cpu)) => {
+            out.pinned = Some(p);
+            out.cpu_per_request.extend(cpu);
+        }
         Err(e) => out.errors.push(format!("all on CPU 0: {e:#}")),
     }
     progress(&format!(
@@ -720,6 +834,34 @@ pub fn render(r: &ClusterResults) -> String {
         }
         t.render(&mut out);
 
+        let _ = writeln!(
+            out,
+            "\nCPU TIME PER REQUEST of each daemon (every thread, not its sandboxes) and of the cluster database's PostgreSQL server processes\n  (over the whole point, warm-up included; the single node's SQLite runs inside it)"
+        );
+        let mut t = Table::new(&[
+            "conc",
+            "setup",
+            "requests",
+            "single node",
+            "API node",
+            "worker",
+            POSTGRES,
+            "sum",
+        ]);
+        for c in &d.cpu_per_request {
+            let get = |k: &str| c.per_daemon_us.get(k).copied();
+            t.row(vec![
+                c.concurrency.to_string(),
+                c.setup.clone(),
+                c.requests.to_string(),
+                fmt_opt_us(get("single node")),
+                fmt_opt_us(get("API node")),
+                fmt_opt_us(get("worker")),
+                fmt_opt_us(get(POSTGRES)),
+                fmt_us(c.per_daemon_us.values().sum()),
+            ]);
+        }
+        t.render(&mut out);
         if let Some(rtt) = &d.rtt {
             let q = |s: Option<crate::stats::Summary>| {
                 s.map_or("n/a".to_owned(), |s| {
