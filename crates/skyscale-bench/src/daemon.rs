@@ -26,10 +26,29 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct Daemon {
     pub driver: String,
+    /// What it is called in messages: the driver, or its role in a cluster.
+    pub label: String,
+    /// Its public API, or a worker's internal address.
     pub addr: SocketAddr,
     pub pid: u32,
     child: Option<tokio::process::Child>,
     dir: tempfile::TempDir,
+}
+
+/// How to start a daemon other than the single node of [`Daemon::start`].
+pub struct Launch<'a> {
+    /// For messages: `API node`, `worker`.
+    pub label: &'a str,
+    /// `SKYSCALE_ROLE`: `all`, `api` or `worker`.
+    pub role: &'a str,
+    /// `SKYSCALE_DRIVER` (an API node runs no sandboxes: none).
+    pub driver: Option<&'a str>,
+    /// An SQLite database in the daemon's directory; else `env` names the database.
+    pub sqlite: bool,
+    /// Run it in this network namespace (`/run/netns/<name>`) with `nsenter`, which (like
+    /// `setpriv`) execs the daemon: its pid is the daemon's.
+    pub netns: Option<PathBuf>,
+    pub env: Vec<(&'a str, String)>,
 }
 
 impl Daemon {
@@ -40,46 +59,93 @@ impl Daemon {
         driver: &str,
         env: &[(&str, String)],
     ) -> anyhow::Result<Self> {
+        Self::launch(
+            bin_dir,
+            Launch {
+                label: driver,
+                role: "all",
+                driver: Some(driver),
+                sqlite: true,
+                netns: None,
+                env: env.to_vec(),
+            },
+        )
+        .await
+    }
+
+    /// Starts the control plane as `how` says and waits until it listens.
+    pub async fn launch(bin_dir: &Path, how: Launch<'_>) -> anyhow::Result<Self> {
+        let label = how.label;
         let dir = tempfile::Builder::new()
             .prefix("skyscale-bench-")
             .tempdir()
             .context("creating a temporary directory")?;
         let log = std::fs::File::create(dir.path().join("control-plane.log"))
             .context("creating the control-plane log")?;
-        let mut cmd = tokio::process::Command::new(bin_dir.join("skyscale-control-plane"));
+        let daemon = bin_dir.join("skyscale-control-plane");
+        let mut cmd = match &how.netns {
+            // The parent-death signal: should the benchmark die, the worker still shuts
+            // down (and destroys its sandboxes) instead of living on in a namespace that
+            // the next run removes.
+            Some(netns) => {
+                let mut c = tokio::process::Command::new("setpriv");
+                c.args(["--pdeathsig", "TERM", "--", "nsenter"])
+                    .arg(format!("--net={}", netns.display()))
+                    .arg("--")
+                    .arg(&daemon);
+                c
+            }
+            None => tokio::process::Command::new(&daemon),
+        };
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("PORT", "0")
-            .env("DB_PATH", dir.path().join("skyscale.db"))
+            .env("SKYSCALE_ROLE", how.role)
             .env("SKYSCALE_DATA_DIR", dir.path().join("data"))
-            .env("SKYSCALE_DRIVER", driver)
             .env("SKYSCALE_ADMIN_KEY", ADMIN_KEY)
             .env("SKYSCALE_AGENT_PATH", bin_dir.join("skyscale-agent"))
+            .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log);
-        for (k, v) in env {
+        if how.role != "worker" {
+            cmd.env("PORT", "0");
+        }
+        if how.sqlite {
+            cmd.env("DB_PATH", dir.path().join("skyscale.db"));
+        }
+        if let Some(d) = how.driver {
+            cmd.env("SKYSCALE_DRIVER", d);
+        }
+        for (k, v) in &how.env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().context("starting skyscale-control-plane")?;
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting skyscale-control-plane ({label})"))?;
         let pid = child
             .id()
-            .ok_or_else(|| anyhow!("control plane exited at once"))?;
+            .ok_or_else(|| anyhow!("control plane ({label}) exited at once"))?;
         let stdout = child
             .stdout
             .take()
             .ok_or_else(|| anyhow!("no stdout pipe"))?;
         let mut daemon = Daemon {
-            driver: driver.to_owned(),
+            driver: how.driver.unwrap_or("none").to_owned(),
+            label: label.to_owned(),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             pid,
             child: Some(child),
             dir,
         };
+        let ready = if how.role == "worker" {
+            "skyscale-control-plane worker listening on "
+        } else {
+            "skyscale-control-plane listening on "
+        };
         let mut lines = BufReader::new(stdout).lines();
         let found = tokio::time::timeout(START_TIMEOUT, async {
             while let Some(line) = lines.next_line().await? {
-                if let Some(url) = line.strip_prefix("skyscale-control-plane listening on ") {
+                if let Some(url) = line.strip_prefix(ready) {
                     return Ok::<_, std::io::Error>(Some(url.trim().to_owned()));
                 }
             }
@@ -89,7 +155,7 @@ impl Daemon {
         let url = match found {
             Ok(Ok(Some(url))) => url,
             other => bail!(
-                "the control plane ({driver}) did not start ({other:?}); log:\n{}",
+                "the control plane ({label}) did not start ({other:?}); log:\n{}",
                 daemon.log_tail(30)
             ),
         };
@@ -220,7 +286,7 @@ impl Drop for Daemon {
         if let Err(e) = self.stop() {
             eprintln!(
                 "skyscale-bench: stopping the {} control plane: {e:#}",
-                self.driver
+                self.label
             );
         }
     }

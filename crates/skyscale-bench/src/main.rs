@@ -6,8 +6,13 @@
 //! cargo build --release --workspace --bins
 //! target/release/skyscale-bench [--drivers runc,gvisor] [--quick] [--out bench/results.json]
 //! target/release/skyscale-bench --events 2000 [--drivers runc]   # async accept and throughput
+//! target/release/skyscale-bench --cluster --drivers runc [--database-url postgres://…]
 //! ```
+//!
+//! `--cluster` measures a single node next to an API node routing to a worker in a network
+//! namespace of its own, on PostgreSQL, in one run (see `cluster.rs`).
 
+mod cluster;
 mod cold;
 mod daemon;
 mod events;
@@ -20,6 +25,7 @@ mod naive;
 mod neighbour;
 mod notes;
 mod results;
+mod rtt;
 mod scenario;
 mod stats;
 mod table;
@@ -55,8 +61,18 @@ struct Args {
     /// Measure only asynchronous invocation with this many events per driver: accept
     /// latency (until the 202, the event committed) and throughput (first accept until the
     /// queue is empty); prints JSON.
+    /// With `--cluster`: async events per setup (default 1000).
     #[arg(long, value_name = "N")]
     events: Option<usize>,
+    /// Measure a single node (role all, SQLite) next to an API node routing to one worker
+    /// in its own network namespace (PostgreSQL), in one run: warm latency and throughput,
+    /// async accept latency. Needs root, iproute2, util-linux and PostgreSQL.
+    #[arg(long)]
+    cluster: bool,
+    /// With `--cluster`: the PostgreSQL server to make (and drop) a fresh database on; by
+    /// default what `scripts/test-postgres` prints (it starts Debian's PostgreSQL).
+    #[arg(long, env = "SKYSCALE_BENCH_DATABASE_URL", value_name = "URL")]
+    database_url: Option<String>,
 }
 
 fn main() {
@@ -122,6 +138,33 @@ async fn run(args: Args) -> anyhow::Result<()> {
             bail!("unknown driver {d:?}: expected runc or gvisor");
         }
     }
+    if args.database_url.is_some() && !args.cluster {
+        bail!("--database-url (SKYSCALE_BENCH_DATABASE_URL) applies to --cluster only");
+    }
+    if args.cluster {
+        let cfg = scenario::Config {
+            bin_dir,
+            quick: args.quick,
+            point: Duration::from_secs_f64(args.duration.unwrap_or(if args.quick {
+                1.0
+            } else {
+                3.0
+            })),
+            cold_samples: 0,
+            naive_samples: 0,
+            payload: load::payload(),
+        };
+        let cc = cluster::ClusterConfig {
+            database_url: args.database_url.clone(),
+            events: args
+                .events
+                .unwrap_or(if args.quick { 200 } else { 1000 })
+                .max(1),
+        };
+        let results = cluster::run(&cfg, &cc, &args.drivers).await?;
+        println!("{}", cluster::render(&results));
+        return write_json(&args.out, &results);
+    }
     if let Some(n) = args.events {
         for d in &args.drivers {
             // The queue's own settings pass through, to measure them.
@@ -176,12 +219,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     ));
     println!("{}", table::render(&results));
+    write_json(&args.out, &results)
+}
 
-    if let Some(dir) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+fn write_json(out: &std::path::Path, results: &impl serde::Serialize) -> anyhow::Result<()> {
+    if let Some(dir) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let json = serde_json::to_vec_pretty(&results)?;
-    std::fs::write(&args.out, json).with_context(|| format!("writing {}", args.out.display()))?;
-    eprintln!("skyscale-bench: wrote {}", args.out.display());
+    let json = serde_json::to_vec_pretty(results)?;
+    std::fs::write(out, json).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("skyscale-bench: wrote {}", out.display());
     Ok(())
 }

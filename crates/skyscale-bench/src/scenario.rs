@@ -34,7 +34,7 @@ pub struct Config {
 }
 
 impl Config {
-    fn warmup(&self) -> Warmup {
+    pub(crate) fn warmup(&self) -> Warmup {
         Warmup {
             min_requests: if self.quick { 10 } else { 50 },
             consecutive_warm: 10,
@@ -42,7 +42,12 @@ impl Config {
         }
     }
 
-    fn spec(&self, target: &Target, concurrency: usize, pin_cpu: Option<usize>) -> LoadSpec {
+    pub(crate) fn spec(
+        &self,
+        target: &Target,
+        concurrency: usize,
+        pin_cpu: Option<usize>,
+    ) -> LoadSpec {
         LoadSpec {
             target: target.clone(),
             payload: self.payload.clone(),
@@ -54,7 +59,7 @@ impl Config {
     }
 }
 
-fn progress(msg: &str) {
+pub(crate) fn progress(msg: &str) {
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     let t = START
         .get_or_init(std::time::Instant::now)

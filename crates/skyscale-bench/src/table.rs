@@ -9,24 +9,24 @@ use crate::stats::{check_ge, check_le, fmt_mib, fmt_opt_us, ratio};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
-struct Table {
+pub(crate) struct Table {
     head: Vec<String>,
     rows: Vec<Vec<String>>,
 }
 
 impl Table {
-    fn new(head: &[&str]) -> Table {
+    pub(crate) fn new(head: &[&str]) -> Table {
         Table {
             head: head.iter().map(|s| (*s).to_owned()).collect(),
             rows: Vec::new(),
         }
     }
 
-    fn row(&mut self, cells: Vec<String>) {
+    pub(crate) fn row(&mut self, cells: Vec<String>) {
         self.rows.push(cells);
     }
 
-    fn render(&self, out: &mut String) {
+    pub(crate) fn render(&self, out: &mut String) {
         let width = |s: &str| s.chars().count();
         let mut w: Vec<usize> = self.head.iter().map(|h| width(h)).collect();
         for r in &self.rows {

@@ -20,11 +20,8 @@
 
 #[path = "../common/mod.rs"]
 mod common;
-mod forward;
 mod load;
-mod net;
 mod nodes;
-mod pg;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -36,6 +33,7 @@ use common::{create_fn, Http, ADMIN_KEY};
 use load::{Call, Outcome, Shared, Window};
 use nodes::Node;
 use serde_json::{json, Value};
+use skyscale_testnet::{forward, net, pg};
 
 /// The worker lease the cluster runs with (the documented default).
 const LEASE: Duration = Duration::from_secs(3);
@@ -82,41 +80,39 @@ def handler(event, context):
 
 /// Fails (never skips) when something the cluster test needs is missing.
 fn preflight() {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let uid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or_default()
-        .to_owned();
-    assert_eq!(
-        uid, "0",
-        "the cluster test needs root (network namespaces, veth pairs, runc sandboxes); run \
-         it as root (CI does)"
-    );
-    let on_path = |tool: &str| {
-        std::env::var("PATH")
-            .unwrap_or_default()
-            .split(':')
-            .chain(["/usr/sbin", "/sbin"])
-            .any(|d| Path::new(d).join(tool).is_file())
-    };
-    for (tool, package) in [
-        ("ip", "iproute2"),
-        ("nsenter", "util-linux"),
-        ("unshare", "util-linux"),
-        ("setpriv", "util-linux"),
-        ("runc", "runc (scripts/install-deps installs it)"),
-        (
-            "psql",
-            "postgresql-client (scripts/test-postgres installs PostgreSQL)",
-        ),
-    ] {
-        assert!(
-            on_path(tool),
-            "the cluster test needs `{tool}`: install {package}"
-        );
-    }
+    skyscale_testnet::require_root("the cluster test (CI runs it as root)").unwrap();
+    skyscale_testnet::require_tools(
+        "the cluster test",
+        &[
+            ("ip", "iproute2"),
+            ("nsenter", "util-linux"),
+            ("unshare", "util-linux"),
+            ("setpriv", "util-linux"),
+            ("runc", "runc (scripts/install-deps installs it)"),
+            (
+                "psql",
+                "postgresql-client (scripts/test-postgres installs PostgreSQL)",
+            ),
+        ],
+    )
+    .unwrap();
+}
+
+/// The PostgreSQL server from `SKYSCALE_TEST_DATABASE_URL`; missing is a failure, never a
+/// skip.
+fn base_url() -> pg::PgUrl {
+    let url = std::env::var("SKYSCALE_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| {
+            panic!(
+                "SKYSCALE_TEST_DATABASE_URL is not set: the cluster tests need PostgreSQL. \
+                 Start it with `export SKYSCALE_TEST_DATABASE_URL=$(scripts/test-postgres)` \
+                 (scripts/test does), or point it at a server where the user may create \
+                 databases"
+            )
+        });
+    pg::PgUrl::parse(&url).unwrap()
 }
 
 fn runtime() -> String {
@@ -187,8 +183,8 @@ impl Cluster {
     /// forwarder and the workers too, and waits until every worker is live.
     fn start(run: u32, apis: usize, workers: usize) -> Cluster {
         preflight();
-        let base = pg::base_url();
-        let db = pg::Database::create(&base, run);
+        let base = base_url();
+        let db = pg::Database::create(&base, "skyscale_ctest", run).unwrap();
         let secret = cluster_secret();
         let mut cluster = Cluster {
             workers: Vec::new(),
@@ -204,9 +200,12 @@ impl Cluster {
         if workers == 0 {
             return cluster;
         }
-        let network = net::Network::create(workers);
-        let forwarder =
-            forward::Forwarder::start(SocketAddr::new(network.host.into(), 0), base.socket_addr());
+        let network = net::Network::create(workers).unwrap();
+        let forwarder = forward::Forwarder::start(
+            SocketAddr::new(network.host.into(), 0),
+            base.socket_addr().unwrap(),
+        )
+        .unwrap();
         let worker_db = cluster.db.url.via(forwarder.addr);
         for (i, ns) in network.namespaces.iter().enumerate() {
             let env = vec![
@@ -514,10 +513,10 @@ fn cluster_survives_worker_and_api_node_faults_under_load() {
         &addresses[&cut_name],
     );
     let from = shared.now();
-    cluster.network().set_link(cut, false);
+    cluster.network().set_link(cut, false).unwrap();
     eprintln!("{from:?}: {cut_name}'s link is down");
     std::thread::sleep(LINK_DOWN);
-    cluster.network().set_link(cut, true);
+    cluster.network().set_link(cut, true).unwrap();
     let up = shared.now();
     eprintln!("{up:?}: {cut_name}'s link is up");
     windows.push(Window {
