@@ -260,6 +260,25 @@ fn runtime() -> String {
         .to_owned()
 }
 
+/// Invokes `name` until it answers from the worker `survivor` (the home was killed at
+/// `killed_at`): meanwhile only 503s, and for at most 6 s.
+fn answers_from_after_a_kill(http: &Http, name: &str, survivor: u32, killed_at: Instant) {
+    loop {
+        let r = http.invoke(name, "{}");
+        if r.status == 200 {
+            assert_eq!(ran_on(&r), survivor);
+            return;
+        }
+        assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(6),
+            "{name} still refused {:?} after the kill",
+            killed_at.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn ran_on(r: &common::Resp) -> u32 {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     r.json()["worker"].as_u64().unwrap() as u32
@@ -546,20 +565,7 @@ fn reserved_concurrency_holds_across_api_nodes() {
     let (mut victim, survivor) = if home == w1.pid() { (w1, w2) } else { (w2, w1) };
     let killed_at = Instant::now();
     victim.kill();
-    loop {
-        let r = http1.invoke("one", "{}");
-        if r.status == 200 {
-            assert_eq!(ran_on(&r), survivor.pid());
-            break;
-        }
-        assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
-        assert!(
-            killed_at.elapsed() < Duration::from_secs(6),
-            "still refused {:?} after the kill",
-            killed_at.elapsed()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    answers_from_after_a_kill(&http1, "one", survivor.pid(), killed_at);
     let took = killed_at.elapsed();
     assert!(took < Duration::from_millis(5500), "{took:?}");
     drop(api2);
@@ -845,20 +851,7 @@ fn reserved_homes_stay_when_a_worker_joins() {
     let killed_at = Instant::now();
     w1.kill();
     for name in names {
-        loop {
-            let r = http.invoke(name, "{}");
-            if r.status == 200 {
-                assert_eq!(ran_on(&r), w2.pid());
-                break;
-            }
-            assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
-            assert!(
-                killed_at.elapsed() < Duration::from_secs(6),
-                "{name} still refused {:?} after the kill",
-                killed_at.elapsed()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        answers_from_after_a_kill(&http, name, w2.pid(), killed_at);
     }
 }
 
