@@ -38,6 +38,8 @@ API_PREFIX = "/2018-06-01/runtime"
 BOOTSTRAP_FILE = os.path.abspath(__file__)
 RUNTIME_FDS_ENV = "_SKYSCALE_RUNTIME_FDS"
 ZYGOTE_ENV = "_SKYSCALE_ZYGOTE"
+# Where the function's layers are (set by the control plane only for a function with layers).
+OPT_ENV = "_SKYSCALE_OPT"
 API_ONLY_ENV = "SKYSCALE_RUNTIME_API_ONLY"
 # The Runtime API refuses bodies over 6 MB (413); the pipe applies the same limit here.
 MAX_BODY = 6 * 1024 * 1024
@@ -601,6 +603,13 @@ def main():
     runtime_dir = os.path.dirname(BOOTSTRAP_FILE)
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != runtime_dir]
     sys.path.insert(0, task_root)
+    # Layers (merged at /opt), after the function's code as in Lambda: the site-packages
+    # of this Python's version, then /opt/python.
+    opt = os.environ.pop(OPT_ENV, None)
+    if opt:
+        python = os.path.join(opt, "python")
+        site = os.path.join(python, "lib", "python%d.%d" % sys.version_info[:2], "site-packages")
+        sys.path[1:1] = [site, python]
     # boto3 and botocore, as Lambda's Python runtimes have them: last, so that a function's
     # own copy (in its code) wins.
     sdk_dir = os.path.join(runtime_dir, "sdk")

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 mod access;
 mod events;
 mod invocations;
+mod layers;
 mod metrics;
 mod schedules;
 
@@ -16,6 +17,7 @@ pub use events::{
     EventArgs, EventConfigCommand, EventConfigPutArgs, EventConfigTarget, EventsArgs, RedriveArgs,
 };
 pub use invocations::{InvocationArgs, InvocationsArgs, LogsArgs};
+pub use layers::LayerCommand;
 pub use metrics::MetricsArgs;
 pub use schedules::ScheduleCommand;
 
@@ -77,6 +79,9 @@ pub enum Command {
     /// The runtimes functions may use, and the packages they bring (boto3 for Python).
     #[command(subcommand)]
     Runtime(RuntimeCommand),
+    /// Publish, list and delete layers: code shared by functions, merged at /opt.
+    #[command(subcommand)]
+    Layer(LayerCommand),
     /// Create, list and revoke API keys (admin keys only).
     #[command(subcommand)]
     Key(KeyCommand),
@@ -406,6 +411,10 @@ pub struct CreateArgs {
     /// Size of /tmp in MB (512-10240; default 512).
     #[arg(long, value_name = "MB", allow_negative_numbers = true)]
     pub ephemeral_storage: Option<i64>,
+    /// A layer version ARN (see `skyscale layer list`); repeat for several (at most 5), in
+    /// order: a later layer wins on the same path.
+    #[arg(long = "layer", value_name = "ARN")]
+    pub layers: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -479,6 +488,13 @@ pub struct UpdateArgs {
     /// Remove every environment variable.
     #[arg(long)]
     pub clear_env: bool,
+    /// A layer version ARN; when any is given, they replace the function's layers, in
+    /// order (at most 5).
+    #[arg(long = "layer", value_name = "ARN", conflicts_with = "clear_layers")]
+    pub layers: Vec<String>,
+    /// Remove every layer.
+    #[arg(long)]
+    pub clear_layers: bool,
     /// New description.
     #[arg(long)]
     pub description: Option<String>,

@@ -24,6 +24,7 @@ use crate::output::{self, AlreadyReported, NO_KEY};
 mod access;
 mod events;
 mod invocations;
+mod layers;
 mod metrics;
 mod schedules;
 
@@ -77,6 +78,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Key(KeyCommand::Revoke(args)) => access::key_revoke(&global, &args),
         Command::Audit(args) => access::audit(&global, &args),
         Command::Schedule(c) => schedules::run(&global, &c),
+        Command::Layer(c) => layers::run(&global, &c),
         Command::Cluster(ClusterCommand::Status) => cluster_status(&global),
     }
 }
@@ -159,6 +161,7 @@ fn create(global: &Global, args: &CreateArgs) -> anyhow::Result<()> {
         code_zip_base64,
         network: args.network.then_some(true),
         ephemeral_storage_mb: args.ephemeral_storage,
+        layers: args.layers.clone(),
     };
     let info = client.create_function(&request)?;
     print_info(global, &format!("created function {}", info.name), &info)
@@ -255,6 +258,13 @@ fn update(global: &Global, args: &UpdateArgs) -> anyhow::Result<()> {
             _ => None,
         },
         ephemeral_storage_mb: args.ephemeral_storage,
+        layers: if args.clear_layers {
+            Some(Vec::new())
+        } else if args.layers.is_empty() {
+            None
+        } else {
+            Some(args.layers.clone())
+        },
     };
     let nothing = update.runtime.is_none()
         && update.handler.is_none()
@@ -263,11 +273,13 @@ fn update(global: &Global, args: &UpdateArgs) -> anyhow::Result<()> {
         && update.environment.is_none()
         && update.description.is_none()
         && update.network.is_none()
-        && update.ephemeral_storage_mb.is_none();
+        && update.ephemeral_storage_mb.is_none()
+        && update.layers.is_none();
     if nothing {
         bail!(
             "nothing to update: give at least one of --runtime, --handler, --memory, --timeout, \
-             --env, --clear-env, --description, --network, --no-network, --ephemeral-storage"
+             --env, --clear-env, --description, --network, --no-network, --ephemeral-storage, \
+             --layer, --clear-layers"
         );
     }
     let info = connect(global, true)?.update_function(&args.name, &update)?;

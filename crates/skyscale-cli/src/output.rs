@@ -5,7 +5,9 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use skyscale_client::{ClientError, InvokeOutcome};
-use skyscale_types::api::{AliasInfo, AliasRouting, FunctionInfo, FunctionUrlInfo};
+use skyscale_types::api::{
+    AliasInfo, AliasRouting, FunctionInfo, FunctionUrlInfo, LayerVersionInfo,
+};
 use skyscale_types::{version_label, Cors, UrlAuthType};
 
 mod access;
@@ -131,6 +133,58 @@ pub fn function_details(f: &FunctionInfo) -> String {
     let mut out = key_values(&rows);
     for (key, value) in &f.environment {
         let _ = writeln!(out, "  {key}={value}");
+    }
+    if !f.layers.is_empty() {
+        out.push_str("layers:\n");
+        for l in &f.layers {
+            let _ = writeln!(out, "  {} ({} bytes)", l.arn, l.code_size);
+        }
+    }
+    out
+}
+
+/// One layer version, `key: value` lines.
+pub fn layer_details(v: &LayerVersionInfo) -> String {
+    let runtimes = if v.compatible_runtimes.is_empty() {
+        "any".to_owned()
+    } else {
+        v.compatible_runtimes.join(", ")
+    };
+    let rows = [
+        ("layer", v.layer.clone()),
+        ("version", v.version.to_string()),
+        ("arn", v.arn.clone()),
+        ("description", v.description.clone()),
+        (
+            "license",
+            v.license.clone().unwrap_or_else(|| "-".to_owned()),
+        ),
+        ("runtimes", runtimes),
+        ("code_sha256", v.code_sha256.clone()),
+        ("code_size", v.code_size.to_string()),
+        ("unzipped_size", v.unzipped_size.to_string()),
+        ("created_at", v.created_at.clone()),
+    ];
+    key_values(&rows)
+}
+
+/// Layer versions as a table: name, version, runtimes, size, ARN.
+pub fn layer_table(layers: &[LayerVersionInfo]) -> String {
+    let mut out = format!(
+        "{:<24} {:>7} {:<20} {:>12} ARN\n",
+        "LAYER", "VERSION", "RUNTIMES", "UNZIPPED"
+    );
+    for v in layers {
+        let runtimes = if v.compatible_runtimes.is_empty() {
+            "any".to_owned()
+        } else {
+            v.compatible_runtimes.join(",")
+        };
+        let _ = writeln!(
+            out,
+            "{:<24} {:>7} {:<20} {:>12} {}",
+            v.layer, v.version, runtimes, v.unzipped_size, v.arn
+        );
     }
     out
 }
@@ -464,6 +518,7 @@ mod tests {
             version: None,
             network: false,
             ephemeral_storage_mb: 512,
+            layers: Vec::new(),
         }
     }
 

@@ -20,6 +20,7 @@ mod access;
 mod cluster;
 mod events;
 mod invocations;
+mod layers;
 mod metrics;
 mod schedules;
 

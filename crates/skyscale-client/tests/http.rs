@@ -107,6 +107,7 @@ fn info(name: &str) -> FunctionInfo {
         version: None,
         network: false,
         ephemeral_storage_mb: 512,
+        layers: Vec::new(),
     }
 }
 

@@ -47,6 +47,8 @@ pub(crate) enum AuditAction {
     SchedulePause,
     ScheduleResume,
     ScheduleDelete,
+    LayerPublish,
+    LayerDelete,
 }
 
 impl AuditAction {
@@ -81,6 +83,8 @@ impl AuditAction {
             AuditAction::SchedulePause => "schedule.pause",
             AuditAction::ScheduleResume => "schedule.resume",
             AuditAction::ScheduleDelete => "schedule.delete",
+            AuditAction::LayerPublish => "layer.publish",
+            AuditAction::LayerDelete => "layer.delete",
         }
     }
 }

@@ -9,6 +9,7 @@
 //! | invoke a function                       | yes   | in scope  | in scope|
 //! | read account settings                   | yes   | yes       | no      |
 //! | read metrics (only those in scope)      | yes   | yes       | no      |
+//! | publish, read, delete layers            | yes   | yes       | no      |
 //! | manage keys, read the audit log         | yes   | no        | no      |
 //!
 //! "In scope": the function's name matches one of the key's patterns (a key without
@@ -81,6 +82,10 @@ pub enum Action {
     ReadAudit,
     /// Read the cluster's membership (workers, API nodes).
     ReadCluster,
+    /// Publish or delete layer versions (account-wide, not scoped to functions).
+    ManageLayers,
+    /// Read layers and their versions.
+    ReadLayers,
 }
 
 impl Action {
@@ -110,6 +115,8 @@ impl Action {
             Action::ManageKeys => "manage API keys",
             Action::ReadAudit => "read the audit log",
             Action::ReadCluster => "read the cluster status",
+            Action::ManageLayers => "publish or delete layers",
+            Action::ReadLayers => "read layers",
         }
     }
 }

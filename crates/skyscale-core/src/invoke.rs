@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use skyscale_protocol::{exit_message, ExitStatus, Init, Invoke, InvokeResult};
 use skyscale_sandbox::SandboxId;
-use skyscale_store::FunctionRecord;
+use skyscale_store::{CodePin, FunctionRecord};
 use skyscale_types::time::epoch_ms;
 use skyscale_types::version_label;
 use tracing::Instrument;
@@ -14,10 +14,15 @@ use tracing::Instrument;
 use crate::logs::{self, Report};
 use crate::observe::{Crash, Invocation, InvocationHead, Outcome};
 use crate::runtimes::{Runtimes, STARTUP_ENV};
-use crate::scheduler::{link_tree, Acquired, BusyGuard, Scheduler, Shape};
+use crate::scheduler::{link_tree, merge_tree, Acquired, BusyGuard, Scheduler, Shape};
 use crate::session::{PoolKey, Session, SessionError};
 use crate::Trigger;
 use crate::{blocking, Cluster, ControlPlane, CoreError, Principal};
+
+/// Tells the Python bootstrap where a function's layers are (`/opt`; translated by the
+/// process driver), so that it puts `/opt/python` on `sys.path`; set only for a function
+/// with layers, and removed by the bootstrap before the handler runs.
+const OPT_ENV: &str = "_SKYSCALE_OPT";
 
 /// Largest synchronous invoke payload, as in Lambda.
 pub const MAX_SYNC_PAYLOAD: usize = 6 * 1024 * 1024;
@@ -551,7 +556,23 @@ impl ControlPlane {
             .await
     }
 
-    /// Turns a booted sandbox into one of `f`'s: links the code into its `/var/task`, sets
+    /// Pins a package for a cold start; on a shared store fetches it first if this host
+    /// lacks it. `None`: it is no longer stored (collected after the record naming it was
+    /// read).
+    async fn pin_package(&self, sha256: &str) -> Result<Option<CodePin>, CoreError> {
+        match self.code.pin(sha256) {
+            Some(pin) => Ok(Some(pin)),
+            // Not on this host: on a shared store, another host took the upload.
+            None if self.store.is_shared() => {
+                let (store, cs, sha) = (self.store.clone(), self.code.clone(), sha256.to_owned());
+                blocking(move || crate::code::fetch_code(&store, &cs, &sha)).await
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Turns a booted sandbox into one of `f`'s: links the code into its `/var/task` and its
+    /// layers into its `/opt`, sets
     /// the function's memory limit and initialises the runtime. `None` (the sandbox
     /// discarded) if `f`'s package is no longer stored.
     async fn specialize(
@@ -566,29 +587,37 @@ impl ControlPlane {
                 .code
                 .as_ref()
                 .ok_or_else(|| CoreError::internal("function has no code"))?;
-            // Pinned while it is linked; once linked, the sandbox's hard links (or copies)
-            // no longer need the package (see `code.rs`).
-            let pin = match self.code.pin(&code.sha256) {
-                Some(pin) => Some(pin),
-                // Not on this host: on a shared store, another host took the upload.
-                None if self.store.is_shared() => {
-                    let (store, cs, sha) =
-                        (self.store.clone(), self.code.clone(), code.sha256.clone());
-                    blocking(move || crate::code::fetch_code(&store, &cs, &sha)).await?
-                }
-                None => None,
-            };
-            let Some(pin) = pin else {
+            // Pinned while they are linked; once linked, the sandbox's hard links (or
+            // copies) no longer need the packages (see `code.rs`). The layers are merged in
+            // order into its `/opt`, a later one winning on the same path.
+            let Some(pin) = self.pin_package(&code.sha256).await? else {
                 return Ok(false);
             };
+            let mut layers = Vec::with_capacity(f.layers.len());
+            for layer in &f.layers {
+                let Some(pin) = self.pin_package(&layer.code.sha256).await? else {
+                    return Ok(false);
+                };
+                layers.push((self.code.dir(&layer.code.sha256), pin));
+            }
             let src = self.code.dir(&code.sha256);
             let dst = sched.task_dir(&session.id);
+            let opt = sched.opt_dir(&session.id);
             blocking(move || {
-                let linked = link_tree(&src, &dst).map_err(|e| {
+                link_tree(&src, &dst).map_err(|e| {
                     CoreError::internal_from(format!("linking code into {}", dst.display()), e)
-                });
+                })?;
                 drop(pin);
-                linked
+                for (src, pin) in layers {
+                    merge_tree(&src, &opt).map_err(|e| {
+                        CoreError::internal_from(
+                            format!("linking a layer into {}", opt.display()),
+                            e,
+                        )
+                    })?;
+                    drop(pin);
+                }
+                Ok(())
             })
             .await?;
             sched.resize(&mut session, f.memory.get()).await?;
@@ -666,8 +695,24 @@ impl ControlPlane {
             uuid::Uuid::new_v4().simple()
         );
         let mut env: Vec<(String, String)> = f.environment.clone().into_iter().collect();
+        // With layers, Lambda's `/opt` paths (lambda-compatibility.md): binaries in
+        // `/opt/bin`, libraries in `/opt/lib`, and (the bootstrap, told by `OPT_ENV`) Python
+        // packages in `/opt/python`. `LD_LIBRARY_PATH` is fixed at the runtime's start, so a
+        // function with layers does not take a generic sandbox's pre-started runtime.
+        let layered = !f.layers.is_empty();
+        let path = if layered {
+            "/usr/local/bin:/usr/bin:/bin:/opt/bin"
+        } else {
+            "/usr/local/bin:/usr/bin:/bin"
+        };
+        let opt = layered.then(|| {
+            [
+                ("LD_LIBRARY_PATH", "/opt/lib".to_owned()),
+                (OPT_ENV, "/opt".to_owned()),
+            ]
+        });
         let fixed = [
-            ("PATH", "/usr/local/bin:/usr/bin:/bin".to_owned()),
+            ("PATH", path.to_owned()),
             ("TZ", ":UTC".to_owned()),
             ("_HANDLER", f.handler.as_str().to_owned()),
             ("AWS_REGION", self.settings.region.clone()),
@@ -693,7 +738,11 @@ impl ControlPlane {
         // The start-up defaults are the ones generic sandboxes pre-start their runtime
         // with, so that an unchanged function can use that runtime.
         let startup = STARTUP_ENV.iter().map(|(k, v)| (*k, (*v).to_owned()));
-        for (k, v) in fixed.into_iter().chain(startup) {
+        for (k, v) in fixed
+            .into_iter()
+            .chain(opt.into_iter().flatten())
+            .chain(startup)
+        {
             if !f.environment.contains_key(k) {
                 env.push((k.to_owned(), v));
             }

@@ -18,6 +18,7 @@ mod events;
 mod functions;
 mod invoke;
 mod keys;
+mod layers;
 mod limiter;
 pub mod logs;
 mod metrics;
@@ -57,6 +58,7 @@ pub use events::{
 pub use functions::{Expect, FunctionChanges, FunctionSpec};
 pub use invoke::{EventAttempt, InvokeOptions, InvokeOutput, InvokeTiming, MAX_SYNC_PAYLOAD};
 pub use keys::{KeySpec, KeyView, NewKey};
+pub use layers::{LayerSpec, MAX_FUNCTION_LAYERS, MAX_UNZIPPED_WITH_LAYERS};
 pub use limiter::AuthLimits;
 pub use metrics::PROMETHEUS_CONTENT_TYPE;
 pub use observe::{Crash, Invocation, Outcome};
@@ -71,7 +73,8 @@ pub use secrets::{ServerKey, SERVER_KEY_FILE};
 pub use since::{parse_duration, parse_since};
 pub use skyscale_protocol::ExitStatus;
 pub use skyscale_store::{
-    AliasRecord, AuditRecord, CodeRef, FunctionRecord, InvocationRecord, LogEntry, PolicyStatement,
+    AliasRecord, AuditRecord, CodeRef, FunctionLayer, FunctionRecord, InvocationRecord,
+    LayerVersionRecord, LogEntry, PolicyStatement,
 };
 pub use skyscale_types::invocation::{InvocationStatus, Trigger};
 pub use skyscale_types::Role;
@@ -140,6 +143,14 @@ pub struct Settings {
 
 impl Settings {
     /// A function's unqualified ARN: built here and nowhere else.
+    /// `arn:aws:lambda:<region>:<account>:layer:<name>:<version>`.
+    pub fn layer_version_arn(&self, layer: &str, version: u64) -> String {
+        format!(
+            "arn:aws:lambda:{}:{}:layer:{layer}:{version}",
+            self.region, self.account_id
+        )
+    }
+
     pub fn function_arn(&self, name: &str) -> String {
         format!(
             "arn:aws:lambda:{}:{}:function:{name}",

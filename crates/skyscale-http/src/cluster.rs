@@ -23,11 +23,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 use skyscale_core::{
-    CodeRef, ControlPlane, Crash, ExitStatus, FailureKind, FunctionRecord, InvokeOutput,
-    InvokeTiming, LinkError, LinkFuture, Outcome, Throttle, WorkerAnswer, WorkerInvocation,
-    WorkerLink, MAX_SYNC_PAYLOAD,
+    CodeRef, ControlPlane, Crash, ExitStatus, FailureKind, FunctionLayer, FunctionRecord,
+    InvokeOutput, InvokeTiming, LinkError, LinkFuture, Outcome, Throttle, WorkerAnswer,
+    WorkerInvocation, WorkerLink, MAX_SYNC_PAYLOAD,
 };
-use skyscale_types::{FunctionName, Handler, MemoryMb, Runtime, TimeoutSecs};
+use skyscale_types::{FunctionName, Handler, LayerName, MemoryMb, Runtime, TimeoutSecs};
 use tokio::net::TcpListener;
 
 use crate::server::ConnectionLimits;
@@ -88,6 +88,17 @@ struct WireFunction {
     created_at: String,
     updated_at: String,
     version: Option<u64>,
+    layers: Vec<WireLayer>,
+}
+
+/// A function's layer: which version, and its package (what the worker links into `/opt`).
+#[derive(Serialize, Deserialize)]
+struct WireLayer {
+    layer: String,
+    version: u64,
+    code_sha256: String,
+    code_size: u64,
+    unzipped_size: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -160,6 +171,17 @@ impl From<&FunctionRecord> for WireFunction {
             created_at: f.created_at.clone(),
             updated_at: f.updated_at.clone(),
             version: f.version,
+            layers: f
+                .layers
+                .iter()
+                .map(|l| WireLayer {
+                    layer: l.layer.to_string(),
+                    version: l.version,
+                    code_sha256: l.code.sha256.clone(),
+                    code_size: l.code.size,
+                    unzipped_size: l.unzipped_size,
+                })
+                .collect(),
         }
     }
 }
@@ -188,6 +210,21 @@ impl TryFrom<WireFunction> for FunctionRecord {
             created_at: w.created_at,
             updated_at: w.updated_at,
             version: w.version,
+            layers: w
+                .layers
+                .into_iter()
+                .map(|l| {
+                    Ok(FunctionLayer {
+                        layer: LayerName::parse(&l.layer).map_err(e)?,
+                        version: l.version,
+                        code: CodeRef {
+                            sha256: l.code_sha256,
+                            size: l.code_size,
+                        },
+                        unzipped_size: l.unzipped_size,
+                    })
+                })
+                .collect::<Result<_, String>>()?,
         })
     }
 }

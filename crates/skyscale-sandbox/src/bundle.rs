@@ -61,6 +61,8 @@ impl HostLayout {
 #[derive(Debug)]
 pub(crate) struct BundleParams<'a> {
     pub code_dir: &'a Path,
+    /// Bound read-only at `/opt` when set (the function's layers).
+    pub opt_dir: Option<&'a Path>,
     pub runtime_dir: &'a Path,
     /// Bound read-only at `/var/runtime/sdk` when set.
     pub python_sdk_dir: Option<&'a Path>,
@@ -104,6 +106,7 @@ fn write_rootfs(rootfs: &Path, layout: &HostLayout, p: &BundleParams) -> io::Res
         "tmp",
         "etc",
         "var",
+        "opt",
         "var/task",
         "var/runtime",
     ] {
@@ -245,6 +248,9 @@ fn mounts(layout: &HostLayout, p: &BundleParams) -> Result<Vec<Mount>, String> {
         m.push(ro_bind("/etc/ssl/certs", "/etc/ssl/certs")?);
     }
     m.push(ro_bind("/var/task", p.code_dir)?);
+    if let Some(opt) = p.opt_dir {
+        m.push(ro_bind("/opt", opt)?);
+    }
     m.push(ro_bind("/var/runtime", p.runtime_dir)?);
     if let Some(sdk) = p.python_sdk_dir {
         m.push(ro_bind("/var/runtime/sdk", sdk)?);
@@ -383,6 +389,7 @@ mod tests {
         let layout = HostLayout::detect();
         let p = BundleParams {
             code_dir: Path::new("/code"),
+            opt_dir: Some(Path::new("/layers")),
             runtime_dir: Path::new("/rt"),
             python_sdk_dir: None,
             args: &["/var/runtime/agent".to_owned()],
@@ -417,6 +424,9 @@ mod tests {
             .unwrap();
         assert_eq!(task["source"], "/code");
         assert!(task["options"].as_array().unwrap().contains(&"ro".into()));
+        let opt = mounts.iter().find(|m| m["destination"] == "/opt").unwrap();
+        assert_eq!(opt["source"], "/layers");
+        assert!(opt["options"].as_array().unwrap().contains(&"ro".into()));
         let tmp = mounts.iter().find(|m| m["destination"] == "/tmp").unwrap();
         for option in ["size=64m", "uid=993", "gid=993", "mode=0700"] {
             assert!(

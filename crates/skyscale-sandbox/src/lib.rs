@@ -72,6 +72,9 @@ pub struct SandboxSpec {
     pub id: SandboxId,
     /// Host directory bound read-only at `/var/task`.
     pub code_dir: PathBuf,
+    /// Host directory bound read-only at `/opt` (the function's layers, merged); `None`: an
+    /// empty `/opt`.
+    pub opt_dir: Option<PathBuf>,
     /// Memory limit of the function in MiB.
     pub memory_mb: u32,
     /// Size of the `/tmp` tmpfs in MiB.

@@ -11,12 +11,13 @@
 //! `destroy` kills every process of that session. Its stdin and stdout are the agent channel, as
 //! under the OCI drivers; its stderr is forwarded to `tracing`.
 //!
-//! The agent and the control plane agree on the sandbox paths `/var/task` and
-//! `/var/runtime`, which do not exist on the host. Instead of binding them, the driver
-//! translates them: the agent's own command and the pre-started runtime
-//! ([`PREWARM_ENV`]) at spawn, and every `Init` frame on its way to the agent (command,
-//! working directory, environment values), into the sandbox's code directory and the
-//! configured runtime directory. Every other frame passes unchanged. So the channel of a
+//! The agent and the control plane agree on the sandbox paths `/var/task`, `/opt` (the
+//! layers; when the sandbox has an opt directory) and `/var/runtime`, which do not exist on
+//! the host (or are the host's own `/opt`). Instead of binding them, the driver translates
+//! them: the agent's own command and the pre-started runtime ([`PREWARM_ENV`]) at spawn,
+//! and every `Init` frame on its way to the agent (command, working directory, environment
+//! values, each `:`-separated element of one, as in `PATH`), into the sandbox's code
+//! directory, its opt directory and the configured runtime directory. Every other frame passes unchanged. So the channel of a
 //! process sandbox carries agent frames, not arbitrary bytes.
 //!
 //! # What it does not do
@@ -57,6 +58,8 @@ use crate::{Driver, DriverError, Sandbox, SandboxId, SandboxSpec};
 const TASK: &str = "/var/task";
 /// Where the agent expects the runtime directory.
 const RUNTIME: &str = "/var/runtime";
+/// Where the runtime finds the function's layers.
+const OPT: &str = "/opt";
 /// How long `destroy` waits for a killed sandbox's processes to be gone.
 const GONE_WAIT: Duration = Duration::from_secs(5);
 /// Starts the agent in a new session (util-linux; the crate forbids the `unsafe` a
@@ -113,13 +116,19 @@ pub struct ProcessDriver {
 struct Paths<'a> {
     task: &'a Path,
     runtime: &'a Path,
+    /// `None`: `/opt` is left as it is.
+    opt: Option<&'a Path>,
 }
 
 impl Paths<'_> {
-    /// `path` with a leading `/var/task` or `/var/runtime` component replaced; anything else
-    /// unchanged.
+    /// `path` with a leading `/var/task`, `/var/runtime` or `/opt` component replaced;
+    /// anything else unchanged.
     fn host(&self, path: &str) -> String {
-        for (prefix, host) in [(TASK, self.task), (RUNTIME, self.runtime)] {
+        let opt = self.opt.map(|o| (OPT, o));
+        for (prefix, host) in [(TASK, self.task), (RUNTIME, self.runtime)]
+            .into_iter()
+            .chain(opt)
+        {
             if let Some(rest) = path.strip_prefix(prefix) {
                 if rest.is_empty() || rest.starts_with('/') {
                     return format!("{}{rest}", host.display());
@@ -136,7 +145,10 @@ impl Paths<'_> {
             env: init
                 .env
                 .into_iter()
-                .map(|(k, v)| (k, self.host(&v)))
+                .map(|(k, v)| {
+                    let v = v.split(':').map(|p| self.host(p)).collect::<Vec<_>>();
+                    (k, v.join(":"))
+                })
                 .collect(),
             ..init
         }
@@ -207,6 +219,7 @@ impl ProcessDriver {
         let paths = Paths {
             task: &spec.code_dir,
             runtime: &self.cfg.runtime_dir,
+            opt: spec.opt_dir.as_deref(),
         };
         let state = self.state_dir(id);
         std::fs::create_dir(&state).map_err(|source| DriverError::Bundle {
@@ -272,6 +285,7 @@ impl ProcessDriver {
             stdin,
             spec.code_dir.clone(),
             self.cfg.runtime_dir.clone(),
+            spec.opt_dir.clone(),
         ));
         let waiter = tokio::spawn(async move {
             let _ = child.wait().await;
@@ -379,10 +393,12 @@ async fn translate(
     mut stdin: impl AsyncWrite + Unpin,
     task: PathBuf,
     runtime: PathBuf,
+    opt: Option<PathBuf>,
 ) {
     let paths = Paths {
         task: &task,
         runtime: &runtime,
+        opt: opt.as_deref(),
     };
     loop {
         let frame = match read_frame(&mut from_control).await {
@@ -480,7 +496,32 @@ mod tests {
         let p = Paths {
             task: Path::new("/srv/t/sky1"),
             runtime: Path::new("/srv/rt"),
+            opt: Some(Path::new("/srv/t/.opt/sky1")),
         };
+        assert_eq!(p.host("/opt/python"), "/srv/t/.opt/sky1/python");
+        assert_eq!(p.host("/optional"), "/optional");
+        let init = p.init(Init {
+            function_name: "f".into(),
+            function_version: "$LATEST".into(),
+            memory_mb: 128,
+            command: vec!["/var/task/bootstrap".into()],
+            cwd: "/var/task".into(),
+            env: vec![
+                ("PATH".into(), "/usr/bin:/bin:/opt/bin".into()),
+                ("URL".into(), "http://example.com:80/opt".into()),
+            ],
+            init_timeout_ms: 1000,
+        });
+        assert_eq!(
+            init.env,
+            [
+                (
+                    "PATH".to_owned(),
+                    "/usr/bin:/bin:/srv/t/.opt/sky1/bin".to_owned()
+                ),
+                ("URL".to_owned(), "http://example.com:80/opt".to_owned())
+            ]
+        );
         assert_eq!(p.host("/var/task"), "/srv/t/sky1");
         assert_eq!(p.host("/var/task/bootstrap"), "/srv/t/sky1/bootstrap");
         assert_eq!(p.host("/var/runtime/bootstrap.py"), "/srv/rt/bootstrap.py");

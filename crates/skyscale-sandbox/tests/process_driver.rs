@@ -74,6 +74,7 @@ impl Fixture {
         SandboxSpec {
             id: SandboxId::generate(),
             code_dir: self.code_dir.clone(),
+            opt_dir: None,
             memory_mb: 128,
             tmp_mb: 16,
             pids_limit: 64,

@@ -6,7 +6,8 @@
 //! empty.
 //!
 //! Removing: a package is deleted only when no function or version row references it and
-//! its last upload is older than a grace ([`Store::collect_code_packages`]). Pins are local
+//! its last upload is older than a grace (a layer version, or a function's
+//! or version's layer, references a package as its own code does) ([`Store::collect_code_packages`]). Pins are local
 //! to a host, so another host's upload between storing its package and committing its row
 //! is protected by the grace, not by a pin.
 
@@ -44,20 +45,32 @@ impl Store {
             .transpose()
     }
 
-    /// Deletes the packages no function or version references whose last upload is older
-    /// than `grace` (an upload whose row is not committed yet is younger). Returns how many.
+    /// Deletes the packages no function, version or layer version references (a function's
+    /// layers included) whose last upload is older than `grace` (an upload whose row is not
+    /// committed yet is younger). Returns how many.
     pub fn collect_code_packages(&self, grace: Duration) -> Result<usize, StoreError> {
+        let grace = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
         let mut db = self.records_db();
         let now = db.dialect().now_ms();
-        db.execute(
-            &format!(
-                "DELETE FROM code_packages WHERE stored_at < {now} - ?1 \
-                 AND sha256 NOT IN (SELECT code_sha256 FROM functions \
-                     WHERE code_sha256 IS NOT NULL \
-                     UNION SELECT code_sha256 FROM function_versions)"
-            ),
-            args![i64::try_from(grace.as_millis()).unwrap_or(i64::MAX)],
-        )
+        let old: Vec<String> = db.query_map(
+            &format!("SELECT sha256 FROM code_packages WHERE stored_at < {now} - ?1"),
+            args![grace],
+            |r| r.get(0),
+        )?;
+        // Read after the candidates: a reference committed since is seen, and a package
+        // uploaded again since is younger than the grace when it comes to its delete.
+        let referenced = crate::functions::referenced_code(&mut db)?;
+        let mut removed = 0;
+        for sha in old {
+            if referenced.binary_search(&sha).is_ok() {
+                continue;
+            }
+            removed += db.execute(
+                &format!("DELETE FROM code_packages WHERE sha256 = ?1 AND stored_at < {now} - ?2"),
+                args![&sha, grace],
+            )?;
+        }
+        Ok(removed)
     }
 
     /// The SHA-256 of every package in the database.

@@ -7,6 +7,7 @@ use skyscale_types::{FunctionName, Handler, MemoryMb, Runtime, TimeoutSecs};
 
 use crate::code::CodeRef;
 use crate::db::{Store, StoreError};
+use crate::layers::{check_function_layers, layers_from_json, layers_to_json, FunctionLayer};
 use crate::now_rfc3339;
 use crate::sql::{args, Db, Row};
 
@@ -27,6 +28,8 @@ pub struct FunctionRecord {
     pub network: bool,
     /// Size of its sandboxes' `/tmp`, MiB.
     pub ephemeral_mb: u32,
+    /// Its layers, in order (merged into `/opt`, later ones winning).
+    pub layers: Vec<FunctionLayer>,
     pub revision: u64,
     pub created_at: String,
     pub updated_at: String,
@@ -47,6 +50,8 @@ pub struct NewFunction {
     pub code: Option<CodeRef>,
     pub network: bool,
     pub ephemeral_mb: u32,
+    /// Its layers, in order (each an existing layer version; checked when stored).
+    pub layers: Vec<FunctionLayer>,
 }
 
 /// A partial update of a function's configuration; `None` leaves a field as it is.
@@ -60,13 +65,15 @@ pub struct FunctionUpdate {
     pub description: Option<String>,
     pub network: Option<bool>,
     pub ephemeral_mb: Option<u32>,
+    /// The whole list of layers, in order (each an existing layer version).
+    pub layers: Option<Vec<FunctionLayer>>,
     /// Apply only if the function is still at this revision (checked in the transaction).
     pub expected_revision: Option<u64>,
 }
 
 const FUNCTION_COLUMNS: &str = "name, runtime, handler, memory_mb, timeout_s, environment, \
      description, code_sha256, code_size, revision, created_at, updated_at, reserved_concurrency, \
-     NULL, network, ephemeral_mb";
+     NULL, network, ephemeral_mb, layers";
 
 impl Store {
     pub fn create_function(&self, f: &NewFunction) -> Result<FunctionRecord, StoreError> {
@@ -75,11 +82,15 @@ impl Store {
             table: "functions",
             message: e.to_string(),
         })?;
+        let layers = layers_to_json(&f.layers)?;
         let mut db = self.db();
-        let inserted = db.execute(
+        let mut tx = db.transaction()?;
+        check_function_layers(&mut tx, &f.layers)?;
+        let inserted = tx.execute(
             "INSERT INTO functions (name, runtime, handler, memory_mb, timeout_s, environment, \
              description, code_sha256, code_size, revision, created_at, updated_at, network, \
-             ephemeral_mb) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?10, ?11, ?12) \
+             ephemeral_mb, layers) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?10, ?11, ?12, ?13) \
              ON CONFLICT(name) DO NOTHING",
             args![
                 f.name.as_str(),
@@ -94,13 +105,16 @@ impl Store {
                 &now,
                 f.network,
                 f.ephemeral_mb,
+                &layers,
             ],
         )?;
         if inserted == 0 {
             return Err(StoreError::FunctionExists(f.name.to_string()));
         }
-        get_function(&mut db, &f.name)?
-            .ok_or_else(|| StoreError::FunctionNotFound(f.name.to_string()))
+        let out = get_function(&mut tx, &f.name)?
+            .ok_or_else(|| StoreError::FunctionNotFound(f.name.to_string()))?;
+        tx.commit()?;
+        Ok(out)
     }
 
     pub fn get_function(&self, name: &FunctionName) -> Result<Option<FunctionRecord>, StoreError> {
@@ -167,6 +181,11 @@ impl Store {
         if let Some(v) = u.ephemeral_mb {
             f.ephemeral_mb = v;
         }
+        if let Some(v) = &u.layers {
+            check_function_layers(&mut tx, v)?;
+            f.layers = v.clone();
+        }
+        let layers = layers_to_json(&f.layers)?;
         let env = serde_json::to_string(&f.environment).map_err(|e| StoreError::Corrupt {
             table: "functions",
             message: e.to_string(),
@@ -174,7 +193,7 @@ impl Store {
         tx.execute(
             "UPDATE functions SET runtime = ?2, handler = ?3, memory_mb = ?4, timeout_s = ?5, \
              environment = ?6, description = ?7, revision = revision + 1, updated_at = ?8, \
-             network = ?9, ephemeral_mb = ?10 WHERE name = ?1",
+             network = ?9, ephemeral_mb = ?10, layers = ?11 WHERE name = ?1",
             args![
                 name.as_str(),
                 f.runtime.as_str(),
@@ -186,6 +205,7 @@ impl Store {
                 &now_rfc3339(),
                 f.network,
                 f.ephemeral_mb,
+                &layers,
             ],
         )?;
         let out = get_function(&mut tx, name)?
@@ -259,16 +279,34 @@ impl Store {
         Ok(f)
     }
 
-    /// Every code hash some function still points at (for garbage collection of packages).
+    /// Every code hash some function, version or layer version still points at, a
+    /// function's or version's layers included (for garbage collection of packages), sorted.
     pub fn referenced_code(&self) -> Result<Vec<String>, StoreError> {
-        let mut db = self.db();
-        db.query_map(
+        referenced_code(&mut self.db())
+    }
+}
+
+pub(crate) fn referenced_code(db: &mut Db<'_>) -> Result<Vec<String>, StoreError> {
+    let mut out: std::collections::BTreeSet<String> = db
+        .query_map(
             "SELECT code_sha256 FROM functions WHERE code_sha256 IS NOT NULL \
-             UNION SELECT code_sha256 FROM function_versions",
+             UNION SELECT code_sha256 FROM function_versions \
+             UNION SELECT code_sha256 FROM layer_versions",
             args![],
             |r| r.get::<String>(0),
-        )
+        )?
+        .into_iter()
+        .collect();
+    let lists: Vec<String> = db.query_map(
+        "SELECT layers FROM functions WHERE layers <> '[]' \
+         UNION SELECT layers FROM function_versions WHERE layers <> '[]'",
+        args![],
+        |r| r.get::<String>(0),
+    )?;
+    for list in lists {
+        out.extend(layers_from_json(&list)?.into_iter().map(|l| l.code.sha256));
     }
+    Ok(out.into_iter().collect())
 }
 
 /// Refuses a change to `f` unless it is at the `expected` revision.
@@ -350,5 +388,6 @@ pub(crate) fn function_from_row(row: &Row) -> Result<FunctionRecord, StoreError>
             .transpose()?,
         network: row.get(14)?,
         ephemeral_mb: u32::try_from(row.get::<i64>(15)?).map_err(corrupt)?,
+        layers: layers_from_json(&row.get::<String>(16)?)?,
     })
 }

@@ -16,6 +16,7 @@ mod events;
 mod functions;
 mod invocations;
 mod keys;
+mod layers;
 mod migrations;
 mod migrations_pg;
 mod policies;
@@ -45,6 +46,7 @@ pub use invocations::{
 pub use migrations::SCHEMA_VERSION;
 
 pub use keys::{ApiKeyRecord, NewApiKey, Revocation};
+pub use layers::{FunctionLayer, LayerVersionRecord, NewLayerVersion, MAX_FUNCTION_LAYERS};
 pub use policies::{PolicyStatement, MAX_STATEMENTS};
 pub use schedules::{Fire, Fired, ScheduleFields, ScheduleRecord, Through};
 pub use singleton::Singleton;

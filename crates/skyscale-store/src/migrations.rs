@@ -367,4 +367,28 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER api_keys_delete_epoch AFTER DELETE ON api_keys
         BEGIN UPDATE cache_epoch SET epoch = epoch + 1 WHERE id = 1; END;
     "#,
+    // 19: layers (layers.rs): a layer's versions, immutable, numbered from a per-layer
+    // counter never reused (`layers.last_version`); a function's and a version's ordered
+    // layers (JSON array, each with its package's hash so that deleting the layer version
+    // leaves the function working).
+    r#"
+    CREATE TABLE layers (
+        name         TEXT PRIMARY KEY,
+        last_version INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE layer_versions (
+        layer         TEXT NOT NULL,
+        version       INTEGER NOT NULL,
+        description   TEXT NOT NULL,
+        license       TEXT,
+        runtimes      TEXT NOT NULL,       -- JSON array of runtime names
+        code_sha256   TEXT NOT NULL,
+        code_size     INTEGER NOT NULL,    -- the zip's size
+        unzipped_size INTEGER NOT NULL,
+        created_at    TEXT NOT NULL,
+        PRIMARY KEY (layer, version)
+    ) STRICT;
+    ALTER TABLE functions ADD COLUMN layers TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE function_versions ADD COLUMN layers TEXT NOT NULL DEFAULT '[]';
+    "#,
 ];

@@ -329,4 +329,25 @@ pub const MIGRATIONS_PG: &[&str] = &[
     CREATE TRIGGER api_keys_epoch AFTER INSERT OR UPDATE OR DELETE ON api_keys
         FOR EACH ROW EXECUTE FUNCTION skyscale_cache_changed();
     "#,
+    // 19: layers (layers.rs), as in SQLite's 19.
+    r#"
+    CREATE TABLE layers (
+        name         TEXT COLLATE "C" PRIMARY KEY,
+        last_version BIGINT NOT NULL
+    );
+    CREATE TABLE layer_versions (
+        layer         TEXT COLLATE "C" NOT NULL,
+        version       BIGINT NOT NULL,
+        description   TEXT COLLATE "C" NOT NULL,
+        license       TEXT COLLATE "C",
+        runtimes      TEXT COLLATE "C" NOT NULL,
+        code_sha256   TEXT COLLATE "C" NOT NULL,
+        code_size     BIGINT NOT NULL,
+        unzipped_size BIGINT NOT NULL,
+        created_at    TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (layer, version)
+    );
+    ALTER TABLE functions ADD COLUMN layers TEXT COLLATE "C" NOT NULL DEFAULT '[]';
+    ALTER TABLE function_versions ADD COLUMN layers TEXT COLLATE "C" NOT NULL DEFAULT '[]';
+    "#,
 ];

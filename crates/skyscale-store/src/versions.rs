@@ -11,7 +11,7 @@ use crate::sql::{args, Db};
 /// reservation.
 const VERSION_COLUMNS: &str = "function, runtime, handler, memory_mb, timeout_s, environment, \
      description, code_sha256, code_size, revision, created_at, created_at, NULL, version, \
-     network, ephemeral_mb";
+     network, ephemeral_mb, layers";
 
 impl Store {
     /// Publishes `$LATEST` as a new version (numbered after the highest ever given), or
@@ -58,7 +58,8 @@ impl Store {
                     && v.handler == f.handler
                     && v.memory == f.memory
                     && v.timeout == f.timeout
-                    && v.environment == f.environment;
+                    && v.environment == f.environment
+                    && v.layers == f.layers;
                 if same {
                     return Ok((v, false));
                 }
@@ -75,8 +76,8 @@ impl Store {
         tx.execute(
             "INSERT INTO function_versions (function, version, runtime, handler, memory_mb, \
              timeout_s, environment, description, code_sha256, code_size, revision, created_at, \
-             network, ephemeral_mb) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+             network, ephemeral_mb, layers) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             args![
                 name.as_str(),
                 n,
@@ -92,6 +93,7 @@ impl Store {
                 now_rfc3339(),
                 f.network,
                 f.ephemeral_mb,
+                crate::layers::layers_to_json(&f.layers)?,
             ],
         )?;
         tx.execute(

@@ -211,6 +211,7 @@ fn function_writes_wait_for_record_batches_instead_of_failing(db: &TestDb) {
             code: None,
             network: false,
             ephemeral_mb: 512,
+            layers: Vec::new(),
         })
         .unwrap();
     let writer = {

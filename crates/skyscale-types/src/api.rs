@@ -55,6 +55,9 @@ pub struct CreateFunction {
     /// Size of `/tmp` in MiB, 512–10240 (default 512).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ephemeral_storage_mb: Option<i64>,
+    /// Layer version ARNs, in order (at most 5; a later layer wins on the same path).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<String>,
 }
 
 /// `PATCH /v1/functions/{name}`: only the fields given change.
@@ -78,6 +81,9 @@ pub struct UpdateFunction {
     pub network: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ephemeral_storage_mb: Option<i64>,
+    /// Replaces the whole list of layers (version ARNs, in order; empty removes them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<String>>,
 }
 
 /// A function as the API shows it.
@@ -109,6 +115,60 @@ pub struct FunctionInfo {
     pub network: bool,
     /// Size of its sandboxes' `/tmp`, MiB.
     pub ephemeral_storage_mb: u32,
+    /// Its layers, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<FunctionLayerInfo>,
+}
+
+/// One layer of a function: which layer version, and its zip's size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionLayerInfo {
+    pub arn: String,
+    pub layer: String,
+    pub version: u64,
+    pub code_size: u64,
+}
+
+/// `POST /v1/layers/{name}/versions`: a new version of a layer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishLayer {
+    /// The layer's contents: a zip archive, base64-encoded (merged at `/opt`).
+    pub zip_base64: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+    /// Runtimes it is for (empty: any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compatible_runtimes: Vec<String>,
+}
+
+/// `GET /v1/layers` (the newest version of each layer) and
+/// `GET /v1/layers/{name}/versions` (newest first).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LayerVersionList {
+    pub layers: Vec<LayerVersionInfo>,
+}
+
+/// A layer version as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerVersionInfo {
+    pub layer: String,
+    pub version: u64,
+    /// `arn:aws:lambda:<region>:<account>:layer:<name>:<version>`: what functions name.
+    pub arn: String,
+    pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+    #[serde(default)]
+    pub compatible_runtimes: Vec<String>,
+    /// Hex SHA-256 of the zip.
+    pub code_sha256: String,
+    pub code_size: u64,
+    pub unzipped_size: u64,
+    /// RFC 3339.
+    pub created_at: String,
 }
 
 /// `PUT /v1/functions/{name}/concurrency`.

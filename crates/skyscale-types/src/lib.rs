@@ -20,5 +20,7 @@ pub use names::{validate_env_name, version_label, RESERVED_ENV};
 
 pub use access::{FunctionPattern, Role};
 pub use key::{ApiKey, KeyId, KeyParseError};
-pub use names::{FunctionName, Handler, MemoryMb, Runtime, TimeoutSecs, ValidationError};
+pub use names::{
+    FunctionName, Handler, LayerName, MemoryMb, Runtime, TimeoutSecs, ValidationError,
+};
 pub use url::{Cors, UrlAuthType};

@@ -36,6 +36,9 @@ pub enum ValidationError {
     /// not one of the key roles
     #[error("invalid role {0:?}: expected admin, developer or invoker")]
     Role(String),
+    /// layer name must be 1-140 characters of letters, digits, '-' and '_'
+    #[error("invalid layer name {0:?}: use 1-140 characters of letters, digits, '-' and '_'")]
+    LayerName(String),
     /// function pattern with characters other than a name's and `*`
     #[error("invalid function pattern {0:?}: use 1-128 characters of letters, digits, '-', '_' and '*' (any run of characters)")]
     FunctionPattern(String),
@@ -71,6 +74,42 @@ impl fmt::Display for FunctionName {
 }
 
 impl<'de> Deserialize<'de> for FunctionName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A layer's name: `[A-Za-z0-9_-]{1,140}` (Lambda's, without the ARN form).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct LayerName(String);
+
+impl LayerName {
+    pub fn parse(s: &str) -> Result<Self, ValidationError> {
+        let ok = !s.is_empty()
+            && s.len() <= 140
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(ValidationError::LayerName(s.to_owned()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for LayerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for LayerName {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         Self::parse(&s).map_err(serde::de::Error::custom)
@@ -239,6 +278,8 @@ pub const RESERVED_ENV: &[&str] = &[
     "AWS_SESSION_TOKEN",
     "LAMBDA_TASK_ROOT",
     "LAMBDA_RUNTIME_DIR",
+    // Where the Python bootstrap finds a function's layers (skyscale-core's invoke.rs).
+    "_SKYSCALE_OPT",
 ];
 
 /// Checks one user environment variable name.

@@ -49,8 +49,8 @@ def unsupported_operations(lam):
     for op, call in [
         ("GetFunctionCodeSigningConfig", lambda: lam.get_function_code_signing_config(
             FunctionName="f")),
-        ("ListLayerVersions", lambda: lam.list_layer_versions(LayerName="l")),
-        ("ListLayers", lambda: lam.list_layers()),
+        ("GetLayerVersionPolicy", lambda: lam.get_layer_version_policy(
+            LayerName="l", VersionNumber=1)),
         ("ListEventSourceMappings", lambda: lam.list_event_source_mappings()),
         ("PutProvisionedConcurrencyConfig", lambda: lam.put_provisioned_concurrency_config(
             FunctionName="f", Qualifier="1", ProvisionedConcurrentExecutions=1)),
@@ -125,7 +125,6 @@ def revision_ids(lam):
 
 def refused_settings(lam):
     for member, value in [
-        ("Layers", ["arn:aws:lambda:us-east-1:000000000000:layer:x:1"]),
         ("TracingConfig", {"Mode": "Active"}),
         ("DeadLetterConfig", {"TargetArn": "arn:aws:sqs:us-east-1:000000000000:dlq"}),
         ("VpcConfig", {"SubnetIds": ["subnet-1"], "SecurityGroupIds": ["sg-1"]}),
@@ -144,7 +143,7 @@ def refused_settings(lam):
     # The values that ask for nothing are accepted.
     lam.update_function_configuration(FunctionName="pub", Layers=[],
                                       TracingConfig={"Mode": "PassThrough"})
-    ok("Layers, TracingConfig, DeadLetterConfig, VpcConfig, KMSKeyArn refused by name")
+    ok("TracingConfig, DeadLetterConfig, VpcConfig, KMSKeyArn refused by name")
 
 
 BIG = """
@@ -315,8 +314,10 @@ def aws_cli():
                                *args], env=env, capture_output=True, text=True, timeout=180)
 
     r = run("list-layers")
+    assert r.returncode == 0 and '"Layers"' in r.stdout, r
+    r = run("list-event-source-mappings")
     assert r.returncode != 0 and "UnsupportedOperationException" in r.stderr, r
-    assert "ListLayers is not supported by Skyscale" in r.stderr, r.stderr
+    assert "ListEventSourceMappings is not supported by Skyscale" in r.stderr, r.stderr
     r = run("add-permission", "--function-name", "pub", "--statement-id", "cli",
             "--action", "lambda:InvokeFunction", "--principal", "SKYSOMEONE000001")
     assert r.returncode == 0, r

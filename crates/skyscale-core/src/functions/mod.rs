@@ -79,6 +79,8 @@ impl ControlPlane {
         let description = req.description.unwrap_or_default();
         validate_description(&description)?;
         let zip = req.code;
+        let layer_arns = req.layers;
+        let layer_check = self.layer_check();
         let store = self.store.clone();
         let code_store = self.code.clone();
         let uploads = zip.is_some();
@@ -94,6 +96,7 @@ impl ControlPlane {
             let stored = zip.map(|z| put_code(&store, &code_store, &z)).transpose()?;
             let code = stored.as_ref().map(|s| s.code.clone());
             check_bootstrap(&code_store, &runtime, code.as_ref())?;
+            let layers = layer_check.resolve(&layer_arns, &runtime, code.as_ref())?;
             let record = store.create_function(&NewFunction {
                 name,
                 runtime,
@@ -105,6 +108,7 @@ impl ControlPlane {
                 code,
                 network,
                 ephemeral_mb,
+                layers,
             })?;
             if !tags.is_empty() {
                 store.tag_function(&record.name, &tags)?;
@@ -208,6 +212,8 @@ impl ControlPlane {
             description: req.description,
             network: req.network,
             ephemeral_mb: req.ephemeral_storage_mb.map(parse_ephemeral).transpose()?,
+            // Resolved below, against the runtime and code the function will have.
+            layers: None,
             expected_revision: expect.revision,
         };
         if let Some(env) = &update.environment {
@@ -220,8 +226,17 @@ impl ControlPlane {
         let code_store = self.code.clone();
         let n = name.clone();
         let handler = req.handler;
+        let layer_arns = req.layers;
+        let layer_check = self.layer_check();
         let mut update = update;
         let record = blocking(move || {
+            if let Some(arns) = &layer_arns {
+                let current = store
+                    .get_function(&n)?
+                    .ok_or_else(|| CoreError::NotFound(format!("function {n} not found")))?;
+                let runtime = update.runtime.as_ref().unwrap_or(&current.runtime);
+                update.layers = Some(layer_check.resolve(arns, runtime, current.code.as_ref())?);
+            }
             if update.runtime.is_some() || handler.is_some() {
                 let current = store
                     .get_function(&n)?
@@ -281,6 +296,7 @@ impl ControlPlane {
         let name = self.authorize_on(by, Action::ChangeFunction, name)?;
         let store = self.store.clone();
         let code_store = self.code.clone();
+        let layer_check = self.layer_check();
         let n = name.clone();
         let deployed = blocking(move || {
             let current = store
@@ -288,6 +304,7 @@ impl ControlPlane {
                 .ok_or_else(|| CoreError::NotFound(format!("function {n} not found")))?;
             let stored = put_code(&store, &code_store, &zip)?;
             check_bootstrap(&code_store, &current.runtime, Some(&stored.code))?;
+            layer_check.check_size(&current.layers, Some(&stored.code))?;
             // `stored` (its pin) lives until the row is committed.
             Ok(store.set_function_code_if(&n, &stored.code, expect.revision)?)
         })

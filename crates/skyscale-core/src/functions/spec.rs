@@ -23,6 +23,8 @@ pub struct FunctionSpec {
     /// Size of `/tmp` in MiB (default 512).
     pub ephemeral_storage_mb: Option<i64>,
     pub tags: BTreeMap<String, String>,
+    /// Layer version ARNs, in order (at most five).
+    pub layers: Vec<String>,
 }
 
 /// A change of a function's configuration: only what is given changes.
@@ -37,4 +39,6 @@ pub struct FunctionChanges {
     pub description: Option<String>,
     pub network: Option<bool>,
     pub ephemeral_storage_mb: Option<i64>,
+    /// Replaces the whole list of layers (version ARNs, in order) when given.
+    pub layers: Option<Vec<String>>,
 }

@@ -364,13 +364,17 @@ impl Scheduler {
         shape: Shape,
     ) -> Result<Session, CoreError> {
         let task_dir = self.task_dir(&id);
+        let opt_dir = self.opt_dir(&id);
         let result = async {
-            std::fs::create_dir_all(&task_dir).map_err(|e| {
-                CoreError::internal_from(format!("creating {}", task_dir.display()), e)
-            })?;
+            for dir in [&task_dir, &opt_dir] {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    CoreError::internal_from(format!("creating {}", dir.display()), e)
+                })?;
+            }
             let spec = SandboxSpec {
                 id: id.clone(),
                 code_dir: task_dir.clone(),
+                opt_dir: Some(opt_dir.clone()),
                 memory_mb,
                 tmp_mb: shape.tmp_mb,
                 pids_limit: self.pids_limit,
@@ -394,6 +398,12 @@ impl Scheduler {
     /// The host directory bound at `/var/task` in sandbox `id`.
     pub fn task_dir(&self, id: &SandboxId) -> PathBuf {
         self.task_root.join(id.as_str())
+    }
+
+    /// The host directory bound at `/opt` in sandbox `id` (its function's layers, merged).
+    /// Under the task root, in `.opt` (no sandbox id starts with a dot).
+    pub fn opt_dir(&self, id: &SandboxId) -> PathBuf {
+        self.task_root.join(".opt").join(id.as_str())
     }
 
     /// Raises a booted sandbox's memory limit to the function's size.
@@ -590,10 +600,11 @@ impl Scheduler {
         if let Err(e) = self.driver.destroy(id).await {
             tracing::error!(sandbox = %id, error = %e, "destroying sandbox failed");
         }
-        let dir = self.task_dir(id);
-        if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(sandbox = %id, error = %e, "removing task directory failed");
+        for dir in [self.task_dir(id), self.opt_dir(id)] {
+            if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(sandbox = %id, error = %e, dir = %dir.display(), "removing a sandbox directory failed");
+                }
             }
         }
         self.lock().destroying.remove(id);
@@ -758,6 +769,39 @@ impl Drop for BusyGuard {
 }
 
 /// Links (or, across file systems, copies) a code package into a sandbox's task directory.
+/// Merges the tree `src` into `dst` with hard links (or copies), as [`link_tree`], where a
+/// path `dst` already has is replaced: a later layer wins over an earlier one on the same
+/// path, as in Lambda.
+pub(crate) fn merge_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(src)? {
+        let entry = entry?;
+        let from = entry.path();
+        let to = dst.join(entry.file_name());
+        let existing = std::fs::symlink_metadata(&to).ok();
+        if entry.file_type()?.is_dir() {
+            match existing {
+                Some(m) if m.is_dir() => {}
+                Some(_) => {
+                    std::fs::remove_file(&to)?;
+                    std::fs::create_dir(&to)?;
+                }
+                None => std::fs::create_dir(&to)?,
+            }
+            merge_tree(&from, &to)?;
+        } else {
+            match existing {
+                Some(m) if m.is_dir() => std::fs::remove_dir_all(&to)?,
+                Some(_) => std::fs::remove_file(&to)?,
+                None => {}
+            }
+            if std::fs::hard_link(&from, &to).is_err() {
+                std::fs::copy(&from, &to)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn link_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(src)? {
         let entry = entry?;

@@ -82,6 +82,7 @@ pub(super) async fn create(
                 network: None,
                 ephemeral_storage_mb: req.ephemeral_storage.map(|e| e.size),
                 tags: req.tags.unwrap_or_default(),
+                layers: req.layers.unwrap_or_default(),
             },
         )
         .await
@@ -230,6 +231,7 @@ pub(super) async fn update_configuration(
         description: req.description,
         network: None,
         ephemeral_storage_mb: req.ephemeral_storage.map(|e| e.size),
+        layers: req.layers,
     };
     let expect = expect(&cp, &by, &t, req.revision_id.as_deref(), None).await?;
     let f = cp

@@ -10,6 +10,7 @@ mod event_invoke_config;
 mod extract;
 mod functions;
 mod invoke;
+mod layers;
 mod model;
 mod policies;
 mod tags;
@@ -53,6 +54,7 @@ const CREATE_FUNCTION: &str = "/2015-03-31/functions";
 const CREATE_FUNCTION_SLASH: &str = "/2015-03-31/functions/";
 const FUNCTION_CODE: &str = "/2015-03-31/functions/{name}/code";
 const INVOKE: &str = "/2015-03-31/functions/{name}/invocations";
+const LAYER_VERSIONS: &str = "/2018-10-31/layers/{name}/versions";
 
 const REQUEST_ID: &str = "x-amzn-RequestId";
 
@@ -132,6 +134,15 @@ pub(crate) fn routes(cp: AppState) -> Router<AppState> {
             "/2019-09-25/functions/{name}/event-invoke-config/list",
             get(event_invoke_config::list),
         )
+        .route("/2018-10-31/layers", get(layers::list_or_find))
+        .route(
+            LAYER_VERSIONS,
+            post(layers::publish).get(layers::list_versions),
+        )
+        .route(
+            "/2018-10-31/layers/{name}/versions/{version}",
+            get(layers::get).delete(layers::delete),
+        )
         .route("/2016-08-19/account-settings", get(concurrency::account))
         .route("/2016-08-19/account-settings/", get(concurrency::account));
     let router = unsupported::PREFIXES.iter().fold(router, |r, prefix| {
@@ -161,7 +172,7 @@ async fn add_request_id(mut resp: Response) -> Response {
 /// The largest body an operation can legitimately carry, by its route.
 fn body_limit(method: &Method, route: Option<&str>) -> usize {
     match (method, route) {
-        (&Method::POST, Some(CREATE_FUNCTION | CREATE_FUNCTION_SLASH))
+        (&Method::POST, Some(CREATE_FUNCTION | CREATE_FUNCTION_SLASH | LAYER_VERSIONS))
         | (&Method::PUT, Some(FUNCTION_CODE)) => MAX_CODE_REQUEST,
         (&Method::POST, Some(INVOKE)) => MAX_SYNC_PAYLOAD,
         _ => MAX_SMALL_REQUEST,

@@ -98,6 +98,8 @@ pub(crate) struct CreateFunctionIn {
     pub package_type: Option<String>,
     pub architectures: Option<Vec<String>>,
     pub tags: Option<BTreeMap<String, String>>,
+    /// Layer version ARNs, in order.
+    pub layers: Option<Vec<String>>,
     /// Publish a version of the new function.
     #[serde(default)]
     pub publish: bool,
@@ -258,6 +260,8 @@ pub(crate) struct UpdateConfigurationIn {
     /// Required by some tools; Skyscale has no IAM and ignores it, as on create.
     pub role: Option<String>,
     pub revision_id: Option<String>,
+    /// Replaces the function's layers (version ARNs, in order; `[]` removes them all).
+    pub layers: Option<Vec<String>>,
     #[serde(flatten)]
     pub unhonoured: Unhonoured,
 }
@@ -313,10 +317,21 @@ pub(crate) struct FunctionConfiguration {
     pub ephemeral_storage: serde_json::Value,
     pub logging_config: serde_json::Value,
     pub snap_start: serde_json::Value,
+    /// Omitted when the function has none, as Lambda does.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerOut>,
+}
+
+/// A function's layer (`Layer`): its version ARN and its zip's size.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct LayerOut {
+    pub arn: String,
+    pub code_size: u64,
 }
 
 /// `2024-01-01T12:34:56.789Z` (the store's format) → `2024-01-01T12:34:56.789+0000`.
-fn lambda_time(rfc3339: &str) -> String {
+pub(crate) fn lambda_time(rfc3339: &str) -> String {
     match rfc3339.strip_suffix('Z') {
         Some(t) => format!("{t}+0000"),
         None => rfc3339.to_owned(),
@@ -385,6 +400,14 @@ pub(crate) fn configuration(settings: &Settings, f: &FunctionRecord) -> Function
             "LogGroup": format!("/aws/lambda/{}", f.name),
         }),
         snap_start: serde_json::json!({ "ApplyOn": "None", "OptimizationStatus": "Off" }),
+        layers: f
+            .layers
+            .iter()
+            .map(|l| LayerOut {
+                arn: settings.layer_version_arn(l.layer.as_str(), l.version),
+                code_size: l.code.size,
+            })
+            .collect(),
     }
 }
 

@@ -21,7 +21,6 @@ pub(crate) struct Unhonoured {
     #[serde(rename = "KMSKeyArn")]
     kms_key_arn: Option<Value>,
     tracing_config: Option<Value>,
-    layers: Option<Value>,
     file_system_configs: Option<Value>,
     code_signing_config_arn: Option<Value>,
     image_config: Option<Value>,
@@ -68,7 +67,7 @@ impl Unhonoured {
     /// The first setting that asks for something Skyscale does not do, as the error to give.
     pub fn check(&self) -> Result<(), LambdaError> {
         let set = |v: &Option<Value>| v.as_ref().is_some_and(|v| !empty(v));
-        let refusals: [(&str, bool, &str); 16] = [
+        let refusals: [(&str, bool, &str); 15] = [
             ("VpcConfig", set(&self.vpc_config), "functions run without a VPC; give one outbound network through /v1 or the CLI (`network`)"),
             ("DeadLetterConfig", set(&self.dead_letter_config), "there are no dead-letter queues"),
             ("KMSKeyArn", set(&self.kms_key_arn), "environment variables are not encrypted with a customer key"),
@@ -79,7 +78,6 @@ impl Unhonoured {
                     .is_some_and(|v| !off_or_empty(v, "Mode", &["PassThrough"])),
                 "there is no X-Ray tracing (Mode PassThrough is accepted)",
             ),
-            ("Layers", set(&self.layers), "layers are not implemented yet"),
             ("FileSystemConfigs", set(&self.file_system_configs), "there are no file systems to mount"),
             ("CodeSigningConfigArn", set(&self.code_signing_config_arn), "there is no code signing"),
             ("ImageConfig", set(&self.image_config), "container images are not supported"),
@@ -131,17 +129,13 @@ mod tests {
     fn off_values_pass_and_others_are_refused_by_name() {
         assert!(check(serde_json::json!({})).is_ok());
         assert!(check(serde_json::json!({
-            "Layers": [], "TracingConfig": {"Mode": "PassThrough"},
+            "TracingConfig": {"Mode": "PassThrough"},
             "VpcConfig": {"SubnetIds": [], "SecurityGroupIds": []},
             "DeadLetterConfig": {}, "KMSKeyArn": "", "SnapStart": {"ApplyOn": "None"},
             "LoggingConfig": {"LogFormat": "Text"}
         }))
         .is_ok());
         for (member, value) in [
-            (
-                "Layers",
-                serde_json::json!(["arn:aws:lambda:us-east-1:1:layer:x:1"]),
-            ),
             ("TracingConfig", serde_json::json!({"Mode": "Active"})),
             (
                 "DeadLetterConfig",

@@ -72,37 +72,6 @@ const UNSUPPORTED: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "GET",
-        "/2018-10-31/layers",
-        "find=LayerVersion",
-        "GetLayerVersionByArn",
-    ),
-    ("GET", "/2018-10-31/layers", "", "ListLayers"),
-    (
-        "GET",
-        "/2018-10-31/layers/{}/versions",
-        "",
-        "ListLayerVersions",
-    ),
-    (
-        "POST",
-        "/2018-10-31/layers/{}/versions",
-        "",
-        "PublishLayerVersion",
-    ),
-    (
-        "DELETE",
-        "/2018-10-31/layers/{}/versions/{}",
-        "",
-        "DeleteLayerVersion",
-    ),
-    (
-        "GET",
-        "/2018-10-31/layers/{}/versions/{}",
-        "",
-        "GetLayerVersion",
-    ),
-    (
-        "GET",
         "/2018-10-31/layers/{}/versions/{}/policy",
         "",
         "GetLayerVersionPolicy",
@@ -429,12 +398,8 @@ mod tests {
             Some("RemoveLayerVersionPermission")
         );
         assert_eq!(
-            operation("GET", "/2018-10-31/layers", None),
-            Some("ListLayers")
-        );
-        assert_eq!(
-            operation("GET", "/2018-10-31/layers", Some("find=LayerVersion&Arn=x")),
-            Some("GetLayerVersionByArn")
+            operation("GET", "/2018-10-31/layers/l/versions/1/policy", None),
+            Some("GetLayerVersionPolicy")
         );
         assert_eq!(
             operation(

@@ -6,9 +6,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
-use skyscale_core::{CoreError, Expect, FunctionChanges, FunctionRecord, FunctionSpec};
+use skyscale_core::{CoreError, Expect, FunctionChanges, FunctionRecord, FunctionSpec, Settings};
 use skyscale_types::api::{
-    CreateFunction, FunctionInfo, FunctionList, PutConcurrency, UpdateFunction,
+    CreateFunction, FunctionInfo, FunctionLayerInfo, FunctionList, PutConcurrency, UpdateFunction,
 };
 
 use super::extract::{Caller, JsonBody};
@@ -16,7 +16,7 @@ use super::ApiResult;
 use crate::AppState;
 
 /// A function as `/v1` shows it.
-pub(super) fn function_info(f: &FunctionRecord) -> FunctionInfo {
+pub(super) fn function_info(settings: &Settings, f: &FunctionRecord) -> FunctionInfo {
     FunctionInfo {
         name: f.name.to_string(),
         runtime: f.runtime.to_string(),
@@ -34,11 +34,21 @@ pub(super) fn function_info(f: &FunctionRecord) -> FunctionInfo {
         version: f.version,
         network: f.network,
         ephemeral_storage_mb: f.ephemeral_mb,
+        layers: f
+            .layers
+            .iter()
+            .map(|l| FunctionLayerInfo {
+                arn: settings.layer_version_arn(l.layer.as_str(), l.version),
+                layer: l.layer.to_string(),
+                version: l.version,
+                code_size: l.code.size,
+            })
+            .collect(),
     }
 }
 
-fn answer(f: &FunctionRecord) -> Response {
-    Json(function_info(f)).into_response()
+fn answer(cp: &AppState, f: &FunctionRecord) -> Response {
+    Json(function_info(cp.settings(), f)).into_response()
 }
 
 fn spec(req: CreateFunction) -> ApiResult<FunctionSpec> {
@@ -64,6 +74,7 @@ fn spec(req: CreateFunction) -> ApiResult<FunctionSpec> {
         network: req.network,
         ephemeral_storage_mb: req.ephemeral_storage_mb,
         tags: Default::default(),
+        layers: req.layers,
     })
 }
 
@@ -77,6 +88,7 @@ fn changes(req: UpdateFunction) -> FunctionChanges {
         description: req.description,
         network: req.network,
         ephemeral_storage_mb: req.ephemeral_storage_mb,
+        layers: req.layers,
     }
 }
 
@@ -86,12 +98,15 @@ pub(super) async fn create(
     JsonBody(req): JsonBody<CreateFunction>,
 ) -> ApiResult<Response> {
     let f = cp.create_function(&by, spec(req)?).await?;
-    Ok((StatusCode::CREATED, answer(&f)).into_response())
+    Ok((StatusCode::CREATED, answer(&cp, &f)).into_response())
 }
 
 pub(super) async fn list(State(cp): State<AppState>, Caller(by): Caller) -> ApiResult<Response> {
     let functions = cp.list_functions(&by).await?;
-    let functions = functions.iter().map(function_info).collect();
+    let functions = functions
+        .iter()
+        .map(|f| function_info(cp.settings(), f))
+        .collect();
     Ok(Json(FunctionList { functions }).into_response())
 }
 
@@ -100,7 +115,7 @@ pub(super) async fn get_one(
     Caller(by): Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    Ok(answer(&cp.get_function(&by, &name).await?))
+    Ok(answer(&cp, &cp.get_function(&by, &name).await?))
 }
 
 pub(super) async fn update(
@@ -112,7 +127,7 @@ pub(super) async fn update(
     let f = cp
         .update_function(&by, &name, changes(req), Expect::default())
         .await?;
-    Ok(answer(&f))
+    Ok(answer(&cp, &f))
 }
 
 pub(super) async fn delete(
@@ -133,7 +148,7 @@ pub(super) async fn deploy(
     let f = cp
         .deploy_code(&by, &name, zip.to_vec(), Expect::default())
         .await?;
-    Ok(answer(&f))
+    Ok(answer(&cp, &f))
 }
 
 pub(super) async fn put_concurrency(
@@ -145,7 +160,7 @@ pub(super) async fn put_concurrency(
     let f = cp
         .set_reserved_concurrency(&by, &name, Some(req.reserved_concurrency))
         .await?;
-    Ok(answer(&f))
+    Ok(answer(&cp, &f))
 }
 
 pub(super) async fn delete_concurrency(
@@ -153,7 +168,6 @@ pub(super) async fn delete_concurrency(
     Caller(by): Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    Ok(answer(
-        &cp.set_reserved_concurrency(&by, &name, None).await?,
-    ))
+    let f = cp.set_reserved_concurrency(&by, &name, None).await?;
+    Ok(answer(&cp, &f))
 }

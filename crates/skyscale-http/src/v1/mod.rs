@@ -10,6 +10,7 @@ pub(crate) mod extract;
 mod functions;
 mod invocations;
 mod invoke;
+mod layers;
 mod schedules;
 mod urls;
 mod versions;
@@ -51,6 +52,8 @@ const DEPLOY: &str = "/v1/functions/{name}/code";
 const INVOKE: &str = "/v1/functions/{name}/invoke";
 
 const KEYS: &str = "/v1/keys";
+
+const LAYER_VERSIONS: &str = "/v1/layers/{name}/versions";
 
 /// Key requests are tiny.
 const MAX_KEY_BODY: usize = 64 * 1024;
@@ -115,6 +118,15 @@ pub(crate) fn routes(cp: AppState) -> Router<AppState> {
             "/v1/functions/{name}/event-configs",
             get(events::list_configs),
         )
+        .route("/v1/layers", get(layers::list_layers))
+        .route(
+            LAYER_VERSIONS,
+            post(layers::publish).get(layers::list_versions),
+        )
+        .route(
+            "/v1/layers/{name}/versions/{version}",
+            get(layers::get_one).delete(layers::delete_one),
+        )
         .route("/v1/runtimes", get(runtimes))
         .route("/v1/cluster", get(cluster::status))
         .merge(schedules::routes())
@@ -139,7 +151,7 @@ struct AuthTiming {
 /// body is called in an error.
 fn body_limit(cp: &AppState, method: &Method, route: Option<&str>) -> (usize, &'static str) {
     match (method, route) {
-        (&Method::POST, Some(CREATE_FUNCTION)) => (MAX_JSON_BODY, "request body"),
+        (&Method::POST, Some(CREATE_FUNCTION | LAYER_VERSIONS)) => (MAX_JSON_BODY, "request body"),
         (&Method::PUT, Some(DEPLOY)) => (
             usize::try_from(cp.max_code_bytes()).unwrap_or(usize::MAX),
             "code package",

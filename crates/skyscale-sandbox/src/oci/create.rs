@@ -105,10 +105,12 @@ impl OciDriver {
                 source,
             })
         };
-        for (what, path) in [
-            ("code_dir", &spec.code_dir),
-            ("runtime_dir", &self.cfg.runtime_dir),
-        ] {
+        let dirs = [
+            ("code_dir", Some(&spec.code_dir)),
+            ("opt_dir", spec.opt_dir.as_ref()),
+            ("runtime_dir", Some(&self.cfg.runtime_dir)),
+        ];
+        for (what, path) in dirs.into_iter().filter_map(|(w, p)| Some((w, p?))) {
             if !path.is_dir() {
                 let msg = format!("{what} {} is not a directory", path.display());
                 return Err(bundle_err(std::io::Error::new(
@@ -156,6 +158,7 @@ impl OciDriver {
         env.extend(self.cfg.env.iter().map(|(k, v)| format!("{k}={v}")));
         let params = BundleParams {
             code_dir: &spec.code_dir,
+            opt_dir: spec.opt_dir.as_deref(),
             runtime_dir: &self.cfg.runtime_dir,
             python_sdk_dir: self.cfg.python_sdk_dir.as_deref(),
             args: &self.cfg.init,

@@ -103,6 +103,7 @@ impl Fixture {
         SandboxSpec {
             id: SandboxId::generate(),
             code_dir: self.code_dir.clone(),
+            opt_dir: None,
             memory_mb,
             tmp_mb: 16,
             pids_limit,

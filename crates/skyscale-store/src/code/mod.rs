@@ -215,6 +215,13 @@ impl CodeStore {
         Ok(StoredCode { code, pin })
     }
 
+    /// The unpacked size of a stored package (the sum of its files' sizes, as Lambda counts
+    /// a function's and its layers' 250 MB): read from its zip.
+    pub fn unzipped_size(&self, sha256: &str) -> Result<u64, CodeError> {
+        let bytes = fs::read(self.zip_path(sha256))?;
+        Ok(self.validate(&bytes)?.iter().map(|e| e.size).sum())
+    }
+
     /// Checks every entry of the archive; returns the entries to unpack.
     fn validate(&self, bytes: &[u8]) -> Result<Vec<Entry>, CodeError> {
         // The entry count the archive declares is checked before the zip crate parses the

@@ -164,6 +164,7 @@ pub fn new_function(name: &str, code: Option<CodeRef>) -> NewFunction {
         code,
         network: false,
         ephemeral_mb: 512,
+        layers: Vec::new(),
     }
 }
 
