@@ -12,10 +12,15 @@ end; any failure raises (non-zero exit).
 """
 
 import io
+import json
 import os
+import urllib.error
+import urllib.request
 import zipfile
 
-from skyscale_test import ROLE, client, expect_error, ok, zip_of
+from skyscale_test import (
+    KEY_ID, ROLE, SECRET, URL, client, expect_client_error, expect_error, ok, zip_of,
+)
 
 RUNTIME = os.environ["SKYSCALE_TEST_RUNTIME"]
 PYVER = RUNTIME.removeprefix("python")
@@ -73,9 +78,19 @@ def zeros_zip(name, size):
     return buf.getvalue()
 
 
-def invoke(lam, name, event=b"{}"):
-    import json
+def new_key(role):
+    """A new key of `role` (through /v1 with the admin key): (id, secret)."""
+    req = urllib.request.Request(
+        URL + "/v1/keys", data=json.dumps({"role": role}).encode(), method="POST",
+        headers={"Authorization": f"Bearer {KEY_ID}.{SECRET}",
+                 "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        key = json.loads(r.read())
+    key_id, secret = key["key"].split(".", 1)
+    return key_id, secret
 
+
+def invoke(lam, name, event=b"{}"):
     r = lam.invoke(FunctionName=name, Payload=event)
     body = r["Payload"].read()
     assert "FunctionError" not in r, body
@@ -83,8 +98,6 @@ def invoke(lam, name, event=b"{}"):
 
 
 def main():
-    import json
-
     lam = client()
 
     # Publish: two layers; `common` has a module of its own, one in site-packages, a tool in
@@ -251,7 +264,38 @@ def main():
     assert str(LIMIT) in e.response["Error"]["Message"], e.response
     fits = lam.update_function_configuration(FunctionName="f2", Layers=[big1["LayerVersionArn"]])
     assert [l["Arn"] for l in fits["Layers"]] == [big1["LayerVersionArn"]], fits
+    e = expect_error(
+        "InvalidParameterValueException",
+        lambda: lam.update_function_code(
+            FunctionName="f2", ZipFile=zeros_zip("handler.py", 120_000_000)
+        ),
+        400,
+    )
+    assert str(LIMIT) in e.response["Error"]["Message"], e.response
+    after = lam.get_function_configuration(FunctionName="f2")
+    assert after["CodeSha256"] == fits["CodeSha256"], "the failed deploy changed nothing"
     ok("code and layers past 262144000 bytes unzipped: refused with the sizes")
+
+    # Who may: a developer publishes and deletes; an invoker may not publish, delete or read layers.
+    dev = client(*new_key("developer"))
+    mine = dev.publish_layer_version(
+        LayerName="dev-layer", Content={"ZipFile": layer_zip([("python/d.py", "", False)])}
+    )
+    dev.delete_layer_version(LayerName="dev-layer", VersionNumber=mine["Version"])
+    inv = client(*new_key("invoker"))
+    for call in [
+        lambda: inv.publish_layer_version(
+            LayerName="nope", Content={"ZipFile": layer_zip([("python/n.py", "", False)])}
+        ),
+        lambda: inv.delete_layer_version(LayerName="override", VersionNumber=1),
+        lambda: inv.list_layers(),
+        lambda: inv.get_layer_version(LayerName="override", VersionNumber=1),
+    ]:
+        e = expect_client_error("AccessDeniedException", call)
+        assert "invoker" in e.response["Error"]["Message"], e.response
+    assert lam.get_layer_version(LayerName="override", VersionNumber=1)["Version"] == 1
+    assert "nope" not in [l["LayerName"] for l in lam.list_layers()["Layers"]]
+    ok("developers publish and delete layers; invokers may not touch them")
 
     print("ALL OK", flush=True)
 
