@@ -62,6 +62,53 @@ fn a_function_deployed_through_one_node_runs_on_another() {
     assert!(!a.log().contains("fetched a code package from the database"));
 }
 
+/// A layer published through one node is merged into `/opt` on another, which fetches its
+/// package from the database like a function's.
+#[test]
+fn a_layer_published_through_one_node_runs_on_another() {
+    use base64::Engine;
+    let db = SharedDatabase::create();
+    let a = Server::start_shared(common::API_DRIVER, &db, &[]);
+    let b = Server::start_shared(common::API_DRIVER, &db, &[]);
+    let runtime = skyscale_core::Runtimes::discover(std::path::Path::new("/usr/bin"))
+        .default_runtime()
+        .expect("a python3.N is installed");
+    let zip = common::zip_of(&[("python/shared.py", "WHO = 'the layer'\n")]);
+    let r = a.http().post_json(
+        "/v1/layers/deps/versions",
+        &json!({"zip_base64": base64::engine::general_purpose::STANDARD.encode(zip)}),
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let layer = r.json();
+    let (arn, layer_sha) = (
+        layer["arn"].as_str().unwrap().to_owned(),
+        layer["code_sha256"].as_str().unwrap().to_owned(),
+    );
+    let r = create_fn(
+        &a.http(),
+        "g",
+        "import shared\n\ndef handler(event, context):\n    return shared.WHO\n",
+        json!({"runtime": runtime.as_str(), "layers": [arn]}),
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["layers"][0]["arn"], layer["arn"]);
+
+    let on_b = b
+        .dir
+        .path()
+        .join("data/code")
+        .join(format!("{layer_sha}.zip"));
+    assert!(!on_b.exists());
+    let out = b.http().invoke("g", "{}");
+    assert_eq!(out.status, 200, "{}", common::tail(&b.log(), 30));
+    assert_eq!(out.json(), json!("the layer"));
+    assert!(
+        on_b.is_file(),
+        "B fetched the layer's package: {}",
+        on_b.display()
+    );
+}
+
 /// Whether `server`'s log says it took the singleton of `chore`.
 fn runs(server: &Server, chore: &str) -> bool {
     server.log().lines().any(|l| {
