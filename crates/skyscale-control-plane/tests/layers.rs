@@ -1,6 +1,6 @@
 //! Layers end to end, driven by the real boto3 (`tests/boto3/layers.py`) against the real
-//! daemon: on the process driver (fast; no isolation, so `/opt` is not read-only there) and
-//! on runc (where `/opt` is a read-only bind of the sandbox's merged layers). The `/v1` and
+//! daemon: on the process driver (fast; no isolation, so `/opt` is not read-only there), on
+//! runc and on gVisor (where `/opt` is a read-only bind of the sandbox's merged layers). The `/v1` and
 //! CLI side (`skyscale layer …`, `--layer`) on the process driver.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -77,6 +77,18 @@ fn boto3_layers_on_the_process_driver() {
 #[test]
 fn boto3_layers_on_runc_are_read_only() {
     let server = Server::start("runc");
+    let out = run_layers_script(&server, true);
+    eprintln!("{out}");
+    // EROFS: the bind itself is read-only, not only the directory's permissions.
+    assert!(
+        out.contains("ok: /opt is read-only (writing fails: errno 30)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn boto3_layers_on_gvisor_are_read_only() {
+    let server = Server::start("gvisor");
     let out = run_layers_script(&server, true);
     eprintln!("{out}");
     assert!(out.contains("ok: /opt is read-only"), "{out}");
