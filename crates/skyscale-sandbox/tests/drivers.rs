@@ -161,17 +161,20 @@ mod cases {
         let exists = p
             .exec(
                 "result = [d for d in ['/root', '/home', '/etc/shadow', '/etc/gshadow', \
-                 '/var/lib', '/etc/ssl/private', '/work', '/mnt', '/opt', '/etc/sudoers'] \
+                 '/var/lib', '/etc/ssl/private', '/work', '/mnt', '/etc/sudoers'] \
                  if os.path.lexists(d)]",
             )
             .await
             .unwrap();
         assert_eq!(exists, serde_json::json!([]));
+        // `/opt` is the sandbox's own (its function's layers; none here), never the host's.
+        let opt = p.exec("result = os.listdir('/opt')").await.unwrap();
+        assert_eq!(opt, serde_json::json!([]));
         let listing = p
             .exec("result = [sorted(os.listdir(d)) for d in ['/', '/var', '/etc']]")
             .await
             .unwrap();
-        let mut root: Vec<&str> = vec!["dev", "etc", "proc", "sys", "tmp", "usr", "var"];
+        let mut root: Vec<&str> = vec!["dev", "etc", "opt", "proc", "sys", "tmp", "usr", "var"];
         for d in ["bin", "sbin", "lib", "lib32", "lib64", "libx32"] {
             if std::path::Path::new("/").join(d).exists() {
                 root.push(d);
