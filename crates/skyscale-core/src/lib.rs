@@ -25,6 +25,7 @@ mod metrics;
 mod observe;
 mod policies;
 mod records;
+pub mod requirements;
 mod runtimes;
 mod scheduler;
 mod schedules;
