@@ -63,6 +63,8 @@ pub(crate) struct BundleParams<'a> {
     pub code_dir: &'a Path,
     /// Bound read-only at `/opt` when set (the function's layers).
     pub opt_dir: Option<&'a Path>,
+    /// Bound read-write at `/var/build` when set (a requirements build's output).
+    pub output_dir: Option<&'a Path>,
     pub runtime_dir: &'a Path,
     /// Bound read-only at `/var/runtime/sdk` when set.
     pub python_sdk_dir: Option<&'a Path>,
@@ -251,6 +253,14 @@ fn mounts(layout: &HostLayout, p: &BundleParams) -> Result<Vec<Mount>, String> {
     if let Some(opt) = p.opt_dir {
         m.push(ro_bind("/opt", opt)?);
     }
+    if let Some(out) = p.output_dir {
+        m.push(mount(
+            "/var/build",
+            "bind",
+            out,
+            &["bind", "rw", "nosuid", "nodev"],
+        )?);
+    }
     m.push(ro_bind("/var/runtime", p.runtime_dir)?);
     if let Some(sdk) = p.python_sdk_dir {
         m.push(ro_bind("/var/runtime/sdk", sdk)?);
@@ -390,6 +400,7 @@ mod tests {
         let p = BundleParams {
             code_dir: Path::new("/code"),
             opt_dir: Some(Path::new("/layers")),
+            output_dir: None,
             runtime_dir: Path::new("/rt"),
             python_sdk_dir: None,
             args: &["/var/runtime/agent".to_owned()],
@@ -427,6 +438,10 @@ mod tests {
         let opt = mounts.iter().find(|m| m["destination"] == "/opt").unwrap();
         assert_eq!(opt["source"], "/layers");
         assert!(opt["options"].as_array().unwrap().contains(&"ro".into()));
+        assert!(
+            !mounts.iter().any(|m| m["destination"] == "/var/build"),
+            "no build output without one"
+        );
         let tmp = mounts.iter().find(|m| m["destination"] == "/tmp").unwrap();
         for option in ["size=64m", "uid=993", "gid=993", "mode=0700"] {
             assert!(
@@ -454,5 +469,22 @@ mod tests {
         let json =
             serde_json::to_value(build_spec(Path::new("/b/rootfs"), &layout, &p).unwrap()).unwrap();
         assert_eq!(net(&json)["path"], "/run/netns/sky1");
+        // A build's output directory: the one writable bind.
+        let p = BundleParams {
+            output_dir: Some(Path::new("/out")),
+            ..p
+        };
+        let json =
+            serde_json::to_value(build_spec(Path::new("/b/rootfs"), &layout, &p).unwrap()).unwrap();
+        let out = json["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/var/build")
+            .cloned()
+            .unwrap();
+        assert_eq!(out["source"], "/out");
+        let options = out["options"].as_array().unwrap();
+        assert!(options.contains(&"rw".into()) && !options.contains(&"ro".into()));
     }
 }

@@ -75,6 +75,10 @@ pub struct SandboxSpec {
     /// Host directory bound read-only at `/opt` (the function's layers, merged); `None`: an
     /// empty `/opt`.
     pub opt_dir: Option<PathBuf>,
+    /// Host directory bound read-write at `/var/build` and owned by the sandbox's user: where
+    /// a requirements build leaves its result for the control plane; `None`: no `/var/build`
+    /// (every function's sandbox). The process driver refuses it (it has no bind mounts).
+    pub output_dir: Option<PathBuf>,
     /// Memory limit of the function in MiB.
     pub memory_mb: u32,
     /// Size of the `/tmp` tmpfs in MiB.

@@ -216,6 +216,14 @@ impl ProcessDriver {
             let msg = format!("code_dir {} is not a directory", spec.code_dir.display());
             return Err(Self::failed(id, "create", msg));
         }
+        if let Some(out) = &spec.output_dir {
+            let msg = format!(
+                "output_dir {} is not supported: the process driver has no bind mounts (use \
+                 runc or gVisor for builds)",
+                out.display()
+            );
+            return Err(Self::failed(id, "create", msg));
+        }
         let paths = Paths {
             task: &spec.code_dir,
             runtime: &self.cfg.runtime_dir,

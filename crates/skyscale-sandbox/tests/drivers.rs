@@ -41,6 +41,10 @@ macro_rules! driver_tests {
                 cases::outbound_network_but_not_the_host(runtime()).await
             }
             #[tokio::test]
+            async fn a_build_writes_its_output_and_nothing_else() {
+                cases::a_build_writes_its_output_and_nothing_else(runtime()).await
+            }
+            #[tokio::test]
             async fn memory_limit_kills_the_sandbox() {
                 cases::memory_limit_kills_the_sandbox(runtime()).await
             }
@@ -243,6 +247,51 @@ mod cases {
     /// A sandbox given network reaches the internet (pypi.org, which these machines may
     /// reach) but neither the host (a server on all of its addresses) nor its own gateway;
     /// destroying it removes the namespace and the host's end of the veth pair.
+    /// A requirements build's sandbox: network, pip run by the sandbox's own interpreter
+    /// into its `/tmp`, the result zipped into the one writable bind (`/var/build`), which
+    /// the host then reads; `/var/task` stays read-only.
+    pub async fn a_build_writes_its_output_and_nothing_else(rt: Runtime) {
+        let f = fixture(rt);
+        let out = f.tmp.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let mut spec = f.spec(256, 64);
+        spec.network = true;
+        spec.output_dir = Some(out.clone());
+        let mut p = Probe::new(f.driver.create(&spec).await.expect("create sandbox"));
+        let built = p
+            .exec(
+                "import subprocess, sys, zipfile\n\
+                 r = subprocess.run([sys.executable, '-m', 'pip', 'install', '--no-cache-dir', \
+                 '--disable-pip-version-check', '--target', '/tmp/build/python', 'six==1.16.0'], \
+                 capture_output=True, text=True, env={'HOME': '/tmp', 'PATH': '/usr/bin:/bin'})\n\
+                 if r.returncode == 0:\n\
+                 \x20   with zipfile.ZipFile('/var/build/layer.zip', 'w') as z:\n\
+                 \x20       for d, _, files in os.walk('/tmp/build'):\n\
+                 \x20           for n in files:\n\
+                 \x20               full = os.path.join(d, n)\n\
+                 \x20               z.write(full, os.path.relpath(full, '/tmp/build'))\n\
+                 result = [r.returncode, r.stdout[-2000:] + r.stderr[-2000:]]",
+            )
+            .await
+            .unwrap();
+        assert_eq!(built[0], 0, "pip failed: {}", built[1]);
+        let zip = std::fs::read(out.join("layer.zip")).unwrap();
+        assert!(zip.starts_with(b"PK"), "a zip");
+        let names = String::from_utf8_lossy(&zip);
+        assert!(names.contains("python/six.py"), "the package under python/");
+        let err = p.exec("open('/var/task/x', 'w')").await.unwrap_err();
+        assert!(err.contains("Read-only file system"), "{err}");
+        f.driver.destroy(&p.id).await.unwrap();
+        // A sandbox without an output directory has no /var/build.
+        let mut p = f.start(128, 64).await;
+        let exists = p
+            .exec("result = os.path.exists('/var/build')")
+            .await
+            .unwrap();
+        assert_eq!(exists, false);
+        f.driver.destroy(&p.id).await.unwrap();
+    }
+
     pub async fn outbound_network_but_not_the_host(rt: Runtime) {
         let f = fixture(rt);
         let host_ip = {

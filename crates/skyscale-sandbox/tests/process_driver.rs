@@ -75,6 +75,7 @@ impl Fixture {
             id: SandboxId::generate(),
             code_dir: self.code_dir.clone(),
             opt_dir: None,
+            output_dir: None,
             memory_mb: 128,
             tmp_mb: 16,
             pids_limit: 64,
@@ -336,4 +337,16 @@ async fn destroy_right_after_create() {
             "agent {pid} left"
         );
     }
+}
+
+#[tokio::test]
+async fn a_build_output_directory_is_refused_by_name() {
+    let f = fixture();
+    let mut spec = f.spec();
+    spec.output_dir = Some(f.code_dir.clone());
+    let err = f.driver.create(&spec).await.unwrap_err().to_string();
+    assert!(
+        err.contains("output_dir") && err.contains("not supported"),
+        "{err}"
+    );
 }

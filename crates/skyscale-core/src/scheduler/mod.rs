@@ -375,6 +375,7 @@ impl Scheduler {
                 id: id.clone(),
                 code_dir: task_dir.clone(),
                 opt_dir: Some(opt_dir.clone()),
+                output_dir: None,
                 memory_mb,
                 tmp_mb: shape.tmp_mb,
                 pids_limit: self.pids_limit,

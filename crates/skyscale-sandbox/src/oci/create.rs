@@ -108,6 +108,7 @@ impl OciDriver {
         let dirs = [
             ("code_dir", Some(&spec.code_dir)),
             ("opt_dir", spec.opt_dir.as_ref()),
+            ("output_dir", spec.output_dir.as_ref()),
             ("runtime_dir", Some(&self.cfg.runtime_dir)),
         ];
         for (what, path) in dirs.into_iter().filter_map(|(w, p)| Some((w, p?))) {
@@ -135,6 +136,10 @@ impl OciDriver {
                 message,
             })
         })?;
+        if let Some(out) = &spec.output_dir {
+            // The build writes as the sandbox's user: the directory is its own.
+            std::os::unix::fs::chown(out, Some(uid), Some(uid)).map_err(bundle_err)?;
+        }
         let lease = if spec.network {
             let setup = async {
                 self.prepare_network().await?;
@@ -159,6 +164,7 @@ impl OciDriver {
         let params = BundleParams {
             code_dir: &spec.code_dir,
             opt_dir: spec.opt_dir.as_deref(),
+            output_dir: spec.output_dir.as_deref(),
             runtime_dir: &self.cfg.runtime_dir,
             python_sdk_dir: self.cfg.python_sdk_dir.as_deref(),
             args: &self.cfg.init,

@@ -104,6 +104,7 @@ impl Fixture {
             id: SandboxId::generate(),
             code_dir: self.code_dir.clone(),
             opt_dir: None,
+            output_dir: None,
             memory_mb,
             tmp_mb: 16,
             pids_limit,
