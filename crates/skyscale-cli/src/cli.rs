@@ -425,6 +425,12 @@ pub struct DeployArgs {
     /// Code: a directory (zipped) or a .zip file.
     #[arg(long, value_name = "DIR|ZIP", default_value = ".")]
     pub path: PathBuf,
+    /// A requirements.txt, installed by the server with the function's runtime into a
+    /// layer (reused when the same requirements were built before) that goes first in the
+    /// function's layers, in the same update as the code. Default: the requirements.txt in
+    /// the --path directory, if there is one.
+    #[arg(long, value_name = "FILE")]
+    pub requirements: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

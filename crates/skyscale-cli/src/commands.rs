@@ -3,7 +3,7 @@
 use std::io::Write as _;
 use std::path::Path;
 
-use anyhow::bail;
+use anyhow::{bail, Context as _};
 use base64::Engine as _;
 use skyscale_client::{package, Client};
 use skyscale_types::api::{
@@ -169,9 +169,49 @@ fn create(global: &Global, args: &CreateArgs) -> anyhow::Result<()> {
 
 fn deploy(global: &Global, args: &DeployArgs) -> anyhow::Result<()> {
     let client = connect(global, true)?;
+    let requirements = match &args.requirements {
+        Some(file) => Some(file.clone()),
+        None => {
+            Some(args.path.join("requirements.txt")).filter(|f| args.path.is_dir() && f.is_file())
+        }
+    };
     let zip = package_code(&args.path)?;
     let size = zip.len();
-    let info = client.deploy_code(&args.name, zip)?;
+    let info = match requirements {
+        None => client.deploy_code(&args.name, zip)?,
+        Some(file) => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let current = client.get_function(&args.name)?;
+            progress(&format!(
+                "installing {} for {} (on the server)...",
+                file.display(),
+                current.runtime
+            ));
+            // A failed build is an error here: the function is not touched.
+            let deps = client.requirements_layer(&current.runtime, &text)?;
+            if deps.built {
+                progress(deps.output.trim_end());
+                progress(&format!("published layer {}", deps.layer.arn));
+            } else {
+                progress(&format!(
+                    "requirements unchanged: reusing layer {} (nothing installed)",
+                    deps.layer.arn
+                ));
+            }
+            // The new requirements layer replaces an earlier one, first; the function's
+            // other layers keep their order after it.
+            let mut layers = vec![deps.layer.arn.clone()];
+            layers.extend(
+                current
+                    .layers
+                    .iter()
+                    .filter(|l| !l.layer.starts_with(DEPS_LAYER_PREFIX))
+                    .map(|l| l.arn.clone()),
+            );
+            client.deploy_code_with_layers(&args.name, zip, &layers)?
+        }
+    };
     match global.output {
         OutputFormat::Json => output::json(&info),
         OutputFormat::Text => {
@@ -497,6 +537,16 @@ fn print_url(global: &Global, url: &FunctionUrlInfo) -> anyhow::Result<()> {
         OutputFormat::Json => output::json(url),
         OutputFormat::Text => Ok(output::stdout(output::url_details(url).as_bytes())?),
     }
+}
+
+/// The prefix of the server's requirements layers (`skyscale-deps-<key>`).
+const DEPS_LAYER_PREFIX: &str = "skyscale-deps-";
+
+/// A progress line on stderr (stdout keeps the command's result).
+fn progress(text: &str) {
+    let mut stderr = std::io::stderr().lock();
+    // Nothing useful can be done if stderr itself is gone.
+    let _ = writeln!(stderr, "{text}");
 }
 
 fn package_code(path: &Path) -> anyhow::Result<Vec<u8>> {

@@ -2,8 +2,10 @@
 //!
 //! # Design
 //!
-//! **What is implemented here today: the cache key and the lookup (below). The build, the
-//! API and the CLI are the design that follows, not yet code.**
+//! The pieces: [`normalise`] and [`DepsKey`] (the key), [`find_cached`] (the lookup),
+//! [`ControlPlane::requirements_layer`] (lookup, else build and publish), `/v1/requirements`
+//! and `PUT /v1/functions/{name}/code?layers=` at the edge, `skyscale function deploy`
+//! (`--requirements`) in the CLI.
 //!
 //! - *The cache key.* The requirements text is normalised ([`normalise`]: line
 //!   continuations joined, comments (`#` at a line's start or after whitespace, as pip reads
@@ -23,35 +25,67 @@
 //!   version whose description differs (a prefix collision, or a layer a user published
 //!   under that name) is never reused. Functions with the same requirements on the same
 //!   runtime share the one layer version.
-//! - *What runs where (the build, not yet built).* The control plane boots one sandbox of
-//!   the function's runtime through the configured driver (runc, gVisor; the process
-//!   driver for trusted use), with `SandboxSpec::network` set: outbound network is given to
-//!   that build sandbox only, never to the function's sandboxes, which keep their own
-//!   setting. The sandbox's `/var/task` holds `requirements.txt` and a small builder
-//!   handler that runs `python3 -m pip install --target /tmp/build/python -r
-//!   requirements.txt` with the sandbox's own interpreter (so wheels match its Python and
-//!   libc) and `PIP_INDEX_URL`, `PIP_EXTRA_INDEX_URL` and `PIP_TRUSTED_HOST` from the
-//!   control plane's environment. pip enters hash-checking mode by itself when any line
-//!   has a `--hash`, as `--require-hashes` does, so hashes are honoured as pip honours
-//!   them. Nothing is installed into the host's Python. pip's output is the invocation's
-//!   output, captured line by line.
-//! - *Progress.* The captured lines are forwarded as they come: the `/v1` deploy answers
-//!   with a stream of progress events (server-sent events) ending in the result, and the
-//!   CLI prints them.
-//! - *Publishing.* The build's `/tmp/build` is zipped (`python/...`) and published as the
+//! - *What runs where.* The control plane reserves one sandbox outside every pool (it
+//!   counts in the host's sandbox cap and memory budget; never idle, warm or generic;
+//!   discarded after its one build) and boots it through the configured driver (runc or
+//!   gVisor; the process driver isolates nothing and is refused) with
+//!   `SandboxSpec::network` set: outbound network goes to that build sandbox only, never to
+//!   the function's sandboxes, which keep their own setting. It also gets the one writable
+//!   bind, `/var/build` (`SandboxSpec::output_dir`), for its result, which may be larger
+//!   than an invocation's 6 MB answer. Its `/var/task` holds `requirements.txt` (the
+//!   normalised text) and the builder (`runtime/python/deps_builder.py`), which runs
+//!   `python3 -m pip install --target /tmp/build/python -r requirements.txt` with the
+//!   sandbox's own interpreter (so wheels match its Python and libc), with
+//!   `PIP_INDEX_URL`, `PIP_EXTRA_INDEX_URL` and `PIP_TRUSTED_HOST` from the control plane's
+//!   environment (read at each build). pip enters hash-checking mode by itself when any line
+//!   has a `--hash`, as `--require-hashes` does, so hashes are honoured as pip honours them.
+//!   Nothing is installed into the host's Python. pip's output is the invocation's output
+//!   (at most the agent's 256 KB of logs).
+//! - *Progress.* Not streamed live yet: pip's output comes back with the answer of
+//!   `POST /v1/requirements` when the build ends, and the CLI prints it on stderr (then the
+//!   layer's ARN, or "reusing layer" when nothing was installed). Streaming it as
+//!   server-sent events while pip runs is left to do.
+//! - *Concurrency.* Two builds of the same key at once both publish (two versions of the
+//!   one layer, same contents); later lookups take the newest. Harmless, not prevented.
+//! - *Publishing.* The build's `/tmp/build` is zipped (`python/...`) into `/var/build`,
+//!   read by the control plane before the sandbox is destroyed, and published as the
 //!   next version of the key's layer, compatible with the one runtime, with the key's
 //!   description; then it is an ordinary layer version (immutable, counted in the 250 MB).
 //! - *Failure leaves the function unchanged.* The layer is built (or found) before the
-//!   function is touched; the new code and the layer list (the deps layer first, then the
-//!   function's other layers) are stored in one update. A failed build is an error that
-//!   carries pip's message, and since nothing was stored the previous code and layers
-//!   keep answering.
+//!   function is touched (`POST /v1/requirements`); then the new code and the layer list
+//!   (the deps layer first, then the function's other layers, an earlier deps layer
+//!   dropped) are stored in one update (`PUT /v1/functions/{name}/code?layers=`). A
+//!   failed build is an error that carries pip's message, and since nothing was stored
+//!   the previous code and layers keep answering.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
+use skyscale_protocol::{Init, Invoke, InvokeStatus};
 use skyscale_store::{LayerVersionRecord, Store};
-use skyscale_types::{LayerName, Runtime};
+use skyscale_types::time::epoch_ms;
+use skyscale_types::{FunctionName, LayerName, Runtime};
 
-use crate::CoreError;
+use crate::auth::Action;
+use crate::layers::LayerSpec;
+use crate::runtimes::Runtimes;
+use crate::scheduler::{Scheduler, Shape};
+use crate::{blocking, ControlPlane, CoreError, Principal};
+
+/// The builder handler, shipped in the control-plane binary and written into each build
+/// sandbox's `/var/task`.
+const BUILDER: &str = include_str!("../../../runtime/python/deps_builder.py");
+/// Its module (and the handler `<module>.handler`).
+const BUILDER_MODULE: &str = "skyscale_deps_builder";
+/// What the scheduler's refusals call a build (only its host-wide refusals apply).
+const BUILD_NAME: &str = "requirements-build";
+/// A build sandbox's memory and `/tmp` (pip's target tree lives in `/tmp`, which counts in
+/// the memory limit).
+const BUILD_MEMORY_MB: u32 = 1024;
+const BUILD_TMP_MB: u32 = 768;
+/// How long pip may run.
+const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The prefix of every requirements layer's name.
 pub const DEPS_LAYER_PREFIX: &str = "skyscale-deps-";
@@ -248,6 +282,232 @@ pub fn find_cached(store: &Store, key: &DepsKey) -> Result<Option<LayerVersionRe
         .list_layer_versions(&key.layer_name())?
         .into_iter()
         .find(|v| v.description == description && v.compatible_runtimes == [key.runtime.clone()]))
+}
+
+/// A requirements layer for a function: found or built.
+#[derive(Debug, Clone)]
+pub struct DepsLayer {
+    pub layer: LayerVersionRecord,
+    /// `false`: an existing build was reused (no sandbox, no pip).
+    pub built: bool,
+    /// pip's output (empty when reused).
+    pub output: String,
+}
+
+impl ControlPlane {
+    /// The layer of `requirements` (a `requirements.txt`'s text) for `runtime`: the one
+    /// already built for the same key, or a new one built in a sandbox and published (see
+    /// the module's documentation). A failed build is an error with pip's message and
+    /// publishes nothing.
+    pub async fn requirements_layer(
+        &self,
+        by: &Principal,
+        requirements: &str,
+        runtime: &str,
+    ) -> Result<DepsLayer, CoreError> {
+        by.authorize(Action::ManageLayers, None)?;
+        let runtime = Runtime::parse(runtime)?;
+        if runtime.is_provided() {
+            return Err(CoreError::InvalidParameter(format!(
+                "requirements.txt is for Python runtimes: {runtime} brings its own"
+            )));
+        }
+        if !self
+            .runtimes
+            .installed()
+            .iter()
+            .any(|r| r == runtime.as_str())
+        {
+            return Err(CoreError::InvalidParameter(format!(
+                "runtime {runtime} is not installed on this host: requirements are built with \
+                 the sandboxes' own interpreter"
+            )));
+        }
+        let normalised = normalise(requirements)?;
+        let pip = PipOptions::from_env(|k| std::env::var(k).ok());
+        let key = DepsKey::new(&normalised, &runtime, &pip);
+        let store = self.store.clone();
+        let k = key.clone();
+        if let Some(layer) = blocking(move || find_cached(&store, &k)).await? {
+            tracing::info!(layer = %layer.layer, version = layer.version, "requirements layer reused");
+            return Ok(DepsLayer {
+                layer,
+                built: false,
+                output: String::new(),
+            });
+        }
+        let (zip, output) = self.build_requirements(&normalised, &runtime, &pip).await?;
+        let layer = self
+            .publish_layer_version(
+                by,
+                LayerSpec {
+                    name: key.layer_name().to_string(),
+                    description: Some(key.description()),
+                    license: None,
+                    compatible_runtimes: vec![runtime.to_string()],
+                    zip,
+                },
+            )
+            .await?;
+        Ok(DepsLayer {
+            layer,
+            built: true,
+            output,
+        })
+    }
+
+    /// Runs pip in a build sandbox; its zipped result and pip's output.
+    async fn build_requirements(
+        &self,
+        normalised: &str,
+        runtime: &Runtime,
+        pip: &PipOptions,
+    ) -> Result<(Vec<u8>, String), CoreError> {
+        let sched = self
+            .scheduler
+            .as_ref()
+            .ok_or_else(|| CoreError::internal("this node runs no sandboxes"))?;
+        if sched.driver().name() == "process" {
+            return Err(CoreError::Unsupported(
+                "building requirements.txt needs the runc or gvisor driver: the process \
+                 driver has no isolated sandbox to give network and a build directory to"
+                    .into(),
+            ));
+        }
+        let shape = Shape {
+            network: true,
+            tmp_mb: BUILD_TMP_MB,
+        };
+        #[allow(clippy::expect_used)] // a fixed, valid name
+        let name = FunctionName::parse(BUILD_NAME).expect("a valid name");
+        let id = sched.reserve_unpooled(BUILD_MEMORY_MB, &name)?;
+        let out_dir = sched.build_dir(&id);
+        let task_dir = sched.task_dir(&id);
+        let (o, t, text) = (out_dir.clone(), task_dir.clone(), normalised.to_owned());
+        let prepared = blocking(move || {
+            let io = |what: &str, e: std::io::Error| CoreError::internal_from(what.to_owned(), e);
+            std::fs::create_dir_all(&o).map_err(|e| io("creating the build's output", e))?;
+            std::fs::create_dir_all(&t).map_err(|e| io("creating the build's task", e))?;
+            std::fs::write(t.join(format!("{BUILDER_MODULE}.py")), BUILDER)
+                .map_err(|e| io("writing the builder", e))?;
+            std::fs::write(t.join("requirements.txt"), format!("{text}\n"))
+                .map_err(|e| io("writing requirements.txt", e))?;
+            Ok(())
+        })
+        .await;
+        if let Err(e) = prepared {
+            sched.forget_and_destroy(id);
+            return Err(e);
+        }
+        let session = sched
+            .boot_with_output(id, BUILD_MEMORY_MB, shape, Some(out_dir.clone()))
+            .await?;
+        // The sandbox is discarded by `run_build`; its directories go with it, after the
+        // zip is read (the discard's removal runs on a task of its own, so read first).
+        let output = self
+            .run_build(sched, session, runtime, pip, &out_dir)
+            .await?;
+        Ok(output)
+    }
+
+    /// Init and one invocation of the builder; pip's output on success.
+    async fn run_build(
+        &self,
+        sched: &Arc<Scheduler>,
+        mut session: crate::session::Session,
+        runtime: &Runtime,
+        pip: &PipOptions,
+        out_dir: &std::path::Path,
+    ) -> Result<(Vec<u8>, String), CoreError> {
+        let mut env: Vec<(String, String)> = vec![
+            ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
+            ("_HANDLER".into(), format!("{BUILDER_MODULE}.handler")),
+            ("LAMBDA_TASK_ROOT".into(), "/var/task".into()),
+            ("LAMBDA_RUNTIME_DIR".into(), "/var/runtime".into()),
+        ];
+        env.extend(
+            crate::runtimes::STARTUP_ENV
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        env.extend(pip.env());
+        let init = Init {
+            function_name: BUILD_NAME.to_owned(),
+            function_version: "$LATEST".to_owned(),
+            memory_mb: BUILD_MEMORY_MB,
+            command: Runtimes::command(runtime),
+            cwd: "/var/task".to_owned(),
+            env,
+            init_timeout_ms: self.settings.init_timeout.as_millis() as u64,
+        };
+        let id = session.id.clone();
+        let fail = |what: &str, e: &dyn std::fmt::Display| {
+            CoreError::sandbox_from(
+                format!("requirements build sandbox {id}: {what}"),
+                e.to_string(),
+            )
+        };
+        let answer = async {
+            match session.init(init, self.settings.init_timeout * 2).await {
+                Ok((done, _)) if done.ok => {}
+                Ok((done, body)) => {
+                    return Err(fail(
+                        "the builder did not start",
+                        &format!("{} {}", done.logs, String::from_utf8_lossy(&body)),
+                    ))
+                }
+                Err(e) => return Err(fail("init failed", &e)),
+            }
+            let invoke = Invoke {
+                request_id: uuid::Uuid::new_v4().to_string(),
+                deadline_ms: epoch_ms(SystemTime::now() + BUILD_TIMEOUT),
+                timeout_ms: BUILD_TIMEOUT.as_millis() as u64,
+                invoked_function_arn: String::new(),
+                client_context: None,
+                trace_id: None,
+            };
+            match tokio::time::timeout(
+                BUILD_TIMEOUT + Duration::from_secs(5),
+                session.invoke(invoke, b"{}".to_vec()),
+            )
+            .await
+            {
+                Ok(Ok(answer)) => Ok(answer),
+                Ok(Err(e)) => Err(fail("the builder failed", &e)),
+                Err(_) => Err(CoreError::RequestTimeout(format!(
+                    "installing requirements.txt took longer than {}s",
+                    BUILD_TIMEOUT.as_secs()
+                ))),
+            }
+        }
+        .await;
+        // Read before the sandbox (and its output directory) is removed.
+        let zip = match &answer {
+            Ok((r, _)) if r.status == InvokeStatus::Ok => {
+                tokio::fs::read(out_dir.join("layer.zip")).await.ok()
+            }
+            _ => None,
+        };
+        sched.discard(session);
+        let (result, body) = answer?;
+        if result.status != InvokeStatus::Ok {
+            return Err(fail(
+                "the builder failed",
+                &format!("{:?}: {}", result.status, String::from_utf8_lossy(&body)),
+            ));
+        }
+        let doc: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| fail("the builder's answer is not JSON", &e))?;
+        if doc["ok"].as_bool() != Some(true) {
+            return Err(CoreError::InvalidParameter(format!(
+                "installing requirements.txt for {runtime} failed (pip exited with {}):\n{}",
+                doc["exit_code"],
+                doc["output"].as_str().unwrap_or_default().trim_end()
+            )));
+        }
+        let zip = zip.ok_or_else(|| fail("the builder left no layer.zip", &"missing"))?;
+        Ok((zip, result.logs))
+    }
 }
 
 #[cfg(test)]

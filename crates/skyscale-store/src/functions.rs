@@ -220,7 +220,7 @@ impl Store {
         name: &FunctionName,
         code: &CodeRef,
     ) -> Result<FunctionRecord, StoreError> {
-        self.set_function_code_if(name, code, None)
+        self.set_function_code_if(name, code, None, None)
     }
 
     /// Like [`Self::set_function_code`], only if the function is at `expected` revision.
@@ -228,6 +228,7 @@ impl Store {
         &self,
         name: &FunctionName,
         code: &CodeRef,
+        layers: Option<&[FunctionLayer]>,
         expected: Option<u64>,
     ) -> Result<FunctionRecord, StoreError> {
         let mut db = self.db();
@@ -235,10 +236,25 @@ impl Store {
         let f = lock_function(&mut tx, name)?
             .ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))?;
         check_revision(&f, expected)?;
+        // With `layers`, the code and the whole list of layers change in one update.
+        let layers = match layers {
+            Some(l) => {
+                check_function_layers(&mut tx, l)?;
+                l
+            }
+            None => f.layers.as_slice(),
+        };
+        let layers = layers_to_json(layers)?;
         tx.execute(
             "UPDATE functions SET code_sha256 = ?2, code_size = ?3, revision = revision + 1, \
-             updated_at = ?4 WHERE name = ?1",
-            args![name.as_str(), &code.sha256, code.size, &now_rfc3339()],
+             updated_at = ?4, layers = ?5 WHERE name = ?1",
+            args![
+                name.as_str(),
+                &code.sha256,
+                code.size,
+                &now_rfc3339(),
+                &layers
+            ],
         )?;
         let out = get_function(&mut tx, name)?
             .ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))?;

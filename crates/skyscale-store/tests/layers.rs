@@ -238,7 +238,50 @@ fn layer_packages_stay_referenced_while_used(db: &TestDb) {
     assert!(s.referenced_code().unwrap().is_empty());
 }
 
+/// New code and the whole list of layers in one update (a requirements deploy); a layer
+/// that does not exist refuses both.
+fn code_and_layers_change_together(db: &TestDb) {
+    let s = db.open();
+    let a = FunctionLayer::from(&s.publish_layer_version(&new_layer("a", 'a')).unwrap());
+    let b = FunctionLayer::from(&s.publish_layer_version(&new_layer("b", 'b')).unwrap());
+    let name = FunctionName::parse("f").unwrap();
+    let f = s
+        .create_function(&NewFunction {
+            layers: vec![a.clone()],
+            ..common::new_function("f", Some(code('f')))
+        })
+        .unwrap();
+    let g = s
+        .set_function_code_if(&name, &code('g'), Some(&[b.clone(), a.clone()]), None)
+        .unwrap();
+    assert_eq!(g.code, Some(code('g')));
+    assert_eq!(g.layers, vec![b.clone(), a.clone()]);
+    assert_eq!(g.revision, f.revision + 1);
+    // Without layers, the code alone changes.
+    let h = s
+        .set_function_code_if(&name, &code('h'), None, Some(g.revision))
+        .unwrap();
+    assert_eq!(h.layers, g.layers);
+    let missing = FunctionLayer {
+        version: 9,
+        ..b.clone()
+    };
+    let e = s
+        .set_function_code_if(&name, &code('i'), Some(&[missing]), None)
+        .unwrap_err();
+    assert!(
+        matches!(&e, StoreError::NotFound(m) if m.contains("version 9 of layer b")),
+        "{e}"
+    );
+    let now = s.get_function(&name).unwrap().unwrap();
+    assert_eq!(
+        (now.code, now.layers, now.revision),
+        (h.code, h.layers, h.revision)
+    );
+}
+
 store_tests!(
+    code_and_layers_change_together,
     layer_versions_are_numbered_once_and_listed,
     function_layers_are_checked_kept_in_order_and_published,
     layer_packages_stay_referenced_while_used,

@@ -171,6 +171,27 @@ pub struct LayerVersionInfo {
     pub created_at: String,
 }
 
+/// `POST /v1/requirements`: the layer of a `requirements.txt` for a Python runtime, built
+/// in a sandbox of that runtime or reused when the same requirements were built before.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildRequirements {
+    pub runtime: String,
+    /// The text of the `requirements.txt`.
+    pub requirements: String,
+}
+
+/// The answer of `POST /v1/requirements`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequirementsLayer {
+    pub layer: LayerVersionInfo,
+    /// `false`: an existing build was reused (nothing was installed).
+    pub built: bool,
+    /// pip's output (empty when reused).
+    #[serde(default)]
+    pub output: String,
+}
+
 /// `PUT /v1/functions/{name}/concurrency`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -261,19 +261,21 @@ impl ControlPlane {
 
     /// Stores a new code package and points the function at it, if the function still is
     /// as `expect` says. The package is validated completely first; on any error the
-    /// function keeps its previous code.
+    /// function keeps its previous code. With `layers` (version ARNs, in order) the
+    /// function's layers are replaced in the same update (a requirements deploy).
     pub async fn deploy_code(
         &self,
         by: &Principal,
         name: &str,
         zip: Vec<u8>,
+        layers: Option<Vec<String>>,
         expect: Expect,
     ) -> Result<FunctionRecord, CoreError> {
         self.audited_with(
             by,
             AuditAction::FunctionDeploy,
             name,
-            self.deploy_code_inner(by, name, zip, expect),
+            self.deploy_code_inner(by, name, zip, layers, expect),
             |f| {
                 let sha = f.code.as_ref().map_or("", |c| c.sha256.as_str());
                 let short = sha.get(..12).unwrap_or(sha);
@@ -291,6 +293,7 @@ impl ControlPlane {
         by: &Principal,
         name: &str,
         zip: Vec<u8>,
+        layers: Option<Vec<String>>,
         expect: Expect,
     ) -> Result<FunctionRecord, CoreError> {
         let name = self.authorize_on(by, Action::ChangeFunction, name)?;
@@ -304,9 +307,18 @@ impl ControlPlane {
                 .ok_or_else(|| CoreError::NotFound(format!("function {n} not found")))?;
             let stored = put_code(&store, &code_store, &zip)?;
             check_bootstrap(&code_store, &current.runtime, Some(&stored.code))?;
-            layer_check.check_size(&current.layers, Some(&stored.code))?;
+            // With `layers` (version ARNs), they replace the function's in the same update.
+            let layers = match &layers {
+                Some(arns) => {
+                    Some(layer_check.resolve(arns, &current.runtime, Some(&stored.code))?)
+                }
+                None => {
+                    layer_check.check_size(&current.layers, Some(&stored.code))?;
+                    None
+                }
+            };
             // `stored` (its pin) lives until the row is committed.
-            Ok(store.set_function_code_if(&n, &stored.code, expect.revision)?)
+            Ok(store.set_function_code_if(&n, &stored.code, layers.as_deref(), expect.revision)?)
         })
         .await;
         if deployed.is_ok() {

@@ -355,6 +355,44 @@ impl Scheduler {
         Ok(acquired)
     }
 
+    /// Reserves an id to boot a sandbox that belongs to no function (a requirements
+    /// build): it counts in the host's sandbox cap and memory budget like any other, and is
+    /// never idle, warm or generic. Given back by [`Scheduler::discard`] (or by `boot`
+    /// failing), or with [`Scheduler::forget_and_destroy`] before it was booted.
+    pub fn reserve_unpooled(
+        self: &Arc<Self>,
+        memory_mb: u32,
+        for_what: &FunctionName,
+    ) -> Result<SandboxId, CoreError> {
+        let mut doomed = Vec::new();
+        let result = {
+            let mut st = self.lock();
+            if st.closing {
+                return Err(CoreError::Unavailable(
+                    "the control plane is shutting down".into(),
+                ));
+            }
+            st.make_room(memory_mb, &self.limits, &mut doomed)
+                .map(|()| {
+                    let id = SandboxId::generate();
+                    st.live.insert(id.clone(), memory_mb);
+                    id
+                })
+                .map_err(|r| r.into_error(for_what))
+        };
+        for s in doomed {
+            self.destroy(s);
+        }
+        result
+    }
+
+    /// Gives back an id reserved by [`Scheduler::reserve_unpooled`] that was not booted,
+    /// removing whatever was prepared for it.
+    pub fn forget_and_destroy(self: &Arc<Self>, id: SandboxId) {
+        self.forget(&id);
+        self.destroy_id(id);
+    }
+
     /// Boots a sandbox with an empty `/var/task` and waits for its agent's hello. The id
     /// must already be counted in `live` (see `acquire`); on failure it is released.
     pub async fn boot(
@@ -362,6 +400,18 @@ impl Scheduler {
         id: SandboxId,
         memory_mb: u32,
         shape: Shape,
+    ) -> Result<Session, CoreError> {
+        self.boot_with_output(id, memory_mb, shape, None).await
+    }
+
+    /// [`Scheduler::boot`], with a writable `/var/build` bound from `output_dir` (a
+    /// requirements build's sandbox; see `requirements.rs`).
+    pub async fn boot_with_output(
+        self: &Arc<Self>,
+        id: SandboxId,
+        memory_mb: u32,
+        shape: Shape,
+        output_dir: Option<PathBuf>,
     ) -> Result<Session, CoreError> {
         let task_dir = self.task_dir(&id);
         let opt_dir = self.opt_dir(&id);
@@ -375,7 +425,7 @@ impl Scheduler {
                 id: id.clone(),
                 code_dir: task_dir.clone(),
                 opt_dir: Some(opt_dir.clone()),
-                output_dir: None,
+                output_dir,
                 memory_mb,
                 tmp_mb: shape.tmp_mb,
                 pids_limit: self.pids_limit,
@@ -394,6 +444,12 @@ impl Scheduler {
             self.destroy_id(id);
         }
         result
+    }
+
+    /// The host directory a build sandbox `id` writes its output to (see
+    /// `requirements.rs`). Under the task root, in `.build`.
+    pub fn build_dir(&self, id: &SandboxId) -> PathBuf {
+        self.task_root.join(".build").join(id.as_str())
     }
 
     /// The host directory bound at `/var/task` in sandbox `id`.
@@ -601,7 +657,7 @@ impl Scheduler {
         if let Err(e) = self.driver.destroy(id).await {
             tracing::error!(sandbox = %id, error = %e, "destroying sandbox failed");
         }
-        for dir in [self.task_dir(id), self.opt_dir(id)] {
+        for dir in [self.task_dir(id), self.opt_dir(id), self.build_dir(id)] {
             if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     tracing::warn!(sandbox = %id, error = %e, dir = %dir.display(), "removing a sandbox directory failed");

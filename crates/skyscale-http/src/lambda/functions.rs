@@ -207,7 +207,7 @@ pub(super) async fn update_code(
     let zip = zip_required(req.zip_file, req.s3_bucket, req.image_uri)?;
     let expect = expect(&cp, &by, &t, req.revision_id.as_deref(), None).await?;
     let f = cp
-        .deploy_code(&by, &t.name, zip, expect)
+        .deploy_code(&by, &t.name, zip, None, expect)
         .await
         .map_err(|e| LambdaError::about(e, &t.arn))?;
     let f = published_or_latest(&cp, &by, f, req.publish, &t.arn).await?;

@@ -1,17 +1,19 @@
 //! `/v1` functions: create, list, get, update, delete, deploy code, reserved concurrency.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
+use serde::Deserialize;
 use skyscale_core::{CoreError, Expect, FunctionChanges, FunctionRecord, FunctionSpec, Settings};
 use skyscale_types::api::{
     CreateFunction, FunctionInfo, FunctionLayerInfo, FunctionList, PutConcurrency, UpdateFunction,
 };
 
-use super::extract::{Caller, JsonBody};
+use super::extract::{query, Caller, JsonBody};
 use super::ApiResult;
 use crate::AppState;
 
@@ -139,14 +141,31 @@ pub(super) async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// `PUT /v1/functions/{name}/code`'s query: `layers`, comma-separated layer version ARNs
+/// (empty: none) that replace the function's layers in the same update as the code.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DeployQuery {
+    layers: Option<String>,
+}
+
 pub(super) async fn deploy(
     State(cp): State<AppState>,
     Caller(by): Caller,
     Path(name): Path<String>,
+    q: Result<Query<DeployQuery>, QueryRejection>,
     zip: Bytes,
 ) -> ApiResult<Response> {
+    let q = query(q, "deploy", "layers")?;
+    let layers = q.layers.map(|l| {
+        l.split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect()
+    });
     let f = cp
-        .deploy_code(&by, &name, zip.to_vec(), Expect::default())
+        .deploy_code(&by, &name, zip.to_vec(), layers, Expect::default())
         .await?;
     Ok(answer(&cp, &f))
 }

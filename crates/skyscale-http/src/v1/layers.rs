@@ -7,7 +7,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
 use skyscale_core::{CoreError, LayerSpec, LayerVersionRecord};
-use skyscale_types::api::{LayerVersionInfo, LayerVersionList, PublishLayer};
+use skyscale_types::api::{
+    BuildRequirements, LayerVersionInfo, LayerVersionList, PublishLayer, RequirementsLayer,
+};
 
 use super::extract::{Caller, JsonBody};
 use super::ApiResult;
@@ -104,4 +106,26 @@ pub(super) async fn delete_one(
     let version = version_number(&version)?;
     cp.delete_layer_version(&by, &name, version).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /v1/requirements`: the layer of a `requirements.txt`, built or reused.
+pub(super) async fn requirements(
+    State(cp): State<AppState>,
+    Caller(by): Caller,
+    JsonBody(req): JsonBody<BuildRequirements>,
+) -> ApiResult<Response> {
+    let deps = cp
+        .requirements_layer(&by, &req.requirements, &req.runtime)
+        .await?;
+    let status = if deps.built {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let answer = RequirementsLayer {
+        layer: info(&cp, &deps.layer),
+        built: deps.built,
+        output: deps.output,
+    };
+    Ok((status, Json(answer)).into_response())
 }

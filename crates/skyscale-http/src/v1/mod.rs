@@ -54,6 +54,7 @@ const INVOKE: &str = "/v1/functions/{name}/invoke";
 const KEYS: &str = "/v1/keys";
 
 const LAYER_VERSIONS: &str = "/v1/layers/{name}/versions";
+const REQUIREMENTS: &str = "/v1/requirements";
 
 /// Key requests are tiny.
 const MAX_KEY_BODY: usize = 64 * 1024;
@@ -119,6 +120,7 @@ pub(crate) fn routes(cp: AppState) -> Router<AppState> {
             get(events::list_configs),
         )
         .route("/v1/layers", get(layers::list_layers))
+        .route(REQUIREMENTS, post(layers::requirements))
         .route(
             LAYER_VERSIONS,
             post(layers::publish).get(layers::list_versions),
@@ -151,7 +153,9 @@ struct AuthTiming {
 /// body is called in an error.
 fn body_limit(cp: &AppState, method: &Method, route: Option<&str>) -> (usize, &'static str) {
     match (method, route) {
-        (&Method::POST, Some(CREATE_FUNCTION | LAYER_VERSIONS)) => (MAX_JSON_BODY, "request body"),
+        (&Method::POST, Some(CREATE_FUNCTION | LAYER_VERSIONS | REQUIREMENTS)) => {
+            (MAX_JSON_BODY, "request body")
+        }
         (&Method::PUT, Some(DEPLOY)) => (
             usize::try_from(cp.max_code_bytes()).unwrap_or(usize::MAX),
             "code package",
