@@ -80,7 +80,16 @@ fn versions_of(server: &Server, layer: &str) -> usize {
 
 #[test]
 fn requirements_build_into_a_shared_layer_on_runc() {
-    let server = Server::start("runc");
+    requirements_build_into_a_shared_layer("runc");
+}
+
+#[test]
+fn requirements_build_into_a_shared_layer_on_gvisor() {
+    requirements_build_into_a_shared_layer("gvisor");
+}
+
+fn requirements_build_into_a_shared_layer(driver: &str) {
+    let server = Server::start(driver);
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime();
 
@@ -281,5 +290,27 @@ fn requirements_naming_other_files_are_refused() {
             .contains("requirements.txt is for Python runtimes"),
         "{}",
         resp.error_message()
+    );
+}
+
+/// The control plane's `PIP_INDEX_URL` reaches pip (here an index that has nothing: pip
+/// says where it looked and what it could not find).
+#[test]
+fn the_pip_index_comes_from_the_control_planes_environment() {
+    let index = "https://pypi.org/skyscale-no-such-index/";
+    let server = Server::start_with("runc", &[("PIP_INDEX_URL", index)]);
+    let resp = server.http().post_json(
+        "/v1/requirements",
+        &serde_json::json!({"runtime": runtime(), "requirements": "six==1.16.0\n"}),
+    );
+    let message = resp.error_message();
+    assert_eq!(resp.status, 400, "{message}");
+    assert!(
+        message.contains(&format!("Looking in indexes: {index}")),
+        "{message}"
+    );
+    assert!(
+        message.contains("No matching distribution found for six==1.16.0"),
+        "{message}"
     );
 }
