@@ -363,10 +363,13 @@ impl ControlPlane {
         runtime: &Runtime,
         pip: &PipOptions,
     ) -> Result<(Vec<u8>, String), CoreError> {
-        let sched = self
-            .scheduler
-            .as_ref()
-            .ok_or_else(|| CoreError::internal("this node runs no sandboxes"))?;
+        let sched = self.scheduler.as_ref().ok_or_else(|| {
+            CoreError::Unsupported(
+                "building requirements.txt is not supported on a cluster's API node yet: \
+                     build the layer on a single node and publish it, or vendor the packages"
+                    .into(),
+            )
+        })?;
         if sched.driver().name() == "process" {
             return Err(CoreError::Unsupported(
                 "building requirements.txt needs the runc or gvisor driver: the process \
