@@ -352,23 +352,13 @@ async fn run_worker(
     println!("skyscale-control-plane worker listening on http://{listen}");
     let limits = server_settings(&config.server, open_files).connections;
     let secret = skyscale_http::ClusterSecret::new(&node.secret);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(skyscale_http::serve_worker(
-        listener,
-        cp.clone(),
-        secret,
-        limits,
-        async move {
-            let mut rx = stop_rx;
-            let _ = rx.wait_for(|stop| *stop).await;
-        },
-    ));
-    shutdown_signal().await;
-    tracing::info!(grace = ?config.shutdown_grace, "shutting down: giving up the lease, finishing in-flight invocations, then destroying sandboxes");
-    let _ = stop_tx.send(true);
-    let grace = config.shutdown_grace;
-    let (served, ()) = tokio::join!(tokio::time::timeout(grace, server), cp.shutdown(grace));
-    log_served(served);
+    serve_until_signal(
+        &cp,
+        config.shutdown_grace,
+        "shutting down: giving up the lease, finishing in-flight invocations, then destroying sandboxes",
+        |stop| skyscale_http::serve_worker(listener, cp.clone(), secret, limits, stop),
+    )
+    .await;
     Ok(())
 }
 
@@ -392,23 +382,34 @@ async fn serve_public(
     open_files: Option<u64>,
 ) {
     let server_settings = server_settings(&config.server, open_files);
-    // On SIGTERM/SIGINT the server stops accepting and lets in-flight requests finish; the
-    // grace bounds how long that may take before the sandboxes are destroyed regardless.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(skyscale_http::serve(
-        listener,
-        cp.clone(),
-        server_settings,
-        async move {
-            let mut rx = stop_rx;
-            let _ = rx.wait_for(|stop| *stop).await;
-        },
-    ));
+    serve_until_signal(
+        &cp,
+        config.shutdown_grace,
+        "shutting down: finishing in-flight invocations, then destroying sandboxes",
+        |stop| skyscale_http::serve(listener, cp.clone(), server_settings, stop),
+    )
+    .await;
+}
+
+/// Runs the server `serve` starts until SIGINT/SIGTERM; then the server stops accepting
+/// and lets in-flight requests finish while the control plane shuts down, the grace
+/// bounding how long that may take before the sandboxes are destroyed regardless.
+async fn serve_until_signal<S>(
+    cp: &ControlPlane,
+    grace: std::time::Duration,
+    stopping: &str,
+    serve: impl FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> S,
+) where
+    S: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(serve(Box::pin(async move {
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+    })));
     shutdown_signal().await;
-    tracing::info!(grace = ?config.shutdown_grace, "shutting down: finishing in-flight invocations, then destroying sandboxes");
+    tracing::info!(grace = ?grace, "{stopping}");
     let _ = stop_tx.send(true);
-    let grace = config.shutdown_grace;
-    let (served, ()) = tokio::join!(tokio::time::timeout(grace, server), cp.shutdown(grace),);
+    let (served, ()) = tokio::join!(tokio::time::timeout(grace, server), cp.shutdown(grace));
     log_served(served);
 }
 
