@@ -252,9 +252,11 @@ async fn run_all(
         keep_alive = ?config.keep_alive,
         "control plane started"
     );
-    // Scripts and tests read the address from this line.
+    let server_settings = server_settings(&config.server, open_files);
+    // Scripts and tests read the address from this line: everything logged at start comes
+    // before it.
     println!("skyscale-control-plane listening on http://{addr}");
-    serve_public(config, cp, listener, open_files).await;
+    serve_public(config, cp, listener, server_settings).await;
     Ok(())
 }
 
@@ -301,8 +303,9 @@ async fn run_api(
     cp.start_dispatcher().await?;
     cp.start_schedules();
     tracing::info!(%addr, name = %node.name, "API node started");
+    let server_settings = server_settings(&config.server, open_files);
     println!("skyscale-control-plane listening on http://{addr}");
-    serve_public(config, cp, listener, open_files).await;
+    serve_public(config, cp, listener, server_settings).await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -349,8 +352,8 @@ async fn run_worker(
         lease = ?node.lease,
         "worker started"
     );
-    println!("skyscale-control-plane worker listening on http://{listen}");
     let limits = server_settings(&config.server, open_files).connections;
+    println!("skyscale-control-plane worker listening on http://{listen}");
     let secret = skyscale_http::ClusterSecret::new(&node.secret);
     serve_until_signal(
         &cp,
@@ -379,9 +382,8 @@ async fn serve_public(
     config: &Config,
     cp: Arc<ControlPlane>,
     listener: tokio::net::TcpListener,
-    open_files: Option<u64>,
+    server_settings: skyscale_http::ServerSettings,
 ) {
-    let server_settings = server_settings(&config.server, open_files);
     serve_until_signal(
         &cp,
         config.shutdown_grace,
