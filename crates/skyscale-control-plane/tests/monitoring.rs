@@ -114,6 +114,11 @@ fn records_and_logs_of_every_kind_of_ending() {
     );
     assert!(c["init_duration_ms"].as_f64().unwrap() > 0.0, "{c}");
     assert!(w["init_duration_ms"].is_null(), "{w}");
+    // Both ran in the sandbox started on demand for the first.
+    assert_eq!(
+        (&c["init_type"], &w["init_type"]),
+        (&json!("on-demand"), &json!("on-demand"))
+    );
     assert!(w["duration_ms"].as_f64().unwrap() > 0.0, "{w}");
     assert_eq!(c["function"], "printer");
     assert_eq!(c["version"], "$LATEST");

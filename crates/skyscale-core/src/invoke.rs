@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use skyscale_protocol::{exit_message, ExitStatus, Init, Invoke, InvokeResult};
 use skyscale_sandbox::SandboxId;
 use skyscale_store::{CodePin, FunctionRecord};
+use skyscale_types::invocation::InitType;
 use skyscale_types::time::epoch_ms;
 use skyscale_types::version_label;
 use tracing::Instrument;
@@ -69,6 +70,8 @@ pub struct InvokeOutput {
     /// How it ended (exception, init error, timeout, crash).
     pub outcome: Outcome,
     pub cold_start: bool,
+    /// How the sandbox that ran it was initialised.
+    pub init_type: InitType,
     /// Cold starts: getting a sandbox ready (boot or specialisation, plus the runtime's init).
     pub init_duration: Option<Duration>,
     /// The invocation itself, as the control plane measured it.
@@ -330,12 +333,17 @@ impl ControlPlane {
             } => None,
             _ => Some(acquire),
         };
+        let init_type = match &ready {
+            Ready::Session { session, .. } => session.init_type,
+            Ready::InitFailed { .. } => InitType::OnDemand,
+        };
         let mut out = InvokeOutput {
             request_id,
             executed_version: version.clone(),
             body: Vec::new(),
             outcome: Outcome::Success,
             cold_start: init_duration.is_some(),
+            init_type,
             init_duration,
             duration: Duration::ZERO,
             max_memory_used_mb: 0,

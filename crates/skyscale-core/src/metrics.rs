@@ -548,6 +548,7 @@ mod tests {
                     InvocationStatus::Crashed => Some("Runtime.ExitError".into()),
                 },
                 cold_start: false,
+                init_type: Default::default(),
                 queue_wait: Duration::ZERO,
                 init_duration: None,
                 duration: Duration::from_millis(ms),

@@ -9,6 +9,7 @@ use skyscale_protocol::{
     Frame, Init, InitDone, Invoke, InvokeResult, ProtocolError, PROTOCOL_VERSION,
 };
 use skyscale_sandbox::{Sandbox, SandboxId};
+use skyscale_types::invocation::InitType;
 use skyscale_types::FunctionName;
 use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 
@@ -45,6 +46,9 @@ pub(crate) struct Session {
     /// The memory limit the sandbox currently has, MiB.
     pub memory_mb: u32,
     pub last_used: Instant,
+    /// How it was (or will be) initialised: on demand unless it was started to be kept
+    /// ready or restored from a snapshot.
+    pub init_type: InitType,
     to_agent: Box<dyn AsyncWrite + Send + Unpin>,
     from_agent: BufReader<Box<dyn AsyncRead + Send + Unpin>>,
 }
@@ -56,6 +60,7 @@ impl Session {
             key: None,
             memory_mb,
             last_used: Instant::now(),
+            init_type: InitType::OnDemand,
             to_agent: sandbox.to_agent,
             from_agent: BufReader::with_capacity(64 * 1024, sandbox.from_agent),
         }

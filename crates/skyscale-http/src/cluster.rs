@@ -27,6 +27,7 @@ use skyscale_core::{
     InvokeOutput, InvokeTiming, LinkError, LinkFuture, Outcome, Throttle, WorkerAnswer,
     WorkerInvocation, WorkerLink, MAX_SYNC_PAYLOAD,
 };
+use skyscale_types::invocation::InitType;
 use skyscale_types::{FunctionName, Handler, LayerName, MemoryMb, Runtime, TimeoutSecs};
 use tokio::net::TcpListener;
 
@@ -128,6 +129,8 @@ struct WireOutput {
     executed_version: String,
     outcome: WireOutcome,
     cold_start: bool,
+    /// `InitType::as_str`.
+    init_type: String,
     init_duration_us: Option<u64>,
     duration_us: u64,
     max_memory_used_mb: u64,
@@ -347,6 +350,7 @@ async fn invoke(
                 executed_version: output.executed_version,
                 outcome: outcome_to_wire(&output.outcome),
                 cold_start: output.cold_start,
+                init_type: output.init_type.as_str().to_owned(),
                 init_duration_us: output.init_duration.map(us),
                 duration_us: us(output.duration),
                 max_memory_used_mb: output.max_memory_used_mb,
@@ -495,6 +499,9 @@ impl HttpWorkerLink {
                     body: tail.to_vec(),
                     outcome: outcome_from_wire(output.outcome),
                     cold_start: output.cold_start,
+                    init_type: InitType::parse(&output.init_type).ok_or_else(|| {
+                        LinkError::Lost(format!("bad answer: init type {:?}", output.init_type))
+                    })?,
                     init_duration: output.init_duration_us.map(Duration::from_micros),
                     duration: Duration::from_micros(output.duration_us),
                     max_memory_used_mb: output.max_memory_used_mb,

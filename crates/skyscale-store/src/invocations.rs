@@ -5,7 +5,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use skyscale_types::invocation::{InvocationStatus, Trigger};
+use skyscale_types::invocation::{InitType, InvocationStatus, Trigger};
 use skyscale_types::time::{epoch_ms, from_epoch_ms};
 
 use crate::db::{Store, StoreError};
@@ -28,6 +28,9 @@ pub struct InvocationRecord {
     /// e.g. `ValueError`, `Sandbox.Timedout`, `Runtime.ExitError`, or the throttle's reason.
     pub error_type: Option<String>,
     pub cold_start: bool,
+    /// How the sandbox that ran it was initialised (on this invocation when `cold_start`,
+    /// before it otherwise).
+    pub init_type: InitType,
     /// From the request's acceptance until the control plane asked for a sandbox (an
     /// `Event` invocation's time in the background queue; a lookup for a synchronous one).
     /// Durations are stored to the microsecond.
@@ -100,7 +103,7 @@ pub struct RecordTotals {
 
 const COLUMNS: &str = "request_id, function, version, caller, trigger, started_at, ended_at, \
      status, error_type, cold_start, queue_wait_us, init_duration_us, duration_us, \
-     max_memory_used_mb, memory_size_mb, response_bytes, event_id, attempt";
+     max_memory_used_mb, memory_size_mb, response_bytes, event_id, attempt, init_type";
 
 const LOG_COLUMNS: &str = "id, request_id, function, started_at, bytes, text";
 
@@ -139,6 +142,7 @@ fn unknown(what: &str, value: &str) -> StoreError {
 fn row(r: &Row) -> Result<InvocationRecord, StoreError> {
     let trigger: String = r.get(4)?;
     let status: String = r.get(7)?;
+    let init_type: String = r.get(18)?;
     Ok(InvocationRecord {
         request_id: r.get(0)?,
         function: r.get(1)?,
@@ -150,6 +154,7 @@ fn row(r: &Row) -> Result<InvocationRecord, StoreError> {
         status: InvocationStatus::parse(&status).ok_or_else(|| unknown("status", &status))?,
         error_type: r.get(8)?,
         cold_start: r.get(9)?,
+        init_type: InitType::parse(&init_type).ok_or_else(|| unknown("init type", &init_type))?,
         queue_wait: duration(r.get(10)?),
         init_duration: r.get::<Option<i64>>(11)?.map(duration),
         duration: duration(r.get(12)?),
@@ -193,7 +198,7 @@ impl Store {
         let mut ids = Vec::with_capacity(batch.len());
         let record_sql = format!(
             "INSERT INTO invocations ({COLUMNS}) VALUES \
-             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) \
              ON CONFLICT(request_id) DO NOTHING"
         );
         for (r, text) in batch {
@@ -218,6 +223,7 @@ impl Store {
                     i(r.response_bytes),
                     r.event.as_ref().map(|(id, _)| id),
                     r.event.as_ref().map(|(_, n)| *n),
+                    r.init_type.as_str(),
                 ],
             )?;
             let id = if inserted == 1 && !text.is_empty() {

@@ -391,4 +391,9 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE functions ADD COLUMN layers TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE function_versions ADD COLUMN layers TEXT NOT NULL DEFAULT '[]';
     "#,
+    // 20: how the sandbox that ran an invocation was initialised (`InitType`: on-demand,
+    // provisioned-concurrency, snap-start).
+    r#"
+    ALTER TABLE invocations ADD COLUMN init_type TEXT NOT NULL DEFAULT 'on-demand';
+    "#,
 ];

@@ -350,4 +350,9 @@ pub const MIGRATIONS_PG: &[&str] = &[
     ALTER TABLE functions ADD COLUMN layers TEXT COLLATE "C" NOT NULL DEFAULT '[]';
     ALTER TABLE function_versions ADD COLUMN layers TEXT COLLATE "C" NOT NULL DEFAULT '[]';
     "#,
+    // 20: how the sandbox that ran an invocation was initialised (`InitType`: on-demand,
+    // provisioned-concurrency, snap-start).
+    r#"
+    ALTER TABLE invocations ADD COLUMN init_type TEXT COLLATE "C" NOT NULL DEFAULT 'on-demand';
+    "#,
 ];

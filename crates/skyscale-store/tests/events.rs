@@ -404,6 +404,7 @@ fn invocation_records_name_their_event_and_attempt(db: &TestDb) {
         status: InvocationStatus::Success,
         error_type: None,
         cold_start: false,
+        init_type: Default::default(),
         queue_wait: Duration::ZERO,
         init_duration: None,
         duration: Duration::from_micros(1),

@@ -6,7 +6,7 @@ use common::TestDb;
 use std::time::{Duration, SystemTime};
 
 use skyscale_store::{InvocationQuery, InvocationRecord, LogQuery, RecordTotals};
-use skyscale_types::invocation::{InvocationStatus, Trigger};
+use skyscale_types::invocation::{InitType, InvocationStatus, Trigger};
 use skyscale_types::time::from_epoch_ms;
 
 fn inv(id: &str, function: &str, started_at_ms: u64, status: InvocationStatus) -> InvocationRecord {
@@ -21,6 +21,11 @@ fn inv(id: &str, function: &str, started_at_ms: u64, status: InvocationStatus) -
         status,
         error_type: (status != InvocationStatus::Success).then(|| "ValueError".into()),
         cold_start: started_at_ms == 1000,
+        init_type: if id == "b" {
+            InitType::SnapStart
+        } else {
+            InitType::OnDemand
+        },
         queue_wait: Duration::from_micros(12),
         init_duration: (started_at_ms == 1000).then_some(Duration::from_millis(120)),
         duration: Duration::from_micros(4_321),

@@ -403,6 +403,10 @@ pub struct InvocationRecord {
     /// e.g. `ValueError`, `Sandbox.Timedout`, `Runtime.ExitError`, or a throttle's reason.
     pub error_type: Option<String>,
     pub cold_start: bool,
+    /// How the sandbox that ran it was initialised: `on-demand`, `provisioned-concurrency`
+    /// or `snap-start` (Lambda's `InitializationType`). Absent from older servers.
+    #[serde(default = "on_demand")]
+    pub init_type: String,
     /// Milliseconds.
     pub queue_wait_ms: f64,
     pub init_duration_ms: Option<f64>,
@@ -552,4 +556,9 @@ mod tests {
         let create: Result<CreateFunctionUrl, _> = serde_json::from_str(r#"{"auth_type": "none"}"#);
         assert!(create.is_err());
     }
+}
+
+/// An older server's records carry no init type: their sandboxes all started on demand.
+fn on_demand() -> String {
+    "on-demand".to_owned()
 }

@@ -67,6 +67,41 @@ impl Trigger {
     }
 }
 
+/// How the sandbox that ran an invocation was initialised (Lambda's `InitializationType`,
+/// also its `AWS_LAMBDA_INITIALIZATION_TYPE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum InitType {
+    /// Started for an invocation that found no warm sandbox.
+    #[default]
+    OnDemand,
+    /// Initialised ahead of any invocation and kept ready by a provisioned concurrency
+    /// configuration.
+    ProvisionedConcurrency,
+    /// Restored from a snapshot taken after the function's init (SnapStart).
+    SnapStart,
+}
+
+impl InitType {
+    /// Lambda's words: `on-demand`, `provisioned-concurrency`, `snap-start`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OnDemand => "on-demand",
+            Self::ProvisionedConcurrency => "provisioned-concurrency",
+            Self::SnapStart => "snap-start",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::OnDemand,
+            Self::ProvisionedConcurrency,
+            Self::SnapStart,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +122,13 @@ mod tests {
             assert_eq!(Trigger::parse(t.as_str()), Some(t));
         }
         assert_eq!(Trigger::parse("nope"), None);
+        for t in [
+            InitType::OnDemand,
+            InitType::ProvisionedConcurrency,
+            InitType::SnapStart,
+        ] {
+            assert_eq!(InitType::parse(t.as_str()), Some(t));
+        }
+        assert_eq!(InitType::parse("nope"), None);
     }
 }

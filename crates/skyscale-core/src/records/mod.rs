@@ -218,6 +218,7 @@ mod tests {
                 status: crate::InvocationStatus::Success,
                 error_type: None,
                 cold_start: false,
+                init_type: Default::default(),
                 queue_wait: Duration::ZERO,
                 init_duration: None,
                 duration: Duration::from_millis(1),

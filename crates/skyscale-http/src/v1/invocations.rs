@@ -180,6 +180,7 @@ fn record(r: InvocationRecord) -> api::InvocationRecord {
         status: r.status.as_str().to_owned(),
         error_type: r.error_type,
         cold_start: r.cold_start,
+        init_type: r.init_type.as_str().to_owned(),
         queue_wait_ms: ms(r.queue_wait),
         init_duration_ms: r.init_duration.map(ms),
         duration_ms: ms(r.duration),
