@@ -503,6 +503,11 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
+/// An older server's records carry no init type: their sandboxes all started on demand.
+fn on_demand() -> String {
+    "on-demand".to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -556,9 +561,4 @@ mod tests {
         let create: Result<CreateFunctionUrl, _> = serde_json::from_str(r#"{"auth_type": "none"}"#);
         assert!(create.is_err());
     }
-}
-
-/// An older server's records carry no init type: their sandboxes all started on demand.
-fn on_demand() -> String {
-    "on-demand".to_owned()
 }
