@@ -189,9 +189,10 @@ fn deploy(global: &Global, args: &DeployArgs) -> anyhow::Result<()> {
                 current.runtime
             ));
             // A failed build is an error here: the function is not touched.
-            let deps = client.requirements_layer(&current.runtime, &text)?;
+            let deps = client.requirements_layer(&current.runtime, &text, |line| {
+                progress(&format!("  {line}"))
+            })?;
             if deps.built {
-                progress(deps.output.trim_end());
                 progress(&format!("published layer {}", deps.layer.arn));
             } else {
                 progress(&format!(

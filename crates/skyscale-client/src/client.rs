@@ -6,11 +6,11 @@ use reqwest::header::{HeaderMap, CONTENT_TYPE};
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 use skyscale_types::api::{
-    AliasInfo, AliasList, BuildRequirements, CreateAlias, CreateFunction, CreateFunctionUrl,
-    ErrorResponse, FunctionError, FunctionInfo, FunctionList, FunctionUrlInfo, FunctionUrlList,
-    Health, PublishVersion, PutConcurrency, RequirementsLayer, RuntimeList, UpdateAlias,
-    UpdateFunction, UpdateFunctionUrl, VersionList, COLD_START_HEADER, EXECUTED_VERSION_HEADER,
-    FUNCTION_ERROR_HEADER, REQUEST_ID_HEADER,
+    AliasInfo, AliasList, CreateAlias, CreateFunction, CreateFunctionUrl, ErrorResponse,
+    FunctionError, FunctionInfo, FunctionList, FunctionUrlInfo, FunctionUrlList, Health,
+    PublishVersion, PutConcurrency, RuntimeList, UpdateAlias, UpdateFunction, UpdateFunctionUrl,
+    VersionList, COLD_START_HEADER, EXECUTED_VERSION_HEADER, FUNCTION_ERROR_HEADER,
+    REQUEST_ID_HEADER,
 };
 use skyscale_types::{ApiKey, FunctionName};
 
@@ -23,6 +23,7 @@ mod invocations;
 mod layers;
 mod metrics;
 mod schedules;
+mod sse;
 
 pub use invocations::{InvocationsQuery, LogEvent, LogsQuery};
 
@@ -263,23 +264,6 @@ impl Client {
             .header(CONTENT_TYPE, "application/zip")
             .body(zip);
         self.json(self.send(req)?, "PUT /v1/functions/{name}/code")
-    }
-
-    /// `POST /v1/requirements`: the layer of a `requirements.txt` for `runtime`, built on
-    /// the server (pip in a sandbox of that runtime) or reused from an earlier build.
-    pub fn requirements_layer(
-        &self,
-        runtime: &str,
-        requirements: &str,
-    ) -> Result<RequirementsLayer, ClientError> {
-        let req = self
-            .request(Method::POST, &["v1", "requirements"], true)?
-            .timeout(UPLOAD_TIMEOUT)
-            .json(&BuildRequirements {
-                runtime: runtime.to_owned(),
-                requirements: requirements.to_owned(),
-            });
-        self.json(self.send(req)?, "POST /v1/requirements")
     }
 
     /// `POST /v1/functions/{name}/versions`: publishes the function's current code and

@@ -314,3 +314,140 @@ fn the_pip_index_comes_from_the_control_planes_environment() {
         "{message}"
     );
 }
+
+/// One server-sent event of a streamed build: when it arrived (since the request was
+/// sent), its name and its data (JSON).
+struct Streamed {
+    at: std::time::Duration,
+    event: String,
+    data: serde_json::Value,
+}
+
+/// `POST /v1/requirements` with `Accept: text/event-stream`: every event, as it arrived.
+fn stream_build(server: &Server, requirements: &str) -> Vec<Streamed> {
+    use std::io::BufRead;
+    let started = std::time::Instant::now();
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("{}/v1/requirements", server.url))
+        .bearer_auth(common::ADMIN_KEY)
+        .header("accept", "text/event-stream")
+        .json(&serde_json::json!({"runtime": runtime(), "requirements": requirements}))
+        .timeout(std::time::Duration::from_secs(600))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let mut events = Vec::new();
+    let (mut event, mut data) = (String::new(), String::new());
+    for line in std::io::BufReader::new(resp).lines() {
+        let line = line.unwrap();
+        if line.is_empty() {
+            if !data.is_empty() {
+                events.push(Streamed {
+                    at: started.elapsed(),
+                    event: std::mem::take(&mut event),
+                    data: serde_json::from_str(&data).unwrap(),
+                });
+                data.clear();
+            }
+        } else if let Some(v) = line.strip_prefix("event: ") {
+            event = v.to_owned();
+        } else if let Some(v) = line.strip_prefix("data: ") {
+            data.push_str(v);
+        }
+    }
+    events
+}
+
+fn output_of(events: &[Streamed]) -> String {
+    events
+        .iter()
+        .filter(|e| e.event == "output")
+        .map(|e| format!("{}\n", e.data["line"].as_str().unwrap()))
+        .collect()
+}
+
+/// The sha256 of six 1.16.0's wheel on PyPI.
+const SIX_WHEEL_SHA256: &str = "8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254";
+
+/// pip's output streams while it runs; two requests for the same requirements at once
+/// build once (the second waits and reuses); `--require-hashes` is pip's to enforce: the
+/// right hash installs, a wrong or missing one is pip's error; the metrics count it all.
+#[test]
+fn builds_stream_run_once_per_key_and_honour_hashes() {
+    let server = Server::start("runc");
+    let pinned =
+        format!("--require-hashes\nsix==1.16.0 \\\n    --hash=sha256:{SIX_WHEEL_SHA256}\n");
+
+    let both: Vec<Vec<Streamed>> = std::thread::scope(|s| {
+        let a = s.spawn(|| stream_build(&server, &pinned));
+        let b = s.spawn(|| stream_build(&server, &pinned));
+        vec![a.join().unwrap(), b.join().unwrap()]
+    });
+    let result = |events: &[Streamed]| {
+        let last = events.last().expect("some events");
+        assert_eq!(last.event, "result", "{}", output_of(events));
+        last.data.clone()
+    };
+    let (built, waited): (Vec<_>, Vec<_>) = both
+        .iter()
+        .partition(|events| result(events)["built"] == true);
+    assert_eq!((built.len(), waited.len()), (1, 1), "one build, one reuse");
+    let (built, waited) = (built[0], waited[0]);
+    let output = output_of(built);
+    assert!(
+        output.contains("Successfully installed six-1.16.0"),
+        "{output}"
+    );
+    // Live: the first line came well before the end (pip alone takes over a second).
+    let first = built.iter().find(|e| e.event == "output").unwrap().at;
+    let end = built.last().unwrap().at;
+    assert!(
+        end - first > std::time::Duration::from_millis(300),
+        "the output came all at once: first line at {first:?}, result at {end:?}"
+    );
+    assert!(
+        output_of(waited).contains("being built by another request: waiting"),
+        "{}",
+        output_of(waited)
+    );
+    let layer = result(built)["layer"]["layer"].as_str().unwrap().to_owned();
+    assert_eq!(result(waited)["layer"], result(built)["layer"]);
+    assert_eq!(versions_of(&server, &layer), 1, "one version published");
+
+    // A wrong hash: pip refuses the download, and nothing is published.
+    let wrong = format!(
+        "--require-hashes\nsix==1.16.0 --hash=sha256:{}\n",
+        "0".repeat(64)
+    );
+    let events = stream_build(&server, &wrong);
+    let last = events.last().unwrap();
+    assert_eq!(last.event, "error", "{}", output_of(&events));
+    assert_eq!(last.data["status"], 400);
+    let message = last.data["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("THESE PACKAGES DO NOT MATCH THE HASHES"),
+        "{message}"
+    );
+    // A requirement without a hash in hash-checking mode.
+    let events = stream_build(&server, "--require-hashes\nsix==1.16.0\n");
+    let message = events.last().unwrap().data["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("Hashes are required in --require-hashes mode"),
+        "{message}"
+    );
+    assert_eq!(deps_layers(&server), vec![layer]);
+
+    let metrics = server.http().get("/metrics");
+    let text = String::from_utf8_lossy(&metrics.body);
+    for (result, n) in [("built", 1), ("reused", 1), ("failed", 2)] {
+        let line = format!("skyscale_requirements_builds_total{{result=\"{result}\"}} {n}\n");
+        assert!(text.contains(&line), "{line} in:\n{text}");
+    }
+}

@@ -65,7 +65,7 @@ pub use metrics::PROMETHEUS_CONTENT_TYPE;
 pub use observe::{Crash, Invocation, Outcome};
 pub use policies::NewStatement;
 pub use records::{Followed, InvocationFilter, LogFilter, LogFollower, RecordSettings};
-pub use requirements::DepsLayer;
+pub use requirements::{DepsBuild, DepsLayer, Progress};
 pub use runtimes::{RuntimeInfo, Runtimes, PYTHON_BOOTSTRAP};
 pub use scheduler::{Limits, SandboxCounts};
 pub use schedules::{
@@ -224,6 +224,8 @@ pub struct ControlPlane {
     events: events::Queue,
     /// The schedule chore (started by `start_schedules`).
     schedules: schedules::Chore,
+    /// Requirements builds in flight and their counts.
+    deps_builds: requirements::Builds,
 }
 
 /// This node's part in a cluster, and its state there.
@@ -359,6 +361,7 @@ impl ControlPlane {
             metrics: metrics::Metrics::default(),
             events: events::Queue::new(settings.events.clone()),
             schedules: schedules::Chore::new(settings.schedules.clone()),
+            deps_builds: requirements::Builds::default(),
             settings,
         })
     }

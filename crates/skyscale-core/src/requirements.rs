@@ -41,12 +41,18 @@
 //!   has a `--hash`, as `--require-hashes` does, so hashes are honoured as pip honours them.
 //!   Nothing is installed into the host's Python. pip's output is the invocation's output
 //!   (at most the agent's 256 KB of logs).
-//! - *Progress.* Not streamed live yet: pip's output comes back with the answer of
-//!   `POST /v1/requirements` when the build ends, and the CLI prints it on stderr (then the
-//!   layer's ARN, or "reusing layer" when nothing was installed). Streaming it as
-//!   server-sent events while pip runs is left to do.
-//! - *Concurrency.* Two builds of the same key at once both publish (two versions of the
-//!   one layer, same contents); later lookups take the newest. Harmless, not prevented.
+//! - *Progress.* The builder writes pip's output to `/var/build/progress.log` as well
+//!   as to its output; the control plane reads the file every 100 ms while the build runs
+//!   and sends each line to the request's [`Progress`] channel. `POST /v1/requirements`
+//!   with `Accept: text/event-stream` streams those lines as server-sent events, then the
+//!   result (or the error), and the CLI prints them as they come. (The agent returns an
+//!   invocation's output only with its result; the file is the build's own side channel,
+//!   in the one directory it may write.) The build runs on a task of its own, so a caller
+//!   that hangs up does not cut a build short: it finishes and its layer is cached.
+//! - *Concurrency.* One build per key at a time on a node ([`Builds`]): a request that
+//!   finds its key being built is told so, waits, then finds the layer the first one
+//!   published and reuses it. (Builds run only on a single node — an API node refuses
+//!   them — so the node's own lock is the whole story.)
 //! - *Publishing.* The build's `/tmp/build` is zipped (`python/...`) into `/var/build`,
 //!   read by the control plane before the sandbox is destroyed, and published as the
 //!   next version of the key's layer, compatible with the one runtime, with the key's
@@ -58,6 +64,8 @@
 //!   failed build is an error that carries pip's message, and since nothing was stored
 //!   the previous code and layers keep answering.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -86,6 +94,10 @@ const BUILD_MEMORY_MB: u32 = 1024;
 const BUILD_TMP_MB: u32 = 768;
 /// How long pip may run.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
+/// The file in `/var/build` the builder writes pip's output to as it runs, and how often
+/// the control plane reads it.
+const PROGRESS_FILE: &str = "progress.log";
+const PROGRESS_POLL: Duration = Duration::from_millis(100);
 
 /// The prefix of every requirements layer's name.
 pub const DEPS_LAYER_PREFIX: &str = "skyscale-deps-";
@@ -294,17 +306,109 @@ pub struct DepsLayer {
     pub output: String,
 }
 
+/// A checked request for a requirements layer ([`ControlPlane::requirements_build`]):
+/// the caller may build, the runtime is installed, the text is normalised and keyed.
+/// Nothing has run yet.
+#[derive(Debug)]
+pub struct DepsBuild {
+    by: Principal,
+    normalised: String,
+    runtime: Runtime,
+    pip: PipOptions,
+    key: DepsKey,
+}
+
+/// Where a build's progress goes: each line of pip's output as it is printed, and the
+/// platform's own notes ("waiting for …"). A receiver that went away only stops the lines.
+pub type Progress = tokio::sync::mpsc::Sender<String>;
+
+/// Builds in flight (one per key: a second request for the same requirements waits for
+/// the first and then reuses its layer) and how builds ended, for the metrics.
+#[derive(Debug, Default)]
+pub(crate) struct Builds {
+    in_flight: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    built: AtomicU64,
+    reused: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// A key's turn to build; removes the key's entry when no one else waits for it.
+struct Turn<'a> {
+    builds: &'a Builds,
+    key: String,
+    gate: Arc<tokio::sync::Mutex<()>>,
+    _held: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut map = self
+            .builds
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        // The map's handle and this turn's: nobody else holds or waits for the key.
+        if Arc::strong_count(&self.gate) == 2 {
+            map.remove(&self.key);
+        }
+    }
+}
+
+impl Builds {
+    /// Waits for `key`'s turn; `busy` is called first when another build holds it.
+    async fn turn(&self, key: &str, busy: impl FnOnce()) -> Turn<'_> {
+        let gate = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.to_owned())
+            .or_default()
+            .clone();
+        let held = match gate.clone().try_lock_owned() {
+            Ok(held) => held,
+            Err(_) => {
+                busy();
+                gate.clone().lock_owned().await
+            }
+        };
+        Turn {
+            builds: self,
+            key: key.to_owned(),
+            gate,
+            _held: held,
+        }
+    }
+
+    /// `skyscale_requirements_builds_total` in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::from(
+            "# HELP skyscale_requirements_builds_total requirements.txt layers asked for, by how \
+             they were had: built (pip ran), reused (an earlier build's layer), failed.\n\
+             # TYPE skyscale_requirements_builds_total counter\n",
+        );
+        for (result, n) in [
+            ("built", &self.built),
+            ("reused", &self.reused),
+            ("failed", &self.failed),
+        ] {
+            out.push_str(&format!(
+                "skyscale_requirements_builds_total{{result=\"{result}\"}} {}\n",
+                n.load(Ordering::Relaxed)
+            ));
+        }
+        out
+    }
+}
+
 impl ControlPlane {
-    /// The layer of `requirements` (a `requirements.txt`'s text) for `runtime`: the one
-    /// already built for the same key, or a new one built in a sandbox and published (see
-    /// the module's documentation). A failed build is an error with pip's message and
-    /// publishes nothing.
-    pub async fn requirements_layer(
+    /// Checks a request for the layer of `requirements` (a `requirements.txt`'s text) for
+    /// `runtime`; [`ControlPlane::requirements_layer`] then finds or builds it.
+    pub fn requirements_build(
         &self,
         by: &Principal,
         requirements: &str,
         runtime: &str,
-    ) -> Result<DepsLayer, CoreError> {
+    ) -> Result<DepsBuild, CoreError> {
         by.authorize(Action::ManageLayers, None)?;
         let runtime = Runtime::parse(runtime)?;
         if runtime.is_provided() {
@@ -324,27 +428,88 @@ impl ControlPlane {
             )));
         }
         let normalised = normalise(requirements)?;
+        self.build_sandboxes()?;
         let pip = PipOptions::from_env(|k| std::env::var(k).ok());
         let key = DepsKey::new(&normalised, &runtime, &pip);
-        let store = self.store.clone();
-        let k = key.clone();
-        if let Some(layer) = blocking(move || find_cached(&store, &k)).await? {
+        Ok(DepsBuild {
+            by: by.clone(),
+            normalised,
+            runtime,
+            pip,
+            key,
+        })
+    }
+
+    /// The layer of a checked request: the one already built for the same key, or a new
+    /// one built in a sandbox and published (see the module's documentation), with pip's
+    /// output sent to `progress` line by line as it runs. A failed build is an error with
+    /// pip's message and publishes nothing. One build per key at a time: a request that
+    /// finds its key being built waits, then reuses the result.
+    pub async fn requirements_layer(
+        &self,
+        build: DepsBuild,
+        progress: Option<Progress>,
+    ) -> Result<DepsLayer, CoreError> {
+        let say = |line: String| {
+            if let Some(p) = &progress {
+                let _ = p.try_send(line);
+            }
+        };
+        let builds = &self.deps_builds;
+        let reused = |layer: LayerVersionRecord| {
+            builds.reused.fetch_add(1, Ordering::Relaxed);
             tracing::info!(layer = %layer.layer, version = layer.version, "requirements layer reused");
-            return Ok(DepsLayer {
+            DepsLayer {
                 layer,
                 built: false,
                 output: String::new(),
-            });
+            }
+        };
+        if let Some(layer) = self.cached_deps(&build.key).await? {
+            return Ok(reused(layer));
         }
-        let (zip, output) = self.build_requirements(&normalised, &runtime, &pip).await?;
+        let _turn = builds
+            .turn(&build.key.sha256, || {
+                say(
+                    "the same requirements are being built by another request: waiting for \
+                     that build"
+                        .to_owned(),
+                )
+            })
+            .await;
+        // The build that held the turn may have published it meanwhile.
+        if let Some(layer) = self.cached_deps(&build.key).await? {
+            return Ok(reused(layer));
+        }
+        let built = self.build_and_publish(&build, progress.as_ref()).await;
+        match &built {
+            Ok(_) => builds.built.fetch_add(1, Ordering::Relaxed),
+            Err(_) => builds.failed.fetch_add(1, Ordering::Relaxed),
+        };
+        built
+    }
+
+    async fn cached_deps(&self, key: &DepsKey) -> Result<Option<LayerVersionRecord>, CoreError> {
+        let (store, key) = (self.store.clone(), key.clone());
+        blocking(move || find_cached(&store, &key)).await
+    }
+
+    async fn build_and_publish(
+        &self,
+        build: &DepsBuild,
+        progress: Option<&Progress>,
+    ) -> Result<DepsLayer, CoreError> {
+        let (zip, output) = self
+            .build_requirements(&build.normalised, &build.runtime, &build.pip, progress)
+            .await?;
         let layer = self
             .publish_layer_version(
-                by,
+                &build.by,
                 LayerSpec {
-                    name: key.layer_name().to_string(),
-                    description: Some(key.description()),
+                    name: build.key.layer_name().to_string(),
+                    description: Some(build.key.description()),
                     license: None,
-                    compatible_runtimes: vec![runtime.to_string()],
+                    compatible_runtimes: vec![build.runtime.to_string()],
                     zip,
                 },
             )
@@ -356,13 +521,8 @@ impl ControlPlane {
         })
     }
 
-    /// Runs pip in a build sandbox; its zipped result and pip's output.
-    async fn build_requirements(
-        &self,
-        normalised: &str,
-        runtime: &Runtime,
-        pip: &PipOptions,
-    ) -> Result<(Vec<u8>, String), CoreError> {
+    /// The scheduler builds run on, or why this node cannot build.
+    fn build_sandboxes(&self) -> Result<&Arc<Scheduler>, CoreError> {
         let sched = self.scheduler.as_ref().ok_or_else(|| {
             CoreError::Unsupported(
                 "building requirements.txt is not supported on a cluster's API node yet: \
@@ -377,6 +537,18 @@ impl ControlPlane {
                     .into(),
             ));
         }
+        Ok(sched)
+    }
+
+    /// Runs pip in a build sandbox; its zipped result and pip's output.
+    async fn build_requirements(
+        &self,
+        normalised: &str,
+        runtime: &Runtime,
+        pip: &PipOptions,
+        progress: Option<&Progress>,
+    ) -> Result<(Vec<u8>, String), CoreError> {
+        let sched = self.build_sandboxes()?;
         let shape = Shape {
             network: true,
             tmp_mb: BUILD_TMP_MB,
@@ -408,7 +580,7 @@ impl ControlPlane {
         // The sandbox is discarded by `run_build`; its directories go with it, after the
         // zip is read (the discard's removal runs on a task of its own, so read first).
         let output = self
-            .run_build(sched, session, runtime, pip, &out_dir)
+            .run_build(sched, session, runtime, pip, &out_dir, progress)
             .await?;
         Ok(output)
     }
@@ -421,6 +593,7 @@ impl ControlPlane {
         runtime: &Runtime,
         pip: &PipOptions,
         out_dir: &std::path::Path,
+        progress: Option<&Progress>,
     ) -> Result<(Vec<u8>, String), CoreError> {
         let mut env: Vec<(String, String)> = vec![
             ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
@@ -469,12 +642,23 @@ impl ControlPlane {
                 client_context: None,
                 trace_id: None,
             };
-            match tokio::time::timeout(
+            // pip's output reaches the answer only at the end; the builder also writes it
+            // to its output directory, read here while it runs.
+            let mut tail = ProgressTail::new(out_dir.join(PROGRESS_FILE), progress);
+            let running = tokio::time::timeout(
                 BUILD_TIMEOUT + Duration::from_secs(5),
                 session.invoke(invoke, b"{}".to_vec()),
-            )
-            .await
-            {
+            );
+            tokio::pin!(running);
+            let finished = loop {
+                tokio::select! {
+                    done = &mut running => break done,
+                    () = tokio::time::sleep(PROGRESS_POLL) => tail.read().await,
+                }
+            };
+            tail.read().await;
+            tail.finish().await;
+            match finished {
                 Ok(Ok(answer)) => Ok(answer),
                 Ok(Err(e)) => Err(fail("the builder failed", &e)),
                 Err(_) => Err(CoreError::RequestTimeout(format!(
@@ -510,6 +694,60 @@ impl ControlPlane {
         }
         let zip = zip.ok_or_else(|| fail("the builder left no layer.zip", &"missing"))?;
         Ok((zip, result.logs))
+    }
+}
+
+/// Reads what the builder appended to its progress file since the last read and sends
+/// each whole line on.
+struct ProgressTail<'a> {
+    path: std::path::PathBuf,
+    to: Option<&'a Progress>,
+    read: u64,
+    partial: Vec<u8>,
+}
+
+impl<'a> ProgressTail<'a> {
+    fn new(path: std::path::PathBuf, to: Option<&'a Progress>) -> Self {
+        Self {
+            path,
+            to,
+            read: 0,
+            partial: Vec::new(),
+        }
+    }
+
+    async fn read(&mut self) {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let Some(to) = self.to else { return };
+        // Absent until the builder starts; a read error only delays the lines.
+        let Ok(mut f) = tokio::fs::File::open(&self.path).await else {
+            return;
+        };
+        if f.seek(std::io::SeekFrom::Start(self.read)).await.is_err() {
+            return;
+        }
+        let mut new = Vec::new();
+        // At most what the agent would keep of the output anyway, per read.
+        let Ok(n) = (&mut f).take(256 * 1024).read_to_end(&mut new).await else {
+            return;
+        };
+        self.read += n as u64;
+        self.partial.extend_from_slice(&new);
+        while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            let text = String::from_utf8_lossy(&line[..end]).into_owned();
+            // Waits for a slow reader (pip is not held up: it writes to the file).
+            let _ = to.send(text).await;
+        }
+    }
+
+    /// Sends what is left of an unterminated last line.
+    async fn finish(&mut self) {
+        if let (Some(to), false) = (self.to, self.partial.is_empty()) {
+            let text = String::from_utf8_lossy(&self.partial).into_owned();
+            self.partial.clear();
+            let _ = to.send(text).await;
+        }
     }
 }
 

@@ -192,6 +192,30 @@ pub struct RequirementsLayer {
     pub output: String,
 }
 
+/// `POST /v1/requirements` with `Accept: text/event-stream` answers server-sent events:
+/// any number of [`BUILD_OUTPUT_EVENT`]s while the build runs, then one
+/// [`BUILD_RESULT_EVENT`] or [`BUILD_ERROR_EVENT`], and the stream ends.
+/// An output event's data is a [`BuildOutput`].
+pub const BUILD_OUTPUT_EVENT: &str = "output";
+/// The event whose data is the [`RequirementsLayer`] of a build that succeeded (or reused).
+pub const BUILD_RESULT_EVENT: &str = "result";
+/// The event whose data is the [`BuildFailed`] of a build that failed.
+pub const BUILD_ERROR_EVENT: &str = "error";
+
+/// One line of a requirements build's output (pip's, or the platform's own note).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildOutput {
+    pub line: String,
+}
+
+/// How a streamed requirements build failed: the HTTP status the same failure has without
+/// a stream, and the `/v1` error.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuildFailed {
+    pub status: u16,
+    pub error: ErrorDetail,
+}
+
 /// `PUT /v1/functions/{name}/concurrency`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -43,9 +43,9 @@ pub(crate) fn status(e: &CoreError) -> StatusCode {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code) = self.status_and_code();
+impl ApiError {
+    /// The message the caller sees (logged here when the failure is the server's).
+    pub fn message(&self) -> String {
         let message = match &self.0 {
             // Details of internal failures go to the log, not to the caller.
             CoreError::Internal { .. } => {
@@ -54,9 +54,17 @@ impl IntoResponse for ApiError {
             }
             other => other.report(),
         };
-        if status.is_server_error() && !matches!(self.0, CoreError::Internal { .. }) {
+        if status(&self.0).is_server_error() && !matches!(self.0, CoreError::Internal { .. }) {
             tracing::warn!(%message, "request failed");
         }
+        message
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let message = self.message();
         let body = ErrorResponse {
             error: ErrorDetail {
                 code: code.to_owned(),

@@ -203,7 +203,7 @@ fn log_entry(e: &LogEntry) -> api::LogEntry {
     }
 }
 
-fn json_event<T: serde::Serialize>(name: &str, value: &T) -> Event {
+pub(super) fn json_event<T: serde::Serialize>(name: &str, value: &T) -> Event {
     // The wire types serialise without fail; an empty object keeps the stream going if not.
     let data = serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned());
     Event::default().event(name).data(data)

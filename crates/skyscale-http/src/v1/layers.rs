@@ -1,17 +1,25 @@
 //! `/v1` layers: publish a version, list layers (the newest version of each), list a
 //! layer's versions, get one, delete one.
 
+use std::convert::Infallible;
+use std::time::Duration;
+
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
-use skyscale_core::{CoreError, LayerSpec, LayerVersionRecord};
+use futures_util::StreamExt;
+use skyscale_core::{CoreError, DepsLayer, LayerSpec, LayerVersionRecord};
 use skyscale_types::api::{
-    BuildRequirements, LayerVersionInfo, LayerVersionList, PublishLayer, RequirementsLayer,
+    BuildFailed, BuildOutput, BuildRequirements, ErrorDetail, LayerVersionInfo, LayerVersionList,
+    PublishLayer, RequirementsLayer, BUILD_ERROR_EVENT, BUILD_OUTPUT_EVENT, BUILD_RESULT_EVENT,
 };
 
+use super::error::ApiError;
 use super::extract::{Caller, JsonBody};
+use super::invocations::json_event;
 use super::ApiResult;
 use crate::AppState;
 
@@ -108,24 +116,77 @@ pub(super) async fn delete_one(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `POST /v1/requirements`: the layer of a `requirements.txt`, built or reused.
+/// `POST /v1/requirements`: the layer of a `requirements.txt`, built or reused. With
+/// `Accept: text/event-stream`, pip's output streams as it runs (see
+/// [`skyscale_types::api::BUILD_OUTPUT_EVENT`]); checks that fail before anything runs are
+/// plain errors either way. The build runs on a task of its own: a caller that hangs up
+/// does not cut it short (it finishes, and its layer is reused next time).
 pub(super) async fn requirements(
     State(cp): State<AppState>,
     Caller(by): Caller,
+    headers: HeaderMap,
     JsonBody(req): JsonBody<BuildRequirements>,
 ) -> ApiResult<Response> {
-    let deps = cp
-        .requirements_layer(&by, &req.requirements, &req.runtime)
-        .await?;
-    let status = if deps.built {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
+    let build = cp.requirements_build(&by, &req.requirements, &req.runtime)?;
+    let stream = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    let (tx, rx) = tokio::sync::mpsc::channel::<String>(256);
+    let task = {
+        let cp = cp.clone();
+        tokio::spawn(async move { cp.requirements_layer(build, stream.then_some(tx)).await })
     };
-    let answer = RequirementsLayer {
-        layer: info(&cp, &deps.layer),
-        built: deps.built,
-        output: deps.output,
+    let finished = |cp: &AppState, joined: Result<Result<DepsLayer, CoreError>, _>| match joined {
+        Ok(Ok(deps)) => Ok(RequirementsLayer {
+            layer: info(cp, &deps.layer),
+            built: deps.built,
+            output: deps.output,
+        }),
+        Ok(Err(e)) => Err(ApiError(e)),
+        Err(e) => Err(ApiError(CoreError::internal_from(
+            "the requirements build task".to_owned(),
+            e,
+        ))),
     };
-    Ok((status, Json(answer)).into_response())
+    if !stream {
+        let answer = finished(&cp, task.await)?;
+        let status = if answer.built {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        return Ok((status, Json(answer)).into_response());
+    }
+    // The lines while the build runs; the sender is dropped when it ends.
+    let lines = futures_util::stream::unfold(rx, |mut rx| async move {
+        let line = rx.recv().await?;
+        let event = json_event(BUILD_OUTPUT_EVENT, &BuildOutput { line });
+        Some((Ok::<_, Infallible>(event), rx))
+    });
+    let end = futures_util::stream::once(async move {
+        let event = match finished(&cp, task.await) {
+            Ok(answer) => json_event(BUILD_RESULT_EVENT, &answer),
+            Err(e) => {
+                let (status, code) = e.status_and_code();
+                json_event(
+                    BUILD_ERROR_EVENT,
+                    &BuildFailed {
+                        status: status.as_u16(),
+                        error: ErrorDetail {
+                            code: code.to_owned(),
+                            message: e.message(),
+                        },
+                    },
+                )
+            }
+        };
+        Ok(event)
+    });
+    let keep_alive = KeepAlive::new()
+        .interval(Duration::from_secs(15))
+        .text("keep-alive");
+    Ok(Sse::new(lines.chain(end))
+        .keep_alive(keep_alive)
+        .into_response())
 }
