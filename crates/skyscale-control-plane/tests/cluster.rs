@@ -922,3 +922,78 @@ print(len(c.list_functions()["Functions"]))
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// An API node has no sandboxes: `skyscale function deploy` with a `requirements.txt`
+/// through it has a worker (here on runc) run pip, pip's lines streaming back through both,
+/// and the API node publishes the layer; the function then runs on the worker with it. The
+/// same requirements for another function reuse the layer; pip's error comes back as it is.
+#[test]
+fn requirements_are_built_on_a_worker_through_an_api_node() {
+    let dir = Shared::new();
+    let api = Node::api(&dir, "api-1");
+    let w = Node::spawn(
+        &dir,
+        "worker-1",
+        &[
+            ("SKYSCALE_ROLE", "worker".into()),
+            ("SKYSCALE_WORKER_LISTEN", free_addr("127.0.0.2").to_string()),
+            ("SKYSCALE_DRIVER", "runc".into()),
+        ],
+    );
+    wait_routable(&api, 1, &[&api, &w]);
+    let http = api.http();
+    let plain = "def handler(event, context):\n    return 'plain'\n";
+    for name in ["deps", "deps2"] {
+        assert_eq!(create_fn(&http, name, plain, json!({})).status, 201);
+    }
+    let cli = |args: &[&str]| {
+        Command::new(workspace_bin("skyscale"))
+            .args(args)
+            .env("SKYSCALE_ENDPOINT", &api.address)
+            .env("SKYSCALE_API_KEY", ADMIN_KEY)
+            .output()
+            .unwrap()
+    };
+    let code = tempfile::tempdir().unwrap();
+    std::fs::write(
+        code.path().join("handler.py"),
+        "import six\n\ndef handler(event, context):\n    return f'six {six.__version__} from {six.__file__}'\n",
+    )
+    .unwrap();
+    std::fs::write(code.path().join("requirements.txt"), "six==1.16.0\n").unwrap();
+    let path = code.path().to_str().unwrap();
+    let out = cli(&["function", "deploy", "--name", "deps", "--path", path]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}\n{}", w.log());
+    assert!(
+        err.contains("Successfully installed six-1.16.0") && err.contains("published layer"),
+        "{err}"
+    );
+    let r = http.invoke("deps", "{}");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.json(),
+        json!("six 1.16.0 from /opt/python/six.py"),
+        "the layer the worker built"
+    );
+
+    let out = cli(&["function", "deploy", "--name", "deps2", "--path", path]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("reusing layer"), "{err}");
+
+    std::fs::write(
+        code.path().join("requirements.txt"),
+        "skyscale-no-such-package-for-tests==0.0.1\n",
+    )
+    .unwrap();
+    let out = cli(&["function", "deploy", "--name", "deps", "--path", path]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("No matching distribution found for skyscale-no-such-package-for-tests"),
+        "{err}"
+    );
+    let r = http.invoke("deps", "{}");
+    assert_eq!(r.json(), json!("six 1.16.0 from /opt/python/six.py"));
+}

@@ -47,8 +47,9 @@ use skyscale_types::{ApiKey, FunctionName, KeyId};
 pub use account::AccountSettings;
 pub use auth::{authenticate, ensure_admin_key, Action, AdminKeySource, FunctionScope, Principal};
 pub use cluster::{
-    ApiNodeView, ClusterSettings, ClusterView, FailureKind, LinkError, LinkFuture, Node, NodeRole,
-    WorkerAnswer, WorkerInvocation, WorkerLink, WorkerView,
+    build_error, ApiNodeView, BuildAnswer, BuildFuture, ClusterSettings, ClusterView, FailureKind,
+    LinkError, LinkFuture, Node, NodeRole, WorkerAnswer, WorkerBuild, WorkerInvocation, WorkerLink,
+    WorkerView,
 };
 pub use code_location::{CodeDownload, CodeGrant, CODE_LOCATION_TTL};
 pub use error::{CoreError, Throttle};
@@ -65,7 +66,7 @@ pub use metrics::PROMETHEUS_CONTENT_TYPE;
 pub use observe::{Crash, Invocation, Outcome};
 pub use policies::NewStatement;
 pub use records::{Followed, InvocationFilter, LogFilter, LogFollower, RecordSettings};
-pub use requirements::{DepsBuild, DepsLayer, Progress};
+pub use requirements::{DepsBuild, DepsLayer, PipOptions, Progress};
 pub use runtimes::{RuntimeInfo, Runtimes, PYTHON_BOOTSTRAP};
 pub use scheduler::{Limits, SandboxCounts};
 pub use schedules::{

@@ -51,8 +51,14 @@
 //!   that hangs up does not cut a build short: it finishes and its layer is cached.
 //! - *Concurrency.* One build per key at a time on a node ([`Builds`]): a request that
 //!   finds its key being built is told so, waits, then finds the layer the first one
-//!   published and reuses it. (Builds run only on a single node — an API node refuses
-//!   them — so the node's own lock is the whole story.)
+//!   published and reuses it. Across a cluster's API nodes the lock is per node: two nodes
+//!   asked for the same new requirements at the same moment both build and publish (two
+//!   versions with the same contents; lookups take the newest). Harmless, and rare.
+//! - *On a cluster.* An API node has no sandboxes: it checks, looks up and publishes as
+//!   above, and has a worker run the build ([`WorkerBuild`] over the `WorkerLink`): the
+//!   first live worker in the rendezvous order of the key (so the same requirements go to
+//!   the same worker), spilling past one that is unreachable or full. The worker streams
+//!   pip's lines back as they come and answers the zip.
 //! - *Publishing.* The build's `/tmp/build` is zipped (`python/...`) into `/var/build`,
 //!   read by the control plane before the sandbox is destroyed, and published as the
 //!   next version of the key's layer, compatible with the one runtime, with the key's
@@ -76,9 +82,11 @@ use skyscale_types::time::epoch_ms;
 use skyscale_types::{FunctionName, LayerName, Runtime};
 
 use crate::auth::Action;
+use crate::cluster::WorkerBuild;
 use crate::layers::LayerSpec;
 use crate::runtimes::Runtimes;
 use crate::scheduler::{Scheduler, Shape};
+use crate::Cluster;
 use crate::{blocking, ControlPlane, CoreError, Principal};
 
 /// The builder handler, shipped in the control-plane binary and written into each build
@@ -428,7 +436,10 @@ impl ControlPlane {
             )));
         }
         let normalised = normalise(requirements)?;
-        self.build_sandboxes()?;
+        // An API node has its workers build.
+        if !matches!(self.cluster, Cluster::Api(_)) {
+            self.build_sandboxes()?;
+        }
         let pip = PipOptions::from_env(|k| std::env::var(k).ok());
         let key = DepsKey::new(&normalised, &runtime, &pip);
         Ok(DepsBuild {
@@ -499,9 +510,20 @@ impl ControlPlane {
         build: &DepsBuild,
         progress: Option<&Progress>,
     ) -> Result<DepsLayer, CoreError> {
-        let (zip, output) = self
-            .build_requirements(&build.normalised, &build.runtime, &build.pip, progress)
-            .await?;
+        let (zip, output) = match &self.cluster {
+            Cluster::Api(node) => {
+                let job = WorkerBuild {
+                    normalised: build.normalised.clone(),
+                    runtime: build.runtime.clone(),
+                    pip: build.pip.clone(),
+                };
+                node.build(&build.key.sha256, &job, progress).await?
+            }
+            _ => {
+                self.build_requirements(&build.normalised, &build.runtime, &build.pip, progress)
+                    .await?
+            }
+        };
         let layer = self
             .publish_layer_version(
                 &build.by,
@@ -521,15 +543,31 @@ impl ControlPlane {
         })
     }
 
+    /// A build an API node sent to this worker: its zip and pip's output, with the lines
+    /// sent to `progress` as they come. The API node authorized it and publishes the result.
+    pub async fn worker_build(
+        &self,
+        build: WorkerBuild,
+        progress: Option<Progress>,
+    ) -> Result<(Vec<u8>, String), CoreError> {
+        if !matches!(self.cluster, Cluster::Worker(_)) {
+            return Err(CoreError::internal("only a worker builds for an API node"));
+        }
+        self.build_requirements(
+            &build.normalised,
+            &build.runtime,
+            &build.pip,
+            progress.as_ref(),
+        )
+        .await
+    }
+
     /// The scheduler builds run on, or why this node cannot build.
     fn build_sandboxes(&self) -> Result<&Arc<Scheduler>, CoreError> {
-        let sched = self.scheduler.as_ref().ok_or_else(|| {
-            CoreError::Unsupported(
-                "building requirements.txt is not supported on a cluster's API node yet: \
-                     build the layer on a single node and publish it, or vendor the packages"
-                    .into(),
-            )
-        })?;
+        let sched = self
+            .scheduler
+            .as_ref()
+            .ok_or_else(|| CoreError::internal("this node runs no sandboxes"))?;
         if sched.driver().name() == "process" {
             return Err(CoreError::Unsupported(
                 "building requirements.txt needs the runc or gvisor driver: the process \

@@ -6,6 +6,11 @@
 //! header of that length (the function record, request id, invoked ARN, client context,
 //! generation) and the payload's raw bytes; an answer is the same framing with the answer's
 //! JSON header and the output's body. Payloads and results are never re-encoded.
+//!
+//! `POST /cluster/v1/build` runs a requirements build on the worker for an API node: the
+//! request is a framed [`WireBuild`] (no tail); the answer streams frames as the build
+//! goes: a [`WireBuildEvent::Line`] per line of pip's output, then one `Done` (its tail is
+//! the layer's zip) or `Failed`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,9 +28,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 use skyscale_core::{
-    CodeRef, ControlPlane, Crash, ExitStatus, FailureKind, FunctionLayer, FunctionRecord,
-    InvokeOutput, InvokeTiming, LinkError, LinkFuture, Outcome, Throttle, WorkerAnswer,
-    WorkerInvocation, WorkerLink, MAX_SYNC_PAYLOAD,
+    build_error, BuildAnswer, BuildFuture, CodeRef, ControlPlane, CoreError, Crash, ExitStatus,
+    FailureKind, FunctionLayer, FunctionRecord, InvokeOutput, InvokeTiming, LinkError, LinkFuture,
+    Outcome, PipOptions, Progress, Throttle, WorkerAnswer, WorkerBuild, WorkerInvocation,
+    WorkerLink, MAX_SYNC_PAYLOAD,
 };
 use skyscale_types::invocation::InitType;
 use skyscale_types::{FunctionName, Handler, LayerName, MemoryMb, Runtime, TimeoutSecs};
@@ -33,8 +39,15 @@ use tokio::net::TcpListener;
 
 use crate::server::ConnectionLimits;
 
-/// The one route of a worker's internal server.
+/// The routes of a worker's internal server.
 const INVOKE_PATH: &str = "/cluster/v1/invoke";
+const BUILD_PATH: &str = "/cluster/v1/build";
+/// The largest layer zip a build may answer (Lambda's 250 MB of function and layers,
+/// unzipped, bounds what is useful; a zip is smaller).
+const MAX_BUILD_ZIP: usize = 256 * 1024 * 1024;
+/// How long an API node waits for a build's answer to end (the build sandbox's own limit
+/// is 10 minutes).
+const BUILD_WAIT: Duration = Duration::from_secs(15 * 60);
 /// The scheme of the `authorization` header on internal requests.
 const SCHEME: &str = "Cluster ";
 /// Largest answer header (logs are bounded by the agent; this bounds a broken worker).
@@ -308,6 +321,33 @@ fn unframe<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<(T, &[u8]), Stri
     Ok((parsed, &body[4 + len..]))
 }
 
+#[derive(Serialize, Deserialize)]
+struct WireBuild {
+    normalised: String,
+    runtime: String,
+    index_url: Option<String>,
+    extra_index_urls: Vec<String>,
+    trusted_hosts: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+enum WireBuildEvent {
+    Line {
+        line: String,
+    },
+    /// The tail is the zip, `zip_bytes` long.
+    Done {
+        output: String,
+        zip_bytes: u64,
+    },
+    /// `code` is the failure's `CoreError::code`.
+    Failed {
+        code: String,
+        message: String,
+    },
+}
+
 // ---- the worker's server ----
 
 fn authorized(secret: &ClusterSecret, headers: &HeaderMap) -> bool {
@@ -393,11 +433,78 @@ async fn invoke(
         .into_response()
 }
 
-/// The worker's internal router: `POST /cluster/v1/invoke` with the cluster secret; every
-/// other path is a 404 and a request without the secret a 401.
+/// `POST /cluster/v1/build`: runs the build on a task of its own (an API node that hangs up
+/// does not cut it short) and streams its events.
+async fn build(
+    State((cp, secret)): State<(Arc<ControlPlane>, ClusterSecret)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !authorized(&secret, &headers) {
+        return (StatusCode::UNAUTHORIZED, "cluster secret required\n").into_response();
+    }
+    let job = match unframe::<WireBuild>(&body).and_then(|(w, _)| {
+        Ok(WorkerBuild {
+            normalised: w.normalised,
+            runtime: Runtime::parse(&w.runtime).map_err(|e| e.to_string())?,
+            pip: PipOptions {
+                index_url: w.index_url,
+                extra_index_urls: w.extra_index_urls,
+                trusted_hosts: w.trusted_hosts,
+            },
+        })
+    }) {
+        Ok(job) => job,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<String>(256);
+    let task = tokio::spawn(async move { cp.worker_build(job, Some(tx)).await });
+    let lines = futures_util::stream::unfold(rx, |mut rx| async move {
+        let line = rx.recv().await?;
+        let event = frame(&WireBuildEvent::Line { line }, &[]);
+        Some((Ok::<_, std::convert::Infallible>(Bytes::from(event)), rx))
+    });
+    let end = futures_util::stream::once(async move {
+        let event = match task.await {
+            Ok(Ok((zip, output))) => frame(
+                &WireBuildEvent::Done {
+                    output,
+                    zip_bytes: zip.len() as u64,
+                },
+                &zip,
+            ),
+            Ok(Err(e)) => frame(
+                &WireBuildEvent::Failed {
+                    code: e.code().to_owned(),
+                    message: e.report(),
+                },
+                &[],
+            ),
+            Err(e) => frame(
+                &WireBuildEvent::Failed {
+                    code: "internal".to_owned(),
+                    message: format!("the build task failed: {e}"),
+                },
+                &[],
+            ),
+        };
+        Ok(Bytes::from(event))
+    });
+    (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+        axum::body::Body::from_stream(futures_util::StreamExt::chain(lines, end)),
+    )
+        .into_response()
+}
+
+/// The worker's internal router: `POST /cluster/v1/invoke` and `POST /cluster/v1/build`
+/// with the cluster secret; every other path is a 404 and a request without the secret a
+/// 401.
 pub fn worker_router(cp: Arc<ControlPlane>, secret: ClusterSecret) -> Router {
     Router::new()
         .route(INVOKE_PATH, post(invoke))
+        .route(BUILD_PATH, post(build))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST))
         .with_state((cp, secret))
 }
@@ -529,9 +636,134 @@ impl HttpWorkerLink {
     }
 }
 
+impl HttpWorkerLink {
+    async fn send_build(
+        &self,
+        address: &str,
+        job: &WorkerBuild,
+        progress: Option<&Progress>,
+    ) -> Result<BuildAnswer, LinkError> {
+        let header = WireBuild {
+            normalised: job.normalised.clone(),
+            runtime: job.runtime.to_string(),
+            index_url: job.pip.index_url.clone(),
+            extra_index_urls: job.pip.extra_index_urls.clone(),
+            trusted_hosts: job.pip.trusted_hosts.clone(),
+        };
+        let request = axum::http::Request::post(format!("http://{address}{BUILD_PATH}"))
+            .header(
+                axum::http::header::AUTHORIZATION,
+                self.authorization.clone(),
+            )
+            .header(axum::http::header::CONTENT_TYPE, "application/octet-stream")
+            .body(Full::new(Bytes::from(frame(&header, &[]))))
+            .map_err(|e| LinkError::NotSent(format!("building the request: {e}")))?;
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(|e| {
+                if e.is_connect() {
+                    LinkError::NotSent(e.to_string())
+                } else {
+                    LinkError::Lost(e.to_string())
+                }
+            })?;
+            let status = response.status();
+            let mut body = response.into_body();
+            if status != StatusCode::OK {
+                let bytes = body
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                return Ok(Err(CoreError::internal(format!(
+                    "worker {address} refused the build ({status}): {}",
+                    String::from_utf8_lossy(&bytes).trim()
+                ))));
+            }
+            let mut buf: Vec<u8> = Vec::new();
+            loop {
+                // Every whole event in the buffer first.
+                while let Some((event, used)) = next_build_event(&buf)? {
+                    match event {
+                        WireBuildEvent::Line { line } => {
+                            if let Some(p) = progress {
+                                let _ = p.send(line).await;
+                            }
+                        }
+                        WireBuildEvent::Done { output, zip_bytes } => {
+                            let zip = buf[used - zip_bytes as usize..used].to_vec();
+                            return Ok(Ok((zip, output)));
+                        }
+                        WireBuildEvent::Failed { code, message } => {
+                            return Ok(Err(build_error(&code, message)));
+                        }
+                    }
+                    buf.drain(..used);
+                }
+                match body.frame().await {
+                    Some(Ok(f)) => {
+                        if let Ok(data) = f.into_data() {
+                            buf.extend_from_slice(&data);
+                        }
+                    }
+                    Some(Err(e)) => {
+                        return Err(LinkError::Lost(format!("reading the build's answer: {e}")))
+                    }
+                    None => {
+                        return Err(LinkError::Lost(
+                            "the build's answer ended without its result".to_owned(),
+                        ))
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(BUILD_WAIT, exchange)
+            .await
+            .map_err(|_| LinkError::Lost(format!("no build answer within {BUILD_WAIT:?}")))?
+    }
+}
+
+/// The first whole event at the start of `buf` and the bytes it takes (with a `Done`'s
+/// zip), or `None` until more has arrived.
+fn next_build_event(buf: &[u8]) -> Result<Option<(WireBuildEvent, usize)>, LinkError> {
+    let Some(len) = buf.get(..4) else {
+        return Ok(None);
+    };
+    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    if len > MAX_HEADER {
+        return Err(LinkError::Lost(format!(
+            "a build event of {len} bytes is too large"
+        )));
+    }
+    let Some(header) = buf.get(4..4 + len) else {
+        return Ok(None);
+    };
+    let event: WireBuildEvent = serde_json::from_slice(header)
+        .map_err(|e| LinkError::Lost(format!("bad build event: {e}")))?;
+    let tail = match &event {
+        WireBuildEvent::Done { zip_bytes, .. } if *zip_bytes as usize > MAX_BUILD_ZIP => {
+            return Err(LinkError::Lost(format!(
+                "a build's zip of {zip_bytes} bytes is too large"
+            )))
+        }
+        WireBuildEvent::Done { zip_bytes, .. } => *zip_bytes as usize,
+        _ => 0,
+    };
+    let used = 4 + len + tail;
+    Ok((buf.len() >= used).then_some((event, used)))
+}
+
 impl WorkerLink for HttpWorkerLink {
     fn invoke<'a>(&'a self, address: &'a str, request: &'a WorkerInvocation) -> LinkFuture<'a> {
         Box::pin(self.send(address, request))
+    }
+
+    fn build<'a>(
+        &'a self,
+        address: &'a str,
+        build: &'a WorkerBuild,
+        progress: Option<&'a Progress>,
+    ) -> BuildFuture<'a> {
+        Box::pin(self.send_build(address, build, progress))
     }
 }
 
@@ -547,6 +779,38 @@ mod tests {
         assert_eq!(tail, b"tail bytes");
         assert!(unframe::<WireAnswer>(&body[..3]).is_err());
         assert!(unframe::<WireAnswer>(&[0, 0, 0, 50, b'{']).is_err());
+    }
+
+    #[test]
+    fn build_events_are_read_whole_from_a_growing_buffer() {
+        let mut stream = frame(
+            &WireBuildEvent::Line {
+                line: "Collecting six".into(),
+            },
+            &[],
+        );
+        let done = frame(
+            &WireBuildEvent::Done {
+                output: "ok".into(),
+                zip_bytes: 3,
+            },
+            b"zip",
+        );
+        stream.extend_from_slice(&done);
+        // Nothing whole yet, at every cut inside the first event.
+        let first = stream.len() - done.len();
+        for cut in 0..first {
+            assert!(next_build_event(&stream[..cut]).unwrap().is_none(), "{cut}");
+        }
+        let (e, used) = next_build_event(&stream).unwrap().unwrap();
+        assert!(matches!(e, WireBuildEvent::Line { line } if line == "Collecting six"));
+        assert_eq!(used, first);
+        let rest = &stream[used..];
+        // The zip is part of the event: not whole until its last byte.
+        assert!(next_build_event(&rest[..rest.len() - 1]).unwrap().is_none());
+        let (e, used) = next_build_event(rest).unwrap().unwrap();
+        assert!(matches!(e, WireBuildEvent::Done { zip_bytes: 3, .. }));
+        assert_eq!(&rest[used - 3..used], b"zip");
     }
 
     #[test]

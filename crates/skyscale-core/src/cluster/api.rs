@@ -10,10 +10,12 @@ use std::time::Duration;
 
 use skyscale_store::{FunctionRecord, Store};
 
-use super::routing::{candidates, Member};
+use super::routing::{candidates, rendezvous, Member};
 use super::{
-    ClusterSettings, FailureKind, LinkError, NodeRole, WorkerAnswer, WorkerInvocation, WorkerLink,
+    ClusterSettings, FailureKind, LinkError, NodeRole, WorkerAnswer, WorkerBuild, WorkerInvocation,
+    WorkerLink,
 };
+use crate::requirements::Progress;
 use crate::{CoreError, InvokeOutput, Throttle};
 
 /// How long an API node counts as up after its last refresh (for `cluster status`).
@@ -295,6 +297,47 @@ impl ApiNode {
             limit: Throttle::Host,
             message: "every worker is full".into(),
         }))
+    }
+
+    /// Has a live worker run a requirements build: the first in the rendezvous order of
+    /// the build's key that takes it (the same worker for the same requirements while
+    /// membership holds), spilling past workers that are unreachable or full. A build
+    /// whose worker was lost is not sent again (the caller may retry; a finished build is
+    /// then reused).
+    pub async fn build(
+        &self,
+        key: &str,
+        build: &WorkerBuild,
+        progress: Option<&Progress>,
+    ) -> Result<(Vec<u8>, String), CoreError> {
+        let view = self.view();
+        let members = &view.members;
+        let mut last = CoreError::Unavailable(
+            "no live worker: the cluster has no worker to build requirements.txt on; retry in a \
+             few seconds"
+                .into(),
+        );
+        for i in rendezvous(key, members) {
+            let m = &members[i];
+            match self.link.build(&m.address, build, progress).await {
+                Ok(Ok(built)) => return Ok(built),
+                Ok(Err(e @ CoreError::TooManyRequests { .. })) => last = e,
+                Ok(Err(e)) => return Err(e),
+                Err(LinkError::NotSent(e)) => {
+                    tracing::warn!(worker = %m.address, error = %e, "worker unreachable for a build; trying the next");
+                    last =
+                        CoreError::Unavailable(format!("worker {} is unreachable; retry", m.name));
+                }
+                Err(LinkError::Lost(e)) => {
+                    tracing::warn!(worker = %m.address, error = %e, "lost a worker's build");
+                    return Err(CoreError::Unavailable(format!(
+                        "the connection to worker {} failed during the requirements build: retry",
+                        m.name
+                    )));
+                }
+            }
+        }
+        Err(last)
     }
 
     fn is_live(&self, address: &str, generation: u64) -> bool {

@@ -21,8 +21,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use skyscale_store::FunctionRecord;
+use skyscale_types::Runtime;
 
-use crate::{InvokeOutput, Throttle};
+use crate::requirements::{PipOptions, Progress};
+use crate::{CoreError, InvokeOutput, Throttle};
 
 pub use api::{ApiNodeView, ClusterView, WorkerView};
 
@@ -158,9 +160,54 @@ pub enum LinkError {
 pub type LinkFuture<'a> =
     Pin<Box<dyn Future<Output = Result<WorkerAnswer, LinkError>> + Send + 'a>>;
 
+/// A `requirements.txt` build an API node (which has no sandboxes) has a worker run: the
+/// checked inputs. The worker answers the layer's zip and pip's output; the API node
+/// publishes it (see `requirements.rs`).
+#[derive(Debug, Clone)]
+pub struct WorkerBuild {
+    /// The normalised requirements (`requirements::normalise`).
+    pub normalised: String,
+    pub runtime: Runtime,
+    pub pip: PipOptions,
+}
+
+/// A worker's answer to a [`WorkerBuild`]: the zip and pip's output, or why the build
+/// failed (pip's error, the worker being full, a sandbox failure).
+pub type BuildAnswer = Result<(Vec<u8>, String), CoreError>;
+
+/// The future [`WorkerLink::build`] returns.
+pub type BuildFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<BuildAnswer, LinkError>> + Send + 'a>>;
+
 /// How an API node reaches workers (implemented by the HTTP layer: authenticated with the
 /// cluster secret, a keep-alive connection pool per worker).
 pub trait WorkerLink: Send + Sync + 'static {
     /// Sends `request` to the worker at `address` and waits for its answer.
     fn invoke<'a>(&'a self, address: &'a str, request: &'a WorkerInvocation) -> LinkFuture<'a>;
+
+    /// Has the worker at `address` run `build`, passing its output lines to `progress` as
+    /// they come.
+    fn build<'a>(
+        &'a self,
+        address: &'a str,
+        build: &'a WorkerBuild,
+        progress: Option<&'a Progress>,
+    ) -> BuildFuture<'a>;
+}
+
+/// A build's failure as a worker reported it (its `CoreError::code` and message), as the
+/// API node's caller sees it: the same kind of error, a full worker a throttle of the host,
+/// the worker's own failures a sandbox failure of the build.
+pub fn build_error(code: &str, message: String) -> CoreError {
+    match code {
+        "invalid_parameter" => CoreError::InvalidParameter(message),
+        "unsupported" => CoreError::Unsupported(message),
+        "request_timeout" => CoreError::RequestTimeout(message),
+        "too_many_requests" => CoreError::TooManyRequests {
+            limit: Throttle::Host,
+            message,
+        },
+        "unavailable" => CoreError::Unavailable(message),
+        _ => CoreError::sandbox_from("the worker's requirements build failed".to_owned(), message),
+    }
 }
