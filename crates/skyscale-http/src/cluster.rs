@@ -350,6 +350,19 @@ enum WireBuildEvent {
 
 // ---- the worker's server ----
 
+/// Every route needs the cluster secret: a request without it is a 401 before anything
+/// is read.
+async fn require_secret(
+    State(secret): State<ClusterSecret>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if !authorized(&secret, request.headers()) {
+        return (StatusCode::UNAUTHORIZED, "cluster secret required\n").into_response();
+    }
+    next.run(request).await
+}
+
 fn authorized(secret: &ClusterSecret, headers: &HeaderMap) -> bool {
     headers
         .get(axum::http::header::AUTHORIZATION)
@@ -357,14 +370,7 @@ fn authorized(secret: &ClusterSecret, headers: &HeaderMap) -> bool {
         .is_some_and(|presented| secret.matches(presented))
 }
 
-async fn invoke(
-    State((cp, secret)): State<(Arc<ControlPlane>, ClusterSecret)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if !authorized(&secret, &headers) {
-        return (StatusCode::UNAUTHORIZED, "cluster secret required\n").into_response();
-    }
+async fn invoke(State(cp): State<Arc<ControlPlane>>, body: Bytes) -> Response {
     let (req, payload): (WireRequest, &[u8]) = match unframe(&body) {
         Ok(r) => r,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
@@ -435,14 +441,7 @@ async fn invoke(
 
 /// `POST /cluster/v1/build`: runs the build on a task of its own (an API node that hangs up
 /// does not cut it short) and streams its events.
-async fn build(
-    State((cp, secret)): State<(Arc<ControlPlane>, ClusterSecret)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if !authorized(&secret, &headers) {
-        return (StatusCode::UNAUTHORIZED, "cluster secret required\n").into_response();
-    }
+async fn build(State(cp): State<Arc<ControlPlane>>, body: Bytes) -> Response {
     let job = match unframe::<WireBuild>(&body).and_then(|(w, _)| {
         Ok(WorkerBuild {
             normalised: w.normalised,
@@ -505,8 +504,9 @@ pub fn worker_router(cp: Arc<ControlPlane>, secret: ClusterSecret) -> Router {
     Router::new()
         .route(INVOKE_PATH, post(invoke))
         .route(BUILD_PATH, post(build))
+        .route_layer(axum::middleware::from_fn_with_state(secret, require_secret))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST))
-        .with_state((cp, secret))
+        .with_state(cp)
 }
 
 /// Serves the worker's internal API on `listener` (bound to exactly the configured address)
@@ -556,23 +556,9 @@ impl HttpWorkerLink {
             generation: req.generation,
         };
         let body = frame(&header, &req.payload);
-        let request = axum::http::Request::post(format!("http://{address}{INVOKE_PATH}"))
-            .header(
-                axum::http::header::AUTHORIZATION,
-                self.authorization.clone(),
-            )
-            .header(axum::http::header::CONTENT_TYPE, "application/octet-stream")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| LinkError::NotSent(format!("building the request: {e}")))?;
         let wait = req.function.timeout.duration() + ANSWER_GRACE;
         let exchange = async {
-            let response = self.client.request(request).await.map_err(|e| {
-                if e.is_connect() {
-                    LinkError::NotSent(e.to_string())
-                } else {
-                    LinkError::Lost(e.to_string())
-                }
-            })?;
+            let response = self.post(address, INVOKE_PATH, body).await?;
             let status = response.status();
             let bytes = response
                 .into_body()
@@ -637,6 +623,32 @@ impl HttpWorkerLink {
 }
 
 impl HttpWorkerLink {
+    /// Posts a framed `body` to a worker's `path` with the cluster secret. A connection
+    /// that could not be made is `NotSent` (safe to try another worker); any other failure
+    /// `Lost`.
+    async fn post(
+        &self,
+        address: &str,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<axum::http::Response<hyper::body::Incoming>, LinkError> {
+        let request = axum::http::Request::post(format!("http://{address}{path}"))
+            .header(
+                axum::http::header::AUTHORIZATION,
+                self.authorization.clone(),
+            )
+            .header(axum::http::header::CONTENT_TYPE, "application/octet-stream")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| LinkError::NotSent(format!("building the request: {e}")))?;
+        self.client.request(request).await.map_err(|e| {
+            if e.is_connect() {
+                LinkError::NotSent(e.to_string())
+            } else {
+                LinkError::Lost(e.to_string())
+            }
+        })
+    }
+
     async fn send_build(
         &self,
         address: &str,
@@ -650,22 +662,8 @@ impl HttpWorkerLink {
             extra_index_urls: job.pip.extra_index_urls.clone(),
             trusted_hosts: job.pip.trusted_hosts.clone(),
         };
-        let request = axum::http::Request::post(format!("http://{address}{BUILD_PATH}"))
-            .header(
-                axum::http::header::AUTHORIZATION,
-                self.authorization.clone(),
-            )
-            .header(axum::http::header::CONTENT_TYPE, "application/octet-stream")
-            .body(Full::new(Bytes::from(frame(&header, &[]))))
-            .map_err(|e| LinkError::NotSent(format!("building the request: {e}")))?;
         let exchange = async {
-            let response = self.client.request(request).await.map_err(|e| {
-                if e.is_connect() {
-                    LinkError::NotSent(e.to_string())
-                } else {
-                    LinkError::Lost(e.to_string())
-                }
-            })?;
+            let response = self.post(address, BUILD_PATH, frame(&header, &[])).await?;
             let status = response.status();
             let mut body = response.into_body();
             if status != StatusCode::OK {
