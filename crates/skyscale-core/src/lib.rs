@@ -24,6 +24,7 @@ pub mod logs;
 mod metrics;
 mod observe;
 mod policies;
+mod provisioned;
 mod records;
 pub mod requirements;
 mod runtimes;
@@ -64,6 +65,8 @@ pub use limiter::AuthLimits;
 pub use metrics::PROMETHEUS_CONTENT_TYPE;
 pub use observe::{Crash, Invocation, Outcome};
 pub use policies::NewStatement;
+pub use provisioned::{ProvisionedConfig, MAX_PROVISIONED_LIST};
+pub use skyscale_types::provisioned::ProvisionedStatus;
 pub use records::{Followed, InvocationFilter, LogFilter, LogFollower, RecordSettings};
 pub use requirements::DepsLayer;
 pub use runtimes::{RuntimeInfo, Runtimes, PYTHON_BOOTSTRAP};
@@ -224,6 +227,8 @@ pub struct ControlPlane {
     events: events::Queue,
     /// The schedule chore (started by `start_schedules`).
     schedules: schedules::Chore,
+    /// The provisioned concurrency keeper's state (started by `start_provisioned`).
+    provisioned: provisioned::Keeper,
 }
 
 /// This node's part in a cluster, and its state there.
@@ -359,6 +364,7 @@ impl ControlPlane {
             metrics: metrics::Metrics::default(),
             events: events::Queue::new(settings.events.clone()),
             schedules: schedules::Chore::new(settings.schedules.clone()),
+            provisioned: provisioned::Keeper::default(),
             settings,
         })
     }

@@ -469,6 +469,7 @@ impl ControlPlane {
             |name: &str| skyscale_types::FunctionName::parse(name).is_ok_and(|n| by.may_see(&n));
         let mut text = exposition::render(&counters, &gauges, visible);
         text.push_str(&self.events.metrics.render(visible));
+        text.push_str(&self.render_provisioned_metrics(visible));
         if let crate::Cluster::Api(node) = &self.cluster {
             text.push_str(&node.render_metrics());
         }
