@@ -8,9 +8,9 @@ use serde::de::DeserializeOwned;
 use skyscale_types::api::{
     AliasInfo, AliasList, BuildRequirements, CreateAlias, CreateFunction, CreateFunctionUrl,
     ErrorResponse, FunctionError, FunctionInfo, FunctionList, FunctionUrlInfo, FunctionUrlList,
-    Health, ProvisionedInfo, ProvisionedList, PublishVersion, PutConcurrency, PutProvisioned, RequirementsLayer, RuntimeList, UpdateAlias,
-    UpdateFunction, UpdateFunctionUrl, VersionList, COLD_START_HEADER, EXECUTED_VERSION_HEADER,
-    FUNCTION_ERROR_HEADER, REQUEST_ID_HEADER,
+    Health, ProvisionedInfo, ProvisionedList, PublishVersion, PutConcurrency, PutProvisioned,
+    RequirementsLayer, RuntimeList, UpdateAlias, UpdateFunction, UpdateFunctionUrl, VersionList,
+    COLD_START_HEADER, EXECUTED_VERSION_HEADER, FUNCTION_ERROR_HEADER, REQUEST_ID_HEADER,
 };
 use skyscale_types::{ApiKey, FunctionName};
 

@@ -29,10 +29,9 @@ impl ControlPlane {
     pub async fn account_settings(&self, by: &Principal) -> Result<AccountSettings, CoreError> {
         by.authorize(Action::ReadAccount, None)?;
         let store = self.store.clone();
-        let (all, provisioned) = blocking(move || {
-            Ok((store.list_functions()?, store.all_provisioned_configs()?))
-        })
-        .await?;
+        let (all, provisioned) =
+            blocking(move || Ok((store.list_functions()?, store.all_provisioned_configs()?)))
+                .await?;
         let visible: Vec<_> = all.iter().filter(|f| by.may_see(&f.name)).collect();
         // On an API node: the cluster's, the sum of the live workers' capacities (each
         // worker enforces its own; docs/cluster.md).

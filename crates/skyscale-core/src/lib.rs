@@ -66,7 +66,6 @@ pub use metrics::PROMETHEUS_CONTENT_TYPE;
 pub use observe::{Crash, Invocation, Outcome};
 pub use policies::NewStatement;
 pub use provisioned::{ProvisionedConfig, MAX_PROVISIONED_LIST};
-pub use skyscale_types::provisioned::ProvisionedStatus;
 pub use records::{Followed, InvocationFilter, LogFilter, LogFollower, RecordSettings};
 pub use requirements::DepsLayer;
 pub use runtimes::{RuntimeInfo, Runtimes, PYTHON_BOOTSTRAP};
@@ -82,6 +81,7 @@ pub use skyscale_store::{
     LayerVersionRecord, LogEntry, PolicyStatement,
 };
 pub use skyscale_types::invocation::{InvocationStatus, Trigger};
+pub use skyscale_types::provisioned::ProvisionedStatus;
 pub use skyscale_types::Role;
 pub use urls::{UrlConfig, INVOKE_MODE_BUFFERED};
 

@@ -74,7 +74,9 @@ impl Store {
         )?;
         let out = get(&mut tx, function, qualifier)?.ok_or_else(|| StoreError::Corrupt {
             table: "provisioned_concurrency",
-            message: format!("configuration of {function}:{qualifier} vanished inside its transaction"),
+            message: format!(
+                "configuration of {function}:{qualifier} vanished inside its transaction"
+            ),
         })?;
         tx.commit()?;
         Ok(out)
@@ -106,9 +108,7 @@ impl Store {
     /// Every configuration of every function (the keeper's work), by function and qualifier.
     pub fn all_provisioned_configs(&self) -> Result<Vec<ProvisionedConfigRecord>, StoreError> {
         self.db().query_map(
-            &format!(
-                "SELECT {COLUMNS} FROM provisioned_concurrency ORDER BY function, qualifier"
-            ),
+            &format!("SELECT {COLUMNS} FROM provisioned_concurrency ORDER BY function, qualifier"),
             args![],
             from_row,
         )

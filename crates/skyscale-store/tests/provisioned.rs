@@ -31,7 +31,10 @@ fn configs_are_put_replaced_listed_and_survive_reopen(db: &TestDb) {
         let v = s.put_provisioned_config(&f, "2", 1).unwrap();
         assert_eq!(v.requested, 1);
         // A put replaces.
-        assert_eq!(s.put_provisioned_config(&f, "live", 3).unwrap().requested, 3);
+        assert_eq!(
+            s.put_provisioned_config(&f, "live", 3).unwrap().requested,
+            3
+        );
         f
     };
     let s = db.open();
@@ -43,11 +46,17 @@ fn configs_are_put_replaced_listed_and_survive_reopen(db: &TestDb) {
     assert_eq!(got, vec![("2", 1), ("live", 3)]);
     assert_eq!(s.all_provisioned_configs().unwrap(), list);
     assert_eq!(
-        s.get_provisioned_config(&f, "live").unwrap().unwrap().requested,
+        s.get_provisioned_config(&f, "live")
+            .unwrap()
+            .unwrap()
+            .requested,
         3
     );
     assert!(s.delete_provisioned_config(&f, "2").unwrap());
-    assert!(!s.delete_provisioned_config(&f, "2").unwrap(), "already gone");
+    assert!(
+        !s.delete_provisioned_config(&f, "2").unwrap(),
+        "already gone"
+    );
     assert_eq!(s.get_provisioned_config(&f, "2").unwrap(), None);
 }
 

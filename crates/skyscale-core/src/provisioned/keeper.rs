@@ -253,7 +253,11 @@ impl ControlPlane {
                 self.provisioned.succeeded(&key);
                 sched.provisioned_ready(session);
             }
-            Ok(Some(Ready::InitFailed { outcome, body, logs })) => {
+            Ok(Some(Ready::InitFailed {
+                outcome,
+                body,
+                logs,
+            })) => {
                 sched.provisioned_failed(&key);
                 let detail = serde_json::from_slice::<serde_json::Value>(&body)
                     .ok()

@@ -15,7 +15,7 @@
 mod keeper;
 pub(crate) mod policy;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use skyscale_store::ProvisionedConfigRecord;
@@ -172,10 +172,9 @@ impl ControlPlane {
             .version_record(name.as_str(), Some(&version.to_string()), false)
             .await?;
         let store = self.store.clone();
-        let (all, functions) = blocking(move || {
-            Ok((store.all_provisioned_configs()?, store.list_functions()?))
-        })
-        .await?;
+        let (all, functions) =
+            blocking(move || Ok((store.all_provisioned_configs()?, store.list_functions()?)))
+                .await?;
         let others: Vec<&ProvisionedConfigRecord> = all
             .iter()
             .filter(|c| !(c.function == name && c.qualifier == qualifier))
@@ -197,8 +196,10 @@ impl ControlPlane {
             .iter()
             .map(|f| (&f.name, f.reserved_concurrency))
             .collect();
-        let memory_of: HashMap<&FunctionName, u32> =
-            functions.iter().map(|f| (&f.name, f.memory.get())).collect();
+        let memory_of: HashMap<&FunctionName, u32> = functions
+            .iter()
+            .map(|f| (&f.name, f.memory.get()))
+            .collect();
         let limits = &self.settings.limits;
         let check = policy::PutCheck {
             requested,
@@ -242,8 +243,7 @@ impl ControlPlane {
         policy::check_put(&check).map_err(policy::PutRefusal::into_error)?;
         let store = self.store.clone();
         let (n, q) = (name.clone(), qualifier.clone());
-        let record =
-            blocking(move || Ok(store.put_provisioned_config(&n, &q, requested)?)).await?;
+        let record = blocking(move || Ok(store.put_provisioned_config(&n, &q, requested)?)).await?;
         tracing::info!(function = %name, qualifier = %qualifier, requested, "provisioned concurrency set");
         self.provisioned.wake(self.scheduler.as_deref());
         Ok(self.provisioned_view(record))
@@ -375,34 +375,34 @@ impl ControlPlane {
         let Some(sched) = &self.scheduler else {
             return String::new();
         };
-        let mut per: std::collections::BTreeMap<String, (u64, u64, u64)> = Default::default();
+        let mut per: BTreeMap<String, PoolTotals> = BTreeMap::new();
         for (key, c) in sched.provisioned_counts() {
             let e = per.entry(key.function.to_string()).or_default();
-            e.0 += u64::from(c.target);
-            e.1 += u64::from(c.ready());
-            e.2 += u64::from(c.busy);
+            e.requested += u64::from(c.target);
+            e.ready += u64::from(c.ready());
+            e.in_use += u64::from(c.busy);
         }
-        let spill: std::collections::BTreeMap<String, u64> = sched
+        let spill: BTreeMap<String, u64> = sched
             .provisioned_spillover()
             .into_iter()
             .map(|(f, n)| (f.to_string(), n))
             .collect();
         let mut out = String::new();
-        let families: [(&str, &str, fn(&(u64, u64, u64)) -> u64); 3] = [
+        let families = [
             (
                 "skyscale_provisioned_requested",
                 "Provisioned sandboxes wanted, per function",
-                |t| t.0,
+                PoolTotals::requested as fn(&PoolTotals) -> u64,
             ),
             (
                 "skyscale_provisioned_ready",
                 "Provisioned sandboxes initialised (idle or in use), per function",
-                |t| t.1,
+                PoolTotals::ready,
             ),
             (
                 "skyscale_provisioned_in_use",
                 "Provisioned sandboxes running an invocation, per function",
-                |t| t.2,
+                PoolTotals::in_use,
             ),
         ];
         for (name, help, pick) in families {
@@ -422,6 +422,26 @@ impl ControlPlane {
             let _ = writeln!(out, "{name}{{function=\"{f}\"}} {n}");
         }
         out
+    }
+}
+
+/// One function's provisioned sandboxes, all its versions together (for the metrics).
+#[derive(Debug, Default)]
+struct PoolTotals {
+    requested: u64,
+    ready: u64,
+    in_use: u64,
+}
+
+impl PoolTotals {
+    fn requested(&self) -> u64 {
+        self.requested
+    }
+    fn ready(&self) -> u64 {
+        self.ready
+    }
+    fn in_use(&self) -> u64 {
+        self.in_use
     }
 }
 

@@ -114,8 +114,9 @@ impl Pools {
 
     /// Drops pools that hold nothing and are wanted by no one.
     fn prune(&mut self) {
-        self.pools
-            .retain(|_, p| p.target > 0 || !p.idle.is_empty() || !p.busy.is_empty() || p.starting > 0);
+        self.pools.retain(|_, p| {
+            p.target > 0 || !p.idle.is_empty() || !p.busy.is_empty() || p.starting > 0
+        });
     }
 
     pub(super) fn idle_count(&self) -> usize {
@@ -138,11 +139,8 @@ impl Scheduler {
                 st.provisioned.pools.entry(key.clone()).or_default().target = target;
             }
             for pool in st.provisioned.pools.values_mut() {
-                let surplus = pc_policy::surplus(
-                    pool.target,
-                    pool.idle.len() as u32,
-                    pool.busy.len() as u32,
-                );
+                let surplus =
+                    pc_policy::surplus(pool.target, pool.idle.len() as u32, pool.busy.len() as u32);
                 shed.extend(pool.idle.drain(..surplus as usize));
             }
             st.provisioned.prune();
@@ -217,7 +215,11 @@ impl Scheduler {
                 st.live.insert(id.clone(), memory_mb);
                 Slot::Boot(id)
             };
-            st.provisioned.pools.entry(key.clone()).or_default().starting += 1;
+            st.provisioned
+                .pools
+                .entry(key.clone())
+                .or_default()
+                .starting += 1;
             Ok(slot)
         })();
         for s in doomed {

@@ -73,9 +73,9 @@ pub(super) async fn put(
     LambdaJson(req): LambdaJson<PutIn>,
 ) -> LambdaResult<Response> {
     let q = qualifier(&t, &params);
-    let n = req.provisioned_concurrent_executions.ok_or_else(|| {
-        LambdaError::invalid("ProvisionedConcurrentExecutions is required")
-    })?;
+    let n = req
+        .provisioned_concurrent_executions
+        .ok_or_else(|| LambdaError::invalid("ProvisionedConcurrentExecutions is required"))?;
     let c = cp
         .put_provisioned(&by, &t.name, q.as_deref(), n)
         .await
