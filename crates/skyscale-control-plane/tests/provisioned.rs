@@ -405,3 +405,73 @@ fn cli_puts_gets_lists_and_deletes_provisioned_concurrency() {
         "{audit}"
     );
 }
+
+/// An alias that moves takes its provisioned sandboxes along; one given weights later turns
+/// `FAILED` and its sandboxes go.
+#[test]
+fn provisioned_sandboxes_follow_their_alias() {
+    let server = Server::start(common::API_DRIVER);
+    let http = server.http();
+    assert_eq!(create_fn(&http, "pc", HANDLER, json!({})).status, 201);
+    assert_eq!(
+        http.post_json("/v1/functions/pc/versions", &json!({}))
+            .status,
+        201
+    );
+    let r = http.send(
+        "PATCH",
+        "/v1/functions/pc",
+        Some(br#"{"environment": {"V": "2"}}"#.to_vec()),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let r = http.post_json("/v1/functions/pc/versions", &json!({}));
+    assert_eq!(r.json()["version"], 2, "{}", r.json());
+    let r = http.post_json(
+        "/v1/functions/pc/aliases",
+        &json!({"name": "live", "version": "1"}),
+    );
+    assert_eq!(r.status, 201);
+    let r = http.send(
+        "PUT",
+        "/v1/functions/pc/provisioned/live",
+        Some(br#"{"requested": 1}"#.to_vec()),
+    );
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let c = wait_status(&server, "live", "READY", Duration::from_secs(30));
+    assert_eq!(c["version"], 1, "{c}");
+
+    // Moved to version 2: READY there, and its invocations run provisioned.
+    let r = http.send(
+        "PATCH",
+        "/v1/functions/pc/aliases/live",
+        Some(br#"{"version": "2"}"#.to_vec()),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    wait_for(
+        &server,
+        Duration::from_secs(30),
+        "the sandboxes on version 2",
+        || {
+            let c = config(&server, "live");
+            (c["version"] == 2 && c["status"] == "READY").then_some(())
+        },
+    );
+    let r = invoke(&server, "live", 0.0);
+    assert_eq!(r.header("x-skyscale-executed-version"), Some("2"));
+    assert_eq!(r.header("x-skyscale-cold-start"), Some("false"));
+    assert_eq!(record(&server, &r)["init_type"], "provisioned-concurrency");
+
+    // Weights later: FAILED, by name.
+    let r = http.send(
+        "PATCH",
+        "/v1/functions/pc/aliases/live",
+        Some(br#"{"routing": {"version": "1", "weight": 0.5}}"#.to_vec()),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let c = wait_status(&server, "live", "FAILED", Duration::from_secs(30));
+    assert!(
+        c["status_reason"].as_str().unwrap().contains("weights"),
+        "{c}"
+    );
+    assert_eq!(c["allocated"], 0, "{c}");
+}
