@@ -53,7 +53,8 @@ def unsupported_operations(lam):
             LayerName="l", VersionNumber=1)),
         ("ListEventSourceMappings", lambda: lam.list_event_source_mappings()),
         ("ListCodeSigningConfigs", lambda: lam.list_code_signing_configs()),
-        ("DeleteEventSourceMapping", lambda: lam.delete_event_source_mapping(UUID="u")),
+        ("GetRuntimeManagementConfig", lambda: lam.get_runtime_management_config(
+            FunctionName="f")),
     ]:
         message = client_error("UnsupportedOperationException", 400, call)
         assert f"{op} is not supported by Skyscale" in message, message
