@@ -1,8 +1,9 @@
 //! The keeper: one task that keeps every version's provisioned sandboxes at their
 //! configurations' numbers.
 //!
-//! Each pass (every 500 ms, or at once when a configuration or an alias changes, or a
-//! provisioned sandbox left its pool) reads the stored configurations, resolves each to
+//! Each pass (every 500 ms while there are configurations, every 5 s while there are none,
+//! and at once when a configuration or an alias changes on this node, or a provisioned
+//! sandbox left its pool) reads the stored configurations, resolves each to
 //! the version it provisions now (an alias that moved takes its sandboxes along: the old
 //! version's target drops to 0, the new one's rises), tells the scheduler the targets,
 //! destroys idle sandboxes whose agent died, and starts what is missing. A start reserves a
@@ -31,8 +32,12 @@ use crate::scheduler::{Scheduler, Shape, Slot};
 use crate::session::PoolKey;
 use crate::{blocking, ControlPlane, CoreError};
 
-/// How often the keeper looks when nothing wakes it.
+/// How often the keeper looks when nothing wakes it, while there are configurations (a
+/// dead idle sandbox is found by looking).
 const PASS_EVERY: Duration = Duration::from_millis(500);
+/// How often it looks when there are none (a put on this node wakes it at once; this is
+/// for one made through another node on a shared database).
+const IDLE_PASS_EVERY: Duration = Duration::from_secs(5);
 
 /// A version whose provisioned sandboxes fail to initialise.
 #[derive(Debug, Clone)]
@@ -136,15 +141,21 @@ impl ControlPlane {
                 if sched.is_closing() {
                     return;
                 }
-                if let Err(e) = cp.keeper_pass(&sched).await {
-                    tracing::warn!(error = %e.report(), "provisioned concurrency pass failed");
-                }
-                sched.keeper_wakeup(PASS_EVERY).await;
+                let next = match cp.keeper_pass(&sched).await {
+                    Ok(0) => IDLE_PASS_EVERY,
+                    Ok(_) => PASS_EVERY,
+                    Err(e) => {
+                        tracing::warn!(error = %e.report(), "provisioned concurrency pass failed");
+                        PASS_EVERY
+                    }
+                };
+                sched.keeper_wakeup(next).await;
             }
         });
     }
 
-    async fn keeper_pass(self: &Arc<Self>, sched: &Arc<Scheduler>) -> Result<(), CoreError> {
+    /// One pass; returns how many configurations there are.
+    async fn keeper_pass(self: &Arc<Self>, sched: &Arc<Scheduler>) -> Result<usize, CoreError> {
         sched.reap_dead_provisioned();
         let store = self.store.clone();
         let configs = blocking(move || Ok(store.all_provisioned_configs()?)).await?;
@@ -200,7 +211,7 @@ impl ControlPlane {
                 };
                 let slot = match sched.reserve_provisioned(&key, f.memory.get(), shape) {
                     Ok(slot) => slot,
-                    Err(CoreError::Unavailable(_)) => return Ok(()),
+                    Err(CoreError::Unavailable(_)) => return Ok(configs.len()),
                     Err(e) => {
                         self.provisioned.failed(&key, e.to_string());
                         break;
@@ -213,7 +224,7 @@ impl ControlPlane {
                 });
             }
         }
-        Ok(())
+        Ok(configs.len())
     }
 
     /// Boots (or takes the generic sandbox in `slot`), specialises and hands over one
