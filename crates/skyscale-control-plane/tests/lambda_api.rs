@@ -239,7 +239,7 @@ fn boto3_sees_the_code_storage_limit_and_usage() {
 }
 
 /// boto3: Put, Get, List and DeleteProvisionedConcurrencyConfig, their statuses and errors
-/// (`tests/boto3/provisioned.py`; the sandboxes themselves are tested on runc in
+/// (`tests/boto3/provisioned.py`; the sandboxes themselves are tested on runc and gVisor in
 /// `provisioned.rs`).
 #[test]
 fn boto3_provisioned_concurrency_configs() {

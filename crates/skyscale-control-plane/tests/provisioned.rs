@@ -1,4 +1,4 @@
-//! Provisioned concurrency against the real daemon and real runc sandboxes: initialised
+//! Provisioned concurrency against the real daemon and real runc and gVisor sandboxes: initialised
 //! sandboxes kept ready for an alias, warm first invocations, a killed sandbox replaced,
 //! spillover to on-demand, a restart, deletion; a handler that raises at import; and the
 //! `/v1` and CLI surface. (The Lambda API's shapes and errors: `boto3/provisioned.py`.)
@@ -124,7 +124,16 @@ fn metric(server: &Server, line_start: &str) -> Option<u64> {
 
 #[test]
 fn provisioned_sandboxes_on_an_alias_are_kept_ready_replaced_and_freed() {
-    let mut server = Server::start_with("runc", &[("WARM_POOL_SIZE", "0")]);
+    kept_ready_replaced_and_freed("runc");
+}
+
+#[test]
+fn provisioned_sandboxes_on_gvisor() {
+    kept_ready_replaced_and_freed("gvisor");
+}
+
+fn kept_ready_replaced_and_freed(driver: &str) {
+    let mut server = Server::start_with(driver, &[("WARM_POOL_SIZE", "0")]);
     let http = server.http();
     assert_eq!(create_fn(&http, "pc", HANDLER, json!({})).status, 201);
     assert_eq!(
