@@ -1,7 +1,8 @@
-//! Provisioned concurrency against the real daemon and real runc and gVisor sandboxes: initialised
-//! sandboxes kept ready for an alias, warm first invocations, a killed sandbox replaced,
-//! spillover to on-demand, a restart, deletion; a handler that raises at import; and the
-//! `/v1` and CLI surface. (The Lambda API's shapes and errors: `boto3/provisioned.py`.)
+//! Provisioned concurrency against the real daemon and real runc and gVisor sandboxes:
+//! initialised sandboxes kept ready for an alias, warm first invocations, a killed sandbox
+//! replaced, spillover to on-demand, a restart, deletion; a handler that raises at import;
+//! an alias that moves; and the `/v1` and CLI surface. (The Lambda API's shapes and errors:
+//! `boto3/provisioned.py`.)
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod common;
