@@ -10,6 +10,7 @@ mod events;
 mod invocations;
 mod layers;
 mod metrics;
+mod provisioned;
 mod schedules;
 
 pub use access::{AuditArgs, KeyCommand, KeyCreateArgs, KeyIdArg};
@@ -19,6 +20,7 @@ pub use events::{
 pub use invocations::{InvocationArgs, InvocationsArgs, LogsArgs};
 pub use layers::LayerCommand;
 pub use metrics::MetricsArgs;
+pub use provisioned::ProvisionedCommand;
 pub use schedules::ScheduleCommand;
 
 const EXIT_STATUS_HELP: &str = "\
@@ -167,6 +169,9 @@ pub enum FunctionCommand {
     /// Asynchronous invocation settings: retries, maximum event age, destinations.
     #[command(subcommand)]
     EventConfig(EventConfigCommand),
+    /// Provisioned concurrency: initialised sandboxes kept ready for a version or alias.
+    #[command(subcommand, after_help = EXIT_STATUS_HELP)]
+    Provisioned(ProvisionedCommand),
 }
 
 #[derive(Debug, Subcommand)]

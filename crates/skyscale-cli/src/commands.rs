@@ -26,6 +26,7 @@ mod events;
 mod invocations;
 mod layers;
 mod metrics;
+mod provisioned;
 mod schedules;
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -68,6 +69,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Function(FunctionCommand::Event(args)) => events::event(&global, &args),
         Command::Function(FunctionCommand::Redrive(args)) => events::redrive(&global, &args),
         Command::Function(FunctionCommand::EventConfig(cmd)) => events::event_config(&global, &cmd),
+        Command::Function(FunctionCommand::Provisioned(cmd)) => provisioned::run(&global, &cmd),
         Command::Alias(AliasCommand::Create(args)) => alias_create(&global, &args),
         Command::Alias(AliasCommand::Update(args)) => alias_update(&global, &args),
         Command::Alias(AliasCommand::List(args)) => alias_list(&global, &args),

@@ -8,9 +8,9 @@ use serde::de::DeserializeOwned;
 use skyscale_types::api::{
     AliasInfo, AliasList, CreateAlias, CreateFunction, CreateFunctionUrl, ErrorResponse,
     FunctionError, FunctionInfo, FunctionList, FunctionUrlInfo, FunctionUrlList, Health,
-    PublishVersion, PutConcurrency, RuntimeList, UpdateAlias, UpdateFunction, UpdateFunctionUrl,
-    VersionList, COLD_START_HEADER, EXECUTED_VERSION_HEADER, FUNCTION_ERROR_HEADER,
-    REQUEST_ID_HEADER,
+    ProvisionedInfo, ProvisionedList, PublishVersion, PutConcurrency, PutProvisioned, RuntimeList,
+    UpdateAlias, UpdateFunction, UpdateFunctionUrl, VersionList, COLD_START_HEADER,
+    EXECUTED_VERSION_HEADER, FUNCTION_ERROR_HEADER, REQUEST_ID_HEADER,
 };
 use skyscale_types::{ApiKey, FunctionName};
 
@@ -227,6 +227,57 @@ impl Client {
             None => self.request(Method::DELETE, &path, true)?,
         };
         self.json(self.send(req)?, "PUT /v1/functions/{name}/concurrency")
+    }
+
+    /// `PUT /v1/functions/{name}/provisioned/{qualifier}`: keep `requested` initialised
+    /// sandboxes ready for a published version or an alias.
+    pub fn put_provisioned(
+        &self,
+        name: &str,
+        qualifier: &str,
+        requested: i64,
+    ) -> Result<ProvisionedInfo, ClientError> {
+        let name = function_name(name)?;
+        let path = ["v1", "functions", name.as_str(), "provisioned", qualifier];
+        let req = self
+            .request(Method::PUT, &path, true)?
+            .json(&PutProvisioned { requested });
+        self.json(
+            self.send(req)?,
+            "PUT /v1/functions/{name}/provisioned/{qualifier}",
+        )
+    }
+
+    /// `GET /v1/functions/{name}/provisioned/{qualifier}`.
+    pub fn get_provisioned(
+        &self,
+        name: &str,
+        qualifier: &str,
+    ) -> Result<ProvisionedInfo, ClientError> {
+        let name = function_name(name)?;
+        let path = ["v1", "functions", name.as_str(), "provisioned", qualifier];
+        let req = self.request(Method::GET, &path, true)?;
+        self.json(
+            self.send(req)?,
+            "GET /v1/functions/{name}/provisioned/{qualifier}",
+        )
+    }
+
+    /// `GET /v1/functions/{name}/provisioned`.
+    pub fn list_provisioned(&self, name: &str) -> Result<ProvisionedList, ClientError> {
+        let name = function_name(name)?;
+        let path = ["v1", "functions", name.as_str(), "provisioned"];
+        let req = self.request(Method::GET, &path, true)?;
+        self.json(self.send(req)?, "GET /v1/functions/{name}/provisioned")
+    }
+
+    /// `DELETE /v1/functions/{name}/provisioned/{qualifier}`.
+    pub fn delete_provisioned(&self, name: &str, qualifier: &str) -> Result<(), ClientError> {
+        let name = function_name(name)?;
+        let path = ["v1", "functions", name.as_str(), "provisioned", qualifier];
+        let req = self.request(Method::DELETE, &path, true)?;
+        self.send(req)?;
+        Ok(())
     }
 
     /// `PUT /v1/functions/{name}/code` with the zip archive as the body.

@@ -238,6 +238,8 @@ async fn run_all(
     cp.start_dispatcher().await?;
     // Fires what schedules missed while the control plane was down, then each slot.
     cp.start_schedules();
+    // Provisions the stored provisioned concurrency configurations again, then keeps them.
+    cp.start_provisioned();
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -502,6 +502,23 @@ fn reserved_concurrency_holds_across_api_nodes() {
         Some(br#"{"reserved_concurrency": 1}"#.to_vec()),
     );
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    // Provisioned concurrency is refused on a cluster, by name, rather than stored and
+    // never provisioned (docs/cluster.md).
+    let r = http1.post_json("/v1/functions/one/versions", &json!({}));
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let r = http1.send(
+        "PUT",
+        "/v1/functions/one/provisioned/1",
+        Some(br#"{"requested": 1}"#.to_vec()),
+    );
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        r.error_message()
+            .contains("not supported on a cluster (SKYSCALE_ROLE=api)"),
+        "{}",
+        r.error_message()
+    );
+    assert_eq!(r.error_code(), "unsupported");
     // The second API node starts after the change (caches across nodes are not this
     // test's subject).
     let api2 = Node::api(&dir, "api-2");

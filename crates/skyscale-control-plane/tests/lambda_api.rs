@@ -237,3 +237,17 @@ fn boto3_sees_the_code_storage_limit_and_usage() {
         "{out}"
     );
 }
+
+/// boto3: Put, Get, List and DeleteProvisionedConcurrencyConfig, their statuses and errors
+/// (`tests/boto3/provisioned.py`; the sandboxes themselves are tested on runc and gVisor in
+/// `provisioned.rs`).
+#[test]
+fn boto3_provisioned_concurrency_configs() {
+    let server = Server::start(common::API_DRIVER);
+    let out = run_script_with(
+        &server,
+        "provisioned.py",
+        &[("SKYSCALE_RUNTIME", std::ffi::OsStr::new("python3.11"))],
+    );
+    eprintln!("{out}");
+}

@@ -12,7 +12,8 @@ pub struct AccountSettings {
     /// Invocations that may run at once: the host's sandbox cap (on an API node, the sum
     /// of the live workers' caps).
     pub concurrent_executions: u64,
-    /// `concurrent_executions` minus every function's reserved concurrency.
+    /// `concurrent_executions` minus every function's reserved concurrency and the
+    /// provisioned concurrency of functions without one.
     pub unreserved_concurrent_executions: u64,
     /// What the stored code packages take, all functions and versions of the account
     /// together (each distinct package once, unpacked, in whole blocks: what
@@ -28,7 +29,9 @@ impl ControlPlane {
     pub async fn account_settings(&self, by: &Principal) -> Result<AccountSettings, CoreError> {
         by.authorize(Action::ReadAccount, None)?;
         let store = self.store.clone();
-        let all = blocking(move || Ok(store.list_functions()?)).await?;
+        let (all, provisioned) =
+            blocking(move || Ok((store.list_functions()?, store.all_provisioned_configs()?)))
+                .await?;
         let visible: Vec<_> = all.iter().filter(|f| by.may_see(&f.name)).collect();
         // On an API node: the cluster's, the sum of the live workers' capacities (each
         // worker enforces its own; docs/cluster.md).
@@ -41,13 +44,25 @@ impl ControlPlane {
             .filter_map(|f| f.reserved_concurrency)
             .map(u64::from)
             .sum();
+        // Provisioned concurrency of functions without a reservation comes out of the
+        // unreserved pool too, as in Lambda (lambda-compatibility.md).
+        let unreserved_provisioned: u64 = provisioned
+            .iter()
+            .filter(|c| {
+                all.iter()
+                    .any(|f| f.name == c.function && f.reserved_concurrency.is_none())
+            })
+            .map(|c| u64::from(c.requested))
+            .sum();
         let limits = self.code.limits();
         Ok(AccountSettings {
             total_code_size_limit: limits.max_total_bytes,
             code_size_zipped_limit: limits.max_zip_bytes,
             code_size_unzipped_limit: limits.max_unzipped_bytes,
             concurrent_executions: concurrent,
-            unreserved_concurrent_executions: concurrent.saturating_sub(reserved),
+            unreserved_concurrent_executions: concurrent
+                .saturating_sub(reserved)
+                .saturating_sub(unreserved_provisioned),
             total_code_size: self.code.usage().bytes,
             function_count: visible.len() as u64,
         })

@@ -274,6 +274,8 @@ impl ControlPlane {
             let a = blocking(move || Ok(store.update_alias(&f, &n, &update)?)).await?;
             self.aliases
                 .invalidate(&(function.clone(), name.to_owned()));
+            // A provisioned alias that moved takes its sandboxes along (`provisioned`).
+            self.provisioned.wake(self.scheduler.as_deref());
             let a =
                 a.ok_or_else(|| CoreError::NotFound(format!("alias {function}:{name} not found")))?;
             Ok(a)
@@ -302,6 +304,7 @@ impl ControlPlane {
             let existed = blocking(move || Ok(store.delete_alias(&fname, &n)?)).await?;
             self.aliases.invalidate(&(f.name.clone(), name.to_owned()));
             self.policies.invalidate(&f.name);
+            self.provisioned.wake(self.scheduler.as_deref());
             self.urls
                 .invalidate(&(f.name.clone(), Some(name.to_owned())));
             if !existed {

@@ -49,6 +49,8 @@ pub(crate) enum AuditAction {
     ScheduleDelete,
     LayerPublish,
     LayerDelete,
+    ProvisionedPut,
+    ProvisionedDelete,
 }
 
 impl AuditAction {
@@ -85,6 +87,8 @@ impl AuditAction {
             AuditAction::ScheduleDelete => "schedule.delete",
             AuditAction::LayerPublish => "layer.publish",
             AuditAction::LayerDelete => "layer.delete",
+            AuditAction::ProvisionedPut => "provisioned.put",
+            AuditAction::ProvisionedDelete => "provisioned.delete",
         }
     }
 }

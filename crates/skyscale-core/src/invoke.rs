@@ -131,7 +131,7 @@ fn error_message(body: &[u8]) -> Option<String> {
 }
 
 /// A sandbox ready to run the invocation, or the reason it never got there.
-enum Ready {
+pub(crate) enum Ready {
     Session {
         session: Session,
         cold_start: bool,
@@ -583,7 +583,7 @@ impl ControlPlane {
     /// layers into its `/opt`, sets
     /// the function's memory limit and initialises the runtime. `None` (the sandbox
     /// discarded) if `f`'s package is no longer stored.
-    async fn specialize(
+    pub(crate) async fn specialize(
         &self,
         sched: &Arc<Scheduler>,
         mut session: Session,
@@ -645,7 +645,7 @@ impl ControlPlane {
             }
         }
         session.key = Some(key);
-        let init = self.init_frame(f);
+        let init = self.init_frame(f, session.init_type);
         match session
             .init(init, self.settings.init_timeout + DEADLINE_GRACE)
             .await
@@ -692,7 +692,7 @@ impl ControlPlane {
 
     /// The `Init` frame: the runtime command and Lambda's environment (lambda-compatibility.md §8), with
     /// the function's own variables.
-    fn init_frame(&self, f: &FunctionRecord) -> Init {
+    fn init_frame(&self, f: &FunctionRecord, init_type: InitType) -> Init {
         let version = version_label(f.version);
         let date = skyscale_store::now_rfc3339();
         let stream = format!(
@@ -732,7 +732,10 @@ impl ControlPlane {
                 f.memory.get().to_string(),
             ),
             ("AWS_LAMBDA_FUNCTION_VERSION", version.clone()),
-            ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_owned()),
+            (
+                "AWS_LAMBDA_INITIALIZATION_TYPE",
+                init_type.as_str().to_owned(),
+            ),
             (
                 "AWS_LAMBDA_LOG_GROUP_NAME",
                 format!("/aws/lambda/{}", f.name),

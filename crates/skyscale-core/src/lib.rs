@@ -24,6 +24,7 @@ pub mod logs;
 mod metrics;
 mod observe;
 mod policies;
+mod provisioned;
 mod records;
 pub mod requirements;
 mod runtimes;
@@ -65,6 +66,7 @@ pub use limiter::AuthLimits;
 pub use metrics::PROMETHEUS_CONTENT_TYPE;
 pub use observe::{Crash, Invocation, Outcome};
 pub use policies::NewStatement;
+pub use provisioned::{ProvisionedConfig, MAX_PROVISIONED_LIST};
 pub use records::{Followed, InvocationFilter, LogFilter, LogFollower, RecordSettings};
 pub use requirements::{DepsBuild, DepsLayer, PipOptions, Progress};
 pub use runtimes::{RuntimeInfo, Runtimes, PYTHON_BOOTSTRAP};
@@ -80,6 +82,7 @@ pub use skyscale_store::{
     LayerVersionRecord, LogEntry, PolicyStatement,
 };
 pub use skyscale_types::invocation::{InvocationStatus, Trigger};
+pub use skyscale_types::provisioned::ProvisionedStatus;
 pub use skyscale_types::Role;
 pub use urls::{UrlConfig, INVOKE_MODE_BUFFERED};
 
@@ -227,6 +230,8 @@ pub struct ControlPlane {
     schedules: schedules::Chore,
     /// Requirements builds in flight and their counts.
     deps_builds: requirements::Builds,
+    /// The provisioned concurrency keeper's state (started by `start_provisioned`).
+    provisioned: provisioned::Keeper,
 }
 
 /// This node's part in a cluster, and its state there.
@@ -363,6 +368,7 @@ impl ControlPlane {
             events: events::Queue::new(settings.events.clone()),
             schedules: schedules::Chore::new(settings.schedules.clone()),
             deps_builds: requirements::Builds::default(),
+            provisioned: provisioned::Keeper::default(),
             settings,
         })
     }

@@ -470,6 +470,7 @@ impl ControlPlane {
         let mut text = exposition::render(&counters, &gauges, visible);
         text.push_str(&self.events.metrics.render(visible));
         text.push_str(&self.deps_builds.render());
+        text.push_str(&self.render_provisioned_metrics(visible));
         if let crate::Cluster::Api(node) = &self.cluster {
             text.push_str(&node.render_metrics());
         }

@@ -66,6 +66,12 @@ impl Session {
         }
     }
 
+    /// The buffered channel from the agent (the scheduler peeks at an idle provisioned
+    /// sandbox's to see whether its agent is still there).
+    pub fn reader(&mut self) -> &mut BufReader<Box<dyn AsyncRead + Send + Unpin>> {
+        &mut self.from_agent
+    }
+
     /// Reads the next frame that is not a `Log`; logs printed between invocations go to
     /// the control plane's own log.
     async fn next(&mut self) -> Result<Frame, SessionError> {

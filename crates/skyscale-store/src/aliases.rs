@@ -140,7 +140,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Deletes an alias, its function URL and its policy statements; returns whether the alias existed.
+    /// Deletes an alias, its function URL, its policy statements and its provisioned
+    /// concurrency configuration; returns whether the alias existed.
     pub fn delete_alias(&self, function: &FunctionName, name: &str) -> Result<bool, StoreError> {
         let mut db = self.db();
         let mut tx = db.transaction()?;
@@ -159,6 +160,7 @@ impl Store {
             "DELETE FROM function_policies WHERE function = ?1 AND qualifier = ?2",
             args![function.as_str(), name],
         )?;
+        crate::provisioned::delete_in(&mut tx, function, name)?;
         tx.commit()?;
         Ok(changed > 0)
     }

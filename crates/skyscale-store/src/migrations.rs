@@ -396,4 +396,17 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE invocations ADD COLUMN init_type TEXT NOT NULL DEFAULT 'on-demand';
     "#,
+    // 21: provisioned concurrency (provisioned.rs): how many initialised sandboxes to keep
+    // ready for a published version or an alias; removed with the function (cascade), the
+    // version or the alias (in their delete's transaction). Status is the keeper's, not
+    // stored.
+    r#"
+    CREATE TABLE provisioned_concurrency (
+        function    TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        qualifier   TEXT NOT NULL,          -- a version number or an alias name
+        requested   INTEGER NOT NULL,
+        updated_at  TEXT NOT NULL,
+        PRIMARY KEY (function, qualifier)
+    ) STRICT;
+    "#,
 ];

@@ -355,4 +355,14 @@ pub const MIGRATIONS_PG: &[&str] = &[
     r#"
     ALTER TABLE invocations ADD COLUMN init_type TEXT COLLATE "C" NOT NULL DEFAULT 'on-demand';
     "#,
+    // 21: provisioned concurrency (provisioned.rs), as in SQLite's 21.
+    r#"
+    CREATE TABLE provisioned_concurrency (
+        function    TEXT COLLATE "C" NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        qualifier   TEXT COLLATE "C" NOT NULL,
+        requested   BIGINT NOT NULL,
+        updated_at  TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (function, qualifier)
+    );
+    "#,
 ];

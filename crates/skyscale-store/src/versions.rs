@@ -158,6 +158,7 @@ impl Store {
             "DELETE FROM function_policies WHERE function = ?1 AND qualifier = ?2",
             args![name.as_str(), version.to_string()],
         )?;
+        crate::provisioned::delete_in(&mut tx, name, &version.to_string())?;
         tx.commit()?;
         Ok(changed > 0)
     }

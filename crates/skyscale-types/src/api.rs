@@ -223,6 +223,42 @@ pub struct PutConcurrency {
     pub reserved_concurrency: i64,
 }
 
+/// `PUT /v1/functions/{name}/provisioned/{qualifier}`: keep this many initialised
+/// sandboxes ready for a published version or an alias.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutProvisioned {
+    pub requested: i64,
+}
+
+/// A provisioned concurrency configuration and how far its sandboxes are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvisionedInfo {
+    pub function: String,
+    /// A published version's number or an alias.
+    pub qualifier: String,
+    /// The qualified ARN it applies to.
+    pub function_arn: String,
+    pub requested: u32,
+    /// Initialised sandboxes (idle or running an invocation), at most `requested`.
+    pub allocated: u32,
+    pub available: u32,
+    pub status: crate::provisioned::ProvisionedStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    /// The version the sandboxes are for (an alias's current one), when resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    /// RFC 3339.
+    pub last_modified: String,
+}
+
+/// `GET /v1/functions/{name}/provisioned`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProvisionedList {
+    pub configs: Vec<ProvisionedInfo>,
+}
+
 /// `GET /v1/functions`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FunctionList {

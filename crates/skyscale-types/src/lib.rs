@@ -12,6 +12,7 @@ pub mod invocation;
 mod key;
 pub mod metrics;
 mod names;
+pub mod provisioned;
 pub mod schedules;
 pub mod time;
 mod url;

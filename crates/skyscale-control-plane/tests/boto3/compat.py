@@ -52,10 +52,9 @@ def unsupported_operations(lam):
         ("GetLayerVersionPolicy", lambda: lam.get_layer_version_policy(
             LayerName="l", VersionNumber=1)),
         ("ListEventSourceMappings", lambda: lam.list_event_source_mappings()),
-        ("PutProvisionedConcurrencyConfig", lambda: lam.put_provisioned_concurrency_config(
-            FunctionName="f", Qualifier="1", ProvisionedConcurrentExecutions=1)),
-        ("GetProvisionedConcurrencyConfig", lambda: lam.get_provisioned_concurrency_config(
-            FunctionName="f", Qualifier="1")),
+        ("ListCodeSigningConfigs", lambda: lam.list_code_signing_configs()),
+        ("GetRuntimeManagementConfig", lambda: lam.get_runtime_management_config(
+            FunctionName="f")),
     ]:
         message = client_error("UnsupportedOperationException", 400, call)
         assert f"{op} is not supported by Skyscale" in message, message

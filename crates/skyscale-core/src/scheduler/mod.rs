@@ -20,6 +20,9 @@
 //! carries out what they decide.
 
 mod policy;
+mod provisioned;
+
+pub(crate) use provisioned::Slot;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -27,6 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use skyscale_sandbox::{Driver, SandboxId, SandboxSpec};
+use skyscale_types::invocation::InitType;
 use skyscale_types::FunctionName;
 use tokio::sync::Notify;
 
@@ -115,6 +119,8 @@ struct State {
     /// Sandboxes being destroyed (no longer counted in `live`).
     destroying: HashSet<SandboxId>,
     closing: bool,
+    /// Provisioned sandboxes, apart from `idle` (see `provisioned.rs`).
+    provisioned: provisioned::Pools,
 }
 
 impl State {
@@ -218,6 +224,8 @@ pub(crate) struct Scheduler {
     refill: Notify,
     /// Wakes whoever waits for sandboxes to go away (shutdown).
     changed: Notify,
+    /// Wakes the provisioned concurrency keeper (a provisioned sandbox left its pool).
+    keeper: Notify,
 }
 
 impl Scheduler {
@@ -245,6 +253,7 @@ impl Scheduler {
             state: Mutex::new(State::default()),
             refill: Notify::new(),
             changed: Notify::new(),
+            keeper: Notify::new(),
         });
         tokio::spawn(s.clone().refill_loop());
         tokio::spawn(s.clone().keep_alive_loop());
@@ -311,6 +320,11 @@ impl Scheduler {
         }
         let busy = st.busy.get(&key.function).copied().unwrap_or(0);
         policy::admit(busy, reserved).map_err(|r| r.into_error(&key.function))?;
+        // 0. An idle provisioned sandbox of this version (see `provisioned.rs`).
+        if let Some(s) = st.provisioned.take(key) {
+            *st.busy.entry(key.function.clone()).or_default() += 1;
+            return Ok(Acquired::Warm(s));
+        }
         // 1. A warm sandbox of this revision; older revisions of the same version found on
         //    the way go (other versions' sandboxes stay).
         let mut warm = None;
@@ -482,6 +496,10 @@ impl Scheduler {
 
     /// Puts a healthy sandbox back after an invocation.
     pub fn release(self: &Arc<Self>, session: Session) {
+        if session.init_type == InitType::ProvisionedConcurrency {
+            self.release_provisioned(session);
+            return;
+        }
         let mut st = self.lock();
         if st.closing {
             drop(st);
@@ -504,6 +522,7 @@ impl Scheduler {
 
     /// Destroys a sandbox that failed, timed out or is no longer wanted.
     pub fn discard(self: &Arc<Self>, session: Session) {
+        self.provisioned_gone(&session);
         self.forget(&session.id);
         self.destroy(session);
     }
@@ -513,6 +532,17 @@ impl Scheduler {
     /// sandbox of an old revision.
     pub fn retire(self: &Arc<Self>, function: &FunctionName) {
         self.retire_where(function, |_| true);
+        let provisioned = {
+            let mut st = self.lock();
+            let out = st.provisioned.forget_function(function);
+            for s in &out {
+                st.live.remove(&s.id);
+            }
+            out
+        };
+        for s in provisioned {
+            self.destroy(s);
+        }
     }
 
     /// Destroys the idle sandboxes of a function whose version (`None` = `$LATEST`)
@@ -564,6 +594,7 @@ impl Scheduler {
             let mut st = self.lock();
             let mut all: Vec<Session> = st.idle.drain().flat_map(|(_, v)| v).collect();
             all.append(&mut st.generic);
+            all.append(&mut st.provisioned.drain_idle());
             for s in &all {
                 st.live.remove(&s.id);
             }
@@ -606,6 +637,7 @@ impl Scheduler {
             functions.entry(f.clone()).or_default().1 = list.len() as u64;
         }
         let generic = st.generic.len();
+        idle += st.provisioned_idle();
         Gauges {
             idle,
             busy: st
@@ -767,6 +799,7 @@ impl Scheduler {
             st.closing = true;
             let mut all: Vec<Session> = st.idle.drain().flat_map(|(_, v)| v).collect();
             all.append(&mut st.generic);
+            all.append(&mut st.provisioned.drain_idle());
             for s in &all {
                 st.live.remove(&s.id);
             }

@@ -25,11 +25,18 @@ pub(crate) const INVALID_CREDENTIALS: &str = "The security token included in the
 pub(crate) struct LambdaError {
     pub error: CoreError,
     pub arn: Option<String>,
+    /// A more specific exception than the error's own (its shape's message member is
+    /// `message`), e.g. `ProvisionedConcurrencyConfigNotFoundException` for a 404.
+    pub code: Option<&'static str>,
 }
 
 impl From<CoreError> for LambdaError {
     fn from(error: CoreError) -> Self {
-        Self { error, arn: None }
+        Self {
+            error,
+            arn: None,
+            code: None,
+        }
     }
 }
 
@@ -38,6 +45,19 @@ impl LambdaError {
         Self {
             error,
             arn: Some(arn.to_owned()),
+            code: None,
+        }
+    }
+
+    /// `ProvisionedConcurrencyConfigNotFoundException` (404): the version or alias exists
+    /// and has no provisioned concurrency configuration.
+    pub fn provisioned_not_found() -> Self {
+        Self {
+            error: CoreError::NotFound(
+                "No Provisioned Concurrency Config found for this function".into(),
+            ),
+            arn: None,
+            code: Some("ProvisionedConcurrencyConfigNotFoundException"),
         }
     }
 
@@ -208,7 +228,11 @@ fn wire(e: &LambdaError) -> Wire {
 
 impl IntoResponse for LambdaError {
     fn into_response(self) -> Response {
-        let w = wire(&self);
+        let mut w = wire(&self);
+        if let Some(code) = self.code {
+            w.code = code;
+            w.lowercase = true;
+        }
         if w.status.is_server_error() && !matches!(self.error, CoreError::Internal { .. }) {
             tracing::warn!(code = w.code, message = %w.message, "lambda api request failed");
         }

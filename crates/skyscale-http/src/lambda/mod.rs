@@ -13,6 +13,7 @@ mod invoke;
 mod layers;
 mod model;
 mod policies;
+mod provisioned;
 mod tags;
 mod unhonoured;
 mod unsupported;
@@ -106,6 +107,12 @@ pub(crate) fn routes(cp: AppState) -> Router<AppState> {
         .route(
             "/2019-09-30/functions/{name}/concurrency",
             get(concurrency::get_concurrency),
+        )
+        .route(
+            "/2019-09-30/functions/{name}/provisioned-concurrency",
+            put(provisioned::put)
+                .get(provisioned::get_or_list)
+                .delete(provisioned::delete),
         )
         .route(
             "/2021-10-31/functions/{name}/url",

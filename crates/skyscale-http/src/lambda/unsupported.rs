@@ -90,30 +90,6 @@ const UNSUPPORTED: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "GET",
-        "/2019-09-30/functions/{}/provisioned-concurrency",
-        "List=ALL",
-        "ListProvisionedConcurrencyConfigs",
-    ),
-    (
-        "DELETE",
-        "/2019-09-30/functions/{}/provisioned-concurrency",
-        "",
-        "DeleteProvisionedConcurrencyConfig",
-    ),
-    (
-        "GET",
-        "/2019-09-30/functions/{}/provisioned-concurrency",
-        "",
-        "GetProvisionedConcurrencyConfig",
-    ),
-    (
-        "PUT",
-        "/2019-09-30/functions/{}/provisioned-concurrency",
-        "",
-        "PutProvisionedConcurrencyConfig",
-    ),
-    (
-        "GET",
         "/2020-04-22/code-signing-configs",
         "",
         "ListCodeSigningConfigs",
@@ -386,12 +362,8 @@ mod tests {
     #[test]
     fn operations_are_found_by_method_path_and_query() {
         assert_eq!(
-            operation(
-                "PUT",
-                "/2019-09-30/functions/f/provisioned-concurrency",
-                None
-            ),
-            Some("PutProvisionedConcurrencyConfig")
+            operation("GET", "/2020-04-22/code-signing-configs/c", None),
+            Some("GetCodeSigningConfig")
         );
         assert_eq!(
             operation("DELETE", "/2018-10-31/layers/l/versions/1/policy/s", None),
@@ -400,22 +372,6 @@ mod tests {
         assert_eq!(
             operation("GET", "/2018-10-31/layers/l/versions/1/policy", None),
             Some("GetLayerVersionPolicy")
-        );
-        assert_eq!(
-            operation(
-                "GET",
-                "/2019-09-30/functions/f/provisioned-concurrency",
-                Some("List=ALL")
-            ),
-            Some("ListProvisionedConcurrencyConfigs")
-        );
-        assert_eq!(
-            operation(
-                "GET",
-                "/2019-09-30/functions/f/provisioned-concurrency",
-                Some("Qualifier=1")
-            ),
-            Some("GetProvisionedConcurrencyConfig")
         );
         assert_eq!(
             operation("GET", "/2015-03-31/functions//policy", None),

@@ -11,6 +11,7 @@ mod functions;
 mod invocations;
 mod invoke;
 mod layers;
+mod provisioned;
 mod schedules;
 mod urls;
 mod versions;
@@ -102,6 +103,13 @@ pub(crate) fn routes(cp: AppState) -> Router<AppState> {
                 .delete(urls::delete_url),
         )
         .route("/v1/functions/{name}/urls", get(urls::list_urls))
+        .route("/v1/functions/{name}/provisioned", get(provisioned::list))
+        .route(
+            "/v1/functions/{name}/provisioned/{qualifier}",
+            get(provisioned::get_one)
+                .put(provisioned::put)
+                .delete(provisioned::delete),
+        )
         .route("/v1/functions/{name}/events", get(events::list))
         .route("/v1/functions/{name}/events/redrive", post(events::redrive))
         .route(
