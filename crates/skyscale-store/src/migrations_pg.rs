@@ -355,4 +355,10 @@ pub const MIGRATIONS_PG: &[&str] = &[
     r#"
     ALTER TABLE invocations ADD COLUMN init_type TEXT COLLATE "C" NOT NULL DEFAULT 'on-demand';
     "#,
+    // 21: SnapStart (`SnapStart.ApplyOn`: None, PublishedVersions) of a function and of each
+    // version, published with it.
+    r#"
+    ALTER TABLE functions ADD COLUMN snap_start TEXT COLLATE "C" NOT NULL DEFAULT 'None';
+    ALTER TABLE function_versions ADD COLUMN snap_start TEXT COLLATE "C" NOT NULL DEFAULT 'None';
+    "#,
 ];

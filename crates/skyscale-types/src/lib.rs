@@ -13,6 +13,7 @@ mod key;
 pub mod metrics;
 mod names;
 pub mod schedules;
+pub mod snapstart;
 pub mod time;
 mod url;
 
