@@ -257,8 +257,9 @@ fn a_code_change_invalidates_the_snapshot() {
     assert_eq!(r.status, 201);
     invoke_tail(&http, "changing", "{}");
     wait_snapshot(&server, "/v1/functions/changing");
+    let snapshots = server.sandbox_root().join("task/.snapshots");
     let images = || {
-        std::fs::read_dir(server.sandbox_root().join("task/.snapshots"))
+        std::fs::read_dir(&snapshots)
             .map(|d| d.count())
             .unwrap_or(0)
     };
@@ -289,6 +290,10 @@ fn a_code_change_invalidates_the_snapshot() {
     let body = restored[0].0.json();
     assert_eq!(body["init_type"], "snap-start", "{body}");
     assert_eq!(body["version"], "v2", "the restore runs the new code");
+    // Images do not outlive their control plane.
+    let mut server = server;
+    server.stop();
+    assert_eq!(images(), 0, "the snapshots are removed at shutdown");
 }
 
 /// A snapshot whose files were truncated fails to restore: that cold start falls back to a

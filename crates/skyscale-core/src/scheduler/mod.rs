@@ -861,6 +861,8 @@ impl Scheduler {
             st.live.is_empty() && st.destroying.is_empty()
         })
         .await;
+        // Snapshots do not outlive their control plane (see `snapshots.rs`).
+        self.snapshots.remove_all();
     }
 
     async fn wait_until(&self, deadline: tokio::time::Instant, done: impl Fn(&State) -> bool) {

@@ -216,6 +216,17 @@ impl Snapshots {
         remove_dirs(doomed);
     }
 
+    /// Forgets every entry and removes every image (shutdown). A build still under way
+    /// finds its entry gone and removes its own.
+    pub fn remove_all(&self) {
+        self.lock().clear();
+        if let Err(e) = std::fs::remove_dir_all(&self.root) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %self.root.display(), error = %e, "removing the snapshots failed");
+            }
+        }
+    }
+
     /// Bytes the ready images take now.
     pub fn bytes(&self) -> u64 {
         self.lock()
