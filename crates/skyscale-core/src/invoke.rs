@@ -540,7 +540,7 @@ impl ControlPlane {
         };
         // SnapStart: with a ready snapshot, a cold start restores it into a sandbox of its
         // own rather than specialising a generic one (see `snapstart.rs`).
-        let generic = sched.snapshots().ready(&key).is_none();
+        let generic = !f.snap_start.is_on() || sched.snapshots().ready(&key).is_none();
         let (acquired, busy) =
             sched.acquire(&key, f.memory.get(), f.reserved_concurrency, shape, generic)?;
         let ready = match acquired {
