@@ -23,6 +23,7 @@ async fn runsc_restores_a_checkpoint_twice_with_its_memory() {
         .exec("import random; os.state = [os.getpid(), random.random()]; result = os.state")
         .await
         .unwrap();
+    let booted_uid = p.exec("result = os.getuid()").await.unwrap();
     let image = f.tmp.path().join("image");
     std::fs::create_dir(&image).unwrap();
     let started = Instant::now();
@@ -60,11 +61,15 @@ async fn runsc_restores_a_checkpoint_twice_with_its_memory() {
             .await
             .unwrap();
         assert!(code.as_str().unwrap().contains("def handler"), "{code}");
-        assert!(
-            f.driver.uid_of(&q.id).is_some(),
-            "a uid claimed for {}",
-            q.id
-        );
+        let claimed = f
+            .driver
+            .uid_of(&q.id)
+            .expect("a uid claimed for the new sandbox");
+        // Inside, the processes keep the credentials they had (they are in the image):
+        // under gVisor a uid is the sandbox kernel's own, not a host process's.
+        let inside = q.exec("result = os.getuid()").await.unwrap();
+        assert_eq!(inside, booted_uid, "credentials come from the image");
+        eprintln!("uid inside after restore: {inside}, claimed for the new sandbox: {claimed}");
         restored.push(q);
     }
     assert_ne!(restored[0].id, restored[1].id);
