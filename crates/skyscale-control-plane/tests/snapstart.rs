@@ -460,3 +460,81 @@ fn runc_reports_snap_start_off_and_cold_starts_normally() {
         "no image is ever taken"
     );
 }
+
+const HOOKED: &str = r#"
+import os, time
+import snapshot_restore_py
+
+@snapshot_restore_py.register_before_snapshot
+def before():
+    if os.environ.get("FAIL") == "before":
+        raise ValueError("cannot close the pool")
+
+@snapshot_restore_py.register_after_restore
+def after():
+    if os.environ.get("FAIL") == "after":
+        raise RuntimeError("cannot reconnect")
+
+def handler(event, context):
+    time.sleep(event.get("sleep", 0))
+    return {"init_type": os.environ["AWS_LAMBDA_INITIALIZATION_TYPE"]}
+"#;
+
+/// A before-snapshot hook that raises means no snapshot (`Off`, with the hook's error as the
+/// reason); an after-restore hook that raises fails that restore: the invocation falls back
+/// to a normal cold start, its log shows the traceback, and the snapshot is not used again.
+/// A function with network cannot be snapshotted on gVisor, and says so.
+#[test]
+fn failing_hooks_mean_no_snapshot_or_a_fallback() {
+    let server = gvisor();
+    let http = server.http();
+    let on = json!({"snap_start": "PublishedVersions", "environment": {"FAIL": "before"}});
+    assert_eq!(create_fn(&http, "before", HOOKED, on).status, 201);
+    invoke_tail(&http, "before", "{}");
+    let s = wait_for(&server, Duration::from_secs(60), "the failed build", || {
+        let s = snap_start(&http, "/v1/functions/before");
+        s["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("before-snapshot hook failed"))
+            .then_some(s)
+    });
+    assert_eq!(s["optimization_status"], "Off");
+    assert!(
+        s["reason"]
+            .as_str()
+            .unwrap()
+            .contains("ValueError: cannot close the pool"),
+        "{s}"
+    );
+
+    let on = json!({"snap_start": "PublishedVersions", "environment": {"FAIL": "after"}});
+    assert_eq!(create_fn(&http, "after", HOOKED, on).status, 201);
+    invoke_tail(&http, "after", "{}");
+    wait_snapshot(&server, "/v1/functions/after");
+    let answers = concurrent(&server, "after", 2);
+    let fell_back = cold(&answers);
+    assert_eq!(fell_back.len(), 1);
+    let (r, logs) = fell_back[0];
+    assert_eq!(r.json()["init_type"], "on-demand");
+    assert!(
+        logs.contains("an after-restore hook failed: RuntimeError: cannot reconnect"),
+        "{logs}"
+    );
+    assert!(logs.contains("Traceback"), "{logs}");
+    let s = snap_start(&http, "/v1/functions/after");
+    assert_eq!(s["optimization_status"], "Off", "{s}");
+    assert!(
+        s["reason"]
+            .as_str()
+            .unwrap()
+            .contains("after-restore hook failed"),
+        "{s}"
+    );
+
+    let net = json!({"snap_start": "PublishedVersions", "network": true});
+    let r = create_fn(&http, "networked", HOOKED, net);
+    assert_eq!(r.status, 201);
+    let s = r.json()["snap_start"].clone();
+    assert_eq!(s["optimization_status"], "Off");
+    assert!(s["reason"].as_str().unwrap().contains("network"), "{s}");
+}
