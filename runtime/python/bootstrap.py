@@ -159,6 +159,8 @@ TAG_INIT = 2
 TAG_INIT_DONE = 3
 TAG_INVOKE = 4
 TAG_RESULT = 5
+TAG_SNAPSHOT = 8
+TAG_SNAPSHOT_DONE = 9
 _HEAD = struct.Struct(">IBI")  # frame length (after this field), tag, metadata length
 # The hot path's JSON without json.dumps/json.loads overhead (about 4 us per invocation).
 _quote = json.encoder.encode_basestring_ascii
@@ -226,6 +228,9 @@ class PipeChannel:
 
     def next(self):
         tag, meta, body = self.recv()
+        while tag == TAG_SNAPSHOT:
+            self.send(TAG_SNAPSHOT_DONE, run_snapshot_hooks(meta))
+            tag, meta, body = self.recv()
         if tag != TAG_INVOKE:
             raise RuntimeError(f"expected an Invoke frame from the agent, got tag {tag}")
         return Invocation(
@@ -252,6 +257,64 @@ class PipeChannel:
 
     def fail(self, request_id, doc, error_type=None):
         self._result(request_id, "error", error_type, doc)
+
+
+# ---------------------------------------------------------------------------------------------
+# SnapStart: Lambda's `snapshot_restore_py` and the hooks it registers
+
+
+_before_snapshot = []
+_after_restore = []
+
+
+def install_snapshot_restore_py():
+    """Makes `import snapshot_restore_py` give the handler Lambda's module: the register
+    functions return the function, so they also work as decorators."""
+    import types
+
+    module = types.ModuleType("snapshot_restore_py")
+    module.__doc__ = "Runtime hooks around a SnapStart snapshot (Skyscale's built-in runtime)."
+
+    def register_before_snapshot(func, *args, **kwargs):
+        _before_snapshot.append((func, args, kwargs))
+        return func
+
+    def register_after_restore(func, *args, **kwargs):
+        _after_restore.append((func, args, kwargs))
+        return func
+
+    module.register_before_snapshot = register_before_snapshot
+    module.register_after_restore = register_after_restore
+    module.get_before_snapshot = lambda: list(_before_snapshot)
+    module.get_after_restore = lambda: list(_after_restore)
+    sys.modules["snapshot_restore_py"] = module
+
+
+def run_snapshot_hooks(meta):
+    """Runs the hooks of one side of a snapshot, in the order they were registered; the
+    first that raises stops them and fails the snapshot (before) or the restore (after)."""
+    started = time.monotonic()
+    if meta.get("phase") == "after_restore":
+        # The restored sandbox's own identity (log stream, initialization type).
+        for key, value in meta.get("env") or []:
+            os.environ[key] = value
+        # Every restore of one snapshot starts with the same memory: `random`'s state
+        # would repeat in each. The kernel's randomness (os.urandom, secrets) is fresh.
+        if "random" in sys.modules:
+            sys.modules["random"].seed()
+        hooks = _after_restore
+    else:
+        hooks = _before_snapshot
+    error = None
+    for func, args, kwargs in list(hooks):
+        try:
+            func(*args, **kwargs)
+        except Exception as e:
+            error = f"{type(e).__name__}: {e}"
+            log_error(type(e).__name__, str(e), user_frames(e.__traceback__))
+            break
+    return {"ok": error is None, "error": error,
+            "duration_us": int((time.monotonic() - started) * 1e6), "logs": ""}
 
 
 def offered_pipe():
@@ -616,6 +679,7 @@ def main():
     if os.path.isfile(os.path.join(sdk_dir, "boto3", "__init__.py")):
         sys.path.append(sdk_dir)
 
+    install_snapshot_restore_py()
     try:
         handler = load_handler(os.environ.get("_HANDLER", ""))
     except FaultError as e:

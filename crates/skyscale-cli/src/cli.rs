@@ -420,6 +420,10 @@ pub struct CreateArgs {
     /// order: a later layer wins on the same path.
     #[arg(long = "layer", value_name = "ARN")]
     pub layers: Vec<String>,
+    /// SnapStart: `PublishedVersions` starts sandboxes from a snapshot taken after init
+    /// (published versions, and $LATEST too); `None` (the default) does not.
+    #[arg(long, value_name = "APPLY_ON")]
+    pub snap_start: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -485,6 +489,9 @@ pub struct UpdateArgs {
     /// Take outbound network access away.
     #[arg(long)]
     pub no_network: bool,
+    /// SnapStart: `PublishedVersions` or `None`.
+    #[arg(long, value_name = "APPLY_ON")]
+    pub snap_start: Option<String>,
     /// New size of /tmp in MB (512-10240).
     #[arg(long, value_name = "MB", allow_negative_numbers = true)]
     pub ephemeral_storage: Option<i64>,

@@ -164,6 +164,7 @@ fn create(global: &Global, args: &CreateArgs) -> anyhow::Result<()> {
         network: args.network.then_some(true),
         ephemeral_storage_mb: args.ephemeral_storage,
         layers: args.layers.clone(),
+        snap_start: args.snap_start.clone(),
     };
     let info = client.create_function(&request)?;
     print_info(global, &format!("created function {}", info.name), &info)
@@ -308,6 +309,7 @@ fn update(global: &Global, args: &UpdateArgs) -> anyhow::Result<()> {
         } else {
             Some(args.layers.clone())
         },
+        snap_start: args.snap_start.clone(),
     };
     let nothing = update.runtime.is_none()
         && update.handler.is_none()
@@ -317,12 +319,13 @@ fn update(global: &Global, args: &UpdateArgs) -> anyhow::Result<()> {
         && update.description.is_none()
         && update.network.is_none()
         && update.ephemeral_storage_mb.is_none()
-        && update.layers.is_none();
+        && update.layers.is_none()
+        && update.snap_start.is_none();
     if nothing {
         bail!(
             "nothing to update: give at least one of --runtime, --handler, --memory, --timeout, \
              --env, --clear-env, --description, --network, --no-network, --ephemeral-storage, \
-             --layer, --clear-layers"
+             --layer, --clear-layers, --snap-start"
         );
     }
     let info = connect(global, true)?.update_function(&args.name, &update)?;

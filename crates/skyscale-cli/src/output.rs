@@ -96,6 +96,17 @@ pub fn error_line(err: &anyhow::Error) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// SnapStart's line: the setting, and whether it is in use (and why not).
+fn snap_start(s: &skyscale_types::api::SnapStartInfo) -> String {
+    if !s.apply_on.is_on() {
+        return s.apply_on.to_string();
+    }
+    match &s.reason {
+        Some(why) => format!("{} (Off: {why})", s.apply_on),
+        None => format!("{} ({})", s.apply_on, s.optimization_status.as_str()),
+    }
+}
+
 /// `get`'s text form: one `key: value` line per field, values aligned.
 pub fn function_details(f: &FunctionInfo) -> String {
     let dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
@@ -111,6 +122,7 @@ pub fn function_details(f: &FunctionInfo) -> String {
             if f.network { "outbound" } else { "none" }.to_owned(),
         ),
         ("tmp_mb", f.ephemeral_storage_mb.to_string()),
+        ("snap_start", snap_start(&f.snap_start)),
         ("description", f.description.clone()),
         ("code_sha256", dash(f.code_sha256.clone())),
         ("code_size", dash(f.code_size.map(|n| n.to_string()))),
@@ -519,6 +531,7 @@ mod tests {
             network: false,
             ephemeral_storage_mb: 512,
             layers: Vec::new(),
+            snap_start: Default::default(),
         }
     }
 
@@ -538,6 +551,7 @@ memory_mb:   128
 timeout_s:   3
 network:     none
 tmp_mb:      512
+snap_start:  None
 description: says hello
 code_sha256: {}
 code_size:   321

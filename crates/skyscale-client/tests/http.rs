@@ -108,6 +108,7 @@ fn info(name: &str) -> FunctionInfo {
         network: false,
         ephemeral_storage_mb: 512,
         layers: Vec::new(),
+        snap_start: Default::default(),
     }
 }
 

@@ -251,3 +251,12 @@ fn boto3_provisioned_concurrency_configs() {
     );
     eprintln!("{out}");
 }
+
+/// SnapStart through boto3, on gVisor (the driver that snapshots here): the setting, the
+/// `SnapStartResponse` of every configuration, a version snapshotted at publish and restored.
+#[test]
+fn boto3_sets_and_sees_snap_start() {
+    let server = Server::start_with("gvisor", &[("WARM_POOL_SIZE", "0")]);
+    let out = run_script(&server, "snapstart.py");
+    eprintln!("{out}");
+}

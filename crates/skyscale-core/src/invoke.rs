@@ -30,7 +30,7 @@ pub const MAX_SYNC_PAYLOAD: usize = 6 * 1024 * 1024;
 
 /// How long past the function's timeout the control plane waits for the agent's own
 /// timeout report before it gives up on the sandbox itself.
-const DEADLINE_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const DEADLINE_GRACE: Duration = Duration::from_secs(2);
 
 /// How often a cold start starts over because its function's code was replaced (and the
 /// old package collected) while it was being prepared.
@@ -214,6 +214,7 @@ impl ControlPlane {
         // sandbox in the middle of a frame conversation.
         let cp = self.clone();
         let client_context = opts.client_context;
+        let record = f.clone();
         let head = InvocationHead {
             request_id: request_id.clone(),
             function: f.name.to_string(),
@@ -245,6 +246,9 @@ impl ControlPlane {
                 Ok(out) => Invocation::finished(head, out, ended_at),
                 Err(e) => Invocation::refused(head, e, ended_at),
             });
+            // SnapStart: a revision without a snapshot gets one, after this invocation (so
+            // that it does not compete with it for CPU).
+            cp.want_snapshot(&record);
             result
         };
         tokio::spawn(task.instrument(span))
@@ -377,6 +381,7 @@ impl ControlPlane {
                         memory_mb: f.memory.get(),
                         max_rss_kb: 0,
                         init_duration: None,
+                        restored: false,
                         timeout_line: None,
                     },
                 );
@@ -442,6 +447,7 @@ impl ControlPlane {
                 memory_mb: f.memory.get(),
                 max_rss_kb,
                 init_duration: out.init_duration,
+                restored: out.init_type == InitType::SnapStart,
                 timeout_line: timeout_line.as_deref(),
             },
         );
@@ -532,8 +538,11 @@ impl ControlPlane {
             network: f.network,
             tmp_mb: f.ephemeral_mb,
         };
+        // SnapStart: with a ready snapshot, a cold start restores it into a sandbox of its
+        // own rather than specialising a generic one (see `snapstart.rs`).
+        let generic = !f.snap_start.is_on() || sched.snapshots().ready(&key).is_none();
         let (acquired, busy) =
-            sched.acquire(&key, f.memory.get(), f.reserved_concurrency, shape)?;
+            sched.acquire(&key, f.memory.get(), f.reserved_concurrency, shape, generic)?;
         let ready = match acquired {
             Acquired::Warm(session) => Some(Ready::Session {
                 session,
@@ -546,8 +555,7 @@ impl ControlPlane {
             }
             Acquired::Boot(id) => {
                 tracing::debug!(sandbox = %id, "no generic sandbox ready; booting one");
-                let session = sched.boot(id, f.memory.get(), shape).await?;
-                self.specialize(sched, session, f, key).await?
+                self.restore_or_boot(sched, id, f, key).await?
             }
         };
         Ok((ready, busy))
@@ -579,6 +587,54 @@ impl ControlPlane {
         }
     }
 
+    /// Links `f`'s code into sandbox `id`'s `/var/task` and its layers into its `/opt`;
+    /// `false` if `f`'s package is no longer stored.
+    pub(crate) async fn link_code(
+        &self,
+        sched: &Arc<Scheduler>,
+        id: &SandboxId,
+        f: &FunctionRecord,
+    ) -> Result<bool, CoreError> {
+        let code = f
+            .code
+            .as_ref()
+            .ok_or_else(|| CoreError::internal("function has no code"))?;
+        // Pinned while they are linked; once linked, the sandbox's hard links (or
+        // copies) no longer need the packages (see `code.rs`). The layers are merged in
+        // order into its `/opt`, a later one winning on the same path.
+        let Some(pin) = self.pin_package(&code.sha256).await? else {
+            return Ok(false);
+        };
+        let mut layers = Vec::with_capacity(f.layers.len());
+        for layer in &f.layers {
+            let Some(pin) = self.pin_package(&layer.code.sha256).await? else {
+                return Ok(false);
+            };
+            layers.push((self.code.dir(&layer.code.sha256), pin));
+        }
+        let src = self.code.dir(&code.sha256);
+        let dst = sched.task_dir(id);
+        let opt = sched.opt_dir(id);
+        blocking(move || {
+            std::fs::create_dir_all(&dst)
+                .and_then(|()| std::fs::create_dir_all(&opt))
+                .map_err(|e| CoreError::internal_from(format!("creating {}", dst.display()), e))?;
+            link_tree(&src, &dst).map_err(|e| {
+                CoreError::internal_from(format!("linking code into {}", dst.display()), e)
+            })?;
+            drop(pin);
+            for (src, pin) in layers {
+                merge_tree(&src, &opt).map_err(|e| {
+                    CoreError::internal_from(format!("linking a layer into {}", opt.display()), e)
+                })?;
+                drop(pin);
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(true)
+    }
+
     /// Turns a booted sandbox into one of `f`'s: links the code into its `/var/task` and its
     /// layers into its `/opt`, sets
     /// the function's memory limit and initialises the runtime. `None` (the sandbox
@@ -591,43 +647,9 @@ impl ControlPlane {
         key: PoolKey,
     ) -> Result<Option<Ready>, CoreError> {
         let prepared = async {
-            let code = f
-                .code
-                .as_ref()
-                .ok_or_else(|| CoreError::internal("function has no code"))?;
-            // Pinned while they are linked; once linked, the sandbox's hard links (or
-            // copies) no longer need the packages (see `code.rs`). The layers are merged in
-            // order into its `/opt`, a later one winning on the same path.
-            let Some(pin) = self.pin_package(&code.sha256).await? else {
+            if !self.link_code(sched, &session.id, f).await? {
                 return Ok(false);
-            };
-            let mut layers = Vec::with_capacity(f.layers.len());
-            for layer in &f.layers {
-                let Some(pin) = self.pin_package(&layer.code.sha256).await? else {
-                    return Ok(false);
-                };
-                layers.push((self.code.dir(&layer.code.sha256), pin));
             }
-            let src = self.code.dir(&code.sha256);
-            let dst = sched.task_dir(&session.id);
-            let opt = sched.opt_dir(&session.id);
-            blocking(move || {
-                link_tree(&src, &dst).map_err(|e| {
-                    CoreError::internal_from(format!("linking code into {}", dst.display()), e)
-                })?;
-                drop(pin);
-                for (src, pin) in layers {
-                    merge_tree(&src, &opt).map_err(|e| {
-                        CoreError::internal_from(
-                            format!("linking a layer into {}", opt.display()),
-                            e,
-                        )
-                    })?;
-                    drop(pin);
-                }
-                Ok(())
-            })
-            .await?;
             sched.resize(&mut session, f.memory.get()).await?;
             Ok(true)
         }
@@ -694,14 +716,7 @@ impl ControlPlane {
     /// the function's own variables.
     fn init_frame(&self, f: &FunctionRecord, init_type: InitType) -> Init {
         let version = version_label(f.version);
-        let date = skyscale_store::now_rfc3339();
-        let stream = format!(
-            "{}/{}/{}/[{version}]{}",
-            &date[0..4],
-            &date[5..7],
-            &date[8..10],
-            uuid::Uuid::new_v4().simple()
-        );
+        let stream = log_stream_name(f.version);
         let mut env: Vec<(String, String)> = f.environment.clone().into_iter().collect();
         // With layers, Lambda's `/opt` paths (lambda-compatibility.md): binaries in
         // `/opt/bin`, libraries in `/opt/lib`, and (the bootstrap, told by `OPT_ENV`) Python
@@ -768,4 +783,18 @@ impl ControlPlane {
             init_timeout_ms: self.settings.init_timeout.as_millis() as u64,
         }
     }
+}
+
+/// A new log stream name for a sandbox of `version` (`None` = `$LATEST`), as Lambda's:
+/// `YYYY/MM/DD/[version]<32 hex digits>`.
+pub(crate) fn log_stream_name(version: Option<u64>) -> String {
+    let date = skyscale_store::now_rfc3339();
+    format!(
+        "{}/{}/{}/[{}]{}",
+        &date[0..4],
+        &date[5..7],
+        &date[8..10],
+        version_label(version),
+        uuid::Uuid::new_v4().simple()
+    )
 }

@@ -34,6 +34,7 @@ mod secrets;
 mod session;
 mod since;
 mod singleton;
+mod snapstart;
 mod urls;
 
 use std::net::IpAddr;
@@ -84,6 +85,7 @@ pub use skyscale_store::{
 pub use skyscale_types::invocation::{InvocationStatus, Trigger};
 pub use skyscale_types::provisioned::ProvisionedStatus;
 pub use skyscale_types::Role;
+pub use snapstart::SnapStartStatus;
 pub use urls::{UrlConfig, INVOKE_MODE_BUFFERED};
 
 use cache::Cache;

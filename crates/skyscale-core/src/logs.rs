@@ -27,6 +27,9 @@ pub struct Report<'a> {
     pub max_rss_kb: u64,
     /// Set on cold starts.
     pub init_duration: Option<Duration>,
+    /// The cold start restored a snapshot (SnapStart): `init_duration` is printed as
+    /// Lambda's `Restore Duration`.
+    pub restored: bool,
     /// The `Task timed out after …` line, on timeouts.
     pub timeout_line: Option<&'a str>,
 }
@@ -58,8 +61,10 @@ pub fn frame(init: &str, output: &str, r: &Report<'_>) -> String {
         ms2(r.duration),
         r.memory_mb,
     ));
-    if let Some(init) = r.init_duration {
-        s.push_str(&format!("Init Duration: {} ms\t", ms2(init)));
+    match (r.init_duration, r.restored) {
+        (Some(restore), true) => s.push_str(&format!("Restore Duration: {} ms\t", ms2(restore))),
+        (Some(init), false) => s.push_str(&format!("Init Duration: {} ms\t", ms2(init))),
+        (None, _) => {}
     }
     s.push('\n');
     s
@@ -103,8 +108,23 @@ mod tests {
             memory_mb: 128,
             max_rss_kb: 56 * 1024 - 100,
             init_duration: init,
+            restored: false,
             timeout_line,
         }
+    }
+
+    #[test]
+    fn a_restore_reports_its_restore_duration() {
+        let r = Report {
+            restored: true,
+            ..report(Some(Duration::from_micros(370_120)), None)
+        };
+        let s = frame("", "", &r);
+        assert!(
+            s.ends_with("Max Memory Used: 56 MB\tRestore Duration: 370.12 ms\t\n"),
+            "{s}"
+        );
+        assert!(!s.contains("Init Duration"), "{s}");
     }
 
     #[test]

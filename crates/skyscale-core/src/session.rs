@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use skyscale_protocol::tokio_io::{read_frame, write_frame};
 use skyscale_protocol::{
-    Frame, Init, InitDone, Invoke, InvokeResult, ProtocolError, PROTOCOL_VERSION,
+    Frame, Init, InitDone, Invoke, InvokeResult, ProtocolError, Snapshot, SnapshotDone,
+    PROTOCOL_VERSION,
 };
 use skyscale_sandbox::{Sandbox, SandboxId};
 use skyscale_types::invocation::InitType;
@@ -114,6 +115,22 @@ impl Session {
         match frame {
             Frame::InitDone(done, body) => Ok((done, body)),
             other => Err(SessionError::Unexpected(other.kind(), "InitDone")),
+        }
+    }
+
+    /// Runs the runtime's snapshot hooks of one side (SnapStart) and waits for their answer.
+    pub async fn snapshot_hooks(
+        &mut self,
+        snapshot: Snapshot,
+        within: Duration,
+    ) -> Result<SnapshotDone, SessionError> {
+        write_frame(&mut self.to_agent, &Frame::Snapshot(snapshot)).await?;
+        let frame = tokio::time::timeout(within, self.next())
+            .await
+            .map_err(|_| SessionError::Timeout(within))??;
+        match frame {
+            Frame::SnapshotDone(done) => Ok(done),
+            other => Err(SessionError::Unexpected(other.kind(), "SnapshotDone")),
         }
     }
 

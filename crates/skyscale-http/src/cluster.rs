@@ -12,6 +12,7 @@
 //! goes: a [`WireBuildEvent::Line`] per line of pip's output, then one `Done` (its tail is
 //! the layer's zip) or `Failed`.
 
+use skyscale_types::snapstart::SnapStart;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,6 +99,9 @@ struct WireFunction {
     reserved_concurrency: Option<u32>,
     network: bool,
     ephemeral_mb: u32,
+    /// `SnapStart.ApplyOn` (absent from an older API node: `None`).
+    #[serde(default)]
+    snap_start: SnapStart,
     revision: u64,
     created_at: String,
     updated_at: String,
@@ -183,6 +187,7 @@ impl From<&FunctionRecord> for WireFunction {
             reserved_concurrency: f.reserved_concurrency,
             network: f.network,
             ephemeral_mb: f.ephemeral_mb,
+            snap_start: f.snap_start,
             revision: f.revision,
             created_at: f.created_at.clone(),
             updated_at: f.updated_at.clone(),
@@ -222,6 +227,7 @@ impl TryFrom<WireFunction> for FunctionRecord {
             reserved_concurrency: w.reserved_concurrency,
             network: w.network,
             ephemeral_mb: w.ephemeral_mb,
+            snap_start: w.snap_start,
             revision: w.revision,
             created_at: w.created_at,
             updated_at: w.updated_at,

@@ -196,6 +196,41 @@ pub struct InitDone {
     pub logs: String,
 }
 
+/// Which side of a snapshot the runtime's hooks are for (SnapStart): the control plane sends
+/// `Snapshot` to an initialised, idle agent, which passes it to the built-in runtime over the
+/// runtime pipe; the runtime runs its hooks and answers `SnapshotDone`, which the agent passes
+/// back. A runtime on the Runtime API has no hooks: the agent answers for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotPhase {
+    /// Run the before-snapshot hooks: a checkpoint follows the answer.
+    Before,
+    /// The sandbox was just restored: take `env` (the restored sandbox's own identity, such
+    /// as its log stream), reseed `random`, run the after-restore hooks.
+    AfterRestore,
+}
+
+/// `Snapshot`: run the hooks of `phase`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub phase: SnapshotPhase,
+    /// Variables to set in the runtime's environment first (after a restore).
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+}
+
+/// `SnapshotDone`: the hooks ran (`ok`) or one raised (`error`: its type and message).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotDone {
+    pub ok: bool,
+    #[serde(default)]
+    pub error: Option<String>,
+    pub duration_us: u64,
+    /// What the runtime printed meanwhile (the agent fills it in).
+    #[serde(default)]
+    pub logs: String,
+}
+
 impl InitDone {
     /// Lambda's error type of a failed init: the platform's for a [`InitFailure`], else the
     /// runtime's own (`Runtime.Unknown` when it named none). `None` when init succeeded.
@@ -370,6 +405,8 @@ pub enum Frame {
     /// Runtime output between invocations.
     Log(Vec<u8>),
     Shutdown,
+    Snapshot(Snapshot),
+    SnapshotDone(SnapshotDone),
 }
 
 const TAG_HELLO: u8 = 1;
@@ -379,6 +416,8 @@ const TAG_INVOKE: u8 = 4;
 const TAG_RESULT: u8 = 5;
 const TAG_LOG: u8 = 6;
 const TAG_SHUTDOWN: u8 = 7;
+const TAG_SNAPSHOT: u8 = 8;
+const TAG_SNAPSHOT_DONE: u8 = 9;
 
 impl Frame {
     /// The complete wire form, length prefix included.
@@ -391,6 +430,8 @@ impl Frame {
             Frame::Result(m, b) => (TAG_RESULT, serde_json::to_vec(m)?, b),
             Frame::Log(b) => (TAG_LOG, Vec::new(), b),
             Frame::Shutdown => (TAG_SHUTDOWN, Vec::new(), &[]),
+            Frame::Snapshot(m) => (TAG_SNAPSHOT, serde_json::to_vec(m)?, &[]),
+            Frame::SnapshotDone(m) => (TAG_SNAPSHOT_DONE, serde_json::to_vec(m)?, &[]),
         };
         let len = 1 + 4 + meta.len() + body.len();
         if len > MAX_FRAME_LEN {
@@ -425,6 +466,8 @@ impl Frame {
             TAG_RESULT => Frame::Result(serde_json::from_slice(meta)?, body.to_vec()),
             TAG_LOG => Frame::Log(body.to_vec()),
             TAG_SHUTDOWN => Frame::Shutdown,
+            TAG_SNAPSHOT => Frame::Snapshot(serde_json::from_slice(meta)?),
+            TAG_SNAPSHOT_DONE => Frame::SnapshotDone(serde_json::from_slice(meta)?),
             other => return Err(ProtocolError::UnknownTag(other)),
         })
     }
@@ -439,6 +482,8 @@ impl Frame {
             Frame::Result(..) => "Result",
             Frame::Log(_) => "Log",
             Frame::Shutdown => "Shutdown",
+            Frame::Snapshot(_) => "Snapshot",
+            Frame::SnapshotDone(_) => "SnapshotDone",
         }
     }
 }
@@ -583,6 +628,19 @@ mod tests {
         }
         roundtrip(Frame::Log(b"hello\n".to_vec()));
         roundtrip(Frame::Shutdown);
+        roundtrip(Frame::Snapshot(Snapshot {
+            phase: SnapshotPhase::AfterRestore,
+            env: vec![("A".into(), "b".into())],
+        }));
+        roundtrip(Frame::SnapshotDone(SnapshotDone {
+            ok: false,
+            error: Some("ValueError: no".into()),
+            duration_us: 3,
+            logs: "x\n".into(),
+        }));
+        // The built-in runtime's hand-written answer.
+        let done: SnapshotDone = serde_json::from_str(r#"{"ok": true, "duration_us": 0}"#).unwrap();
+        assert!(done.ok && done.error.is_none());
     }
 
     /// The built-in runtime writes `Result` and `InitDone` metadata by hand

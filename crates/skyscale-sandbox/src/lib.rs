@@ -14,7 +14,7 @@
 //! [`reaper`]).
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -127,6 +127,9 @@ pub enum DriverError {
         command: String,
         message: String,
     },
+    /// The driver cannot do this (e.g. snapshots on runc).
+    #[error("sandbox {id}: {message}")]
+    Unsupported { id: SandboxId, message: String },
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -194,5 +197,35 @@ pub trait Driver: Send + Sync + 'static {
     /// any other SIGKILL (or, under gVisor, from any other death of the whole sandbox).
     async fn oom_kills(&self, _id: &SandboxId) -> Option<u64> {
         None
+    }
+
+    /// Whether this driver can snapshot a sandbox (with outbound `network` or not) and start
+    /// others from the image ([`Driver::checkpoint`], [`Driver::restore`]); `Err` says why not.
+    fn snapshots(&self, _network: bool) -> Result<(), String> {
+        Err(format!(
+            "the {} driver cannot snapshot sandboxes",
+            self.name()
+        ))
+    }
+
+    /// Saves a running sandbox's whole state (memory, processes, open pipes) as an image in
+    /// `image_dir` (created empty by the caller). The sandbox is gone afterwards, as if
+    /// destroyed but for what `destroy` still removes; the caller destroys it.
+    async fn checkpoint(&self, id: &SandboxId, _image_dir: &Path) -> Result<(), DriverError> {
+        Err(DriverError::Unsupported {
+            id: id.clone(),
+            message: self.snapshots(false).err().unwrap_or_default(),
+        })
+    }
+
+    /// Starts a sandbox from an image [`Driver::checkpoint`] saved: `spec` names the new
+    /// sandbox (a new id, new stdio pipes, new per-sandbox claims); its code and `/opt`
+    /// directories must hold what the snapshotted sandbox's held, at the same places inside.
+    /// The agent resumes where it was checkpointed, reading the new stdin.
+    async fn restore(&self, spec: &SandboxSpec, _image_dir: &Path) -> Result<Sandbox, DriverError> {
+        Err(DriverError::Unsupported {
+            id: spec.id.clone(),
+            message: self.snapshots(spec.network).err().unwrap_or_default(),
+        })
     }
 }

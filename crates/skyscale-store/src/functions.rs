@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use skyscale_types::snapstart::SnapStart;
 use skyscale_types::{FunctionName, Handler, MemoryMb, Runtime, TimeoutSecs};
 
 use crate::code::CodeRef;
@@ -30,6 +31,8 @@ pub struct FunctionRecord {
     pub ephemeral_mb: u32,
     /// Its layers, in order (merged into `/opt`, later ones winning).
     pub layers: Vec<FunctionLayer>,
+    /// Whether its sandboxes start from a snapshot taken after init.
+    pub snap_start: SnapStart,
     pub revision: u64,
     pub created_at: String,
     pub updated_at: String,
@@ -52,6 +55,7 @@ pub struct NewFunction {
     pub ephemeral_mb: u32,
     /// Its layers, in order (each an existing layer version; checked when stored).
     pub layers: Vec<FunctionLayer>,
+    pub snap_start: SnapStart,
 }
 
 /// A partial update of a function's configuration; `None` leaves a field as it is.
@@ -67,13 +71,14 @@ pub struct FunctionUpdate {
     pub ephemeral_mb: Option<u32>,
     /// The whole list of layers, in order (each an existing layer version).
     pub layers: Option<Vec<FunctionLayer>>,
+    pub snap_start: Option<SnapStart>,
     /// Apply only if the function is still at this revision (checked in the transaction).
     pub expected_revision: Option<u64>,
 }
 
 const FUNCTION_COLUMNS: &str = "name, runtime, handler, memory_mb, timeout_s, environment, \
      description, code_sha256, code_size, revision, created_at, updated_at, reserved_concurrency, \
-     NULL, network, ephemeral_mb, layers";
+     NULL, network, ephemeral_mb, layers, snap_start";
 
 impl Store {
     pub fn create_function(&self, f: &NewFunction) -> Result<FunctionRecord, StoreError> {
@@ -89,8 +94,8 @@ impl Store {
         let inserted = tx.execute(
             "INSERT INTO functions (name, runtime, handler, memory_mb, timeout_s, environment, \
              description, code_sha256, code_size, revision, created_at, updated_at, network, \
-             ephemeral_mb, layers) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?10, ?11, ?12, ?13) \
+             ephemeral_mb, layers, snap_start) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?10, ?11, ?12, ?13, ?14) \
              ON CONFLICT(name) DO NOTHING",
             args![
                 f.name.as_str(),
@@ -106,6 +111,7 @@ impl Store {
                 f.network,
                 f.ephemeral_mb,
                 &layers,
+                f.snap_start.as_str(),
             ],
         )?;
         if inserted == 0 {
@@ -185,6 +191,9 @@ impl Store {
             check_function_layers(&mut tx, v)?;
             f.layers = v.clone();
         }
+        if let Some(v) = u.snap_start {
+            f.snap_start = v;
+        }
         let layers = layers_to_json(&f.layers)?;
         let env = serde_json::to_string(&f.environment).map_err(|e| StoreError::Corrupt {
             table: "functions",
@@ -193,7 +202,7 @@ impl Store {
         tx.execute(
             "UPDATE functions SET runtime = ?2, handler = ?3, memory_mb = ?4, timeout_s = ?5, \
              environment = ?6, description = ?7, revision = revision + 1, updated_at = ?8, \
-             network = ?9, ephemeral_mb = ?10, layers = ?11 WHERE name = ?1",
+             network = ?9, ephemeral_mb = ?10, layers = ?11, snap_start = ?12 WHERE name = ?1",
             args![
                 name.as_str(),
                 f.runtime.as_str(),
@@ -206,6 +215,7 @@ impl Store {
                 f.network,
                 f.ephemeral_mb,
                 &layers,
+                f.snap_start.as_str(),
             ],
         )?;
         let out = get_function(&mut tx, name)?
@@ -405,5 +415,6 @@ pub(crate) fn function_from_row(row: &Row) -> Result<FunctionRecord, StoreError>
         network: row.get(14)?,
         ephemeral_mb: u32::try_from(row.get::<i64>(15)?).map_err(corrupt)?,
         layers: layers_from_json(&row.get::<String>(16)?)?,
+        snap_start: SnapStart::parse(&row.get::<String>(17)?).map_err(corrupt)?,
     })
 }

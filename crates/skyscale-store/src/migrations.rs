@@ -409,4 +409,10 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (function, qualifier)
     ) STRICT;
     "#,
+    // 22: SnapStart (`SnapStart.ApplyOn`: None, PublishedVersions) of a function and of each
+    // version, published with it.
+    r#"
+    ALTER TABLE functions ADD COLUMN snap_start TEXT NOT NULL DEFAULT 'None';
+    ALTER TABLE function_versions ADD COLUMN snap_start TEXT NOT NULL DEFAULT 'None';
+    "#,
 ];

@@ -365,4 +365,10 @@ pub const MIGRATIONS_PG: &[&str] = &[
         PRIMARY KEY (function, qualifier)
     );
     "#,
+    // 22: SnapStart (`SnapStart.ApplyOn`: None, PublishedVersions) of a function and of each
+    // version, published with it.
+    r#"
+    ALTER TABLE functions ADD COLUMN snap_start TEXT COLLATE "C" NOT NULL DEFAULT 'None';
+    ALTER TABLE function_versions ADD COLUMN snap_start TEXT COLLATE "C" NOT NULL DEFAULT 'None';
+    "#,
 ];

@@ -11,7 +11,7 @@ use crate::sql::{args, Db};
 /// reservation.
 const VERSION_COLUMNS: &str = "function, runtime, handler, memory_mb, timeout_s, environment, \
      description, code_sha256, code_size, revision, created_at, created_at, NULL, version, \
-     network, ephemeral_mb, layers";
+     network, ephemeral_mb, layers, snap_start";
 
 impl Store {
     /// Publishes `$LATEST` as a new version (numbered after the highest ever given), or
@@ -59,7 +59,8 @@ impl Store {
                     && v.memory == f.memory
                     && v.timeout == f.timeout
                     && v.environment == f.environment
-                    && v.layers == f.layers;
+                    && v.layers == f.layers
+                    && v.snap_start == f.snap_start;
                 if same {
                     return Ok((v, false));
                 }
@@ -76,8 +77,8 @@ impl Store {
         tx.execute(
             "INSERT INTO function_versions (function, version, runtime, handler, memory_mb, \
              timeout_s, environment, description, code_sha256, code_size, revision, created_at, \
-             network, ephemeral_mb, layers) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+             network, ephemeral_mb, layers, snap_start) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             args![
                 name.as_str(),
                 n,
@@ -94,6 +95,7 @@ impl Store {
                 f.network,
                 f.ephemeral_mb,
                 crate::layers::layers_to_json(&f.layers)?,
+                f.snap_start.as_str(),
             ],
         )?;
         tx.execute(

@@ -34,6 +34,7 @@ fn packages_are_kept_while_referenced_or_young(db: &TestDb) {
         network: false,
         ephemeral_mb: 512,
         layers: Vec::new(),
+        snap_start: Default::default(),
     })
     .unwrap();
     assert_eq!(s.code_package(&a).unwrap().as_deref(), Some(&b"zip A"[..]));

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use skyscale_store::{
     AliasUpdate, CodeRef, FunctionUpdate, NewApiKey, NewFunction, StoreError, UrlConfigUpdate,
 };
+use skyscale_types::snapstart::SnapStart;
 use skyscale_types::{ApiKey, Cors, FunctionName, MemoryMb, UrlAuthType};
 
 fn new_fn(name: &str) -> NewFunction {
@@ -276,7 +277,56 @@ fn url_configs_follow_their_function_and_alias(db: &TestDb) {
     assert!(!s.delete_url_config(&name, None).unwrap());
 }
 
+/// SnapStart is stored on create and update, survives a reopen, is copied into a published
+/// version, and a change of it alone is a new version.
+fn snap_start_is_stored_and_published(db: &TestDb) {
+    let name = FunctionName::parse("snap").unwrap();
+    {
+        let s = db.open();
+        let f = s
+            .create_function(&NewFunction {
+                snap_start: SnapStart::PublishedVersions,
+                ..new_fn("snap")
+            })
+            .unwrap();
+        assert_eq!(f.snap_start, SnapStart::PublishedVersions);
+        let plain = s.create_function(&new_fn("plain")).unwrap();
+        assert_eq!(plain.snap_start, SnapStart::None);
+        let code = CodeRef {
+            sha256: "ab".repeat(32),
+            size: 3,
+        };
+        s.set_function_code(&name, &code).unwrap();
+    }
+    let s = db.open();
+    let f = s.get_function(&name).unwrap().unwrap();
+    assert_eq!(f.snap_start, SnapStart::PublishedVersions);
+    let (v1, _) = s.publish_version(&name, None).unwrap();
+    assert_eq!(v1.snap_start, SnapStart::PublishedVersions);
+    let off = s
+        .update_function(
+            &name,
+            &FunctionUpdate {
+                snap_start: Some(SnapStart::None),
+                ..FunctionUpdate::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(off.snap_start, SnapStart::None);
+    assert_eq!(
+        off.revision,
+        f.revision + 1,
+        "a change of SnapStart is a new revision"
+    );
+    let (v2, new) = s.publish_version(&name, None).unwrap();
+    assert!(new, "SnapStart alone differs: a new version");
+    assert_eq!(v2.snap_start, SnapStart::None);
+    let v1_again = s.get_version(&name, 1).unwrap().unwrap();
+    assert_eq!(v1_again.snap_start, SnapStart::PublishedVersions);
+}
+
 store_tests!(
+    snap_start_is_stored_and_published,
     function_lifecycle_survives_reopen,
     api_keys_store_hashes_only,
     versions_tags_and_aliases_go_with_their_function,

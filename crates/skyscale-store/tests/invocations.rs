@@ -217,6 +217,7 @@ fn function_writes_wait_for_record_batches_instead_of_failing(db: &TestDb) {
             network: false,
             ephemeral_mb: 512,
             layers: Vec::new(),
+            snap_start: Default::default(),
         })
         .unwrap();
     let writer = {

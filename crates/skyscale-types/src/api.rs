@@ -58,6 +58,9 @@ pub struct CreateFunction {
     /// Layer version ARNs, in order (at most 5; a later layer wins on the same path).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<String>,
+    /// SnapStart (Lambda's `ApplyOn`): `PublishedVersions` or `None` (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snap_start: Option<String>,
 }
 
 /// `PATCH /v1/functions/{name}`: only the fields given change.
@@ -84,6 +87,9 @@ pub struct UpdateFunction {
     /// Replaces the whole list of layers (version ARNs, in order; empty removes them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layers: Option<Vec<String>>,
+    /// SnapStart: `PublishedVersions` or `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snap_start: Option<String>,
 }
 
 /// A function as the API shows it.
@@ -118,6 +124,20 @@ pub struct FunctionInfo {
     /// Its layers, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<FunctionLayerInfo>,
+    /// SnapStart as asked for (`None`, `PublishedVersions`) and whether this version starts
+    /// from a snapshot now.
+    #[serde(default)]
+    pub snap_start: SnapStartInfo,
+}
+
+/// A version's SnapStart: the setting, whether it is in use, and why not.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapStartInfo {
+    pub apply_on: crate::snapstart::SnapStart,
+    pub optimization_status: crate::snapstart::OptimizationStatus,
+    /// Why it is `Off` although asked for (e.g. the driver cannot snapshot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// One layer of a function: which layer version, and its zip's size.

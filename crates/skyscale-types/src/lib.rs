@@ -14,6 +14,7 @@ pub mod metrics;
 mod names;
 pub mod provisioned;
 pub mod schedules;
+pub mod snapstart;
 pub mod time;
 mod url;
 

@@ -41,7 +41,8 @@ use rustix::event::{poll, PollFlags, Timespec};
 use rustix::io::Errno;
 use rustix::process::Pid;
 use skyscale_protocol::{
-    exit_message, Frame, InitDone, InitFailure, Invoke, InvokeResult, InvokeStatus, UNKNOWN_ERROR,
+    exit_message, Frame, InitDone, InitFailure, Invoke, InvokeResult, InvokeStatus, Snapshot,
+    SnapshotDone, UNKNOWN_ERROR,
 };
 
 use crate::control::Control;
@@ -65,6 +66,9 @@ enum State {
     Invoking(Invocation),
     /// The runtime exited between invocations. The next `Invoke` gets `Crashed`.
     Exited(ExitStatus),
+    /// Between invocations, the runtime running its snapshot hooks (SnapStart; pipe channel
+    /// only): its `SnapshotDone` goes back to the control plane.
+    Snapshotting { started: Instant },
 }
 
 impl State {
@@ -74,6 +78,7 @@ impl State {
             State::Idle { .. } => "idle",
             State::Invoking(_) => "invoking",
             State::Exited(_) => "exited",
+            State::Snapshotting { .. } => "snapshotting",
         }
     }
 }
@@ -174,7 +179,7 @@ impl Machine {
                     .unwrap_or_default();
                 Some(Duration::from_millis(inv.meta.deadline_ms).saturating_sub(now))
             }
-            State::Idle { .. } | State::Exited(_) => None,
+            State::Idle { .. } | State::Exited(_) | State::Snapshotting { .. } => None,
         }
     }
 
@@ -262,6 +267,7 @@ impl Machine {
     fn on_control_frame(&mut self, frame: Frame) -> Result<Flow, AgentError> {
         match frame {
             Frame::Invoke(meta, payload) => self.on_invoke(meta, payload),
+            Frame::Snapshot(snapshot) => self.on_snapshot(snapshot),
             Frame::Shutdown => Ok(Flow::Exit),
             other => Err(AgentError::UnexpectedFrame {
                 frame: other.kind(),
@@ -309,6 +315,50 @@ impl Machine {
         }
     }
 
+    /// Snapshot hooks (SnapStart): the built-in runtime runs them; a runtime on the Runtime
+    /// API has none to run, so the agent answers for it at once (its pending `/next` stays
+    /// pending across the checkpoint).
+    fn on_snapshot(&mut self, snapshot: Snapshot) -> Result<Flow, AgentError> {
+        match (&self.state, self.channel) {
+            (State::Idle { .. }, Channel::Pipe) => {
+                if let Err(e) = self.pipe.send(&Frame::Snapshot(snapshot)) {
+                    eprintln!("skyscale-agent: writing to the runtime pipe: {e}");
+                }
+                self.state = State::Snapshotting {
+                    started: Instant::now(),
+                };
+                Ok(Flow::Continue)
+            }
+            (State::Idle { .. }, _) => {
+                let done = SnapshotDone {
+                    ok: true,
+                    error: None,
+                    duration_us: 0,
+                    logs: self.logs.take(),
+                };
+                self.control.send(&Frame::SnapshotDone(done))?;
+                Ok(Flow::Continue)
+            }
+            (state, _) => Err(AgentError::UnexpectedFrame {
+                frame: "Snapshot",
+                state: state.name(),
+            }),
+        }
+    }
+
+    /// The runtime answered its snapshot hooks: back to idle, the answer (with what it
+    /// printed) to the control plane.
+    fn snapshot_done(
+        &mut self,
+        started: Instant,
+        mut done: SnapshotDone,
+    ) -> Result<(), AgentError> {
+        done.duration_us = micros(started);
+        done.logs = self.logs.take();
+        self.state = State::Idle { next: None };
+        self.control.send(&Frame::SnapshotDone(done))
+    }
+
     // -----------------------------------------------------------------------------------------
     // Helper threads: the Runtime API (see `http_channel`) and the reaper
 
@@ -349,6 +399,18 @@ impl Machine {
                 self.state = State::Exited(first);
                 Ok(Flow::Continue)
             }
+            State::Snapshotting { started } => {
+                let done = SnapshotDone {
+                    ok: false,
+                    error: Some(format!(
+                        "the runtime exited during its snapshot hooks: {status}"
+                    )),
+                    duration_us: micros(started),
+                    logs: self.logs.take(),
+                };
+                self.control.send(&Frame::SnapshotDone(done))?;
+                Ok(Flow::Exit)
+            }
         }
     }
 
@@ -380,7 +442,7 @@ impl Machine {
                     &message,
                 )
             }
-            State::Idle { .. } | State::Exited(_) => Ok(()),
+            State::Idle { .. } | State::Exited(_) | State::Snapshotting { .. } => Ok(()),
         }
     }
 

@@ -75,6 +75,10 @@ impl Machine {
                 self.complete(inv, ok, error_type, body)?;
                 Ok(Flow::Continue)
             }
+            (Frame::SnapshotDone(done), State::Snapshotting { started }) => {
+                self.snapshot_done(started, done)?;
+                Ok(Flow::Continue)
+            }
             (frame, state) => {
                 let message = format!(
                     "unexpected {} frame from the runtime while {}",

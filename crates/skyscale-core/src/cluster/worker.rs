@@ -247,14 +247,19 @@ impl ControlPlane {
         // Runs to its end even if the API node goes away, as a local invocation does.
         let task = tokio::spawn(tracing::Instrument::instrument(
             async move {
-                cp.invoke_local(
-                    req.function,
-                    req.request_id,
-                    req.payload,
-                    (req.invoked_arn, req.client_context),
-                    Duration::ZERO,
-                )
-                .await
+                let record = req.function.clone();
+                let result = cp
+                    .invoke_local(
+                        req.function,
+                        req.request_id,
+                        req.payload,
+                        (req.invoked_arn, req.client_context),
+                        Duration::ZERO,
+                    )
+                    .await;
+                // SnapStart: snapshots live on the workers that restore them.
+                cp.want_snapshot(&record);
+                result
             },
             span,
         ));

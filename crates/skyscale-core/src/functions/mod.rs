@@ -76,6 +76,12 @@ impl ControlPlane {
             .transpose()?
             .unwrap_or(*EPHEMERAL_MB.start());
         let network = req.network.unwrap_or(false);
+        let snap_start = req
+            .snap_start
+            .as_deref()
+            .map(parse_snap_start)
+            .transpose()?
+            .unwrap_or_default();
         let description = req.description.unwrap_or_default();
         validate_description(&description)?;
         let zip = req.code;
@@ -109,6 +115,7 @@ impl ControlPlane {
                 network,
                 ephemeral_mb,
                 layers,
+                snap_start,
             })?;
             if !tags.is_empty() {
                 store.tag_function(&record.name, &tags)?;
@@ -214,6 +221,11 @@ impl ControlPlane {
             ephemeral_mb: req.ephemeral_storage_mb.map(parse_ephemeral).transpose()?,
             // Resolved below, against the runtime and code the function will have.
             layers: None,
+            snap_start: req
+                .snap_start
+                .as_deref()
+                .map(parse_snap_start)
+                .transpose()?,
             expected_revision: expect.revision,
         };
         if let Some(env) = &update.environment {
@@ -421,4 +433,9 @@ impl ControlPlane {
     pub fn max_code_bytes(&self) -> u64 {
         self.code.limits().max_zip_bytes
     }
+}
+
+/// Lambda's `SnapStart.ApplyOn`, refused by name when it is not one of its values.
+fn parse_snap_start(s: &str) -> Result<skyscale_types::snapstart::SnapStart, CoreError> {
+    skyscale_types::snapstart::SnapStart::parse(s).map_err(CoreError::InvalidParameter)
 }

@@ -25,6 +25,8 @@ pub struct FunctionSpec {
     pub tags: BTreeMap<String, String>,
     /// Layer version ARNs, in order (at most five).
     pub layers: Vec<String>,
+    /// Lambda's `SnapStart.ApplyOn`: `PublishedVersions` or `None` (the default).
+    pub snap_start: Option<String>,
 }
 
 /// A change of a function's configuration: only what is given changes.
@@ -41,4 +43,6 @@ pub struct FunctionChanges {
     pub ephemeral_storage_mb: Option<i64>,
     /// Replaces the whole list of layers (version ARNs, in order) when given.
     pub layers: Option<Vec<String>>,
+    /// Lambda's `SnapStart.ApplyOn`: `PublishedVersions` or `None`.
+    pub snap_start: Option<String>,
 }

@@ -1,5 +1,7 @@
 //! Published versions: publish, list, delete.
 
+use std::sync::Arc;
+
 use skyscale_store::FunctionRecord;
 
 use super::validate::{parse_name, parse_qualifier, validate_description, Qualifier};
@@ -12,8 +14,9 @@ impl ControlPlane {
     /// Publishes `$LATEST` as an immutable version (or returns the newest version when
     /// nothing changed since it was published). Returns the version and whether it is new.
     /// Only if `$LATEST` still is as `expect` says.
+    /// A version with SnapStart gets its snapshot taken in the background (`snapstart.rs`).
     pub async fn publish_version(
-        &self,
+        self: &Arc<Self>,
         by: &Principal,
         name: &str,
         description: Option<String>,
@@ -31,6 +34,7 @@ impl ControlPlane {
             })
             .await?;
             tracing::info!(function = %name, version = ?v.version, new, "version published");
+            self.want_snapshot(&Arc::new(v.clone()));
             Ok((v, new))
         };
         self.audited_with(by, AuditAction::VersionPublish, name, op, |(v, new)| {

@@ -179,6 +179,28 @@ pub(crate) fn render(
         out.family(name, "gauge", help);
         out.sample(name, &[], value);
     }
+    out.family(
+        "skyscale_snapshot_bytes",
+        "gauge",
+        "Bytes of SnapStart snapshot images on this host.",
+    );
+    out.sample("skyscale_snapshot_bytes", &[], gauges.snapshot_bytes);
+    let snapshots: [(&str, &str, u64); 2] = [
+        (
+            "skyscale_snapshot_restores_total",
+            "Cold starts restored from a SnapStart snapshot.",
+            gauges.snapshot_restores,
+        ),
+        (
+            "skyscale_snapshot_restore_fallbacks_total",
+            "SnapStart restores that failed and fell back to a normal cold start.",
+            gauges.snapshot_fallbacks,
+        ),
+    ];
+    for (name, help, value) in snapshots {
+        out.family(name, "counter", help);
+        out.sample(name, &[], value);
+    }
     out.0
 }
 
@@ -269,6 +291,7 @@ mod tests {
             memory_used_mb: 512,
             memory_budget_mb: 8192,
             functions: [(FunctionName::parse("f").unwrap(), (2, 1))].into(),
+            ..Gauges::default()
         }
     }
 

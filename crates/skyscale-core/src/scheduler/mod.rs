@@ -23,9 +23,13 @@ mod policy;
 mod provisioned;
 
 pub(crate) use provisioned::Slot;
+mod snapshots;
+
+pub(crate) use snapshots::{SnapshotState, Snapshots, MAX_SNAPSHOT_BYTES};
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -37,6 +41,9 @@ use tokio::sync::Notify;
 use crate::session::{PoolKey, Session};
 use crate::CoreError;
 use policy::{Eviction, IdleSandbox, Occupancy, Refusal};
+
+/// Longest a snapshot restore may take before it is abandoned for a normal cold start.
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The scheduler's limits (from the daemon's configuration).
 #[derive(Debug, Clone)]
@@ -95,6 +102,11 @@ pub(crate) struct Gauges {
     pub memory_budget_mb: u64,
     /// Per function: invocations running, idle sandboxes.
     pub functions: HashMap<FunctionName, (u64, u64)>,
+    /// SnapStart: bytes of the images on disk, cold starts restored from one, and restores
+    /// that failed and fell back to a normal cold start.
+    pub snapshot_bytes: u64,
+    pub snapshot_restores: u64,
+    pub snapshot_fallbacks: u64,
 }
 
 /// How an invocation gets its sandbox.
@@ -226,6 +238,8 @@ pub(crate) struct Scheduler {
     changed: Notify,
     /// Wakes the provisioned concurrency keeper (a provisioned sandbox left its pool).
     keeper: Notify,
+    /// SnapStart's images (`snapshots.rs`), under the task root.
+    snapshots: Snapshots,
 }
 
 impl Scheduler {
@@ -246,7 +260,7 @@ impl Scheduler {
         let s = Arc::new(Self {
             driver,
             limits,
-            task_root,
+            task_root: task_root.clone(),
             tmp_mb,
             pids_limit,
             boot_timeout,
@@ -254,6 +268,7 @@ impl Scheduler {
             refill: Notify::new(),
             changed: Notify::new(),
             keeper: Notify::new(),
+            snapshots: Snapshots::new(task_root.join(".snapshots"), MAX_SNAPSHOT_BYTES),
         });
         tokio::spawn(s.clone().refill_loop());
         tokio::spawn(s.clone().keep_alive_loop());
@@ -262,6 +277,11 @@ impl Scheduler {
 
     pub fn driver(&self) -> &Arc<dyn Driver> {
         &self.driver
+    }
+
+    /// SnapStart's images on this host.
+    pub fn snapshots(&self) -> &Snapshots {
+        &self.snapshots
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -280,16 +300,18 @@ impl Scheduler {
 
     /// Picks the sandbox for one invocation of `key`, enforcing the function's reserved
     /// concurrency, the host's sandbox cap and its memory budget. A generic sandbox is only
-    /// used if `shape` is the generic one.
+    /// used if `shape` is the generic one and `generic` allows it (a cold start that
+    /// restores a SnapStart snapshot boots its own: `Boot`).
     pub fn acquire(
         self: &Arc<Self>,
         key: &PoolKey,
         memory_mb: u32,
         reserved: Option<u32>,
         shape: Shape,
+        generic: bool,
     ) -> Result<(Acquired, BusyGuard), CoreError> {
         let mut doomed = Vec::new();
-        let result = self.acquire_locked(key, memory_mb, reserved, shape, &mut doomed);
+        let result = self.acquire_locked(key, memory_mb, reserved, shape, generic, &mut doomed);
         for s in doomed {
             self.destroy(s);
         }
@@ -310,6 +332,7 @@ impl Scheduler {
         memory_mb: u32,
         reserved: Option<u32>,
         shape: Shape,
+        generic: bool,
         doomed: &mut Vec<Session>,
     ) -> Result<Acquired, CoreError> {
         let mut st = self.lock();
@@ -341,7 +364,8 @@ impl Scheduler {
         }
         let acquired = if let Some(s) = warm {
             Acquired::Warm(s)
-        } else if let Some(i) = policy::pick_generic(shape, self.generic_shape(), st.generic.len())
+        } else if let Some(i) =
+            policy::pick_generic(shape, self.generic_shape(), st.generic.len()).filter(|_| generic)
         {
             // 2. A generic sandbox, charged the function's memory from now on.
             let g = st.generic.remove(i);
@@ -460,6 +484,49 @@ impl Scheduler {
         result
     }
 
+    /// Starts sandbox `id` from a snapshot image: its code and layers must already be
+    /// linked into its `/var/task` and `/opt` (the same files the snapshot's sandbox had).
+    /// No handshake: the restored agent is past it. The id must already be counted in
+    /// `live`; on failure it is released and everything of it destroyed.
+    pub async fn restore(
+        self: &Arc<Self>,
+        id: SandboxId,
+        memory_mb: u32,
+        shape: Shape,
+        image: &Path,
+    ) -> Result<Session, CoreError> {
+        let spec = SandboxSpec {
+            id: id.clone(),
+            code_dir: self.task_dir(&id),
+            opt_dir: Some(self.opt_dir(&id)),
+            output_dir: None,
+            memory_mb,
+            tmp_mb: shape.tmp_mb,
+            pids_limit: self.pids_limit,
+            network: shape.network,
+        };
+        // Bounded (one restore once hung on these hosts): the driver's own create timeout
+        // is meant for cold boots; a restore past this is given up and cold-started.
+        let restored = tokio::time::timeout(RESTORE_TIMEOUT, self.driver.restore(&spec, image))
+            .await
+            .map_err(|_| CoreError::Sandbox {
+                message: format!(
+                    "restoring sandbox {id} did not finish within {RESTORE_TIMEOUT:?}"
+                ),
+                source: None,
+            })
+            .and_then(|r| r.map_err(CoreError::from));
+        match restored {
+            Ok(sandbox) => Ok(Session::new(sandbox, memory_mb)),
+            Err(e) => {
+                // Dropped half-way or failed: `destroy` (idempotent) removes what is left.
+                self.forget(&id);
+                self.destroy_id(id);
+                Err(e)
+            }
+        }
+    }
+
     /// The host directory a build sandbox `id` writes its output to (see
     /// `requirements.rs`). Under the task root, in `.build`.
     pub fn build_dir(&self, id: &SandboxId) -> PathBuf {
@@ -569,6 +636,8 @@ impl Scheduler {
         for s in retired {
             self.destroy(s);
         }
+        // Their snapshots go with them (a new revision or a deleted version).
+        self.snapshots.discard_where(function, &which);
     }
 
     /// The idle warm sandboxes by function revision and version, and how many of each
@@ -651,6 +720,9 @@ impl Scheduler {
             memory_used_mb: st.used_mb(),
             memory_budget_mb: self.limits.memory_budget_mb,
             functions,
+            snapshot_bytes: self.snapshots.bytes(),
+            snapshot_restores: self.snapshots.restored.load(Ordering::Relaxed),
+            snapshot_fallbacks: self.snapshots.fallbacks.load(Ordering::Relaxed),
         }
     }
 
@@ -822,6 +894,8 @@ impl Scheduler {
             st.live.is_empty() && st.destroying.is_empty()
         })
         .await;
+        // Snapshots do not outlive their control plane (see `snapshots.rs`).
+        self.snapshots.remove_all();
     }
 
     async fn wait_until(&self, deadline: tokio::time::Instant, done: impl Fn(&State) -> bool) {

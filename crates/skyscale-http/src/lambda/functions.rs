@@ -83,6 +83,7 @@ pub(super) async fn create(
                 ephemeral_storage_mb: req.ephemeral_storage.map(|e| e.size),
                 tags: req.tags.unwrap_or_default(),
                 layers: req.layers.unwrap_or_default(),
+                snap_start: req.snap_start.map(model::SnapStartIn::apply_on),
             },
         )
         .await
@@ -104,7 +105,7 @@ pub(super) async fn get_function(
         .map_err(about)?;
     let tags = cp.list_tags(&by, &t.name).await.map_err(about)?;
     let mut out = serde_json::json!({
-        "Configuration": model::configuration(cp.settings(), &f),
+        "Configuration": model::configuration(&cp, &f),
         "Code": { "RepositoryType": "S3" },
         "Tags": tags,
     });
@@ -177,7 +178,7 @@ pub(super) async fn list(
     let marker = params.get("Marker").filter(|m| !m.is_empty()).cloned();
     let (page, next) = cp.list_functions_page(&by, marker, max).await?;
     if !all_versions {
-        let items = page.iter().map(|f| model::configuration(cp.settings(), f));
+        let items = page.iter().map(|f| model::configuration(&cp, f));
         return Ok(page_response("Functions", items, next));
     }
     // Every version of each function on the page, `$LATEST` first. A page holds whole
@@ -187,11 +188,7 @@ pub(super) async fn list(
         let (versions, _) = cp
             .list_versions_page(&by, f.name.as_str(), None, usize::MAX)
             .await?;
-        items.extend(
-            versions
-                .iter()
-                .map(|v| model::configuration(cp.settings(), v)),
-        );
+        items.extend(versions.iter().map(|v| model::configuration(&cp, v)));
     }
     Ok(page_response("Functions", items.into_iter(), next))
 }
@@ -232,6 +229,7 @@ pub(super) async fn update_configuration(
         network: None,
         ephemeral_storage_mb: req.ephemeral_storage.map(|e| e.size),
         layers: req.layers,
+        snap_start: req.snap_start.map(model::SnapStartIn::apply_on),
     };
     let expect = expect(&cp, &by, &t, req.revision_id.as_deref(), None).await?;
     let f = cp

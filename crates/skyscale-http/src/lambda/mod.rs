@@ -366,5 +366,5 @@ fn page_response<T: serde::Serialize>(
 }
 
 fn config_json(cp: &AppState, f: &FunctionRecord) -> Json<model::FunctionConfiguration> {
-    Json(model::configuration(cp.settings(), f))
+    Json(model::configuration(cp, f))
 }

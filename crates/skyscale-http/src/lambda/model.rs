@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use skyscale_core::{AccountSettings, AliasRecord, FunctionRecord, Settings, UrlConfig};
+use skyscale_core::{
+    AccountSettings, AliasRecord, ControlPlane, FunctionRecord, Settings, UrlConfig,
+};
 use skyscale_types::version_label;
 
 pub(crate) use super::unhonoured::Unhonoured;
@@ -103,6 +105,7 @@ pub(crate) struct CreateFunctionIn {
     /// Publish a version of the new function.
     #[serde(default)]
     pub publish: bool,
+    pub snap_start: Option<SnapStartIn>,
     #[serde(flatten)]
     pub unhonoured: Unhonoured,
 }
@@ -262,8 +265,23 @@ pub(crate) struct UpdateConfigurationIn {
     pub revision_id: Option<String>,
     /// Replaces the function's layers (version ARNs, in order; `[]` removes them all).
     pub layers: Option<Vec<String>>,
+    pub snap_start: Option<SnapStartIn>,
     #[serde(flatten)]
     pub unhonoured: Unhonoured,
+}
+
+/// `SnapStart`: `ApplyOn` (`PublishedVersions` or `None`; absent means `None`), checked by
+/// the core.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(crate) struct SnapStartIn {
+    pub apply_on: Option<String>,
+}
+
+impl SnapStartIn {
+    pub fn apply_on(self) -> String {
+        self.apply_on.unwrap_or_else(|| "None".to_owned())
+    }
 }
 
 /// `EphemeralStorage`: the size of `/tmp`.
@@ -368,7 +386,10 @@ pub(crate) fn code_sha256_b64(hex_digest: Option<&str>) -> String {
         .unwrap_or_default()
 }
 
-pub(crate) fn configuration(settings: &Settings, f: &FunctionRecord) -> FunctionConfiguration {
+/// `cp` says whether SnapStart is in use (`OptimizationStatus`).
+pub(crate) fn configuration(cp: &ControlPlane, f: &FunctionRecord) -> FunctionConfiguration {
+    let settings = cp.settings();
+    let snap = cp.snap_start_status(f);
     FunctionConfiguration {
         function_name: f.name.to_string(),
         function_arn: match f.version {
@@ -399,7 +420,10 @@ pub(crate) fn configuration(settings: &Settings, f: &FunctionRecord) -> Function
             "LogFormat": "Text",
             "LogGroup": format!("/aws/lambda/{}", f.name),
         }),
-        snap_start: serde_json::json!({ "ApplyOn": "None", "OptimizationStatus": "Off" }),
+        snap_start: serde_json::json!({
+            "ApplyOn": snap.apply_on.as_str(),
+            "OptimizationStatus": snap.optimization.as_str(),
+        }),
         layers: f
             .layers
             .iter()

@@ -24,7 +24,6 @@ pub(crate) struct Unhonoured {
     file_system_configs: Option<Value>,
     code_signing_config_arn: Option<Value>,
     image_config: Option<Value>,
-    snap_start: Option<Value>,
     logging_config: Option<Value>,
     tenancy_config: Option<Value>,
     capacity_provider_config: Option<Value>,
@@ -67,7 +66,7 @@ impl Unhonoured {
     /// The first setting that asks for something Skyscale does not do, as the error to give.
     pub fn check(&self) -> Result<(), LambdaError> {
         let set = |v: &Option<Value>| v.as_ref().is_some_and(|v| !empty(v));
-        let refusals: [(&str, bool, &str); 15] = [
+        let refusals: [(&str, bool, &str); 14] = [
             ("VpcConfig", set(&self.vpc_config), "functions run without a VPC; give one outbound network through /v1 or the CLI (`network`)"),
             ("DeadLetterConfig", set(&self.dead_letter_config), "there are no dead-letter queues"),
             ("KMSKeyArn", set(&self.kms_key_arn), "environment variables are not encrypted with a customer key"),
@@ -81,13 +80,6 @@ impl Unhonoured {
             ("FileSystemConfigs", set(&self.file_system_configs), "there are no file systems to mount"),
             ("CodeSigningConfigArn", set(&self.code_signing_config_arn), "there is no code signing"),
             ("ImageConfig", set(&self.image_config), "container images are not supported"),
-            (
-                "SnapStart",
-                self.snap_start
-                    .as_ref()
-                    .is_some_and(|v| !off_or_empty(v, "ApplyOn", &["None"])),
-                "SnapStart is not implemented yet (ApplyOn None is accepted)",
-            ),
             (
                 "LoggingConfig",
                 self.logging_config
@@ -131,7 +123,7 @@ mod tests {
         assert!(check(serde_json::json!({
             "TracingConfig": {"Mode": "PassThrough"},
             "VpcConfig": {"SubnetIds": [], "SecurityGroupIds": []},
-            "DeadLetterConfig": {}, "KMSKeyArn": "", "SnapStart": {"ApplyOn": "None"},
+            "DeadLetterConfig": {}, "KMSKeyArn": "",
             "LoggingConfig": {"LogFormat": "Text"}
         }))
         .is_ok());
@@ -143,10 +135,6 @@ mod tests {
             ),
             ("VpcConfig", serde_json::json!({"SubnetIds": ["subnet-1"]})),
             ("LoggingConfig", serde_json::json!({"LogFormat": "JSON"})),
-            (
-                "SnapStart",
-                serde_json::json!({"ApplyOn": "PublishedVersions"}),
-            ),
             ("SomethingNew", serde_json::json!(1)),
         ] {
             let err = check(serde_json::json!({ member: value })).expect_err(member);

@@ -57,6 +57,6 @@ pub(super) async fn list_versions(
         .list_versions_page(&by, &t.name, marker.map(String::as_str), max)
         .await
         .map_err(|e| LambdaError::about(e, &t.arn))?;
-    let items = page.iter().map(|f| model::configuration(cp.settings(), f));
+    let items = page.iter().map(|f| model::configuration(&cp, f));
     Ok(page_response("Versions", items, next))
 }

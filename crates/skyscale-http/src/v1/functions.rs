@@ -8,9 +8,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
 use serde::Deserialize;
-use skyscale_core::{CoreError, Expect, FunctionChanges, FunctionRecord, FunctionSpec, Settings};
+use skyscale_core::{
+    ControlPlane, CoreError, Expect, FunctionChanges, FunctionRecord, FunctionSpec,
+};
 use skyscale_types::api::{
-    CreateFunction, FunctionInfo, FunctionLayerInfo, FunctionList, PutConcurrency, UpdateFunction,
+    CreateFunction, FunctionInfo, FunctionLayerInfo, FunctionList, PutConcurrency, SnapStartInfo,
+    UpdateFunction,
 };
 
 use super::extract::{query, Caller, JsonBody};
@@ -18,7 +21,9 @@ use super::ApiResult;
 use crate::AppState;
 
 /// A function as `/v1` shows it.
-pub(super) fn function_info(settings: &Settings, f: &FunctionRecord) -> FunctionInfo {
+pub(super) fn function_info(cp: &ControlPlane, f: &FunctionRecord) -> FunctionInfo {
+    let settings = cp.settings();
+    let snap = cp.snap_start_status(f);
     FunctionInfo {
         name: f.name.to_string(),
         runtime: f.runtime.to_string(),
@@ -46,11 +51,16 @@ pub(super) fn function_info(settings: &Settings, f: &FunctionRecord) -> Function
                 code_size: l.code.size,
             })
             .collect(),
+        snap_start: SnapStartInfo {
+            apply_on: snap.apply_on,
+            optimization_status: snap.optimization,
+            reason: snap.reason,
+        },
     }
 }
 
 fn answer(cp: &AppState, f: &FunctionRecord) -> Response {
-    Json(function_info(cp.settings(), f)).into_response()
+    Json(function_info(cp, f)).into_response()
 }
 
 fn spec(req: CreateFunction) -> ApiResult<FunctionSpec> {
@@ -77,6 +87,7 @@ fn spec(req: CreateFunction) -> ApiResult<FunctionSpec> {
         ephemeral_storage_mb: req.ephemeral_storage_mb,
         tags: Default::default(),
         layers: req.layers,
+        snap_start: req.snap_start,
     })
 }
 
@@ -91,6 +102,7 @@ fn changes(req: UpdateFunction) -> FunctionChanges {
         network: req.network,
         ephemeral_storage_mb: req.ephemeral_storage_mb,
         layers: req.layers,
+        snap_start: req.snap_start,
     }
 }
 
@@ -105,10 +117,7 @@ pub(super) async fn create(
 
 pub(super) async fn list(State(cp): State<AppState>, Caller(by): Caller) -> ApiResult<Response> {
     let functions = cp.list_functions(&by).await?;
-    let functions = functions
-        .iter()
-        .map(|f| function_info(cp.settings(), f))
-        .collect();
+    let functions = functions.iter().map(|f| function_info(&cp, f)).collect();
     Ok(Json(FunctionList { functions }).into_response())
 }
 

@@ -22,7 +22,7 @@ pub(super) async fn publish_version(
     let (v, _new) = cp
         .publish_version(&by, &name, req.description, Expect::default())
         .await?;
-    Ok((StatusCode::CREATED, Json(function_info(cp.settings(), &v))).into_response())
+    Ok((StatusCode::CREATED, Json(function_info(&cp, &v))).into_response())
 }
 
 pub(super) async fn list_versions(
@@ -36,7 +36,7 @@ pub(super) async fn list_versions(
         let (page, next) = cp
             .list_versions_page(&by, &name, marker.as_deref(), LIST_PAGE)
             .await?;
-        versions.extend(page.iter().map(|f| function_info(cp.settings(), f)));
+        versions.extend(page.iter().map(|f| function_info(&cp, f)));
         match next {
             Some(m) => marker = Some(m),
             None => break,

@@ -59,12 +59,33 @@ impl Failed {
     }
 }
 
+/// How a sandbox starts: booted afresh (`run`), or resumed from a checkpoint image
+/// (`restore`, runsc only).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Start<'a> {
+    Run,
+    Restore(&'a Path),
+}
+
+impl Start<'_> {
+    fn step(&self) -> &'static str {
+        match self {
+            Start::Run => "run",
+            Start::Restore(_) => "restore",
+        }
+    }
+}
+
 impl OciDriver {
     /// Registers the id, starts the sandbox and, if that fails, removes whatever it left.
     ///
     /// Not cancel-safe: if the caller drops this future, the `run` command is killed but a
     /// half-created sandbox may remain; `destroy(id)` (idempotent) removes it.
-    pub(super) async fn create_inner(&self, spec: &SandboxSpec) -> Result<Sandbox, DriverError> {
+    pub(super) async fn create_inner(
+        &self,
+        spec: &SandboxSpec,
+        how: Start<'_>,
+    ) -> Result<Sandbox, DriverError> {
         let id = &spec.id;
         let fresh = self.live().insert(id.clone());
         if !fresh || self.has_state(id) {
@@ -73,14 +94,14 @@ impl OciDriver {
             }
             return Err(DriverError::Command {
                 id: id.clone(),
-                command: self.step_name("run"),
+                command: self.step_name(how.step()),
                 message: "sandbox id already in use (ids are never reused)".to_owned(),
             });
         }
         let started = Instant::now();
-        match self.start(spec).await {
+        match self.start(spec, how).await {
             Ok(sandbox) => {
-                tracing::debug!(elapsed = ?started.elapsed(), "created");
+                tracing::debug!(elapsed = ?started.elapsed(), step = how.step(), "created");
                 Ok(sandbox)
             }
             Err(failed) => {
@@ -96,7 +117,7 @@ impl OciDriver {
     /// and the bundle directory, created first and removed last by `destroy`, is the record
     /// of the id: a crash at any point leaves something the cleanup at the next start finds
     /// (`cleanup_leftovers` scans the bundle directory).
-    async fn start(&self, spec: &SandboxSpec) -> Result<Sandbox, Failed> {
+    async fn start(&self, spec: &SandboxSpec, how: Start<'_>) -> Result<Sandbox, Failed> {
         let id = &spec.id;
         let dir = self.bundle_dir(id);
         let bundle_err = |source: std::io::Error| {
@@ -187,14 +208,22 @@ impl OciDriver {
         write_bundle(&dir, &self.layout, &params).map_err(bundle_err)?;
 
         let mut cmd = Command::new(&self.binary);
-        cmd.args(self.global_args(spec.network))
-            .args(["run", "--detach", "--bundle"])
-            .arg(&dir)
+        cmd.args(self.global_args(spec.network));
+        match how {
+            Start::Run => cmd.args(["run", "--detach", "--bundle"]),
+            // The image holds the whole sandbox; the new bundle gives it its new id, cgroups,
+            // uid claim and mounts (the same destinations: the code is found again by path).
+            Start::Restore(image) => cmd
+                .args(["restore", "--detach", "--image-path"])
+                .arg(image)
+                .arg("--bundle"),
+        };
+        cmd.arg(&dir)
             .arg(id.as_str())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let command = self.step_name("run");
+        let command = self.step_name(how.step());
         let mut child = spawn_tracked(&mut cmd).map_err(|e| {
             Failed::Error(DriverError::Command {
                 id: id.clone(),

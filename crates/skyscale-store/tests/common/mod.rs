@@ -165,6 +165,7 @@ pub fn new_function(name: &str, code: Option<CodeRef>) -> NewFunction {
         network: false,
         ephemeral_mb: 512,
         layers: Vec::new(),
+        snap_start: Default::default(),
     }
 }
 
