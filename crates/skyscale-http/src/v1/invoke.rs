@@ -20,11 +20,24 @@ use crate::AppState;
 
 /// `server-timing` for an invocation, in milliseconds with microsecond precision:
 /// `auth`, `lookup`, `acquire` (cold start included), `channel` (control plane ⇄ agent, minus
-/// the runtime's share), `runtime` (agent ⇄ runtime, handler included) and `total`.
+/// the runtime's share), `runtime` (agent ⇄ runtime, handler included) and `total`. A cold
+/// start on this node adds the parts of `acquire` after it: `sandbox` (a booted sandbox taken
+/// from the pool or booted), `place` (code and layers linked, memory limit set) and `init`
+/// (the runtime's start, when not pre-started, and the handler module's import).
 fn server_timing(t: &skyscale_core::InvokeTiming, auth: Duration, total: Duration) -> String {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let cold = if t.cold.init.is_zero() {
+        String::new()
+    } else {
+        format!(
+            "sandbox;dur={:.3}, place;dur={:.3}, init;dur={:.3}, ",
+            ms(t.cold.sandbox),
+            ms(t.cold.place),
+            ms(t.cold.init),
+        )
+    };
     format!(
-        "auth;dur={:.3}, lookup;dur={:.3}, acquire;dur={:.3}, channel;dur={:.3}, runtime;dur={:.3}, total;dur={:.3}",
+        "auth;dur={:.3}, lookup;dur={:.3}, acquire;dur={:.3}, {cold}channel;dur={:.3}, runtime;dur={:.3}, total;dur={:.3}",
         ms(auth),
         ms(t.lookup),
         ms(t.acquire),
