@@ -1,0 +1,678 @@
+//! Cold starts of real functions (`--real`): a FastAPI app behind mangum, an
+//! aws-lambda-powertools app (Logger and a REST event handler) and a numpy handler, each
+//! deployed as a zip of its vendored packages (`scripts/test-vendor`), on each driver and
+//! with the control plane's deploy-time bytecode on and/or off (`SKYSCALE_BYTECODE`), next
+//! to the same imports in a fresh `python3` process on the host (the floor), from source
+//! and from pycs, measured in the same run.
+//!
+//! One sample: wait until the host is quiet (the generic pool full, the previous sample's
+//! sandbox gone), deploy a new package (the app plus a file naming the sample, so that it
+//! is a new package and a new revision: stored, unpacked and compiled afresh), wait again
+//! (the deploy retired the previous sandbox), then invoke once, as a user would after a
+//! deploy. The answer must be a cold start; its `server-timing` gives the phases, and the
+//! app reports how long its own module's imports took.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use hyper::Method;
+use serde::Serialize;
+
+use crate::cold::{settle, Settle};
+use crate::daemon::Daemon;
+use crate::http::{Conn, Reply};
+use crate::load::{COLD_START_HEADER, SERVER_TIMING_HEADER};
+use crate::machine::MachineInfo;
+use crate::scenario::progress;
+use crate::stats::{fmt_us, median, parse_server_timing, Summary};
+
+/// The generic pool of the measured daemons: every sample takes one generic sandbox, and
+/// the next waits until it is replaced.
+const POOL: u32 = 2;
+/// The `server-timing` phases of a cold start, in order (see skyscale-http `v1/invoke.rs`).
+const PHASES: [&str; 5] = ["sandbox", "place", "init", "channel", "runtime"];
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One real function.
+pub struct App {
+    pub name: &'static str,
+    /// The `scripts/test-vendor` set its packages come from.
+    pub vendor: &'static str,
+    /// `handler.py`; it sets `IMPORT_MS` (its own imports, in ms) and returns it.
+    pub handler: &'static str,
+    /// The event it is invoked with.
+    pub event: &'static str,
+}
+
+pub const APPS: [App; 3] = [
+    App {
+        name: "fastapi",
+        vendor: "web",
+        handler: r#"import time
+_T0 = time.perf_counter()
+from fastapi import FastAPI
+from mangum import Mangum
+
+app = FastAPI()
+
+
+@app.get("/")
+def root():
+    return {"import_ms": IMPORT_MS}
+
+
+handler = Mangum(app, lifespan="off")
+IMPORT_MS = (time.perf_counter() - _T0) * 1000
+"#,
+        event: r#"{"version":"2.0","routeKey":"$default","rawPath":"/","rawQueryString":"","headers":{"host":"bench.example","user-agent":"skyscale-bench"},"requestContext":{"accountId":"000000000000","apiId":"bench","domainName":"bench.example","domainPrefix":"bench","http":{"method":"GET","path":"/","protocol":"HTTP/1.1","sourceIp":"127.0.0.1","userAgent":"skyscale-bench"},"requestId":"bench","routeKey":"$default","stage":"$default","time":"07/Dec/2026:00:00:00 +0000","timeEpoch":0},"isBase64Encoded":false}"#,
+    },
+    App {
+        name: "powertools",
+        vendor: "powertools",
+        handler: r#"import time
+_T0 = time.perf_counter()
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+
+logger = Logger(service="bench")
+app = APIGatewayRestResolver()
+
+
+@app.get("/hello")
+def hello():
+    logger.info("hello")
+    return {"import_ms": IMPORT_MS}
+
+
+@logger.inject_lambda_context
+def handler(event, context):
+    return app.resolve(event, context)
+
+
+IMPORT_MS = (time.perf_counter() - _T0) * 1000
+"#,
+        event: r#"{"resource":"/hello","path":"/hello","httpMethod":"GET","headers":{"Host":"bench.example"},"multiValueHeaders":{"Host":["bench.example"]},"queryStringParameters":null,"multiValueQueryStringParameters":null,"pathParameters":null,"stageVariables":null,"requestContext":{"resourcePath":"/hello","httpMethod":"GET","path":"/prod/hello","stage":"prod","requestId":"bench","accountId":"000000000000","apiId":"bench","identity":{"sourceIp":"127.0.0.1"}},"body":null,"isBase64Encoded":false}"#,
+    },
+    App {
+        name: "numpy",
+        vendor: "numpy",
+        handler: r#"import time
+_T0 = time.perf_counter()
+import numpy as np
+
+IMPORT_MS = (time.perf_counter() - _T0) * 1000
+
+
+def handler(event, context):
+    a = np.arange(12, dtype=np.float64).reshape(3, 4)
+    return {"import_ms": IMPORT_MS, "trace": float((a @ a.T).trace())}
+"#,
+        event: "{}",
+    },
+];
+
+/// The figures of one setup (a driver with bytecode on or off, or the host floor) for one app.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub setup: String,
+    pub samples: usize,
+    pub errors: usize,
+    pub error_examples: Vec<String>,
+    /// Deploy (`PUT /v1/functions/<name>/code`) until its answer.
+    pub deploy_ms: Option<Summary>,
+    /// The first request after the deploy, as the client saw it; on the host: the whole
+    /// `python3` process, start to exit.
+    pub first_request_ms: Option<Summary>,
+    /// Medians of the `server-timing` phases of a cold start, ms.
+    pub phases_ms: BTreeMap<String, f64>,
+    /// Median of the app module's own imports, as it measured them.
+    pub imports_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AppResults {
+    pub app: String,
+    pub zip_bytes: usize,
+    pub rows: Vec<Row>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RealResults {
+    pub machine: MachineInfo,
+    pub samples: usize,
+    pub pool: u32,
+    pub apps: Vec<AppResults>,
+    pub errors: Vec<String>,
+}
+
+pub struct RealConfig {
+    pub bin_dir: PathBuf,
+    pub drivers: Vec<String>,
+    /// `SKYSCALE_BYTECODE` values to measure each driver with (`on`, `off`).
+    pub bytecode: Vec<String>,
+    pub samples: usize,
+    /// `scripts/test-vendor`.
+    pub vendor_script: PathBuf,
+}
+
+/// Runs the section.
+pub async fn run(cfg: &RealConfig) -> anyhow::Result<RealResults> {
+    let mut apps = Vec::new();
+    for app in &APPS {
+        let dir = vendor(&cfg.vendor_script, app.vendor)?;
+        let zip = tokio::task::spawn_blocking(move || base_zip(&dir, app.handler))
+            .await?
+            .with_context(|| format!("zipping the {} app", app.name))?;
+        apps.push((app, zip));
+    }
+    let mut out: Vec<AppResults> = apps
+        .iter()
+        .map(|(app, zip)| AppResults {
+            app: app.name.to_owned(),
+            zip_bytes: zip.len(),
+            rows: Vec::new(),
+        })
+        .collect();
+    let mut errors = Vec::new();
+    for driver in &cfg.drivers {
+        for bytecode in &cfg.bytecode {
+            let setup = format!("{driver}, bytecode {bytecode}");
+            progress(&format!("real functions: {setup}"));
+            let daemon = match Daemon::start(
+                &cfg.bin_dir,
+                driver,
+                &[
+                    ("WARM_POOL_SIZE", POOL.to_string()),
+                    ("SKYSCALE_BYTECODE", bytecode.clone()),
+                ],
+            )
+            .await
+            {
+                Ok(d) => d,
+                Err(e) => {
+                    errors.push(format!("{setup}: {e:#}"));
+                    continue;
+                }
+            };
+            for ((app, zip), results) in apps.iter().zip(out.iter_mut()) {
+                let row = measure(&daemon, app, zip, cfg.samples, &setup)
+                    .await
+                    .unwrap_or_else(|e| Row {
+                        errors: 1,
+                        error_examples: vec![format!(
+                            "{e:#}; daemon log:\n{}",
+                            daemon.log_tail(10)
+                        )],
+                        ..Row::empty(&setup)
+                    });
+                progress(&format!(
+                    "  {}: first request p50 {}, {} errors",
+                    app.name,
+                    row.first_request_ms
+                        .map_or("n/a".to_owned(), |s| fmt_us(s.p50 * 1e3)),
+                    row.errors
+                ));
+                results.rows.push(row);
+            }
+        }
+    }
+    for ((app, _), results) in apps.iter().zip(out.iter_mut()) {
+        progress(&format!("real functions: {} on the host", app.name));
+        let dir = vendor(&cfg.vendor_script, app.vendor)?;
+        match floor(&dir, app, cfg.samples).await {
+            Ok(rows) => results.rows.extend(rows),
+            Err(e) => errors.push(format!("{} floor: {e:#}", app.name)),
+        }
+    }
+    Ok(RealResults {
+        machine: MachineInfo::collect(),
+        samples: cfg.samples,
+        pool: POOL,
+        apps: out,
+        errors,
+    })
+}
+
+impl Row {
+    fn empty(setup: &str) -> Row {
+        Row {
+            setup: setup.to_owned(),
+            samples: 0,
+            errors: 0,
+            error_examples: Vec::new(),
+            deploy_ms: None,
+            first_request_ms: None,
+            phases_ms: BTreeMap::new(),
+            imports_ms: None,
+        }
+    }
+
+    fn fail(&mut self, msg: String) {
+        self.errors += 1;
+        if self.error_examples.len() < 3 {
+            self.error_examples.push(msg);
+        }
+    }
+}
+
+/// The directory `scripts/test-vendor <set>` prints (building the set the first time).
+fn vendor(script: &Path, set: &str) -> anyhow::Result<PathBuf> {
+    let out = std::process::Command::new(script)
+        .arg(set)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| {
+            format!(
+                "running {} {set} (run the benchmark from the repository's root, or pass \
+                 --vendor-script)",
+                script.display()
+            )
+        })?;
+    if !out.status.success() {
+        bail!("{} {set} failed ({})", script.display(), out.status);
+    }
+    Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
+}
+
+/// Every file under `dir` except `__pycache__` directories, relative to it, sorted.
+fn files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for entry in std::fs::read_dir(dir.join(&rel))? {
+            let entry = entry?;
+            let path = rel.join(entry.file_name());
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                if entry.file_name() != "__pycache__" {
+                    stack.push(path);
+                }
+            } else if kind.is_file() {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The app's zip: its vendored packages (without any `__pycache__` the host's Python may
+/// have written there) and `handler.py`.
+fn base_zip(dir: &Path, handler: &str) -> anyhow::Result<Vec<u8>> {
+    use zip::write::SimpleFileOptions;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for rel in files(dir)? {
+        let mode = std::fs::metadata(dir.join(&rel))
+            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()))
+            .unwrap_or(0o644);
+        let name = rel
+            .to_str()
+            .with_context(|| format!("{} is not UTF-8", rel.display()))?;
+        w.start_file(name, SimpleFileOptions::default().unix_permissions(mode))?;
+        w.write_all(&std::fs::read(dir.join(&rel))?)?;
+    }
+    w.start_file("handler.py", SimpleFileOptions::default())?;
+    w.write_all(handler.as_bytes())?;
+    Ok(w.finish()?.into_inner())
+}
+
+/// The base zip with a file naming the sample appended (no recompression): a new package.
+fn sample_zip(base: &[u8], sample: &str) -> anyhow::Result<Vec<u8>> {
+    let mut w = zip::ZipWriter::new_append(std::io::Cursor::new(base.to_vec()))?;
+    w.start_file("bench-sample.txt", zip::write::SimpleFileOptions::default())?;
+    w.write_all(sample.as_bytes())?;
+    Ok(w.finish()?.into_inner())
+}
+
+async fn send(conn: &mut Conn, method: Method, path: &str, body: Vec<u8>) -> anyhow::Result<Reply> {
+    conn.send(method, path, &[], Bytes::from(body)).await
+}
+
+/// Waits until the pool is full and no other sandbox is left.
+async fn quiet(d: &Daemon, admin: &mut Conn) -> bool {
+    settle(d, admin, POOL, &Settle::Poll, SETTLE_TIMEOUT).await
+}
+
+/// `IMPORT_MS` from the app's answer: in the body, or in the body of the HTTP response an
+/// API Gateway handler returns.
+fn imports_ms(body: &[u8]) -> Option<f64> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    if let Some(ms) = v.get("import_ms").and_then(serde_json::Value::as_f64) {
+        return Some(ms);
+    }
+    let inner: serde_json::Value = serde_json::from_str(v.get("body")?.as_str()?).ok()?;
+    inner.get("import_ms")?.as_f64()
+}
+
+async fn measure(d: &Daemon, app: &App, zip: &[u8], n: usize, setup: &str) -> anyhow::Result<Row> {
+    let mut admin = d.conn().await?;
+    let mut invoker = d.conn().await?;
+    let name = format!("bench-{}", app.name);
+    let create = serde_json::json!({
+        "name": name,
+        "runtime": "python3.11",
+        "handler": "handler.handler",
+        "memory_mb": 1769,
+        "timeout_s": 60,
+        "code_zip_base64": base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            sample_zip(zip, "created")?
+        ),
+    });
+    let r = send(
+        &mut admin,
+        Method::POST,
+        "/v1/functions",
+        serde_json::to_vec(&create)?,
+    )
+    .await?;
+    if r.status != 201 {
+        bail!("creating {name}: HTTP {} {}", r.status, r.body_excerpt());
+    }
+    let mut row = Row::empty(setup);
+    let mut deploys = Vec::new();
+    let mut firsts = Vec::new();
+    let mut imports = Vec::new();
+    let mut phases: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    // The pool boots at start: the first wait may be long.
+    quiet(d, &mut admin).await;
+    for i in 0..n {
+        let body = sample_zip(zip, &format!("{setup} sample {i}"))?;
+        let t = Instant::now();
+        let r = send(
+            &mut admin,
+            Method::PUT,
+            &format!("/v1/functions/{name}/code"),
+            body,
+        )
+        .await?;
+        let deploy = t.elapsed();
+        if r.status != 200 {
+            row.fail(format!(
+                "deploy {i}: HTTP {} {}",
+                r.status,
+                r.body_excerpt()
+            ));
+            continue;
+        }
+        deploys.push(deploy.as_secs_f64() * 1e3);
+        if !quiet(d, &mut admin).await {
+            row.fail(format!(
+                "sample {i}: the host did not settle within {SETTLE_TIMEOUT:?}"
+            ));
+        }
+        row.samples += 1;
+        let t = Instant::now();
+        let reply = invoker
+            .post(
+                &format!("/v1/functions/{name}/invoke"),
+                Bytes::from_static(app.event.as_bytes()),
+            )
+            .await;
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        let reply = match reply {
+            Ok(r) => r,
+            Err(e) => {
+                row.fail(format!("sample {i}: {e:#}"));
+                invoker = d.conn().await?;
+                continue;
+            }
+        };
+        if reply.status != 200 || reply.header("x-skyscale-function-error").is_some() {
+            row.fail(format!(
+                "sample {i}: HTTP {}, the function answered {}",
+                reply.status,
+                reply.body_excerpt()
+            ));
+            continue;
+        }
+        if reply.header(COLD_START_HEADER) != Some("true") {
+            row.fail(format!(
+                "sample {i} was not a cold start ({COLD_START_HEADER} is not true)"
+            ));
+            continue;
+        }
+        let Some(import) = imports_ms(&reply.body) else {
+            row.fail(format!(
+                "sample {i}: no import_ms in the answer {}",
+                reply.body_excerpt()
+            ));
+            continue;
+        };
+        firsts.push(ms);
+        imports.push(import);
+        for (phase, ms) in reply
+            .header(SERVER_TIMING_HEADER)
+            .and_then(|h| parse_server_timing(h).ok())
+            .unwrap_or_default()
+        {
+            phases.entry(phase).or_default().push(ms);
+        }
+    }
+    let r = send(
+        &mut admin,
+        Method::DELETE,
+        &format!("/v1/functions/{name}"),
+        Vec::new(),
+    )
+    .await?;
+    if !(200..300).contains(&r.status) {
+        row.fail(format!(
+            "deleting {name}: HTTP {} {}",
+            r.status,
+            r.body_excerpt()
+        ));
+    }
+    quiet(d, &mut admin).await;
+    row.deploy_ms = Summary::of(&deploys);
+    row.first_request_ms = Summary::of(&firsts);
+    row.imports_ms = median(&imports);
+    row.phases_ms = phases
+        .into_iter()
+        .filter_map(|(k, v)| median(&v).map(|m| (k, m)))
+        .collect();
+    Ok(row)
+}
+
+/// The floor: a fresh `/usr/bin/python3` importing the app's `handler` module from a copy
+/// of its files, `n` times from source (`-B`, no `__pycache__`), then `n` times from the
+/// pycs a first run wrote, as on a developer's machine.
+async fn floor(vendor: &Path, app: &App, n: usize) -> anyhow::Result<Vec<Row>> {
+    let dir = tempfile::Builder::new()
+        .prefix("skyscale-bench-real-")
+        .tempdir()?;
+    let root = dir.path().to_path_buf();
+    let (src, dst) = (vendor.to_path_buf(), root.clone());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        for rel in files(&src)? {
+            if let Some(parent) = dst.join(&rel).parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::copy(src.join(&rel), dst.join(&rel))?;
+        }
+        Ok(())
+    })
+    .await??;
+    std::fs::write(root.join("handler.py"), app.handler)?;
+    let mut rows = Vec::new();
+    for (setup, no_bytecode) in [
+        ("host python3, from source", true),
+        ("host python3, from pycs", false),
+    ] {
+        if !no_bytecode {
+            // Writes the pycs.
+            run_python(&root, false).await?;
+        }
+        let mut row = Row::empty(setup);
+        let (mut wall, mut imports) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            row.samples += 1;
+            match run_python(&root, no_bytecode).await {
+                Ok((ms, import)) => {
+                    wall.push(ms);
+                    imports.push(import);
+                }
+                Err(e) => row.fail(format!("{e:#}")),
+            }
+        }
+        row.first_request_ms = Summary::of(&wall);
+        row.imports_ms = median(&imports);
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// One `python3 -c 'import handler'` in `root`: its wall time and the module's `IMPORT_MS`.
+async fn run_python(root: &Path, no_bytecode: bool) -> anyhow::Result<(f64, f64)> {
+    let mut cmd = tokio::process::Command::new("/usr/bin/python3");
+    if no_bytecode {
+        cmd.arg("-B").env("PYTHONDONTWRITEBYTECODE", "1");
+    }
+    let t = Instant::now();
+    let out = cmd
+        .args([
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]); import handler; print(handler.IMPORT_MS)",
+        ])
+        .arg(root)
+        .current_dir(root)
+        .output()
+        .await
+        .context("starting /usr/bin/python3")?;
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    if !out.status.success() {
+        bail!(
+            "python3 failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let import: f64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .context("the handler's IMPORT_MS")?;
+    Ok((ms, import))
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or("—".to_owned(), |v| {
+        if v >= 100.0 {
+            format!("{v:.0}")
+        } else {
+            format!("{v:.1}")
+        }
+    })
+}
+
+/// The table: per app, one line per setup.
+pub fn render(r: &RealResults) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        "COLD STARTS OF REAL FUNCTIONS — {} samples per setup, ms; first request p50 (min–max); \
+         phases are medians of server-timing; imports = the app module's own, as it timed them; \
+         host rows: a fresh python3 process, start to exit\n",
+        r.samples
+    ));
+    for app in &r.apps {
+        s.push_str(&format!(
+            "\n{} (zip {:.1} MB)\n",
+            app.app,
+            app.zip_bytes as f64 / 1e6
+        ));
+        s.push_str(&format!(
+            "{:<28} {:>20} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>6}\n",
+            "setup",
+            "first request",
+            "deploy",
+            "sandbox",
+            "place",
+            "init",
+            "imports",
+            "channel",
+            "runtime",
+            "other",
+            "errors"
+        ));
+        for row in &app.rows {
+            let first = row.first_request_ms.map_or("—".to_owned(), |x| {
+                format!(
+                    "{} ({}–{})",
+                    ms(Some(x.p50)),
+                    ms(Some(x.min)),
+                    ms(Some(x.max))
+                )
+            });
+            let phase = |p: &str| row.phases_ms.get(p).copied();
+            // First request minus the phases: lookup, auth, HTTP, the client.
+            let other = row.first_request_ms.and_then(|x| {
+                let parts: f64 = PHASES.iter().filter_map(|p| phase(p)).sum();
+                (!row.phases_ms.is_empty()).then_some(x.p50 - parts)
+            });
+            s.push_str(&format!(
+                "{:<28} {:>20} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>6}\n",
+                row.setup,
+                first,
+                ms(row.deploy_ms.map(|x| x.p50)),
+                ms(phase("sandbox")),
+                ms(phase("place")),
+                ms(phase("init")),
+                ms(row.imports_ms),
+                ms(phase("channel")),
+                ms(phase("runtime")),
+                ms(other),
+                row.errors
+            ));
+            for e in &row.error_examples {
+                s.push_str(&format!("    error: {e}\n"));
+            }
+        }
+    }
+    for e in &r.errors {
+        s.push_str(&format!("error: {e}\n"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_import_time_is_found_in_either_answer() {
+        assert_eq!(
+            imports_ms(br#"{"import_ms": 12.5, "trace": 1}"#),
+            Some(12.5)
+        );
+        let apigw = serde_json::json!({
+            "statusCode": 200,
+            "body": "{\"import_ms\":7.25}",
+        });
+        assert_eq!(imports_ms(apigw.to_string().as_bytes()), Some(7.25));
+        assert_eq!(imports_ms(b"{}"), None);
+        assert_eq!(imports_ms(b"not json"), None);
+    }
+
+    #[test]
+    fn a_sample_zip_is_a_new_package_with_the_same_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("pkg/__pycache__")).unwrap();
+        std::fs::write(dir.path().join("pkg/mod.py"), "x = 1\n").unwrap();
+        std::fs::write(
+            dir.path().join("pkg/__pycache__/mod.cpython-311.pyc"),
+            "pyc",
+        )
+        .unwrap();
+        let base = base_zip(dir.path(), "def handler(e, c): return 1\n").unwrap();
+        let a = sample_zip(&base, "a").unwrap();
+        let b = sample_zip(&base, "b").unwrap();
+        assert_ne!(a, b);
+        let archive = zip::ZipArchive::new(std::io::Cursor::new(a)).unwrap();
+        let mut names: Vec<&str> = archive.file_names().collect();
+        names.sort();
+        assert_eq!(names, ["bench-sample.txt", "handler.py", "pkg/mod.py"]);
+    }
+}
