@@ -21,7 +21,7 @@
 //! `python3 -I -S` process fed the sources over a pipe, one at a time, and answering each
 //! with the pyc's bytes or the compile error: it needs no file system access, and it runs
 //! with an empty environment, in `/`, under rlimits (address space, CPU time, no file
-//! writes, few descriptors, no core dumps), with `no_new_privs` and, when the control plane
+//! writes, few descriptors, no core dumps, no new processes or threads), with `no_new_privs` and, when the control plane
 //! is root, as `nobody` in a network namespace of its own. A wall-clock deadline kills it.
 //! The control plane writes the pycs itself, within the byte allowance the code store
 //! reserved for them. Nothing here fails an upload: a file that does not compile (or a
@@ -282,7 +282,8 @@ fn is_root() -> bool {
 
 /// The command that runs the compiler confined (the interpreter and its arguments follow):
 /// util-linux's `unshare`, `setpriv` and `prlimit`, each of which execs the next in place, so
-/// the child's pid is the interpreter's. `unshare --net` (a network namespace with nothing
+/// the child's pid is the interpreter's. `--nproc=1` (counted per uid) keeps it from
+/// forking or starting threads, which compiling never needs. `unshare --net` (a network namespace with nothing
 /// in it) and `setpriv --reuid` (to `nobody`) need root: a control plane that is not root
 /// runs the compiler as itself.
 fn confined(deadline: Duration, root: bool) -> Command {
@@ -299,7 +300,7 @@ fn confined(deadline: Duration, root: bool) -> Command {
     cmd.args(["--no-new-privs", "--", "/usr/bin/prlimit"])
         .arg(format!("--as={ADDRESS_SPACE}"))
         .arg(format!("--cpu={}", deadline.as_secs().max(1)))
-        .args(["--fsize=0", "--core=0"])
+        .args(["--fsize=0", "--core=0", "--nproc=1"])
         .arg(format!("--nofile={OPEN_FILES}"))
         .arg("--");
     cmd
