@@ -53,7 +53,7 @@ pub const APPS: [App; 3] = [
         name: "fastapi",
         vendor: "web",
         handler: r#"import time
-_T0 = time.perf_counter()
+_T0, _C0 = time.perf_counter(), time.process_time()
 from fastapi import FastAPI
 from mangum import Mangum
 
@@ -62,11 +62,12 @@ app = FastAPI()
 
 @app.get("/")
 def root():
-    return {"import_ms": IMPORT_MS}
+    return {"import_ms": IMPORT_MS, "import_cpu_ms": IMPORT_CPU_MS}
 
 
 handler = Mangum(app, lifespan="off")
 IMPORT_MS = (time.perf_counter() - _T0) * 1000
+IMPORT_CPU_MS = (time.process_time() - _C0) * 1000
 "#,
         event: r#"{"version":"2.0","routeKey":"$default","rawPath":"/","rawQueryString":"","headers":{"host":"bench.example","user-agent":"skyscale-bench"},"requestContext":{"accountId":"000000000000","apiId":"bench","domainName":"bench.example","domainPrefix":"bench","http":{"method":"GET","path":"/","protocol":"HTTP/1.1","sourceIp":"127.0.0.1","userAgent":"skyscale-bench"},"requestId":"bench","routeKey":"$default","stage":"$default","time":"07/Dec/2026:00:00:00 +0000","timeEpoch":0},"isBase64Encoded":false}"#,
     },
@@ -74,7 +75,7 @@ IMPORT_MS = (time.perf_counter() - _T0) * 1000
         name: "powertools",
         vendor: "powertools",
         handler: r#"import time
-_T0 = time.perf_counter()
+_T0, _C0 = time.perf_counter(), time.process_time()
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
@@ -85,7 +86,7 @@ app = APIGatewayRestResolver()
 @app.get("/hello")
 def hello():
     logger.info("hello")
-    return {"import_ms": IMPORT_MS}
+    return {"import_ms": IMPORT_MS, "import_cpu_ms": IMPORT_CPU_MS}
 
 
 @logger.inject_lambda_context
@@ -94,6 +95,7 @@ def handler(event, context):
 
 
 IMPORT_MS = (time.perf_counter() - _T0) * 1000
+IMPORT_CPU_MS = (time.process_time() - _C0) * 1000
 "#,
         event: r#"{"resource":"/hello","path":"/hello","httpMethod":"GET","headers":{"Host":"bench.example"},"multiValueHeaders":{"Host":["bench.example"]},"queryStringParameters":null,"multiValueQueryStringParameters":null,"pathParameters":null,"stageVariables":null,"requestContext":{"resourcePath":"/hello","httpMethod":"GET","path":"/prod/hello","stage":"prod","requestId":"bench","accountId":"000000000000","apiId":"bench","identity":{"sourceIp":"127.0.0.1"}},"body":null,"isBase64Encoded":false}"#,
     },
@@ -101,15 +103,16 @@ IMPORT_MS = (time.perf_counter() - _T0) * 1000
         name: "numpy",
         vendor: "numpy",
         handler: r#"import time
-_T0 = time.perf_counter()
+_T0, _C0 = time.perf_counter(), time.process_time()
 import numpy as np
 
 IMPORT_MS = (time.perf_counter() - _T0) * 1000
+IMPORT_CPU_MS = (time.process_time() - _C0) * 1000
 
 
 def handler(event, context):
     a = np.arange(12, dtype=np.float64).reshape(3, 4)
-    return {"import_ms": IMPORT_MS, "trace": float((a @ a.T).trace())}
+    return {"import_ms": IMPORT_MS, "import_cpu_ms": IMPORT_CPU_MS, "trace": float((a @ a.T).trace())}
 "#,
         event: "{}",
     },
@@ -129,8 +132,11 @@ pub struct Row {
     pub first_request_ms: Option<Summary>,
     /// Medians of the `server-timing` phases of a cold start, ms.
     pub phases_ms: BTreeMap<String, f64>,
-    /// Median of the app module's own imports, as it measured them.
+    /// Median of the app module's own imports, as it measured them (wall clock).
     pub imports_ms: Option<f64>,
+    /// The same in CPU time of its process (`time.process_time()`): what compiling costs,
+    /// less sensitive to a busy host than the wall clock.
+    pub imports_cpu_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -179,10 +185,12 @@ pub async fn run(cfg: &RealConfig) -> anyhow::Result<RealResults> {
         .collect();
     let mut errors = Vec::new();
     for driver in &cfg.drivers {
+        // One daemon per bytecode setting, alive together: their samples alternate, so a
+        // change in the host's load falls on both.
+        let mut daemons = Vec::new();
         for bytecode in &cfg.bytecode {
             let setup = format!("{driver}, bytecode {bytecode}");
-            progress(&format!("real functions: {setup}"));
-            let daemon = match Daemon::start(
+            match Daemon::start(
                 &cfg.bin_dir,
                 driver,
                 &[
@@ -192,26 +200,44 @@ pub async fn run(cfg: &RealConfig) -> anyhow::Result<RealResults> {
             )
             .await
             {
-                Ok(d) => d,
-                Err(e) => {
-                    errors.push(format!("{setup}: {e:#}"));
-                    continue;
-                }
-            };
-            for ((app, zip), results) in apps.iter().zip(out.iter_mut()) {
-                let row = measure(&daemon, app, zip, cfg.samples, &setup)
-                    .await
-                    .unwrap_or_else(|e| Row {
+                Ok(d) => daemons.push((setup, d)),
+                Err(e) => errors.push(format!("{setup}: {e:#}")),
+            }
+        }
+        for ((app, zip), results) in apps.iter().zip(out.iter_mut()) {
+            progress(&format!("real functions: {driver}, {}", app.name));
+            let mut series = Vec::new();
+            for (setup, d) in &daemons {
+                match Series::create(d, setup, app, zip).await {
+                    Ok(s) => series.push(s),
+                    Err(e) => results.rows.push(Row {
                         errors: 1,
-                        error_examples: vec![format!(
-                            "{e:#}; daemon log:\n{}",
-                            daemon.log_tail(10)
-                        )],
-                        ..Row::empty(&setup)
-                    });
+                        error_examples: vec![format!("{e:#}; daemon log:\n{}", d.log_tail(10))],
+                        ..Row::empty(setup)
+                    }),
+                }
+            }
+            for i in 0..cfg.samples {
+                // Which setup goes first alternates.
+                if i > 0 {
+                    series.reverse();
+                }
+                for one in &mut series {
+                    if let Err(e) = one.sample(i, &daemons).await {
+                        let tail = one.d.log_tail(10);
+                        one.row
+                            .fail(format!("sample {i}: {e:#}; daemon log:\n{tail}"));
+                    }
+                }
+            }
+            if cfg.samples.is_multiple_of(2) {
+                series.reverse();
+            }
+            for s in series {
+                let row = s.finish().await;
                 progress(&format!(
                     "  {}: first request p50 {}, {} errors",
-                    app.name,
+                    row.setup,
                     row.first_request_ms
                         .map_or("n/a".to_owned(), |s| fmt_us(s.p50 * 1e3)),
                     row.errors
@@ -248,6 +274,7 @@ impl Row {
             first_request_ms: None,
             phases_ms: BTreeMap::new(),
             imports_ms: None,
+            imports_cpu_ms: None,
         }
     }
 
@@ -337,197 +364,237 @@ async fn quiet(d: &Daemon, admin: &mut Conn) -> bool {
     settle(d, admin, POOL, &Settle::Poll, SETTLE_TIMEOUT).await
 }
 
-/// `IMPORT_MS` from the app's answer: in the body, or in the body of the HTTP response an
-/// API Gateway handler returns.
-fn imports_ms(body: &[u8]) -> Option<f64> {
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    if let Some(ms) = v.get("import_ms").and_then(serde_json::Value::as_f64) {
-        return Some(ms);
+/// Waits until every daemon of `all` is quiet.
+async fn quiet_all(all: &[(String, Daemon)]) -> anyhow::Result<bool> {
+    let mut ok = true;
+    for (_, d) in all {
+        let mut conn = d.conn().await?;
+        ok &= quiet(d, &mut conn).await;
     }
-    let inner: serde_json::Value = serde_json::from_str(v.get("body")?.as_str()?).ok()?;
-    inner.get("import_ms")?.as_f64()
+    Ok(ok)
 }
 
-async fn measure(d: &Daemon, app: &App, zip: &[u8], n: usize, setup: &str) -> anyhow::Result<Row> {
-    let mut admin = d.conn().await?;
-    let mut invoker = d.conn().await?;
-    let name = format!("bench-{}", app.name);
-    let create = serde_json::json!({
-        "name": name,
-        "runtime": "python3.11",
-        "handler": "handler.handler",
-        "memory_mb": 1769,
-        "timeout_s": 60,
-        "code_zip_base64": base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            sample_zip(zip, "created")?
-        ),
-    });
-    let r = send(
-        &mut admin,
-        Method::POST,
-        "/v1/functions",
-        serde_json::to_vec(&create)?,
-    )
-    .await?;
-    if r.status != 201 {
-        bail!("creating {name}: HTTP {} {}", r.status, r.body_excerpt());
-    }
-    let mut row = Row::empty(setup);
-    let mut deploys = Vec::new();
-    let mut firsts = Vec::new();
-    let mut imports = Vec::new();
-    let mut phases: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    // The pool boots at start: the first wait may be long.
-    quiet(d, &mut admin).await;
-    for i in 0..n {
-        let body = sample_zip(zip, &format!("{setup} sample {i}"))?;
-        let t = Instant::now();
+/// `IMPORT_MS` from the app's answer: in the body, or in the body of the HTTP response an
+/// API Gateway handler returns.
+fn imports_ms(body: &[u8]) -> Option<(f64, Option<f64>)> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let doc = match v.get("body").and_then(serde_json::Value::as_str) {
+        Some(inner) => serde_json::from_str(inner).ok()?,
+        None => v,
+    };
+    let wall = doc.get("import_ms")?.as_f64()?;
+    Some((
+        wall,
+        doc.get("import_cpu_ms").and_then(serde_json::Value::as_f64),
+    ))
+}
+
+/// One app on one daemon: its function and the samples taken so far.
+struct Series<'a> {
+    d: &'a Daemon,
+    app: &'a App,
+    zip: &'a [u8],
+    name: String,
+    admin: Conn,
+    invoker: Conn,
+    row: Row,
+    deploys: Vec<f64>,
+    firsts: Vec<f64>,
+    imports: Vec<f64>,
+    imports_cpu: Vec<f64>,
+    phases: BTreeMap<String, Vec<f64>>,
+}
+
+impl<'a> Series<'a> {
+    async fn create(
+        d: &'a Daemon,
+        setup: &str,
+        app: &'a App,
+        zip: &'a [u8],
+    ) -> anyhow::Result<Series<'a>> {
+        let mut admin = d.conn().await?;
+        let invoker = d.conn().await?;
+        let name = format!("bench-{}", app.name);
+        let create = serde_json::json!({
+            "name": name,
+            "runtime": "python3.11",
+            "handler": "handler.handler",
+            "memory_mb": 1769,
+            "timeout_s": 60,
+            "code_zip_base64": base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                sample_zip(zip, "created")?
+            ),
+        });
         let r = send(
             &mut admin,
-            Method::PUT,
-            &format!("/v1/functions/{name}/code"),
-            body,
+            Method::POST,
+            "/v1/functions",
+            serde_json::to_vec(&create)?,
         )
         .await?;
+        if r.status != 201 {
+            bail!("creating {name}: HTTP {} {}", r.status, r.body_excerpt());
+        }
+        Ok(Series {
+            d,
+            app,
+            zip,
+            name,
+            admin,
+            invoker,
+            row: Row::empty(setup),
+            deploys: Vec::new(),
+            firsts: Vec::new(),
+            imports: Vec::new(),
+            imports_cpu: Vec::new(),
+            phases: BTreeMap::new(),
+        })
+    }
+
+    /// Deploys a new package and invokes once, every daemon in `all` quiet before each.
+    async fn sample(&mut self, i: usize, all: &[(String, Daemon)]) -> anyhow::Result<()> {
+        quiet_all(all).await?;
+        let body = sample_zip(self.zip, &format!("{} sample {i}", self.row.setup))?;
+        let t = Instant::now();
+        let path = format!("/v1/functions/{}/code", self.name);
+        let r = send(&mut self.admin, Method::PUT, &path, body).await?;
         let deploy = t.elapsed();
         if r.status != 200 {
-            row.fail(format!(
-                "deploy {i}: HTTP {} {}",
-                r.status,
-                r.body_excerpt()
-            ));
-            continue;
+            bail!("deploy: HTTP {} {}", r.status, r.body_excerpt());
         }
-        deploys.push(deploy.as_secs_f64() * 1e3);
-        if !quiet(d, &mut admin).await {
-            row.fail(format!(
+        self.deploys.push(deploy.as_secs_f64() * 1e3);
+        if !quiet_all(all).await? {
+            self.row.fail(format!(
                 "sample {i}: the host did not settle within {SETTLE_TIMEOUT:?}"
             ));
         }
-        row.samples += 1;
+        self.row.samples += 1;
         let t = Instant::now();
-        let reply = invoker
+        let reply = self
+            .invoker
             .post(
-                &format!("/v1/functions/{name}/invoke"),
-                Bytes::from_static(app.event.as_bytes()),
+                &format!("/v1/functions/{}/invoke", self.name),
+                Bytes::from_static(self.app.event.as_bytes()),
             )
             .await;
         let ms = t.elapsed().as_secs_f64() * 1e3;
         let reply = match reply {
             Ok(r) => r,
             Err(e) => {
-                row.fail(format!("sample {i}: {e:#}"));
-                invoker = d.conn().await?;
-                continue;
+                self.invoker = self.d.conn().await?;
+                return Err(e);
             }
         };
         if reply.status != 200 || reply.header("x-skyscale-function-error").is_some() {
-            row.fail(format!(
-                "sample {i}: HTTP {}, the function answered {}",
+            bail!(
+                "HTTP {}, the function answered {}",
                 reply.status,
                 reply.body_excerpt()
-            ));
-            continue;
+            );
         }
         if reply.header(COLD_START_HEADER) != Some("true") {
-            row.fail(format!(
-                "sample {i} was not a cold start ({COLD_START_HEADER} is not true)"
-            ));
-            continue;
+            bail!("not a cold start ({COLD_START_HEADER} is not true)");
         }
-        let Some(import) = imports_ms(&reply.body) else {
-            row.fail(format!(
-                "sample {i}: no import_ms in the answer {}",
-                reply.body_excerpt()
-            ));
-            continue;
+        let Some((import, import_cpu)) = imports_ms(&reply.body) else {
+            bail!("no import_ms in the answer {}", reply.body_excerpt());
         };
-        firsts.push(ms);
-        imports.push(import);
+        self.firsts.push(ms);
+        self.imports.push(import);
+        self.imports_cpu.extend(import_cpu);
         for (phase, ms) in reply
             .header(SERVER_TIMING_HEADER)
             .and_then(|h| parse_server_timing(h).ok())
             .unwrap_or_default()
         {
-            phases.entry(phase).or_default().push(ms);
+            self.phases.entry(phase).or_default().push(ms);
         }
+        Ok(())
     }
-    let r = send(
-        &mut admin,
-        Method::DELETE,
-        &format!("/v1/functions/{name}"),
-        Vec::new(),
-    )
-    .await?;
-    if !(200..300).contains(&r.status) {
-        row.fail(format!(
-            "deleting {name}: HTTP {} {}",
-            r.status,
-            r.body_excerpt()
-        ));
+
+    /// Deletes the function (its sandbox goes) and sums up.
+    async fn finish(mut self) -> Row {
+        let path = format!("/v1/functions/{}", self.name);
+        match send(&mut self.admin, Method::DELETE, &path, Vec::new()).await {
+            Ok(r) if (200..300).contains(&r.status) => {}
+            Ok(r) => self.row.fail(format!(
+                "deleting {}: HTTP {} {}",
+                self.name,
+                r.status,
+                r.body_excerpt()
+            )),
+            Err(e) => self.row.fail(format!("deleting {}: {e:#}", self.name)),
+        }
+        quiet(self.d, &mut self.admin).await;
+        let mut row = self.row;
+        row.deploy_ms = Summary::of(&self.deploys);
+        row.first_request_ms = Summary::of(&self.firsts);
+        row.imports_ms = median(&self.imports);
+        row.imports_cpu_ms = median(&self.imports_cpu);
+        row.phases_ms = self
+            .phases
+            .into_iter()
+            .filter_map(|(k, v)| median(&v).map(|m| (k, m)))
+            .collect();
+        row
     }
-    quiet(d, &mut admin).await;
-    row.deploy_ms = Summary::of(&deploys);
-    row.first_request_ms = Summary::of(&firsts);
-    row.imports_ms = median(&imports);
-    row.phases_ms = phases
-        .into_iter()
-        .filter_map(|(k, v)| median(&v).map(|m| (k, m)))
-        .collect();
-    Ok(row)
 }
 
-/// The floor: a fresh `/usr/bin/python3` importing the app's `handler` module from a copy
-/// of its files, `n` times from source (`-B`, no `__pycache__`), then `n` times from the
-/// pycs a first run wrote, as on a developer's machine.
+/// The floor: a fresh `/usr/bin/python3` importing the app's `handler` module, `n` times
+/// from source (`-B`, a copy of its files without `__pycache__`) and `n` times from the
+/// pycs a first run wrote into another copy, as on a developer's machine; alternating.
 async fn floor(vendor: &Path, app: &App, n: usize) -> anyhow::Result<Vec<Row>> {
     let dir = tempfile::Builder::new()
         .prefix("skyscale-bench-real-")
         .tempdir()?;
-    let root = dir.path().to_path_buf();
-    let (src, dst) = (vendor.to_path_buf(), root.clone());
-    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        for rel in files(&src)? {
-            if let Some(parent) = dst.join(&rel).parent() {
-                std::fs::create_dir_all(parent)?;
+    let (source, pycs) = (dir.path().join("source"), dir.path().join("pycs"));
+    for root in [&source, &pycs] {
+        let (src, dst) = (vendor.to_path_buf(), root.clone());
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            for rel in files(&src)? {
+                if let Some(parent) = dst.join(&rel).parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::copy(src.join(&rel), dst.join(&rel))?;
             }
-            std::fs::copy(src.join(&rel), dst.join(&rel))?;
-        }
-        Ok(())
-    })
-    .await??;
-    std::fs::write(root.join("handler.py"), app.handler)?;
-    let mut rows = Vec::new();
-    for (setup, no_bytecode) in [
-        ("host python3, from source", true),
-        ("host python3, from pycs", false),
-    ] {
-        if !no_bytecode {
-            // Writes the pycs.
-            run_python(&root, false).await?;
-        }
-        let mut row = Row::empty(setup);
-        let (mut wall, mut imports) = (Vec::new(), Vec::new());
-        for _ in 0..n {
+            Ok(())
+        })
+        .await??;
+        std::fs::write(root.join("handler.py"), app.handler)?;
+    }
+    // Writes the pycs.
+    run_python(&pycs, false).await?;
+    let mut rows = [
+        (Row::empty("host python3, from source"), &source, true),
+        (Row::empty("host python3, from pycs"), &pycs, false),
+    ]
+    .map(|(row, root, no_bytecode)| (row, root, no_bytecode, Vec::new(), Vec::new(), Vec::new()));
+    for _ in 0..n {
+        for (row, root, no_bytecode, wall, imports, cpu) in rows.iter_mut() {
             row.samples += 1;
-            match run_python(&root, no_bytecode).await {
-                Ok((ms, import)) => {
+            match run_python(root, *no_bytecode).await {
+                Ok((ms, import, import_cpu)) => {
                     wall.push(ms);
                     imports.push(import);
+                    cpu.push(import_cpu);
                 }
                 Err(e) => row.fail(format!("{e:#}")),
             }
         }
-        row.first_request_ms = Summary::of(&wall);
-        row.imports_ms = median(&imports);
-        rows.push(row);
     }
-    Ok(rows)
+    Ok(rows
+        .into_iter()
+        .map(|(mut row, _, _, wall, imports, cpu)| {
+            row.first_request_ms = Summary::of(&wall);
+            row.imports_ms = median(&imports);
+            row.imports_cpu_ms = median(&cpu);
+            row
+        })
+        .collect())
 }
 
 /// One `python3 -c 'import handler'` in `root`: its wall time and the module's `IMPORT_MS`.
-async fn run_python(root: &Path, no_bytecode: bool) -> anyhow::Result<(f64, f64)> {
+async fn run_python(root: &Path, no_bytecode: bool) -> anyhow::Result<(f64, f64, f64)> {
     let mut cmd = tokio::process::Command::new("/usr/bin/python3");
     if no_bytecode {
         cmd.arg("-B").env("PYTHONDONTWRITEBYTECODE", "1");
@@ -536,7 +603,8 @@ async fn run_python(root: &Path, no_bytecode: bool) -> anyhow::Result<(f64, f64)
     let out = cmd
         .args([
             "-c",
-            "import sys; sys.path.insert(0, sys.argv[1]); import handler; print(handler.IMPORT_MS)",
+            "import sys; sys.path.insert(0, sys.argv[1]); import handler; \
+             print(handler.IMPORT_MS, handler.IMPORT_CPU_MS)",
         ])
         .arg(root)
         .current_dir(root)
@@ -551,11 +619,12 @@ async fn run_python(root: &Path, no_bytecode: bool) -> anyhow::Result<(f64, f64)
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let import: f64 = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .context("the handler's IMPORT_MS")?;
-    Ok((ms, import))
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut figures = text.split_whitespace().map(str::parse::<f64>);
+    match (figures.next(), figures.next()) {
+        (Some(Ok(wall)), Some(Ok(cpu))) => Ok((ms, wall, cpu)),
+        _ => bail!("the handler printed {text:?}, not IMPORT_MS and IMPORT_CPU_MS"),
+    }
 }
 
 fn ms(v: Option<f64>) -> String {
@@ -573,7 +642,8 @@ pub fn render(r: &RealResults) -> String {
     let mut s = String::new();
     s.push_str(&format!(
         "COLD STARTS OF REAL FUNCTIONS — {} samples per setup, ms; first request p50 (min–max); \
-         phases are medians of server-timing; imports = the app module's own, as it timed them; \
+         phases are medians of server-timing; imports = the app module's own, as it timed them \
+         (wall; imp cpu: its process's CPU time); \
          host rows: a fresh python3 process, start to exit\n",
         r.samples
     ));
@@ -584,7 +654,7 @@ pub fn render(r: &RealResults) -> String {
             app.zip_bytes as f64 / 1e6
         ));
         s.push_str(&format!(
-            "{:<28} {:>20} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>6}\n",
+            "{:<28} {:>20} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6}\n",
             "setup",
             "first request",
             "deploy",
@@ -592,6 +662,7 @@ pub fn render(r: &RealResults) -> String {
             "place",
             "init",
             "imports",
+            "imp cpu",
             "channel",
             "runtime",
             "other",
@@ -613,7 +684,7 @@ pub fn render(r: &RealResults) -> String {
                 (!row.phases_ms.is_empty()).then_some(x.p50 - parts)
             });
             s.push_str(&format!(
-                "{:<28} {:>20} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>6}\n",
+                "{:<28} {:>20} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6}\n",
                 row.setup,
                 first,
                 ms(row.deploy_ms.map(|x| x.p50)),
@@ -621,6 +692,7 @@ pub fn render(r: &RealResults) -> String {
                 ms(phase("place")),
                 ms(phase("init")),
                 ms(row.imports_ms),
+                ms(row.imports_cpu_ms),
                 ms(phase("channel")),
                 ms(phase("runtime")),
                 ms(other),
@@ -644,14 +716,14 @@ mod tests {
     #[test]
     fn the_import_time_is_found_in_either_answer() {
         assert_eq!(
-            imports_ms(br#"{"import_ms": 12.5, "trace": 1}"#),
-            Some(12.5)
+            imports_ms(br#"{"import_ms": 12.5, "import_cpu_ms": 10, "trace": 1}"#),
+            Some((12.5, Some(10.0)))
         );
         let apigw = serde_json::json!({
             "statusCode": 200,
             "body": "{\"import_ms\":7.25}",
         });
-        assert_eq!(imports_ms(apigw.to_string().as_bytes()), Some(7.25));
+        assert_eq!(imports_ms(apigw.to_string().as_bytes()), Some((7.25, None)));
         assert_eq!(imports_ms(b"{}"), None);
         assert_eq!(imports_ms(b"not json"), None);
     }

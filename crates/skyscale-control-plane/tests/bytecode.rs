@@ -1,4 +1,5 @@
-//! Bytecode compiled at deploy (`skyscale-core`'s `bytecode.rs`), end to end on runc: a
+//! Bytecode compiled at deploy (`skyscale-core`'s `bytecode.rs`), end to end on runc and
+//! gVisor: a
 //! function's package and its layer are imported from the pycs written when they were
 //! stored, without compiling anything at import, and the handler sees the same `sys.path`
 //! and `__file__` as with `SKYSCALE_BYTECODE=off`.
@@ -106,9 +107,18 @@ fn deploy_and_invoke(server: &Server) -> serde_json::Value {
 }
 
 #[test]
-fn modules_are_imported_from_the_bytecode_compiled_at_deploy() {
+fn modules_are_imported_from_the_bytecode_compiled_at_deploy_on_runc() {
+    imported_from_deploy_time_bytecode("runc");
+}
+
+#[test]
+fn modules_are_imported_from_the_bytecode_compiled_at_deploy_on_gvisor() {
+    imported_from_deploy_time_bytecode("gvisor");
+}
+
+fn imported_from_deploy_time_bytecode(driver: &str) {
     let before_deploy = now();
-    let server = Server::start_with("runc", &[("WARM_POOL_SIZE", "1")]);
+    let server = Server::start_with(driver, &[("WARM_POOL_SIZE", "1")]);
     let got = deploy_and_invoke(&server);
     assert_eq!(got["answers"], serde_json::json!(["package", "layer"]));
     // Nothing of the package or the layer was compiled at import.
@@ -154,7 +164,7 @@ fn modules_are_imported_from_the_bytecode_compiled_at_deploy() {
     // Without deploy-time bytecode: the same sys.path and __file__, and the sources are
     // compiled at import, in memory (the package is read-only: no pyc appears).
     let off = Server::start_with(
-        "runc",
+        driver,
         &[("WARM_POOL_SIZE", "1"), ("SKYSCALE_BYTECODE", "off")],
     );
     let without = deploy_and_invoke(&off);
