@@ -364,14 +364,28 @@ async fn quiet(d: &Daemon, admin: &mut Conn) -> bool {
     settle(d, admin, POOL, &Settle::Poll, SETTLE_TIMEOUT).await
 }
 
-/// Waits until every daemon of `all` is quiet.
-async fn quiet_all(all: &[(String, Daemon)]) -> anyhow::Result<bool> {
-    let mut ok = true;
+/// Waits until the generic pool of every daemon of `all` is full (none is booting one); their
+/// functions' idle sandboxes may stay.
+async fn pools_full(all: &[(String, Daemon)]) -> anyhow::Result<bool> {
     for (_, d) in all {
         let mut conn = d.conn().await?;
-        ok &= quiet(d, &mut conn).await;
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        loop {
+            let idle = d
+                .health(&mut conn)
+                .await?
+                .get("warm_pool_idle")
+                .and_then(|v| v.as_u64());
+            if idle == Some(u64::from(POOL)) {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
-    Ok(ok)
+    Ok(true)
 }
 
 /// `IMPORT_MS` from the app's answer: in the body, or in the body of the HTTP response an
@@ -452,9 +466,9 @@ impl<'a> Series<'a> {
         })
     }
 
-    /// Deploys a new package and invokes once, every daemon in `all` quiet before each.
+    /// Deploys a new package and invokes once, on a quiet host: this daemon's previous
+    /// sandbox gone and its pool full, every other daemon's pool full.
     async fn sample(&mut self, i: usize, all: &[(String, Daemon)]) -> anyhow::Result<()> {
-        quiet_all(all).await?;
         let body = sample_zip(self.zip, &format!("{} sample {i}", self.row.setup))?;
         let t = Instant::now();
         let path = format!("/v1/functions/{}/code", self.name);
@@ -464,7 +478,7 @@ impl<'a> Series<'a> {
             bail!("deploy: HTTP {} {}", r.status, r.body_excerpt());
         }
         self.deploys.push(deploy.as_secs_f64() * 1e3);
-        if !quiet_all(all).await? {
+        if !(quiet(self.d, &mut self.admin).await && pools_full(all).await?) {
             self.row.fail(format!(
                 "sample {i}: the host did not settle within {SETTLE_TIMEOUT:?}"
             ));
