@@ -578,6 +578,9 @@ async fn floor(vendor: &Path, app: &App, n: usize) -> anyhow::Result<Vec<Row>> {
     }
     // Writes the pycs.
     run_python(&pycs, false).await?;
+    if !pycs.join("__pycache__").is_dir() {
+        bail!("python3 wrote no pycs into {}", pycs.display());
+    }
     let mut rows = [
         (Row::empty("host python3, from source"), &source, true),
         (Row::empty("host python3, from pycs"), &pycs, false),
@@ -610,8 +613,11 @@ async fn floor(vendor: &Path, app: &App, n: usize) -> anyhow::Result<Vec<Row>> {
 /// One `python3 -c 'import handler'` in `root`: its wall time and the module's `IMPORT_MS`.
 async fn run_python(root: &Path, no_bytecode: bool) -> anyhow::Result<(f64, f64, f64)> {
     let mut cmd = tokio::process::Command::new("/usr/bin/python3");
+    // Whatever the benchmark's own environment says about bytecode.
     if no_bytecode {
         cmd.arg("-B").env("PYTHONDONTWRITEBYTECODE", "1");
+    } else {
+        cmd.env_remove("PYTHONDONTWRITEBYTECODE");
     }
     let t = Instant::now();
     let out = cmd
