@@ -113,3 +113,41 @@ pub(super) async fn invoke(
     }
     Ok((StatusCode::OK, headers, out.body).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skyscale_core::{ColdTiming, InvokeTiming};
+
+    #[test]
+    fn a_cold_start_adds_the_parts_of_acquire() {
+        let ms = Duration::from_millis;
+        let warm = InvokeTiming {
+            lookup: Duration::from_micros(20),
+            acquire: Duration::from_micros(5),
+            agent: ms(3),
+            runtime: ms(2),
+            cold: ColdTiming::default(),
+        };
+        assert_eq!(
+            server_timing(&warm, Duration::from_micros(10), ms(4)),
+            "auth;dur=0.010, lookup;dur=0.020, acquire;dur=0.005, channel;dur=1.000, \
+             runtime;dur=2.000, total;dur=4.000"
+        );
+        let cold = InvokeTiming {
+            acquire: ms(300),
+            cold: ColdTiming {
+                sandbox: Duration::from_micros(50),
+                place: ms(40),
+                init: ms(250),
+            },
+            ..warm
+        };
+        assert_eq!(
+            server_timing(&cold, Duration::from_micros(10), ms(310)),
+            "auth;dur=0.010, lookup;dur=0.020, acquire;dur=300.000, sandbox;dur=0.050, \
+             place;dur=40.000, init;dur=250.000, channel;dur=1.000, runtime;dur=2.000, \
+             total;dur=310.000"
+        );
+    }
+}
