@@ -16,7 +16,7 @@ const POLL: Duration = Duration::from_millis(10);
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How to tell that the host is quiet again before the next sample.
-enum Settle {
+pub(crate) enum Settle {
     /// Poll health's `warm_pool_idle` and the sandbox count until both equal the pool size.
     Poll,
     /// The health JSON has no `warm_pool_idle`: sleep a fixed time.
@@ -32,7 +32,13 @@ async fn pool_idle(d: &Daemon, admin: &mut Conn) -> Option<u64> {
 }
 
 /// Waits until the retired sandboxes are gone and the pool is full; false on timeout.
-async fn settle(d: &Daemon, admin: &mut Conn, pool: u32, how: &Settle, timeout: Duration) -> bool {
+pub(crate) async fn settle(
+    d: &Daemon,
+    admin: &mut Conn,
+    pool: u32,
+    how: &Settle,
+    timeout: Duration,
+) -> bool {
     let cgroup = d.memory_cgroup();
     let deadline = Instant::now() + timeout;
     if let Settle::Fixed(t) = how {

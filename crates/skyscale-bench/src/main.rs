@@ -9,6 +9,10 @@
 //! target/release/skyscale-bench --cluster --drivers runc [--database-url postgres://…]
 //! ```
 //!
+//! `--real` measures cold starts of real functions (FastAPI, aws-lambda-powertools, numpy)
+//! beside the same imports on the host (see `real.rs`):
+//! `target/release/skyscale-bench --real [--drivers runc,gvisor] [--bytecode off,on] [--real-samples 5]`
+//!
 //! `--cluster` measures a single node next to an API node routing to a worker in a network
 //! namespace of its own, on PostgreSQL, in one run (see `cluster.rs`).
 
@@ -24,6 +28,7 @@ mod memory;
 mod naive;
 mod neighbour;
 mod notes;
+mod real;
 mod results;
 mod rtt;
 mod scenario;
@@ -73,6 +78,22 @@ struct Args {
     /// default what `scripts/test-postgres` prints (it starts Debian's PostgreSQL).
     #[arg(long, env = "SKYSCALE_BENCH_DATABASE_URL", value_name = "URL")]
     database_url: Option<String>,
+    /// Measure only cold starts of real functions (FastAPI + mangum, aws-lambda-powertools,
+    /// numpy): the first request after a deploy with its phases, beside the same imports
+    /// in a fresh python3 on the host. Run from the repository's root (it vendors the
+    /// packages with scripts/test-vendor).
+    #[arg(long)]
+    real: bool,
+    /// With `--real`: samples per app and setup (default 5, 3 with --quick).
+    #[arg(long, value_name = "N")]
+    real_samples: Option<usize>,
+    /// With `--real`: the control plane's SKYSCALE_BYTECODE values to measure each driver
+    /// with, comma-separated (`off,on` compares deploy-time bytecode with none).
+    #[arg(long, value_delimiter = ',', default_value = "on")]
+    bytecode: Vec<String>,
+    /// With `--real`: the script that vendors the apps' packages.
+    #[arg(long, default_value = "scripts/test-vendor")]
+    vendor_script: PathBuf,
 }
 
 fn main() {
@@ -140,6 +161,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.database_url.is_some() && !args.cluster {
         bail!("--database-url (SKYSCALE_BENCH_DATABASE_URL) applies to --cluster only");
+    }
+    if args.real {
+        for b in &args.bytecode {
+            if b != "on" && b != "off" {
+                bail!("--bytecode {b:?}: expected on or off");
+            }
+        }
+        let cfg = real::RealConfig {
+            bin_dir,
+            drivers: args.drivers.clone(),
+            bytecode: args.bytecode.clone(),
+            samples: args
+                .real_samples
+                .unwrap_or(if args.quick { 3 } else { 5 })
+                .max(1),
+            vendor_script: args.vendor_script.clone(),
+        };
+        let results = real::run(&cfg).await?;
+        println!("{}", real::render(&results));
+        eprintln!(
+            "skyscale-bench: real functions took {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
+        return write_json(&args.out, &results);
     }
     if args.cluster {
         let cfg = scenario::Config {

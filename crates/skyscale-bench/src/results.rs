@@ -11,6 +11,8 @@ use crate::stats::{median, parse_server_timing, Summary};
 
 /// The phases of the `server-timing` header, in the order they happen.
 pub const PHASES: [&str; 6] = ["auth", "lookup", "acquire", "channel", "runtime", "total"];
+/// The parts of `acquire` a cold start adds: counted in `acquire` already.
+pub const ACQUIRE_PARTS: [&str; 3] = ["sandbox", "place", "init"];
 
 /// Medians of the server-timing phases, and of the client-observed time outside the server.
 #[derive(Debug, Clone, Serialize)]
@@ -45,7 +47,7 @@ impl Breakdown {
             with_header += 1;
             let parts: f64 = parsed
                 .iter()
-                .filter(|(n, _)| n != "total")
+                .filter(|(n, _)| n != "total" && !ACQUIRE_PARTS.contains(&n.as_str()))
                 .map(|(_, ms)| ms * 1e3)
                 .sum();
             for (name, ms) in parsed {
@@ -238,7 +240,7 @@ mod tests {
             ),
             s(
                 600.0,
-                Some("auth;dur=0.030, channel;dur=0.300, total;dur=0.400"),
+                Some("auth;dur=0.030, sandbox;dur=0.005, channel;dur=0.300, total;dur=0.400"),
             ),
             s(700.0, None),
         ];

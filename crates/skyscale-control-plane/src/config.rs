@@ -49,6 +49,8 @@ pub struct Config {
     pub python_sdk_dir: PathBuf,
     /// Most bytes all code packages may take together (Lambda's `TotalCodeSize`).
     pub code_storage_bytes: u64,
+    /// `SKYSCALE_BYTECODE`: compile the Python sources of code packages when they are stored.
+    pub bytecode: bool,
     /// CPU quota ratio: MiB of function memory per vCPU; `None`: no quota.
     pub cpu_mb_per_vcpu: Option<NonZeroU32>,
     /// The uids handed to sandboxes, one each.
@@ -403,6 +405,15 @@ impl Config {
                 "SKYSCALE_CODE_STORAGE_MB=0 is invalid: at least 1 MB is needed to store any code"
             );
         }
+        let bytecode = match var("SKYSCALE_BYTECODE")?
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => bail!("SKYSCALE_BYTECODE={other:?} is invalid: expected on or off"),
+        };
         let server = ServerConfig::from_env()?;
         let python_sdk_dir = PathBuf::from(
             var("SKYSCALE_PYTHON_SDK_DIR")?
@@ -490,6 +501,7 @@ impl Config {
             server,
             python_sdk_dir,
             code_storage_bytes: code_storage_mb.saturating_mul(1024 * 1024),
+            bytecode,
             cpu_mb_per_vcpu,
             sandbox_uids,
             sandbox_root,

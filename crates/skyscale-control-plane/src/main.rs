@@ -194,6 +194,7 @@ fn core_settings(config: &Config, task_root: Option<std::path::PathBuf>) -> Sett
         },
         task_root,
         events: config.events.clone(),
+        bytecode: config.bytecode,
         ..Settings::default()
     }
 }

@@ -107,6 +107,22 @@ pub struct InvokeTiming {
     pub agent: Duration,
     /// The agent's own measure: event handed to the runtime until its answer arrived.
     pub runtime: Duration,
+    /// The parts of `acquire` on a cold start (zero on a warm one, and on an API node,
+    /// which gets only `acquire` from its worker).
+    pub cold: ColdTiming,
+}
+
+/// Where a cold start's time went: parts of [`InvokeTiming::acquire`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ColdTiming {
+    /// Getting a booted sandbox: taking a generic one from the pool, or booting one.
+    pub sandbox: Duration,
+    /// Placing the code: linking the package into `/var/task` and the layers into `/opt`,
+    /// and setting the function's memory limit.
+    pub place: Duration,
+    /// `Init` out to `InitDone` back: the runtime's start (skipped when the sandbox's
+    /// pre-started runtime is used), the bootstrap and the handler module's import.
+    pub init: Duration,
 }
 
 fn error_doc(error_type: &str, message: &str) -> Vec<u8> {
@@ -309,10 +325,11 @@ impl ControlPlane {
         let acquire_started = Instant::now();
         let mut f = f;
         let mut restarts = 0;
+        let mut cold = ColdTiming::default();
         // `_busy` is held until this function returns: the slot counts against the
         // function's reserved concurrency on every path, including errors.
         let (ready, _busy) = loop {
-            match self.acquire_ready(sched, &f).await? {
+            match self.acquire_ready(sched, &f, &mut cold).await? {
                 (Some(ready), busy) => break (ready, busy),
                 // The package `f` names was collected: a deploy or delete replaced `f`
                 // after it was read. Start over with the current record.
@@ -355,6 +372,7 @@ impl ControlPlane {
             timing: InvokeTiming {
                 lookup,
                 acquire,
+                cold,
                 ..InvokeTiming::default()
             },
         };
@@ -524,11 +542,14 @@ impl ControlPlane {
 
     /// A sandbox ready for `f` (warm, or specialised now) and its busy slot; `None` if
     /// `f`'s code package was collected before it could be linked (`f` is stale).
+    /// `cold` gets the phases of a cold start.
     async fn acquire_ready(
         &self,
         sched: &Arc<Scheduler>,
         f: &FunctionRecord,
+        cold: &mut ColdTiming,
     ) -> Result<(Option<Ready>, BusyGuard), CoreError> {
+        let started = Instant::now();
         let key = PoolKey {
             function: f.name.clone(),
             revision: f.revision,
@@ -551,11 +572,13 @@ impl ControlPlane {
             }),
             Acquired::Generic(session) => {
                 tracing::debug!(sandbox = %session.id, "specialising a generic sandbox");
-                self.specialize(sched, session, f, key).await?
+                cold.sandbox = started.elapsed();
+                self.specialize(sched, session, f, key, cold).await?
             }
             Acquired::Boot(id) => {
                 tracing::debug!(sandbox = %id, "no generic sandbox ready; booting one");
-                self.restore_or_boot(sched, id, f, key).await?
+                self.restore_or_boot(sched, id, f, key, (started, cold))
+                    .await?
             }
         };
         Ok((ready, busy))
@@ -645,7 +668,9 @@ impl ControlPlane {
         mut session: Session,
         f: &FunctionRecord,
         key: PoolKey,
+        cold: &mut ColdTiming,
     ) -> Result<Option<Ready>, CoreError> {
+        let placing = Instant::now();
         let prepared = async {
             if !self.link_code(sched, &session.id, f).await? {
                 return Ok(false);
@@ -654,6 +679,7 @@ impl ControlPlane {
             Ok(true)
         }
         .await;
+        cold.place = placing.elapsed();
         match prepared {
             Ok(true) => {}
             Ok(false) => {
@@ -668,10 +694,12 @@ impl ControlPlane {
         }
         session.key = Some(key);
         let init = self.init_frame(f, session.init_type);
-        match session
+        let initialising = Instant::now();
+        let initialised = session
             .init(init, self.settings.init_timeout + DEADLINE_GRACE)
-            .await
-        {
+            .await;
+        cold.init = initialising.elapsed();
+        match initialised {
             Ok((done, _)) if done.ok => {
                 // Init ran with the CPU the host could spare (Lambda's init gets a boost too:
                 // imports are the heaviest part of a cold start); the function's share of the

@@ -8,6 +8,7 @@ mod account;
 mod aliases;
 mod audit;
 mod auth;
+mod bytecode;
 mod cache;
 mod cluster;
 mod code;
@@ -60,7 +61,9 @@ pub use events::{
     EventSettings, EventStatus, DEFAULT_MAX_AGE_S, DEFAULT_MAX_RETRIES, MAX_ASYNC_PAYLOAD,
 };
 pub use functions::{Expect, FunctionChanges, FunctionSpec};
-pub use invoke::{EventAttempt, InvokeOptions, InvokeOutput, InvokeTiming, MAX_SYNC_PAYLOAD};
+pub use invoke::{
+    ColdTiming, EventAttempt, InvokeOptions, InvokeOutput, InvokeTiming, MAX_SYNC_PAYLOAD,
+};
 pub use keys::{KeySpec, KeyView, NewKey};
 pub use layers::{LayerSpec, MAX_FUNCTION_LAYERS, MAX_UNZIPPED_WITH_LAYERS};
 pub use limiter::AuthLimits;
@@ -88,10 +91,14 @@ pub use skyscale_types::Role;
 pub use snapstart::SnapStartStatus;
 pub use urls::{UrlConfig, INVOKE_MODE_BUFFERED};
 
+use bytecode::Bytecode;
 use cache::Cache;
 use keys::{KeyTable, Keys};
 use limiter::AuthLimiter;
 use scheduler::Scheduler;
+
+/// How long compiling one package's Python sources may take, per interpreter (`bytecode.rs`).
+const BYTECODE_DEADLINE: Duration = Duration::from_secs(60);
 
 /// One page of a list paged by offset (Lambda's `Marker`/`NextMarker` for versions,
 /// aliases and URLs): the items from the offset `marker` (a number handed out as a previous
@@ -144,6 +151,9 @@ pub struct Settings {
     pub events: EventSettings,
     /// The schedule chore.
     pub schedules: ScheduleSettings,
+    /// Compile the Python sources of code packages and layers when they are stored
+    /// (`bytecode.rs`); off, Python compiles them in memory on every cold start.
+    pub bytecode: bool,
     /// The key that seals API key secrets; `None`: `<data_dir>/server.key`, created on
     /// first use (a cluster's API nodes share one derived from the cluster secret).
     pub server_key: Option<ServerKey>,
@@ -183,6 +193,7 @@ impl Default for Settings {
             task_root: None,
             events: EventSettings::default(),
             schedules: ScheduleSettings::default(),
+            bytecode: true,
             server_key: None,
         }
     }
@@ -302,8 +313,21 @@ impl ControlPlane {
         let code_dir = data_dir.join("code");
         // Opening removes what a crash left half-written; the collector's first run removes
         // packages a crash left unreferenced.
-        let code = CodeStore::open(&code_dir, settings.code)
+        let mut code = CodeStore::open(&code_dir, settings.code)
             .map_err(|e| CoreError::internal_from(format!("opening {}", code_dir.display()), e))?;
+        // Every installed Python may import a package (a package or layer is shared by
+        // functions of any runtime): each compiles it for itself. Not on an API node: it
+        // runs no sandboxes, and a worker unpacks (and compiles) what it fetches.
+        let interpreters = runtimes
+            .installed()
+            .iter()
+            .map(|name| Path::new("/usr/bin").join(name))
+            .collect();
+        if let Some(bytecode) = Bytecode::new(interpreters, BYTECODE_DEADLINE)
+            .filter(|_| settings.bytecode && !matches!(node, Node::Api { .. }))
+        {
+            code = code.with_derive(Arc::new(bytecode));
+        }
         // On a worker too: the packages it fetched from the database go once nothing
         // references them (every host has its own data directory).
         let code_gc = code::Collector::start(store.clone(), code.clone());

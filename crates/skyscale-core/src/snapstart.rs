@@ -36,7 +36,7 @@ use skyscale_types::invocation::InitType;
 use skyscale_types::snapstart::{OptimizationStatus, SnapStart};
 use tracing::Instrument;
 
-use crate::invoke::{log_stream_name, Ready, DEADLINE_GRACE};
+use crate::invoke::{log_stream_name, ColdTiming, Ready, DEADLINE_GRACE};
 use crate::scheduler::{Scheduler, Shape, SnapshotState};
 use crate::session::PoolKey;
 use crate::{ControlPlane, CoreError};
@@ -158,7 +158,10 @@ impl ControlPlane {
     ) -> Result<(), CoreError> {
         let id = sched.reserve_unpooled(f.memory.get(), &f.name)?;
         let session = sched.boot(id, f.memory.get(), shape(f)).await?;
-        let mut session = match self.specialize(sched, session, f, key).await? {
+        let mut session = match self
+            .specialize(sched, session, f, key, &mut ColdTiming::default())
+            .await?
+        {
             Some(Ready::Session { session, .. }) => session,
             Some(Ready::InitFailed { outcome, .. }) => {
                 return Err(CoreError::Conflict(format!(
@@ -213,16 +216,20 @@ impl ControlPlane {
         id: SandboxId,
         f: &FunctionRecord,
         key: PoolKey,
+        (started, cold): (Instant, &mut ColdTiming),
     ) -> Result<Option<Ready>, CoreError> {
         let Some(image) = sched.snapshots().ready(&key) else {
             let session = sched.boot(id, f.memory.get(), shape(f)).await?;
-            return self.specialize(sched, session, f, key).await;
+            cold.sandbox = started.elapsed();
+            return self.specialize(sched, session, f, key, cold).await;
         };
         let (why, keep_failed) = match self.restore(sched, id, f, key.clone(), &image.dir).await {
             Ok(ready) => {
                 if ready.is_some() {
                     sched.snapshots().restored.fetch_add(1, Ordering::Relaxed);
                 }
+                // The restore is the sandbox, its code and its init at once.
+                cold.sandbox = started.elapsed();
                 return Ok(ready);
             }
             Err(failure) => failure,
@@ -236,8 +243,10 @@ impl ControlPlane {
             "SnapStart: restoring the snapshot failed ({why}); this is a normal cold start\n"
         );
         let id = sched.reserve_unpooled(f.memory.get(), &f.name)?;
+        let reboot = Instant::now();
         let session = sched.boot(id, f.memory.get(), shape(f)).await?;
-        Ok(match self.specialize(sched, session, f, key).await? {
+        cold.sandbox = reboot.elapsed();
+        Ok(match self.specialize(sched, session, f, key, cold).await? {
             Some(Ready::Session {
                 session,
                 cold_start,

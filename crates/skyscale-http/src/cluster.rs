@@ -610,6 +610,7 @@ impl HttpWorkerLink {
                         acquire: Duration::from_micros(output.acquire_us),
                         agent: Duration::from_micros(output.agent_us),
                         runtime: Duration::from_micros(output.runtime_us),
+                        ..InvokeTiming::default()
                     },
                 }),
             },

@@ -33,7 +33,8 @@ pub use audit::{AuditRecord, NewAuditEntry};
 pub use changes::{CacheListener, CHANNEL as CACHE_CHANNEL};
 pub use cluster::{ApiNodeRow, WarmKey, WorkerLease, WorkerRow, WorkerStatus};
 pub use code::{
-    CodeError, CodeLimits, CodePin, CodeRef, CodeStore, CodeUsage, Collected, StoredCode,
+    charged_size, CodeError, CodeLimits, CodePin, CodeRef, CodeStore, CodeUsage, Collected, Derive,
+    StoredCode, CHARGE_BLOCK,
 };
 pub use db::{Store, StoreError};
 pub use events::{

@@ -45,7 +45,8 @@ def main():
                                   Handler="handler.handler", Code={"ZipFile": old})
     used = usage(lam)
     # The zip and the unpacked package, in whole 4 KiB blocks: more than the zip alone.
-    assert len(old) < used <= 16 * 1024, used
+    # With the bytecode compiled at deploy, `__pycache__` and its pyc count too (5 blocks).
+    assert len(old) < used <= 20 * 1024, used
     ok(f"usage after one small function: {used} bytes")
 
     big = big_zip()

@@ -27,7 +27,7 @@ use skyscale_types::invocation::InitType;
 use skyscale_types::FunctionName;
 
 use super::{policy, Shared};
-use crate::invoke::Ready;
+use crate::invoke::{ColdTiming, Ready};
 use crate::scheduler::{Scheduler, Shape, Slot};
 use crate::session::PoolKey;
 use crate::{blocking, ControlPlane, CoreError};
@@ -252,7 +252,10 @@ impl ControlPlane {
         };
         let mut session = session;
         session.init_type = InitType::ProvisionedConcurrency;
-        match self.specialize(sched, session, f, key.clone()).await {
+        match self
+            .specialize(sched, session, f, key.clone(), &mut ColdTiming::default())
+            .await
+        {
             Ok(Some(Ready::Session {
                 session, init_logs, ..
             })) => {

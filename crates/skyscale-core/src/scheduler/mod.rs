@@ -935,8 +935,20 @@ impl Drop for BusyGuard {
 /// Links (or, across file systems, copies) a code package into a sandbox's task directory.
 /// Merges the tree `src` into `dst` with hard links (or copies), as [`link_tree`], where a
 /// path `dst` already has is replaced: a later layer wins over an earlier one on the same
-/// path, as in Lambda.
+/// path, as in Lambda. A module a later layer replaces loses the earlier layer's compiled
+/// bytecode (`__pycache__/<stem>.*.pyc`, see `bytecode.rs`): those pycs are unchecked, so
+/// left there they would run the earlier source; the later layer's own pyc, if it has one,
+/// is merged after.
 pub(crate) fn merge_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(src)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if entry.file_type()?.is_file() && dst.join(&name).is_file() {
+            if let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".py")) {
+                crate::bytecode::remove_pycs(&dst.join("__pycache__"), stem)?;
+            }
+        }
+    }
     for entry in std::fs::read_dir(src)? {
         let entry = entry?;
         let from = entry.path();

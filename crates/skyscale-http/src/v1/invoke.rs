@@ -20,11 +20,24 @@ use crate::AppState;
 
 /// `server-timing` for an invocation, in milliseconds with microsecond precision:
 /// `auth`, `lookup`, `acquire` (cold start included), `channel` (control plane ⇄ agent, minus
-/// the runtime's share), `runtime` (agent ⇄ runtime, handler included) and `total`.
+/// the runtime's share), `runtime` (agent ⇄ runtime, handler included) and `total`. A cold
+/// start on this node adds the parts of `acquire` after it: `sandbox` (a booted sandbox taken
+/// from the pool or booted), `place` (code and layers linked, memory limit set) and `init`
+/// (the runtime's start, when not pre-started, and the handler module's import).
 fn server_timing(t: &skyscale_core::InvokeTiming, auth: Duration, total: Duration) -> String {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let cold = if t.cold.init.is_zero() {
+        String::new()
+    } else {
+        format!(
+            "sandbox;dur={:.3}, place;dur={:.3}, init;dur={:.3}, ",
+            ms(t.cold.sandbox),
+            ms(t.cold.place),
+            ms(t.cold.init),
+        )
+    };
     format!(
-        "auth;dur={:.3}, lookup;dur={:.3}, acquire;dur={:.3}, channel;dur={:.3}, runtime;dur={:.3}, total;dur={:.3}",
+        "auth;dur={:.3}, lookup;dur={:.3}, acquire;dur={:.3}, {cold}channel;dur={:.3}, runtime;dur={:.3}, total;dur={:.3}",
         ms(auth),
         ms(t.lookup),
         ms(t.acquire),
@@ -99,4 +112,42 @@ pub(super) async fn invoke(
         headers.insert(LOG_RESULT_HEADER, crate::log_result(&out.logs));
     }
     Ok((StatusCode::OK, headers, out.body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skyscale_core::{ColdTiming, InvokeTiming};
+
+    #[test]
+    fn a_cold_start_adds_the_parts_of_acquire() {
+        let ms = Duration::from_millis;
+        let warm = InvokeTiming {
+            lookup: Duration::from_micros(20),
+            acquire: Duration::from_micros(5),
+            agent: ms(3),
+            runtime: ms(2),
+            cold: ColdTiming::default(),
+        };
+        assert_eq!(
+            server_timing(&warm, Duration::from_micros(10), ms(4)),
+            "auth;dur=0.010, lookup;dur=0.020, acquire;dur=0.005, channel;dur=1.000, \
+             runtime;dur=2.000, total;dur=4.000"
+        );
+        let cold = InvokeTiming {
+            acquire: ms(300),
+            cold: ColdTiming {
+                sandbox: Duration::from_micros(50),
+                place: ms(40),
+                init: ms(250),
+            },
+            ..warm
+        };
+        assert_eq!(
+            server_timing(&cold, Duration::from_micros(10), ms(310)),
+            "auth;dur=0.010, lookup;dur=0.020, acquire;dur=300.000, sandbox;dur=0.050, \
+             place;dur=40.000, init;dur=250.000, channel;dur=1.000, runtime;dur=2.000, \
+             total;dur=310.000"
+        );
+    }
 }

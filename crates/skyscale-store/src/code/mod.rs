@@ -7,6 +7,9 @@
 //! half-written package where a sandbox could see it. What the packages take on disk is
 //! bounded by `CodeLimits::max_total_bytes`, and packages nothing references any more are
 //! removed by [`CodeStore::collect`] (see `space.rs` for both).
+//!
+//! A [`Derive`] (the core's Python bytecode compiler) may add files to an unpacked package
+//! before it is published; they are charged with it, within an allowance reserved with it.
 
 mod space;
 
@@ -17,8 +20,8 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+pub use space::{blocks as charged_size, CodePin, CodeUsage, Collected, BLOCK as CHARGE_BLOCK};
 use space::{Admission, Ledger, TMP_PREFIX};
-pub use space::{CodePin, CodeUsage, Collected};
 
 /// A stored package: hex SHA-256 of the zip bytes and their size.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,12 +99,28 @@ pub enum CodeError {
     Io(#[from] io::Error),
 }
 
+/// Adds files derived from a package to its unpacked directory, once, before the package
+/// is published (and so before any sandbox can see it): the core compiles Python bytecode.
+/// The zip stays as uploaded. The derived files are charged with the package.
+pub trait Derive: Send + Sync + std::fmt::Debug {
+    /// The most the derived files of a package with these files (path relative to the
+    /// package's root, size) may be charged: reserved with the package before it is written.
+    fn allowance(&self, files: &mut dyn Iterator<Item = (&Path, u64)>) -> u64;
+
+    /// Adds the derived files to `dir` (the unpacked package, not yet visible), charged at
+    /// most `budget` bytes as `space.rs` charges: each file in whole [`CHARGE_BLOCK`]s
+    /// ([`charged_size`]), each new directory one block. It cannot fail the upload: what
+    /// it cannot derive it leaves out (and logs).
+    fn derive(&self, dir: &Path, budget: u64);
+}
+
 /// The package directory under the data directory.
 #[derive(Debug, Clone)]
 pub struct CodeStore {
     root: PathBuf,
     limits: CodeLimits,
     ledger: Arc<Ledger>,
+    derive: Option<Arc<dyn Derive>>,
 }
 
 /// A package just stored (or found stored), pinned until the caller has committed the row
@@ -123,7 +142,14 @@ impl CodeStore {
             root,
             limits,
             ledger,
+            derive: None,
         })
+    }
+
+    /// Stores packages from now on with the files `derive` adds (see [`Derive`]).
+    pub fn with_derive(mut self, derive: Arc<dyn Derive>) -> Self {
+        self.derive = Some(derive);
+        self
     }
 
     pub fn limits(&self) -> CodeLimits {
@@ -179,7 +205,15 @@ impl CodeStore {
         let entries = self.validate(bytes)?;
         let pin = self.ledger.pin_any(&sha256);
         let code = CodeRef { sha256, size };
-        let needed = charge_at_most(size, &entries);
+        let allowance = self.derive.as_ref().map_or(0, |d| {
+            d.allowance(
+                &mut entries
+                    .iter()
+                    .filter(|e| !e.is_dir)
+                    .map(|e| (e.path.as_path(), e.size)),
+            )
+        });
+        let needed = charge_at_most(size, &entries).saturating_add(allowance);
         let limit = self.limits.max_total_bytes;
         let _reservation = match self.ledger.admit(&code.sha256, needed, limit) {
             Admission::Present => return Ok(StoredCode { code, pin }),
@@ -196,6 +230,9 @@ impl CodeStore {
         let tmp = self.root.join(&stem);
         let tmp_zip = self.root.join(format!("{stem}.zip"));
         let result = unpack(bytes, &entries, &tmp, self.limits.max_unzipped_bytes).and_then(|()| {
+            if let Some(derive) = &self.derive {
+                derive.derive(&tmp, allowance);
+            }
             fs::write(&tmp_zip, bytes)?;
             let charge = space::measure(&tmp)? + space::blocks(size);
             // The zip first: a crash before the directory is renamed leaves a zip of no
@@ -757,6 +794,74 @@ mod tests {
         // Collected, it makes room.
         s.collect(none).unwrap();
         assert!(s.put_zip(&big).is_ok());
+    }
+
+    /// Adds `derived/<name>.out` (5,000 bytes) for every `.py` file: an allowance of
+    /// three blocks per file and one for the directory.
+    #[derive(Debug)]
+    struct Outputs;
+
+    impl Derive for Outputs {
+        fn allowance(&self, files: &mut dyn Iterator<Item = (&Path, u64)>) -> u64 {
+            let py = files
+                .filter(|(p, _)| p.extension().is_some_and(|e| e == "py"))
+                .count() as u64;
+            if py == 0 {
+                0
+            } else {
+                (3 * py + 1) * space::BLOCK
+            }
+        }
+
+        fn derive(&self, dir: &Path, budget: u64) {
+            let names: Vec<String> = fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| n.ends_with(".py"))
+                .collect();
+            assert_eq!(
+                budget,
+                self.allowance(&mut names.iter().map(|n| (Path::new(n.as_str()), 1)))
+            );
+            fs::create_dir(dir.join("derived")).unwrap();
+            for n in names {
+                fs::write(dir.join("derived").join(format!("{n}.out")), [0u8; 5000]).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn derived_files_are_charged_and_reserved_and_the_zip_stays_as_uploaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("code");
+        let limits = CodeLimits {
+            max_total_bytes: 64 * 1024,
+            ..CodeLimits::default()
+        };
+        let s = CodeStore::open(&root, limits)
+            .unwrap()
+            .with_derive(Arc::new(Outputs));
+        let zip = make_zip(&[("a.py", b"a"), ("b.txt", b"b")]);
+        let stored = s.put_zip(&zip).unwrap().code;
+        let pkg = s.dir(&stored.sha256);
+        assert_eq!(fs::read(pkg.join("derived/a.py.out")).unwrap().len(), 5000);
+        assert_eq!(fs::read(s.zip_path(&stored.sha256)).unwrap(), zip);
+        // The zip, the root, two files, the derived directory and its 5,000-byte file.
+        let charge = space::blocks(zip.len() as u64) + (1 + 2 + 1 + 2) * space::BLOCK;
+        assert_eq!(s.usage().bytes, charge);
+        // Reopened, the directory is measured to the same charge.
+        let reopened = CodeStore::open(&root, limits).unwrap();
+        assert_eq!(reopened.usage(), s.usage());
+        // Admission counts the allowance: 10 sources need 31 blocks more than they take.
+        let names: Vec<String> = (0..10).map(|i| format!("m{i}.py")).collect();
+        let files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"x"[..])).collect();
+        let many = make_zip(&files);
+        assert!(
+            matches!(s.put_zip(&many), Err(CodeError::StorageFull { .. })),
+            "the allowance was not reserved"
+        );
+        let plain = CodeStore::open(dir.path().join("plain"), limits).unwrap();
+        assert!(plain.put_zip(&many).is_ok());
     }
 
     #[test]

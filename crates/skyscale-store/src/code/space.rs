@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// The unit a package is charged in.
-pub(super) const BLOCK: u64 = 4096;
+pub const BLOCK: u64 = 4096;
 
 /// Prefixes of names that are not (yet, or any more) packages: an unpack in progress and a
 /// collected package on its way out. Whatever carries them at open was left by a crash.
@@ -31,7 +31,7 @@ pub(super) const TMP_PREFIX: &str = ".tmp-";
 pub(super) const TRASH_PREFIX: &str = ".trash-";
 
 /// `len` bytes in whole blocks, at least one.
-pub(super) fn blocks(len: u64) -> u64 {
+pub fn blocks(len: u64) -> u64 {
     len.div_ceil(BLOCK).max(1) * BLOCK
 }
 
