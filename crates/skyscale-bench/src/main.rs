@@ -94,6 +94,10 @@ struct Args {
     /// With `--real`: the script that vendors the apps' packages.
     #[arg(long, default_value = "scripts/test-vendor")]
     vendor_script: PathBuf,
+    /// With `--real`: also the first request of a published version kept ready, by a
+    /// provisioned sandbox (every driver) and by a SnapStart snapshot (gVisor).
+    #[arg(long)]
+    ready: bool,
 }
 
 fn main() {
@@ -177,6 +181,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .unwrap_or(if args.quick { 3 } else { 5 })
                 .max(1),
             vendor_script: args.vendor_script.clone(),
+            ready: args.ready,
         };
         let results = real::run(&cfg).await?;
         println!("{}", real::render(&results));

@@ -163,6 +163,9 @@ pub struct RealConfig {
     pub samples: usize,
     /// `scripts/test-vendor`.
     pub vendor_script: PathBuf,
+    /// Also measure the first request with a provisioned sandbox and, on gVisor, with a
+    /// SnapStart snapshot.
+    pub ready: bool,
 }
 
 /// Runs the section.
@@ -207,8 +210,22 @@ pub async fn run(cfg: &RealConfig) -> anyhow::Result<RealResults> {
         for ((app, zip), results) in apps.iter().zip(out.iter_mut()) {
             progress(&format!("real functions: {driver}, {}", app.name));
             let mut series = Vec::new();
-            for (setup, d) in &daemons {
-                match Series::create(d, setup, app, zip).await {
+            // The ready modes run on the last daemon (the default bytecode setting comes
+            // last): provisioned everywhere, SnapStart where the driver snapshots.
+            let mut setups: Vec<(String, &Daemon, Mode)> = daemons
+                .iter()
+                .map(|(setup, d)| (setup.clone(), d, Mode::OnDemand))
+                .collect();
+            if let Some((setup, d)) = daemons.last() {
+                if cfg.ready {
+                    setups.push((format!("{setup}, provisioned"), d, Mode::Provisioned));
+                    if driver == "gvisor" {
+                        setups.push((format!("{setup}, snapstart"), d, Mode::SnapStart));
+                    }
+                }
+            }
+            for (setup, d, mode) in &setups {
+                match Series::create(d, setup, app, zip, *mode).await {
                     Ok(s) => series.push(s),
                     Err(e) => results.rows.push(Row {
                         errors: 1,
@@ -403,8 +420,35 @@ fn imports_ms(body: &[u8]) -> Option<(f64, Option<f64>)> {
     ))
 }
 
+/// How the function of a series meets its first request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A deploy, then a cold start on demand (the section's main rows).
+    OnDemand,
+    /// Published, and a provisioned concurrency of 1 on the version, `READY` before the
+    /// first request: it finds an initialised sandbox.
+    Provisioned,
+    /// Created with SnapStart and published; the first request after the version's
+    /// snapshot is ready restores it.
+    SnapStart,
+}
+
+impl Mode {
+    pub fn label(self) -> &'static str {
+        match self {
+            Mode::OnDemand => "on demand",
+            Mode::Provisioned => "provisioned",
+            Mode::SnapStart => "snapstart",
+        }
+    }
+}
+
+/// How long a provisioned sandbox or a snapshot may take to be ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// One app on one daemon: its function and the samples taken so far.
 struct Series<'a> {
+    mode: Mode,
     d: &'a Daemon,
     app: &'a App,
     zip: &'a [u8],
@@ -425,32 +469,13 @@ impl<'a> Series<'a> {
         setup: &str,
         app: &'a App,
         zip: &'a [u8],
+        mode: Mode,
     ) -> anyhow::Result<Series<'a>> {
-        let mut admin = d.conn().await?;
+        let admin = d.conn().await?;
         let invoker = d.conn().await?;
         let name = format!("bench-{}", app.name);
-        let create = serde_json::json!({
-            "name": name,
-            "runtime": "python3.11",
-            "handler": "handler.handler",
-            "memory_mb": 1769,
-            "timeout_s": 60,
-            "code_zip_base64": base64::Engine::encode(
-                &base64::engine::general_purpose::STANDARD,
-                sample_zip(zip, "created")?
-            ),
-        });
-        let r = send(
-            &mut admin,
-            Method::POST,
-            "/v1/functions",
-            serde_json::to_vec(&create)?,
-        )
-        .await?;
-        if r.status != 201 {
-            bail!("creating {name}: HTTP {} {}", r.status, r.body_excerpt());
-        }
-        Ok(Series {
+        let series = Series {
+            mode,
             d,
             app,
             zip,
@@ -463,12 +488,159 @@ impl<'a> Series<'a> {
             imports: Vec::new(),
             imports_cpu: Vec::new(),
             phases: BTreeMap::new(),
-        })
+        };
+        if mode != Mode::OnDemand {
+            // Each sample creates (deploys) and deletes a function of its own.
+            return Ok(series);
+        }
+        let mut series = series;
+        let r = series
+            .create_function(&series.name.clone(), "created")
+            .await?;
+        if r.status != 201 {
+            bail!(
+                "creating {}: HTTP {} {}",
+                series.name,
+                r.status,
+                r.body_excerpt()
+            );
+        }
+        Ok(series)
+    }
+
+    /// `POST /v1/functions` of the app's code (made a new package by `marker`), with
+    /// SnapStart in that mode.
+    async fn create_function(&mut self, name: &str, marker: &str) -> anyhow::Result<Reply> {
+        let mut create = serde_json::json!({
+            "name": name,
+            "runtime": "python3.11",
+            "handler": "handler.handler",
+            "memory_mb": 1769,
+            "timeout_s": 60,
+            "code_zip_base64": base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                sample_zip(self.zip, marker)?
+            ),
+        });
+        if self.mode == Mode::SnapStart {
+            create["snap_start"] = "PublishedVersions".into();
+        }
+        send(
+            &mut self.admin,
+            Method::POST,
+            "/v1/functions",
+            serde_json::to_vec(&create)?,
+        )
+        .await
+    }
+
+    /// A provisioned or SnapStart sample: create the function (the deploy), publish it,
+    /// wait until the version is ready (its provisioned sandbox `READY`, or its snapshot
+    /// `On`) and the host quiet otherwise, then invoke the version once; delete the
+    /// function.
+    async fn sample_ready(&mut self, i: usize, all: &[(String, Daemon)]) -> anyhow::Result<()> {
+        let name = format!("{}-{}-{i}", self.name, self.mode.label().replace(' ', "-"));
+        let t = Instant::now();
+        let r = self
+            .create_function(&name, &format!("{} sample {i}", self.row.setup))
+            .await?;
+        self.deploys.push(t.elapsed().as_secs_f64() * 1e3);
+        if r.status != 201 {
+            bail!("creating {name}: HTTP {} {}", r.status, r.body_excerpt());
+        }
+        let outcome = self.first_ready_request(&name, all).await;
+        let r = send(
+            &mut self.admin,
+            Method::DELETE,
+            &format!("/v1/functions/{name}"),
+            Vec::new(),
+        )
+        .await?;
+        if !(200..300).contains(&r.status) {
+            bail!("deleting {name}: HTTP {} {}", r.status, r.body_excerpt());
+        }
+        outcome
+    }
+
+    async fn first_ready_request(
+        &mut self,
+        name: &str,
+        all: &[(String, Daemon)],
+    ) -> anyhow::Result<()> {
+        let r = send(
+            &mut self.admin,
+            Method::POST,
+            &format!("/v1/functions/{name}/versions"),
+            b"{}".to_vec(),
+        )
+        .await?;
+        if r.status != 201 && r.status != 200 {
+            bail!("publishing: HTTP {} {}", r.status, r.body_excerpt());
+        }
+        let version = serde_json::from_slice::<serde_json::Value>(&r.body)?["version"]
+            .as_u64()
+            .context("the published version's number")?;
+        let (path, ready): (String, fn(&serde_json::Value) -> bool) = match self.mode {
+            Mode::Provisioned => {
+                let path = format!("/v1/functions/{name}/provisioned/{version}");
+                let r = send(
+                    &mut self.admin,
+                    Method::PUT,
+                    &path,
+                    br#"{"requested": 1}"#.to_vec(),
+                )
+                .await?;
+                if !(200..300).contains(&r.status) {
+                    bail!("provisioning: HTTP {} {}", r.status, r.body_excerpt());
+                }
+                (path, |v| v["status"] == "READY")
+            }
+            _ => (format!("/v1/functions/{name}?qualifier={version}"), |v| {
+                v["snap_start"]["optimization_status"] == "On"
+            }),
+        };
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let r = self.admin.get(&path).await?;
+            let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            if ready(&v) {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("not ready within {READY_TIMEOUT:?}: {v}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if !pools_full(all).await? {
+            self.row
+                .fail("the pools did not fill before the request".to_owned());
+        }
+        self.row.samples += 1;
+        let t = Instant::now();
+        let reply = self
+            .invoker
+            .post(
+                &format!("/v1/functions/{name}/invoke?qualifier={version}"),
+                Bytes::from_static(self.app.event.as_bytes()),
+            )
+            .await;
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        let reply = match reply {
+            Ok(r) => r,
+            Err(e) => {
+                self.invoker = self.d.conn().await?;
+                return Err(e);
+            }
+        };
+        self.record(reply, ms, self.mode == Mode::SnapStart)
     }
 
     /// Deploys a new package and invokes once, on a quiet host: this daemon's previous
     /// sandbox gone and its pool full, every other daemon's pool full.
     async fn sample(&mut self, i: usize, all: &[(String, Daemon)]) -> anyhow::Result<()> {
+        if self.mode != Mode::OnDemand {
+            return self.sample_ready(i, all).await;
+        }
         let body = sample_zip(self.zip, &format!("{} sample {i}", self.row.setup))?;
         let t = Instant::now();
         let path = format!("/v1/functions/{}/code", self.name);
@@ -500,6 +672,12 @@ impl<'a> Series<'a> {
                 return Err(e);
             }
         };
+        self.record(reply, ms, true)
+    }
+
+    /// Checks a first request's answer (`cold`: whether it must be a cold start) and
+    /// keeps its figures.
+    fn record(&mut self, reply: Reply, ms: f64, cold: bool) -> anyhow::Result<()> {
         if reply.status != 200 || reply.header("x-skyscale-function-error").is_some() {
             bail!(
                 "HTTP {}, the function answered {}",
@@ -507,8 +685,9 @@ impl<'a> Series<'a> {
                 reply.body_excerpt()
             );
         }
-        if reply.header(COLD_START_HEADER) != Some("true") {
-            bail!("not a cold start ({COLD_START_HEADER} is not true)");
+        let was_cold = reply.header(COLD_START_HEADER) == Some("true");
+        if was_cold != cold {
+            bail!("{COLD_START_HEADER} is {was_cold}, expected {cold}");
         }
         let Some((import, import_cpu)) = imports_ms(&reply.body) else {
             bail!("no import_ms in the answer {}", reply.body_excerpt());
@@ -528,6 +707,9 @@ impl<'a> Series<'a> {
 
     /// Deletes the function (its sandbox goes) and sums up.
     async fn finish(mut self) -> Row {
+        if self.mode != Mode::OnDemand {
+            return self.summed();
+        }
         let path = format!("/v1/functions/{}", self.name);
         match send(&mut self.admin, Method::DELETE, &path, Vec::new()).await {
             Ok(r) if (200..300).contains(&r.status) => {}
@@ -540,6 +722,10 @@ impl<'a> Series<'a> {
             Err(e) => self.row.fail(format!("deleting {}: {e:#}", self.name)),
         }
         quiet(self.d, &mut self.admin).await;
+        self.summed()
+    }
+
+    fn summed(self) -> Row {
         let mut row = self.row;
         row.deploy_ms = Summary::of(&self.deploys);
         row.first_request_ms = Summary::of(&self.firsts);
