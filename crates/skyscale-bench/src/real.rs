@@ -443,6 +443,9 @@ impl Mode {
     }
 }
 
+/// Whether an answer says the version is ready for its first request.
+type ReadyCheck = Box<dyn Fn(&serde_json::Value) -> bool>;
+
 /// How long a provisioned sandbox or a snapshot may take to be ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -580,7 +583,7 @@ impl<'a> Series<'a> {
         let version = serde_json::from_slice::<serde_json::Value>(&r.body)?["version"]
             .as_u64()
             .context("the published version's number")?;
-        let (path, ready): (String, fn(&serde_json::Value) -> bool) = match self.mode {
+        let (path, ready): (String, ReadyCheck) = match self.mode {
             Mode::Provisioned => {
                 let path = format!("/v1/functions/{name}/provisioned/{version}");
                 let r = send(
@@ -593,11 +596,20 @@ impl<'a> Series<'a> {
                 if !(200..300).contains(&r.status) {
                     bail!("provisioning: HTTP {} {}", r.status, r.body_excerpt());
                 }
-                (path, |v| v["status"] == "READY")
+                (path, Box::new(|v| v["status"] == "READY"))
             }
-            _ => (format!("/v1/functions/{name}?qualifier={version}"), |v| {
-                v["snap_start"]["optimization_status"] == "On"
-            }),
+            // The version's entry in the list of versions.
+            _ => (
+                format!("/v1/functions/{name}/versions"),
+                Box::new(move |v| {
+                    v["versions"].as_array().is_some_and(|all| {
+                        all.iter().any(|f| {
+                            f["version"] == version
+                                && f["snap_start"]["optimization_status"] == "On"
+                        })
+                    })
+                }),
+            ),
         };
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
