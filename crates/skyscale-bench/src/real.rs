@@ -627,24 +627,9 @@ impl<'a> Series<'a> {
             self.row
                 .fail("the pools did not fill before the request".to_owned());
         }
-        self.row.samples += 1;
-        let t = Instant::now();
-        let reply = self
-            .invoker
-            .post(
-                &format!("/v1/functions/{name}/invoke?qualifier={version}"),
-                Bytes::from_static(self.app.event.as_bytes()),
-            )
-            .await;
-        let ms = t.elapsed().as_secs_f64() * 1e3;
-        let reply = match reply {
-            Ok(r) => r,
-            Err(e) => {
-                self.invoker = self.d.conn().await?;
-                return Err(e);
-            }
-        };
-        self.record(reply, ms, self.mode == Mode::SnapStart)
+        let path = format!("/v1/functions/{name}/invoke?qualifier={version}");
+        self.first_request(&path, self.mode == Mode::SnapStart)
+            .await
     }
 
     /// Deploys a new package and invokes once, on a quiet host: this daemon's previous
@@ -667,14 +652,18 @@ impl<'a> Series<'a> {
                 "sample {i}: the host did not settle within {SETTLE_TIMEOUT:?}"
             ));
         }
+        let path = format!("/v1/functions/{}/invoke", self.name);
+        self.first_request(&path, true).await
+    }
+
+    /// The sample's request, timed, and its figures kept (`cold`: whether it must be a
+    /// cold start).
+    async fn first_request(&mut self, path: &str, cold: bool) -> anyhow::Result<()> {
         self.row.samples += 1;
         let t = Instant::now();
         let reply = self
             .invoker
-            .post(
-                &format!("/v1/functions/{}/invoke", self.name),
-                Bytes::from_static(self.app.event.as_bytes()),
-            )
+            .post(path, Bytes::from_static(self.app.event.as_bytes()))
             .await;
         let ms = t.elapsed().as_secs_f64() * 1e3;
         let reply = match reply {
@@ -684,7 +673,7 @@ impl<'a> Series<'a> {
                 return Err(e);
             }
         };
-        self.record(reply, ms, true)
+        self.record(reply, ms, cold)
     }
 
     /// Checks a first request's answer (`cold`: whether it must be a cold start) and

@@ -71,6 +71,20 @@ pub(crate) enum Slot {
     Boot(SandboxId),
 }
 
+impl Pool {
+    /// Keeps `session` idle when it may stay (`may`: alive, not shutting down) and the pool
+    /// still wants one more; otherwise hands it back, to be discarded.
+    fn keep(&mut self, session: Session, may: bool) -> Option<Session> {
+        let have = (self.idle.len() + self.busy.len()) as u32;
+        if may && have < self.target {
+            self.idle.push(session);
+            None
+        } else {
+            Some(session)
+        }
+    }
+}
+
 impl Pools {
     /// For `acquire`: an idle provisioned sandbox of `key`, now busy; counts a spillover
     /// when `key` has a pool but nothing idle in it.
@@ -243,13 +257,7 @@ impl Scheduler {
             {
                 Some(pool) => {
                     pool.starting = pool.starting.saturating_sub(1);
-                    let have = (pool.idle.len() + pool.busy.len()) as u32;
-                    if live && !closing && have < pool.target {
-                        pool.idle.push(session);
-                        None
-                    } else {
-                        Some(session)
-                    }
+                    pool.keep(session, live && !closing)
                 }
                 None => Some(session),
             }
@@ -285,13 +293,7 @@ impl Scheduler {
             {
                 Some(pool) => {
                     pool.busy.remove(&session.id);
-                    let have = (pool.idle.len() + pool.busy.len()) as u32;
-                    if live && !closing && have < pool.target {
-                        pool.idle.push(session);
-                        None
-                    } else {
-                        Some(session)
-                    }
+                    pool.keep(session, live && !closing)
                 }
                 None => Some(session),
             }
