@@ -31,12 +31,13 @@
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use skyscale_sandbox::{spawn_tracked_std, StdTracked};
 use skyscale_store::{charged_size, Derive, CHARGE_BLOCK};
 
 /// The compiler: reads `u32 name length, u32 source length, name, source` frames from
@@ -183,7 +184,9 @@ impl Compiled {
 
 /// A running compiler, killed when dropped (or at its deadline, by its watchdog).
 struct Compiler {
-    child: Child,
+    /// Registered with the sandbox crate's reaper (the control plane's invariant: no child
+    /// outside it), so its pid is not reaped, nor reused, before it is waited for here.
+    child: StdTracked,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
     tag: String,
@@ -201,17 +204,13 @@ impl Compiler {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        let mut child = cmd.spawn()?;
-        let (stdin, stdout) = match (child.stdin.take(), child.stdout.take()) {
+        let mut child = spawn_tracked_std(&mut cmd)?;
+        let (stdin, stdout) = match (child.child.stdin.take(), child.child.stdout.take()) {
             (Some(i), Some(o)) => (i, o),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(std::io::Error::other("the compiler's pipes are missing"));
-            }
+            _ => return Err(std::io::Error::other("the compiler's pipes are missing")),
         };
         let (stop, stopped) = mpsc::channel::<()>();
-        let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+        let pid = Pid::from_raw(i32::try_from(child.child.id()).unwrap_or(i32::MAX));
         std::thread::spawn(move || {
             if let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(deadline) {
                 // Not reaped yet: dropping `Compiler` ends this wait (drops the sender)
@@ -224,8 +223,6 @@ impl Compiler {
         stdout.read_line(&mut tag)?;
         let tag = tag.trim().to_owned();
         if tag.is_empty() || !tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-            let _ = child.kill();
-            let _ = child.wait();
             return Err(std::io::Error::other(format!(
                 "the compiler did not start (its first line was {tag:?})"
             )));
@@ -271,8 +268,7 @@ impl Compiler {
 impl Drop for Compiler {
     fn drop(&mut self) {
         drop(self.stop.take());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.kill_and_wait();
     }
 }
 

@@ -35,7 +35,10 @@ pub use config::{
 };
 pub use oci::OciDriver;
 pub use process::{ProcessConfig, ProcessDriver};
-pub use reaper::{install_reaper, output_tracked, reap_orphans, spawn_tracked, TrackedChild};
+pub use reaper::{
+    install_reaper, output_tracked, reap_orphans, spawn_tracked, spawn_tracked_std, StdTracked,
+    TrackedChild,
+};
 
 /// A sandbox id: `sky` followed by 32 hex digits. Fixed width and random, so that runsc's
 /// prefix matching of ids can never pick the wrong container, and an id is never reused.

@@ -216,6 +216,42 @@ pub fn spawn_tracked(cmd: &mut Command) -> io::Result<TrackedChild> {
     Ok(TrackedChild { child, pid })
 }
 
+/// A `std::process` child whose pid stays registered until [`StdTracked::wait`]: for a
+/// blocking caller that talks to a long-lived child over its pipes.
+#[derive(Debug)]
+pub struct StdTracked {
+    pub child: std::process::Child,
+    pid: Option<i32>,
+}
+
+/// Blocking counterpart of [`spawn_tracked`]: spawns `cmd` with its pid registered.
+pub fn spawn_tracked_std(cmd: &mut std::process::Command) -> io::Result<StdTracked> {
+    let mut registered = registry();
+    let child = cmd.spawn()?;
+    let pid = i32::try_from(child.id()).ok();
+    if let Some(pid) = pid {
+        registered.insert(pid);
+    }
+    Ok(StdTracked { child, pid })
+}
+
+impl StdTracked {
+    /// Kills the child (if it still runs) and reaps it; its pid is then free.
+    pub fn kill_and_wait(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(pid) = self.pid.take() {
+            registry().remove(&pid);
+        }
+    }
+}
+
+impl Drop for StdTracked {
+    fn drop(&mut self) {
+        self.kill_and_wait();
+    }
+}
+
 /// Blocking counterpart of [`spawn_tracked`] for `std::process`: runs `cmd` to completion
 /// like [`std::process::Command::output`] (stdout and stderr are captured) with its pid
 /// registered meanwhile.
