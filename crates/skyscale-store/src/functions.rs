@@ -280,14 +280,34 @@ impl Store {
         reserved: Option<u32>,
     ) -> Result<FunctionRecord, StoreError> {
         let mut db = self.db();
-        let changed = db.execute(
+        let mut tx = db.transaction()?;
+        lock_function(&mut tx, name)?
+            .ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))?;
+        // A reservation may not fall below the function's provisioned concurrency (as
+        // Lambda): the provisioned configurations' puts lock the same row.
+        if let Some(n) = reserved {
+            let provisioned: i64 = tx
+                .query_one(
+                    "SELECT CAST(COALESCE(SUM(requested), 0) AS BIGINT) \
+                     FROM provisioned_concurrency WHERE function = ?1",
+                    args![name.as_str()],
+                )?
+                .get(0)?;
+            if i64::from(n) < provisioned {
+                return Err(StoreError::Limit(format!(
+                    "reserved concurrency {n} is below the {provisioned} provisioned for function \
+                     {name}: lower or delete its provisioned concurrency configurations first"
+                )));
+            }
+        }
+        tx.execute(
             "UPDATE functions SET reserved_concurrency = ?2, updated_at = ?3 WHERE name = ?1",
             args![name.as_str(), reserved, &now_rfc3339()],
         )?;
-        if changed == 0 {
-            return Err(StoreError::FunctionNotFound(name.to_string()));
-        }
-        get_function(&mut db, name)?.ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))
+        let f = get_function(&mut tx, name)?
+            .ok_or_else(|| StoreError::FunctionNotFound(name.to_string()))?;
+        tx.commit()?;
+        Ok(f)
     }
 
     /// Deletes a function. Returns the deleted record.

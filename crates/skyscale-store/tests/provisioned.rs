@@ -94,7 +94,47 @@ fn deleting_a_version_alias_or_function_deletes_its_config(db: &TestDb) {
     assert!(s.all_provisioned_configs().unwrap().is_empty());
 }
 
+fn a_reservation_may_not_fall_below_what_is_provisioned(db: &TestDb) {
+    let s = db.open();
+    let f = setup(&s, "rsv");
+    s.put_provisioned_config(&f, "live", 2).unwrap();
+    s.put_provisioned_config(&f, "2", 1).unwrap();
+    assert_eq!(
+        s.set_reserved_concurrency(&f, Some(3))
+            .unwrap()
+            .reserved_concurrency,
+        Some(3)
+    );
+    let e = s.set_reserved_concurrency(&f, Some(2)).unwrap_err();
+    assert!(
+        matches!(&e, StoreError::Limit(m) if m.contains("below the 3 provisioned")),
+        "{e}"
+    );
+    assert_eq!(
+        s.get_function(&f).unwrap().unwrap().reserved_concurrency,
+        Some(3),
+        "unchanged"
+    );
+    // Removing the reservation is allowed (provisioned concurrency then comes from the
+    // account's unreserved pool), and so is any reservation once the configs are gone.
+    assert_eq!(
+        s.set_reserved_concurrency(&f, None)
+            .unwrap()
+            .reserved_concurrency,
+        None
+    );
+    s.delete_provisioned_config(&f, "live").unwrap();
+    s.delete_provisioned_config(&f, "2").unwrap();
+    assert_eq!(
+        s.set_reserved_concurrency(&f, Some(0))
+            .unwrap()
+            .reserved_concurrency,
+        Some(0)
+    );
+}
+
 store_tests!(
+    a_reservation_may_not_fall_below_what_is_provisioned,
     configs_are_put_replaced_listed_and_survive_reopen,
     configs_need_an_existing_version_or_alias,
     deleting_a_version_alias_or_function_deletes_its_config,

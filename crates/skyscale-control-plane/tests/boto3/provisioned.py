@@ -132,6 +132,13 @@ def main():
                          FunctionName="pc", Qualifier="live", ProvisionedConcurrentExecutions=4),
                      400)
     assert "reservedConcurrentExecution" in e.response["Error"]["Message"], e.response
+    # Nor may a reservation fall below what is provisioned (2 on live).
+    e = expect_error("InvalidParameterValueException",
+                     lambda: lam.put_function_concurrency(
+                         FunctionName="pc", ReservedConcurrentExecutions=1),
+                     400)
+    assert "below the 2 provisioned" in e.response["Error"]["Message"], e.response
+    assert lam.get_function_concurrency(FunctionName="pc")["ReservedConcurrentExecutions"] == 3
     lam.delete_function_concurrency(FunctionName="pc")
     # The account keeps a tenth of its concurrency unreserved.
     e = expect_error("InvalidParameterValueException",
@@ -141,7 +148,8 @@ def main():
     assert "UnreservedConcurrentExecution" in e.response["Error"]["Message"], e.response
     settings = lam.get_account_settings()["AccountLimit"]
     assert settings["UnreservedConcurrentExecutions"] == settings["ConcurrentExecutions"] - 2, settings
-    ok("more than the reserved concurrency, or below the account's unreserved minimum, is refused")
+    ok("more than the reserved concurrency, a reservation below the provisioned, or below the "
+       "account's unreserved minimum, is refused")
 
     lam.delete_provisioned_concurrency_config(FunctionName="pc", Qualifier="live")
     expect_error("ProvisionedConcurrencyConfigNotFoundException",
