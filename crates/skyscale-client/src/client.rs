@@ -282,17 +282,7 @@ impl Client {
 
     /// `PUT /v1/functions/{name}/code` with the zip archive as the body.
     pub fn deploy_code(&self, name: &str, zip: Vec<u8>) -> Result<FunctionInfo, ClientError> {
-        let name = function_name(name)?;
-        let req = self
-            .request(
-                Method::PUT,
-                &["v1", "functions", name.as_str(), "code"],
-                true,
-            )?
-            .timeout(UPLOAD_TIMEOUT)
-            .header(CONTENT_TYPE, "application/zip")
-            .body(zip);
-        self.json(self.send(req)?, "PUT /v1/functions/{name}/code")
+        self.put_code(name, zip, None)
     }
 
     /// `PUT /v1/functions/{name}/code?layers=…`: new code and, in the same update, the whole
@@ -303,14 +293,25 @@ impl Client {
         zip: Vec<u8>,
         layers: &[String],
     ) -> Result<FunctionInfo, ClientError> {
+        self.put_code(name, zip, Some(layers))
+    }
+
+    fn put_code(
+        &self,
+        name: &str,
+        zip: Vec<u8>,
+        layers: Option<&[String]>,
+    ) -> Result<FunctionInfo, ClientError> {
         let name = function_name(name)?;
-        let req = self
-            .request(
-                Method::PUT,
-                &["v1", "functions", name.as_str(), "code"],
-                true,
-            )?
-            .query(&[("layers", layers.join(","))])
+        let mut req = self.request(
+            Method::PUT,
+            &["v1", "functions", name.as_str(), "code"],
+            true,
+        )?;
+        if let Some(layers) = layers {
+            req = req.query(&[("layers", layers.join(","))]);
+        }
+        let req = req
             .timeout(UPLOAD_TIMEOUT)
             .header(CONTENT_TYPE, "application/zip")
             .body(zip);
