@@ -344,19 +344,25 @@ pub(crate) struct Builds {
 struct Turn<'a> {
     builds: &'a Builds,
     key: String,
-    gate: Arc<tokio::sync::Mutex<()>>,
-    _held: tokio::sync::OwnedMutexGuard<()>,
+    /// The key's lock, held for the build (`None` once dropped).
+    held: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
+        let Some(held) = self.held.take() else {
+            return;
+        };
+        let gate = tokio::sync::OwnedMutexGuard::mutex(&held).clone();
+        drop(held);
         let mut map = self
             .builds
             .in_flight
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        // The map's handle and this turn's: nobody else holds or waits for the key.
-        if Arc::strong_count(&self.gate) == 2 {
+        // The map's handle and `gate`: nobody else holds or waits for the key (a new
+        // request takes its handle under the map's lock, held here).
+        if Arc::strong_count(&gate) == 2 {
             map.remove(&self.key);
         }
     }
@@ -382,8 +388,7 @@ impl Builds {
         Turn {
             builds: self,
             key: key.to_owned(),
-            gate,
-            _held: held,
+            held: Some(held),
         }
     }
 
@@ -807,6 +812,22 @@ mod tests {
             &py("python3.12"),
             &PipOptions::default(),
         )
+    }
+
+    #[tokio::test]
+    async fn a_keys_turn_is_forgotten_once_nobody_holds_or_waits_for_it() {
+        let builds = Builds::default();
+        let first = builds.turn("k", || panic!("nobody builds k yet")).await;
+        // A second request for the key is told and waits (given up on here).
+        let mut told = false;
+        let waiting =
+            tokio::time::timeout(Duration::from_millis(50), builds.turn("k", || told = true)).await;
+        assert!(told && waiting.is_err(), "it waited");
+        assert_eq!(builds.in_flight.lock().unwrap().len(), 1, "still held");
+        drop(first);
+        assert!(builds.in_flight.lock().unwrap().is_empty(), "forgotten");
+        // And the key can be taken again at once.
+        drop(builds.turn("k", || panic!("free again")).await);
     }
 
     #[test]
